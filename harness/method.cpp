@@ -1,0 +1,70 @@
+#include "harness/method.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "harness/error.hpp"
+
+namespace attnbench {
+
+model_shape shape_preset(const std::string& name) {
+  // `small`: fast enough for the default preset and CI, still GQA (2 query heads per KV head)
+  // with enough heads for every head role of the retrieval workload.
+  if (name == "small") return model_shape{"small", 2, 8, 4, 64};
+  // Llama 3 8B attention geometry: 32 layers, 32 query heads, 8 KV heads, head_dim 128.
+  if (name == "llama3-8b") return model_shape{"llama3-8b", 32, 32, 8, 128};
+  std::string known;
+  for (const auto& n : shape_preset_names()) known += (known.empty() ? "" : ", ") + n;
+  ATTNBENCH_BAD_INPUT("unknown shape preset '" << name << "' (known: " << known << ")");
+}
+
+std::vector<std::string> shape_preset_names() { return {"small", "llama3-8b"}; }
+
+float attention_problem::softmax_scale() const {
+  return scale > 0 ? scale : 1.0f / std::sqrt(static_cast<float>(shape.head_dim));
+}
+
+method_registry& method_registry::instance() {
+  static method_registry registry;
+  return registry;
+}
+
+void method_registry::add(method_info info) {
+  ATTNBENCH_ASSERT(find(info.name, info.backend) == nullptr);
+  m_methods.push_back(std::make_unique<method_info>(std::move(info)));
+}
+
+const method_info* method_registry::find(const std::string& name, const std::string& backend) const {
+  for (const auto& m : m_methods)
+    if (m->name == name && m->backend == backend) return m.get();
+  return nullptr;
+}
+
+std::vector<const method_info*> method_registry::all() const {
+  std::vector<const method_info*> out;
+  for (const auto& m : m_methods) out.push_back(m.get());
+  std::sort(out.begin(), out.end(), [](const method_info* a, const method_info* b) {
+    return a->name != b->name ? a->name < b->name : a->backend < b->backend;
+  });
+  return out;
+}
+
+method_instance resolve_method(const std::string& text, const std::string& backend) {
+  method_spec spec = parse_method_spec(text);
+  const method_info* info = method_registry::instance().find(spec.name, backend);
+  if (!info) {
+    std::string known;
+    for (const auto* m : method_registry::instance().all())
+      if (m->backend == backend) known += (known.empty() ? "" : ", ") + m->name;
+    ATTNBENCH_BAD_INPUT("unknown method '" << spec.name << "' for backend '" << backend
+                                           << "' (known: " << known << ")");
+  }
+  method_instance inst;
+  inst.info = info;
+  inst.params = validate_params(spec.name, info->params, spec.args);
+  inst.canonical = canonical_spec(spec.name, inst.params);
+  inst.text = text;
+  return inst;
+}
+
+}  // namespace attnbench

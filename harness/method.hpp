@@ -1,0 +1,138 @@
+/// The adapter contract (DESIGN §3): one `kv_method` instance holds the KV cache of one layer
+/// of one sequence, all heads. Lifecycle: unsupported_reason -> prepare (untimed) -> prefill ->
+/// append / attend (timed) -> stats. Adapters register under (name, backend) with
+/// ATTNBENCH_REGISTER_METHOD next to their class. C++17-clean: included by .cu files.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "harness/params.hpp"
+#include "harness/tensor.hpp"
+
+namespace attnbench {
+
+/// Model geometry. Query heads are grouped onto KV heads (GQA): query head h reads KV head
+/// h / (q_heads / kv_heads).
+struct model_shape {
+  std::string name;
+  int layers = 1;
+  int q_heads = 1;
+  int kv_heads = 1;
+  int head_dim = 64;
+
+  int group_size() const { return q_heads / kv_heads; }
+};
+
+/// Known presets: `small` (the fast default) and `llama3-8b`. Throws bad_input on others.
+model_shape shape_preset(const std::string& name);
+std::vector<std::string> shape_preset_names();
+
+/// What one adapter instance is asked to handle.
+struct attention_problem {
+  model_shape shape;
+  int layer = 0;
+  std::int64_t context_tokens = 0;  // prompt tokens given to prefill
+  std::int64_t max_tokens = 0;      // upper bound on tokens ever in the sequence (prompt + decode)
+  float scale = 0;                  // softmax scale; 0 means 1/sqrt(head_dim)
+
+  float softmax_scale() const;
+};
+
+/// Where and how to run. `stream` is an opaque backend handle (a cudaStream_t for `cuda`).
+struct exec_context {
+  std::string backend = "cpu";
+  int threads = 1;
+  std::uint64_t seed = 0;
+  void* stream = nullptr;
+};
+
+/// Honest accounting (DESIGN §3). Counters are cumulative since prepare.
+struct cache_stats {
+  std::vector<std::int64_t> resident_tokens;  // per KV head
+  std::uint64_t resident_bytes = 0;           // K + V (+ metadata) physically held
+  std::uint64_t keys_scored = 0;              // query-key dot products computed by attend
+  std::uint64_t kv_bytes_read = 0;            // K/V bytes read from the cache by attend
+  std::uint64_t attend_calls = 0;             // decode queries answered (per token, not per head)
+  bool simulated = false;                     // true when eviction only masks, nothing is freed
+};
+
+class kv_method {
+ public:
+  virtual ~kv_method() = default;
+
+  /// A reason to skip this problem (record status "skipped"), or nothing.
+  virtual std::optional<std::string> unsupported_reason(const attention_problem&) const {
+    return std::nullopt;
+  }
+  /// Untimed: allocate and plan. Called once before prefill.
+  virtual void prepare(const attention_problem& problem, const exec_context& ctx) = 0;
+  /// Prompt tokens. q: [tokens, q_heads, head_dim]; k, v: [tokens, kv_heads, head_dim].
+  /// Builds (and for prefill-time methods compresses) the cache. When maybe_out is given
+  /// ([tokens, q_heads, head_dim]) it receives the causal attention output of every prompt
+  /// token (before any compression).
+  virtual void prefill(tensor_view q, tensor_view k, tensor_view v, tensor_view* maybe_out) = 0;
+  /// New tokens during decoding. k, v: [tokens, kv_heads, head_dim]. May evict.
+  virtual void append(tensor_view k, tensor_view v) = 0;
+  /// Decode queries q: [n, q_heads, head_dim] for the last n tokens already in the sequence
+  /// (query i sees the sequence up to position len - n + i). out: [n, q_heads, head_dim].
+  virtual void attend(tensor_view q, tensor_view out) = 0;
+  virtual cache_stats stats() const = 0;
+};
+
+using method_factory = std::function<std::unique_ptr<kv_method>(const param_values&)>;
+
+/// Static description of a registered method.
+struct method_info {
+  std::string name;
+  std::string backend;  // "cpu" or "cuda"
+  std::string paper;    // title, or "" for exact attention
+  std::string summary;  // one line: the rule
+  std::vector<param_def> params;
+  method_factory factory;
+};
+
+class method_registry {
+ public:
+  static method_registry& instance();
+  void add(method_info info);
+  const method_info* find(const std::string& name, const std::string& backend) const;
+  /// Sorted by (name, backend).
+  std::vector<const method_info*> all() const;
+
+ private:
+  std::vector<std::unique_ptr<method_info>> m_methods;
+};
+
+/// A validated method instance description: what the runner stores per spec.
+struct method_instance {
+  const method_info* info = nullptr;
+  param_values params;
+  std::string canonical;  // canonical_spec(name, params)
+  std::string text;       // as typed
+
+  std::unique_ptr<kv_method> create() const { return info->factory(params); }
+};
+
+/// Parses and validates `text` for `backend`; throws bad_input for unknown methods
+/// ("unknown method 'foo' (known: dense, ...)") and bad parameters.
+method_instance resolve_method(const std::string& text, const std::string& backend);
+
+struct method_registrar {
+  explicit method_registrar(method_info info) { method_registry::instance().add(std::move(info)); }
+};
+
+}  // namespace attnbench
+
+#define ATTNBENCH_CONCAT_INNER_(a, b) a##b
+#define ATTNBENCH_CONCAT_(a, b) ATTNBENCH_CONCAT_INNER_(a, b)
+
+/// Registers a method: ATTNBENCH_REGISTER_METHOD(make_info_expression). The expression yields a
+/// method_info. Put it in the .cpp/.cu next to the class; the library must be an OBJECT library.
+#define ATTNBENCH_REGISTER_METHOD(...)                                  \
+  static const ::attnbench::method_registrar ATTNBENCH_CONCAT_(         \
+      attnbench_method_registrar_, __LINE__)(__VA_ARGS__)

@@ -1,0 +1,298 @@
+#include "datasets/retrieval_model.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+
+#include "datasets/rng.hpp"
+#include "datasets/vocabulary.hpp"
+#include "harness/error.hpp"
+
+namespace attnbench {
+
+const char* name_of(head_role r) {
+  switch (r) {
+    case head_role::retrieval: return "retrieval";
+    case head_role::sink: return "sink";
+    case head_role::local: return "local";
+    case head_role::noise: return "noise";
+  }
+  return "?";
+}
+
+nlohmann::json workload_config::to_json() const {
+  return {{"retrieval_temp", retrieval_temp}, {"context_tokens", context_tokens},
+          {"function_salience", function_salience}, {"key_noise", key_noise},
+          {"sink_logit", sink_logit}, {"sink_value_norm", sink_value_norm},
+          {"local_temp", local_temp}, {"noise_temp", noise_temp}, {"rope_base", rope_base},
+          {"rotary_fraction", rotary_fraction}, {"retrieval_heads", retrieval_heads},
+          {"local_heads", local_heads}, {"noise_heads", noise_heads}, {"embed_seed", embed_seed}};
+}
+
+void workload_config::set(const std::string& key, const std::string& value) {
+  char* end = nullptr;
+  double x = std::strtod(value.c_str(), &end);
+  if (value.empty() || *end != '\0' || !std::isfinite(x))
+    ATTNBENCH_BAD_INPUT("workload: '" << key << "' expects a number, got '" << value << "'");
+  auto in = [&](double lo, double hi) {
+    if (x < lo || x > hi) ATTNBENCH_BAD_INPUT("workload: '" << key << "' = " << value << " is out of range [" << lo << ", " << hi << "]");
+    return x;
+  };
+  if (key == "retrieval_temp") retrieval_temp = in(0, 1000);
+  else if (key == "context_tokens") context_tokens = static_cast<int>(in(1, 8));
+  else if (key == "function_salience") function_salience = in(0, 1);
+  else if (key == "key_noise") key_noise = in(0, 10);
+  else if (key == "sink_logit") sink_logit = in(0, 1000);
+  else if (key == "sink_value_norm") sink_value_norm = in(0, 100);
+  else if (key == "local_temp") local_temp = in(0, 1000);
+  else if (key == "noise_temp") noise_temp = in(0, 1000);
+  else if (key == "rope_base") rope_base = in(2, 1e12);
+  else if (key == "rotary_fraction") rotary_fraction = in(0, 1);
+  else if (key == "retrieval_heads") retrieval_heads = in(0, 1);
+  else if (key == "local_heads") local_heads = in(0, 1);
+  else if (key == "noise_heads") noise_heads = in(0, 1);
+  else if (key == "embed_seed") embed_seed = static_cast<std::uint64_t>(in(0, 9.007199254740992e15));
+  else
+    ATTNBENCH_BAD_INPUT("workload: unknown parameter '" << key
+                        << "' (known: retrieval_temp, context_tokens, function_salience, key_noise, "
+                           "sink_logit, sink_value_norm, local_temp, noise_temp, rope_base, "
+                           "rotary_fraction, retrieval_heads, local_heads, noise_heads, embed_seed)");
+  if (retrieval_heads + local_heads + noise_heads > 1.0)
+    ATTNBENCH_BAD_INPUT("workload: retrieval_heads + local_heads + noise_heads must be <= 1");
+}
+
+namespace {
+
+void normalize(float* x, int d) {
+  double s = 0;
+  for (int i = 0; i < d; ++i) s += static_cast<double>(x[i]) * x[i];
+  if (s <= 0) return;
+  auto inv = static_cast<float>(1.0 / std::sqrt(s));
+  for (int i = 0; i < d; ++i) x[i] *= inv;
+}
+
+// [rows, d] unit-norm Gaussian rows.
+std::vector<float> unit_rows(int rows, int d, rng& gen) {
+  std::vector<float> t(static_cast<std::size_t>(rows) * static_cast<std::size_t>(d));
+  for (int r = 0; r < rows; ++r) {
+    float* x = t.data() + static_cast<std::size_t>(r) * static_cast<std::size_t>(d);
+    for (int i = 0; i < d; ++i) x[i] = static_cast<float>(gen.normal());
+    normalize(x, d);
+  }
+  return t;
+}
+
+// A random d x d orthogonal matrix (Gram-Schmidt of Gaussian rows), row-major.
+std::vector<float> random_rotation(int d, rng& gen) {
+  std::vector<double> m(static_cast<std::size_t>(d) * static_cast<std::size_t>(d));
+  for (auto& x : m) x = gen.normal();
+  for (int r = 0; r < d; ++r) {
+    double* a = &m[static_cast<std::size_t>(r * d)];
+    for (int p = 0; p < r; ++p) {
+      const double* b = &m[static_cast<std::size_t>(p * d)];
+      double dot = 0;
+      for (int i = 0; i < d; ++i) dot += a[i] * b[i];
+      for (int i = 0; i < d; ++i) a[i] -= dot * b[i];
+    }
+    double n = 0;
+    for (int i = 0; i < d; ++i) n += a[i] * a[i];
+    n = 1.0 / std::sqrt(n);
+    for (int i = 0; i < d; ++i) a[i] *= n;
+  }
+  return std::vector<float>(m.begin(), m.end());
+}
+
+}  // namespace
+
+retrieval_model::retrieval_model(const model_shape& shape, const workload_config& config)
+    : m_shape(shape), m_config(config) {
+  const auto& vocab = vocabulary::instance();
+  const int d = shape.head_dim;
+  const int v = vocab.size();
+  ATTNBENCH_CHECK(shape.q_heads % shape.kv_heads == 0, bad_input,
+                  "shape: q_heads " << shape.q_heads << " is not a multiple of kv_heads " << shape.kv_heads);
+  rng gen(config.embed_seed);
+  m_readout = unit_rows(v, d, gen);
+  m_aux = unit_rows(v, d, gen);
+  m_noise_q = unit_rows(v, d, gen);
+  m_noise_k = unit_rows(v, d, gen);
+  // Each context slot sees the readout row through its own rotation: without it, repeated
+  // digits inside a value ("12 ... 12") would make near-exact false matches (DESIGN §4).
+  for (int j = 0; j < config.context_tokens; ++j) {
+    std::vector<float> rot = random_rotation(d, gen);
+    std::vector<float> table(m_readout.size());
+    for (int t = 0; t < v; ++t) {
+      const float* e = row(m_readout, t);
+      float* out = table.data() + static_cast<std::size_t>(t) * static_cast<std::size_t>(d);
+      for (int r = 0; r < d; ++r) {
+        const float* rr = rot.data() + static_cast<std::size_t>(r) * static_cast<std::size_t>(d);
+        float s = 0;
+        for (int i = 0; i < d; ++i) s += rr[i] * e[i];
+        out[r] = s;
+      }
+    }
+    m_slot.push_back(std::move(table));
+  }
+  m_salience.resize(static_cast<std::size_t>(v));
+  for (int t = 0; t < v; ++t) {
+    auto c = vocab.cls(t);
+    bool scaffold = c == token_class::function || c == token_class::punctuation || c == token_class::special;
+    m_salience[static_cast<std::size_t>(t)] = scaffold ? static_cast<float>(config.function_salience) : 1.0f;
+  }
+  m_junk = vocab.id("the");
+
+  // Head roles: counts from the configured fractions, spread over layers by a seeded shuffle.
+  const int total = shape.layers * shape.kv_heads;
+  auto count = [&](double f) { return static_cast<int>(std::lround(f * total)); };
+  int n_ret = std::max(1, count(config.retrieval_heads));
+  int n_loc = std::min(total - n_ret, count(config.local_heads));
+  int n_noise = std::min(total - n_ret - n_loc, count(config.noise_heads));
+  m_roles.assign(static_cast<std::size_t>(total), head_role::sink);
+  std::vector<int> order(static_cast<std::size_t>(total));
+  for (int i = 0; i < total; ++i) order[static_cast<std::size_t>(i)] = i;
+  for (int i = total - 1; i > 0; --i) std::swap(order[static_cast<std::size_t>(i)], order[gen.below(static_cast<std::uint64_t>(i) + 1)]);
+  for (int i = 0; i < total; ++i) {
+    head_role r = i < n_ret ? head_role::retrieval
+                : i < n_ret + n_loc ? head_role::local
+                : i < n_ret + n_loc + n_noise ? head_role::noise
+                                              : head_role::sink;
+    m_roles[static_cast<std::size_t>(order[static_cast<std::size_t>(i)])] = r;
+  }
+  m_head_sign.resize(static_cast<std::size_t>(total) * static_cast<std::size_t>(d));
+  for (auto& s : m_head_sign) s = gen.uniform() < 0.5 ? -1.0f : 1.0f;
+  m_head_dir = unit_rows(total, d, gen);
+
+  // RoPE over the first rotary_dims dims, NeoX pairing (i, i + rotary_dims / 2).
+  int rotary_dims = 2 * static_cast<int>(std::floor(config.rotary_fraction * d / 2));
+  for (int i = 0; i < rotary_dims / 2; ++i)
+    m_inv_freq.push_back(static_cast<float>(std::pow(config.rope_base, -2.0 * i / rotary_dims)));
+}
+
+void retrieval_model::context_vector(const std::vector<int>& tokens, std::int64_t p, float* out) const {
+  const int d = m_shape.head_dim;
+  std::fill(out, out + d, 0.0f);
+  for (int j = 0; j < m_config.context_tokens && p - j >= 0; ++j) {
+    int t = tokens[static_cast<std::size_t>(p - j)];
+    float w = (1.0f - 0.2f * static_cast<float>(j)) * m_salience[static_cast<std::size_t>(t)];
+    const float* e = row(m_slot[static_cast<std::size_t>(j)], t);
+    for (int i = 0; i < d; ++i) out[i] += w * e[i];
+  }
+  normalize(out, d);
+}
+
+void retrieval_model::project(int layer, const std::vector<int>& tokens, std::int64_t begin,
+                              std::int64_t end, tensor_view q, tensor_view k, tensor_view v) const {
+  ATTNBENCH_ASSERT(begin >= 0 && end <= static_cast<std::int64_t>(tokens.size()) && begin <= end);
+  const int d = m_shape.head_dim;
+  const int group = m_shape.group_size();
+  const auto sqrt_d = static_cast<float>(std::sqrt(static_cast<double>(d)));
+  const int half = static_cast<int>(m_inv_freq.size());
+  std::vector<float> ctx(static_cast<std::size_t>(d)), qv(static_cast<std::size_t>(d)), kv(static_cast<std::size_t>(d)),
+      vv(static_cast<std::size_t>(d));
+
+  // Rotates x in place by position pos (RoPE on the rotary dims).
+  auto rope = [&](float* x, std::int64_t pos) {
+    for (int i = 0; i < half; ++i) {
+      double angle = static_cast<double>(pos) * m_inv_freq[static_cast<std::size_t>(i)];
+      auto c = static_cast<float>(std::cos(angle)), s = static_cast<float>(std::sin(angle));
+      float a = x[i], b = x[i + half];
+      x[i] = a * c - b * s;
+      x[i + half] = a * s + b * c;
+    }
+  };
+
+  for (std::int64_t p = begin; p < end; ++p) {
+    const int tok = tokens[static_cast<std::size_t>(p)];
+    const auto row_index = static_cast<int>(p - begin);
+    for (int h = 0; h < m_shape.kv_heads; ++h) {
+      const int head_id = layer * m_shape.kv_heads + h;
+      const float* sign = m_head_sign.data() + static_cast<std::size_t>(head_id) * static_cast<std::size_t>(d);
+      const float* dir = m_head_dir.data() + static_cast<std::size_t>(head_id) * static_cast<std::size_t>(d);
+      float q_scale = 0;
+      switch (role(layer, h)) {
+        case head_role::retrieval: {
+          context_vector(tokens, p, qv.data());
+          q_scale = static_cast<float>(m_config.retrieval_temp) * sqrt_d;
+          if (p == 0) std::fill(kv.begin(), kv.end(), 0.0f);
+          else context_vector(tokens, p - 1, kv.data());
+          if (m_config.key_noise > 0 && p > 0) {
+            rng noise(hash_seed(m_config.embed_seed ^ static_cast<std::uint64_t>(head_id), static_cast<std::uint64_t>(p)));
+            float scale = static_cast<float>(m_config.key_noise) / sqrt_d;
+            for (auto& x : kv) x += scale * static_cast<float>(noise.normal());
+            normalize(kv.data(), d);
+          }
+          std::copy(row(m_readout, tok), row(m_readout, tok) + d, vv.begin());
+          if (p == 0) std::fill(vv.begin(), vv.end(), 0.0f);
+          break;
+        }
+        case head_role::sink: {
+          std::copy(dir, dir + d, qv.begin());
+          q_scale = sqrt_d;
+          if (p == 0) {
+            for (int i = 0; i < d; ++i) kv[static_cast<std::size_t>(i)] = static_cast<float>(m_config.sink_logit) * dir[i];
+            std::fill(vv.begin(), vv.end(), 0.0f);
+          } else {
+            const float* e = row(m_aux, tok);
+            for (int i = 0; i < d; ++i) kv[static_cast<std::size_t>(i)] = 0.5f * e[i];
+            const float* j = row(m_readout, m_junk);
+            for (int i = 0; i < d; ++i) vv[static_cast<std::size_t>(i)] = static_cast<float>(m_config.sink_value_norm) * j[i];
+          }
+          break;
+        }
+        case head_role::local: {
+          std::copy(dir, dir + d, qv.begin());
+          std::copy(dir, dir + d, kv.begin());
+          q_scale = static_cast<float>(m_config.local_temp) * sqrt_d;
+          rope(qv.data(), p);
+          rope(kv.data(), p);
+          std::copy(row(m_aux, tok), row(m_aux, tok) + d, vv.begin());
+          break;
+        }
+        case head_role::noise: {
+          std::copy(row(m_noise_q, tok), row(m_noise_q, tok) + d, qv.begin());
+          std::copy(row(m_noise_k, tok), row(m_noise_k, tok) + d, kv.begin());
+          q_scale = static_cast<float>(m_config.noise_temp) * sqrt_d;
+          std::copy(row(m_aux, tok), row(m_aux, tok) + d, vv.begin());
+          break;
+        }
+      }
+      if (k.data) {
+        float* out = k.at(row_index, h);
+        for (int i = 0; i < d; ++i) out[i] = sign[i] * kv[static_cast<std::size_t>(i)];
+      }
+      if (v.data) std::copy(vv.begin(), vv.end(), v.at(row_index, h));
+      if (q.data) {
+        for (int g = 0; g < group; ++g) {
+          float* out = q.at(row_index, h * group + g);
+          for (int i = 0; i < d; ++i) out[i] = q_scale * sign[i] * qv[static_cast<std::size_t>(i)];
+        }
+      }
+    }
+  }
+}
+
+std::vector<float> retrieval_model::logits(const std::vector<tensor_view>& layer_outputs) const {
+  const int d = m_shape.head_dim;
+  std::vector<float> residual(static_cast<std::size_t>(d), 0.0f);
+  for (const auto& out : layer_outputs)
+    for (int h = 0; h < out.heads; ++h) {
+      const float* x = out.at(0, h);
+      for (int i = 0; i < d; ++i) residual[static_cast<std::size_t>(i)] += x[i];
+    }
+  const int v = vocabulary::instance().size();
+  std::vector<float> result(static_cast<std::size_t>(v));
+  for (int t = 0; t < v; ++t) {
+    const float* e = row(m_readout, t);
+    float s = 0;
+    for (int i = 0; i < d; ++i) s += e[i] * residual[static_cast<std::size_t>(i)];
+    result[static_cast<std::size_t>(t)] = s;
+  }
+  return result;
+}
+
+int retrieval_model::next_token(const std::vector<tensor_view>& layer_outputs) const {
+  std::vector<float> l = logits(layer_outputs);
+  return static_cast<int>(std::max_element(l.begin(), l.end()) - l.begin());
+}
+
+}  // namespace attnbench

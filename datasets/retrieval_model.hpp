@@ -1,0 +1,106 @@
+/// The closed-form retrieval model (DESIGN §4): turns a token sequence into per-layer,
+/// per-head Q/K/V whose attention really performs associative recall, and reads the answer
+/// out of the summed head outputs. No weights: everything is seeded random geometry.
+///
+/// Head roles (assigned per KV head, shared by its query group):
+/// - retrieval: the key at t encodes the context ending at t-1 (the previous m tokens, each in
+///   its own random rotation, weighted by slot and salience); the query at p encodes the context
+///   ending at p; the value is the token at t. So attention finds "what followed this context
+///   before" (an induction head) and the value carries the answer to the readout.
+/// - sink: a large-norm shared direction makes BOS take almost all mass (logit `sink_logit`);
+///   BOS has a zero value, every other token the same "junk" value. Evicting BOS spills the
+///   mass onto junk and derails the readout, as "Efficient Streaming Language Models with
+///   Attention Sinks" reports for real models.
+/// - local: RoPE-rotated constant query and key: attention decays with relative distance.
+/// - noise: random token-dependent queries and keys, diffuse attention.
+/// Local and noise heads carry values from a second embedding table, nearly orthogonal to the
+/// readout: they add realistic noise to the logits.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "harness/method.hpp"
+#include "harness/tensor.hpp"
+
+namespace attnbench {
+
+/// Workload parameters with their defaults; written into every report's meta.
+struct workload_config {
+  // Retrieval heads. An exact context match scores `retrieval_temp` logits (13 puts about 0.9
+  // of the mass on the needle at 4K and leaves it diffuse at 64K+, DESIGN §4); slot weights
+  // 1, 0.8, 0.6 for the 1st, 2nd, 3rd token back; function words and punctuation count with
+  // `function_salience`, so scaffolding ("is", ":") matches weakly and keys match strongly.
+  double retrieval_temp = 13.0;
+  int context_tokens = 3;
+  double function_salience = 0.25;
+  double key_noise = 0.0;  // Gaussian noise added to retrieval keys (relative norm)
+  // Sink heads: BOS logit about ln(context) + 8 keeps their output near zero up to 1M tokens.
+  double sink_logit = 20.0;
+  double sink_value_norm = 1.0;
+  // Local heads (RoPE) and noise heads.
+  double local_temp = 8.0;
+  double noise_temp = 1.0;
+  double rope_base = 10000.0;
+  double rotary_fraction = 1.0;  // share of head_dim rotated (partial rotary)
+  // Head-role mix as fractions of all KV heads of the model; the rest are sink heads.
+  double retrieval_heads = 0.25;
+  double local_heads = 0.25;
+  double noise_heads = 0.125;
+  std::uint64_t embed_seed = 20240601;
+
+  nlohmann::json to_json() const;
+  /// Sets one field from text ("retrieval_temp=13"); throws bad_input naming the key or value.
+  void set(const std::string& key, const std::string& value);
+};
+
+enum class head_role { retrieval, sink, local, noise };
+const char* name_of(head_role r);
+
+class retrieval_model {
+ public:
+  retrieval_model(const model_shape& shape, const workload_config& config);
+
+  const model_shape& shape() const { return m_shape; }
+  const workload_config& config() const { return m_config; }
+  head_role role(int layer, int kv_head) const {
+    return m_roles[static_cast<std::size_t>(layer * m_shape.kv_heads + kv_head)];
+  }
+
+  /// Q/K/V of positions [begin, end) of `tokens` for one layer, post-RoPE.
+  /// q: [end-begin, q_heads, head_dim]; k, v: [end-begin, kv_heads, head_dim]. Any of the views
+  /// may be empty (data == nullptr) to skip it. Thread-safe.
+  void project(int layer, const std::vector<int>& tokens, std::int64_t begin, std::int64_t end,
+               tensor_view q, tensor_view k, tensor_view v) const;
+
+  /// Sum of all heads' outputs (the residual stream) projected on the vocabulary.
+  /// layer_outputs[l]: [1, q_heads, head_dim] attention output of layer l for one position.
+  std::vector<float> logits(const std::vector<tensor_view>& layer_outputs) const;
+  /// Greedy decoding: argmax of logits (lowest id on ties).
+  int next_token(const std::vector<tensor_view>& layer_outputs) const;
+
+ private:
+  // Unit-norm retrieval context vector of the tokens ending at position p: [head_dim].
+  void context_vector(const std::vector<int>& tokens, std::int64_t p, float* out) const;
+  const float* row(const std::vector<float>& table, int token) const {
+    return table.data() + static_cast<std::size_t>(token) * static_cast<std::size_t>(m_shape.head_dim);
+  }
+
+  model_shape m_shape;
+  workload_config m_config;
+  std::vector<head_role> m_roles;           // [layers * kv_heads]
+  std::vector<float> m_readout;             // [vocab, d] value / unembedding table (unit rows)
+  std::vector<float> m_aux;                 // [vocab, d] values of local and noise heads
+  std::vector<float> m_noise_q, m_noise_k;  // [vocab, d] noise-head queries and keys
+  std::vector<std::vector<float>> m_slot;   // m tables [vocab, d]: slot rotation of the readout row
+  std::vector<float> m_salience;            // [vocab]
+  std::vector<float> m_head_sign;           // [layers * kv_heads, d] per-head sign flips of q and k
+  std::vector<float> m_head_dir;            // [layers * kv_heads, d] sink / local directions
+  std::vector<float> m_inv_freq;            // [rotary_dims / 2]
+  int m_junk = 0;                           // the sink heads' junk-value token
+};
+
+}  // namespace attnbench

@@ -1,0 +1,328 @@
+#include "harness/cli/cli.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include <boost/program_options.hpp>
+
+#include "harness/error.hpp"
+#include "reports/markdown.hpp"
+
+namespace po = boost::program_options;
+
+namespace attnbench {
+
+namespace {
+
+std::vector<std::string> split(const std::string& text, char sep) {
+  std::vector<std::string> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, sep)) out.push_back(item);
+  if (!text.empty() && text.back() == sep) out.emplace_back();
+  return out;
+}
+
+std::optional<double> to_double(const std::string& s) {
+  if (s.empty()) return std::nullopt;
+  char* end = nullptr;
+  double v = std::strtod(s.c_str(), &end);
+  if (*end != '\0' || !std::isfinite(v)) return std::nullopt;
+  return v;
+}
+
+const char* k_usage =
+    "usage: attnbench <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  list [methods|suites]   registered methods (typed parameters, defaults) and suites\n"
+    "  run [options]           run suites x methods and write a JSON report\n"
+    "\n"
+    "`attnbench <command> --help` describes each command. Exit codes: 0 ok, 1 failure,\n"
+    "2 bad input.\n";
+
+// ---- list -------------------------------------------------------------------------------
+
+int cmd_list(const std::vector<std::string>& args) {
+  po::options_description desc("attnbench list [methods|suites] [--backend B]");
+  std::string what = "all", backend;
+  desc.add_options()("help,h", "show this help")("what", po::value(&what), "methods, suites or all (default)")(
+      "backend", po::value(&backend), "only methods of this backend (cpu, cuda)");
+  po::positional_options_description pos;
+  pos.add("what", 1);
+  po::variables_map vm;
+  po::store(po::command_line_parser(args).options(desc).positional(pos).run(), vm);
+  po::notify(vm);
+  if (vm.count("help")) {
+    std::cout << desc << "\n";
+    return 0;
+  }
+  if (what != "all" && what != "methods" && what != "suites")
+    ATTNBENCH_BAD_INPUT("list: unknown topic '" << what << "' (known: methods, suites)");
+  if (what != "suites") {
+    std::cout << "methods:\n";
+    for (const auto* m : method_registry::instance().all()) {
+      if (!backend.empty() && m->backend != backend) continue;
+      std::cout << "  " << m->name << " [" << m->backend << "]  " << m->summary << "\n";
+      if (!m->paper.empty()) std::cout << "      paper: " << m->paper << "\n";
+      for (const auto& p : m->params) {
+        std::cout << "      " << p.name << " (" << param_type_name(p.type);
+        if (p.type == param_type::integer || p.type == param_type::real)
+          std::cout << ", " << (p.type == param_type::integer ? std::to_string(static_cast<long long>(p.min)) : std::to_string(p.min))
+                    << ".." << (p.type == param_type::integer ? std::to_string(static_cast<long long>(p.max)) : std::to_string(p.max));
+        if (p.type == param_type::choice) {
+          std::cout << ":";
+          for (std::size_t i = 0; i < p.choices.size(); ++i) std::cout << (i ? "|" : " ") << p.choices[i];
+        }
+        std::cout << ", default " << (p.default_text.empty() ? "unset" : p.default_text) << ")  " << p.doc << "\n";
+      }
+    }
+  }
+  if (what != "methods") {
+    std::cout << "suites:\n";
+    for (const auto* s : suite_registry::instance().all()) {
+      std::cout << "  " << s->name() << "  " << s->description() << "\n      axes:";
+      for (const auto& a : s->axes()) std::cout << " " << a;
+      std::cout << "\n      metrics:";
+      for (const auto& [k, v] : s->metrics()) std::cout << " " << k << " (" << v.unit << ")";
+      std::cout << "\n";
+    }
+  }
+  return 0;
+}
+
+// ---- run --------------------------------------------------------------------------------
+
+// Reads a JSON config file into `cfg` (fields named as the long options).
+void apply_config_file(const std::string& path, run_config& cfg, std::string& lengths, std::string& depths,
+                       std::string& shape, std::string& mode) {
+  std::ifstream in(path);
+  if (!in) ATTNBENCH_BAD_INPUT("cannot read config file '" << path << "'");
+  nlohmann::json j;
+  try {
+    in >> j;
+  } catch (const nlohmann::json::exception& e) {
+    ATTNBENCH_BAD_INPUT("malformed config file '" << path << "': " << e.what());
+  }
+  if (!j.is_object()) ATTNBENCH_BAD_INPUT("malformed config file '" << path << "': expected a JSON object");
+  auto strings = [&](const nlohmann::json& v, const std::string& key) {
+    std::vector<std::string> out;
+    if (v.is_string()) out.push_back(v.get<std::string>());
+    else if (v.is_array() && std::all_of(v.begin(), v.end(), [](const auto& x) { return x.is_string(); }))
+      for (const auto& x : v) out.push_back(x.get<std::string>());
+    else ATTNBENCH_BAD_INPUT("config file '" << path << "': '" << key << "' must be a string or a list of strings");
+    return out;
+  };
+  auto joined = [&](const nlohmann::json& v, const std::string& key) {
+    if (v.is_string()) return v.get<std::string>();
+    if (v.is_array()) {
+      std::string s;
+      for (const auto& x : v) {
+        if (!x.is_number() && !x.is_string()) ATTNBENCH_BAD_INPUT("config file '" << path << "': bad element in '" << key << "'");
+        s += (s.empty() ? "" : ",") + (x.is_string() ? x.get<std::string>() : x.dump());
+      }
+      return s;
+    }
+    ATTNBENCH_BAD_INPUT("config file '" << path << "': '" << key << "' must be a string or a list");
+  };
+  auto integer = [&](const nlohmann::json& v, const std::string& key) {
+    if (!v.is_number_integer()) ATTNBENCH_BAD_INPUT("config file '" << path << "': '" << key << "' must be an integer");
+    return v.get<std::int64_t>();
+  };
+  auto text = [&](const nlohmann::json& v, const std::string& key) {
+    if (!v.is_string()) ATTNBENCH_BAD_INPUT("config file '" << path << "': '" << key << "' must be a string");
+    return v.get<std::string>();
+  };
+  for (const auto& [key, v] : j.items()) {
+    if (key == "suite") cfg.suites = strings(v, key);
+    else if (key == "method") cfg.methods = strings(v, key);
+    else if (key == "lengths") lengths = joined(v, key);
+    else if (key == "depths") depths = joined(v, key);
+    else if (key == "samples") cfg.options.samples = static_cast<int>(integer(v, key));
+    else if (key == "seed") cfg.options.seed = static_cast<std::uint64_t>(integer(v, key));
+    else if (key == "threads") cfg.threads = static_cast<int>(integer(v, key));
+    else if (key == "backend") cfg.options.backend = text(v, key);
+    else if (key == "mode") mode = text(v, key);
+    else if (key == "filter") cfg.filter = text(v, key);
+    else if (key == "shape") shape = text(v, key);
+    else if (key == "out") cfg.out_dir = text(v, key);
+    else if (key == "needle") cfg.options.needles = strings(v, key);
+    else if (key == "haystack") cfg.options.haystack = text(v, key);
+    else if (key == "workload") {
+      if (!v.is_object()) ATTNBENCH_BAD_INPUT("config file '" << path << "': 'workload' must be an object");
+      for (const auto& [wk, wv] : v.items()) cfg.workload.set(wk, wv.is_string() ? wv.get<std::string>() : wv.dump());
+    } else
+      ATTNBENCH_BAD_INPUT("config file '" << path << "': unknown field '" << key
+                                          << "' (known: suite, method, lengths, depths, samples, seed, threads, backend, "
+                                             "mode, filter, shape, out, needle, haystack, workload)");
+  }
+}
+
+int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>& argv) {
+  run_config cfg;
+  cfg.argv = argv;
+  // Defaults are the quick preset: every suite, every CPU method, small sizes (< 60 s on 2 cores).
+  std::string lengths = "1k,2k,4k", depths = "0:1:5", shape = "small", mode = "query_aware", config_file;
+  std::vector<std::string> workload_overrides;
+  po::options_description desc(
+      "attnbench run [options]\n\n"
+      "Runs suite cases x method specs and writes DIR/report.json (atomically) and DIR/report.jsonl\n"
+      "(streamed as cases finish). With no options: the quick preset (every suite, every CPU\n"
+      "method with default parameters, lengths 1k,2k,4k, depths 0:1:5, 2 samples)");
+  desc.add_options()
+      ("help,h", "show this help")
+      ("suite", po::value<std::vector<std::string>>(), "suite to run (repeatable; default: all)")
+      ("method", po::value<std::vector<std::string>>(), "method spec name:key=value,... (repeatable; default: all)")
+      ("lengths", po::value<std::string>(), "context lengths, e.g. 4k,16k,128k (default 1k,2k,4k)")
+      ("depths", po::value<std::string>(), "needle depths: list 0,0.5,1 or start:stop:count[:linear|:sigmoid] (default 0:1:5)")
+      ("samples", po::value<int>(), "samples per case (default 2)")
+      ("seed", po::value<std::uint64_t>(), "base seed (default 0)")
+      ("threads", po::value<int>(), "cases run in parallel (default: all cores)")
+      ("backend", po::value<std::string>(), "cpu or cuda (default cpu)")
+      ("mode", po::value<std::string>(), "query_aware or query_agnostic (default query_aware)")
+      ("filter", po::value<std::string>(), "regex over case names, e.g. 'length=4096'")
+      ("shape", po::value<std::string>(), "model shape preset: small, llama3-8b (default small)")
+      ("needle", po::value<std::vector<std::string>>(), "needle value kind: number, word, uuid (repeatable)")
+      ("haystack", po::value<std::string>(), "haystack: noise, essay, needle (default essay)")
+      ("workload", po::value<std::vector<std::string>>(), "workload parameter key=value (repeatable), e.g. retrieval_temp=13")
+      ("out", po::value<std::string>(), "output folder (default attnbench-out)")
+      ("config", po::value<std::string>(), "JSON file with the same fields; the command line overrides it");
+  po::variables_map vm;
+  po::store(po::command_line_parser(args).options(desc).run(), vm);
+  po::notify(vm);
+  if (vm.count("help")) {
+    std::cout << desc << "\n";
+    return 0;
+  }
+  cfg.options.samples = 2;
+  if (vm.count("config")) apply_config_file(vm["config"].as<std::string>(), cfg, lengths, depths, shape, mode);
+  if (vm.count("suite")) cfg.suites = vm["suite"].as<std::vector<std::string>>();
+  if (vm.count("method")) cfg.methods = vm["method"].as<std::vector<std::string>>();
+  if (vm.count("lengths")) lengths = vm["lengths"].as<std::string>();
+  if (vm.count("depths")) depths = vm["depths"].as<std::string>();
+  if (vm.count("samples")) cfg.options.samples = vm["samples"].as<int>();
+  if (vm.count("seed")) cfg.options.seed = vm["seed"].as<std::uint64_t>();
+  if (vm.count("threads")) cfg.threads = vm["threads"].as<int>();
+  if (vm.count("backend")) cfg.options.backend = vm["backend"].as<std::string>();
+  if (vm.count("mode")) mode = vm["mode"].as<std::string>();
+  if (vm.count("filter")) cfg.filter = vm["filter"].as<std::string>();
+  if (vm.count("shape")) shape = vm["shape"].as<std::string>();
+  if (vm.count("needle")) cfg.options.needles = vm["needle"].as<std::vector<std::string>>();
+  if (vm.count("haystack")) cfg.options.haystack = vm["haystack"].as<std::string>();
+  if (vm.count("out")) cfg.out_dir = vm["out"].as<std::string>();
+  if (vm.count("workload"))
+    for (const auto& kv : vm["workload"].as<std::vector<std::string>>()) {
+      auto eq = kv.find('=');
+      if (eq == std::string::npos) ATTNBENCH_BAD_INPUT("--workload expects key=value, got '" << kv << "'");
+      cfg.workload.set(kv.substr(0, eq), kv.substr(eq + 1));
+    }
+
+  cfg.options.lengths = parse_lengths(lengths);
+  cfg.options.depths = parse_depths(depths);
+  cfg.options.shape = shape_preset(shape);
+  cfg.options.mode = parse_run_mode(mode);
+  if (cfg.options.samples < 1) ATTNBENCH_BAD_INPUT("--samples must be >= 1, got " << cfg.options.samples);
+  if (cfg.threads < 0) ATTNBENCH_BAD_INPUT("--threads must be >= 0, got " << cfg.threads);
+  if (cfg.options.backend != "cpu" && cfg.options.backend != "cuda")
+    ATTNBENCH_BAD_INPUT("unknown backend '" << cfg.options.backend << "' (known: cpu, cuda)");
+
+  report rep = run_benchmark(cfg, std::cerr);
+  std::cout << markdown_summary(rep) << "\n" << niah_heatmaps(rep);
+  std::cout << "\nreport: " << (cfg.out_dir / "report.json").string() << "\n";
+  std::size_t not_ok = std::count_if(rep.records.begin(), rep.records.end(),
+                                     [](const record& r) { return r.status == record_status::error || r.status == record_status::oom; });
+  if (not_ok) std::cerr << "attnbench: " << not_ok << " case(s) failed; see the records' reason\n";
+  return 0;
+}
+
+}  // namespace
+
+std::vector<std::int64_t> parse_lengths(const std::string& text) {
+  std::vector<std::int64_t> out;
+  for (const auto& item : split(text, ',')) {
+    std::string s = item;
+    std::int64_t mult = 1;
+    if (!s.empty() && (s.back() == 'k' || s.back() == 'K')) mult = 1024, s.pop_back();
+    else if (!s.empty() && (s.back() == 'm' || s.back() == 'M')) mult = 1024 * 1024, s.pop_back();
+    bool digits = !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+    if (!digits || s.size() > 9) ATTNBENCH_BAD_INPUT("malformed --lengths value '" << item << "' (expected e.g. 4k,16k,131072)");
+    std::int64_t v = std::stoll(s) * mult;
+    if (v < 64 || v > (std::int64_t{1} << 24))
+      ATTNBENCH_BAD_INPUT("--lengths value '" << item << "' is out of range [64, 16m]");
+    out.push_back(v);
+  }
+  if (out.empty()) ATTNBENCH_BAD_INPUT("malformed --lengths value '" << text << "'");
+  return out;
+}
+
+std::vector<double> parse_depths(const std::string& text) {
+  std::vector<double> out;
+  if (text.find(':') != std::string::npos) {
+    auto parts = split(text, ':');
+    if (parts.size() < 3 || parts.size() > 4) ATTNBENCH_BAD_INPUT("malformed --depths '" << text << "' (expected start:stop:count[:linear|:sigmoid])");
+    auto start = to_double(parts[0]), stop = to_double(parts[1]), count = to_double(parts[2]);
+    std::string spacing = parts.size() == 4 ? parts[3] : "linear";
+    if (!start || !stop || !count || *count < 1 || *count != std::floor(*count) || *count > 1000)
+      ATTNBENCH_BAD_INPUT("malformed --depths '" << text << "' (expected start:stop:count[:linear|:sigmoid])");
+    if (spacing != "linear" && spacing != "sigmoid")
+      ATTNBENCH_BAD_INPUT("--depths spacing '" << spacing << "' is not linear or sigmoid");
+    const int n = static_cast<int>(*count);
+    for (int i = 0; i < n; ++i) {
+      double u = n == 1 ? 0.0 : static_cast<double>(i) / (n - 1);
+      if (spacing == "sigmoid") {
+        // Logistic spacing (as in the NIAH test's sigmoid depth schedule): uniform points on
+        // [-6, 6] through a logistic, rescaled to [0, 1]: denser near the start and the end.
+        auto f = [](double x) { return 1.0 / (1.0 + std::exp(-x)); };
+        u = (f(-6.0 + 12.0 * u) - f(-6.0)) / (f(6.0) - f(-6.0));
+      }
+      out.push_back(std::round((*start + (*stop - *start) * u) * 1e6) / 1e6);
+    }
+  } else {
+    for (const auto& item : split(text, ',')) {
+      auto v = to_double(item);
+      if (!v) ATTNBENCH_BAD_INPUT("malformed --depths value '" << item << "'");
+      out.push_back(*v);
+    }
+  }
+  for (double d : out)
+    if (d < 0 || d > 1) ATTNBENCH_BAD_INPUT("--depths value " << d << " is out of range [0, 1]");
+  if (out.empty()) ATTNBENCH_BAD_INPUT("malformed --depths '" << text << "'");
+  return out;
+}
+
+int cli_main(int argc, char** argv) {
+  std::vector<std::string> all(argv, argv + argc);
+  try {
+    if (argc < 2) {
+      // No command: the default benchmark.
+      return cmd_run({}, all);
+    }
+    std::string command = argv[1];
+    std::vector<std::string> rest(all.begin() + 2, all.end());
+    if (command == "--help" || command == "-h" || command == "help") {
+      std::cout << k_usage;
+      return 0;
+    }
+    if (command == "--version") {
+      std::cout << "attnbench " << ATTNBENCH_VERSION << "\n";
+      return 0;
+    }
+    if (command == "list") return cmd_list(rest);
+    if (command == "run") return cmd_run(rest, all);
+    ATTNBENCH_BAD_INPUT("unknown command '" << command << "' (known: list, run)");
+  } catch (const po::error& e) {
+    std::cerr << "attnbench: " << e.what() << "\n";
+    return 2;
+  } catch (const error& e) {
+    std::cerr << "attnbench: " << e.what() << "\n";
+    return e.id() == error_id::bad_input ? 2 : 1;
+  } catch (const std::exception& e) {
+    std::cerr << "attnbench: " << e.what() << "\n";
+    return 1;
+  }
+}
+
+}  // namespace attnbench

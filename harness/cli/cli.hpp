@@ -1,0 +1,20 @@
+/// The `attnbench` command line (Boost.Program_options): `list`, `run`. Exit codes: 0 success,
+/// 2 bad input (one line on stderr naming the bad value), 1 anything else.
+#pragma once
+
+#include <iosfwd>
+#include <string>
+#include <vector>
+
+#include "harness/runner.hpp"
+
+namespace attnbench {
+
+int cli_main(int argc, char** argv);
+
+/// "4k,16k,128k" or "4096,16384" -> token counts (k = 1024, m = 1024^2).
+std::vector<std::int64_t> parse_lengths(const std::string& text);
+/// "0,0.5,1" or "start:stop:count[:linear|:sigmoid]" -> depths in [0, 1].
+std::vector<double> parse_depths(const std::string& text);
+
+}  // namespace attnbench

@@ -1,0 +1,3 @@
+#include "harness/cli/cli.hpp"
+
+int main(int argc, char** argv) { return attnbench::cli_main(argc, argv); }

@@ -1,0 +1,209 @@
+#include "harness/runner.hpp"
+
+#include <omp.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <ctime>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <mutex>
+#include <new>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+#include "harness/error.hpp"
+#include "harness/progress.hpp"
+#include "reports/json_report.hpp"
+#include "reports/jsonl_stream.hpp"
+
+#ifndef ATTNBENCH_GIT_SHA
+#define ATTNBENCH_GIT_SHA "unknown"
+#endif
+#ifndef ATTNBENCH_BUILD_TYPE
+#define ATTNBENCH_BUILD_TYPE "unknown"
+#endif
+#ifndef ATTNBENCH_VERSION
+#define ATTNBENCH_VERSION "0.0.0"
+#endif
+
+namespace attnbench {
+
+namespace {
+
+std::string utc_now() {
+  auto t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  std::ostringstream os;
+  os << std::put_time(&tm, "%Y-%m-%dT%H:%M:%SZ");
+  return os.str();
+}
+
+std::string cpu_model() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("model name", 0) == 0) {
+      auto colon = line.find(':');
+      return colon == std::string::npos ? line : line.substr(colon + 2);
+    }
+  return "unknown";
+}
+
+std::uint64_t physical_memory_bytes() {
+  long pages = sysconf(_SC_PHYS_PAGES);
+  long page = sysconf(_SC_PAGE_SIZE);
+  return pages > 0 && page > 0 ? static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(page) : 0;
+}
+
+struct job {
+  const suite* s;
+  const suite_case* c;
+  const method_instance* m;
+};
+
+// Runs one job; every failure becomes a record status, never an exception.
+record run_job(const job& j, const run_config& config, const run_context& ctx) {
+  record rec;
+  rec.suite = j.s->name();
+  rec.case_name = j.c->name;
+  rec.axes = j.c->axes;
+  rec.method = j.m->info->name;
+  rec.method_spec = j.m->canonical;
+  for (const auto& [k, v] : j.m->params.canonical()) rec.params[k] = v;
+  rec.backend = config.options.backend;
+  rec.mode = name_of(config.options.mode);
+  rec.seed = config.options.seed;
+  try {
+    j.s->run(*j.c, *j.m, ctx, rec);
+  } catch (const error& e) {
+    rec.metrics.clear();
+    rec.status = e.id() == error_id::unsupported     ? record_status::skipped
+                 : e.id() == error_id::out_of_memory ? record_status::oom
+                                                     : record_status::error;
+    rec.reason = e.what();
+  } catch (const std::bad_alloc&) {
+    rec.metrics.clear();
+    rec.status = record_status::oom;
+    rec.reason = "out of host memory";
+  } catch (const std::exception& e) {
+    rec.metrics.clear();
+    rec.status = record_status::error;
+    rec.reason = e.what();
+  }
+  return rec;
+}
+
+}  // namespace
+
+nlohmann::json make_meta(const run_config& config, const std::string& start_time) {
+  char host[256] = {0};
+  gethostname(host, sizeof(host) - 1);
+  const auto& o = config.options;
+  nlohmann::json options = {
+      {"lengths", o.lengths}, {"depths", o.depths}, {"samples", o.samples}, {"seed", o.seed},
+      {"mode", name_of(o.mode)}, {"backend", o.backend}, {"filter", config.filter},
+      {"threads", config.threads}, {"needles", o.needles}, {"haystack", o.haystack},
+      {"suites", config.suites}, {"methods", config.methods}};
+  return {
+      {"tool", "attnbench"},
+      {"tool_version", ATTNBENCH_VERSION},
+      {"git_sha", ATTNBENCH_GIT_SHA},
+      {"build_type", ATTNBENCH_BUILD_TYPE},
+      {"compiler", std::string("gcc ") + __VERSION__},
+      {"argv", config.argv},
+      {"start_time", start_time},
+      {"host", {{"hostname", host}, {"cpu", cpu_model()}, {"cores", std::thread::hardware_concurrency()},
+                {"memory_bytes", physical_memory_bytes()}}},
+      {"gpus", nlohmann::json::array()},
+      {"cuda", nullptr},
+      {"options", options},
+      {"shape", {{"name", o.shape.name}, {"layers", o.shape.layers}, {"q_heads", o.shape.q_heads},
+                 {"kv_heads", o.shape.kv_heads}, {"head_dim", o.shape.head_dim}}},
+      {"workload", config.workload.to_json()},
+  };
+}
+
+report run_benchmark(const run_config& config, std::ostream& progress) {
+  // ---- Validate everything before anything is written. ---------------------------------
+  std::vector<const suite*> suites;
+  if (config.suites.empty()) suites = suite_registry::instance().all();
+  for (const auto& name : config.suites) {
+    const suite* s = suite_registry::instance().find(name);
+    if (!s) {
+      std::string known;
+      for (const auto* x : suite_registry::instance().all()) known += (known.empty() ? "" : ", ") + x->name();
+      ATTNBENCH_BAD_INPUT("unknown suite '" << name << "' (known: " << known << ")");
+    }
+    suites.push_back(s);
+  }
+  std::vector<method_instance> methods;
+  if (config.methods.empty())
+    for (const auto* info : method_registry::instance().all()) {
+      if (info->backend == config.options.backend) methods.push_back(resolve_method(info->name, info->backend));
+    }
+  for (const auto& spec : config.methods) methods.push_back(resolve_method(spec, config.options.backend));
+  ATTNBENCH_CHECK(!methods.empty(), bad_input, "no method registered for backend '" << config.options.backend << "'");
+
+  std::regex filter;
+  try {
+    filter = std::regex(config.filter.empty() ? ".*" : config.filter);
+  } catch (const std::regex_error& e) {
+    ATTNBENCH_BAD_INPUT("malformed --filter regex '" << config.filter << "': " << e.what());
+  }
+  const int threads = config.threads > 0 ? config.threads : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+
+  std::vector<std::vector<suite_case>> cases(suites.size());
+  std::vector<job> jobs;
+  const std::uint64_t memory = physical_memory_bytes();
+  for (std::size_t si = 0; si < suites.size(); ++si) {
+    for (auto& c : suites[si]->cases(config.options))
+      if (std::regex_search(c.name, filter)) cases[si].push_back(std::move(c));
+    for (const auto& c : cases[si]) {
+      // Cases run `threads` at a time: each must fit in its share of the machine's memory.
+      std::uint64_t need = suites[si]->estimate_bytes(c, config.options);
+      if (memory && need * static_cast<std::uint64_t>(std::min<std::size_t>(threads, methods.size() * cases[si].size())) > memory * 8 / 10)
+        ATTNBENCH_BAD_INPUT("case " << c.name << " needs about " << need / (1u << 20) << " MiB per thread ("
+                                    << threads << " threads), more than this machine's "
+                                    << memory / (1u << 20) << " MiB allows; use fewer --threads or a smaller --lengths/--shape");
+      for (const auto& m : methods) jobs.push_back({suites[si], &c, &m});
+    }
+  }
+  ATTNBENCH_CHECK(!jobs.empty(), bad_input, "no case matches --filter '" << config.filter << "'");
+
+  // ---- Run. ----------------------------------------------------------------------------
+  retrieval_model model(config.options.shape, config.workload);
+  report rep;
+  const std::string start = utc_now();
+  rep.meta = make_meta(config, start);
+  for (const auto* s : suites)
+    for (const auto& [k, v] : s->metrics()) rep.metrics[k] = v;
+
+  std::filesystem::create_directories(config.out_dir);
+  jsonl_stream stream(config.out_dir / "report.jsonl");
+  run_context ctx;
+  ctx.options = &config.options;
+  ctx.model = &model;
+  ctx.exec.backend = config.options.backend;
+  ctx.exec.threads = 1;  // parallelism is over cases; each case is sequential and deterministic
+  ctx.exec.seed = config.options.seed;
+
+  std::vector<record> records(jobs.size());
+  progress_reporter bar(progress, jobs.size());
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+  for (std::size_t i = 0; i < jobs.size(); ++i) {
+    records[i] = run_job(jobs[i], config, ctx);
+    stream.write(records[i]);
+    bar.tick(records[i].status != record_status::ok);
+  }
+  bar.finish();
+  rep.records = std::move(records);
+  rep.meta["end_time"] = utc_now();
+  write_report_atomic(rep, config.out_dir / "report.json");
+  return rep;
+}
+
+}  // namespace attnbench

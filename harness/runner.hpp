@@ -1,0 +1,37 @@
+/// The runner (DESIGN §2): suite cases x method specs, run in parallel with OpenMP, each case
+/// sequential inside so metrics are identical at any thread count. A failure in one case
+/// becomes an `error` / `oom` / `skipped` record and the sweep goes on; records stream to JSONL
+/// as they finish and the final report is written atomically.
+#pragma once
+
+#include <filesystem>
+#include <iosfwd>
+#include <string>
+#include <vector>
+
+#include "datasets/retrieval_model.hpp"
+#include "harness/record.hpp"
+#include "harness/suite.hpp"
+
+namespace attnbench {
+
+struct run_config {
+  std::vector<std::string> suites;   // empty: every registered suite
+  std::vector<std::string> methods;  // specs; empty: every method of the backend, defaults
+  run_options options;
+  std::string filter;                // ECMAScript regex over case names; empty: all
+  int threads = 0;                   // 0: all hardware threads
+  std::filesystem::path out_dir = "attnbench-out";
+  workload_config workload;
+  std::vector<std::string> argv;
+};
+
+/// Validates everything (methods, suites, filter, memory estimate) before anything is written;
+/// bad input throws error(bad_input). Then runs and writes out_dir/report.jsonl (streamed) and
+/// out_dir/report.json (atomic). Progress goes to `progress`.
+report run_benchmark(const run_config& config, std::ostream& progress);
+
+/// The `meta` object of a report: tool, build, host and workload description.
+nlohmann::json make_meta(const run_config& config, const std::string& start_time);
+
+}  // namespace attnbench

@@ -1,0 +1,95 @@
+/// Suites (DESIGN §5): a registered family of cases with declared axes and metrics. Suites know
+/// axes, workloads and metrics, never kernels; the runner forms cases x methods and records.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "harness/method.hpp"
+#include "harness/record.hpp"
+
+namespace attnbench {
+
+class retrieval_model;
+
+enum class run_mode { query_aware, query_agnostic };
+const char* name_of(run_mode m);
+run_mode parse_run_mode(const std::string& s);  // throws bad_input
+
+/// How `--depths` values are spaced between start and stop.
+enum class depth_spacing { linear, sigmoid };
+
+/// Options every suite reads (CLI and config file fields; DESIGN §5).
+struct run_options {
+  std::vector<std::int64_t> lengths;  // empty: the suite's default
+  std::vector<double> depths;         // empty: the suite's default
+  int samples = 0;                    // 0: the suite's default
+  std::uint64_t seed = 0;
+  run_mode mode = run_mode::query_aware;
+  model_shape shape;
+  std::string backend = "cpu";
+  std::vector<std::string> needles;   // value kinds; empty: suite default
+  std::string haystack;               // empty: suite default
+};
+
+/// One point of a suite's axis product.
+struct suite_case {
+  std::string name;                              // canonical: "niah(length=4096,depth=0.5,...)"
+  nlohmann::json axes = nlohmann::json::object();
+};
+
+/// Everything a case needs besides its axes.
+struct run_context {
+  const run_options* options = nullptr;
+  const retrieval_model* model = nullptr;
+  exec_context exec;
+};
+
+class suite {
+ public:
+  virtual ~suite() = default;
+  virtual std::string name() const = 0;
+  virtual std::string description() const = 0;
+  /// Axis names in product order, for `attnbench list suites`.
+  virtual std::vector<std::string> axes() const = 0;
+  virtual std::map<std::string, metric_info> metrics() const = 0;
+  /// The axis product in a documented order (first axis outermost).
+  virtual std::vector<suite_case> cases(const run_options& options) const = 0;
+  /// Estimated peak host bytes of one case (0: unknown); the runner refuses, as bad input, a
+  /// sweep whose cases cannot fit in this machine's memory.
+  virtual std::uint64_t estimate_bytes(const suite_case& c, const run_options& options) const { return 0; }
+  /// Runs one case with one method and fills rec.metrics / rec.extra. Throws attnbench::error
+  /// on failure (id unsupported -> "skipped", out_of_memory -> "oom", others -> "error").
+  virtual void run(const suite_case& c, const method_instance& method, const run_context& ctx,
+                   record& rec) const = 0;
+};
+
+class suite_registry {
+ public:
+  static suite_registry& instance();
+  void add(std::unique_ptr<suite> s);
+  const suite* find(const std::string& name) const;  // nullptr when unknown
+  std::vector<const suite*> all() const;             // sorted by name
+
+ private:
+  std::vector<std::unique_ptr<suite>> m_suites;
+};
+
+struct suite_registrar {
+  explicit suite_registrar(std::unique_ptr<suite> s) { suite_registry::instance().add(std::move(s)); }
+};
+
+/// Canonical case name: suite(axis=value,...) in the given order; reals without trailing zeros.
+std::string case_name(const std::string& suite, const std::vector<std::pair<std::string, nlohmann::json>>& axes);
+
+}  // namespace attnbench
+
+/// ATTNBENCH_REGISTER_SUITE(type): registers a default-constructed suite.
+#define ATTNBENCH_REGISTER_SUITE(TYPE)                                                     \
+  static const ::attnbench::suite_registrar ATTNBENCH_CONCAT_(attnbench_suite_registrar_, \
+                                                              __LINE__)(std::make_unique<TYPE>())

@@ -1,0 +1,159 @@
+#include "suites/common/retrieval_run.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <memory>
+
+#include "harness/error.hpp"
+
+namespace attnbench {
+
+namespace {
+
+// Adds, for every retrieval query head of `layer`, the softmax mass that the query row `q_row`
+// puts on key `position` against keys k[0, keys) (exact, float64) to `sum`, and counts the heads.
+void add_retrieval_mass(const retrieval_model& model, int layer, const float* q_row /*[q_heads, d]*/,
+                      const tensor_view& k /*[tokens, kv_heads, d]*/, std::int64_t keys,
+                      std::int64_t position, float scale, double& sum, int& heads) {
+  const auto& shape = model.shape();
+  const int d = shape.head_dim;
+  for (int qh = 0; qh < shape.q_heads; ++qh) {
+    int kh = qh / shape.group_size();
+    if (model.role(layer, kh) != head_role::retrieval) continue;
+    const float* q = q_row + static_cast<std::size_t>(qh) * static_cast<std::size_t>(d);
+    std::vector<double> logit(static_cast<std::size_t>(keys));
+    double mx = -1e300;
+    for (std::int64_t t = 0; t < keys; ++t) {
+      const float* kr = k.at(static_cast<int>(t), kh);
+      double s = 0;
+      for (int i = 0; i < d; ++i) s += static_cast<double>(q[i]) * kr[i];
+      logit[static_cast<std::size_t>(t)] = s * scale;
+      mx = std::max(mx, s * scale);
+    }
+    double z = 0;
+    for (double l : logit) z += std::exp(l - mx);
+    sum += std::exp(logit[static_cast<std::size_t>(position)] - mx) / z;
+    ++heads;
+  }
+}
+
+}  // namespace
+
+retrieval_result run_retrieval(const retrieval_model& model, const method_instance& method,
+                               const exec_context& exec, run_mode mode,
+                               const std::vector<int>& context, const std::vector<int>& question,
+                               int answer_tokens, std::int64_t mass_position) {
+  const model_shape& shape = model.shape();
+  const int layers = shape.layers, d = shape.head_dim;
+  std::vector<int> tokens = context;
+  tokens.insert(tokens.end(), question.begin(), question.end());
+  const auto prompt = static_cast<std::int64_t>(tokens.size());
+  const std::int64_t prefill_len = mode == run_mode::query_aware ? prompt : static_cast<std::int64_t>(context.size());
+  const std::int64_t pending = prompt - prefill_len;  // question tokens fed as decode steps
+
+  std::vector<std::unique_ptr<kv_method>> adapters;
+  // Query rows of the pending question tokens and the last prompt token, K/V rows of the
+  // pending tokens, per layer: [pending or 1, heads, d].
+  std::vector<host_tensor> q_tail, k_tail, v_tail;
+  retrieval_result result;
+  double mass_sum = 0;
+  int mass_heads = 0;
+
+  for (int l = 0; l < layers; ++l) {
+    attention_problem problem;
+    problem.shape = shape;
+    problem.layer = l;
+    problem.context_tokens = prefill_len;
+    problem.max_tokens = prompt + answer_tokens;
+    auto adapter = method.create();
+    if (auto why = adapter->unsupported_reason(problem)) ATTNBENCH_CHECK(false, unsupported, *why);
+    adapter->prepare(problem, exec);
+
+    host_tensor q(static_cast<int>(prompt), shape.q_heads, d);
+    host_tensor k(static_cast<int>(prompt), shape.kv_heads, d);
+    host_tensor v(static_cast<int>(prompt), shape.kv_heads, d);
+    model.project(l, tokens, 0, prompt, q.view(), k.view(), v.view());
+    if (mass_position >= 0)
+      add_retrieval_mass(model, l, q.view().at(static_cast<int>(prompt - 1), 0), k.view(), prompt, mass_position,
+                     problem.softmax_scale(), mass_sum, mass_heads);
+    adapter->prefill(q.view().rows(0, static_cast<int>(prefill_len)), k.view().rows(0, static_cast<int>(prefill_len)),
+                     v.view().rows(0, static_cast<int>(prefill_len)), nullptr);
+
+    // Keep what decoding still needs: the pending rows, or just the last query row.
+    const std::int64_t keep_from = pending > 0 ? prefill_len : prompt - 1;
+    const int keep = static_cast<int>(prompt - keep_from);
+    host_tensor qt(keep, shape.q_heads, d), kt(keep, shape.kv_heads, d), vt(keep, shape.kv_heads, d);
+    std::copy_n(q.view().at(static_cast<int>(keep_from), 0), qt.size(), qt.data());
+    std::copy_n(k.view().at(static_cast<int>(keep_from), 0), kt.size(), kt.data());
+    std::copy_n(v.view().at(static_cast<int>(keep_from), 0), vt.size(), vt.data());
+    q_tail.push_back(std::move(qt));
+    k_tail.push_back(std::move(kt));
+    v_tail.push_back(std::move(vt));
+    adapters.push_back(std::move(adapter));
+  }
+  if (mass_heads) result.needle_mass = mass_sum / mass_heads;
+
+  std::vector<host_tensor> outs;
+  std::vector<tensor_view> out_views;
+  for (int l = 0; l < layers; ++l) {
+    outs.emplace_back(1, shape.q_heads, d);
+    out_views.push_back(outs.back().view());
+  }
+
+  // The question tokens (query-agnostic) go through append + attend; the last prompt token's
+  // output predicts the first answer token.
+  const std::int64_t first_steps = pending > 0 ? pending : 1;
+  for (std::int64_t i = 0; i < first_steps; ++i)
+    for (int l = 0; l < layers; ++l) {
+      if (pending > 0)
+        adapters[static_cast<std::size_t>(l)]->append(k_tail[static_cast<std::size_t>(l)].view().rows(static_cast<int>(i), 1),
+                                                      v_tail[static_cast<std::size_t>(l)].view().rows(static_cast<int>(i), 1));
+      adapters[static_cast<std::size_t>(l)]->attend(q_tail[static_cast<std::size_t>(l)].view().rows(static_cast<int>(i), 1),
+                                                    out_views[static_cast<std::size_t>(l)]);
+    }
+  q_tail.clear();
+  k_tail.clear();
+  v_tail.clear();
+
+  host_tensor q1(1, shape.q_heads, d), k1(1, shape.kv_heads, d), v1(1, shape.kv_heads, d);
+  for (int a = 0; a < answer_tokens; ++a) {
+    int next = model.next_token(out_views);
+    result.generated.push_back(next);
+    if (a + 1 == answer_tokens) break;
+    tokens.push_back(next);
+    const auto pos = static_cast<std::int64_t>(tokens.size()) - 1;
+    for (int l = 0; l < layers; ++l) {
+      model.project(l, tokens, pos, pos + 1, q1.view(), k1.view(), v1.view());
+      adapters[static_cast<std::size_t>(l)]->append(k1.view(), v1.view());
+      adapters[static_cast<std::size_t>(l)]->attend(q1.view(), out_views[static_cast<std::size_t>(l)]);
+    }
+  }
+
+  double tokens_sum = 0;
+  std::size_t tokens_count = 0;
+  for (const auto& adapter : adapters) {
+    cache_stats s = adapter->stats();
+    result.resident_bytes += s.resident_bytes;
+    result.keys_scored += s.keys_scored;
+    result.kv_bytes_read += s.kv_bytes_read;
+    result.decode_steps = s.attend_calls;
+    result.simulated = result.simulated || s.simulated;
+    for (auto t : s.resident_tokens) tokens_sum += static_cast<double>(t);
+    tokens_count += s.resident_tokens.size();
+  }
+  result.resident_tokens = tokens_count ? tokens_sum / static_cast<double>(tokens_count) : 0;
+  const auto seq = static_cast<std::uint64_t>(tokens.size());
+  result.dense_bytes = seq * static_cast<std::uint64_t>(layers) * static_cast<std::uint64_t>(shape.kv_heads) *
+                       static_cast<std::uint64_t>(d) * sizeof(float) * 2;
+  return result;
+}
+
+std::uint64_t retrieval_case_bytes(const model_shape& shape, std::int64_t tokens) {
+  const auto row = static_cast<std::uint64_t>(shape.head_dim) * sizeof(float);
+  const auto t = static_cast<std::uint64_t>(tokens);
+  const auto cache = 2 * static_cast<std::uint64_t>(shape.layers) * static_cast<std::uint64_t>(shape.kv_heads) * row * t;
+  const auto projection = static_cast<std::uint64_t>(shape.q_heads + 2 * shape.kv_heads) * row * t;
+  return cache + projection;
+}
+
+}  // namespace attnbench

@@ -17,8 +17,9 @@ const char* error_id_name(error_id id) {
 }
 
 void throw_error(error_id id, const std::string& message, const char* file, int line) {
-  // Bad input is reported to users verbatim; everything else carries its origin.
-  if (id == error_id::bad_input) throw error(id, message);
+  // Bad input and a method's reason to decline are shown to users verbatim; everything else
+  // carries its origin.
+  if (id == error_id::bad_input || id == error_id::unsupported) throw error(id, message);
   std::ostringstream os;
   os << message << " [" << file << ":" << line << "]";
   throw error(id, os.str());

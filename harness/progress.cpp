@@ -30,7 +30,7 @@ void progress_reporter::tick(bool failed) {
 
 void progress_reporter::finish() {
   std::lock_guard<std::mutex> lock(m_mutex);
-  draw(true);
+  if (m_tty || m_last_printed != m_done) draw(true);
 }
 
 void progress_reporter::draw(bool final_line) {

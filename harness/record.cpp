@@ -42,22 +42,22 @@ const json& require(const json& j, const char* key, const std::string& where) {
 std::string read_string(const json& j, const char* key, const std::string& where) {
   const json& v = require(j, key, where);
   if (!v.is_string())
-    ATTNBENCH_BAD_INPUT(where << ": field '" << key << "' must be a string, got "
-                              << type_name(v));
+    ATTNBENCH_BAD_INPUT(where << ": field '" << key << "' must be a string, got " << type_name(v));
   return v.get<std::string>();
 }
 
 const json& read_object(const json& j, const char* key, const std::string& where) {
   const json& v = require(j, key, where);
   if (!v.is_object())
-    ATTNBENCH_BAD_INPUT(where << ": field '" << key << "' must be an object, got "
-                              << type_name(v));
+    ATTNBENCH_BAD_INPUT(where << ": field '" << key << "' must be an object, got " << type_name(v));
   return v;
 }
 
 // Metric values that are not finite are written as null (JSON has no NaN) and read back as NaN.
 json metric_value_to_json(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
 
+// The inverse of to_json(record). Required: every field to_json writes except reason and
+// extra, which default to empty; unknown fields are ignored so newer minor versions still read.
 record parse_record(const json& j, const std::string& where) {
   if (!j.is_object()) ATTNBENCH_BAD_INPUT(where << ": must be an object, got " << type_name(j));
   record r;
@@ -76,6 +76,7 @@ record parse_record(const json& j, const std::string& where) {
                               << seed.dump());
   r.seed = seed.get<std::uint64_t>();
 
+  // parse_status's message names the known statuses; prefix it with where the record sits.
   const std::string status = read_string(j, "status", where);
   try {
     r.status = parse_status(status);
@@ -125,13 +126,21 @@ int semver_major(const std::string& v, const std::string& where) {
 
 }  // namespace
 
+// Field names follow DESIGN §6; `case` is the JSON name of case_name (a C++ keyword).
 nlohmann::json to_json(const record& r) {
   json j = {
-      {"suite", r.suite},   {"case", r.case_name}, {"axes", r.axes},
-      {"method", r.method}, {"method_spec", r.method_spec}, {"params", r.params},
-      {"backend", r.backend}, {"mode", r.mode},    {"seed", r.seed},
+      {"suite", r.suite},
+      {"case", r.case_name},
+      {"axes", r.axes},
+      {"method", r.method},
+      {"method_spec", r.method_spec},
+      {"params", r.params},
+      {"backend", r.backend},
+      {"mode", r.mode},
+      {"seed", r.seed},
       {"status", status_name(r.status)},
   };
+  // An ok record has no reason; the field is left out rather than written empty.
   if (!r.reason.empty()) j["reason"] = r.reason;
   json metrics = json::object();
   for (const auto& [name, value] : r.metrics) metrics[name] = metric_value_to_json(value);
@@ -165,6 +174,7 @@ report report_from_json(const nlohmann::json& j) {
     ATTNBENCH_BAD_INPUT("report schema_version " << version << " is not compatible with " << ours
                                                  << ".x");
 
+  // meta is free-form here: its required content is the schema's business (report.schema.json).
   report r;
   r.meta = read_object(j, "meta", where);
   for (const auto& [name, value] : read_object(j, "metric_info", where).items()) {

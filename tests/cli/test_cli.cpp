@@ -1,0 +1,155 @@
+// Runs the real `attnbench` binary: exit codes, the one-line error contract, config files.
+#include <catch2/catch.hpp>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "harness/cli/cli.hpp"
+#include "harness/error.hpp"
+
+using namespace attnbench;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct outcome {
+  int code;
+  std::string out, err;
+};
+
+fs::path scratch() {
+  static fs::path dir = [] {
+    auto d = fs::temp_directory_path() / ("attnbench-cli-" + std::to_string(::getpid()));
+    fs::create_directories(d);
+    return d;
+  }();
+  return dir;
+}
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+outcome run_cli(const std::string& args) {
+  fs::path out = scratch() / "stdout.txt", err = scratch() / "stderr.txt";
+  std::string cmd = std::string(ATTNBENCH_BINARY) + " " + args + " >" + out.string() + " 2>" + err.string();
+  int status = std::system(cmd.c_str());
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out), slurp(err)};
+}
+
+int lines(const std::string& s) {
+  int n = 0;
+  for (char c : s) n += c == '\n';
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("bad input exits 2 with one line naming the value and writes no report", "[cli]") {
+  fs::path out = scratch() / "never";
+  {
+    std::ofstream(scratch() / "broken.json") << "{\"lengths\": [4096,";
+    std::ofstream(scratch() / "unknown.json") << "{\"lenghts\": \"4k\"}";
+  }
+  struct bad {
+    std::string args, needle;
+  };
+  std::vector<bad> cases = {
+      {"run --method nosuch", "'nosuch'"},
+      {"run --method dense:budget=4", "'budget'"},
+      {"run --method streaming_llm:windw=4", "'windw'"},
+      {"run --method streaming_llm:window=-5", "-5"},
+      {"run --method sliding_window:keep=1.5", "1.5"},
+      {"run --lengths 4q", "'4q'"},
+      {"run --lengths 4k,,8k", "''"},
+      {"run --depths 0:1", "'0:1'"},
+      {"run --depths 2", "2"},
+      {"run --mode sideways", "'sideways'"},
+      {"run --shape gpt9", "'gpt9'"},
+      {"run --suite nosuite", "'nosuite'"},
+      {"run --samples 0", "0"},
+      {"run --filter '('", "'('"},
+      {"run --workload retrieval_tmp=3", "'retrieval_tmp'"},
+      {"run --config " + (scratch() / "missing.json").string(), "missing.json"},
+      {"run --config " + (scratch() / "broken.json").string(), "broken.json"},
+      {"run --config " + (scratch() / "unknown.json").string(), "'lenghts'"},
+      {"run --no-such-flag", "no-such-flag"},
+      {"frobnicate", "'frobnicate'"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.args);
+    outcome o = run_cli(c.args + " --out " + out.string());
+    CHECK(o.code == 2);
+    CHECK(lines(o.err) == 1);
+    CHECK(o.err.find(c.needle) != std::string::npos);
+    CHECK_FALSE(fs::exists(out));
+  }
+}
+
+TEST_CASE("run writes a JSON report, a JSONL stream and a heatmap", "[cli]") {
+  fs::path out = scratch() / "ok";
+  outcome o = run_cli("run --suite niah --method dense --lengths 512 --depths 0,1 --samples 1 --threads 1 --out " + out.string());
+  REQUIRE(o.code == 0);
+  CHECK(o.out.find("niah accuracy") != std::string::npos);
+  auto report = nlohmann::json::parse(slurp(out / "report.json"));
+  CHECK(report.at("records").size() == 2);
+  CHECK(report.at("meta").at("workload").at("retrieval_temp") == 13.0);
+  std::ifstream jsonl(out / "report.jsonl");
+  std::string line;
+  int n = 0;
+  while (std::getline(jsonl, line)) n += !line.empty();
+  CHECK(n == 2);
+}
+
+TEST_CASE("the command line overrides the config file", "[cli]") {
+  fs::path out = scratch() / "cfg";
+  fs::path cfg = scratch() / "run.json";
+  std::ofstream(cfg) << R"({"suite": "niah", "method": ["dense", "streaming_llm"], "lengths": [512, 1024],
+                           "depths": "0:1:2", "samples": 1, "threads": 1, "seed": 5, "workload": {"key_noise": 0.1}})";
+  outcome o = run_cli("run --config " + cfg.string() + " --lengths 512 --out " + out.string());
+  REQUIRE(o.code == 0);
+  auto report = nlohmann::json::parse(slurp(out / "report.json"));
+  CHECK(report.at("records").size() == 2 * 2);  // 2 methods x 1 length x 2 depths
+  CHECK(report.at("meta").at("options").at("seed") == 5);
+  CHECK(report.at("meta").at("workload").at("key_noise") == 0.1);
+}
+
+TEST_CASE("help and list", "[cli]") {
+  for (const char* cmd : {"--help", "run --help", "list --help"}) {
+    outcome o = run_cli(cmd);
+    CHECK(o.code == 0);
+    CHECK_FALSE(o.out.empty());
+  }
+  outcome o = run_cli("list methods");
+  CHECK(o.code == 0);
+  CHECK(o.out.find("streaming_llm") != std::string::npos);
+  CHECK(o.out.find("sinks (int") != std::string::npos);
+  CHECK(run_cli("list suites").out.find("niah") != std::string::npos);
+}
+
+TEST_CASE("lengths and depths parse", "[cli]") {
+  CHECK(parse_lengths("4k,16k,128k") == std::vector<std::int64_t>{4096, 16384, 131072});
+  CHECK(parse_lengths("1000") == std::vector<std::int64_t>{1000});
+  CHECK_THROWS_AS(parse_lengths("4k,"), error);
+  CHECK_THROWS_AS(parse_lengths("-4k"), error);
+  auto d = parse_depths("0:1:11");
+  REQUIRE(d.size() == 11);
+  CHECK(d[1] == Approx(0.1));
+  CHECK(d.back() == 1.0);
+  auto s = parse_depths("0:1:5:sigmoid");
+  REQUIRE(s.size() == 5);
+  CHECK(s.front() == 0.0);
+  CHECK(s[2] == Approx(0.5));
+  CHECK(s[1] < 0.25);  // denser near the ends
+  CHECK(parse_depths("0.5") == std::vector<double>{0.5});
+  CHECK_THROWS_AS(parse_depths("0:1:5:cubic"), error);
+}

@@ -1,0 +1,94 @@
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstring>
+
+#include "datasets/haystack.hpp"
+#include "datasets/retrieval_model.hpp"
+#include "datasets/vocabulary.hpp"
+#include "harness/error.hpp"
+
+using namespace attnbench;
+
+TEST_CASE("niah prompts have the exact length and the needle at the requested depth", "[workload]") {
+  auto kind = GENERATE(haystack_kind::noise, haystack_kind::essay, haystack_kind::needle);
+  auto value = GENERATE(value_kind::number, value_kind::word, value_kind::uuid);
+  for (double depth : {0.0, 0.3, 1.0}) {
+    niah_sample s = make_niah(2048, depth, kind, value, 7);
+    CHECK(static_cast<std::int64_t>(s.context.size() + s.question.size()) == 2048);
+    CHECK(s.context.front() == vocabulary::instance().bos());
+    CHECK(std::abs(s.actual_depth - depth) < 0.05);
+    // The answer tokens follow "is :" in the needle and detokenize to the reference.
+    std::vector<int> value_tokens(s.context.begin() + s.value_begin, s.context.begin() + s.value_begin + s.answer_tokens);
+    CHECK(vocabulary::instance().detokenize(value_tokens) == s.answers.front());
+    CHECK(vocabulary::instance().text(s.context[static_cast<std::size_t>(s.value_begin - 1)]) == ":");
+  }
+}
+
+TEST_CASE("the same seed gives identical tokens and Q/K/V bytes", "[workload]") {
+  niah_sample a = make_niah(1024, 0.5, haystack_kind::essay, value_kind::number, 42);
+  niah_sample b = make_niah(1024, 0.5, haystack_kind::essay, value_kind::number, 42);
+  niah_sample c = make_niah(1024, 0.5, haystack_kind::essay, value_kind::number, 43);
+  CHECK(a.context == b.context);
+  CHECK(a.question == b.question);
+  CHECK(a.context != c.context);
+
+  model_shape shape = shape_preset("small");
+  retrieval_model m1(shape, workload_config{}), m2(shape, workload_config{});
+  const auto n = static_cast<int>(a.context.size());
+  for (int layer = 0; layer < shape.layers; ++layer) {
+    host_tensor q1(n, shape.q_heads, shape.head_dim), k1(n, shape.kv_heads, shape.head_dim), v1(n, shape.kv_heads, shape.head_dim);
+    host_tensor q2(n, shape.q_heads, shape.head_dim), k2(n, shape.kv_heads, shape.head_dim), v2(n, shape.kv_heads, shape.head_dim);
+    m1.project(layer, a.context, 0, n, q1.view(), k1.view(), v1.view());
+    // Projecting in two chunks gives the same bytes as in one.
+    m2.project(layer, a.context, 0, n / 2, q2.view().rows(0, n / 2), k2.view().rows(0, n / 2), v2.view().rows(0, n / 2));
+    m2.project(layer, a.context, n / 2, n, q2.view().rows(n / 2, n - n / 2), k2.view().rows(n / 2, n - n / 2),
+               v2.view().rows(n / 2, n - n / 2));
+    CHECK(std::memcmp(q1.data(), q2.data(), q1.size() * sizeof(float)) == 0);
+    CHECK(std::memcmp(k1.data(), k2.data(), k1.size() * sizeof(float)) == 0);
+    CHECK(std::memcmp(v1.data(), v2.data(), v1.size() * sizeof(float)) == 0);
+  }
+}
+
+TEST_CASE("retrieval heads score an exact context match at the retrieval temperature", "[workload]") {
+  model_shape shape = shape_preset("small");
+  workload_config cfg;
+  retrieval_model model(shape, cfg);
+  int layer = -1, head = -1;
+  for (int l = 0; l < shape.layers && head < 0; ++l)
+    for (int h = 0; h < shape.kv_heads; ++h)
+      if (model.role(l, h) == head_role::retrieval) {
+        layer = l;
+        head = h;
+        break;
+      }
+  REQUIRE(head >= 0);
+  const auto& v = vocabulary::instance();
+  // "... x y z VALUE ... x y z": the query at the last z matches the key at VALUE.
+  std::vector<int> tokens = {v.bos(), v.keys()[1], v.keys()[2], v.keys()[3], v.keys()[4], v.fillers()[5],
+                             v.fillers()[6], v.keys()[1], v.keys()[2], v.keys()[3]};
+  const int n = static_cast<int>(tokens.size());
+  host_tensor q(n, shape.q_heads, shape.head_dim), k(n, shape.kv_heads, shape.head_dim), val(n, shape.kv_heads, shape.head_dim);
+  model.project(layer, tokens, 0, n, q.view(), k.view(), val.view());
+  const float* qr = q.view().at(n - 1, head * shape.group_size());
+  auto logit = [&](int t) {
+    const float* kr = k.view().at(t, head);
+    double s = 0;
+    for (int i = 0; i < shape.head_dim; ++i) s += static_cast<double>(qr[i]) * kr[i];
+    return s / std::sqrt(static_cast<double>(shape.head_dim));
+  };
+  CHECK(logit(4) == Approx(cfg.retrieval_temp).epsilon(1e-4));
+  for (int t : {1, 2, 3, 5, 6, 7, 8}) CHECK(std::abs(logit(t)) < 0.5 * cfg.retrieval_temp);
+  // The value at the match is the readout row of the token that followed.
+  CHECK(val.view().at(4, head)[0] != 0.0f);
+}
+
+TEST_CASE("workload parameters are validated by name", "[workload]") {
+  workload_config cfg;
+  cfg.set("retrieval_temp", "10");
+  CHECK(cfg.retrieval_temp == 10);
+  CHECK(cfg.to_json().at("retrieval_temp") == 10);
+  CHECK_THROWS_WITH(cfg.set("retrieval_tmp", "1"), Catch::Contains("retrieval_tmp"));
+  CHECK_THROWS_WITH(cfg.set("key_noise", "-1"), Catch::Contains("-1"));
+  CHECK_THROWS_WITH(cfg.set("key_noise", "abc"), Catch::Contains("abc"));
+}

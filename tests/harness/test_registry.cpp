@@ -1,0 +1,46 @@
+#include <catch2/catch.hpp>
+
+#include "harness/error.hpp"
+#include "harness/method.hpp"
+#include "harness/suite.hpp"
+
+using namespace attnbench;
+
+TEST_CASE("every expected method and suite is registered", "[registry]") {
+  for (const char* name : {"dense", "sliding_window", "streaming_llm"}) {
+    INFO(name);
+    const method_info* m = method_registry::instance().find(name, "cpu");
+    REQUIRE(m != nullptr);
+    CHECK_FALSE(m->summary.empty());
+    CHECK(m->factory);
+  }
+  CHECK(suite_registry::instance().find("niah") != nullptr);
+}
+
+TEST_CASE("resolve_method rejects unknown methods with the known list", "[registry]") {
+  try {
+    resolve_method("nosuch:budget=3", "cpu");
+    FAIL("no exception");
+  } catch (const error& e) {
+    CHECK(e.id() == error_id::bad_input);
+    CHECK(std::string(e.what()).find("unknown method 'nosuch'") != std::string::npos);
+    CHECK(std::string(e.what()).find("dense") != std::string::npos);
+  }
+  auto inst = resolve_method("streaming_llm:window=64", "cpu");
+  CHECK(inst.canonical == "streaming_llm:sinks=4,window=64");
+}
+
+TEST_CASE("shape presets", "[registry]") {
+  auto s = shape_preset("llama3-8b");
+  CHECK(s.q_heads == 32);
+  CHECK(s.kv_heads == 8);
+  CHECK(s.head_dim == 128);
+  CHECK(s.group_size() == 4);
+  CHECK_THROWS_AS(shape_preset("gpt5"), error);
+}
+
+TEST_CASE("case names are canonical", "[suite]") {
+  CHECK(case_name("niah", {{"length", 4096}, {"depth", 0.5}, {"needle", "number"}}) ==
+        "niah(length=4096,depth=0.5,needle=number)");
+  CHECK(case_name("niah", {{"depth", 0.1}}) == "niah(depth=0.1)");
+}

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "harness/error.hpp"
+#include "harness/gpu_info.hpp"
 #include "harness/progress.hpp"
 #include "reports/json_report.hpp"
 #include "reports/jsonl_stream.hpp"
@@ -103,6 +104,13 @@ nlohmann::json make_meta(const run_config& config, const std::string& start_time
   char host[256] = {0};
   gethostname(host, sizeof(host) - 1);
   const auto& o = config.options;
+  const cuda_info cuda = query_cuda();
+  nlohmann::json gpus = nlohmann::json::array();
+  for (const auto& g : cuda.gpus)
+    gpus.push_back({{"index", g.index}, {"name", g.name}, {"memory_bytes", g.memory_bytes},
+                    {"multiprocessors", g.multiprocessors},
+                    {"compute_capability", std::to_string(g.compute_major) + "." + std::to_string(g.compute_minor)},
+                    {"l2_bytes", g.l2_bytes}});
   nlohmann::json options = {
       {"lengths", o.lengths}, {"depths", o.depths}, {"samples", o.samples}, {"seed", o.seed},
       {"mode", name_of(o.mode)}, {"backend", o.backend}, {"filter", config.filter},
@@ -118,8 +126,9 @@ nlohmann::json make_meta(const run_config& config, const std::string& start_time
       {"start_time", start_time},
       {"host", {{"hostname", host}, {"cpu", cpu_model()}, {"cores", std::thread::hardware_concurrency()},
                 {"memory_bytes", physical_memory_bytes()}}},
-      {"gpus", nlohmann::json::array()},
-      {"cuda", nullptr},
+      {"gpus", gpus},
+      {"cuda", cuda.built ? nlohmann::json{{"runtime_version", cuda.runtime_version}, {"driver_version", cuda.driver_version}}
+                          : nlohmann::json(nullptr)},
       {"options", options},
       {"shape", {{"name", o.shape.name}, {"layers", o.shape.layers}, {"q_heads", o.shape.q_heads},
                  {"kv_heads", o.shape.kv_heads}, {"head_dim", o.shape.head_dim}}},

@@ -12,6 +12,7 @@
 
 #include "harness/cli/cli.hpp"
 #include "harness/error.hpp"
+#include "reports/schema_validator.hpp"
 
 using namespace attnbench;
 namespace fs = std::filesystem;
@@ -103,6 +104,9 @@ TEST_CASE("run writes a JSON report, a JSONL stream and a heatmap", "[cli]") {
   auto report = nlohmann::json::parse(slurp(out / "report.json"));
   CHECK(report.at("records").size() == 2);
   CHECK(report.at("meta").at("workload").at("retrieval_temp") == 13.0);
+  auto problems = validate_report_json(report);
+  CAPTURE(problems);
+  CHECK(problems.empty());
   std::ifstream jsonl(out / "report.jsonl");
   std::string line;
   int n = 0;

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# README command 1: install what is missing, build Release, run the default benchmark
+# (every suite, every CPU method, the quick preset; writes attnbench-out/report.json).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash ci/setup.sh
+./build/attnbench run "$@"

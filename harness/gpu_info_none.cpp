@@ -1,0 +1,7 @@
+#include "harness/gpu_info.hpp"
+
+namespace attnbench {
+
+cuda_info query_cuda() { return {}; }
+
+}  // namespace attnbench

@@ -23,18 +23,24 @@ value_kind parse_value_kind(const std::string& s) {
 
 const char* name_of(haystack_kind k) {
   switch (k) {
-    case haystack_kind::noise: return "noise";
-    case haystack_kind::essay: return "essay";
-    case haystack_kind::needle: return "needle";
+    case haystack_kind::noise:
+      return "noise";
+    case haystack_kind::essay:
+      return "essay";
+    case haystack_kind::needle:
+      return "needle";
   }
   return "?";
 }
 
 const char* name_of(value_kind k) {
   switch (k) {
-    case value_kind::number: return "number";
-    case value_kind::word: return "word";
-    case value_kind::uuid: return "uuid";
+    case value_kind::number:
+      return "number";
+    case value_kind::word:
+      return "word";
+    case value_kind::uuid:
+      return "uuid";
   }
   return "?";
 }
@@ -48,7 +54,8 @@ class zipf_table {
  public:
   zipf_table(std::size_t n, double offset) : m_cdf(n) {
     double sum = 0;
-    for (std::size_t r = 0; r < n; ++r) m_cdf[r] = (sum += 1.0 / (static_cast<double>(r) + 1.0 + offset));
+    for (std::size_t r = 0; r < n; ++r)
+      m_cdf[r] = (sum += 1.0 / (static_cast<double>(r) + 1.0 + offset));
     for (auto& c : m_cdf) c /= sum;
   }
   std::size_t sample(rng& gen) const {
@@ -61,7 +68,9 @@ class zipf_table {
   std::vector<double> m_cdf;
 };
 
-void append(std::vector<int>& dst, const std::vector<int>& src) { dst.insert(dst.end(), src.begin(), src.end()); }
+void append(std::vector<int>& dst, const std::vector<int>& src) {
+  dst.insert(dst.end(), src.begin(), src.end());
+}
 
 // One essay sentence: 6 to 18 words mixing function words (about 45%, as in English prose) and
 // filler words, both Zipf-distributed, with an occasional comma.
@@ -72,8 +81,10 @@ void essay_sentence(std::vector<int>& out, rng& gen) {
   static const int period = vocab().id(".");
   int words = 6 + static_cast<int>(gen.below(13));
   for (int w = 0; w < words; ++w) {
-    if (gen.uniform() < 0.45) out.push_back(vocab().function_words()[function_zipf.sample(gen)]);
-    else out.push_back(vocab().fillers()[filler_zipf.sample(gen)]);
+    if (gen.uniform() < 0.45)
+      out.push_back(vocab().function_words()[function_zipf.sample(gen)]);
+    else
+      out.push_back(vocab().fillers()[filler_zipf.sample(gen)]);
     if (w > 2 && w + 2 < words && gen.uniform() < 0.06) out.push_back(comma);
   }
   out.push_back(period);
@@ -81,9 +92,12 @@ void essay_sentence(std::vector<int>& out, rng& gen) {
 
 const char* value_noun(value_kind kind, bool plural) {
   switch (kind) {
-    case value_kind::number: return plural ? "numbers" : "number";
-    case value_kind::word: return plural ? "words" : "word";
-    case value_kind::uuid: return plural ? "uuids" : "uuid";
+    case value_kind::number:
+      return plural ? "numbers" : "number";
+    case value_kind::word:
+      return plural ? "words" : "word";
+    case value_kind::uuid:
+      return plural ? "uuids" : "uuid";
   }
   return "?";
 }
@@ -106,12 +120,15 @@ haystack make_haystack(haystack_kind kind, std::int64_t tokens, value_kind distr
       case haystack_kind::noise:
         append(h.tokens, noise_sentences[noise_next++ % noise_sentences.size()]);
         break;
-      case haystack_kind::essay: essay_sentence(h.tokens, gen); break;
+      case haystack_kind::essay:
+        essay_sentence(h.tokens, gen);
+        break;
       case haystack_kind::needle: {
         int key;
         do key = keys[gen.below(keys.size())];
         while (std::find(exclude_keys.begin(), exclude_keys.end(), key) != exclude_keys.end());
-        append(h.tokens, needle_sentence(key, distractor_values, make_value(distractor_values, gen).tokens));
+        append(h.tokens,
+               needle_sentence(key, distractor_values, make_value(distractor_values, gen).tokens));
         break;
       }
     }
@@ -149,7 +166,8 @@ needle_value make_value(value_kind kind, rng& gen) {
           std::string group;
           for (int i = 0; i < groups[g]; ++i) group += hex[gen.below(16)];
           int w = vocab().find(group);
-          clash = clash || (w >= 0 && vocab().cls(w) != token_class::hex && vocab().cls(w) != token_class::number);
+          clash = clash || (w >= 0 && vocab().cls(w) != token_class::hex &&
+                            vocab().cls(w) != token_class::number);
           v.text += (g ? "-" : "") + group;
         }
       } while (clash);
@@ -161,7 +179,8 @@ needle_value make_value(value_kind kind, rng& gen) {
 }
 
 std::vector<int> needle_sentence(int key, value_kind kind, const std::vector<int>& value_tokens) {
-  std::vector<int> out = vocab().tokenize(std::string("one of the special magic ") + value_noun(kind, true) + " for");
+  std::vector<int> out =
+      vocab().tokenize(std::string("one of the special magic ") + value_noun(kind, true) + " for");
   out.push_back(key);
   append(out, vocab().tokenize("is:"));
   append(out, value_tokens);
@@ -170,7 +189,8 @@ std::vector<int> needle_sentence(int key, value_kind kind, const std::vector<int
 }
 
 std::vector<int> niah_question(int key, value_kind kind) {
-  std::vector<int> out = vocab().tokenize(std::string("what is the special magic ") + value_noun(kind, false) + " for");
+  std::vector<int> out = vocab().tokenize(std::string("what is the special magic ") +
+                                          value_noun(kind, false) + " for");
   out.push_back(key);
   append(out, vocab().tokenize("mentioned in the provided text? answer: the special magic"));
   append(out, vocab().tokenize(std::string(value_noun(kind, false)) + " for"));
@@ -192,25 +212,30 @@ niah_sample make_niah(std::int64_t length, double depth, haystack_kind haystack_
   s.question = niah_question(key, value_type);
   std::int64_t fixed = 1 + static_cast<std::int64_t>(needle.size() + s.question.size());
   ATTNBENCH_CHECK(length >= fixed, bad_input,
-                  "length " << length << " is too short for a needle prompt (needs at least " << fixed << " tokens)");
+                  "length " << length << " is too short for a needle prompt (needs at least "
+                            << fixed << " tokens)");
   haystack h = make_haystack(haystack_type, length - fixed, value_type, {key}, gen);
 
   // The sentence boundary closest to the requested depth.
   auto target = depth * static_cast<double>(h.tokens.size());
   std::int64_t at = h.boundaries.front();
   for (auto b : h.boundaries)
-    if (std::abs(static_cast<double>(b) - target) < std::abs(static_cast<double>(at) - target)) at = b;
+    if (std::abs(static_cast<double>(b) - target) < std::abs(static_cast<double>(at) - target))
+      at = b;
 
-  s.context.reserve(static_cast<std::size_t>(length - static_cast<std::int64_t>(s.question.size())));
+  s.context.reserve(
+      static_cast<std::size_t>(length - static_cast<std::int64_t>(s.question.size())));
   s.context.push_back(vocab().bos());
   s.context.insert(s.context.end(), h.tokens.begin(), h.tokens.begin() + at);
   s.needle_begin = static_cast<std::int64_t>(s.context.size());
-  s.value_begin = s.needle_begin + static_cast<std::int64_t>(needle.size() - value.tokens.size() - 1);
+  s.value_begin =
+      s.needle_begin + static_cast<std::int64_t>(needle.size() - value.tokens.size() - 1);
   append(s.context, needle);
   s.context.insert(s.context.end(), h.tokens.begin() + at, h.tokens.end());
   s.answers = {value.text};
   s.answer_tokens = static_cast<int>(value.tokens.size());
-  s.actual_depth = h.tokens.empty() ? 0.0 : static_cast<double>(at) / static_cast<double>(h.tokens.size());
+  s.actual_depth =
+      h.tokens.empty() ? 0.0 : static_cast<double>(at) / static_cast<double>(h.tokens.size());
   return s;
 }
 

@@ -47,8 +47,8 @@ std::vector<int> niah_question(int key, value_kind kind);
 /// One needle-in-a-haystack prompt. The prompt (BOS + context + question) is exactly
 /// `length` tokens.
 struct niah_sample {
-  std::vector<int> context;   // BOS, haystack with the needle inserted
-  std::vector<int> question;  // question and answer prefix
+  std::vector<int> context;          // BOS, haystack with the needle inserted
+  std::vector<int> question;         // question and answer prefix
   std::vector<std::string> answers;  // references for string_match_all
   int answer_tokens = 0;             // tokens to decode
   std::int64_t needle_begin = 0;     // first token of the needle sentence in `context`

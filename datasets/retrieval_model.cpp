@@ -12,21 +12,33 @@ namespace attnbench {
 
 const char* name_of(head_role r) {
   switch (r) {
-    case head_role::retrieval: return "retrieval";
-    case head_role::sink: return "sink";
-    case head_role::local: return "local";
-    case head_role::noise: return "noise";
+    case head_role::retrieval:
+      return "retrieval";
+    case head_role::sink:
+      return "sink";
+    case head_role::local:
+      return "local";
+    case head_role::noise:
+      return "noise";
   }
   return "?";
 }
 
 nlohmann::json workload_config::to_json() const {
-  return {{"retrieval_temp", retrieval_temp}, {"context_tokens", context_tokens},
-          {"function_salience", function_salience}, {"key_noise", key_noise},
-          {"sink_logit", sink_logit}, {"sink_value_norm", sink_value_norm},
-          {"local_temp", local_temp}, {"noise_temp", noise_temp}, {"rope_base", rope_base},
-          {"rotary_fraction", rotary_fraction}, {"retrieval_heads", retrieval_heads},
-          {"local_heads", local_heads}, {"noise_heads", noise_heads}, {"embed_seed", embed_seed}};
+  return {{"retrieval_temp", retrieval_temp},
+          {"context_tokens", context_tokens},
+          {"function_salience", function_salience},
+          {"key_noise", key_noise},
+          {"sink_logit", sink_logit},
+          {"sink_value_norm", sink_value_norm},
+          {"local_temp", local_temp},
+          {"noise_temp", noise_temp},
+          {"rope_base", rope_base},
+          {"rotary_fraction", rotary_fraction},
+          {"retrieval_heads", retrieval_heads},
+          {"local_heads", local_heads},
+          {"noise_heads", noise_heads},
+          {"embed_seed", embed_seed}};
 }
 
 void workload_config::set(const std::string& key, const std::string& value) {
@@ -35,28 +47,46 @@ void workload_config::set(const std::string& key, const std::string& value) {
   if (value.empty() || *end != '\0' || !std::isfinite(x))
     ATTNBENCH_BAD_INPUT("workload: '" << key << "' expects a number, got '" << value << "'");
   auto in = [&](double lo, double hi) {
-    if (x < lo || x > hi) ATTNBENCH_BAD_INPUT("workload: '" << key << "' = " << value << " is out of range [" << lo << ", " << hi << "]");
+    if (x < lo || x > hi)
+      ATTNBENCH_BAD_INPUT("workload: '" << key << "' = " << value << " is out of range [" << lo
+                                        << ", " << hi << "]");
     return x;
   };
-  if (key == "retrieval_temp") retrieval_temp = in(0, 1000);
-  else if (key == "context_tokens") context_tokens = static_cast<int>(in(1, 8));
-  else if (key == "function_salience") function_salience = in(0, 1);
-  else if (key == "key_noise") key_noise = in(0, 10);
-  else if (key == "sink_logit") sink_logit = in(0, 1000);
-  else if (key == "sink_value_norm") sink_value_norm = in(0, 100);
-  else if (key == "local_temp") local_temp = in(0, 1000);
-  else if (key == "noise_temp") noise_temp = in(0, 1000);
-  else if (key == "rope_base") rope_base = in(2, 1e12);
-  else if (key == "rotary_fraction") rotary_fraction = in(0, 1);
-  else if (key == "retrieval_heads") retrieval_heads = in(0, 1);
-  else if (key == "local_heads") local_heads = in(0, 1);
-  else if (key == "noise_heads") noise_heads = in(0, 1);
-  else if (key == "embed_seed") embed_seed = static_cast<std::uint64_t>(in(0, 9.007199254740992e15));
+  if (key == "retrieval_temp")
+    retrieval_temp = in(0, 1000);
+  else if (key == "context_tokens")
+    context_tokens = static_cast<int>(in(1, 8));
+  else if (key == "function_salience")
+    function_salience = in(0, 1);
+  else if (key == "key_noise")
+    key_noise = in(0, 10);
+  else if (key == "sink_logit")
+    sink_logit = in(0, 1000);
+  else if (key == "sink_value_norm")
+    sink_value_norm = in(0, 100);
+  else if (key == "local_temp")
+    local_temp = in(0, 1000);
+  else if (key == "noise_temp")
+    noise_temp = in(0, 1000);
+  else if (key == "rope_base")
+    rope_base = in(2, 1e12);
+  else if (key == "rotary_fraction")
+    rotary_fraction = in(0, 1);
+  else if (key == "retrieval_heads")
+    retrieval_heads = in(0, 1);
+  else if (key == "local_heads")
+    local_heads = in(0, 1);
+  else if (key == "noise_heads")
+    noise_heads = in(0, 1);
+  else if (key == "embed_seed")
+    embed_seed = static_cast<std::uint64_t>(in(0, 9.007199254740992e15));
   else
-    ATTNBENCH_BAD_INPUT("workload: unknown parameter '" << key
-                        << "' (known: retrieval_temp, context_tokens, function_salience, key_noise, "
-                           "sink_logit, sink_value_norm, local_temp, noise_temp, rope_base, "
-                           "rotary_fraction, retrieval_heads, local_heads, noise_heads, embed_seed)");
+    ATTNBENCH_BAD_INPUT(
+        "workload: unknown parameter '"
+        << key
+        << "' (known: retrieval_temp, context_tokens, function_salience, key_noise, "
+           "sink_logit, sink_value_norm, local_temp, noise_temp, rope_base, "
+           "rotary_fraction, retrieval_heads, local_heads, noise_heads, embed_seed)");
   if (retrieval_heads + local_heads + noise_heads > 1.0)
     ATTNBENCH_BAD_INPUT("workload: retrieval_heads + local_heads + noise_heads must be <= 1");
 }
@@ -109,8 +139,9 @@ retrieval_model::retrieval_model(const model_shape& shape, const workload_config
   const auto& vocab = vocabulary::instance();
   const int d = shape.head_dim;
   const int v = vocab.size();
-  ATTNBENCH_CHECK(shape.q_heads % shape.kv_heads == 0, bad_input,
-                  "shape: q_heads " << shape.q_heads << " is not a multiple of kv_heads " << shape.kv_heads);
+  ATTNBENCH_CHECK(
+      shape.q_heads % shape.kv_heads == 0, bad_input,
+      "shape: q_heads " << shape.q_heads << " is not a multiple of kv_heads " << shape.kv_heads);
   rng gen(config.embed_seed);
   m_readout = unit_rows(v, d, gen);
   m_aux = unit_rows(v, d, gen);
@@ -136,8 +167,10 @@ retrieval_model::retrieval_model(const model_shape& shape, const workload_config
   m_salience.resize(static_cast<std::size_t>(v));
   for (int t = 0; t < v; ++t) {
     auto c = vocab.cls(t);
-    bool scaffold = c == token_class::function || c == token_class::punctuation || c == token_class::special;
-    m_salience[static_cast<std::size_t>(t)] = scaffold ? static_cast<float>(config.function_salience) : 1.0f;
+    bool scaffold =
+        c == token_class::function || c == token_class::punctuation || c == token_class::special;
+    m_salience[static_cast<std::size_t>(t)] =
+        scaffold ? static_cast<float>(config.function_salience) : 1.0f;
   }
   m_junk = vocab.id("the");
 
@@ -150,12 +183,14 @@ retrieval_model::retrieval_model(const model_shape& shape, const workload_config
   m_roles.assign(static_cast<std::size_t>(total), head_role::sink);
   std::vector<int> order(static_cast<std::size_t>(total));
   for (int i = 0; i < total; ++i) order[static_cast<std::size_t>(i)] = i;
-  for (int i = total - 1; i > 0; --i) std::swap(order[static_cast<std::size_t>(i)], order[gen.below(static_cast<std::uint64_t>(i) + 1)]);
+  for (int i = total - 1; i > 0; --i)
+    std::swap(order[static_cast<std::size_t>(i)],
+              order[gen.below(static_cast<std::uint64_t>(i) + 1)]);
   for (int i = 0; i < total; ++i) {
-    head_role r = i < n_ret ? head_role::retrieval
-                : i < n_ret + n_loc ? head_role::local
-                : i < n_ret + n_loc + n_noise ? head_role::noise
-                                              : head_role::sink;
+    head_role r = i < n_ret                     ? head_role::retrieval
+                  : i < n_ret + n_loc           ? head_role::local
+                  : i < n_ret + n_loc + n_noise ? head_role::noise
+                                                : head_role::sink;
     m_roles[static_cast<std::size_t>(order[static_cast<std::size_t>(i)])] = r;
   }
   m_head_sign.resize(static_cast<std::size_t>(total) * static_cast<std::size_t>(d));
@@ -168,7 +203,8 @@ retrieval_model::retrieval_model(const model_shape& shape, const workload_config
     m_inv_freq.push_back(static_cast<float>(std::pow(config.rope_base, -2.0 * i / rotary_dims)));
 }
 
-void retrieval_model::context_vector(const std::vector<int>& tokens, std::int64_t p, float* out) const {
+void retrieval_model::context_vector(const std::vector<int>& tokens, std::int64_t p,
+                                     float* out) const {
   const int d = m_shape.head_dim;
   std::fill(out, out + d, 0.0f);
   for (int j = 0; j < m_config.context_tokens && p - j >= 0; ++j) {
@@ -187,8 +223,8 @@ void retrieval_model::project(int layer, const std::vector<int>& tokens, std::in
   const int group = m_shape.group_size();
   const auto sqrt_d = static_cast<float>(std::sqrt(static_cast<double>(d)));
   const int half = static_cast<int>(m_inv_freq.size());
-  std::vector<float> ctx(static_cast<std::size_t>(d)), qv(static_cast<std::size_t>(d)), kv(static_cast<std::size_t>(d)),
-      vv(static_cast<std::size_t>(d));
+  std::vector<float> ctx(static_cast<std::size_t>(d)), qv(static_cast<std::size_t>(d)),
+      kv(static_cast<std::size_t>(d)), vv(static_cast<std::size_t>(d));
 
   // Rotates x in place by position pos (RoPE on the rotary dims).
   auto rope = [&](float* x, std::int64_t pos) {
@@ -206,17 +242,22 @@ void retrieval_model::project(int layer, const std::vector<int>& tokens, std::in
     const auto row_index = static_cast<int>(p - begin);
     for (int h = 0; h < m_shape.kv_heads; ++h) {
       const int head_id = layer * m_shape.kv_heads + h;
-      const float* sign = m_head_sign.data() + static_cast<std::size_t>(head_id) * static_cast<std::size_t>(d);
-      const float* dir = m_head_dir.data() + static_cast<std::size_t>(head_id) * static_cast<std::size_t>(d);
+      const float* sign =
+          m_head_sign.data() + static_cast<std::size_t>(head_id) * static_cast<std::size_t>(d);
+      const float* dir =
+          m_head_dir.data() + static_cast<std::size_t>(head_id) * static_cast<std::size_t>(d);
       float q_scale = 0;
       switch (role(layer, h)) {
         case head_role::retrieval: {
           context_vector(tokens, p, qv.data());
           q_scale = static_cast<float>(m_config.retrieval_temp) * sqrt_d;
-          if (p == 0) std::fill(kv.begin(), kv.end(), 0.0f);
-          else context_vector(tokens, p - 1, kv.data());
+          if (p == 0)
+            std::fill(kv.begin(), kv.end(), 0.0f);
+          else
+            context_vector(tokens, p - 1, kv.data());
           if (m_config.key_noise > 0 && p > 0) {
-            rng noise(hash_seed(m_config.embed_seed ^ static_cast<std::uint64_t>(head_id), static_cast<std::uint64_t>(p)));
+            rng noise(hash_seed(m_config.embed_seed ^ static_cast<std::uint64_t>(head_id),
+                                static_cast<std::uint64_t>(p)));
             float scale = static_cast<float>(m_config.key_noise) / sqrt_d;
             for (auto& x : kv) x += scale * static_cast<float>(noise.normal());
             normalize(kv.data(), d);
@@ -229,13 +270,15 @@ void retrieval_model::project(int layer, const std::vector<int>& tokens, std::in
           std::copy(dir, dir + d, qv.begin());
           q_scale = sqrt_d;
           if (p == 0) {
-            for (int i = 0; i < d; ++i) kv[static_cast<std::size_t>(i)] = static_cast<float>(m_config.sink_logit) * dir[i];
+            for (int i = 0; i < d; ++i)
+              kv[static_cast<std::size_t>(i)] = static_cast<float>(m_config.sink_logit) * dir[i];
             std::fill(vv.begin(), vv.end(), 0.0f);
           } else {
             const float* e = row(m_aux, tok);
             for (int i = 0; i < d; ++i) kv[static_cast<std::size_t>(i)] = 0.5f * e[i];
             const float* j = row(m_readout, m_junk);
-            for (int i = 0; i < d; ++i) vv[static_cast<std::size_t>(i)] = static_cast<float>(m_config.sink_value_norm) * j[i];
+            for (int i = 0; i < d; ++i)
+              vv[static_cast<std::size_t>(i)] = static_cast<float>(m_config.sink_value_norm) * j[i];
           }
           break;
         }

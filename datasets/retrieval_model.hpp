@@ -86,7 +86,8 @@ class retrieval_model {
   // Unit-norm retrieval context vector of the tokens ending at position p: [head_dim].
   void context_vector(const std::vector<int>& tokens, std::int64_t p, float* out) const;
   const float* row(const std::vector<float>& table, int token) const {
-    return table.data() + static_cast<std::size_t>(token) * static_cast<std::size_t>(m_shape.head_dim);
+    return table.data() +
+           static_cast<std::size_t>(token) * static_cast<std::size_t>(m_shape.head_dim);
   }
 
   model_shape m_shape;

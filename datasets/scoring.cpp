@@ -8,7 +8,8 @@ namespace attnbench {
 namespace {
 
 std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  std::transform(s.begin(), s.end(), s.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   return s;
 }
 
@@ -22,7 +23,8 @@ double string_match_all(const std::string& prediction, const std::vector<std::st
   return static_cast<double>(hits) / static_cast<double>(references.size());
 }
 
-double string_match_part(const std::string& prediction, const std::vector<std::string>& references) {
+double string_match_part(const std::string& prediction,
+                         const std::vector<std::string>& references) {
   const std::string p = lower(prediction);
   for (const auto& r : references)
     if (p.find(lower(r)) != std::string::npos) return 1.0;

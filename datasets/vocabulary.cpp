@@ -22,10 +22,11 @@ std::vector<std::string> lines(const char* text) {
 // Words of the needle, question and noise templates (haystack.cpp). They count as function
 // words: low retrieval salience, like the scaffolding text of a real prompt.
 const char* const k_template_words[] = {
-    "one", "special", "magic", "number", "numbers", "word", "words", "uuid", "uuids",
-    "mentioned", "provided", "text", "answer", "grass", "green", "sky", "blue", "sun",
-    "yellow", "here", "back", "again", "memorize", "below", "hidden", "within", "following",
-    "some", "are", "ones", "quiz", "about", "them", "after", "reading"};
+    "one",   "special",  "magic",     "number",   "numbers", "word",      "words",
+    "uuid",  "uuids",    "mentioned", "provided", "text",    "answer",    "grass",
+    "green", "sky",      "blue",      "sun",      "yellow",  "here",      "back",
+    "again", "memorize", "below",     "hidden",   "within",  "following", "some",
+    "are",   "ones",     "quiz",      "about",    "them",    "after",     "reading"};
 
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 bool is_hex_letter(char c) { return c >= 'a' && c <= 'f'; }
@@ -50,7 +51,8 @@ int vocabulary::add(const std::string& text, token_class cls) {
 vocabulary::vocabulary() {
   add("<bos>", token_class::special);
   for (const char* p : {".", ",", ":", "?", "-", "'"}) add(p, token_class::punctuation);
-  for (const auto& w : lines(word_list_function_words())) m_function.push_back(add(w, token_class::function));
+  for (const auto& w : lines(word_list_function_words()))
+    m_function.push_back(add(w, token_class::function));
   for (const char* w : k_template_words) add(w, token_class::function);
   for (const auto& w : lines(word_list_keys())) m_keys.push_back(add(w, token_class::key));
   for (const auto& w : lines(word_list_filler())) m_fillers.push_back(add(w, token_class::filler));

@@ -7,11 +7,16 @@ namespace attnbench {
 
 const char* error_id_name(error_id id) {
   switch (id) {
-    case error_id::bad_input: return "bad_input";
-    case error_id::io: return "io";
-    case error_id::internal: return "internal";
-    case error_id::out_of_memory: return "out_of_memory";
-    case error_id::unsupported: return "unsupported";
+    case error_id::bad_input:
+      return "bad_input";
+    case error_id::io:
+      return "io";
+    case error_id::internal:
+      return "internal";
+    case error_id::out_of_memory:
+      return "out_of_memory";
+    case error_id::unsupported:
+      return "unsupported";
   }
   return "internal";
 }

@@ -30,14 +30,14 @@ class error : public std::runtime_error {
 
 /// Throws attnbench::error(ID, message) when COND is false. MSG is a stream expression:
 /// ATTNBENCH_CHECK(n > 0, bad_input, "length must be positive, got " << n).
-#define ATTNBENCH_CHECK(COND, ID, MSG)                                                  \
-  do {                                                                                  \
-    if (!(COND)) {                                                                      \
-      std::ostringstream attnbench_msg_;                                                \
-      attnbench_msg_ << MSG;                                                            \
+#define ATTNBENCH_CHECK(COND, ID, MSG)                                                    \
+  do {                                                                                    \
+    if (!(COND)) {                                                                        \
+      std::ostringstream attnbench_msg_;                                                  \
+      attnbench_msg_ << MSG;                                                              \
       ::attnbench::throw_error(::attnbench::error_id::ID, attnbench_msg_.str(), __FILE__, \
-                               __LINE__);                                               \
-    }                                                                                   \
+                               __LINE__);                                                 \
+    }                                                                                     \
   } while (0)
 
 /// Bad user input: the message is shown as is (no file/line), the CLI exits 2.

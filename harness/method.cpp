@@ -34,7 +34,8 @@ void method_registry::add(method_info info) {
   m_methods.push_back(std::make_unique<method_info>(std::move(info)));
 }
 
-const method_info* method_registry::find(const std::string& name, const std::string& backend) const {
+const method_info* method_registry::find(const std::string& name,
+                                         const std::string& backend) const {
   for (const auto& m : m_methods)
     if (m->name == name && m->backend == backend) return m.get();
   return nullptr;

@@ -58,6 +58,7 @@ struct cache_stats {
   std::uint64_t keys_scored = 0;              // query-key dot products computed by attend
   std::uint64_t kv_bytes_read = 0;            // K/V bytes read from the cache by attend
   std::uint64_t attend_calls = 0;             // decode queries answered (per token, not per head)
+  std::int64_t budget_tokens = -1;            // resolved token budget per KV head; -1: unbounded
   bool simulated = false;                     // true when eviction only masks, nothing is freed
 };
 
@@ -133,6 +134,6 @@ struct method_registrar {
 
 /// Registers a method: ATTNBENCH_REGISTER_METHOD(make_info_expression). The expression yields a
 /// method_info. Put it in the .cpp/.cu next to the class; the library must be an OBJECT library.
-#define ATTNBENCH_REGISTER_METHOD(...)                                  \
-  static const ::attnbench::method_registrar ATTNBENCH_CONCAT_(         \
-      attnbench_method_registrar_, __LINE__)(__VA_ARGS__)
+#define ATTNBENCH_REGISTER_METHOD(...)                                                      \
+  static const ::attnbench::method_registrar ATTNBENCH_CONCAT_(attnbench_method_registrar_, \
+                                                               __LINE__)(__VA_ARGS__)

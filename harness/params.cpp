@@ -13,10 +13,14 @@ namespace attnbench {
 
 const char* param_type_name(param_type t) {
   switch (t) {
-    case param_type::integer: return "int";
-    case param_type::real: return "real";
-    case param_type::boolean: return "bool";
-    case param_type::choice: return "choice";
+    case param_type::integer:
+      return "int";
+    case param_type::real:
+      return "real";
+    case param_type::boolean:
+      return "bool";
+    case param_type::choice:
+      return "choice";
   }
   return "?";
 }
@@ -39,9 +43,12 @@ std::optional<std::int64_t> parse_int(const std::string& s) {
   std::int64_t mult = 1;
   if (end && *end != '\0') {
     std::string suffix(end);
-    if (suffix == "k" || suffix == "K") mult = 1024;
-    else if (suffix == "m" || suffix == "M") mult = 1024 * 1024;
-    else return std::nullopt;
+    if (suffix == "k" || suffix == "K")
+      mult = 1024;
+    else if (suffix == "m" || suffix == "M")
+      mult = 1024 * 1024;
+    else
+      return std::nullopt;
   }
   if (errno == ERANGE) return std::nullopt;
   return static_cast<std::int64_t>(v) * mult;
@@ -72,30 +79,39 @@ std::string canonicalize(const std::string& method, const param_def& def, const 
   switch (def.type) {
     case param_type::integer: {
       auto v = parse_int(text);
-      if (!v) ATTNBENCH_BAD_INPUT(method << ": parameter '" << def.name << "' expects an integer, got '" << text << "'");
+      if (!v)
+        ATTNBENCH_BAD_INPUT(method << ": parameter '" << def.name << "' expects an integer, got '"
+                                   << text << "'");
       if (*v < def.min || *v > def.max)
-        ATTNBENCH_BAD_INPUT(method << ": parameter '" << def.name << "' = " << *v << " is out of range ["
-                                   << static_cast<std::int64_t>(def.min) << ", " << static_cast<std::int64_t>(def.max) << "]");
+        ATTNBENCH_BAD_INPUT(method << ": parameter '" << def.name << "' = " << *v
+                                   << " is out of range [" << static_cast<std::int64_t>(def.min)
+                                   << ", " << static_cast<std::int64_t>(def.max) << "]");
       return std::to_string(*v);
     }
     case param_type::real: {
       auto v = parse_real(text);
-      if (!v) ATTNBENCH_BAD_INPUT(method << ": parameter '" << def.name << "' expects a number, got '" << text << "'");
+      if (!v)
+        ATTNBENCH_BAD_INPUT(method << ": parameter '" << def.name << "' expects a number, got '"
+                                   << text << "'");
       if (*v < def.min || *v > def.max)
-        ATTNBENCH_BAD_INPUT(method << ": parameter '" << def.name << "' = " << text << " is out of range ["
-                                   << format_real(def.min) << ", " << format_real(def.max) << "]");
+        ATTNBENCH_BAD_INPUT(method << ": parameter '" << def.name << "' = " << text
+                                   << " is out of range [" << format_real(def.min) << ", "
+                                   << format_real(def.max) << "]");
       return format_real(*v);
     }
     case param_type::boolean: {
       auto v = parse_bool(text);
-      if (!v) ATTNBENCH_BAD_INPUT(method << ": parameter '" << def.name << "' expects true or false, got '" << text << "'");
+      if (!v)
+        ATTNBENCH_BAD_INPUT(method << ": parameter '" << def.name
+                                   << "' expects true or false, got '" << text << "'");
       return *v ? "true" : "false";
     }
     case param_type::choice: {
       if (std::find(def.choices.begin(), def.choices.end(), text) == def.choices.end()) {
         std::string known;
         for (const auto& c : def.choices) known += (known.empty() ? "" : ", ") + c;
-        ATTNBENCH_BAD_INPUT(method << ": parameter '" << def.name << "' = '" << text << "' is not one of: " << known);
+        ATTNBENCH_BAD_INPUT(method << ": parameter '" << def.name << "' = '" << text
+                                   << "' is not one of: " << known);
       }
       return text;
     }
@@ -195,9 +211,11 @@ param_values validate_params(const std::string& method, const std::vector<param_
   for (const auto& def : schema)
     if (!def.default_text.empty()) values.set(def.name, def.default_text);
   for (const auto& [key, text] : given) {
-    auto it = std::find_if(schema.begin(), schema.end(), [&](const param_def& d) { return d.name == key; });
+    auto it = std::find_if(schema.begin(), schema.end(),
+                           [&](const param_def& d) { return d.name == key; });
     if (it == schema.end())
-      ATTNBENCH_BAD_INPUT(method << ": unknown parameter '" << key << "' (known: " << known_names(schema) << ")");
+      ATTNBENCH_BAD_INPUT(method << ": unknown parameter '" << key
+                                 << "' (known: " << known_names(schema) << ")");
     values.set(key, canonicalize(method, *it, text));
   }
   return values;
@@ -216,7 +234,8 @@ std::string canonical_spec(const std::string& name, const param_values& values) 
 std::vector<param_def> budget_params(std::int64_t default_tokens) {
   return {int_param("budget", default_tokens, 1, std::int64_t{1} << 40,
                     "KV tokens kept per head (ignored when keep is given)"),
-          real_param("keep", std::nullopt, 1e-9, 1.0, "fraction of the context kept; overrides budget")};
+          real_param("keep", std::nullopt, 1e-9, 1.0,
+                     "fraction of the context kept; overrides budget")};
 }
 
 std::int64_t resolve_budget(const param_values& values, std::int64_t context_tokens) {

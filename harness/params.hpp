@@ -59,7 +59,7 @@ class param_values {
 struct method_spec {
   std::string name;
   std::vector<std::pair<std::string, std::string>> args;  // in the order given
-  std::string text;                                        // as typed
+  std::string text;                                       // as typed
 };
 
 /// Splits a spec; throws bad_input on empty names, missing '=', or repeated keys.

@@ -3,16 +3,19 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <iostream>
-#include <string>
 #include <iomanip>
+#include <iostream>
 #include <ostream>
+#include <string>
 
 namespace attnbench {
 
 progress_reporter::progress_reporter(std::ostream& os, std::size_t total)
-    : m_os(os), m_total(total), m_tty(&os == &std::cerr && isatty(STDERR_FILENO)),
-      m_start(std::chrono::steady_clock::now()), m_last_time(m_start) {}
+    : m_os(os),
+      m_total(total),
+      m_tty(&os == &std::cerr && isatty(STDERR_FILENO)),
+      m_start(std::chrono::steady_clock::now()),
+      m_last_time(m_start) {}
 
 void progress_reporter::tick(bool failed) {
   std::lock_guard<std::mutex> lock(m_mutex);
@@ -21,7 +24,8 @@ void progress_reporter::tick(bool failed) {
   auto now = std::chrono::steady_clock::now();
   if (m_tty) {
     draw(false);
-  } else if ((m_done - m_last_printed) * 10 >= m_total || now - m_last_time > std::chrono::seconds(15)) {
+  } else if ((m_done - m_last_printed) * 10 >= m_total ||
+             now - m_last_time > std::chrono::seconds(15)) {
     draw(false);
     m_last_printed = m_done;
     m_last_time = now;
@@ -34,15 +38,18 @@ void progress_reporter::finish() {
 }
 
 void progress_reporter::draw(bool final_line) {
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - m_start).count();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - m_start).count();
   const double frac = m_total ? static_cast<double>(m_done) / static_cast<double>(m_total) : 1.0;
   if (m_tty) {
     const int width = 30;
     int filled = static_cast<int>(frac * width);
-    m_os << "\r[" << std::string(static_cast<std::size_t>(filled), '#') << std::string(static_cast<std::size_t>(width - filled), '.')
-         << "] " << m_done << "/" << m_total << " cases";
+    m_os << "\r[" << std::string(static_cast<std::size_t>(filled), '#')
+         << std::string(static_cast<std::size_t>(width - filled), '.') << "] " << m_done << "/"
+         << m_total << " cases";
     if (m_failed) m_os << ", " << m_failed << " not ok";
-    m_os << ", " << std::fixed << std::setprecision(1) << seconds << " s" << (final_line ? "\n" : "") << std::flush;
+    m_os << ", " << std::fixed << std::setprecision(1) << seconds << " s"
+         << (final_line ? "\n" : "") << std::flush;
   } else {
     m_os << "attnbench: " << m_done << "/" << m_total << " cases";
     if (m_failed) m_os << ", " << m_failed << " not ok";

@@ -9,10 +9,14 @@ namespace attnbench {
 
 const char* status_name(record_status s) {
   switch (s) {
-    case record_status::ok: return "ok";
-    case record_status::skipped: return "skipped";
-    case record_status::error: return "error";
-    case record_status::oom: return "oom";
+    case record_status::ok:
+      return "ok";
+    case record_status::skipped:
+      return "skipped";
+    case record_status::error:
+      return "error";
+    case record_status::oom:
+      return "oom";
   }
   return "error";
 }

@@ -18,17 +18,17 @@ const char* status_name(record_status s);
 record_status parse_status(const std::string& s);  // throws bad_input
 
 struct record {
-  std::string suite;              // "niah"
-  std::string case_name;          // canonical: "niah(length=16384,depth=0.5,needle=number)"
+  std::string suite;      // "niah"
+  std::string case_name;  // canonical: "niah(length=16384,depth=0.5,needle=number)"
   nlohmann::json axes = nlohmann::json::object();  // {"length":16384,"depth":0.5,...}
-  std::string method;             // "streaming_llm"
-  std::string method_spec;        // canonical: "streaming_llm:sinks=4,window=1024"
+  std::string method;                              // "streaming_llm"
+  std::string method_spec;                         // canonical: "streaming_llm:sinks=4,window=1024"
   nlohmann::json params = nlohmann::json::object();  // resolved parameters (budget_tokens too)
   std::string backend = "cpu";
   std::string mode = "query_aware";
   std::uint64_t seed = 0;
   record_status status = record_status::ok;
-  std::string reason;             // why skipped / error / oom
+  std::string reason;  // why skipped / error / oom
   std::map<std::string, double> metrics;
   nlohmann::json extra = nlohmann::json::object();  // stats and per-sample detail
 };

@@ -57,7 +57,9 @@ std::string cpu_model() {
 std::uint64_t physical_memory_bytes() {
   long pages = sysconf(_SC_PHYS_PAGES);
   long page = sysconf(_SC_PAGE_SIZE);
-  return pages > 0 && page > 0 ? static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(page) : 0;
+  return pages > 0 && page > 0
+             ? static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(page)
+             : 0;
 }
 
 struct job {
@@ -107,15 +109,18 @@ nlohmann::json make_meta(const run_config& config, const std::string& start_time
   const cuda_info cuda = query_cuda();
   nlohmann::json gpus = nlohmann::json::array();
   for (const auto& g : cuda.gpus)
-    gpus.push_back({{"index", g.index}, {"name", g.name}, {"memory_bytes", g.memory_bytes},
+    gpus.push_back({{"index", g.index},
+                    {"name", g.name},
+                    {"memory_bytes", g.memory_bytes},
                     {"multiprocessors", g.multiprocessors},
-                    {"compute_capability", std::to_string(g.compute_major) + "." + std::to_string(g.compute_minor)},
+                    {"compute_capability",
+                     std::to_string(g.compute_major) + "." + std::to_string(g.compute_minor)},
                     {"l2_bytes", g.l2_bytes}});
   nlohmann::json options = {
-      {"lengths", o.lengths}, {"depths", o.depths}, {"samples", o.samples}, {"seed", o.seed},
-      {"mode", name_of(o.mode)}, {"backend", o.backend}, {"filter", config.filter},
-      {"threads", config.threads}, {"needles", o.needles}, {"haystack", o.haystack},
-      {"suites", config.suites}, {"methods", config.methods}};
+      {"lengths", o.lengths},    {"depths", o.depths},        {"samples", o.samples},
+      {"seed", o.seed},          {"mode", name_of(o.mode)},   {"backend", o.backend},
+      {"filter", config.filter}, {"threads", config.threads}, {"needles", o.needles},
+      {"haystack", o.haystack},  {"suites", config.suites},   {"methods", config.methods}};
   return {
       {"tool", "attnbench"},
       {"tool_version", ATTNBENCH_VERSION},
@@ -124,14 +129,22 @@ nlohmann::json make_meta(const run_config& config, const std::string& start_time
       {"compiler", std::string("gcc ") + __VERSION__},
       {"argv", config.argv},
       {"start_time", start_time},
-      {"host", {{"hostname", host}, {"cpu", cpu_model()}, {"cores", std::thread::hardware_concurrency()},
-                {"memory_bytes", physical_memory_bytes()}}},
+      {"host",
+       {{"hostname", host},
+        {"cpu", cpu_model()},
+        {"cores", std::thread::hardware_concurrency()},
+        {"memory_bytes", physical_memory_bytes()}}},
       {"gpus", gpus},
-      {"cuda", cuda.built ? nlohmann::json{{"runtime_version", cuda.runtime_version}, {"driver_version", cuda.driver_version}}
+      {"cuda", cuda.built ? nlohmann::json{{"runtime_version", cuda.runtime_version},
+                                           {"driver_version", cuda.driver_version}}
                           : nlohmann::json(nullptr)},
       {"options", options},
-      {"shape", {{"name", o.shape.name}, {"layers", o.shape.layers}, {"q_heads", o.shape.q_heads},
-                 {"kv_heads", o.shape.kv_heads}, {"head_dim", o.shape.head_dim}}},
+      {"shape",
+       {{"name", o.shape.name},
+        {"layers", o.shape.layers},
+        {"q_heads", o.shape.q_heads},
+        {"kv_heads", o.shape.kv_heads},
+        {"head_dim", o.shape.head_dim}}},
       {"workload", config.workload.to_json()},
   };
 }
@@ -144,7 +157,8 @@ report run_benchmark(const run_config& config, std::ostream& progress) {
     const suite* s = suite_registry::instance().find(name);
     if (!s) {
       std::string known;
-      for (const auto* x : suite_registry::instance().all()) known += (known.empty() ? "" : ", ") + x->name();
+      for (const auto* x : suite_registry::instance().all())
+        known += (known.empty() ? "" : ", ") + x->name();
       ATTNBENCH_BAD_INPUT("unknown suite '" << name << "' (known: " << known << ")");
     }
     suites.push_back(s);
@@ -152,10 +166,13 @@ report run_benchmark(const run_config& config, std::ostream& progress) {
   std::vector<method_instance> methods;
   if (config.methods.empty())
     for (const auto* info : method_registry::instance().all()) {
-      if (info->backend == config.options.backend) methods.push_back(resolve_method(info->name, info->backend));
+      if (info->backend == config.options.backend)
+        methods.push_back(resolve_method(info->name, info->backend));
     }
-  for (const auto& spec : config.methods) methods.push_back(resolve_method(spec, config.options.backend));
-  ATTNBENCH_CHECK(!methods.empty(), bad_input, "no method registered for backend '" << config.options.backend << "'");
+  for (const auto& spec : config.methods)
+    methods.push_back(resolve_method(spec, config.options.backend));
+  ATTNBENCH_CHECK(!methods.empty(), bad_input,
+                  "no method registered for backend '" << config.options.backend << "'");
 
   std::regex filter;
   try {
@@ -163,7 +180,9 @@ report run_benchmark(const run_config& config, std::ostream& progress) {
   } catch (const std::regex_error& e) {
     ATTNBENCH_BAD_INPUT("malformed --filter regex '" << config.filter << "': " << e.what());
   }
-  const int threads = config.threads > 0 ? config.threads : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  const int threads = config.threads > 0
+                          ? config.threads
+                          : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
 
   std::vector<std::vector<suite_case>> cases(suites.size());
   std::vector<job> jobs;
@@ -174,10 +193,13 @@ report run_benchmark(const run_config& config, std::ostream& progress) {
     for (const auto& c : cases[si]) {
       // Cases run `threads` at a time: each must fit in its share of the machine's memory.
       std::uint64_t need = suites[si]->estimate_bytes(c, config.options);
-      if (memory && need * static_cast<std::uint64_t>(std::min<std::size_t>(threads, methods.size() * cases[si].size())) > memory * 8 / 10)
-        ATTNBENCH_BAD_INPUT("case " << c.name << " needs about " << need / (1u << 20) << " MiB per thread ("
-                                    << threads << " threads), more than this machine's "
-                                    << memory / (1u << 20) << " MiB allows; use fewer --threads or a smaller --lengths/--shape");
+      if (memory && need * static_cast<std::uint64_t>(
+                               std::min<std::size_t>(threads, methods.size() * cases[si].size())) >
+                        memory * 8 / 10)
+        ATTNBENCH_BAD_INPUT(
+            "case " << c.name << " needs about " << need / (1u << 20) << " MiB per thread ("
+                    << threads << " threads), more than this machine's " << memory / (1u << 20)
+                    << " MiB allows; use fewer --threads or a smaller --lengths/--shape");
       for (const auto& m : methods) jobs.push_back({suites[si], &c, &m});
     }
   }

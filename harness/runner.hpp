@@ -19,8 +19,8 @@ struct run_config {
   std::vector<std::string> suites;   // empty: every registered suite
   std::vector<std::string> methods;  // specs; empty: every method of the backend, defaults
   run_options options;
-  std::string filter;                // ECMAScript regex over case names; empty: all
-  int threads = 0;                   // 0: all hardware threads
+  std::string filter;  // ECMAScript regex over case names; empty: all
+  int threads = 0;     // 0: all hardware threads
   std::filesystem::path out_dir = "attnbench-out";
   workload_config workload;
   std::vector<std::string> argv;

@@ -36,23 +36,27 @@ const suite* suite_registry::find(const std::string& name) const {
 std::vector<const suite*> suite_registry::all() const {
   std::vector<const suite*> out;
   for (const auto& s : m_suites) out.push_back(s.get());
-  std::sort(out.begin(), out.end(), [](const suite* a, const suite* b) { return a->name() < b->name(); });
+  std::sort(out.begin(), out.end(),
+            [](const suite* a, const suite* b) { return a->name() < b->name(); });
   return out;
 }
 
-std::string case_name(const std::string& suite, const std::vector<std::pair<std::string, nlohmann::json>>& axes) {
+std::string case_name(const std::string& suite,
+                      const std::vector<std::pair<std::string, nlohmann::json>>& axes) {
   std::ostringstream os;
   os << suite << '(';
   bool first = true;
   for (const auto& [k, v] : axes) {
     os << (first ? "" : ",") << k << '=';
-    if (v.is_string()) os << v.get<std::string>();
+    if (v.is_string())
+      os << v.get<std::string>();
     else if (v.is_number_float()) {
       std::ostringstream num;
       num.precision(6);
       num << v.get<double>();
       os << num.str();
-    } else os << v.dump();
+    } else
+      os << v.dump();
     first = false;
   }
   os << ')';

@@ -33,13 +33,13 @@ struct run_options {
   run_mode mode = run_mode::query_aware;
   model_shape shape;
   std::string backend = "cpu";
-  std::vector<std::string> needles;   // value kinds; empty: suite default
-  std::string haystack;               // empty: suite default
+  std::vector<std::string> needles;  // value kinds; empty: suite default
+  std::string haystack;              // empty: suite default
 };
 
 /// One point of a suite's axis product.
 struct suite_case {
-  std::string name;                              // canonical: "niah(length=4096,depth=0.5,...)"
+  std::string name;  // canonical: "niah(length=4096,depth=0.5,...)"
   nlohmann::json axes = nlohmann::json::object();
 };
 
@@ -62,7 +62,9 @@ class suite {
   virtual std::vector<suite_case> cases(const run_options& options) const = 0;
   /// Estimated peak host bytes of one case (0: unknown); the runner refuses, as bad input, a
   /// sweep whose cases cannot fit in this machine's memory.
-  virtual std::uint64_t estimate_bytes(const suite_case& c, const run_options& options) const { return 0; }
+  virtual std::uint64_t estimate_bytes(const suite_case& c, const run_options& options) const {
+    return 0;
+  }
   /// Runs one case with one method and fills rec.metrics / rec.extra. Throws attnbench::error
   /// on failure (id unsupported -> "skipped", out_of_memory -> "oom", others -> "error").
   virtual void run(const suite_case& c, const method_instance& method, const run_context& ctx,
@@ -81,15 +83,18 @@ class suite_registry {
 };
 
 struct suite_registrar {
-  explicit suite_registrar(std::unique_ptr<suite> s) { suite_registry::instance().add(std::move(s)); }
+  explicit suite_registrar(std::unique_ptr<suite> s) {
+    suite_registry::instance().add(std::move(s));
+  }
 };
 
 /// Canonical case name: suite(axis=value,...) in the given order; reals without trailing zeros.
-std::string case_name(const std::string& suite, const std::vector<std::pair<std::string, nlohmann::json>>& axes);
+std::string case_name(const std::string& suite,
+                      const std::vector<std::pair<std::string, nlohmann::json>>& axes);
 
 }  // namespace attnbench
 
 /// ATTNBENCH_REGISTER_SUITE(type): registers a default-constructed suite.
-#define ATTNBENCH_REGISTER_SUITE(TYPE)                                                     \
+#define ATTNBENCH_REGISTER_SUITE(TYPE)                                                    \
   static const ::attnbench::suite_registrar ATTNBENCH_CONCAT_(attnbench_suite_registrar_, \
                                                               __LINE__)(std::make_unique<TYPE>())

@@ -49,7 +49,8 @@ const char* k_usage =
 int cmd_list(const std::vector<std::string>& args) {
   po::options_description desc("attnbench list [methods|suites] [--backend B]");
   std::string what = "all", backend;
-  desc.add_options()("help,h", "show this help")("what", po::value(&what), "methods, suites or all (default)")(
+  desc.add_options()("help,h", "show this help")("what", po::value(&what),
+                                                 "methods, suites or all (default)")(
       "backend", po::value(&backend), "only methods of this backend (cpu, cuda)");
   po::positional_options_description pos;
   pos.add("what", 1);
@@ -71,13 +72,21 @@ int cmd_list(const std::vector<std::string>& args) {
       for (const auto& p : m->params) {
         std::cout << "      " << p.name << " (" << param_type_name(p.type);
         if (p.type == param_type::integer || p.type == param_type::real)
-          std::cout << ", " << (p.type == param_type::integer ? std::to_string(static_cast<long long>(p.min)) : std::to_string(p.min))
-                    << ".." << (p.type == param_type::integer ? std::to_string(static_cast<long long>(p.max)) : std::to_string(p.max));
+          std::cout << ", "
+                    << (p.type == param_type::integer
+                            ? std::to_string(static_cast<long long>(p.min))
+                            : std::to_string(p.min))
+                    << ".."
+                    << (p.type == param_type::integer
+                            ? std::to_string(static_cast<long long>(p.max))
+                            : std::to_string(p.max));
         if (p.type == param_type::choice) {
           std::cout << ":";
-          for (std::size_t i = 0; i < p.choices.size(); ++i) std::cout << (i ? "|" : " ") << p.choices[i];
+          for (std::size_t i = 0; i < p.choices.size(); ++i)
+            std::cout << (i ? "|" : " ") << p.choices[i];
         }
-        std::cout << ", default " << (p.default_text.empty() ? "unset" : p.default_text) << ")  " << p.doc << "\n";
+        std::cout << ", default " << (p.default_text.empty() ? "unset" : p.default_text) << ")  "
+                  << p.doc << "\n";
       }
     }
   }
@@ -97,8 +106,8 @@ int cmd_list(const std::vector<std::string>& args) {
 // ---- run --------------------------------------------------------------------------------
 
 // Reads a JSON config file into `cfg` (fields named as the long options).
-void apply_config_file(const std::string& path, run_config& cfg, std::string& lengths, std::string& depths,
-                       std::string& shape, std::string& mode) {
+void apply_config_file(const std::string& path, run_config& cfg, std::string& lengths,
+                       std::string& depths, std::string& shape, std::string& mode) {
   std::ifstream in(path);
   if (!in) ATTNBENCH_BAD_INPUT("cannot read config file '" << path << "'");
   nlohmann::json j;
@@ -107,13 +116,18 @@ void apply_config_file(const std::string& path, run_config& cfg, std::string& le
   } catch (const nlohmann::json::exception& e) {
     ATTNBENCH_BAD_INPUT("malformed config file '" << path << "': " << e.what());
   }
-  if (!j.is_object()) ATTNBENCH_BAD_INPUT("malformed config file '" << path << "': expected a JSON object");
+  if (!j.is_object())
+    ATTNBENCH_BAD_INPUT("malformed config file '" << path << "': expected a JSON object");
   auto strings = [&](const nlohmann::json& v, const std::string& key) {
     std::vector<std::string> out;
-    if (v.is_string()) out.push_back(v.get<std::string>());
-    else if (v.is_array() && std::all_of(v.begin(), v.end(), [](const auto& x) { return x.is_string(); }))
+    if (v.is_string())
+      out.push_back(v.get<std::string>());
+    else if (v.is_array() &&
+             std::all_of(v.begin(), v.end(), [](const auto& x) { return x.is_string(); }))
       for (const auto& x : v) out.push_back(x.get<std::string>());
-    else ATTNBENCH_BAD_INPUT("config file '" << path << "': '" << key << "' must be a string or a list of strings");
+    else
+      ATTNBENCH_BAD_INPUT("config file '" << path << "': '" << key
+                                          << "' must be a string or a list of strings");
     return out;
   };
   auto joined = [&](const nlohmann::json& v, const std::string& key) {
@@ -121,43 +135,65 @@ void apply_config_file(const std::string& path, run_config& cfg, std::string& le
     if (v.is_array()) {
       std::string s;
       for (const auto& x : v) {
-        if (!x.is_number() && !x.is_string()) ATTNBENCH_BAD_INPUT("config file '" << path << "': bad element in '" << key << "'");
-        s += (s.empty() ? "" : ",") + (x.is_string() ? x.get<std::string>() : x.dump());
+        if (!x.is_number() && !x.is_string())
+          ATTNBENCH_BAD_INPUT("config file '" << path << "': bad element in '" << key << "'");
+        if (!s.empty()) s += ',';
+        s += x.is_string() ? x.get<std::string>() : x.dump();
       }
       return s;
     }
     ATTNBENCH_BAD_INPUT("config file '" << path << "': '" << key << "' must be a string or a list");
   };
   auto integer = [&](const nlohmann::json& v, const std::string& key) {
-    if (!v.is_number_integer()) ATTNBENCH_BAD_INPUT("config file '" << path << "': '" << key << "' must be an integer");
+    if (!v.is_number_integer())
+      ATTNBENCH_BAD_INPUT("config file '" << path << "': '" << key << "' must be an integer");
     return v.get<std::int64_t>();
   };
   auto text = [&](const nlohmann::json& v, const std::string& key) {
-    if (!v.is_string()) ATTNBENCH_BAD_INPUT("config file '" << path << "': '" << key << "' must be a string");
+    if (!v.is_string())
+      ATTNBENCH_BAD_INPUT("config file '" << path << "': '" << key << "' must be a string");
     return v.get<std::string>();
   };
   for (const auto& [key, v] : j.items()) {
-    if (key == "suite") cfg.suites = strings(v, key);
-    else if (key == "method") cfg.methods = strings(v, key);
-    else if (key == "lengths") lengths = joined(v, key);
-    else if (key == "depths") depths = joined(v, key);
-    else if (key == "samples") cfg.options.samples = static_cast<int>(integer(v, key));
-    else if (key == "seed") cfg.options.seed = static_cast<std::uint64_t>(integer(v, key));
-    else if (key == "threads") cfg.threads = static_cast<int>(integer(v, key));
-    else if (key == "backend") cfg.options.backend = text(v, key);
-    else if (key == "mode") mode = text(v, key);
-    else if (key == "filter") cfg.filter = text(v, key);
-    else if (key == "shape") shape = text(v, key);
-    else if (key == "out") cfg.out_dir = text(v, key);
-    else if (key == "needle") cfg.options.needles = strings(v, key);
-    else if (key == "haystack") cfg.options.haystack = text(v, key);
+    if (key == "suite")
+      cfg.suites = strings(v, key);
+    else if (key == "method")
+      cfg.methods = strings(v, key);
+    else if (key == "lengths")
+      lengths = joined(v, key);
+    else if (key == "depths")
+      depths = joined(v, key);
+    else if (key == "samples")
+      cfg.options.samples = static_cast<int>(integer(v, key));
+    else if (key == "seed")
+      cfg.options.seed = static_cast<std::uint64_t>(integer(v, key));
+    else if (key == "threads")
+      cfg.threads = static_cast<int>(integer(v, key));
+    else if (key == "backend")
+      cfg.options.backend = text(v, key);
+    else if (key == "mode")
+      mode = text(v, key);
+    else if (key == "filter")
+      cfg.filter = text(v, key);
+    else if (key == "shape")
+      shape = text(v, key);
+    else if (key == "out")
+      cfg.out_dir = text(v, key);
+    else if (key == "needle")
+      cfg.options.needles = strings(v, key);
+    else if (key == "haystack")
+      cfg.options.haystack = text(v, key);
     else if (key == "workload") {
-      if (!v.is_object()) ATTNBENCH_BAD_INPUT("config file '" << path << "': 'workload' must be an object");
-      for (const auto& [wk, wv] : v.items()) cfg.workload.set(wk, wv.is_string() ? wv.get<std::string>() : wv.dump());
+      if (!v.is_object())
+        ATTNBENCH_BAD_INPUT("config file '" << path << "': 'workload' must be an object");
+      for (const auto& [wk, wv] : v.items())
+        cfg.workload.set(wk, wv.is_string() ? wv.get<std::string>() : wv.dump());
     } else
-      ATTNBENCH_BAD_INPUT("config file '" << path << "': unknown field '" << key
-                                          << "' (known: suite, method, lengths, depths, samples, seed, threads, backend, "
-                                             "mode, filter, shape, out, needle, haystack, workload)");
+      ATTNBENCH_BAD_INPUT(
+          "config file '"
+          << path << "': unknown field '" << key
+          << "' (known: suite, method, lengths, depths, samples, seed, threads, backend, "
+             "mode, filter, shape, out, needle, haystack, workload)");
   }
 }
 
@@ -165,31 +201,37 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
   run_config cfg;
   cfg.argv = argv;
   // Defaults are the quick preset: every suite, every CPU method, small sizes (< 60 s on 2 cores).
-  std::string lengths = "1k,4k,8k", depths = "0:1:6", shape = "small", mode = "query_aware", config_file;
+  std::string lengths = "1k,4k,8k", depths = "0:1:6", shape = "small", mode = "query_aware",
+              config_file;
   std::vector<std::string> workload_overrides;
   po::options_description desc(
       "attnbench run [options]\n\n"
-      "Runs suite cases x method specs and writes DIR/report.json (atomically) and DIR/report.jsonl\n"
+      "Runs suite cases x method specs and writes DIR/report.json (atomically) and "
+      "DIR/report.jsonl\n"
       "(streamed as cases finish). With no options: the quick preset (every suite, every CPU\n"
       "method with default parameters, lengths 1k,4k,8k, depths 0:1:6, 2 samples)");
-  desc.add_options()
-      ("help,h", "show this help")
-      ("suite", po::value<std::vector<std::string>>(), "suite to run (repeatable; default: all)")
-      ("method", po::value<std::vector<std::string>>(), "method spec name:key=value,... (repeatable; default: all)")
-      ("lengths", po::value<std::string>(), "context lengths, e.g. 4k,16k,128k (default 1k,4k,8k)")
-      ("depths", po::value<std::string>(), "needle depths: list 0,0.5,1 or start:stop:count[:linear|:sigmoid] (default 0:1:6)")
-      ("samples", po::value<int>(), "samples per case (default 2)")
-      ("seed", po::value<std::uint64_t>(), "base seed (default 0)")
-      ("threads", po::value<int>(), "cases run in parallel (default: all cores)")
-      ("backend", po::value<std::string>(), "cpu or cuda (default cpu)")
-      ("mode", po::value<std::string>(), "query_aware or query_agnostic (default query_aware)")
-      ("filter", po::value<std::string>(), "regex over case names, e.g. 'length=4096'")
-      ("shape", po::value<std::string>(), "model shape preset: small, llama3-8b (default small)")
-      ("needle", po::value<std::vector<std::string>>(), "needle value kind: number, word, uuid (repeatable)")
-      ("haystack", po::value<std::string>(), "haystack: noise, essay, needle (default essay)")
-      ("workload", po::value<std::vector<std::string>>(), "workload parameter key=value (repeatable), e.g. retrieval_temp=13")
-      ("out", po::value<std::string>(), "output folder (default attnbench-out)")
-      ("config", po::value<std::string>(), "JSON file with the same fields; the command line overrides it");
+  desc.add_options()("help,h", "show this help")("suite", po::value<std::vector<std::string>>(),
+                                                 "suite to run (repeatable; default: all)")(
+      "method", po::value<std::vector<std::string>>(),
+      "method spec name:key=value,... (repeatable; default: all)")(
+      "lengths", po::value<std::string>(), "context lengths, e.g. 4k,16k,128k (default 1k,4k,8k)")(
+      "depths", po::value<std::string>(),
+      "needle depths: list 0,0.5,1 or start:stop:count[:linear|:sigmoid] (default 0:1:6)")(
+      "samples", po::value<int>(), "samples per case (default 2)")(
+      "seed", po::value<std::uint64_t>(), "base seed (default 0)")(
+      "threads", po::value<int>(), "cases run in parallel (default: all cores)")(
+      "backend", po::value<std::string>(), "cpu or cuda (default cpu)")(
+      "mode", po::value<std::string>(), "query_aware or query_agnostic (default query_aware)")(
+      "filter", po::value<std::string>(), "regex over case names, e.g. 'length=4096'")(
+      "shape", po::value<std::string>(), "model shape preset: small, llama3-8b (default small)")(
+      "needle", po::value<std::vector<std::string>>(),
+      "needle value kind: number, word, uuid (repeatable)")(
+      "haystack", po::value<std::string>(), "haystack: noise, essay, needle (default essay)")(
+      "workload", po::value<std::vector<std::string>>(),
+      "workload parameter key=value (repeatable), e.g. retrieval_temp=13")(
+      "out", po::value<std::string>(), "output folder (default attnbench-out)")(
+      "config", po::value<std::string>(),
+      "JSON file with the same fields; the command line overrides it");
   po::variables_map vm;
   po::store(po::command_line_parser(args).options(desc).run(), vm);
   po::notify(vm);
@@ -198,7 +240,8 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
     return 0;
   }
   cfg.options.samples = 2;
-  if (vm.count("config")) apply_config_file(vm["config"].as<std::string>(), cfg, lengths, depths, shape, mode);
+  if (vm.count("config"))
+    apply_config_file(vm["config"].as<std::string>(), cfg, lengths, depths, shape, mode);
   if (vm.count("suite")) cfg.suites = vm["suite"].as<std::vector<std::string>>();
   if (vm.count("method")) cfg.methods = vm["method"].as<std::vector<std::string>>();
   if (vm.count("lengths")) lengths = vm["lengths"].as<std::string>();
@@ -216,7 +259,8 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
   if (vm.count("workload"))
     for (const auto& kv : vm["workload"].as<std::vector<std::string>>()) {
       auto eq = kv.find('=');
-      if (eq == std::string::npos) ATTNBENCH_BAD_INPUT("--workload expects key=value, got '" << kv << "'");
+      if (eq == std::string::npos)
+        ATTNBENCH_BAD_INPUT("--workload expects key=value, got '" << kv << "'");
       cfg.workload.set(kv.substr(0, eq), kv.substr(eq + 1));
     }
 
@@ -224,7 +268,8 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
   cfg.options.depths = parse_depths(depths);
   cfg.options.shape = shape_preset(shape);
   cfg.options.mode = parse_run_mode(mode);
-  if (cfg.options.samples < 1) ATTNBENCH_BAD_INPUT("--samples must be >= 1, got " << cfg.options.samples);
+  if (cfg.options.samples < 1)
+    ATTNBENCH_BAD_INPUT("--samples must be >= 1, got " << cfg.options.samples);
   if (cfg.threads < 0) ATTNBENCH_BAD_INPUT("--threads must be >= 0, got " << cfg.threads);
   if (cfg.options.backend != "cpu" && cfg.options.backend != "cuda")
     ATTNBENCH_BAD_INPUT("unknown backend '" << cfg.options.backend << "' (known: cpu, cuda)");
@@ -232,8 +277,9 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
   report rep = run_benchmark(cfg, std::cerr);
   std::cout << markdown_summary(rep) << "\n" << niah_heatmaps(rep);
   std::cout << "\nreport: " << (cfg.out_dir / "report.json").string() << "\n";
-  std::size_t not_ok = std::count_if(rep.records.begin(), rep.records.end(),
-                                     [](const record& r) { return r.status == record_status::error || r.status == record_status::oom; });
+  std::size_t not_ok = std::count_if(rep.records.begin(), rep.records.end(), [](const record& r) {
+    return r.status == record_status::error || r.status == record_status::oom;
+  });
   if (not_ok) std::cerr << "attnbench: " << not_ok << " case(s) failed; see the records' reason\n";
   return 0;
 }
@@ -245,10 +291,15 @@ std::vector<std::int64_t> parse_lengths(const std::string& text) {
   for (const auto& item : split(text, ',')) {
     std::string s = item;
     std::int64_t mult = 1;
-    if (!s.empty() && (s.back() == 'k' || s.back() == 'K')) mult = 1024, s.pop_back();
-    else if (!s.empty() && (s.back() == 'm' || s.back() == 'M')) mult = 1024 * 1024, s.pop_back();
-    bool digits = !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
-    if (!digits || s.size() > 9) ATTNBENCH_BAD_INPUT("malformed --lengths value '" << item << "' (expected e.g. 4k,16k,131072)");
+    if (!s.empty() && (s.back() == 'k' || s.back() == 'K'))
+      mult = 1024, s.pop_back();
+    else if (!s.empty() && (s.back() == 'm' || s.back() == 'M'))
+      mult = 1024 * 1024, s.pop_back();
+    bool digits =
+        !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+    if (!digits || s.size() > 9)
+      ATTNBENCH_BAD_INPUT("malformed --lengths value '" << item
+                                                        << "' (expected e.g. 4k,16k,131072)");
     std::int64_t v = std::stoll(s) * mult;
     if (v < 64 || v > (std::int64_t{1} << 24))
       ATTNBENCH_BAD_INPUT("--lengths value '" << item << "' is out of range [64, 16m]");
@@ -262,11 +313,14 @@ std::vector<double> parse_depths(const std::string& text) {
   std::vector<double> out;
   if (text.find(':') != std::string::npos) {
     auto parts = split(text, ':');
-    if (parts.size() < 3 || parts.size() > 4) ATTNBENCH_BAD_INPUT("malformed --depths '" << text << "' (expected start:stop:count[:linear|:sigmoid])");
+    if (parts.size() < 3 || parts.size() > 4)
+      ATTNBENCH_BAD_INPUT("malformed --depths '"
+                          << text << "' (expected start:stop:count[:linear|:sigmoid])");
     auto start = to_double(parts[0]), stop = to_double(parts[1]), count = to_double(parts[2]);
     std::string spacing = parts.size() == 4 ? parts[3] : "linear";
     if (!start || !stop || !count || *count < 1 || *count != std::floor(*count) || *count > 1000)
-      ATTNBENCH_BAD_INPUT("malformed --depths '" << text << "' (expected start:stop:count[:linear|:sigmoid])");
+      ATTNBENCH_BAD_INPUT("malformed --depths '"
+                          << text << "' (expected start:stop:count[:linear|:sigmoid])");
     if (spacing != "linear" && spacing != "sigmoid")
       ATTNBENCH_BAD_INPUT("--depths spacing '" << spacing << "' is not linear or sigmoid");
     const int n = static_cast<int>(*count);

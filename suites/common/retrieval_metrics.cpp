@@ -1,5 +1,6 @@
 #include "suites/common/retrieval_metrics.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 namespace attnbench {
@@ -8,10 +9,13 @@ std::map<std::string, metric_info> retrieval_metric_info() {
   return {
       {"accuracy", {"%", true, "mean string-match score over samples"}},
       {"accuracy_stderr", {"%", false, "binomial standard error of accuracy: sqrt(p(1-p)/n)"}},
-      {"resident_kv_bytes", {"bytes", false, "KV bytes physically resident after decoding, all layers"}},
-      {"resident_kv_ratio", {"ratio", false, "resident KV bytes / dense KV bytes for the same tokens"}},
+      {"resident_kv_bytes",
+       {"bytes", false, "KV bytes physically resident after decoding, all layers"}},
+      {"resident_kv_ratio",
+       {"ratio", false, "resident KV bytes / dense KV bytes for the same tokens"}},
       {"resident_tokens", {"tokens", false, "mean resident tokens per KV head after decoding"}},
-      {"keys_scored_per_step", {"keys", false, "query-key dot products per decoded token, all layers"}},
+      {"keys_scored_per_step",
+       {"keys", false, "query-key dot products per decoded token, all layers"}},
       {"kv_bytes_read_per_step", {"bytes", false, "KV bytes read per decoded token, all layers"}},
   };
 }
@@ -30,6 +34,7 @@ void retrieval_accumulator::add(double score, const retrieval_result& r) {
   m_keys_per_step += static_cast<double>(r.keys_scored) / steps;
   m_bytes_per_step += static_cast<double>(r.kv_bytes_read) / steps;
   m_simulated = m_simulated || r.simulated;
+  m_budget_tokens = std::max(m_budget_tokens, r.budget_tokens);
 }
 
 void retrieval_accumulator::write(record& rec) const {
@@ -44,6 +49,8 @@ void retrieval_accumulator::write(record& rec) const {
   rec.metrics["keys_scored_per_step"] = m_keys_per_step / n;
   rec.metrics["kv_bytes_read_per_step"] = m_bytes_per_step / n;
   rec.extra["simulated"] = m_simulated;
+  // The resolved budget (from budget= or keep=) is a parameter of the record (DESIGN §3).
+  if (m_budget_tokens >= 0) rec.params["budget_tokens"] = m_budget_tokens;
   rec.extra["samples_run"] = m_samples;
 }
 

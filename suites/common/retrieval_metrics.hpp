@@ -27,6 +27,7 @@ class retrieval_accumulator {
   double m_resident_bytes = 0, m_dense_bytes = 0, m_resident_tokens = 0;
   double m_keys_per_step = 0, m_bytes_per_step = 0;
   bool m_simulated = false;
+  std::int64_t m_budget_tokens = -1;
 };
 
 }  // namespace attnbench

@@ -12,9 +12,10 @@ namespace {
 
 // Adds, for every retrieval query head of `layer`, the softmax mass that the query row `q_row`
 // puts on key `position` against keys k[0, keys) (exact, float64) to `sum`, and counts the heads.
-void add_retrieval_mass(const retrieval_model& model, int layer, const float* q_row /*[q_heads, d]*/,
-                      const tensor_view& k /*[tokens, kv_heads, d]*/, std::int64_t keys,
-                      std::int64_t position, float scale, double& sum, int& heads) {
+void add_retrieval_mass(const retrieval_model& model, int layer,
+                        const float* q_row /*[q_heads, d]*/,
+                        const tensor_view& k /*[tokens, kv_heads, d]*/, std::int64_t keys,
+                        std::int64_t position, float scale, double& sum, int& heads) {
   const auto& shape = model.shape();
   const int d = shape.head_dim;
   for (int qh = 0; qh < shape.q_heads; ++qh) {
@@ -48,7 +49,8 @@ retrieval_result run_retrieval(const retrieval_model& model, const method_instan
   std::vector<int> tokens = context;
   tokens.insert(tokens.end(), question.begin(), question.end());
   const auto prompt = static_cast<std::int64_t>(tokens.size());
-  const std::int64_t prefill_len = mode == run_mode::query_aware ? prompt : static_cast<std::int64_t>(context.size());
+  const std::int64_t prefill_len =
+      mode == run_mode::query_aware ? prompt : static_cast<std::int64_t>(context.size());
   const std::int64_t pending = prompt - prefill_len;  // question tokens fed as decode steps
 
   std::vector<std::unique_ptr<kv_method>> adapters;
@@ -74,15 +76,17 @@ retrieval_result run_retrieval(const retrieval_model& model, const method_instan
     host_tensor v(static_cast<int>(prompt), shape.kv_heads, d);
     model.project(l, tokens, 0, prompt, q.view(), k.view(), v.view());
     if (mass_position >= 0)
-      add_retrieval_mass(model, l, q.view().at(static_cast<int>(prompt - 1), 0), k.view(), prompt, mass_position,
-                     problem.softmax_scale(), mass_sum, mass_heads);
-    adapter->prefill(q.view().rows(0, static_cast<int>(prefill_len)), k.view().rows(0, static_cast<int>(prefill_len)),
+      add_retrieval_mass(model, l, q.view().at(static_cast<int>(prompt - 1), 0), k.view(), prompt,
+                         mass_position, problem.softmax_scale(), mass_sum, mass_heads);
+    adapter->prefill(q.view().rows(0, static_cast<int>(prefill_len)),
+                     k.view().rows(0, static_cast<int>(prefill_len)),
                      v.view().rows(0, static_cast<int>(prefill_len)), nullptr);
 
     // Keep what decoding still needs: the pending rows, or just the last query row.
     const std::int64_t keep_from = pending > 0 ? prefill_len : prompt - 1;
     const int keep = static_cast<int>(prompt - keep_from);
-    host_tensor qt(keep, shape.q_heads, d), kt(keep, shape.kv_heads, d), vt(keep, shape.kv_heads, d);
+    host_tensor qt(keep, shape.q_heads, d), kt(keep, shape.kv_heads, d),
+        vt(keep, shape.kv_heads, d);
     std::copy_n(q.view().at(static_cast<int>(keep_from), 0), qt.size(), qt.data());
     std::copy_n(k.view().at(static_cast<int>(keep_from), 0), kt.size(), kt.data());
     std::copy_n(v.view().at(static_cast<int>(keep_from), 0), vt.size(), vt.data());
@@ -106,10 +110,12 @@ retrieval_result run_retrieval(const retrieval_model& model, const method_instan
   for (std::int64_t i = 0; i < first_steps; ++i)
     for (int l = 0; l < layers; ++l) {
       if (pending > 0)
-        adapters[static_cast<std::size_t>(l)]->append(k_tail[static_cast<std::size_t>(l)].view().rows(static_cast<int>(i), 1),
-                                                      v_tail[static_cast<std::size_t>(l)].view().rows(static_cast<int>(i), 1));
-      adapters[static_cast<std::size_t>(l)]->attend(q_tail[static_cast<std::size_t>(l)].view().rows(static_cast<int>(i), 1),
-                                                    out_views[static_cast<std::size_t>(l)]);
+        adapters[static_cast<std::size_t>(l)]->append(
+            k_tail[static_cast<std::size_t>(l)].view().rows(static_cast<int>(i), 1),
+            v_tail[static_cast<std::size_t>(l)].view().rows(static_cast<int>(i), 1));
+      adapters[static_cast<std::size_t>(l)]->attend(
+          q_tail[static_cast<std::size_t>(l)].view().rows(static_cast<int>(i), 1),
+          out_views[static_cast<std::size_t>(l)]);
     }
   q_tail.clear();
   k_tail.clear();
@@ -125,7 +131,8 @@ retrieval_result run_retrieval(const retrieval_model& model, const method_instan
     for (int l = 0; l < layers; ++l) {
       model.project(l, tokens, pos, pos + 1, q1.view(), k1.view(), v1.view());
       adapters[static_cast<std::size_t>(l)]->append(k1.view(), v1.view());
-      adapters[static_cast<std::size_t>(l)]->attend(q1.view(), out_views[static_cast<std::size_t>(l)]);
+      adapters[static_cast<std::size_t>(l)]->attend(q1.view(),
+                                                    out_views[static_cast<std::size_t>(l)]);
     }
   }
 
@@ -138,20 +145,23 @@ retrieval_result run_retrieval(const retrieval_model& model, const method_instan
     result.kv_bytes_read += s.kv_bytes_read;
     result.decode_steps = s.attend_calls;
     result.simulated = result.simulated || s.simulated;
+    result.budget_tokens = std::max(result.budget_tokens, s.budget_tokens);
     for (auto t : s.resident_tokens) tokens_sum += static_cast<double>(t);
     tokens_count += s.resident_tokens.size();
   }
   result.resident_tokens = tokens_count ? tokens_sum / static_cast<double>(tokens_count) : 0;
   const auto seq = static_cast<std::uint64_t>(tokens.size());
-  result.dense_bytes = seq * static_cast<std::uint64_t>(layers) * static_cast<std::uint64_t>(shape.kv_heads) *
-                       static_cast<std::uint64_t>(d) * sizeof(float) * 2;
+  result.dense_bytes = seq * static_cast<std::uint64_t>(layers) *
+                       static_cast<std::uint64_t>(shape.kv_heads) * static_cast<std::uint64_t>(d) *
+                       sizeof(float) * 2;
   return result;
 }
 
 std::uint64_t retrieval_case_bytes(const model_shape& shape, std::int64_t tokens) {
   const auto row = static_cast<std::uint64_t>(shape.head_dim) * sizeof(float);
   const auto t = static_cast<std::uint64_t>(tokens);
-  const auto cache = 2 * static_cast<std::uint64_t>(shape.layers) * static_cast<std::uint64_t>(shape.kv_heads) * row * t;
+  const auto cache = 2 * static_cast<std::uint64_t>(shape.layers) *
+                     static_cast<std::uint64_t>(shape.kv_heads) * row * t;
   const auto projection = static_cast<std::uint64_t>(shape.q_heads + 2 * shape.kv_heads) * row * t;
   return cache + projection;
 }

@@ -12,15 +12,16 @@
 namespace attnbench {
 
 struct retrieval_result {
-  std::vector<int> generated;          // decoded tokens
-  std::uint64_t resident_bytes = 0;    // summed over layers, after the last step
-  double resident_tokens = 0;          // mean over layers and KV heads, after the last step
-  std::uint64_t dense_bytes = 0;       // what dense would hold for the same tokens
-  std::uint64_t keys_scored = 0;       // summed over layers and decode steps
-  std::uint64_t kv_bytes_read = 0;     // summed over layers and decode steps
-  std::uint64_t decode_steps = 0;      // attend calls per layer
+  std::vector<int> generated;        // decoded tokens
+  std::uint64_t resident_bytes = 0;  // summed over layers, after the last step
+  double resident_tokens = 0;        // mean over layers and KV heads, after the last step
+  std::uint64_t dense_bytes = 0;     // what dense would hold for the same tokens
+  std::uint64_t keys_scored = 0;     // summed over layers and decode steps
+  std::uint64_t kv_bytes_read = 0;   // summed over layers and decode steps
+  std::uint64_t decode_steps = 0;    // attend calls per layer
   bool simulated = false;
-  double needle_mass = -1;             // dense retrieval-head mass on `mass_position`, or -1
+  std::int64_t budget_tokens = -1;  // the method's resolved budget per KV head; -1: unbounded
+  double needle_mass = -1;          // dense retrieval-head mass on `mass_position`, or -1
 };
 
 /// Runs one prompt through one method. Query-aware: prefill context + question, then decode.

@@ -21,20 +21,26 @@ class niah_suite final : public suite {
   std::string description() const override {
     return "needle in a haystack: accuracy per (length, depth) cell, string_match_all";
   }
-  std::vector<std::string> axes() const override { return {"length", "depth", "needle", "haystack"}; }
+  std::vector<std::string> axes() const override {
+    return {"length", "depth", "needle", "haystack"};
+  }
 
   std::map<std::string, metric_info> metrics() const override {
     auto m = retrieval_metric_info();
-    m["needle_mass"] = {"fraction", true, "dense retrieval-head attention mass on the needle at the first answer token"};
+    m["needle_mass"] = {
+        "fraction", true,
+        "dense retrieval-head attention mass on the needle at the first answer token"};
     return m;
   }
 
   std::vector<suite_case> cases(const run_options& o) const override {
-    std::vector<std::int64_t> lengths = o.lengths.empty() ? std::vector<std::int64_t>{4096, 16384} : o.lengths;
+    std::vector<std::int64_t> lengths =
+        o.lengths.empty() ? std::vector<std::int64_t>{4096, 16384} : o.lengths;
     std::vector<double> depths = o.depths;
     if (depths.empty())
       for (int i = 0; i <= 10; ++i) depths.push_back(i / 10.0);
-    std::vector<std::string> needles = o.needles.empty() ? std::vector<std::string>{"number"} : o.needles;
+    std::vector<std::string> needles =
+        o.needles.empty() ? std::vector<std::string>{"number"} : o.needles;
     std::string haystack = o.haystack.empty() ? "essay" : o.haystack;
     parse_haystack_kind(haystack);
     std::vector<suite_case> out;
@@ -56,7 +62,8 @@ class niah_suite final : public suite {
     return retrieval_case_bytes(o.shape, c.axes.at("length").get<std::int64_t>());
   }
 
-  void run(const suite_case& c, const method_instance& method, const run_context& ctx, record& rec) const override {
+  void run(const suite_case& c, const method_instance& method, const run_context& ctx,
+           record& rec) const override {
     const run_options& o = *ctx.options;
     const int samples = o.samples > 0 ? o.samples : 4;
     const auto length = c.axes.at("length").get<std::int64_t>();
@@ -72,13 +79,16 @@ class niah_suite final : public suite {
       // same prompts, at any thread count.
       std::uint64_t seed = hash_seed(hash_seed(o.seed, c.name), static_cast<std::uint64_t>(s));
       niah_sample sample = make_niah(length, depth, haystack, needle, seed);
-      retrieval_result r = run_retrieval(*ctx.model, method, ctx.exec, o.mode, sample.context, sample.question,
-                                         sample.answer_tokens, sample.value_begin);
+      retrieval_result r = run_retrieval(*ctx.model, method, ctx.exec, o.mode, sample.context,
+                                         sample.question, sample.answer_tokens, sample.value_begin);
       std::string prediction = vocab.detokenize(r.generated);
       double score = string_match_all(prediction, sample.answers);
       acc.add(score, r);
-      per_sample.push_back({{"answer", sample.answers.front()}, {"prediction", prediction}, {"score", score},
-                            {"needle_mass", r.needle_mass}, {"actual_depth", sample.actual_depth}});
+      per_sample.push_back({{"answer", sample.answers.front()},
+                            {"prediction", prediction},
+                            {"score", score},
+                            {"needle_mass", r.needle_mass},
+                            {"actual_depth", sample.actual_depth}});
     }
     acc.write(rec);
     rec.extra["samples"] = per_sample;

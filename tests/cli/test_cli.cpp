@@ -42,7 +42,8 @@ std::string slurp(const fs::path& p) {
 
 outcome run_cli(const std::string& args) {
   fs::path out = scratch() / "stdout.txt", err = scratch() / "stderr.txt";
-  std::string cmd = std::string(ATTNBENCH_BINARY) + " " + args + " >" + out.string() + " 2>" + err.string();
+  std::string cmd =
+      std::string(ATTNBENCH_BINARY) + " " + args + " >" + out.string() + " 2>" + err.string();
   int status = std::system(cmd.c_str());
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out), slurp(err)};
 }
@@ -98,7 +99,9 @@ TEST_CASE("bad input exits 2 with one line naming the value and writes no report
 
 TEST_CASE("run writes a JSON report, a JSONL stream and a heatmap", "[cli]") {
   fs::path out = scratch() / "ok";
-  outcome o = run_cli("run --suite niah --method dense --lengths 512 --depths 0,1 --samples 1 --threads 1 --out " + out.string());
+  outcome o = run_cli(
+      "run --suite niah --method dense --lengths 512 --depths 0,1 --samples 1 --threads 1 --out " +
+      out.string());
   REQUIRE(o.code == 0);
   CHECK(o.out.find("niah accuracy") != std::string::npos);
   auto report = nlohmann::json::parse(slurp(out / "report.json"));
@@ -117,7 +120,8 @@ TEST_CASE("run writes a JSON report, a JSONL stream and a heatmap", "[cli]") {
 TEST_CASE("the command line overrides the config file", "[cli]") {
   fs::path out = scratch() / "cfg";
   fs::path cfg = scratch() / "run.json";
-  std::ofstream(cfg) << R"({"suite": "niah", "method": ["dense", "streaming_llm"], "lengths": [512, 1024],
+  std::ofstream(cfg)
+      << R"({"suite": "niah", "method": ["dense", "streaming_llm"], "lengths": [512, 1024],
                            "depths": "0:1:2", "samples": 1, "threads": 1, "seed": 5, "workload": {"key_noise": 0.1}})";
   outcome o = run_cli("run --config " + cfg.string() + " --lengths 512 --out " + out.string());
   REQUIRE(o.code == 0);

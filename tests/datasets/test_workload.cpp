@@ -10,7 +10,8 @@
 
 using namespace attnbench;
 
-TEST_CASE("niah prompts have the exact length and the needle at the requested depth", "[workload]") {
+TEST_CASE("niah prompts have the exact length and the needle at the requested depth",
+          "[workload]") {
   auto kind = GENERATE(haystack_kind::noise, haystack_kind::essay, haystack_kind::needle);
   auto value = GENERATE(value_kind::number, value_kind::word, value_kind::uuid);
   for (double depth : {0.0, 0.3, 1.0}) {
@@ -19,9 +20,11 @@ TEST_CASE("niah prompts have the exact length and the needle at the requested de
     CHECK(s.context.front() == vocabulary::instance().bos());
     CHECK(std::abs(s.actual_depth - depth) < 0.05);
     // The answer tokens follow "is :" in the needle and detokenize to the reference.
-    std::vector<int> value_tokens(s.context.begin() + s.value_begin, s.context.begin() + s.value_begin + s.answer_tokens);
+    std::vector<int> value_tokens(s.context.begin() + s.value_begin,
+                                  s.context.begin() + s.value_begin + s.answer_tokens);
     CHECK(vocabulary::instance().detokenize(value_tokens) == s.answers.front());
-    CHECK(vocabulary::instance().text(s.context[static_cast<std::size_t>(s.value_begin - 1)]) == ":");
+    CHECK(vocabulary::instance().text(s.context[static_cast<std::size_t>(s.value_begin - 1)]) ==
+          ":");
   }
 }
 
@@ -37,20 +40,24 @@ TEST_CASE("the same seed gives identical tokens and Q/K/V bytes", "[workload]") 
   retrieval_model m1(shape, workload_config{}), m2(shape, workload_config{});
   const auto n = static_cast<int>(a.context.size());
   for (int layer = 0; layer < shape.layers; ++layer) {
-    host_tensor q1(n, shape.q_heads, shape.head_dim), k1(n, shape.kv_heads, shape.head_dim), v1(n, shape.kv_heads, shape.head_dim);
-    host_tensor q2(n, shape.q_heads, shape.head_dim), k2(n, shape.kv_heads, shape.head_dim), v2(n, shape.kv_heads, shape.head_dim);
+    host_tensor q1(n, shape.q_heads, shape.head_dim), k1(n, shape.kv_heads, shape.head_dim),
+        v1(n, shape.kv_heads, shape.head_dim);
+    host_tensor q2(n, shape.q_heads, shape.head_dim), k2(n, shape.kv_heads, shape.head_dim),
+        v2(n, shape.kv_heads, shape.head_dim);
     m1.project(layer, a.context, 0, n, q1.view(), k1.view(), v1.view());
     // Projecting in two chunks gives the same bytes as in one.
-    m2.project(layer, a.context, 0, n / 2, q2.view().rows(0, n / 2), k2.view().rows(0, n / 2), v2.view().rows(0, n / 2));
-    m2.project(layer, a.context, n / 2, n, q2.view().rows(n / 2, n - n / 2), k2.view().rows(n / 2, n - n / 2),
-               v2.view().rows(n / 2, n - n / 2));
+    m2.project(layer, a.context, 0, n / 2, q2.view().rows(0, n / 2), k2.view().rows(0, n / 2),
+               v2.view().rows(0, n / 2));
+    m2.project(layer, a.context, n / 2, n, q2.view().rows(n / 2, n - n / 2),
+               k2.view().rows(n / 2, n - n / 2), v2.view().rows(n / 2, n - n / 2));
     CHECK(std::memcmp(q1.data(), q2.data(), q1.size() * sizeof(float)) == 0);
     CHECK(std::memcmp(k1.data(), k2.data(), k1.size() * sizeof(float)) == 0);
     CHECK(std::memcmp(v1.data(), v2.data(), v1.size() * sizeof(float)) == 0);
   }
 }
 
-TEST_CASE("retrieval heads score an exact context match at the retrieval temperature", "[workload]") {
+TEST_CASE("retrieval heads score an exact context match at the retrieval temperature",
+          "[workload]") {
   model_shape shape = shape_preset("small");
   workload_config cfg;
   retrieval_model model(shape, cfg);
@@ -65,10 +72,11 @@ TEST_CASE("retrieval heads score an exact context match at the retrieval tempera
   REQUIRE(head >= 0);
   const auto& v = vocabulary::instance();
   // "... x y z VALUE ... x y z": the query at the last z matches the key at VALUE.
-  std::vector<int> tokens = {v.bos(), v.keys()[1], v.keys()[2], v.keys()[3], v.keys()[4], v.fillers()[5],
-                             v.fillers()[6], v.keys()[1], v.keys()[2], v.keys()[3]};
+  std::vector<int> tokens = {v.bos(),        v.keys()[1],    v.keys()[2], v.keys()[3], v.keys()[4],
+                             v.fillers()[5], v.fillers()[6], v.keys()[1], v.keys()[2], v.keys()[3]};
   const int n = static_cast<int>(tokens.size());
-  host_tensor q(n, shape.q_heads, shape.head_dim), k(n, shape.kv_heads, shape.head_dim), val(n, shape.kv_heads, shape.head_dim);
+  host_tensor q(n, shape.q_heads, shape.head_dim), k(n, shape.kv_heads, shape.head_dim),
+      val(n, shape.kv_heads, shape.head_dim);
   model.project(layer, tokens, 0, n, q.view(), k.view(), val.view());
   const float* qr = q.view().at(n - 1, head * shape.group_size());
   auto logit = [&](int t) {

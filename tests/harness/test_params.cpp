@@ -34,9 +34,12 @@ TEST_CASE("method specs split into name and ordered key=value pairs", "[params]"
   REQUIRE(spec.args.size() == 2);
   CHECK(spec.args[0] == std::make_pair(std::string("budget"), std::string("1024")));
   CHECK(parse_method_spec("dense").args.empty());
-  CHECK(bad_input_message([] { parse_method_spec(":budget=1"); }).find("no method name") != std::string::npos);
-  CHECK(bad_input_message([] { parse_method_spec("x:budget"); }).find("'budget'") != std::string::npos);
-  CHECK(bad_input_message([] { parse_method_spec("x:a=1,a=2"); }).find("given twice") != std::string::npos);
+  CHECK(bad_input_message([] { parse_method_spec(":budget=1"); }).find("no method name") !=
+        std::string::npos);
+  CHECK(bad_input_message([] { parse_method_spec("x:budget"); }).find("'budget'") !=
+        std::string::npos);
+  CHECK(bad_input_message([] { parse_method_spec("x:a=1,a=2"); }).find("given twice") !=
+        std::string::npos);
 }
 
 TEST_CASE("validation fills defaults and canonicalizes values", "[params]") {
@@ -50,13 +53,24 @@ TEST_CASE("validation fills defaults and canonicalizes values", "[params]") {
 }
 
 TEST_CASE("validation names the bad value", "[params]") {
-  CHECK(bad_input_message([] { validate_params("snapkv", schema(), {{"windw", "3"}}); }) ==
-        "snapkv: unknown parameter 'windw' (known: budget, keep, window, pool, flag)");
-  CHECK(bad_input_message([] { validate_params("snapkv", schema(), {{"budget", "-5"}}); }).find("-5") != std::string::npos);
-  CHECK(bad_input_message([] { validate_params("snapkv", schema(), {{"budget", "ten"}}); }).find("'ten'") != std::string::npos);
-  CHECK(bad_input_message([] { validate_params("snapkv", schema(), {{"keep", "1.5"}}); }).find("1.5") != std::string::npos);
-  CHECK(bad_input_message([] { validate_params("snapkv", schema(), {{"pool", "min"}}); }).find("'min'") != std::string::npos);
-  CHECK(bad_input_message([] { validate_params("snapkv", schema(), {{"flag", "maybe"}}); }).find("'maybe'") != std::string::npos);
+  CHECK(bad_input_message([] {
+          validate_params("snapkv", schema(), {{"windw", "3"}});
+        }) == "snapkv: unknown parameter 'windw' (known: budget, keep, window, pool, flag)");
+  CHECK(bad_input_message([] {
+          validate_params("snapkv", schema(), {{"budget", "-5"}});
+        }).find("-5") != std::string::npos);
+  CHECK(bad_input_message([] {
+          validate_params("snapkv", schema(), {{"budget", "ten"}});
+        }).find("'ten'") != std::string::npos);
+  CHECK(bad_input_message([] {
+          validate_params("snapkv", schema(), {{"keep", "1.5"}});
+        }).find("1.5") != std::string::npos);
+  CHECK(bad_input_message([] {
+          validate_params("snapkv", schema(), {{"pool", "min"}});
+        }).find("'min'") != std::string::npos);
+  CHECK(bad_input_message([] {
+          validate_params("snapkv", schema(), {{"flag", "maybe"}});
+        }).find("'maybe'") != std::string::npos);
 }
 
 TEST_CASE("budget resolves from tokens or from the kept fraction", "[params]") {

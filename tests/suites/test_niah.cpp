@@ -25,7 +25,9 @@ class failing_method final : public kv_method {
 
 class declining_method final : public kv_method {
  public:
-  std::optional<std::string> unsupported_reason(const attention_problem&) const override { return "never"; }
+  std::optional<std::string> unsupported_reason(const attention_problem&) const override {
+    return "never";
+  }
   void prepare(const attention_problem&, const exec_context&) override {}
   void prefill(tensor_view, tensor_view, tensor_view, tensor_view*) override {}
   void append(tensor_view, tensor_view) override {}
@@ -33,13 +35,18 @@ class declining_method final : public kv_method {
   cache_stats stats() const override { return {}; }
 };
 
-ATTNBENCH_REGISTER_METHOD(method_info{"test_failing", "cpu", "", "always throws", {},
-                                      [](const param_values&) { return std::make_unique<failing_method>(); }});
-ATTNBENCH_REGISTER_METHOD(method_info{"test_declining", "cpu", "", "always unsupported", {},
-                                      [](const param_values&) { return std::make_unique<declining_method>(); }});
+ATTNBENCH_REGISTER_METHOD(method_info{
+    "test_failing", "cpu", "", "always throws", {}, [](const param_values&) {
+      return std::make_unique<failing_method>();
+    }});
+ATTNBENCH_REGISTER_METHOD(method_info{
+    "test_declining", "cpu", "", "always unsupported", {}, [](const param_values&) {
+      return std::make_unique<declining_method>();
+    }});
 
 std::filesystem::path temp_out(const std::string& name) {
-  auto dir = std::filesystem::temp_directory_path() / ("attnbench-test-" + name + "-" + std::to_string(::getpid()));
+  auto dir = std::filesystem::temp_directory_path() /
+             ("attnbench-test-" + name + "-" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
   return dir;
 }
@@ -56,13 +63,6 @@ run_config niah_config(std::vector<std::string> methods, const std::string& out)
   cfg.threads = 2;
   cfg.out_dir = temp_out(out);
   return cfg;
-}
-
-const record& find(const report& r, const std::string& spec, std::int64_t length, double depth) {
-  for (const auto& rec : r.records)
-    if (rec.method_spec == spec && rec.axes.at("length") == length && rec.axes.at("depth") == depth) return rec;
-  FAIL("no record for " << spec);
-  throw;
 }
 
 }  // namespace

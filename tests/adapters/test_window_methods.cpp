@@ -1,0 +1,248 @@
+// sliding_window and streaming_llm: equal to dense when the budget covers the context, exact
+// keep sets on hand-built cases (prefill and decode), budget resolution, parameter validation,
+// and stats after physical eviction.
+#include <catch2/catch.hpp>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "harness/error.hpp"
+#include "harness/method.hpp"
+#include "tests/adapters/reference.hpp"
+
+using namespace attnbench;
+
+namespace {
+
+attention_problem make_problem(const model_shape& shape, int context, int max_tokens) {
+  attention_problem p;
+  p.shape = shape;
+  p.context_tokens = context;
+  p.max_tokens = max_tokens;
+  return p;
+}
+
+// One method run: prefill `context` tokens of t with outputs, then decode the remaining tokens
+// in steps of `steps` (append then attend). Returns the prefill outputs and the decode outputs
+// (concatenated, [t.tokens - context, q_heads, head_dim]).
+struct run_result {
+  host_tensor prefill_out;
+  host_tensor decode_out;
+  std::vector<cache_stats> stats_after_step;
+};
+
+run_result run(const std::string& spec, test::qkv& t, const model_shape& shape, int context,
+               const std::vector<int>& steps, int threads = 2) {
+  auto m = resolve_method(spec, "cpu").create();
+  exec_context ctx;
+  ctx.threads = threads;
+  m->prepare(make_problem(shape, context, t.q.tokens()), ctx);
+  run_result r{host_tensor(context, shape.q_heads, shape.head_dim),
+               host_tensor(t.q.tokens() - context, shape.q_heads, shape.head_dim),
+               {}};
+  tensor_view out = r.prefill_out.view();
+  m->prefill(t.q.view().rows(0, context), t.k.view().rows(0, context), t.v.view().rows(0, context),
+             &out);
+  r.stats_after_step.push_back(m->stats());
+  int done = context;
+  for (int step : steps) {
+    m->append(t.k.view().rows(done, step), t.v.view().rows(done, step));
+    m->attend(t.q.view().rows(done, step), r.decode_out.view().rows(done - context, step));
+    r.stats_after_step.push_back(m->stats());
+    done += step;
+  }
+  REQUIRE(done == t.q.tokens());
+  return r;
+}
+
+// Worst error ratio of output row `row` of `out` (query token `token`) against fp64 attention
+// over `positions`, across all query heads.
+double check_row(test::qkv& t, const model_shape& shape, const host_tensor& out, int row, int token,
+                 const std::vector<std::int64_t>& positions) {
+  const float scale = make_problem(shape, 0, 0).softmax_scale();
+  double worst = 0;
+  for (int h = 0; h < shape.q_heads; ++h) {
+    auto ref = test::reference_attention(test::row(t.q, token, h), h, t, shape, scale, positions);
+    worst = std::max(worst, test::error_ratio(test::row(out, row, h), ref));
+  }
+  return worst;
+}
+
+// Worst |a - b| / tolerance between two methods' outputs, the tolerance that of fp64 attention
+// over every position up to the token (what dense computes).
+double compare_to_dense(test::qkv& t, const model_shape& shape, const host_tensor& a,
+                        const host_tensor& b, int first_token) {
+  const float scale = make_problem(shape, 0, 0).softmax_scale();
+  double worst = 0;
+  for (int r = 0; r < a.tokens(); ++r)
+    for (int h = 0; h < shape.q_heads; ++h) {
+      auto ref = test::reference_attention(test::row(t.q, first_token + r, h), h, t, shape, scale,
+                                           test::prefix(first_token + r));
+      const double tol = test::float32_tolerance(ref);
+      for (int i = 0; i < shape.head_dim; ++i)
+        worst = std::max(
+            worst, std::abs(double(test::row(a, r, h)[i]) - double(test::row(b, r, h)[i])) / tol);
+    }
+  return worst;
+}
+
+std::vector<std::int64_t> sinks_and_window(std::int64_t sinks, std::int64_t window,
+                                           std::int64_t last) {
+  std::vector<std::int64_t> p;
+  for (std::int64_t i = 0; i <= last; ++i)
+    if (i < sinks || i > last - window) p.push_back(i);
+  return p;
+}
+
+void check_bad_input(const std::string& spec, const std::string& needle) {
+  CAPTURE(spec);
+  try {
+    resolve_method(spec, "cpu");
+    FAIL("expected bad_input");
+  } catch (const error& e) {
+    CHECK(e.id() == error_id::bad_input);
+    CHECK_THAT(std::string(e.what()), Catch::Contains(needle));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("window methods equal dense when their budget covers the context", "[adapters][window]") {
+  const auto heads = GENERATE(table<int, int>({{8, 2}, {4, 4}}));
+  const int context = GENERATE(1, 50, 300);
+  const std::string spec =
+      GENERATE(as<std::string>{}, "sliding_window:window=400", "sliding_window:keep=1",
+               "streaming_llm:sinks=4,window=400", "streaming_llm:sinks=0,budget=400",
+               "streaming_llm:sinks=100,window=300");
+  const model_shape shape{"test", 1, std::get<0>(heads), std::get<1>(heads), 64};
+  CAPTURE(spec, context, shape.q_heads, shape.kv_heads);
+  // keep=1 covers the prompt only: decode a single token past it would evict, so decode none.
+  const bool keep_spec = spec.find("keep") != std::string::npos;
+  const std::vector<int> steps = keep_spec ? std::vector<int>{} : std::vector<int>{1, 2, 1};
+  const int total = context + (keep_spec ? 0 : 4);
+  auto t = test::random_qkv(shape, total, 3);
+
+  auto dense = run("dense", t, shape, context, steps);
+  auto method = run(spec, t, shape, context, steps);
+  CHECK(compare_to_dense(t, shape, method.prefill_out, dense.prefill_out, 0) <= 1.0);
+  CHECK(compare_to_dense(t, shape, method.decode_out, dense.decode_out, context) <= 1.0);
+  CHECK(method.stats_after_step.back().resident_tokens ==
+        dense.stats_after_step.back().resident_tokens);
+  CHECK(method.stats_after_step.back().kv_bytes_read ==
+        dense.stats_after_step.back().kv_bytes_read);
+}
+
+TEST_CASE("streaming_llm keeps exactly the sinks and the last window tokens",
+          "[adapters][window][streaming_llm]") {
+  // 20 prompt tokens, 2 sinks, window 5: the cache holds positions {0, 1, 15..19}.
+  const model_shape shape{"test", 1, 4, 2, 16};
+  const int context = 20;
+  auto t = test::random_qkv(shape, 26, 9);
+  const std::vector<int> steps = {1, 1, 1, 2, 1};
+  auto r = run("streaming_llm:sinks=2,window=5", t, shape, context, steps);
+
+  // Prefill: query i saw what the rule keeps at step i.
+  for (int i = 0; i < context; ++i) {
+    CAPTURE(i);
+    CHECK(check_row(t, shape, r.prefill_out, i, i, sinks_and_window(2, 5, i)) <= 1.0);
+  }
+  CHECK(sinks_and_window(2, 5, 19) == std::vector<std::int64_t>{0, 1, 15, 16, 17, 18, 19});
+  // The restriction matters: over all 20 positions the last output is far off.
+  CHECK(check_row(t, shape, r.prefill_out, 19, 19, test::prefix(19)) > 10.0);
+
+  // Decode: positions 20, 21, 22 one at a time see {0, 1, p-4..p}.
+  for (int s = 0; s < 3; ++s) {
+    const int p = context + s;
+    CAPTURE(p);
+    CHECK(check_row(t, shape, r.decode_out, s, p, sinks_and_window(2, 5, p)) <= 1.0);
+  }
+  // Two tokens (23, 24) appended at once: the append evicts to {0, 1, 20..24}; query 23 sees the
+  // cached tokens up to itself, {0, 1, 20..23}, and query 24 the whole cache.
+  CHECK(check_row(t, shape, r.decode_out, 3, 23, {0, 1, 20, 21, 22, 23}) <= 1.0);
+  CHECK(check_row(t, shape, r.decode_out, 4, 24, sinks_and_window(2, 5, 24)) <= 1.0);
+  CHECK(check_row(t, shape, r.decode_out, 5, 25, sinks_and_window(2, 5, 25)) <= 1.0);
+
+  for (const auto& s : r.stats_after_step) {
+    CHECK(s.resident_tokens == std::vector<std::int64_t>{7, 7});
+    CHECK(s.resident_bytes == 7 * 2 * (2 * 16 * 4));
+    CHECK(s.budget_tokens == 7);
+    CHECK_FALSE(s.simulated);
+  }
+  // Queries answered: 1 + 1 + 1 + 2 + 1, all but query 23 over 7 keys.
+  const auto& last = r.stats_after_step.back();
+  CHECK(last.attend_calls == 6);
+  CHECK(last.keys_scored == (5 * 7 + 6) * 4);
+  CHECK(last.kv_bytes_read == (5 * 7 + 6) * 2 * 16 * 4 * 2);
+}
+
+TEST_CASE("sliding_window keeps exactly the last window tokens",
+          "[adapters][window][sliding_window]") {
+  const model_shape shape{"test", 1, 6, 3, 24};
+  const int context = 20;
+  auto t = test::random_qkv(shape, 24, 4);
+  auto r = run("sliding_window:window=5", t, shape, context, {1, 1, 1, 1}, 1);
+  for (int i = 0; i < context; ++i) {
+    CAPTURE(i);
+    CHECK(check_row(t, shape, r.prefill_out, i, i, sinks_and_window(0, 5, i)) <= 1.0);
+  }
+  CHECK(sinks_and_window(0, 5, 19) == std::vector<std::int64_t>{15, 16, 17, 18, 19});
+  for (int s = 0; s < 4; ++s) {
+    CAPTURE(s);
+    CHECK(check_row(t, shape, r.decode_out, s, context + s, sinks_and_window(0, 5, context + s)) <=
+          1.0);
+  }
+  for (const auto& s : r.stats_after_step) {
+    CHECK(s.resident_tokens == std::vector<std::int64_t>{5, 5, 5});
+    CHECK(s.resident_bytes == 5 * 3 * (2 * 24 * 4));
+    CHECK(s.budget_tokens == 5);
+  }
+  const auto& last = r.stats_after_step.back();
+  CHECK(last.attend_calls == 4);
+  CHECK(last.keys_scored == 4 * 5 * 6);
+  CHECK(last.kv_bytes_read == 4 * 5 * 3 * 24 * 4 * 2);
+}
+
+TEST_CASE("window methods resolve budget and keep", "[adapters][window][params]") {
+  struct budget_case {
+    std::string spec;
+    int context;
+    std::int64_t resident;  // tokens per head after prefill
+  };
+  const auto c = GENERATE(values<budget_case>({
+      {"sliding_window", 2000, 1024},
+      {"sliding_window:window=10", 100, 10},
+      {"sliding_window:budget=12", 100, 12},
+      {"sliding_window:window=10,budget=12", 100, 12},
+      {"sliding_window:keep=0.25", 100, 25},
+      {"sliding_window:keep=0.25,budget=3", 100, 25},
+      {"streaming_llm", 2000, 1028},
+      {"streaming_llm:sinks=4,window=10", 100, 14},
+      {"streaming_llm:sinks=4,budget=10", 100, 10},
+      {"streaming_llm:keep=0.1", 100, 10},
+      {"streaming_llm:sinks=8,budget=5", 100, 9},
+      {"streaming_llm:sinks=4,window=10", 8, 8},
+  }));
+  CAPTURE(c.spec, c.context);
+  const model_shape shape{"test", 1, 2, 1, 8};
+  auto t = test::random_qkv(shape, c.context, 1);
+  auto m = resolve_method(c.spec, "cpu").create();
+  m->prepare(make_problem(shape, c.context, c.context), exec_context{});
+  m->prefill(tensor_view{}, t.k.view(), t.v.view(), nullptr);
+  CHECK(m->stats().resident_tokens == std::vector<std::int64_t>{c.resident});
+}
+
+TEST_CASE("window methods validate their parameters", "[adapters][window][params]") {
+  check_bad_input("sliding_window:window=0", "parameter 'window' = 0 is out of range");
+  check_bad_input("sliding_window:budget=0", "parameter 'budget' = 0 is out of range");
+  check_bad_input("sliding_window:keep=1.5", "parameter 'keep' = 1.5 is out of range");
+  check_bad_input("sliding_window:keep=0", "parameter 'keep' = 0 is out of range");
+  check_bad_input("sliding_window:window=abc", "parameter 'window' expects an integer, got 'abc'");
+  check_bad_input("sliding_window:sinks=4",
+                  "unknown parameter 'sinks' (known: window, budget, keep)");
+  check_bad_input("streaming_llm:sinks=-1", "parameter 'sinks' = -1 is out of range");
+  check_bad_input("streaming_llm:window=0", "parameter 'window' = 0 is out of range");
+  check_bad_input("streaming_llm:windw=3",
+                  "unknown parameter 'windw' (known: sinks, window, budget, keep)");
+  CHECK(resolve_method("streaming_llm:window=2k", "cpu").canonical ==
+        "streaming_llm:sinks=4,window=2048");
+}

@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <memory>
 #include <sstream>
 
 #include "harness/error.hpp"
@@ -198,6 +199,23 @@ cache_stats sink_window_method::stats() const {
                           ? sink_window_policy::unlimited
                           : m_policy.sinks + m_policy.window;
   return s;
+}
+
+method_info sink_window_cpu_info(
+    std::string name, std::string paper, std::string summary, std::vector<param_def> params,
+    std::function<sink_window_policy(const param_values&, std::int64_t)> policy) {
+  method_info info;
+  info.name = std::move(name);
+  info.backend = "cpu";
+  info.paper = std::move(paper);
+  info.summary = std::move(summary);
+  info.params = std::move(params);
+  info.factory = [policy](const param_values& values) -> std::unique_ptr<kv_method> {
+    return std::make_unique<sink_window_method>([policy, values](const attention_problem& problem) {
+      return policy(values, problem.context_tokens);
+    });
+  };
+  return info;
 }
 
 }  // namespace attnbench::cpu

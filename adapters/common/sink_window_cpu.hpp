@@ -17,6 +17,12 @@
 
 namespace attnbench::cpu {
 
+/// The method_info of a CPU adapter that is the sink/window rule with parameters resolved by
+/// `policy(values, context_tokens)`: dense, sliding_window and streaming_llm register through it.
+method_info sink_window_cpu_info(
+    std::string name, std::string paper, std::string summary, std::vector<param_def> params,
+    std::function<sink_window_policy(const param_values&, std::int64_t)> policy);
+
 /// Checks shared by every CPU adapter: positive sizes and q_heads divisible by kv_heads.
 std::optional<std::string> gqa_unsupported_reason(const attention_problem& problem);
 

@@ -76,7 +76,16 @@ record run_job(const job& j, const run_config& config, const run_context& ctx) {
   rec.axes = j.c->axes;
   rec.method = j.m->info->name;
   rec.method_spec = j.m->canonical;
-  for (const auto& [k, v] : j.m->params.canonical()) rec.params[k] = v;
+  // Parameters as typed JSON values, in the schema's types.
+  for (const auto& def : j.m->info->params) {
+    if (!j.m->params.has(def.name)) continue;
+    switch (def.type) {
+      case param_type::integer: rec.params[def.name] = j.m->params.get_int(def.name); break;
+      case param_type::real: rec.params[def.name] = j.m->params.get_real(def.name); break;
+      case param_type::boolean: rec.params[def.name] = j.m->params.get_bool(def.name); break;
+      case param_type::choice: rec.params[def.name] = j.m->params.get_string(def.name); break;
+    }
+  }
   rec.backend = config.options.backend;
   rec.mode = name_of(config.options.mode);
   rec.seed = config.options.seed;

@@ -85,6 +85,8 @@ TEST_CASE("dense scores 100% on every NIAH cell; StreamingLLM only inside its wi
       bool inside = (1.0 - depth) * static_cast<double>(length) < 512 - 64;
       CHECK(rec.metrics.at("accuracy") == (inside ? 100.0 : 0.0));
       CHECK(rec.metrics.at("resident_tokens") == Approx(4 + 512));
+      CHECK(rec.params.at("window") == 512);
+      CHECK(rec.params.at("budget_tokens") == 516);
     }
     CHECK(rec.metrics.at("needle_mass") > 0.5);
   }

@@ -95,6 +95,19 @@ TEST_CASE("dense scores 100% on every NIAH cell; StreamingLLM only inside its wi
   std::filesystem::remove_all(cfg.out_dir);
 }
 
+TEST_CASE("StreamingLLM answers a needle that lies inside its sinks", "[niah]") {
+  std::ostringstream progress;
+  run_config cfg = niah_config({"streaming_llm:sinks=32,window=256"}, "sinks");
+  cfg.options.lengths = {2048};
+  cfg.options.depths = {0.0, 0.5};
+  report r = run_benchmark(cfg, progress);
+  REQUIRE(r.records.size() == 2);
+  // At depth 0 the needle sentence starts right after BOS: all of it is within 32 sinks.
+  CHECK(r.records[0].metrics.at("accuracy") == 100.0);
+  CHECK(r.records[1].metrics.at("accuracy") == 0.0);
+  std::filesystem::remove_all(cfg.out_dir);
+}
+
 TEST_CASE("metrics are identical at any thread count", "[niah][determinism]") {
   std::ostringstream progress;
   run_config one = niah_config({"dense", "sliding_window:window=256"}, "t1");

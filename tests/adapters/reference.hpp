@@ -124,4 +124,13 @@ inline std::vector<std::int64_t> prefix(std::int64_t last) {
   return p;
 }
 
+/// A one-layer problem of `shape` with `context` prompt tokens and room for `max_tokens`.
+inline attention_problem make_problem(const model_shape& shape, int context, int max_tokens) {
+  attention_problem p;
+  p.shape = shape;
+  p.context_tokens = context;
+  p.max_tokens = max_tokens;
+  return p;
+}
+
 }  // namespace attnbench::test

@@ -9,6 +9,7 @@
 #include "tests/adapters/reference.hpp"
 
 using namespace attnbench;
+using test::make_problem;
 
 namespace {
 
@@ -55,14 +56,6 @@ double decode_error(kv_method& m, test::qkv& t, const model_shape& shape, int co
     done += step;
   }
   return worst;
-}
-
-attention_problem make_problem(const model_shape& shape, int context, int max_tokens) {
-  attention_problem p;
-  p.shape = shape;
-  p.context_tokens = context;
-  p.max_tokens = max_tokens;
-  return p;
 }
 
 }  // namespace

@@ -11,16 +11,9 @@
 #include "tests/adapters/reference.hpp"
 
 using namespace attnbench;
+using test::make_problem;
 
 namespace {
-
-attention_problem make_problem(const model_shape& shape, int context, int max_tokens) {
-  attention_problem p;
-  p.shape = shape;
-  p.context_tokens = context;
-  p.max_tokens = max_tokens;
-  return p;
-}
 
 // One method run: prefill `context` tokens of t with outputs, then decode the remaining tokens
 // in steps of `steps` (append then attend). Returns the prefill outputs and the decode outputs

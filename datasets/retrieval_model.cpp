@@ -42,10 +42,10 @@ nlohmann::json workload_config::to_json() const {
 }
 
 void workload_config::set(const std::string& key, const std::string& value) {
-  char* end = nullptr;
-  double x = std::strtod(value.c_str(), &end);
-  if (value.empty() || *end != '\0' || !std::isfinite(x))
+  const std::optional<double> parsed = parse_real(value);
+  if (!parsed)
     ATTNBENCH_BAD_INPUT("workload: '" << key << "' expects a number, got '" << value << "'");
+  const double x = *parsed;
   auto in = [&](double lo, double hi) {
     if (x < lo || x > hi)
       ATTNBENCH_BAD_INPUT("workload: '" << key << "' = " << value << " is out of range [" << lo
@@ -223,8 +223,15 @@ void retrieval_model::project(int layer, const std::vector<int>& tokens, std::in
   const int group = m_shape.group_size();
   const auto sqrt_d = static_cast<float>(std::sqrt(static_cast<double>(d)));
   const int half = static_cast<int>(m_inv_freq.size());
-  std::vector<float> ctx(static_cast<std::size_t>(d)), qv(static_cast<std::size_t>(d)),
-      kv(static_cast<std::size_t>(d)), vv(static_cast<std::size_t>(d));
+  std::vector<float> qv(static_cast<std::size_t>(d)), kv(static_cast<std::size_t>(d)),
+      vv(static_cast<std::size_t>(d));
+  // Retrieval contexts ending at p (the query) and at p - 1 (the key), shared by every
+  // retrieval head of the layer; the query's context is the next position's key context.
+  std::vector<float> ctx_now(static_cast<std::size_t>(d)), ctx_prev(static_cast<std::size_t>(d));
+  bool any_retrieval = false;
+  for (int h = 0; h < m_shape.kv_heads; ++h)
+    any_retrieval |= role(layer, h) == head_role::retrieval;
+  if (any_retrieval && begin > 0) context_vector(tokens, begin - 1, ctx_now.data());
 
   // Rotates x in place by position pos (RoPE on the rotary dims).
   auto rope = [&](float* x, std::int64_t pos) {
@@ -240,6 +247,10 @@ void retrieval_model::project(int layer, const std::vector<int>& tokens, std::in
   for (std::int64_t p = begin; p < end; ++p) {
     const int tok = tokens[static_cast<std::size_t>(p)];
     const auto row_index = static_cast<int>(p - begin);
+    if (any_retrieval) {
+      ctx_prev.swap(ctx_now);
+      context_vector(tokens, p, ctx_now.data());
+    }
     for (int h = 0; h < m_shape.kv_heads; ++h) {
       const int head_id = layer * m_shape.kv_heads + h;
       const float* sign =
@@ -249,12 +260,12 @@ void retrieval_model::project(int layer, const std::vector<int>& tokens, std::in
       float q_scale = 0;
       switch (role(layer, h)) {
         case head_role::retrieval: {
-          context_vector(tokens, p, qv.data());
+          qv = ctx_now;
           q_scale = static_cast<float>(m_config.retrieval_temp) * sqrt_d;
           if (p == 0)
             std::fill(kv.begin(), kv.end(), 0.0f);
           else
-            context_vector(tokens, p - 1, kv.data());
+            kv = ctx_prev;
           if (m_config.key_noise > 0 && p > 0) {
             rng noise(hash_seed(m_config.embed_seed ^ static_cast<std::uint64_t>(head_id),
                                 static_cast<std::uint64_t>(p)));

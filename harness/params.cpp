@@ -54,14 +54,6 @@ std::optional<std::int64_t> parse_int(const std::string& s) {
   return static_cast<std::int64_t>(v) * mult;
 }
 
-std::optional<double> parse_real(const std::string& s) {
-  if (s.empty()) return std::nullopt;
-  char* end = nullptr;
-  double v = std::strtod(s.c_str(), &end);
-  if (!end || *end != '\0' || !std::isfinite(v)) return std::nullopt;
-  return v;
-}
-
 std::optional<bool> parse_bool(const std::string& s) {
   if (s == "true" || s == "1" || s == "yes" || s == "on") return true;
   if (s == "false" || s == "0" || s == "no" || s == "off") return false;
@@ -120,6 +112,14 @@ std::string canonicalize(const std::string& method, const param_def& def, const 
 }
 
 }  // namespace
+
+std::optional<double> parse_real(const std::string& s) {
+  if (s.empty()) return std::nullopt;
+  char* end = nullptr;
+  double v = std::strtod(s.c_str(), &end);
+  if (!end || *end != '\0' || !std::isfinite(v)) return std::nullopt;
+  return v;
+}
 
 param_def int_param(std::string name, std::optional<std::int64_t> def, std::int64_t min,
                     std::int64_t max, std::string doc) {

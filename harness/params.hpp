@@ -74,6 +74,9 @@ param_values validate_params(const std::string& method, const std::vector<param_
 /// Canonical `name:k=v,...` string of a validated instance (sorted keys, all values shown).
 std::string canonical_spec(const std::string& name, const param_values& values);
 
+/// A finite real number spelled exactly (no trailing characters), or nothing.
+std::optional<double> parse_real(const std::string& text);
+
 // ---- The budget convention shared by every eviction / selection method -------------------
 
 /// `budget` (tokens, default `default_tokens`) and `keep` (fraction in (0, 1], no default).

@@ -26,14 +26,6 @@ std::vector<std::string> split(const std::string& text, char sep) {
   return out;
 }
 
-std::optional<double> to_double(const std::string& s) {
-  if (s.empty()) return std::nullopt;
-  char* end = nullptr;
-  double v = std::strtod(s.c_str(), &end);
-  if (*end != '\0' || !std::isfinite(v)) return std::nullopt;
-  return v;
-}
-
 const char* k_usage =
     "usage: attnbench <command> [options]\n"
     "\n"
@@ -316,7 +308,7 @@ std::vector<double> parse_depths(const std::string& text) {
     if (parts.size() < 3 || parts.size() > 4)
       ATTNBENCH_BAD_INPUT("malformed --depths '"
                           << text << "' (expected start:stop:count[:linear|:sigmoid])");
-    auto start = to_double(parts[0]), stop = to_double(parts[1]), count = to_double(parts[2]);
+    auto start = parse_real(parts[0]), stop = parse_real(parts[1]), count = parse_real(parts[2]);
     std::string spacing = parts.size() == 4 ? parts[3] : "linear";
     if (!start || !stop || !count || *count < 1 || *count != std::floor(*count) || *count > 1000)
       ATTNBENCH_BAD_INPUT("malformed --depths '"
@@ -336,7 +328,7 @@ std::vector<double> parse_depths(const std::string& text) {
     }
   } else {
     for (const auto& item : split(text, ',')) {
-      auto v = to_double(item);
+      auto v = parse_real(item);
       if (!v) ATTNBENCH_BAD_INPUT("malformed --depths value '" << item << "'");
       out.push_back(*v);
     }

@@ -43,11 +43,11 @@ class niah_suite final : public suite {
         o.needles.empty() ? std::vector<std::string>{"number"} : o.needles;
     std::string haystack = o.haystack.empty() ? "essay" : o.haystack;
     parse_haystack_kind(haystack);
+    for (const auto& needle : needles) parse_value_kind(needle);
     std::vector<suite_case> out;
     for (auto length : lengths)
       for (double depth : depths)
         for (const auto& needle : needles) {
-          parse_value_kind(needle);
           std::vector<std::pair<std::string, nlohmann::json>> axes = {
               {"length", length}, {"depth", depth}, {"needle", needle}, {"haystack", haystack}};
           suite_case c;

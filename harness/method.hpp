@@ -32,6 +32,28 @@ struct model_shape {
 model_shape shape_preset(const std::string& name);
 std::vector<std::string> shape_preset_names();
 
+/// Calibration data for methods that fix head roles or budgets offline (DuoAttention, TCA): one
+/// layer's Q/K/V for a synthetic passkey prompt run through the model under test, as a real
+/// method calibrates on its model's weights. The prompt differs from every evaluated prompt.
+struct calibration_layer {
+  host_tensor q;  // [tokens, q_heads, head_dim]
+  host_tensor k;  // [tokens, kv_heads, head_dim]
+  host_tensor v;  // [tokens, kv_heads, head_dim]
+  /// Queries [answer_begin, tokens) are the ones whose outputs produce the passkey (the last
+  /// question token, then the teacher-forced answer tokens): the outputs calibration protects.
+  std::int64_t answer_begin = 0;
+  std::int64_t needle_begin = 0;  // first token of the passkey sentence
+};
+
+class calibration_source {
+ public:
+  virtual ~calibration_source() = default;
+  /// The model's layer count; layer(l) accepts 0 <= l < layers().
+  virtual int layers() const = 0;
+  /// Built on first use, then shared. Thread-safe.
+  virtual const calibration_layer& layer(int layer) const = 0;
+};
+
 /// What one adapter instance is asked to handle.
 struct attention_problem {
   model_shape shape;
@@ -39,6 +61,9 @@ struct attention_problem {
   std::int64_t context_tokens = 0;  // prompt tokens given to prefill
   std::int64_t max_tokens = 0;      // upper bound on tokens ever in the sequence (prompt + decode)
   float scale = 0;                  // softmax scale; 0 means 1/sqrt(head_dim)
+  /// Offline calibration data, or null where the suite has no model (the method then declines
+  /// the problem). Valid during prepare only.
+  const calibration_source* calibration = nullptr;
 
   float softmax_scale() const;
 };

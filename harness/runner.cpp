@@ -14,6 +14,7 @@
 #include <sstream>
 #include <thread>
 
+#include "datasets/calibration.hpp"
 #include "harness/error.hpp"
 #include "harness/gpu_info.hpp"
 #include "harness/progress.hpp"
@@ -80,10 +81,18 @@ record run_job(const job& j, const run_config& config, const run_context& ctx) {
   for (const auto& def : j.m->info->params) {
     if (!j.m->params.has(def.name)) continue;
     switch (def.type) {
-      case param_type::integer: rec.params[def.name] = j.m->params.get_int(def.name); break;
-      case param_type::real: rec.params[def.name] = j.m->params.get_real(def.name); break;
-      case param_type::boolean: rec.params[def.name] = j.m->params.get_bool(def.name); break;
-      case param_type::choice: rec.params[def.name] = j.m->params.get_string(def.name); break;
+      case param_type::integer:
+        rec.params[def.name] = j.m->params.get_int(def.name);
+        break;
+      case param_type::real:
+        rec.params[def.name] = j.m->params.get_real(def.name);
+        break;
+      case param_type::boolean:
+        rec.params[def.name] = j.m->params.get_bool(def.name);
+        break;
+      case param_type::choice:
+        rec.params[def.name] = j.m->params.get_string(def.name);
+        break;
     }
   }
   rec.backend = config.options.backend;
@@ -216,6 +225,7 @@ report run_benchmark(const run_config& config, std::ostream& progress) {
 
   // ---- Run. ----------------------------------------------------------------------------
   retrieval_model model(config.options.shape, config.workload);
+  const passkey_calibration calibration(model);
   report rep;
   const std::string start = utc_now();
   rep.meta = make_meta(config, start);
@@ -227,6 +237,7 @@ report run_benchmark(const run_config& config, std::ostream& progress) {
   run_context ctx;
   ctx.options = &config.options;
   ctx.model = &model;
+  ctx.calibration = &calibration;
   ctx.exec.backend = config.options.backend;
   ctx.exec.threads = 1;  // parallelism is over cases; each case is sequential and deterministic
   ctx.exec.seed = config.options.seed;

@@ -47,6 +47,7 @@ struct suite_case {
 struct run_context {
   const run_options* options = nullptr;
   const retrieval_model* model = nullptr;
+  const calibration_source* calibration = nullptr;  // offline calibration for the methods
   exec_context exec;
 };
 

@@ -100,6 +100,27 @@ void kv_cache::append(tensor_view k, tensor_view v, int begin, int count,
   }
 }
 
+void kv_cache::append_rows(int head, tensor_view k, tensor_view v,
+                           const std::vector<std::int64_t>& rows) {
+  ATTNBENCH_ASSERT(head >= 0 && head < kv_heads() && k.heads == kv_heads() &&
+                   v.heads == kv_heads() && k.head_dim == m_head_dim && v.head_dim == m_head_dim);
+  auto& h = m_heads[static_cast<std::size_t>(head)];
+  const auto count = static_cast<std::int64_t>(rows.size());
+  make_room(h, count);
+  const std::size_t row_bytes = idx(1, m_head_dim) * sizeof(float);
+  std::int64_t last = h.count ? h.positions[static_cast<std::size_t>(h.start + h.count - 1)] : -1;
+  for (std::int64_t i = 0; i < count; ++i) {
+    const std::int64_t t = rows[static_cast<std::size_t>(i)];
+    ATTNBENCH_ASSERT(t > last && t < k.tokens);
+    const std::int64_t at = h.start + h.count + i;
+    std::memcpy(h.k.data() + idx(at, m_head_dim), k.at(static_cast<int>(t), head), row_bytes);
+    std::memcpy(h.v.data() + idx(at, m_head_dim), v.at(static_cast<int>(t), head), row_bytes);
+    h.positions[static_cast<std::size_t>(at)] = t;
+    last = t;
+  }
+  h.count += count;
+}
+
 void kv_cache::erase(int head, std::int64_t begin, std::int64_t count) {
   auto& h = m_heads[static_cast<std::size_t>(head)];
   ATTNBENCH_ASSERT(begin >= 0 && count >= 0 && begin + count <= h.count);

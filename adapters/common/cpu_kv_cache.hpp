@@ -40,6 +40,9 @@ class kv_cache {
   /// Appends tokens [begin, begin + count) of k, v ([tokens, kv_heads, head_dim]) to every head,
   /// at positions first_position, first_position + 1, ... (larger than any stored position).
   void append(tensor_view k, tensor_view v, int begin, int count, std::int64_t first_position);
+  /// Appends to one head the rows `rows` (strictly increasing token indices) of k, v, at
+  /// positions equal to those indices (larger than any stored position).
+  void append_rows(int head, tensor_view k, tensor_view v, const std::vector<std::int64_t>& rows);
   /// Erases rows [begin, begin + count) of one head; the others keep their order.
   void erase(int head, std::int64_t begin, std::int64_t count);
   /// Keeps only the given rows (strictly increasing indices) of one head.

@@ -41,7 +41,8 @@ void add_retrieval_mass(const retrieval_model& model, int layer,
 }  // namespace
 
 retrieval_result run_retrieval(const retrieval_model& model, const method_instance& method,
-                               const exec_context& exec, run_mode mode,
+                               const exec_context& exec,
+                               const calibration_source* maybe_calibration, run_mode mode,
                                const std::vector<int>& context, const std::vector<int>& question,
                                int answer_tokens, std::int64_t mass_position) {
   const model_shape& shape = model.shape();
@@ -67,6 +68,7 @@ retrieval_result run_retrieval(const retrieval_model& model, const method_instan
     problem.layer = l;
     problem.context_tokens = prefill_len;
     problem.max_tokens = prompt + answer_tokens;
+    problem.calibration = maybe_calibration;
     auto adapter = method.create();
     if (auto why = adapter->unsupported_reason(problem)) ATTNBENCH_CHECK(false, unsupported, *why);
     adapter->prepare(problem, exec);

@@ -28,9 +28,11 @@ struct retrieval_result {
 /// Query-agnostic (kvpress's protocol): prefill the context (the method compresses it), feed
 /// the question as decode tokens, then decode. `mass_position` >= 0 asks for the dense
 /// attention mass of the retrieval heads on that key at the first answer step.
-/// Throws error(unsupported) when the method declines the problem.
+/// `maybe_calibration` is handed to every adapter's prepare. Throws error(unsupported) when the
+/// method declines the problem.
 retrieval_result run_retrieval(const retrieval_model& model, const method_instance& method,
-                               const exec_context& exec, run_mode mode,
+                               const exec_context& exec,
+                               const calibration_source* maybe_calibration, run_mode mode,
                                const std::vector<int>& context, const std::vector<int>& question,
                                int answer_tokens, std::int64_t mass_position);
 

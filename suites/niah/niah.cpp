@@ -79,8 +79,9 @@ class niah_suite final : public suite {
       // same prompts, at any thread count.
       std::uint64_t seed = hash_seed(hash_seed(o.seed, c.name), static_cast<std::uint64_t>(s));
       niah_sample sample = make_niah(length, depth, haystack, needle, seed);
-      retrieval_result r = run_retrieval(*ctx.model, method, ctx.exec, o.mode, sample.context,
-                                         sample.question, sample.answer_tokens, sample.value_begin);
+      retrieval_result r =
+          run_retrieval(*ctx.model, method, ctx.exec, ctx.calibration, o.mode, sample.context,
+                        sample.question, sample.answer_tokens, sample.value_begin);
       std::string prediction = vocab.detokenize(r.generated);
       double score = string_match_all(prediction, sample.answers);
       acc.add(score, r);

@@ -1,0 +1,224 @@
+#include "adapters/common/cache_method_cpu.hpp"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <sstream>
+
+#include "adapters/common/attention_scores.hpp"
+#include "harness/error.hpp"
+
+namespace attnbench::cpu {
+
+namespace {
+
+// Below this many multiply-adds a call runs on the calling thread: an OpenMP fork/join costs a
+// few microseconds, about what 2^16 multiply-adds take on one core.
+constexpr std::uint64_t min_parallel_multiply_adds = std::uint64_t{1} << 16;
+
+}  // namespace
+
+std::optional<std::string> gqa_unsupported_reason(const attention_problem& problem) {
+  const model_shape& s = problem.shape;
+  std::ostringstream why;
+  if (s.q_heads < 1 || s.kv_heads < 1 || s.head_dim < 1)
+    why << "shape needs q_heads, kv_heads, head_dim >= 1 (got " << s.q_heads << ", " << s.kv_heads
+        << ", " << s.head_dim << ")";
+  else if (s.q_heads % s.kv_heads != 0)
+    why << "q_heads (" << s.q_heads << ") is not a multiple of kv_heads (" << s.kv_heads << ")";
+  if (why.str().empty()) return std::nullopt;
+  return why.str();
+}
+
+kv_rows head_rows(tensor_view k, tensor_view v, int head) {
+  const auto stride = static_cast<std::size_t>(k.heads) * static_cast<std::size_t>(k.head_dim);
+  return kv_rows{k.at(0, head), v.data ? v.at(0, head) : nullptr, stride, k.tokens};
+}
+
+std::optional<std::string> cache_method::unsupported_reason(
+    const attention_problem& problem) const {
+  return gqa_unsupported_reason(problem);
+}
+
+void cache_method::prepare(const attention_problem& problem, const exec_context& ctx) {
+  auto why = unsupported_reason(problem);
+  ATTNBENCH_CHECK(!why, unsupported, *why);
+  m_problem = problem;
+  m_shape = problem.shape;
+  m_scale = problem.softmax_scale();
+  m_threads = std::max(1, ctx.threads);
+  m_budget = plan(problem);
+  ATTNBENCH_ASSERT(m_budget == -1 || m_budget >= 1);
+
+  // Reserve what the method can hold (its budget plus what decoding appends), so the timed calls
+  // do not reallocate; slack rows let front eviction compact only every `slack` appends (1/8 of
+  // the budget, at least 64 rows: at most 8 rows copied per appended token).
+  const std::int64_t total = std::max(problem.max_tokens, problem.context_tokens);
+  const std::int64_t decoded = std::max<std::int64_t>(0, total - problem.context_tokens);
+  const std::int64_t held =
+      m_budget < 0 ? total : std::min(total, std::min(m_budget, problem.context_tokens) + decoded);
+  const std::int64_t slack = held < total ? std::max<std::int64_t>(64, held / 8) : 0;
+  m_cache.reset(m_shape.kv_heads, m_shape.head_dim, held, slack);
+
+  const auto threads = static_cast<std::size_t>(m_threads);
+  m_scratch.clear();
+  m_scratch.reserve(threads);
+  for (std::size_t t = 0; t < threads; ++t)
+    m_scratch.emplace_back(m_shape.group_size(), m_shape.head_dim);
+  m_weights.assign(threads, {});
+
+  m_length = 0;
+  m_prefilled = false;
+  m_keys_scored = m_kv_bytes_read = m_attend_calls = 0;
+  m_prepared = true;
+}
+
+void cache_method::check_kv(tensor_view k, tensor_view v) const {
+  ATTNBENCH_CHECK(m_prepared, internal, "prepare must be called first");
+  ATTNBENCH_CHECK(
+      k.heads == m_shape.kv_heads && v.heads == m_shape.kv_heads &&
+          k.head_dim == m_shape.head_dim && v.head_dim == m_shape.head_dim && k.tokens == v.tokens,
+      internal,
+      "k/v shapes [" << k.tokens << ", " << k.heads << ", " << k.head_dim << "] / [" << v.tokens
+                     << ", " << v.heads << ", " << v.head_dim << "] do not match kv_heads "
+                     << m_shape.kv_heads << ", head_dim " << m_shape.head_dim);
+}
+
+bool cache_method::parallel_worth_it(std::uint64_t multiply_adds) const {
+  return m_threads > 1 && multiply_adds >= min_parallel_multiply_adds;
+}
+
+std::vector<std::vector<std::int64_t>> cache_method::select_prompt(tensor_view, tensor_view k,
+                                                                   tensor_view) {
+  std::vector<std::int64_t> all(static_cast<std::size_t>(k.tokens));
+  for (int t = 0; t < k.tokens; ++t) all[static_cast<std::size_t>(t)] = t;
+  return std::vector<std::vector<std::int64_t>>(static_cast<std::size_t>(m_shape.kv_heads), all);
+}
+
+void cache_method::prompt_outputs(tensor_view q, tensor_view k, tensor_view v, tensor_view out) {
+  windowed_prompt_outputs(sink_window_policy{}, q, k, v, out);
+}
+
+void cache_method::windowed_prompt_outputs(const sink_window_policy& policy, tensor_view q,
+                                           tensor_view k, tensor_view v, tensor_view out) {
+  const int tokens = k.tokens, kv_heads = m_shape.kv_heads, group = m_shape.group_size();
+  const int d = m_shape.head_dim;
+  std::uint64_t rows_total = 0;
+  for (int i = 0; i < tokens; ++i) rows_total += static_cast<std::uint64_t>(policy.kept(i + 1));
+  const auto multiply_adds = rows_total * static_cast<std::uint64_t>(m_shape.q_heads * d);
+#pragma omp parallel for collapse(2) schedule(dynamic, 8) \
+    num_threads(m_threads) if (parallel_worth_it(multiply_adds))
+  for (int i = 0; i < tokens; ++i) {
+    for (int h = 0; h < kv_heads; ++h) {
+      online_softmax& sm = m_scratch[static_cast<std::size_t>(omp_get_thread_num())];
+      const kv_rows all = head_rows(k, v, h);
+      const std::int64_t sink_end = policy.sink_end(i);
+      const std::int64_t window_begin = policy.window_begin(i);
+      sm.start(q.at(i, h * group), static_cast<std::size_t>(d), group, m_scale);
+      sm.add(all.slice(0, sink_end));
+      sm.add(all.slice(window_begin, i + 1 - window_begin));
+      sm.finish(out.at(i, h * group), static_cast<std::size_t>(d));
+    }
+  }
+}
+
+void cache_method::prefill(tensor_view q, tensor_view k, tensor_view v, tensor_view* maybe_out) {
+  check_kv(k, v);
+  ATTNBENCH_CHECK(!m_prefilled && m_length == 0, internal,
+                  "prefill must be called once, before any append");
+  const int tokens = k.tokens, d = m_shape.head_dim;
+  if (maybe_out) {
+    ATTNBENCH_CHECK(q.tokens == tokens && q.heads == m_shape.q_heads && q.head_dim == d &&
+                        maybe_out->tokens == tokens && maybe_out->heads == m_shape.q_heads &&
+                        maybe_out->head_dim == d,
+                    internal,
+                    "prefill q/out shapes do not match [" << tokens << ", " << m_shape.q_heads
+                                                          << ", " << d << "]");
+    prompt_outputs(q, k, v, *maybe_out);
+  }
+  const auto kept = select_prompt(q, k, v);
+  ATTNBENCH_ASSERT(kept.size() == static_cast<std::size_t>(m_shape.kv_heads));
+  for (int h = 0; h < m_shape.kv_heads; ++h)
+    m_cache.append_rows(h, k, v, kept[static_cast<std::size_t>(h)]);
+  m_length = tokens;
+  m_prefilled = true;
+}
+
+void cache_method::append(tensor_view k, tensor_view v) {
+  check_kv(k, v);
+  m_cache.append(k, v, 0, k.tokens, m_length);
+  m_length += k.tokens;
+  m_prefilled = true;
+  after_append(k.tokens);
+}
+
+void cache_method::attend(tensor_view q, tensor_view out) {
+  ATTNBENCH_CHECK(m_prepared, internal, "prepare must be called first");
+  const int n = q.tokens, kv_heads = m_shape.kv_heads, group = m_shape.group_size();
+  const int d = m_shape.head_dim;
+  ATTNBENCH_CHECK(
+      q.heads == m_shape.q_heads && q.head_dim == d && out.tokens == n &&
+          out.heads == m_shape.q_heads && out.head_dim == d,
+      internal,
+      "attend q/out shapes do not match [" << n << ", " << m_shape.q_heads << ", " << d << "]");
+  ATTNBENCH_CHECK(n <= m_length, internal,
+                  "attend got " << n << " queries but the sequence has " << m_length << " tokens");
+
+  // Query i sits at position m_length - n + i and sees the cached rows up to it.
+  std::uint64_t rows_total = 0;
+  std::int64_t rows_max = 0;
+  for (int i = 0; i < n; ++i)
+    for (int h = 0; h < kv_heads; ++h) {
+      const std::int64_t visible = m_cache.rows_up_to(h, m_length - n + i);
+      rows_total += static_cast<std::uint64_t>(visible);
+      rows_max = std::max(rows_max, visible);
+    }
+  m_keys_scored += rows_total * static_cast<std::uint64_t>(group);
+  m_kv_bytes_read += rows_total * kv_cache::token_bytes(d);
+  m_attend_calls += static_cast<std::uint64_t>(n);
+
+  const bool observed = observes_attention();
+  if (observed)
+    for (auto& w : m_weights)
+      if (w.size() < static_cast<std::size_t>(group) * static_cast<std::size_t>(rows_max))
+        w.resize(static_cast<std::size_t>(group) * static_cast<std::size_t>(rows_max));
+
+  // Observers see the queries in order for each head: the heads are split across threads,
+  // the queries of one head run on one thread.
+  const auto multiply_adds = rows_total * static_cast<std::uint64_t>(group * d);
+#pragma omp parallel for schedule(static) \
+    num_threads(m_threads) if (parallel_worth_it(multiply_adds))
+  for (int h = 0; h < kv_heads; ++h) {
+    const auto thread = static_cast<std::size_t>(omp_get_thread_num());
+    for (int i = 0; i < n; ++i) {
+      const std::int64_t visible = m_cache.rows_up_to(h, m_length - n + i);
+      const kv_rows rows = m_cache.rows(h).slice(0, visible);
+      if (observed) {
+        float* w = m_weights[thread].data();
+        softmax_weights(q.at(i, h * group), static_cast<std::size_t>(d), group, d, rows, m_scale,
+                        w);
+        weighted_values(w, group, d, rows, out.at(i, h * group), static_cast<std::size_t>(d));
+        observe(i, h, w, visible);
+      } else {
+        online_softmax& sm = m_scratch[thread];
+        sm.start(q.at(i, h * group), static_cast<std::size_t>(d), group, m_scale);
+        sm.add(rows);
+        sm.finish(out.at(i, h * group), static_cast<std::size_t>(d));
+      }
+    }
+  }
+}
+
+cache_stats cache_method::stats() const {
+  cache_stats s;
+  for (int h = 0; h < m_cache.kv_heads(); ++h) s.resident_tokens.push_back(m_cache.tokens(h));
+  s.resident_bytes = m_cache.resident_bytes();
+  s.keys_scored = m_keys_scored;
+  s.kv_bytes_read = m_kv_bytes_read;
+  s.attend_calls = m_attend_calls;
+  s.budget_tokens = m_budget;
+  s.simulated = false;
+  return s;
+}
+
+}  // namespace attnbench::cpu

@@ -1,0 +1,100 @@
+/// The base of every CPU adapter that keeps a physical KV cache (cpu::kv_cache), per KV head:
+/// it owns the lifecycle checks, the cache, the decode attention (OpenMP over query token and
+/// KV head) and the honest accounting of DESIGN §3, so that a method only states its selection
+/// rule through four hooks:
+///   plan           what the method needs from the problem; returns the budget per KV head
+///   select_prompt  which prompt rows each KV head keeps (prefill-time compression)
+///   after_append   eviction as the cache grows during decoding
+///   observe        the softmax weights of each decode query, for methods scored by attention
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "adapters/common/cpu_attention.hpp"
+#include "adapters/common/cpu_kv_cache.hpp"
+#include "adapters/common/sink_window.hpp"
+#include "harness/method.hpp"
+
+namespace attnbench::cpu {
+
+/// Checks shared by every CPU adapter: positive sizes and q_heads divisible by kv_heads.
+std::optional<std::string> gqa_unsupported_reason(const attention_problem& problem);
+
+/// Rows of KV head `head` of a [tokens, kv_heads, head_dim] K/V pair, as kv_rows.
+kv_rows head_rows(tensor_view k, tensor_view v, int head);
+
+/// Keeps entries[rows[i]] for the strictly increasing `rows`, in order: the companion of
+/// kv_cache::keep for per-row state a method keeps beside the cache.
+template <class T>
+void keep_entries(std::vector<T>& entries, const std::vector<std::int64_t>& rows) {
+  std::size_t out = 0;
+  for (auto r : rows) entries[out++] = entries[static_cast<std::size_t>(r)];
+  entries.resize(out);
+}
+
+class cache_method : public kv_method {
+ public:
+  std::optional<std::string> unsupported_reason(const attention_problem& problem) const override;
+  void prepare(const attention_problem& problem, const exec_context& ctx) final;
+  void prefill(tensor_view q, tensor_view k, tensor_view v, tensor_view* maybe_out) final;
+  void append(tensor_view k, tensor_view v) final;
+  void attend(tensor_view q, tensor_view out) final;
+  cache_stats stats() const override;
+
+ protected:
+  /// Method set-up, after the base state (m_problem, m_shape, m_scale, m_threads) is set and
+  /// before the cache is sized. Returns the token budget per KV head, or -1 for unbounded.
+  virtual std::int64_t plan(const attention_problem& problem) = 0;
+
+  /// Rows of the prompt (sorted, unique) each KV head keeps: [kv_heads][rows]. The default
+  /// keeps everything. q: [tokens, q_heads, head_dim]; k, v: [tokens, kv_heads, head_dim].
+  virtual std::vector<std::vector<std::int64_t>> select_prompt(tensor_view q, tensor_view k,
+                                                               tensor_view v);
+
+  /// Writes the prompt's attention outputs when prefill is asked for them. The default is exact
+  /// causal attention over the whole prompt (the outputs before any compression).
+  virtual void prompt_outputs(tensor_view q, tensor_view k, tensor_view v, tensor_view out);
+
+  /// Called after `tokens` new tokens were appended at the end of every head's rows (m_length
+  /// already counts them). Methods that evict during decoding restore their budget here.
+  virtual void after_append(int tokens) {}
+
+  /// When true, attend computes explicit softmax weights and passes them to observe().
+  virtual bool observes_attention() const { return false; }
+  /// Softmax weights of decode query `query` (0-based within the attend call) of the query heads
+  /// of KV head `head` over its first `rows` cached rows (the ones visible to the query):
+  /// weights[g * rows + r]. Called concurrently for different heads, never for the same head.
+  virtual void observe(int query, int head, const float* weights, std::int64_t rows) {}
+
+  /// Prompt outputs when query i sees the prompt rows `policy` keeps at step i (dense: all rows
+  /// up to i). Rows are read straight from k and v.
+  void windowed_prompt_outputs(const sink_window_policy& policy, tensor_view q, tensor_view k,
+                               tensor_view v, tensor_view out);
+
+  /// Whether a call of `multiply_adds` is worth an OpenMP fork.
+  bool parallel_worth_it(std::uint64_t multiply_adds) const;
+
+  attention_problem m_problem;
+  model_shape m_shape;
+  float m_scale = 1.0f;
+  int m_threads = 1;
+  std::int64_t m_budget = -1;  // tokens per KV head, -1 unbounded (from plan)
+  std::int64_t m_length = 0;   // tokens in the sequence so far (positions 0 .. m_length - 1)
+  kv_cache m_cache;
+
+ private:
+  void check_kv(tensor_view k, tensor_view v) const;
+
+  bool m_prepared = false;
+  bool m_prefilled = false;
+  std::vector<online_softmax> m_scratch;      // one per thread
+  std::vector<std::vector<float>> m_weights;  // one per thread: [group, rows] for observe()
+  std::uint64_t m_keys_scored = 0;
+  std::uint64_t m_kv_bytes_read = 0;
+  std::uint64_t m_attend_calls = 0;
+};
+
+}  // namespace attnbench::cpu

@@ -47,6 +47,7 @@ void cache_method::prepare(const attention_problem& problem, const exec_context&
   m_shape = problem.shape;
   m_scale = problem.softmax_scale();
   m_threads = std::max(1, ctx.threads);
+  m_seed = ctx.seed;
   m_budget = plan(problem);
   ATTNBENCH_ASSERT(m_budget == -1 || m_budget >= 1);
 
@@ -163,6 +164,7 @@ void cache_method::attend(tensor_view q, tensor_view out) {
       "attend q/out shapes do not match [" << n << ", " << m_shape.q_heads << ", " << d << "]");
   ATTNBENCH_CHECK(n <= m_length, internal,
                   "attend got " << n << " queries but the sequence has " << m_length << " tokens");
+  m_attend_queries = n;
 
   // Query i sits at position m_length - n + i and sees the cached rows up to it.
   std::uint64_t rows_total = 0;

@@ -45,8 +45,8 @@ class cache_method : public kv_method {
   cache_stats stats() const override;
 
  protected:
-  /// Method set-up, after the base state (m_problem, m_shape, m_scale, m_threads) is set and
-  /// before the cache is sized. Returns the token budget per KV head, or -1 for unbounded.
+  /// Method set-up, after the base state (m_problem, m_shape, m_scale, m_threads, m_seed) is set
+  /// and before the cache is sized. Returns the token budget per KV head, or -1 for unbounded.
   virtual std::int64_t plan(const attention_problem& problem) = 0;
 
   /// Rows of the prompt (sorted, unique) each KV head keeps: [kv_heads][rows]. The default
@@ -81,8 +81,12 @@ class cache_method : public kv_method {
   model_shape m_shape;
   float m_scale = 1.0f;
   int m_threads = 1;
+  std::uint64_t m_seed = 0;    // exec_context::seed, for seeded methods
   std::int64_t m_budget = -1;  // tokens per KV head, -1 unbounded (from plan)
   std::int64_t m_length = 0;   // tokens in the sequence so far (positions 0 .. m_length - 1)
+  /// Queries of the attend call in progress: observe's query i sits at position
+  /// m_length - m_attend_queries + i, and i == m_attend_queries - 1 is the call's last query.
+  int m_attend_queries = 0;
   kv_cache m_cache;
 
  private:

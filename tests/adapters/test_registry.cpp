@@ -8,7 +8,10 @@
 using namespace attnbench;
 
 TEST_CASE("the registry holds the CPU methods", "[adapters][registry]") {
-  for (const std::string name : {"dense", "sliding_window", "streaming_llm"}) {
+  for (const std::string name :
+       {"dense", "sliding_window", "streaming_llm", "h2o", "tova", "snapkv", "pyramidkv", "knorm",
+        "random", "adakv", "duo", "lazy_eviction", "token_retention", "tca", "gqa", "mqa",
+        "kv_quant"}) {
     CAPTURE(name);
     const method_info* info = method_registry::instance().find(name, "cpu");
     REQUIRE(info != nullptr);
@@ -16,6 +19,7 @@ TEST_CASE("the registry holds the CPU methods", "[adapters][registry]") {
     CHECK_FALSE(info->summary.empty());
     CHECK(info->factory);
     CHECK((name == "dense") == info->paper.empty());
+    CHECK((name == "dense" || !info->params.empty()));
     for (const auto& p : info->params) CHECK_FALSE(p.doc.empty());
   }
   CHECK(resolve_method("dense", "cpu").canonical == "dense");

@@ -1,0 +1,100 @@
+/// Prompt compression by token scores, shared by snapkv, pyramidkv, knorm, random and adakv on
+/// the CPU. A scorer maps the prompt to per-KV-head token scores (higher = keep) plus a tail of
+/// rows every head keeps (an observation window); one selection routine keeps, per head, the
+/// forced rows and the best-scored rows up to the budget. `prompt_score_method` applies it once,
+/// in prefill; during decoding the cache grows without eviction, as in the papers and kvpress.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "adapters/common/cache_method_cpu.hpp"
+#include "harness/method.hpp"
+
+namespace attnbench::cpu {
+
+/// What a scorer sees: the whole prompt and the problem it belongs to.
+struct score_request {
+  tensor_view q;  // [tokens, q_heads, head_dim]
+  tensor_view k;  // [tokens, kv_heads, head_dim]
+  tensor_view v;  // [tokens, kv_heads, head_dim]
+  const attention_problem* problem = nullptr;
+  float scale = 1.0f;      // softmax scale
+  std::uint64_t seed = 0;  // exec_context::seed
+  int threads = 1;
+};
+
+/// A scorer's verdict on one prompt of `tokens` tokens.
+struct prompt_scores {
+  /// The last `forced_tail` tokens (at most the prompt) are kept by every head.
+  std::int64_t forced_tail = 0;
+  /// [kv_heads][tokens - forced_tail]: the score of every other token; higher = keep.
+  std::vector<std::vector<float>> scores;
+};
+
+/// A scoring rule and the per-layer budget that goes with it.
+struct prompt_scorer {
+  /// Tokens per KV head kept at the problem's layer, given the method's budget per KV head
+  /// (already resolved from budget / keep). Null means the budget itself.
+  std::function<std::int64_t(const attention_problem&, std::int64_t budget)> layer_budget;
+  std::function<prompt_scores(const score_request&)> score;
+};
+
+/// Rows (increasing) one head keeps of a `tokens`-token prompt whose last `forced_tail` rows are
+/// forced: everything when budget >= tokens; the last `budget` rows when budget <= forced_tail;
+/// else the forced rows plus the top (budget - forced_tail) of `scores` ([tokens - forced_tail]),
+/// ties to the earlier token.
+std::vector<std::int64_t> select_head(const std::vector<float>& scores, std::int64_t tokens,
+                                      std::int64_t forced_tail, std::int64_t budget);
+
+/// The forced rows plus the top `counts[h]` scored rows of each head h (no budget clamping).
+std::vector<std::vector<std::int64_t>> select_counts(const prompt_scores& scores,
+                                                     std::int64_t tokens,
+                                                     const std::vector<std::int64_t>& counts);
+
+/// A cache_method that compresses the prompt with a scorer: plan resolves budget / keep and the
+/// scorer's layer budget; select_prompt keeps everything when the budget covers the prompt and
+/// otherwise scores it and calls select().
+class prompt_score_method : public cache_method {
+ public:
+  prompt_score_method(prompt_scorer scorer, param_values values)
+      : m_scorer(std::move(scorer)), m_values(std::move(values)) {}
+
+ protected:
+  std::int64_t plan(const attention_problem& problem) override;
+  std::vector<std::vector<std::int64_t>> select_prompt(tensor_view q, tensor_view k,
+                                                       tensor_view v) override;
+
+  /// Rows each KV head keeps of a prompt of `tokens` tokens (tokens > m_budget). The default
+  /// is select_head with the uniform budget m_budget.
+  virtual std::vector<std::vector<std::int64_t>> select(const prompt_scores& scores,
+                                                        std::int64_t tokens);
+
+  const param_values& values() const { return m_values; }
+
+ private:
+  prompt_scorer m_scorer;
+  param_values m_values;
+};
+
+/// Builds a method's scorer from its validated parameters.
+using scorer_factory = std::function<prompt_scorer(const param_values&)>;
+
+/// Registers a method's scorer under the method's name (next to ATTNBENCH_REGISTER_METHOD), so
+/// that wrappers such as adakv can run any registered scorer.
+struct scorer_registrar {
+  scorer_registrar(const std::string& name, scorer_factory make);
+};
+
+/// The scorer registered as `name`, built from `values` (which must hold every parameter the
+/// scorer reads). An unknown name is a programmer error (the caller's schema lists the names).
+prompt_scorer make_prompt_scorer(const std::string& name, const param_values& values);
+
+/// The method_info of a CPU prompt-compression method with a uniform per-head budget: the
+/// scorer is built from the validated parameters each time an instance is created.
+method_info prompt_score_cpu_info(std::string name, std::string paper, std::string summary,
+                                  std::vector<param_def> params, scorer_factory make_scorer);
+
+}  // namespace attnbench::cpu

@@ -1,0 +1,114 @@
+/// h2o on the CPU: accumulated attention per cached row, the prompt streamed through the same
+/// rule (adapters/common/decode_eviction_cpu.hpp), greedy eviction when tokens arrive.
+#include <memory>
+
+#include "adapters/common/cache_method_cpu.hpp"
+#include "adapters/common/decode_eviction_cpu.hpp"
+#include "adapters/h2o/h2o.hpp"
+
+namespace attnbench::cpu {
+namespace {
+
+class h2o_method final : public cache_method {
+ public:
+  explicit h2o_method(param_values values) : m_values(std::move(values)) {}
+
+ protected:
+  std::int64_t plan(const attention_problem& problem) override {
+    const std::int64_t budget = resolve_budget(m_values, problem.context_tokens);
+    m_recent = h2o::recent_tokens(budget, m_values.get_real("recent_ratio"));
+    m_chunk = m_values.get_int("chunk");
+    // Scores only matter when something will be evicted.
+    m_evicts = std::max(problem.max_tokens, problem.context_tokens) > budget;
+    m_scores.assign(static_cast<std::size_t>(m_shape.kv_heads), {});
+    return budget;
+  }
+
+  std::vector<std::vector<std::int64_t>> select_prompt(tensor_view q, tensor_view k,
+                                                       tensor_view v) override {
+    if (!m_evicts) return cache_method::select_prompt(q, k, v);
+    std::vector<std::vector<std::int64_t>> kept(static_cast<std::size_t>(m_shape.kv_heads));
+#pragma omp parallel for schedule(static) num_threads(m_threads) if (m_threads > 1)
+    for (int h = 0; h < m_shape.kv_heads; ++h)
+      kept[static_cast<std::size_t>(h)] = stream_prompt(q, k, h);
+    return kept;
+  }
+
+  bool observes_attention() const override { return m_evicts; }
+
+  // Every decode query adds its weights, summed over the group, to the rows it sees. Nothing is
+  // evicted here, so the later queries of a call see the rows they would have seen anyway.
+  void observe(int, int head, const float* weights, std::int64_t rows) override {
+    float* score = m_scores[static_cast<std::size_t>(head)].data();
+    const int group = m_shape.group_size();
+    for (int g = 0; g < group; ++g) {
+      const float* w = weights + static_cast<std::size_t>(g) * static_cast<std::size_t>(rows);
+      for (std::int64_t r = 0; r < rows; ++r) score[r] += w[r];
+    }
+  }
+
+  // Tokens past the budget evict before their queries attend, so the cache never holds more than
+  // the budget; the new tokens are in the recent window (at least one token), never evicted here.
+  void after_append(int) override {
+    if (!m_evicts) return;
+    for (int h = 0; h < m_shape.kv_heads; ++h) {
+      auto& score = m_scores[static_cast<std::size_t>(h)];
+      const std::int64_t rows = m_cache.tokens(h);
+      score.resize(static_cast<std::size_t>(rows), 0.0f);  // new tokens start at 0
+      if (rows > m_budget) keep_rows(m_cache, h, evict_to_budget(score, rows), score);
+    }
+  }
+
+ private:
+  // Streams the prompt through KV head `head` in chunks, evicting to the budget after each; leaves
+  // the scores of the kept rows in m_scores.
+  std::vector<std::int64_t> stream_prompt(tensor_view q, tensor_view k, int head) {
+    prompt_stream stream(q, k, head, m_scale);
+    auto& score = m_scores[static_cast<std::size_t>(head)];
+    score.clear();
+    while (stream.streamed() < k.tokens) {
+      const std::int64_t count = std::min<std::int64_t>(m_chunk, k.tokens - stream.streamed());
+      score.resize(static_cast<std::size_t>(stream.held() + count), 0.0f);
+      stream.advance(count, [&score](std::int64_t, const float* w, std::int64_t visible) {
+        for (std::int64_t r = 0; r < visible; ++r) score[static_cast<std::size_t>(r)] += w[r];
+      });
+      if (stream.held() > m_budget) {
+        const auto rows = evict_to_budget(score, stream.held());
+        stream.keep(rows);
+        keep_entries(score, rows);
+      }
+    }
+    return stream.positions();
+  }
+
+  // The rows kept out of `rows` (newest last): the recent window, then the highest scores.
+  std::vector<std::int64_t> evict_to_budget(const std::vector<float>& score,
+                                            std::int64_t rows) const {
+    return keep_newest_and_best(score.data(), rows, std::min(m_recent, rows), m_budget);
+  }
+
+  param_values m_values;
+  std::int64_t m_recent = 1;
+  std::int64_t m_chunk = 64;
+  bool m_evicts = false;
+  std::vector<std::vector<float>> m_scores;  // [kv_heads][rows]: accumulated attention per row
+};
+
+}  // namespace
+}  // namespace attnbench::cpu
+
+ATTNBENCH_REGISTER_METHOD([] {
+  attnbench::method_info info;
+  info.name = "h2o";
+  info.backend = "cpu";
+  info.paper =
+      "H2O: Heavy-Hitter Oracle for Efficient Generative Inference of Large Language Models";
+  info.summary =
+      "keep a recent window and the tokens with the largest attention accumulated over all queries";
+  info.params = attnbench::h2o::schema();
+  info.factory = [](const attnbench::param_values& values) {
+    return std::unique_ptr<attnbench::kv_method>(
+        std::make_unique<attnbench::cpu::h2o_method>(values));
+  };
+  return info;
+}());

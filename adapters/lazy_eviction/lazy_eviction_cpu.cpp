@@ -1,0 +1,184 @@
+/// lazy_eviction on the CPU: recurrence tracking per cached row, lagged eviction when a token
+/// arrives past the budget, the prompt streamed through the same rule.
+#include <bit>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <string>
+
+#include "adapters/common/cache_method_cpu.hpp"
+#include "adapters/common/decode_eviction_cpu.hpp"
+#include "adapters/lazy_eviction/lazy_eviction.hpp"
+
+namespace attnbench::cpu {
+namespace {
+
+// What a head knows of its cached rows, one entry per row. Steps fit 32 bits (checked in
+// unsupported_reason), which lets the per-query update run 4 or 8 rows per instruction.
+struct recurrences {
+  std::vector<std::int32_t> last;  // step (query position) at which the row was last attended
+  std::vector<std::int32_t> mri;   // longest interval between two steps at which it was attended
+
+  void add(std::int64_t position) {
+    last.push_back(static_cast<std::int32_t>(position));
+    mri.push_back(0);
+  }
+  void keep(const std::vector<std::int64_t>& rows) {
+    keep_entries(last, rows);
+    keep_entries(mri, rows);
+  }
+  // A query at step `now` put the weights w[0, visible) (summed over the group) on the rows;
+  // those at or above `threshold` count as attended.
+  void attend(const float* w, std::int64_t visible, float threshold, std::int64_t now) {
+    const auto step = static_cast<std::int32_t>(now);
+    // Weights and threshold are non-negative floats, which order as their bit patterns do: an
+    // integer comparison keeps the loop free of branches, so that it vectorizes.
+    const auto limit = std::bit_cast<std::int32_t>(threshold);
+    std::int32_t* l = last.data();
+    std::int32_t* m = mri.data();
+#pragma omp simd
+    for (std::int64_t r = 0; r < visible; ++r) {
+      const std::int32_t attended =
+          -static_cast<std::int32_t>(std::bit_cast<std::int32_t>(w[r]) >= limit);
+      const std::int32_t gap = (step - l[r]) & attended;
+      m[r] = m[r] > gap ? m[r] : gap;
+      l[r] += gap;
+    }
+  }
+};
+
+class lazy_eviction_method final : public cache_method {
+ public:
+  explicit lazy_eviction_method(param_values values) : m_values(std::move(values)) {}
+
+  std::optional<std::string> unsupported_reason(const attention_problem& problem) const override {
+    if (auto why = cache_method::unsupported_reason(problem)) return why;
+    if (std::max(problem.max_tokens, problem.context_tokens) >
+        std::numeric_limits<std::int32_t>::max()) {
+      std::ostringstream why;
+      why << "lazy_eviction tracks steps in 32 bits; " << problem.max_tokens << " tokens is more";
+      return why.str();
+    }
+    return std::nullopt;
+  }
+
+ protected:
+  std::int64_t plan(const attention_problem& problem) override {
+    const std::int64_t budget = resolve_budget(m_values, problem.context_tokens);
+    m_window = lazy_eviction::effective_window(budget, m_values.get_int("window"));
+    m_evict_to = lazy_eviction::evict_to(budget, m_values.get_int("window"));
+    // The threshold is on the group's mean weight; the kernels sum the group.
+    m_threshold = static_cast<float>(m_values.get_real("threshold")) *
+                  static_cast<float>(m_shape.group_size());
+    m_evicts = std::max(problem.max_tokens, problem.context_tokens) > budget;
+    m_state.assign(static_cast<std::size_t>(m_shape.kv_heads), {});
+    m_summed.assign(static_cast<std::size_t>(m_shape.kv_heads), {});
+    return budget;
+  }
+
+  std::vector<std::vector<std::int64_t>> select_prompt(tensor_view q, tensor_view k,
+                                                       tensor_view v) override {
+    if (!m_evicts) return cache_method::select_prompt(q, k, v);
+    std::vector<std::vector<std::int64_t>> kept(static_cast<std::size_t>(m_shape.kv_heads));
+#pragma omp parallel for schedule(static) num_threads(m_threads) if (m_threads > 1)
+    for (int h = 0; h < m_shape.kv_heads; ++h)
+      kept[static_cast<std::size_t>(h)] = stream_prompt(q, k, h);
+    return kept;
+  }
+
+  bool observes_attention() const override { return m_evicts; }
+
+  void observe(int query, int head, const float* weights, std::int64_t rows) override {
+    // Heads run concurrently: each sums its group into its own buffer.
+    auto& summed = m_summed[static_cast<std::size_t>(head)];
+    summed.assign(weights, weights + rows);
+    for (int g = 1; g < m_shape.group_size(); ++g)
+      for (std::int64_t r = 0; r < rows; ++r)
+        summed[static_cast<std::size_t>(r)] +=
+            weights[static_cast<std::size_t>(g) * static_cast<std::size_t>(rows) +
+                    static_cast<std::size_t>(r)];
+    m_state[static_cast<std::size_t>(head)].attend(summed.data(), rows, m_threshold,
+                                                   m_length - m_attend_queries + query);
+  }
+
+  void after_append(int tokens) override {
+    if (!m_evicts) return;
+    for (int h = 0; h < m_shape.kv_heads; ++h) {
+      auto& state = m_state[static_cast<std::size_t>(h)];
+      const std::int64_t rows = m_cache.tokens(h);
+      const std::int64_t* positions = m_cache.positions(h);
+      for (std::int64_t r = rows - tokens; r < rows; ++r) state.add(positions[r]);
+      // The newest token's arrival: the lagged eviction, down to budget - window.
+      if (rows > m_budget) {
+        const auto kept = choose(state, rows, m_window, m_evict_to, m_length - 1);
+        m_cache.keep(h, kept);
+        state.keep(kept);
+      }
+    }
+  }
+
+ private:
+  // The `count` rows kept of the first `rows`: the newest `protect` and the highest priorities.
+  std::vector<std::int64_t> choose(const recurrences& state, std::int64_t rows,
+                                   std::int64_t protect, std::int64_t count,
+                                   std::int64_t now) const {
+    std::vector<float> priority(static_cast<std::size_t>(rows - protect));
+    for (std::size_t r = 0; r < priority.size(); ++r)
+      priority[r] = lazy_eviction::priority(now, state.last[r], state.mri[r]);
+    return keep_newest_and_best(priority.data(), rows, protect, count);
+  }
+
+  // Streams the prompt through KV head `head` exactly as decoding would process it, batching the
+  // tokens between two evictions; leaves the state of the kept rows in m_state.
+  std::vector<std::int64_t> stream_prompt(tensor_view q, tensor_view k, int head) {
+    prompt_stream stream(q, k, head, m_scale);
+    auto& state = m_state[static_cast<std::size_t>(head)];
+    state = {};
+    while (stream.streamed() < k.tokens) {
+      if (stream.held() == m_budget) {
+        // The next token overflows the head: evict as its append would, keeping room for it
+        // (it is one of the newest `window`).
+        const auto rows =
+            choose(state, stream.held(), m_window - 1, m_evict_to - 1, stream.streamed());
+        stream.keep(rows);
+        state.keep(rows);
+      }
+      const std::int64_t count = std::min(m_budget - stream.held(), k.tokens - stream.streamed());
+      for (std::int64_t i = 0; i < count; ++i) state.add(stream.streamed() + i);
+      stream.advance(count, [this, &state](std::int64_t now, const float* w, std::int64_t visible) {
+        state.attend(w, visible, m_threshold, now);
+      });
+    }
+    return stream.positions();
+  }
+
+  param_values m_values;
+  std::int64_t m_window = 1;
+  std::int64_t m_evict_to = 1;
+  float m_threshold = 1e-4f;  // on the group-summed weight
+  bool m_evicts = false;
+  std::vector<recurrences> m_state;          // [kv_heads]
+  std::vector<std::vector<float>> m_summed;  // [kv_heads][rows]: observe's scratch
+};
+
+}  // namespace
+}  // namespace attnbench::cpu
+
+ATTNBENCH_REGISTER_METHOD([] {
+  attnbench::method_info info;
+  info.name = "lazy_eviction";
+  info.backend = "cpu";
+  info.paper =
+      "LazyEviction: Lagged KV Eviction with Attention Pattern Observation for Efficient Long "
+      "Reasoning";
+  info.summary =
+      "every window steps, evict down to budget - window by maximum recurrence interval against "
+      "time since last attended";
+  info.params = attnbench::lazy_eviction::schema();
+  info.factory = [](const attnbench::param_values& values) {
+    return std::unique_ptr<attnbench::kv_method>(
+        std::make_unique<attnbench::cpu::lazy_eviction_method>(values));
+  };
+  return info;
+}());

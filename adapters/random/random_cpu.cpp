@@ -1,0 +1,31 @@
+/// random on the CPU: seeded uniform scores, through the shared prompt-compression method.
+#include "adapters/common/prompt_scores.hpp"
+#include "adapters/random/random.hpp"
+
+namespace attnbench::cpu {
+
+namespace {
+
+prompt_scores random_scores(const score_request& r) {
+  prompt_scores out;
+  for (int h = 0; h < r.k.heads; ++h)
+    out.scores.push_back(random_keep::uniform_scores(r.seed, r.problem->layer, h, r.k.tokens));
+  return out;
+}
+
+prompt_scorer make_random_scorer(const param_values&) {
+  prompt_scorer s;
+  s.score = random_scores;
+  return s;
+}
+
+const scorer_registrar random_scorer("random", make_random_scorer);
+
+}  // namespace
+
+}  // namespace attnbench::cpu
+
+ATTNBENCH_REGISTER_METHOD(attnbench::cpu::prompt_score_cpu_info(
+    "random", "Random eviction baseline (kvpress RandomPress)",
+    "per KV head, keep a seeded uniform random subset of the prompt (the floor)",
+    attnbench::random_keep::schema(), attnbench::cpu::make_random_scorer));

@@ -1,0 +1,102 @@
+/// tova on the CPU: the prompt cut to the last query's top tokens, then eviction by each decode
+/// step's last query, inside attend (cache_method::observe).
+#include <limits>
+#include <memory>
+
+#include "adapters/common/attention_scores.hpp"
+#include "adapters/common/cache_method_cpu.hpp"
+#include "adapters/common/decode_eviction_cpu.hpp"
+#include "adapters/tova/tova.hpp"
+#include "harness/error.hpp"
+
+namespace attnbench::cpu {
+namespace {
+
+class tova_method final : public cache_method {
+ public:
+  explicit tova_method(param_values values) : m_values(std::move(values)) {}
+
+ protected:
+  std::int64_t plan(const attention_problem& problem) override {
+    const std::int64_t budget = resolve_budget(m_values, problem.context_tokens);
+    m_evicts = std::max(problem.max_tokens, problem.context_tokens) > budget;
+    m_scores.assign(static_cast<std::size_t>(m_shape.kv_heads), {});
+    return budget;
+  }
+
+  std::vector<std::vector<std::int64_t>> select_prompt(tensor_view q, tensor_view k,
+                                                       tensor_view v) override {
+    if (k.tokens <= m_budget) {
+      // Nothing to cut; decoding scores the rows with its first query.
+      for (auto& s : m_scores) s.assign(static_cast<std::size_t>(k.tokens), 0.0f);
+      return cache_method::select_prompt(q, k, v);
+    }
+    ATTNBENCH_CHECK(q.data && q.tokens == k.tokens, internal,
+                    "tova needs the prompt's queries to compress it");
+    // The last prompt query's weights, summed over each group: window_votes over one query.
+    auto votes = window_votes(q, k, k.tokens - 1, m_scale, m_threads);
+    std::vector<std::vector<std::int64_t>> kept(static_cast<std::size_t>(m_shape.kv_heads));
+    for (int h = 0; h < m_shape.kv_heads; ++h) {
+      auto& vote = votes[static_cast<std::size_t>(h)];
+      auto& rows = kept[static_cast<std::size_t>(h)];
+      rows = top_indices(vote.data(), k.tokens, m_budget);
+      keep_entries(vote, rows);
+      m_scores[static_cast<std::size_t>(h)] = std::move(vote);
+    }
+    return kept;
+  }
+
+  bool observes_attention() const override { return m_evicts; }
+
+  void observe(int query, int head, const float* weights, std::int64_t rows) override {
+    // Only the call's last query: it sees every row, and no later query of the call depends on
+    // the rows it evicts.
+    if (query != m_attend_queries - 1) return;
+    ATTNBENCH_ASSERT(rows == m_cache.tokens(head));
+    auto& score = m_scores[static_cast<std::size_t>(head)];
+    score.assign(weights, weights + rows);
+    const int group = m_shape.group_size();
+    for (int g = 1; g < group; ++g) {
+      const float* w = weights + static_cast<std::size_t>(g) * static_cast<std::size_t>(rows);
+      for (std::int64_t r = 0; r < rows; ++r) score[static_cast<std::size_t>(r)] += w[r];
+    }
+    if (rows > m_budget) keep_rows(m_cache, head, top_indices(score.data(), rows, m_budget), score);
+  }
+
+  void after_append(int tokens) override {
+    if (!m_evicts) return;
+    // New rows are unscored until a query sees them; rows left over budget by an earlier append
+    // that no query followed go now, by the last query's weights.
+    const float unscored = std::numeric_limits<float>::infinity();
+    for (int h = 0; h < m_shape.kv_heads; ++h) {
+      auto& score = m_scores[static_cast<std::size_t>(h)];
+      const std::int64_t rows = m_cache.tokens(h);
+      score.resize(static_cast<std::size_t>(rows), unscored);
+      if (rows - tokens > m_budget)
+        keep_rows(m_cache, h, keep_newest_and_best(score.data(), rows, tokens, m_budget + tokens),
+                  score);
+    }
+  }
+
+ private:
+  param_values m_values;
+  bool m_evicts = false;
+  std::vector<std::vector<float>> m_scores;  // [kv_heads][rows]: the last query's weights
+};
+
+}  // namespace
+}  // namespace attnbench::cpu
+
+ATTNBENCH_REGISTER_METHOD([] {
+  attnbench::method_info info;
+  info.name = "tova";
+  info.backend = "cpu";
+  info.paper = "Transformers are Multi-State RNNs";
+  info.summary = "after each query, evict the tokens it attends least (group average) over budget";
+  info.params = attnbench::tova::schema();
+  info.factory = [](const attnbench::param_values& values) {
+    return std::unique_ptr<attnbench::kv_method>(
+        std::make_unique<attnbench::cpu::tova_method>(values));
+  };
+  return info;
+}());

@@ -1,0 +1,216 @@
+// h2o: equal to dense when the budget covers the sequence, heavy hitters plus the recent window
+// kept on a hand-built case (prompt streamed in any chunk size, then decoding), the budget held
+// while decoding, budget / keep resolution with resident bytes, the same results at any thread
+// count, parameter validation. Hand-built cases also answer the last prompt query right after
+// prefill, as the runner does in query-aware mode.
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "harness/error.hpp"
+#include "harness/method.hpp"
+#include "tests/adapters/method_run.hpp"
+#include "tests/adapters/reference.hpp"
+
+using namespace attnbench;
+using test::check_bad_input;
+using test::check_row;
+using test::compare_to_dense;
+using test::make_problem;
+using test::run;
+
+namespace {
+
+// The runner's query-aware protocol: prefill without outputs, then the last prompt token's query
+// attends the compressed cache before anything is appended. Returns its output [1, q_heads, d].
+host_tensor attend_after_prefill(const std::string& spec, test::qkv& t, const model_shape& shape,
+                                 int context) {
+  auto m = resolve_method(spec, "cpu").create();
+  m->prepare(make_problem(shape, context, t.q.tokens()), exec_context{});
+  m->prefill(t.q.view().rows(0, context), t.k.view().rows(0, context), t.v.view().rows(0, context),
+             nullptr);
+  host_tensor out(1, shape.q_heads, shape.head_dim);
+  m->attend(t.q.view().rows(context - 1, 1), out.view());
+  return out;
+}
+
+// Q/K/V in which every query of every head carries 2 on dimension 0 and the keys of the `heavy`
+// tokens carry 6 there (the others 0): with scale 1/4 those tokens score about 3 above the rest,
+// so they draw most of every query's weight; the other dimensions are N(0, 0.5^2) noise.
+test::qkv heavy_hitters(const model_shape& shape, int tokens, const std::vector<int>& heavy) {
+  auto t = test::random_qkv(shape, tokens, 17);
+  for (std::size_t i = 0; i < t.q.size(); ++i) t.q.data()[i] *= 0.5f;
+  for (std::size_t i = 0; i < t.k.size(); ++i) t.k.data()[i] *= 0.5f;
+  for (int p = 0; p < tokens; ++p) {
+    for (int h = 0; h < shape.q_heads; ++h) t.q.view().at(p, h)[0] = 2.0f;
+    const bool is_heavy = std::find(heavy.begin(), heavy.end(), p) != heavy.end();
+    for (int h = 0; h < shape.kv_heads; ++h) t.k.view().at(p, h)[0] = is_heavy ? 6.0f : 0.0f;
+  }
+  return t;
+}
+
+std::vector<std::int64_t> join(std::vector<std::int64_t> a, std::int64_t first, std::int64_t last) {
+  for (std::int64_t p = first; p <= last; ++p) a.push_back(p);
+  return a;
+}
+
+}  // namespace
+
+TEST_CASE("h2o equals dense when its budget covers the sequence", "[adapters][h2o]") {
+  const auto heads = GENERATE(table<int, int>({{8, 2}, {4, 4}}));
+  const int context = GENERATE(1, 50, 300);
+  const std::string spec = GENERATE(as<std::string>{}, "h2o:budget=400", "h2o:keep=1",
+                                    "h2o:budget=304,recent_ratio=0,chunk=7");
+  const model_shape shape{"test", 1, std::get<0>(heads), std::get<1>(heads), 64};
+  CAPTURE(spec, context, shape.q_heads, shape.kv_heads);
+  // keep=1 covers the prompt only: decode a single token past it would evict, so decode none.
+  const bool keep_spec = spec.find("keep") != std::string::npos;
+  const std::vector<int> steps = keep_spec ? std::vector<int>{} : std::vector<int>{1, 2, 1};
+  const int total = context + (keep_spec ? 0 : 4);
+  auto t = test::random_qkv(shape, total, 3);
+
+  auto dense = run("dense", t, shape, context, steps);
+  auto method = run(spec, t, shape, context, steps);
+  CHECK(compare_to_dense(t, shape, method.prefill_out, dense.prefill_out, 0) <= 1.0);
+  CHECK(compare_to_dense(t, shape, method.decode_out, dense.decode_out, context) <= 1.0);
+  CHECK(method.stats_after_step.back().resident_tokens ==
+        dense.stats_after_step.back().resident_tokens);
+  CHECK(method.stats_after_step.back().kv_bytes_read ==
+        dense.stats_after_step.back().kv_bytes_read);
+}
+
+TEST_CASE("h2o scoring changes nothing until the budget is reached", "[adapters][h2o]") {
+  // Budget 302 for 300 prompt tokens: the prompt is streamed and scored but all kept; the first
+  // two decode tokens fit, the third and fourth evict.
+  const model_shape shape{"test", 1, 8, 2, 32};
+  auto t = test::random_qkv(shape, 304, 5);
+  const std::vector<int> steps = {1, 1, 1, 1};
+  auto dense = run("dense", t, shape, 300, steps);
+  auto method = run("h2o:budget=302,chunk=16", t, shape, 300, steps);
+  CHECK(compare_to_dense(t, shape, method.prefill_out, dense.prefill_out, 0) <= 1.0);
+  for (int s = 0; s < 2; ++s)
+    CHECK(check_row(t, shape, method.decode_out, s, 300 + s, test::prefix(300 + s)) <= 1.0);
+  for (std::size_t s = 0; s < method.stats_after_step.size(); ++s) {
+    CAPTURE(s);
+    const std::int64_t expected = std::min<std::int64_t>(302, 300 + std::int64_t(s));
+    CHECK(method.stats_after_step[s].resident_tokens ==
+          std::vector<std::int64_t>{expected, expected});
+  }
+}
+
+TEST_CASE("h2o keeps the heavy hitters and the recent window", "[adapters][h2o]") {
+  // 40 prompt tokens, budget 8 = 4 recent + 4 heavy. Tokens 0, 3, 6 and 12 draw most of every
+  // query's attention in every head, so whatever the chunking they outscore every other token
+  // that leaves the recent window: the prompt leaves {0, 3, 6, 12, 36..39}.
+  const auto heads = GENERATE(table<int, int>({{4, 2}, {2, 2}}));
+  const std::string spec =
+      GENERATE(as<std::string>{}, "h2o:budget=8", "h2o:budget=8,chunk=1", "h2o:budget=8,chunk=5");
+  const model_shape shape{"test", 1, std::get<0>(heads), std::get<1>(heads), 16};
+  CAPTURE(spec, shape.q_heads, shape.kv_heads);
+  const std::vector<std::int64_t> heavy = {0, 3, 6, 12};
+  auto t = heavy_hitters(shape, 44, {0, 3, 6, 12});
+  const int context = 40;
+  auto r = run(spec, t, shape, context, {1, 1, 2});
+  CHECK(check_row(t, shape, attend_after_prefill(spec, t, shape, context), 0, 39,
+                  join(heavy, 36, 39)) <= 1.0);
+
+  // Each decode token enters the recent window and pushes its oldest token out, which is then
+  // the lowest-scored candidate: 40 sees {heavy, 37..40}, 41 sees {heavy, 38..41}. Tokens 42
+  // and 43 arrive together: 38 and 39 go, 42 sees {heavy, 40..42}, 43 all of {heavy, 40..43}.
+  CHECK(check_row(t, shape, r.decode_out, 0, 40, join(heavy, 37, 40)) <= 1.0);
+  CHECK(check_row(t, shape, r.decode_out, 1, 41, join(heavy, 38, 41)) <= 1.0);
+  CHECK(check_row(t, shape, r.decode_out, 2, 42, join(heavy, 40, 42)) <= 1.0);
+  CHECK(check_row(t, shape, r.decode_out, 3, 43, join(heavy, 40, 43)) <= 1.0);
+  // The kept set matters: a plain window of 8, or a heavy token swapped for another, is far off.
+  CHECK(check_row(t, shape, r.decode_out, 0, 40, join({}, 33, 40)) > 10.0);
+  CHECK(check_row(t, shape, r.decode_out, 0, 40, join({0, 3, 6, 13}, 37, 40)) > 10.0);
+  // Prompt outputs are those before compression: exact causal attention.
+  CHECK(check_row(t, shape, r.prefill_out, 39, 39, test::prefix(39)) <= 1.0);
+
+  const std::vector<std::int64_t> resident(static_cast<std::size_t>(shape.kv_heads), 8);
+  for (const auto& s : r.stats_after_step) {
+    CHECK(s.resident_tokens == resident);
+    CHECK(s.resident_bytes == std::uint64_t(8 * shape.kv_heads * 2 * 16 * 4));
+    CHECK(s.budget_tokens == 8);
+    CHECK_FALSE(s.simulated);
+  }
+}
+
+TEST_CASE("h2o with recent_ratio 1 is a sliding window", "[adapters][h2o]") {
+  const model_shape shape{"test", 1, 4, 2, 16};
+  auto t = heavy_hitters(shape, 23, {0, 3, 6, 12});
+  auto r = run("h2o:budget=6,recent_ratio=1,chunk=4", t, shape, 20, {1, 1, 1});
+  for (int s = 0; s < 3; ++s)
+    CHECK(check_row(t, shape, r.decode_out, s, 20 + s, join({}, 15 + s, 20 + s)) <= 1.0);
+}
+
+TEST_CASE("h2o holds its budget over a long decode", "[adapters][h2o]") {
+  const model_shape shape{"test", 1, 8, 2, 16};
+  auto t = test::random_qkv(shape, 300, 8);
+  auto r = run("h2o:budget=100,chunk=32", t, shape, 200, std::vector<int>(50, 2));
+  for (const auto& s : r.stats_after_step)
+    CHECK(s.resident_tokens == std::vector<std::int64_t>{100, 100});
+  // Every decode query attends exactly the budget (the append evicts before it attends), but
+  // the first of each pair of tokens appended together does not see the second.
+  const auto& last = r.stats_after_step.back();
+  CHECK(last.attend_calls == 100);
+  CHECK(last.keys_scored == (50 * 99 + 50 * 100) * 8);
+}
+
+TEST_CASE("h2o gives the same results at any thread count", "[adapters][h2o]") {
+  const model_shape shape{"test", 1, 8, 4, 32};
+  auto t = test::random_qkv(shape, 300, 12);
+  const std::vector<int> steps(50, 2);
+  auto one = run("h2o:budget=64,chunk=16", t, shape, 200, steps, 1);
+  auto two = run("h2o:budget=64,chunk=16", t, shape, 200, steps, 2);
+  CHECK(std::equal(one.decode_out.data(), one.decode_out.data() + one.decode_out.size(),
+                   two.decode_out.data()));
+  for (std::size_t s = 0; s < one.stats_after_step.size(); ++s) {
+    CHECK(one.stats_after_step[s].resident_tokens == two.stats_after_step[s].resident_tokens);
+    CHECK(one.stats_after_step[s].keys_scored == two.stats_after_step[s].keys_scored);
+  }
+}
+
+TEST_CASE("h2o resolves budget and keep", "[adapters][h2o][params]") {
+  struct budget_case {
+    std::string spec;
+    int context;
+    std::int64_t budget;    // resolved tokens per head
+    std::int64_t resident;  // tokens per head after prefill
+  };
+  const auto c = GENERATE(values<budget_case>({
+      {"h2o", 2000, 1024, 1024},
+      {"h2o:budget=12", 100, 12, 12},
+      {"h2o:keep=0.25", 100, 25, 25},
+      {"h2o:keep=0.25,budget=3", 100, 25, 25},
+      {"h2o:keep=0.001", 100, 1, 1},
+      {"h2o:budget=12", 8, 12, 8},
+  }));
+  CAPTURE(c.spec, c.context);
+  const model_shape shape{"test", 1, 4, 2, 8};
+  auto t = test::random_qkv(shape, c.context + 1, 1);
+  auto m = resolve_method(c.spec, "cpu").create();
+  m->prepare(make_problem(shape, c.context, c.context + 1), exec_context{});
+  m->prefill(t.q.view().rows(0, c.context), t.k.view().rows(0, c.context),
+             t.v.view().rows(0, c.context), nullptr);
+  const auto s = m->stats();
+  CHECK(s.budget_tokens == c.budget);
+  CHECK(s.resident_tokens == std::vector<std::int64_t>{c.resident, c.resident});
+  CHECK(s.resident_bytes == std::uint64_t(c.resident * 2 * 2 * 8 * 4));
+}
+
+TEST_CASE("h2o validates its parameters", "[adapters][h2o][params]") {
+  check_bad_input("h2o:budget=0", "parameter 'budget' = 0 is out of range");
+  check_bad_input("h2o:keep=0", "parameter 'keep' = 0 is out of range");
+  check_bad_input("h2o:keep=1.5", "parameter 'keep' = 1.5 is out of range");
+  check_bad_input("h2o:recent_ratio=1.5", "parameter 'recent_ratio' = 1.5 is out of range");
+  check_bad_input("h2o:recent_ratio=-0.1", "parameter 'recent_ratio' = -0.1 is out of range");
+  check_bad_input("h2o:chunk=0", "parameter 'chunk' = 0 is out of range");
+  check_bad_input("h2o:chunk=x", "parameter 'chunk' expects an integer, got 'x'");
+  check_bad_input("h2o:recent=3",
+                  "unknown parameter 'recent' (known: budget, keep, recent_ratio, chunk)");
+  CHECK(resolve_method("h2o:budget=2k", "cpu").canonical ==
+        "h2o:budget=2048,chunk=64,recent_ratio=0.5");
+}

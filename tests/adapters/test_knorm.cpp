@@ -1,0 +1,111 @@
+// knorm: equal to dense when the budget covers the prompt, exactly the smallest-norm keys kept on
+// a hand-built case (no window), budget resolution and stats, the comparable mass adakv uses,
+// parameter validation.
+#include <catch2/catch.hpp>
+#include <cstdint>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "adapters/knorm/knorm.hpp"
+#include "harness/error.hpp"
+#include "harness/method.hpp"
+#include "tests/adapters/method_run.hpp"
+#include "tests/adapters/prompt_cases.hpp"
+#include "tests/adapters/reference.hpp"
+
+using namespace attnbench;
+using test::check_bad_input;
+using test::compare_to_dense;
+using test::make_problem;
+using test::run;
+
+TEST_CASE("knorm equals dense when its budget covers the prompt", "[adapters][knorm]") {
+  const auto heads = GENERATE(table<int, int>({{8, 2}, {4, 4}}));
+  const int context = GENERATE(1, 50, 300);
+  const std::string spec = GENERATE(as<std::string>{}, "knorm:budget=400", "knorm:keep=1");
+  const model_shape shape{"test", 1, std::get<0>(heads), std::get<1>(heads), 64};
+  CAPTURE(spec, context, shape.q_heads, shape.kv_heads);
+  const std::vector<int> steps = {1, 2, 1};
+  auto t = test::random_qkv(shape, context + 4, 3);
+  auto dense = run("dense", t, shape, context, steps);
+  auto method = run(spec, t, shape, context, steps);
+  CHECK(compare_to_dense(t, shape, method.prefill_out, dense.prefill_out, 0) <= 1.0);
+  CHECK(compare_to_dense(t, shape, method.decode_out, dense.decode_out, context) <= 1.0);
+  CHECK(method.stats_after_step.back().resident_tokens ==
+        dense.stats_after_step.back().resident_tokens);
+}
+
+TEST_CASE("knorm keeps exactly the keys of smallest norm", "[adapters][knorm]") {
+  // 40 prompt tokens; per KV head, 5 chosen keys are shrunk to a tenth of their norm. Budget 5
+  // keeps exactly those: no window, so the last prompt token goes unless it is chosen.
+  const model_shape shape{"test", 1, 4, 2, 32};
+  const int context = 40;
+  auto t = test::random_qkv(shape, context + 3, 6);
+  const std::vector<std::vector<std::int64_t>> small = {{2, 7, 19, 30, 39}, {0, 1, 11, 25, 33}};
+  for (int h = 0; h < 2; ++h)
+    for (auto p : small[static_cast<std::size_t>(h)]) {
+      float* key =
+          t.k.data() + (static_cast<std::size_t>(p) * 2 + static_cast<std::size_t>(h)) * 32;
+      for (int i = 0; i < 32; ++i) key[i] *= 0.1f;
+    }
+  auto r = run("knorm:budget=5", t, shape, context, {1, 1, 1});
+  CHECK(test::check_decode(t, shape, r.decode_out, context, small) <= 1.0);
+  CHECK(test::check_decode(t, shape, r.decode_out, context, {small[1], small[0]}) > 10.0);
+  CHECK(r.stats_after_step[0].resident_tokens == std::vector<std::int64_t>{5, 5});
+  CHECK(r.stats_after_step.back().resident_tokens == std::vector<std::int64_t>{8, 8});
+  CHECK(r.stats_after_step[0].budget_tokens == 5);
+}
+
+TEST_CASE("knorm resolves budget and keep", "[adapters][knorm][params]") {
+  struct budget_case {
+    std::string spec;
+    int context;
+    std::int64_t resident;
+  };
+  const auto c = GENERATE(values<budget_case>({
+      {"knorm", 2000, 1024},
+      {"knorm:budget=40", 100, 40},
+      {"knorm:keep=0.25", 100, 25},
+      {"knorm:keep=0.25,budget=3", 100, 25},
+      {"knorm:budget=500", 100, 100},
+  }));
+  CAPTURE(c.spec, c.context);
+  const model_shape shape{"test", 1, 6, 3, 16};
+  auto t = test::random_qkv(shape, c.context, 1);
+  auto m = resolve_method(c.spec, "cpu").create();
+  m->prepare(make_problem(shape, c.context, c.context), exec_context{});
+  // knorm needs no queries.
+  m->prefill(tensor_view{}, t.k.view(), t.v.view(), nullptr);
+  const auto s = m->stats();
+  CHECK(s.resident_tokens == std::vector<std::int64_t>(3, c.resident));
+  CHECK(s.resident_bytes == static_cast<std::uint64_t>(c.resident) * 3 * (2 * 16 * 4));
+  CHECK_FALSE(s.simulated);
+}
+
+TEST_CASE("knorm mass is comparable across heads", "[adapters][knorm]") {
+  const std::vector<float> norms = {3.0f, 1.0f, 2.0f, 2.5f};
+  std::vector<float> a, b;
+  for (float n : norms) {
+    a.push_back(-n);
+    b.push_back(-10.0f * n + 4.0f);  // the same shape at another scale and offset
+  }
+  knorm::to_mass(a);
+  knorm::to_mass(b);
+  CHECK(std::accumulate(a.begin(), a.end(), 0.0) == Approx(1.0));
+  for (std::size_t i = 0; i < a.size(); ++i) CHECK(a[i] == Approx(b[i]));
+  // Smallest norm, largest mass.
+  CHECK(a[1] > a[2]);
+  CHECK(a[2] > a[3]);
+  CHECK(a[3] > a[0]);
+  std::vector<float> equal(5, -2.0f);
+  knorm::to_mass(equal);
+  for (float x : equal) CHECK(x == Approx(0.2));
+}
+
+TEST_CASE("knorm validates its parameters", "[adapters][knorm][params]") {
+  check_bad_input("knorm:budget=0", "parameter 'budget' = 0 is out of range");
+  check_bad_input("knorm:keep=2", "parameter 'keep' = 2 is out of range");
+  check_bad_input("knorm:window=8", "unknown parameter 'window' (known: budget, keep)");
+  CHECK(resolve_method("knorm", "cpu").canonical == "knorm:budget=1024");
+}

@@ -1,0 +1,361 @@
+// kv_quant: the quantizer's error, equality with dense when nothing is quantized, exact
+// equality with fp64 attention over the K/V the method stores (groups, tail, flushes), the
+// int8 / int4 error against exact attention within a bound from the quantization steps, the
+// outlier channel that per-channel key quantization handles, resident bytes and bytes read,
+// determinism, and parameter validation.
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "adapters/kv_quant/kv_quant.hpp"
+#include "harness/error.hpp"
+#include "harness/method.hpp"
+#include "tests/adapters/method_run.hpp"
+#include "tests/adapters/reference.hpp"
+
+using namespace attnbench;
+using test::check_bad_input;
+using test::check_row;
+using test::compare_to_dense;
+using test::make_problem;
+using test::run;
+
+namespace {
+
+float* row_of(host_tensor& t, int token, int head) {
+  return t.data() + (static_cast<std::size_t>(token) * t.heads() + static_cast<std::size_t>(head)) *
+                        t.head_dim();
+}
+
+// Quantization steps of what the method stores for a sequence of `length` tokens of t:
+// key_step[token][head][channel] and value_step[token][head], 0 for float32 rows.
+struct steps {
+  std::vector<float> key;    // [tokens, heads, d]
+  std::vector<float> value;  // [tokens, heads]
+};
+
+// t with rows [0, Q(length)) replaced by what the method stores for them: keys quantized per
+// channel over groups of G tokens, values per token (the rule of kv_quant.hpp, applied here
+// to whole tensors). Rows from Q on are unchanged. Fills the quantization steps when given.
+test::qkv stored(const test::qkv& t, const kv_quant::config& c, std::int64_t length,
+                 steps* maybe_steps = nullptr) {
+  test::qkv s = t;
+  const int heads = t.k.heads(), d = t.k.head_dim();
+  const auto q = static_cast<int>(kv_quant::quantized_tokens(length, c));
+  const int g = static_cast<int>(c.group);
+  if (maybe_steps) {
+    maybe_steps->key.assign(static_cast<std::size_t>(t.k.tokens()) * heads * d, 0.0f);
+    maybe_steps->value.assign(static_cast<std::size_t>(t.k.tokens()) * heads, 0.0f);
+  }
+  for (int h = 0; h < heads; ++h) {
+    for (int first = 0; first < q; first += g)
+      for (int i = 0; i < d; ++i) {
+        float lo = std::numeric_limits<float>::infinity(), hi = -lo;
+        for (int tok = first; tok < first + g; ++tok) {
+          lo = std::min(lo, test::row(t.k, tok, h)[i]);
+          hi = std::max(hi, test::row(t.k, tok, h)[i]);
+        }
+        const auto range = kv_quant::fit_range(lo, hi, c.bits);
+        for (int tok = first; tok < first + g; ++tok) {
+          float& x = row_of(s.k, tok, h)[i];
+          x = kv_quant::decode(kv_quant::encode(x, range, c.bits), range);
+          if (maybe_steps)
+            maybe_steps->key[(static_cast<std::size_t>(tok) * heads + h) * d + i] = range.scale;
+        }
+      }
+    for (int tok = 0; tok < q; ++tok) {
+      float* v = row_of(s.v, tok, h);
+      const auto [lo, hi] = std::minmax_element(v, v + d);
+      const auto range = kv_quant::fit_range(*lo, *hi, c.bits);
+      for (int i = 0; i < d; ++i)
+        v[i] = kv_quant::decode(kv_quant::encode(v[i], range, c.bits), range);
+      if (maybe_steps) maybe_steps->value[static_cast<std::size_t>(tok) * heads + h] = range.scale;
+    }
+  }
+  return s;
+}
+
+kv_quant::config config_of(int bits, int group, int residual) {
+  return kv_quant::config{bits, group, residual};
+}
+
+std::string spec_of(const kv_quant::config& c) {
+  return "kv_quant:bits=" + std::to_string(c.bits) + ",group=" + std::to_string(c.group) +
+         ",residual=" + std::to_string(c.residual);
+}
+
+}  // namespace
+
+TEST_CASE("the kv_quant quantizer is within half a step", "[adapters][kv_quant]") {
+  const int bits = GENERATE(8, 4);
+  std::mt19937_64 rng(7);
+  std::normal_distribution<float> dist(0.0f, 3.0f);
+  for (int trial = 0; trial < 200; ++trial) {
+    const float a = dist(rng), b = dist(rng);
+    const auto range = kv_quant::fit_range(std::min(a, b), std::max(a, b), bits);
+    CHECK(kv_quant::decode(0, range) == std::min(a, b));
+    for (int s = 0; s <= 20; ++s) {
+      const float x = std::min(a, b) + std::abs(a - b) * static_cast<float>(s) / 20.0f;
+      const auto code = kv_quant::encode(x, range, bits);
+      CHECK(code <= kv_quant::max_code(bits));
+      CHECK(std::abs(kv_quant::decode(code, range) - x) <= range.scale * 0.5f * 1.0001f + 1e-6f);
+    }
+  }
+  // A zero-width range is exact.
+  const auto flat = kv_quant::fit_range(1.5f, 1.5f, bits);
+  CHECK(kv_quant::decode(kv_quant::encode(1.5f, flat, bits), flat) == 1.5f);
+}
+
+TEST_CASE("kv_quant equals dense when the residual covers the sequence", "[adapters][kv_quant]") {
+  const auto heads = GENERATE(table<int, int>({{8, 2}, {4, 4}}));
+  const int context = GENERATE(1, 50, 300);
+  const std::string spec =
+      GENERATE(as<std::string>{}, "kv_quant:residual=1000", "kv_quant:bits=4,residual=304");
+  const model_shape shape{"test", 1, std::get<0>(heads), std::get<1>(heads), 64};
+  CAPTURE(spec, context, shape.q_heads, shape.kv_heads);
+  const std::vector<int> steps = {1, 2, 1};
+  auto t = test::random_qkv(shape, context + 4, 3);
+
+  auto dense = run("dense", t, shape, context, steps);
+  auto method = run(spec, t, shape, context, steps);
+  CHECK(compare_to_dense(t, shape, method.prefill_out, dense.prefill_out, 0) <= 1.0);
+  CHECK(compare_to_dense(t, shape, method.decode_out, dense.decode_out, context) <= 1.0);
+  const auto& ms = method.stats_after_step.back();
+  const auto& ds = dense.stats_after_step.back();
+  CHECK(ms.resident_tokens == ds.resident_tokens);
+  CHECK(ms.resident_bytes == ds.resident_bytes);
+  CHECK(ms.keys_scored == ds.keys_scored);
+  CHECK(ms.kv_bytes_read == ds.kv_bytes_read);
+  CHECK(ms.budget_tokens == -1);
+}
+
+TEST_CASE("kv_quant attends exactly the K/V it stores", "[adapters][kv_quant]") {
+  // Context 100, G = 8, R = 20: the prompt keeps 80 tokens quantized and 20 in float32; the
+  // tail reaches R + G = 28 at length 108 and 116, ... and flushes a group each time, also in
+  // the middle of a multi-token append.
+  const auto c =
+      GENERATE(config_of(8, 8, 20), config_of(4, 8, 20), config_of(4, 5, 0), config_of(8, 1, 3));
+  const int head_dim = GENERATE(16, 15);
+  const model_shape shape{"test", 1, 6, 2, head_dim};
+  const int context = 100;
+  const std::vector<int> decode = {1, 7, 1, 12, 3};
+  auto t = test::random_qkv(shape, context + 24, 12);
+  CAPTURE(spec_of(c), head_dim);
+
+  auto r = run(spec_of(c), t, shape, context, decode);
+  // The prompt's outputs are exact (full precision, as KIVI's prefill).
+  for (int i : {0, 1, 50, 98, 99}) {
+    CAPTURE(i);
+    CHECK(check_row(t, shape, r.prefill_out, i, i, test::prefix(i)) <= 1.0);
+  }
+  int done = context, row = 0;
+  for (int step : decode) {
+    done += step;
+    auto s = stored(t, c, done);
+    for (int i = 0; i < step; ++i, ++row) {
+      const int token = done - step + i;
+      CAPTURE(token);
+      CHECK(check_row(s, shape, r.decode_out, row, token, test::prefix(token)) <= 1.0);
+    }
+  }
+  // The quantization is real: the last output is off from attention over the exact K/V.
+  CHECK(check_row(t, shape, r.decode_out, row - 1, done - 1, test::prefix(done - 1)) > 10.0);
+  CHECK(r.stats_after_step.back().resident_tokens == std::vector<std::int64_t>{124, 124});
+}
+
+TEST_CASE("kv_quant int8 and int4 errors stay within the quantization bound",
+          "[adapters][kv_quant]") {
+  // The bound, per output element c, from the quantization steps of the stored rows (Dk_j:
+  // key j's per-channel steps, Dv_j: value j's step) and the exact softmax weights p_j and
+  // output o of the query:
+  //   E_j = scale * sum_c |q_c| Dk_jc / 2   (how far the logit of key j can move; E = max E_j)
+  //   A   = sum_j p_j (exp(E_j) - 1)
+  //   |out_c - o_c| <= min(max_j Dv_j, exp(2E) sum_j p_j Dv_j) / 2
+  //                    + exp(E) sum_j p_j (exp(E_j) - 1 + A) |v_jc - o_c| + float32 tolerance.
+  // Values: each element moves by at most half its step and the quantized weights p'_j are at
+  // most exp(2E) p_j. Keys: p'_j - p_j = p_j (exp(e_j) - Z') / Z' with |e_j| <= E_j and
+  // Z' = sum_i p_i exp(e_i) >= exp(-E), |1 - Z'| <= A; and out - o = sum_j (p'_j - p_j)(v_j - o)
+  // + sum_j p'_j dv_j because the weights of both sum to 1.
+  const model_shape shape{"test", 1, 8, 2, 64};
+  const int context = 600;
+  auto t = test::random_qkv(shape, context + 6, 31);
+  const double scale = make_problem(shape, 0, 0).softmax_scale();
+  double worst_error[2] = {0, 0}, worst_ratio[2] = {0, 0};
+  for (int b = 0; b < 2; ++b) {
+    const auto c = config_of(b == 0 ? 8 : 4, 32, 64);
+    CAPTURE(c.bits);
+    auto r = run(spec_of(c), t, shape, context, {1, 1, 1, 1, 1, 1});
+    for (int s = 0; s < 6; ++s) {
+      const int token = context + s, keys = token + 1;
+      steps st;
+      stored(t, c, keys, &st);
+      for (int h = 0; h < shape.q_heads; ++h) {
+        const int kv = h / shape.group_size();
+        const float* q = test::row(t.q, token, h);
+        std::vector<double> p(static_cast<std::size_t>(keys)), e(p.size());
+        double max_logit = -std::numeric_limits<double>::infinity(), e_max = 0, dv_max = 0;
+        for (int j = 0; j < keys; ++j) {
+          double logit = 0, reach = 0;
+          for (int i = 0; i < 64; ++i) {
+            logit += double(q[i]) * test::row(t.k, j, kv)[i];
+            reach += std::abs(q[i]) * st.key[(static_cast<std::size_t>(j) * 2 + kv) * 64 + i] / 2;
+          }
+          p[static_cast<std::size_t>(j)] = logit * scale;
+          e[static_cast<std::size_t>(j)] = reach * scale;
+          max_logit = std::max(max_logit, logit * scale);
+          e_max = std::max(e_max, reach * scale);
+          dv_max = std::max(dv_max, double(st.value[static_cast<std::size_t>(j) * 2 + kv]));
+        }
+        double z = 0;
+        for (auto& x : p) z += (x = std::exp(x - max_logit));
+        double a = 0, dv_mean = 0;
+        for (int j = 0; j < keys; ++j) {
+          p[static_cast<std::size_t>(j)] /= z;
+          a += p[static_cast<std::size_t>(j)] * (std::exp(e[static_cast<std::size_t>(j)]) - 1);
+          dv_mean +=
+              p[static_cast<std::size_t>(j)] * st.value[static_cast<std::size_t>(j) * 2 + kv];
+        }
+        const double value_term = std::min(dv_max, std::exp(2 * e_max) * dv_mean) / 2;
+
+        auto ref = test::reference_attention(q, h, t, shape, scale, test::prefix(token));
+        const float* out = test::row(r.decode_out, s, h);
+        for (int i = 0; i < 64; ++i) {
+          const double o = ref.out[static_cast<std::size_t>(i)];
+          double key_term = 0;
+          for (int j = 0; j < keys; ++j)
+            key_term += p[static_cast<std::size_t>(j)] *
+                        (std::exp(e[static_cast<std::size_t>(j)]) - 1 + a) *
+                        std::abs(test::row(t.v, j, kv)[i] - o);
+          const double bound =
+              value_term + std::exp(e_max) * key_term + test::float32_tolerance(ref);
+          const double err = std::abs(out[i] - o);
+          worst_error[b] = std::max(worst_error[b], err);
+          worst_ratio[b] = std::max(worst_ratio[b], err / bound);
+          CHECK(err <= bound);
+        }
+      }
+    }
+  }
+  CAPTURE(worst_ratio[0], worst_ratio[1]);
+  // Four fewer bits: 17x coarser steps; the int4 error is well above the int8 error.
+  CHECK(worst_error[1] > 4 * worst_error[0]);
+}
+
+TEST_CASE("kv_quant keys per channel survive an outlier channel", "[adapters][kv_quant]") {
+  // Channel 5 of every key is near 20 (an outlier channel, as KIVI observes in real keys). Per
+  // token, that channel stretches each key's range to about [-2, 20], so int4 steps are about
+  // 1.5 on every channel; per channel over a group, the other channels keep steps of about 0.3
+  // and the outlier channel its own narrow range. The test quantizes the keys per token itself
+  // (values as the method does) and compares both errors against exact attention.
+  const model_shape shape{"test", 1, 4, 1, 32};
+  const int context = 256;
+  auto t = test::random_qkv(shape, context + 4, 17);
+  for (int tok = 0; tok < context + 4; ++tok) row_of(t.k, tok, 0)[5] += 20.0f;
+  // Queries twice as large: logits of spread about 2, so key errors show in the weights.
+  for (std::size_t i = 0; i < t.q.size(); ++i) t.q.data()[i] *= 2.0f;
+  const auto c = config_of(4, 32, 0);
+  auto r = run(spec_of(c), t, shape, context, {1, 1, 1, 1});
+
+  double per_channel = 0, per_token = 0;
+  for (int s = 0; s < 4; ++s) {
+    const int token = context + s;
+    // Per-token keys: every stored row's key quantized over its own channels.
+    auto tokenwise = stored(t, c, token + 1);
+    const auto q = kv_quant::quantized_tokens(token + 1, c);
+    for (int tok = 0; tok < q; ++tok) {
+      const float* exact = test::row(t.k, tok, 0);
+      float* k = row_of(tokenwise.k, tok, 0);
+      const auto [lo, hi] = std::minmax_element(exact, exact + 32);
+      const auto range = kv_quant::fit_range(*lo, *hi, c.bits);
+      for (int i = 0; i < 32; ++i)
+        k[i] = kv_quant::decode(kv_quant::encode(exact[i], range, 4), range);
+    }
+    const float scale = make_problem(shape, 0, 0).softmax_scale();
+    for (int h = 0; h < shape.q_heads; ++h) {
+      const float* qr = test::row(t.q, token, h);
+      auto exact = test::reference_attention(qr, h, t, shape, scale, test::prefix(token));
+      auto tw = test::reference_attention(qr, h, tokenwise, shape, scale, test::prefix(token));
+      for (int i = 0; i < 32; ++i) {
+        const auto e = exact.out[static_cast<std::size_t>(i)];
+        per_channel = std::max(per_channel, std::abs(test::row(r.decode_out, s, h)[i] - e));
+        per_token = std::max(per_token, std::abs(tw.out[static_cast<std::size_t>(i)] - e));
+      }
+    }
+  }
+  CAPTURE(per_channel, per_token);
+  CHECK(per_channel * 3 < per_token);
+}
+
+TEST_CASE("kv_quant counts resident bytes and bytes read exactly", "[adapters][kv_quant]") {
+  // d = 16, 2 KV heads, G = 4, R = 6, prompt of 23 tokens: Q = 4 * floor(17 / 4) = 16 quantized
+  // tokens (4 groups) and a tail of 7. Per head, int4: codes 16 * 2 * 8 = 256, key scales and
+  // zeros 4 * 16 * 8 = 512, value scales and zeros 16 * 8 = 128, tail 7 * 16 * 8 = 896.
+  const model_shape shape{"test", 1, 4, 2, 16};
+  auto t = test::random_qkv(shape, 26, 4);
+  auto r4 = run("kv_quant:bits=4,group=4,residual=6", t, shape, 23, {1, 1, 1});
+  // Lengths 23, 24, 25: the tail grows to 9; at 26 it reaches R + G = 10 and a group is
+  // quantized: Q = 20 (5 groups), tail 6: 320 + 640 + 160 + 768 = 1888.
+  const std::vector<std::uint64_t> int4 = {1792, 1920, 2048, 1888};
+  for (std::size_t s = 0; s < int4.size(); ++s) {
+    CAPTURE(s);
+    CHECK(r4.stats_after_step[s].resident_bytes == 2 * int4[s]);
+    CHECK(r4.stats_after_step[s].resident_tokens ==
+          std::vector<std::int64_t>{23 + int(s), 23 + int(s)});
+    CHECK(r4.stats_after_step[s].budget_tokens == -1);
+    CHECK_FALSE(r4.stats_after_step[s].simulated);
+  }
+  // int8 at 23 tokens: codes 16 * 2 * 16 = 512 instead of 256.
+  auto t8 = test::random_qkv(shape, 24, 4);
+  auto r8 = run("kv_quant:group=4,residual=6", t8, shape, 23, {1});
+  CHECK(r8.stats_after_step[0].resident_bytes == 2 * (512 + 512 + 128 + 896));
+  // One query at position 23 (length 24, Q = 16): per head 16 * (2 * 16 + 8) codes and value
+  // scales, 4 groups of key scales 4 * 16 * 8, 8 tail rows 8 * 16 * 8.
+  const auto& s8 = r8.stats_after_step[1];
+  CHECK(s8.attend_calls == 1);
+  CHECK(s8.keys_scored == 24 * 2 * 2);
+  CHECK(s8.kv_bytes_read == 2 * (16 * 40 + 4 * 128 + 8 * 128));
+}
+
+TEST_CASE("kv_quant int4 holds under 30% of dense at 16K", "[adapters][kv_quant]") {
+  // One KV head of the small shape (head_dim 64) with the defaults G = 32, R = 128.
+  const model_shape shape{"test", 1, 1, 1, 64};
+  const int context = 16384;
+  auto t = test::random_qkv(shape, context, 6);
+  const double dense_bytes = double(context) * 2 * 64 * 4;
+  double ratio[2];
+  for (int b = 0; b < 2; ++b) {
+    auto m = resolve_method(b == 0 ? "kv_quant" : "kv_quant:bits=4", "cpu").create();
+    m->prepare(make_problem(shape, context, context), exec_context{});
+    m->prefill(tensor_view{}, t.k.view(), t.v.view(), nullptr);
+    ratio[b] = double(m->stats().resident_bytes) / dense_bytes;
+  }
+  CAPTURE(ratio[0], ratio[1]);
+  // Q = 16256 (508 groups): int8 2536448 bytes, int4 1496064 bytes of 8388608.
+  CHECK(ratio[0] == Approx(2536448.0 / 8388608.0).epsilon(1e-12));
+  CHECK(ratio[1] == Approx(1496064.0 / 8388608.0).epsilon(1e-12));
+  CHECK(ratio[1] <= 0.30);
+}
+
+TEST_CASE("kv_quant is deterministic across thread counts", "[adapters][kv_quant]") {
+  const model_shape shape{"test", 1, 8, 4, 64};
+  auto t = test::random_qkv(shape, 1030, 8);
+  auto one = run("kv_quant:bits=4", t, shape, 1024, {1, 5}, 1);
+  auto two = run("kv_quant:bits=4", t, shape, 1024, {1, 5}, 2);
+  CHECK(std::equal(one.decode_out.data(), one.decode_out.data() + one.decode_out.size(),
+                   two.decode_out.data()));
+}
+
+TEST_CASE("kv_quant validates its parameters", "[adapters][kv_quant][params]") {
+  check_bad_input("kv_quant:bits=2", "parameter 'bits' = '2' is not one of: 8, 4");
+  check_bad_input("kv_quant:group=0", "parameter 'group' = 0 is out of range");
+  check_bad_input("kv_quant:residual=-1", "parameter 'residual' = -1 is out of range");
+  check_bad_input("kv_quant:residual=x", "parameter 'residual' expects an integer, got 'x'");
+  check_bad_input("kv_quant:budget=64",
+                  "unknown parameter 'budget' (known: bits, group, residual)");
+  CHECK(resolve_method("kv_quant", "cpu").canonical == "kv_quant:bits=8,group=32,residual=128");
+}

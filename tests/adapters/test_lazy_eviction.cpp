@@ -1,0 +1,190 @@
+// lazy_eviction: equal to dense when the budget covers the sequence, a recurring token kept and
+// lagged evictions down to budget - window on a hand-built case (the same whether the prompt is
+// prefilled or decoded token by token), budget / keep resolution with resident bytes, the same
+// results at any thread count, parameter validation. Hand-built cases also answer the last prompt
+// query right after prefill, as the runner does in query-aware mode.
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "harness/error.hpp"
+#include "harness/method.hpp"
+#include "tests/adapters/method_run.hpp"
+#include "tests/adapters/reference.hpp"
+
+using namespace attnbench;
+using test::check_bad_input;
+using test::check_row;
+using test::compare_to_dense;
+using test::make_problem;
+using test::run;
+
+TEST_CASE("lazy_eviction equals dense when its budget covers the sequence",
+          "[adapters][lazy_eviction]") {
+  const auto heads = GENERATE(table<int, int>({{8, 2}, {4, 4}}));
+  const int context = GENERATE(1, 50, 300);
+  const std::string spec = GENERATE(as<std::string>{}, "lazy_eviction:budget=400",
+                                    "lazy_eviction:keep=1", "lazy_eviction:budget=304,window=1");
+  const model_shape shape{"test", 1, std::get<0>(heads), std::get<1>(heads), 64};
+  CAPTURE(spec, context, shape.q_heads, shape.kv_heads);
+  const bool keep_spec = spec.find("keep") != std::string::npos;
+  const std::vector<int> steps = keep_spec ? std::vector<int>{} : std::vector<int>{1, 2, 1};
+  const int total = context + (keep_spec ? 0 : 4);
+  auto t = test::random_qkv(shape, total, 3);
+
+  auto dense = run("dense", t, shape, context, steps);
+  auto method = run(spec, t, shape, context, steps);
+  CHECK(compare_to_dense(t, shape, method.prefill_out, dense.prefill_out, 0) <= 1.0);
+  CHECK(compare_to_dense(t, shape, method.decode_out, dense.decode_out, context) <= 1.0);
+  CHECK(method.stats_after_step.back().resident_tokens ==
+        dense.stats_after_step.back().resident_tokens);
+}
+
+namespace {
+
+// The runner's query-aware protocol: prefill without outputs, then the last prompt token's query
+// attends the compressed cache before anything is appended. Returns its output [1, q_heads, d].
+host_tensor attend_after_prefill(const std::string& spec, test::qkv& t, const model_shape& shape,
+                                 int context) {
+  auto m = resolve_method(spec, "cpu").create();
+  m->prepare(make_problem(shape, context, t.q.tokens()), exec_context{});
+  m->prefill(t.q.view().rows(0, context), t.k.view().rows(0, context), t.v.view().rows(0, context),
+             nullptr);
+  host_tensor out(1, shape.q_heads, shape.head_dim);
+  m->attend(t.q.view().rows(context - 1, 1), out.view());
+  return out;
+}
+
+// The hand-built case: budget 8, window 2 (evict to 6), threshold 0.6. Queries are zero (uniform
+// weights, below the threshold once 2 keys are visible) except those at steps 4, 12, 20, ...,
+// which put nearly all their weight on token 1: token 1 recurs every 8 steps (MRI 8, so its
+// priority 9 / (steps since + 1) stays at least 1; 4 / 5 and 1 / 2 before its MRI reaches 8)
+// while every other token is never attended after its own step (priority 1 / (age + 1), at most
+// 1/2). So each eviction keeps the window, token 1 and the newest others: when token t arrives
+// with the head full (t = 8, 11, 14, ...: every window + 1 tokens), the head drops to
+// {1, t-4 .. t}. Ranking by the time since last attended alone would drop token 1 by step 20.
+test::qkv recurring_token(const model_shape& shape, int tokens) {
+  auto t = test::random_qkv(shape, tokens, 31);
+  std::fill_n(t.q.data(), t.q.size(), 0.0f);
+  for (int p = 0; p < tokens; ++p)
+    for (int h = 0; h < shape.kv_heads; ++h) t.k.view().at(p, h)[0] = p == 1 ? 20.0f : 0.0f;
+  for (int p = 4; p < tokens; p += 8)
+    for (int h = 0; h < shape.q_heads; ++h) t.q.view().at(p, h)[0] = 2.0f;
+  return t;
+}
+
+// What the head holds once token t has arrived (and before later ones).
+std::vector<std::int64_t> held_after(std::int64_t t) {
+  if (t < 8) return test::prefix(t);
+  const std::int64_t eviction = t - (t - 8) % 3;
+  std::vector<std::int64_t> held = {1};
+  for (std::int64_t p = eviction - 4; p <= t; ++p) held.push_back(p);
+  return held;
+}
+
+}  // namespace
+
+TEST_CASE("lazy_eviction keeps a recurring token and evicts lazily", "[adapters][lazy_eviction]") {
+  const auto heads = GENERATE(table<int, int>({{4, 2}, {3, 1}}));
+  const int context = GENERATE(20, 9, 2);
+  const model_shape shape{"test", 1, std::get<0>(heads), std::get<1>(heads), 16};
+  CAPTURE(context, shape.q_heads, shape.kv_heads);
+  const int total = 27;
+  auto t = recurring_token(shape, total);
+  // The prompt streamed at prefill or decoded one token at a time leaves the same cache.
+  auto r = run("lazy_eviction:budget=8,window=2,threshold=0.6", t, shape, context,
+               std::vector<int>(static_cast<std::size_t>(total - context), 1));
+  CHECK(check_row(t, shape,
+                  attend_after_prefill("lazy_eviction:budget=8,window=2,threshold=0.6", t, shape,
+                                       context),
+                  0, context - 1, held_after(context - 1)) <= 1.0);
+  for (int p = context; p < total; ++p) {
+    CAPTURE(p);
+    CHECK(check_row(t, shape, r.decode_out, p - context, p, held_after(p)) <= 1.0);
+    const auto resident = static_cast<std::int64_t>(held_after(p).size());
+    CHECK(r.stats_after_step[static_cast<std::size_t>(p - context + 1)].resident_tokens ==
+          std::vector<std::int64_t>(static_cast<std::size_t>(shape.kv_heads), resident));
+  }
+  CHECK(held_after(20) == std::vector<std::int64_t>{1, 16, 17, 18, 19, 20});
+  CHECK(held_after(22) == std::vector<std::int64_t>{1, 16, 17, 18, 19, 20, 21, 22});
+  // The set matters: without token 1, or as a plain window, the outputs are far off.
+  CHECK(check_row(t, shape, r.decode_out, 22 - context, 22, {16, 17, 18, 19, 20, 21, 22}) > 10.0);
+  CHECK(check_row(t, shape, r.decode_out, 22 - context, 22, {15, 16, 17, 18, 19, 20, 21, 22}) >
+        10.0);
+  for (const auto& s : r.stats_after_step) {
+    CHECK(s.budget_tokens == 8);
+    CHECK_FALSE(s.simulated);
+  }
+}
+
+TEST_CASE("lazy_eviction never exceeds its budget", "[adapters][lazy_eviction]") {
+  const model_shape shape{"test", 1, 8, 2, 16};
+  auto t = test::random_qkv(shape, 300, 8);
+  auto r = run("lazy_eviction:budget=100,window=10", t, shape, 200, std::vector<int>(50, 2));
+  std::int64_t smallest = 100;
+  for (const auto& s : r.stats_after_step) {
+    CHECK(s.resident_tokens[0] <= 100);
+    CHECK(s.resident_tokens[0] == s.resident_tokens[1]);
+    smallest = std::min(smallest, s.resident_tokens[0]);
+  }
+  CHECK(smallest >= 90);
+  CHECK(smallest <= 91);
+}
+
+TEST_CASE("lazy_eviction gives the same results at any thread count", "[adapters][lazy_eviction]") {
+  const model_shape shape{"test", 1, 8, 4, 32};
+  auto t = test::random_qkv(shape, 300, 12);
+  const std::vector<int> steps(50, 2);
+  auto one = run("lazy_eviction:budget=64,window=8", t, shape, 200, steps, 1);
+  auto two = run("lazy_eviction:budget=64,window=8", t, shape, 200, steps, 2);
+  CHECK(std::equal(one.decode_out.data(), one.decode_out.data() + one.decode_out.size(),
+                   two.decode_out.data()));
+  for (std::size_t s = 0; s < one.stats_after_step.size(); ++s) {
+    CHECK(one.stats_after_step[s].resident_tokens == two.stats_after_step[s].resident_tokens);
+    CHECK(one.stats_after_step[s].keys_scored == two.stats_after_step[s].keys_scored);
+  }
+}
+
+TEST_CASE("lazy_eviction resolves budget and keep", "[adapters][lazy_eviction][params]") {
+  struct budget_case {
+    std::string spec;
+    int context;
+    std::int64_t budget;
+    std::int64_t resident;  // after prefill: evictions go to budget - window every window + 1
+  };
+  const auto c = GENERATE(values<budget_case>({
+      {"lazy_eviction", 2000, 1024, 960},                 // evicted at the last token (1999)
+      {"lazy_eviction:budget=12", 100, 12, 9},            // window 6: last eviction at 96
+      {"lazy_eviction:keep=0.25", 100, 25, 22},           // window 12: last eviction at 90
+      {"lazy_eviction:keep=0.25,budget=3", 100, 25, 22},  // keep wins
+      {"lazy_eviction:budget=12,window=1", 100, 12, 12},  // evicts every other token
+      {"lazy_eviction:budget=12", 8, 12, 8},
+  }));
+  CAPTURE(c.spec, c.context);
+  const model_shape shape{"test", 1, 4, 2, 8};
+  auto t = test::random_qkv(shape, c.context + 1, 1);
+  auto m = resolve_method(c.spec, "cpu").create();
+  m->prepare(make_problem(shape, c.context, c.context + 1), exec_context{});
+  m->prefill(t.q.view().rows(0, c.context), t.k.view().rows(0, c.context),
+             t.v.view().rows(0, c.context), nullptr);
+  const auto s = m->stats();
+  CHECK(s.budget_tokens == c.budget);
+  CHECK(s.resident_tokens == std::vector<std::int64_t>{c.resident, c.resident});
+  CHECK(s.resident_bytes == std::uint64_t(c.resident * 2 * 2 * 8 * 4));
+}
+
+TEST_CASE("lazy_eviction validates its parameters", "[adapters][lazy_eviction][params]") {
+  check_bad_input("lazy_eviction:budget=0", "parameter 'budget' = 0 is out of range");
+  check_bad_input("lazy_eviction:keep=0", "parameter 'keep' = 0 is out of range");
+  check_bad_input("lazy_eviction:window=0", "parameter 'window' = 0 is out of range");
+  check_bad_input("lazy_eviction:threshold=0", "parameter 'threshold' = 0 is out of range");
+  check_bad_input("lazy_eviction:threshold=1.5", "parameter 'threshold' = 1.5 is out of range");
+  check_bad_input("lazy_eviction:threshold=high",
+                  "parameter 'threshold' expects a number, got 'high'");
+  check_bad_input("lazy_eviction:mri=3",
+                  "unknown parameter 'mri' (known: budget, keep, window, threshold)");
+  CHECK(resolve_method("lazy_eviction:window=32", "cpu").canonical ==
+        "lazy_eviction:budget=1024,threshold=0.0001,window=32");
+}

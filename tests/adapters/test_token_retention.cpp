@@ -1,0 +1,179 @@
+// token_retention: equal to dense when the budget covers the sequence, tokens that their first
+// queries attend kept long and the others by age on a hand-built case (any prompt chunking, then
+// decoding), the budget held while decoding, budget / keep resolution with resident bytes, the same
+// results at any thread count, parameter validation. Hand-built cases also answer the last prompt
+// query right after prefill, as the runner does in query-aware mode.
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "adapters/token_retention/token_retention.hpp"
+#include "harness/error.hpp"
+#include "harness/method.hpp"
+#include "tests/adapters/method_run.hpp"
+#include "tests/adapters/reference.hpp"
+
+using namespace attnbench;
+using test::check_bad_input;
+using test::check_row;
+using test::compare_to_dense;
+using test::make_problem;
+using test::run;
+
+namespace {
+
+// The runner's query-aware protocol: prefill without outputs, then the last prompt token's query
+// attends the compressed cache before anything is appended. Returns its output [1, q_heads, d].
+host_tensor attend_after_prefill(const std::string& spec, test::qkv& t, const model_shape& shape,
+                                 int context) {
+  auto m = resolve_method(spec, "cpu").create();
+  m->prepare(make_problem(shape, context, t.q.tokens()), exec_context{});
+  m->prefill(t.q.view().rows(0, context), t.k.view().rows(0, context), t.v.view().rows(0, context),
+             nullptr);
+  host_tensor out(1, shape.q_heads, shape.head_dim);
+  m->attend(t.q.view().rows(context - 1, 1), out.view());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("token_retention equals dense when its budget covers the sequence",
+          "[adapters][token_retention]") {
+  const auto heads = GENERATE(table<int, int>({{8, 2}, {4, 4}}));
+  const int context = GENERATE(1, 50, 300);
+  const std::string spec =
+      GENERATE(as<std::string>{}, "token_retention:budget=400", "token_retention:keep=1",
+               "token_retention:budget=304,probe=1,chunk=7");
+  const model_shape shape{"test", 1, std::get<0>(heads), std::get<1>(heads), 64};
+  CAPTURE(spec, context, shape.q_heads, shape.kv_heads);
+  const bool keep_spec = spec.find("keep") != std::string::npos;
+  const std::vector<int> steps = keep_spec ? std::vector<int>{} : std::vector<int>{1, 2, 1};
+  const int total = context + (keep_spec ? 0 : 4);
+  auto t = test::random_qkv(shape, total, 3);
+
+  auto dense = run("dense", t, shape, context, steps);
+  auto method = run(spec, t, shape, context, steps);
+  CHECK(compare_to_dense(t, shape, method.prefill_out, dense.prefill_out, 0) <= 1.0);
+  CHECK(compare_to_dense(t, shape, method.decode_out, dense.decode_out, context) <= 1.0);
+  CHECK(method.stats_after_step.back().resident_tokens ==
+        dense.stats_after_step.back().resident_tokens);
+}
+
+TEST_CASE("token_retention scores decay with age at a rate set by the probe attention",
+          "[adapters][token_retention]") {
+  using namespace token_retention;
+  // Uniform attention: half-life 64 tokens; 10x uniform: 640.
+  CHECK(std::exp(double(log_score(log_beta(1.0), 64, 0))) == Approx(0.5).epsilon(1e-5));
+  CHECK(std::exp(double(log_score(log_beta(10.0), 640, 0))) == Approx(0.5).epsilon(1e-5));
+  CHECK(log_score(log_beta(1.0), 5, 5) == 0.0f);
+  CHECK(log_beta(0.0) < log_beta(1e-3));
+  CHECK(log_beta(1e9) < 0.0f);
+}
+
+TEST_CASE("token_retention keeps what its first queries attend, the rest by age",
+          "[adapters][token_retention]") {
+  // Budget 8, probe 2. Queries are zero (uniform weights: relative weight 1, half-life 64) but
+  // for queries 10, 11, which attend token 10, and 15, 16, which attend token 15: those two get
+  // a relative weight near the number of keys visible (9 to 16, with the chunking), a half-life
+  // of 9 to 16 times longer. So the prompt keeps {10, 15} and the 6 newest tokens: token 10's
+  // score at step 29 matches a uniform token of age 19 / 9, below the 6th newest (age 5).
+  const auto heads = GENERATE(table<int, int>({{4, 2}, {6, 3}}));
+  const std::string spec = GENERATE(as<std::string>{}, "token_retention:budget=8,probe=2",
+                                    "token_retention:budget=8,probe=2,chunk=5",
+                                    "token_retention:budget=8,probe=2,chunk=1");
+  const model_shape shape{"test", 1, std::get<0>(heads), std::get<1>(heads), 16};
+  CAPTURE(spec, shape.q_heads, shape.kv_heads);
+  auto t = test::random_qkv(shape, 33, 41);
+  std::fill_n(t.q.data(), t.q.size(), 0.0f);
+  for (int p = 0; p < 33; ++p)
+    for (int h = 0; h < shape.kv_heads; ++h) {
+      t.k.view().at(p, h)[0] = p == 10 ? 20.0f : 0.0f;
+      t.k.view().at(p, h)[1] = p == 15 ? 20.0f : 0.0f;
+    }
+  for (int h = 0; h < shape.q_heads; ++h) {
+    for (int p : {10, 11}) t.q.view().at(p, h)[0] = 2.0f;
+    for (int p : {15, 16}) t.q.view().at(p, h)[1] = 2.0f;
+  }
+  auto r = run(spec, t, shape, 30, {1, 1, 1});
+  CHECK(check_row(t, shape, attend_after_prefill(spec, t, shape, 30), 0, 29,
+                  {10, 15, 24, 25, 26, 27, 28, 29}) <= 1.0);
+  // Each appended token evicts the oldest uniform token (token 29 still probes at step 30).
+  CHECK(check_row(t, shape, r.decode_out, 0, 30, {10, 15, 25, 26, 27, 28, 29, 30}) <= 1.0);
+  CHECK(check_row(t, shape, r.decode_out, 1, 31, {10, 15, 26, 27, 28, 29, 30, 31}) <= 1.0);
+  CHECK(check_row(t, shape, r.decode_out, 2, 32, {10, 15, 27, 28, 29, 30, 31, 32}) <= 1.0);
+  // The set matters: a plain window, or dropping token 10, is far off.
+  CHECK(check_row(t, shape, r.decode_out, 2, 32, {25, 26, 27, 28, 29, 30, 31, 32}) > 10.0);
+  CHECK(check_row(t, shape, r.decode_out, 2, 32, {15, 26, 27, 28, 29, 30, 31, 32}) > 10.0);
+  const std::vector<std::int64_t> resident(static_cast<std::size_t>(shape.kv_heads), 8);
+  for (const auto& s : r.stats_after_step) {
+    CHECK(s.resident_tokens == resident);
+    CHECK(s.resident_bytes == std::uint64_t(8 * shape.kv_heads * 2 * 16 * 4));
+    CHECK(s.budget_tokens == 8);
+    CHECK_FALSE(s.simulated);
+  }
+}
+
+TEST_CASE("token_retention holds its budget over a long decode", "[adapters][token_retention]") {
+  const model_shape shape{"test", 1, 8, 2, 16};
+  auto t = test::random_qkv(shape, 300, 8);
+  auto r = run("token_retention:budget=100,probe=8", t, shape, 200, std::vector<int>(50, 2));
+  for (const auto& s : r.stats_after_step)
+    CHECK(s.resident_tokens == std::vector<std::int64_t>{100, 100});
+}
+
+TEST_CASE("token_retention gives the same results at any thread count",
+          "[adapters][token_retention]") {
+  const model_shape shape{"test", 1, 8, 4, 32};
+  auto t = test::random_qkv(shape, 300, 12);
+  const std::vector<int> steps(50, 2);
+  auto one = run("token_retention:budget=64,probe=4,chunk=16", t, shape, 200, steps, 1);
+  auto two = run("token_retention:budget=64,probe=4,chunk=16", t, shape, 200, steps, 2);
+  CHECK(std::equal(one.decode_out.data(), one.decode_out.data() + one.decode_out.size(),
+                   two.decode_out.data()));
+  for (std::size_t s = 0; s < one.stats_after_step.size(); ++s) {
+    CHECK(one.stats_after_step[s].resident_tokens == two.stats_after_step[s].resident_tokens);
+    CHECK(one.stats_after_step[s].keys_scored == two.stats_after_step[s].keys_scored);
+  }
+}
+
+TEST_CASE("token_retention resolves budget and keep", "[adapters][token_retention][params]") {
+  struct budget_case {
+    std::string spec;
+    int context;
+    std::int64_t budget;
+    std::int64_t resident;
+  };
+  const auto c = GENERATE(values<budget_case>({
+      {"token_retention", 2000, 1024, 1024},
+      {"token_retention:budget=12", 100, 12, 12},
+      {"token_retention:budget=1,probe=5", 100, 1, 1},
+      {"token_retention:keep=0.25", 100, 25, 25},
+      {"token_retention:keep=0.25,budget=3", 100, 25, 25},
+      {"token_retention:budget=12", 8, 12, 8},
+  }));
+  CAPTURE(c.spec, c.context);
+  const model_shape shape{"test", 1, 4, 2, 8};
+  auto t = test::random_qkv(shape, c.context + 1, 1);
+  auto m = resolve_method(c.spec, "cpu").create();
+  m->prepare(make_problem(shape, c.context, c.context + 1), exec_context{});
+  m->prefill(t.q.view().rows(0, c.context), t.k.view().rows(0, c.context),
+             t.v.view().rows(0, c.context), nullptr);
+  const auto s = m->stats();
+  CHECK(s.budget_tokens == c.budget);
+  CHECK(s.resident_tokens == std::vector<std::int64_t>{c.resident, c.resident});
+  CHECK(s.resident_bytes == std::uint64_t(c.resident * 2 * 2 * 8 * 4));
+}
+
+TEST_CASE("token_retention validates its parameters", "[adapters][token_retention][params]") {
+  check_bad_input("token_retention:budget=0", "parameter 'budget' = 0 is out of range");
+  check_bad_input("token_retention:keep=0", "parameter 'keep' = 0 is out of range");
+  check_bad_input("token_retention:probe=0", "parameter 'probe' = 0 is out of range");
+  check_bad_input("token_retention:chunk=0", "parameter 'chunk' = 0 is out of range");
+  check_bad_input("token_retention:beta=0.9",
+                  "unknown parameter 'beta' (known: budget, keep, probe, chunk)");
+  CHECK(resolve_method("token_retention:probe=4", "cpu").canonical ==
+        "token_retention:budget=1024,chunk=64,probe=4");
+}

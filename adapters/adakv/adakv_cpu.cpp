@@ -63,19 +63,14 @@ class adakv_method final : public prompt_score_method {
 };
 
 method_info adakv_info() {
-  method_info info;
-  info.name = "adakv";
-  info.backend = "cpu";
-  info.paper =
+  return cpu_method_info(
+      "adakv",
       "Ada-KV: Optimizing KV Cache Eviction by Adaptive Budget Allocation for Efficient LLM "
-      "Inference";
-  info.summary =
-      "share the layer's budget across KV heads by score mass (safeguard alpha), over a scorer";
-  info.params = adakv::schema();
-  info.factory = [](const param_values& values) -> std::unique_ptr<kv_method> {
-    return std::make_unique<adakv_method>(make_scorer(values), values);
-  };
-  return info;
+      "Inference",
+      "share the layer's budget across KV heads by score mass (safeguard alpha), over a scorer",
+      adakv::schema(), [](const param_values& values) -> std::unique_ptr<kv_method> {
+        return std::make_unique<adakv_method>(make_scorer(values), values);
+      });
 }
 
 }  // namespace

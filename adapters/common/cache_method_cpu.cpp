@@ -30,6 +30,50 @@ std::optional<std::string> gqa_unsupported_reason(const attention_problem& probl
   return why.str();
 }
 
+method_info cpu_method_info(std::string name, std::string paper, std::string summary,
+                            std::vector<param_def> params, method_factory factory) {
+  method_info info;
+  info.name = std::move(name);
+  info.backend = "cpu";
+  info.paper = std::move(paper);
+  info.summary = std::move(summary);
+  info.params = std::move(params);
+  info.factory = std::move(factory);
+  return info;
+}
+
+void check_kv_shapes(tensor_view k, tensor_view v, const model_shape& shape) {
+  ATTNBENCH_CHECK(
+      k.heads == shape.kv_heads && v.heads == shape.kv_heads && k.head_dim == shape.head_dim &&
+          v.head_dim == shape.head_dim && k.tokens == v.tokens,
+      internal,
+      "k/v shapes [" << k.tokens << ", " << k.heads << ", " << k.head_dim << "] / [" << v.tokens
+                     << ", " << v.heads << ", " << v.head_dim << "] do not match kv_heads "
+                     << shape.kv_heads << ", head_dim " << shape.head_dim);
+}
+
+void check_prefill_shapes(tensor_view q, tensor_view out, std::int64_t tokens,
+                          const model_shape& shape) {
+  const int d = shape.head_dim;
+  ATTNBENCH_CHECK(
+      q.tokens == tokens && q.heads == shape.q_heads && q.head_dim == d && out.tokens == tokens &&
+          out.heads == shape.q_heads && out.head_dim == d,
+      internal,
+      "prefill q/out shapes do not match [" << tokens << ", " << shape.q_heads << ", " << d << "]");
+}
+
+void check_attend_shapes(tensor_view q, tensor_view out, const model_shape& shape,
+                         std::int64_t length) {
+  const int n = q.tokens, d = shape.head_dim;
+  ATTNBENCH_CHECK(
+      q.heads == shape.q_heads && q.head_dim == d && out.tokens == n &&
+          out.heads == shape.q_heads && out.head_dim == d,
+      internal,
+      "attend q/out shapes do not match [" << n << ", " << shape.q_heads << ", " << d << "]");
+  ATTNBENCH_CHECK(n <= length, internal,
+                  "attend got " << n << " queries but the sequence has " << length << " tokens");
+}
+
 kv_rows head_rows(tensor_view k, tensor_view v, int head) {
   const auto stride = static_cast<std::size_t>(k.heads) * static_cast<std::size_t>(k.head_dim);
   return kv_rows{k.at(0, head), v.data ? v.at(0, head) : nullptr, stride, k.tokens};
@@ -76,13 +120,7 @@ void cache_method::prepare(const attention_problem& problem, const exec_context&
 
 void cache_method::check_kv(tensor_view k, tensor_view v) const {
   ATTNBENCH_CHECK(m_prepared, internal, "prepare must be called first");
-  ATTNBENCH_CHECK(
-      k.heads == m_shape.kv_heads && v.heads == m_shape.kv_heads &&
-          k.head_dim == m_shape.head_dim && v.head_dim == m_shape.head_dim && k.tokens == v.tokens,
-      internal,
-      "k/v shapes [" << k.tokens << ", " << k.heads << ", " << k.head_dim << "] / [" << v.tokens
-                     << ", " << v.heads << ", " << v.head_dim << "] do not match kv_heads "
-                     << m_shape.kv_heads << ", head_dim " << m_shape.head_dim);
+  check_kv_shapes(k, v, m_shape);
 }
 
 bool cache_method::parallel_worth_it(std::uint64_t multiply_adds) const {
@@ -127,14 +165,9 @@ void cache_method::prefill(tensor_view q, tensor_view k, tensor_view v, tensor_v
   check_kv(k, v);
   ATTNBENCH_CHECK(!m_prefilled && m_length == 0, internal,
                   "prefill must be called once, before any append");
-  const int tokens = k.tokens, d = m_shape.head_dim;
+  const int tokens = k.tokens;
   if (maybe_out) {
-    ATTNBENCH_CHECK(q.tokens == tokens && q.heads == m_shape.q_heads && q.head_dim == d &&
-                        maybe_out->tokens == tokens && maybe_out->heads == m_shape.q_heads &&
-                        maybe_out->head_dim == d,
-                    internal,
-                    "prefill q/out shapes do not match [" << tokens << ", " << m_shape.q_heads
-                                                          << ", " << d << "]");
+    check_prefill_shapes(q, *maybe_out, tokens, m_shape);
     prompt_outputs(q, k, v, *maybe_out);
   }
   const auto kept = select_prompt(q, k, v);
@@ -157,13 +190,7 @@ void cache_method::attend(tensor_view q, tensor_view out) {
   ATTNBENCH_CHECK(m_prepared, internal, "prepare must be called first");
   const int n = q.tokens, kv_heads = m_shape.kv_heads, group = m_shape.group_size();
   const int d = m_shape.head_dim;
-  ATTNBENCH_CHECK(
-      q.heads == m_shape.q_heads && q.head_dim == d && out.tokens == n &&
-          out.heads == m_shape.q_heads && out.head_dim == d,
-      internal,
-      "attend q/out shapes do not match [" << n << ", " << m_shape.q_heads << ", " << d << "]");
-  ATTNBENCH_CHECK(n <= m_length, internal,
-                  "attend got " << n << " queries but the sequence has " << m_length << " tokens");
+  check_attend_shapes(q, out, m_shape, m_length);
   m_attend_queries = n;
 
   // Query i sits at position m_length - n + i and sees the cached rows up to it.

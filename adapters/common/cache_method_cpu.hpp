@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -22,6 +23,31 @@ namespace attnbench::cpu {
 
 /// Checks shared by every CPU adapter: positive sizes and q_heads divisible by kv_heads.
 std::optional<std::string> gqa_unsupported_reason(const attention_problem& problem);
+
+/// The method_info of a CPU adapter (backend "cpu"), which every CPU registration builds.
+method_info cpu_method_info(std::string name, std::string paper, std::string summary,
+                            std::vector<param_def> params, method_factory factory);
+
+/// The same for a method class built from its validated parameters, as `Method(values)`.
+template <class Method>
+method_info cpu_method_info(std::string name, std::string paper, std::string summary,
+                            std::vector<param_def> params) {
+  return cpu_method_info(std::move(name), std::move(paper), std::move(summary), std::move(params),
+                         [](const param_values& values) -> std::unique_ptr<kv_method> {
+                           return std::make_unique<Method>(values);
+                         });
+}
+
+/// Argument checks of the CPU adapters' entry points (internal errors: the caller broke the
+/// contract). k, v: [tokens, kv_heads, head_dim] of `shape`, with the same tokens.
+void check_kv_shapes(tensor_view k, tensor_view v, const model_shape& shape);
+/// prefill's outputs: q and out [tokens, q_heads, head_dim] of `shape`.
+void check_prefill_shapes(tensor_view q, tensor_view out, std::int64_t tokens,
+                          const model_shape& shape);
+/// attend's: q and out [queries, q_heads, head_dim] of `shape`, at most `length` queries (the
+/// tokens of the sequence so far).
+void check_attend_shapes(tensor_view q, tensor_view out, const model_shape& shape,
+                         std::int64_t length);
 
 /// Rows of KV head `head` of a [tokens, kv_heads, head_dim] K/V pair, as kv_rows.
 kv_rows head_rows(tensor_view k, tensor_view v, int head);

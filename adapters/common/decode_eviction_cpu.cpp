@@ -284,6 +284,31 @@ void prompt_stream::keep(const std::vector<std::int64_t>& rows) {
   keep_entries(m_positions, rows);
 }
 
+std::int64_t decode_eviction_method::plan(const attention_problem& problem) {
+  const std::int64_t budget = resolve_budget(m_values, problem.context_tokens);
+  m_evicts = std::max(problem.max_tokens, problem.context_tokens) > budget;
+  plan_eviction(problem, budget);
+  return budget;
+}
+
+std::vector<std::vector<std::int64_t>> decode_eviction_method::stream_each_head(
+    tensor_view q, tensor_view k, tensor_view v,
+    const std::function<std::vector<std::int64_t>(int head)>& stream) {
+  if (!m_evicts) return cache_method::select_prompt(q, k, v);
+  std::vector<std::vector<std::int64_t>> kept(static_cast<std::size_t>(m_shape.kv_heads));
+#pragma omp parallel for schedule(static) num_threads(m_threads) if (m_threads > 1)
+  for (int h = 0; h < m_shape.kv_heads; ++h) kept[static_cast<std::size_t>(h)] = stream(h);
+  return kept;
+}
+
+void sum_over_group(const float* weights, int group, std::int64_t rows, std::vector<float>& out) {
+  out.assign(weights, weights + rows);
+  for (int g = 1; g < group; ++g) {
+    const float* w = weights + static_cast<std::size_t>(g) * static_cast<std::size_t>(rows);
+    for (std::int64_t r = 0; r < rows; ++r) out[static_cast<std::size_t>(r)] += w[r];
+  }
+}
+
 std::vector<std::int64_t> keep_newest_and_best(const float* scores, std::int64_t n,
                                                std::int64_t protect, std::int64_t count) {
   ATTNBENCH_ASSERT(0 <= protect && protect <= count && count <= n);

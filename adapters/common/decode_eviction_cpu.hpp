@@ -1,7 +1,8 @@
 /// Shared machinery of the CPU methods that evict by attention statistics as tokens arrive (h2o,
-/// lazy_eviction, token_retention, tova): the prompt replayed as the token stream decoding would
-/// see, so that a method compresses its prompt by its own decode-time rule in O(n * budget) work
-/// instead of the O(n^2) of full attention, and the choice of the rows a head keeps.
+/// lazy_eviction, token_retention, tova): their common base class (budget, whether anything is
+/// ever evicted), the prompt replayed as the token stream decoding would see, so that a method
+/// compresses its prompt by its own decode-time rule in O(n * budget) work instead of the O(n^2)
+/// of full attention, and the choice of the rows a head keeps.
 #pragma once
 
 #include <cstdint>
@@ -10,9 +11,36 @@
 
 #include "adapters/common/cache_method_cpu.hpp"
 #include "adapters/common/cpu_kv_cache.hpp"
+#include "harness/params.hpp"
 #include "harness/tensor.hpp"
 
 namespace attnbench::cpu {
+
+/// The base of the methods that keep their budget while decoding grows the cache: plan resolves
+/// budget / keep and whether the sequence can ever outgrow it (m_evicts); only then are the
+/// decode queries' weights observed and the prompt compressed.
+class decode_eviction_method : public cache_method {
+ public:
+  explicit decode_eviction_method(param_values values) : m_values(std::move(values)) {}
+
+ protected:
+  /// Sets m_evicts, then calls plan_eviction; returns the resolved budget.
+  std::int64_t plan(const attention_problem& problem) final;
+  /// The method's own set-up for `budget` tokens per KV head (m_evicts is set, m_budget not yet).
+  virtual void plan_eviction(const attention_problem& problem, std::int64_t budget) = 0;
+
+  bool observes_attention() const override { return m_evicts; }
+
+  /// select_prompt for methods that stream the prompt through each KV head: `stream(head)`
+  /// returns the head's kept rows, heads run in parallel (m_threads). Keeps everything when
+  /// nothing will be evicted. k: [tokens, kv_heads, head_dim].
+  std::vector<std::vector<std::int64_t>> stream_each_head(
+      tensor_view q, tensor_view k, tensor_view v,
+      const std::function<std::vector<std::int64_t>(int head)>& stream);
+
+  param_values m_values;
+  bool m_evicts = false;  // the sequence can outgrow the budget
+};
 
 /// One KV head's replay of a prompt as a token stream. The head holds a subset of the prompt rows
 /// streamed so far; advance() streams the next tokens: they join the held rows and each of their
@@ -66,6 +94,10 @@ class prompt_stream {
   std::vector<float> m_queries;  // [count * group, head_dim]: the chunk's queries, pre-scaled
   scratch m_scratch;
 };
+
+/// A decode query's weights summed over its group: out[r] = sum over g of weights[g * rows + r]
+/// (weights as cache_method::observe passes them), added in group order.
+void sum_over_group(const float* weights, int group, std::int64_t rows, std::vector<float>& out);
 
 /// The rows a head keeps when it shrinks to `count` rows: its newest `protect` rows (the last
 /// ones, rows being in position order) and the `count - protect` highest-scoring of the others,

@@ -58,6 +58,13 @@ scorer_registrar::scorer_registrar(const std::string& name, scorer_factory make)
   scorer_registry()[name] = std::move(make);
 }
 
+scorer_registrar::scorer_registrar(const std::string& name, score_function score)
+    : scorer_registrar(name, [score = std::move(score)](const param_values&) {
+        prompt_scorer s;
+        s.score = score;
+        return s;
+      }) {}
+
 prompt_scorer make_prompt_scorer(const std::string& name, const param_values& values) {
   const auto it = scorer_registry().find(name);
   ATTNBENCH_CHECK(it != scorer_registry().end(), internal,
@@ -93,17 +100,12 @@ std::vector<std::vector<std::int64_t>> prompt_score_method::select(const prompt_
 }
 
 method_info prompt_score_cpu_info(std::string name, std::string paper, std::string summary,
-                                  std::vector<param_def> params, scorer_factory make_scorer) {
-  method_info info;
-  info.name = std::move(name);
-  info.backend = "cpu";
-  info.paper = std::move(paper);
-  info.summary = std::move(summary);
-  info.params = std::move(params);
-  info.factory = [make_scorer](const param_values& values) -> std::unique_ptr<kv_method> {
-    return std::make_unique<prompt_score_method>(make_scorer(values), values);
+                                  std::vector<param_def> params) {
+  auto factory = [name](const param_values& values) -> std::unique_ptr<kv_method> {
+    return std::make_unique<prompt_score_method>(make_prompt_scorer(name, values), values);
   };
-  return info;
+  return cpu_method_info(std::move(name), std::move(paper), std::move(summary), std::move(params),
+                         std::move(factory));
 }
 
 }  // namespace attnbench::cpu

@@ -34,12 +34,15 @@ struct prompt_scores {
   std::vector<std::vector<float>> scores;
 };
 
+/// A scoring rule: the prompt's scores.
+using score_function = std::function<prompt_scores(const score_request&)>;
+
 /// A scoring rule and the per-layer budget that goes with it.
 struct prompt_scorer {
   /// Tokens per KV head kept at the problem's layer, given the method's budget per KV head
   /// (already resolved from budget / keep). Null means the budget itself.
   std::function<std::int64_t(const attention_problem&, std::int64_t budget)> layer_budget;
-  std::function<prompt_scores(const score_request&)> score;
+  score_function score;
 };
 
 /// Rows (increasing) one head keeps of a `tokens`-token prompt whose last `forced_tail` rows are
@@ -83,18 +86,20 @@ class prompt_score_method : public cache_method {
 using scorer_factory = std::function<prompt_scorer(const param_values&)>;
 
 /// Registers a method's scorer under the method's name (next to ATTNBENCH_REGISTER_METHOD), so
-/// that wrappers such as adakv can run any registered scorer.
+/// that the method (prompt_score_cpu_info) and wrappers such as adakv can run it.
 struct scorer_registrar {
   scorer_registrar(const std::string& name, scorer_factory make);
+  /// A scorer that reads no parameters and keeps the uniform budget: its score function alone.
+  scorer_registrar(const std::string& name, score_function score);
 };
 
 /// The scorer registered as `name`, built from `values` (which must hold every parameter the
 /// scorer reads). An unknown name is a programmer error (the caller's schema lists the names).
 prompt_scorer make_prompt_scorer(const std::string& name, const param_values& values);
 
-/// The method_info of a CPU prompt-compression method with a uniform per-head budget: the
-/// scorer is built from the validated parameters each time an instance is created.
+/// The method_info of a CPU prompt-compression method that selects with select_head: the scorer
+/// registered as `name` is built from the validated parameters each time an instance is created.
 method_info prompt_score_cpu_info(std::string name, std::string paper, std::string summary,
-                                  std::vector<param_def> params, scorer_factory make_scorer);
+                                  std::vector<param_def> params);
 
 }  // namespace attnbench::cpu

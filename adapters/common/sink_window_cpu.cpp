@@ -50,18 +50,13 @@ void sink_window_method::after_append(int) {
 method_info sink_window_cpu_info(
     std::string name, std::string paper, std::string summary, std::vector<param_def> params,
     std::function<sink_window_policy(const param_values&, std::int64_t)> policy) {
-  method_info info;
-  info.name = std::move(name);
-  info.backend = "cpu";
-  info.paper = std::move(paper);
-  info.summary = std::move(summary);
-  info.params = std::move(params);
-  info.factory = [policy](const param_values& values) -> std::unique_ptr<kv_method> {
-    return std::make_unique<sink_window_method>([policy, values](const attention_problem& problem) {
-      return policy(values, problem.context_tokens);
-    });
-  };
-  return info;
+  return cpu_method_info(std::move(name), std::move(paper), std::move(summary), std::move(params),
+                         [policy](const param_values& values) -> std::unique_ptr<kv_method> {
+                           return std::make_unique<sink_window_method>(
+                               [policy, values](const attention_problem& problem) {
+                                 return policy(values, problem.context_tokens);
+                               });
+                         });
 }
 
 }  // namespace attnbench::cpu

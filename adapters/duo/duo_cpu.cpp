@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -182,18 +181,7 @@ class duo_method : public cache_method {
 
 }  // namespace attnbench::cpu
 
-ATTNBENCH_REGISTER_METHOD([] {
-  attnbench::method_info info;
-  info.name = "duo";
-  info.backend = "cpu";
-  info.paper =
-      "DuoAttention: Efficient Long-Context LLM Inference with Retrieval and Streaming Heads";
-  info.summary =
-      "calibrated retrieval heads keep the full cache; streaming heads keep `sinks` + `window`";
-  info.params = attnbench::duo::schema();
-  info.factory =
-      [](const attnbench::param_values& values) -> std::unique_ptr<attnbench::kv_method> {
-    return std::make_unique<attnbench::cpu::duo_method>(values);
-  };
-  return info;
-}());
+ATTNBENCH_REGISTER_METHOD(attnbench::cpu::cpu_method_info<attnbench::cpu::duo_method>(
+    "duo", "DuoAttention: Efficient Long-Context LLM Inference with Retrieval and Streaming Heads",
+    "calibrated retrieval heads keep the full cache; streaming heads keep `sinks` + `window`",
+    attnbench::duo::schema()));

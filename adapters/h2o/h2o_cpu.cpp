@@ -1,7 +1,5 @@
 /// h2o on the CPU: accumulated attention per cached row, the prompt streamed through the same
 /// rule (adapters/common/decode_eviction_cpu.hpp), greedy eviction when tokens arrive.
-#include <memory>
-
 #include "adapters/common/cache_method_cpu.hpp"
 #include "adapters/common/decode_eviction_cpu.hpp"
 #include "adapters/h2o/h2o.hpp"
@@ -9,32 +7,21 @@
 namespace attnbench::cpu {
 namespace {
 
-class h2o_method final : public cache_method {
+class h2o_method final : public decode_eviction_method {
  public:
-  explicit h2o_method(param_values values) : m_values(std::move(values)) {}
+  using decode_eviction_method::decode_eviction_method;
 
  protected:
-  std::int64_t plan(const attention_problem& problem) override {
-    const std::int64_t budget = resolve_budget(m_values, problem.context_tokens);
+  void plan_eviction(const attention_problem&, std::int64_t budget) override {
     m_recent = h2o::recent_tokens(budget, m_values.get_real("recent_ratio"));
     m_chunk = m_values.get_int("chunk");
-    // Scores only matter when something will be evicted.
-    m_evicts = std::max(problem.max_tokens, problem.context_tokens) > budget;
     m_scores.assign(static_cast<std::size_t>(m_shape.kv_heads), {});
-    return budget;
   }
 
   std::vector<std::vector<std::int64_t>> select_prompt(tensor_view q, tensor_view k,
                                                        tensor_view v) override {
-    if (!m_evicts) return cache_method::select_prompt(q, k, v);
-    std::vector<std::vector<std::int64_t>> kept(static_cast<std::size_t>(m_shape.kv_heads));
-#pragma omp parallel for schedule(static) num_threads(m_threads) if (m_threads > 1)
-    for (int h = 0; h < m_shape.kv_heads; ++h)
-      kept[static_cast<std::size_t>(h)] = stream_prompt(q, k, h);
-    return kept;
+    return stream_each_head(q, k, v, [&](int head) { return stream_prompt(q, k, head); });
   }
-
-  bool observes_attention() const override { return m_evicts; }
 
   // Every decode query adds its weights, summed over the group, to the rows it sees. Nothing is
   // evicted here, so the later queries of a call see the rows they would have seen anyway.
@@ -87,28 +74,15 @@ class h2o_method final : public cache_method {
     return keep_newest_and_best(score.data(), rows, std::min(m_recent, rows), m_budget);
   }
 
-  param_values m_values;
   std::int64_t m_recent = 1;
   std::int64_t m_chunk = 64;
-  bool m_evicts = false;
   std::vector<std::vector<float>> m_scores;  // [kv_heads][rows]: accumulated attention per row
 };
 
 }  // namespace
 }  // namespace attnbench::cpu
 
-ATTNBENCH_REGISTER_METHOD([] {
-  attnbench::method_info info;
-  info.name = "h2o";
-  info.backend = "cpu";
-  info.paper =
-      "H2O: Heavy-Hitter Oracle for Efficient Generative Inference of Large Language Models";
-  info.summary =
-      "keep a recent window and the tokens with the largest attention accumulated over all queries";
-  info.params = attnbench::h2o::schema();
-  info.factory = [](const attnbench::param_values& values) {
-    return std::unique_ptr<attnbench::kv_method>(
-        std::make_unique<attnbench::cpu::h2o_method>(values));
-  };
-  return info;
-}());
+ATTNBENCH_REGISTER_METHOD(attnbench::cpu::cpu_method_info<attnbench::cpu::h2o_method>(
+    "h2o", "H2O: Heavy-Hitter Oracle for Efficient Generative Inference of Large Language Models",
+    "keep a recent window and the tokens with the largest attention accumulated over all queries",
+    attnbench::h2o::schema()));

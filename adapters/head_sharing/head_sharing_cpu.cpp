@@ -70,12 +70,7 @@ class head_sharing_method final : public kv_method {
  private:
   void check_kv(tensor_view k, tensor_view v) const {
     ATTNBENCH_CHECK(m_inner, internal, "prepare must be called first");
-    ATTNBENCH_CHECK(k.heads == m_shape.kv_heads && v.heads == m_shape.kv_heads &&
-                        k.head_dim == m_shape.head_dim && v.head_dim == m_shape.head_dim &&
-                        k.tokens == v.tokens,
-                    internal,
-                    "k/v shapes do not match kv_heads " << m_shape.kv_heads << ", head_dim "
-                                                        << m_shape.head_dim);
+    check_kv_shapes(k, v, m_shape);
   }
 
   // pool=norm: each head's weight within its group is its share of the group's prompt-key norms.
@@ -132,16 +127,10 @@ class head_sharing_method final : public kv_method {
 method_info head_sharing_info(std::string name, std::string paper, std::string summary,
                               std::vector<param_def> params,
                               head_sharing::sharing_config (*config)(const param_values&)) {
-  method_info info;
-  info.name = std::move(name);
-  info.backend = "cpu";
-  info.paper = std::move(paper);
-  info.summary = std::move(summary);
-  info.params = std::move(params);
-  info.factory = [config](const param_values& values) -> std::unique_ptr<kv_method> {
-    return std::make_unique<head_sharing_method>(config(values));
-  };
-  return info;
+  return cpu_method_info(std::move(name), std::move(paper), std::move(summary), std::move(params),
+                         [config](const param_values& values) -> std::unique_ptr<kv_method> {
+                           return std::make_unique<head_sharing_method>(config(values));
+                         });
 }
 
 }  // namespace

@@ -17,13 +17,7 @@ prompt_scores knorm_scores(const score_request& r) {
   return out;
 }
 
-prompt_scorer make_knorm_scorer(const param_values&) {
-  prompt_scorer s;
-  s.score = knorm_scores;
-  return s;
-}
-
-const scorer_registrar knorm_scorer("knorm", make_knorm_scorer);
+const scorer_registrar knorm_scorer("knorm", knorm_scores);
 
 }  // namespace
 
@@ -32,4 +26,4 @@ const scorer_registrar knorm_scorer("knorm", make_knorm_scorer);
 ATTNBENCH_REGISTER_METHOD(attnbench::cpu::prompt_score_cpu_info(
     "knorm", "A Simple and Effective L2 Norm-Based Strategy for KV Cache Compression",
     "per KV head, keep the prompt tokens whose keys have the smallest L2 norm",
-    attnbench::knorm::schema(), attnbench::cpu::make_knorm_scorer));
+    attnbench::knorm::schema()));

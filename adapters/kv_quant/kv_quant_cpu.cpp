@@ -178,14 +178,7 @@ class kv_quant_method final : public kv_method {
     ATTNBENCH_CHECK(m_prepared, internal, "prepare must be called first");
     const int n = q.tokens, kv_heads = m_shape.kv_heads, group = m_shape.group_size();
     const int d = m_shape.head_dim;
-    ATTNBENCH_CHECK(
-        q.heads == m_shape.q_heads && q.head_dim == d && out.tokens == n &&
-            out.heads == m_shape.q_heads && out.head_dim == d,
-        internal,
-        "attend q/out shapes do not match [" << n << ", " << m_shape.q_heads << ", " << d << "]");
-    ATTNBENCH_CHECK(
-        n <= m_length, internal,
-        "attend got " << n << " queries but the sequence has " << m_length << " tokens");
+    check_attend_shapes(q, out, m_shape, m_length);
 
     // Query i sits at position m_length - n + i and sees the tokens up to it: a prefix of the
     // quantized rows, then a prefix of the float32 tail. Bytes read: the codes of every
@@ -266,12 +259,7 @@ class kv_quant_method final : public kv_method {
 
   void check_kv(tensor_view k, tensor_view v) const {
     ATTNBENCH_CHECK(m_prepared, internal, "prepare must be called first");
-    ATTNBENCH_CHECK(k.heads == m_shape.kv_heads && v.heads == m_shape.kv_heads &&
-                        k.head_dim == m_shape.head_dim && v.head_dim == m_shape.head_dim &&
-                        k.tokens == v.tokens,
-                    internal,
-                    "k/v shapes do not match kv_heads " << m_shape.kv_heads << ", head_dim "
-                                                        << m_shape.head_dim);
+    check_kv_shapes(k, v, m_shape);
   }
 
   // Appends one group of G rows to the quantized store: keys per channel over the group's
@@ -322,11 +310,7 @@ class kv_quant_method final : public kv_method {
   void prompt_outputs(tensor_view q, tensor_view k, tensor_view v, tensor_view out) {
     const int tokens = k.tokens, kv_heads = m_shape.kv_heads, group = m_shape.group_size();
     const int d = m_shape.head_dim;
-    ATTNBENCH_CHECK(q.tokens == tokens && q.heads == m_shape.q_heads && q.head_dim == d &&
-                        out.tokens == tokens && out.heads == m_shape.q_heads && out.head_dim == d,
-                    internal,
-                    "prefill q/out shapes do not match [" << tokens << ", " << m_shape.q_heads
-                                                          << ", " << d << "]");
+    check_prefill_shapes(q, out, tokens, m_shape);
     const auto multiply_adds = static_cast<std::uint64_t>(tokens) *
                                static_cast<std::uint64_t>(tokens + 1) / 2 *
                                static_cast<std::uint64_t>(m_shape.q_heads * d);
@@ -360,19 +344,12 @@ class kv_quant_method final : public kv_method {
 
 }  // namespace
 
-ATTNBENCH_REGISTER_METHOD([] {
-  method_info info;
-  info.name = "kv_quant";
-  info.backend = "cpu";
-  info.paper = "KIVI: A Tuning-Free Asymmetric 2bit Quantization for KV Cache";
-  info.summary =
-      "int8/int4 KV cache: keys per channel over G-token groups, values per token, the last R "
-      "tokens in float32";
-  info.params = kv_quant::schema();
-  info.factory = [](const param_values& values) -> std::unique_ptr<kv_method> {
-    return std::make_unique<kv_quant_method>(kv_quant::make_config(values));
-  };
-  return info;
-}());
+ATTNBENCH_REGISTER_METHOD(cpu_method_info(
+    "kv_quant", "KIVI: A Tuning-Free Asymmetric 2bit Quantization for KV Cache",
+    "int8/int4 KV cache: keys per channel over G-token groups, values per token, the last R "
+    "tokens in float32",
+    kv_quant::schema(), [](const param_values& values) -> std::unique_ptr<kv_method> {
+      return std::make_unique<kv_quant_method>(kv_quant::make_config(values));
+    }));
 
 }  // namespace attnbench::cpu

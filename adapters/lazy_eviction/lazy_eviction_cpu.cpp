@@ -2,7 +2,6 @@
 /// arrives past the budget, the prompt streamed through the same rule.
 #include <bit>
 #include <limits>
-#include <memory>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -48,9 +47,9 @@ struct recurrences {
   }
 };
 
-class lazy_eviction_method final : public cache_method {
+class lazy_eviction_method final : public decode_eviction_method {
  public:
-  explicit lazy_eviction_method(param_values values) : m_values(std::move(values)) {}
+  using decode_eviction_method::decode_eviction_method;
 
   std::optional<std::string> unsupported_reason(const attention_problem& problem) const override {
     if (auto why = cache_method::unsupported_reason(problem)) return why;
@@ -64,40 +63,25 @@ class lazy_eviction_method final : public cache_method {
   }
 
  protected:
-  std::int64_t plan(const attention_problem& problem) override {
-    const std::int64_t budget = resolve_budget(m_values, problem.context_tokens);
+  void plan_eviction(const attention_problem&, std::int64_t budget) override {
     m_window = lazy_eviction::effective_window(budget, m_values.get_int("window"));
     m_evict_to = lazy_eviction::evict_to(budget, m_values.get_int("window"));
     // The threshold is on the group's mean weight; the kernels sum the group.
     m_threshold = static_cast<float>(m_values.get_real("threshold")) *
                   static_cast<float>(m_shape.group_size());
-    m_evicts = std::max(problem.max_tokens, problem.context_tokens) > budget;
     m_state.assign(static_cast<std::size_t>(m_shape.kv_heads), {});
     m_summed.assign(static_cast<std::size_t>(m_shape.kv_heads), {});
-    return budget;
   }
 
   std::vector<std::vector<std::int64_t>> select_prompt(tensor_view q, tensor_view k,
                                                        tensor_view v) override {
-    if (!m_evicts) return cache_method::select_prompt(q, k, v);
-    std::vector<std::vector<std::int64_t>> kept(static_cast<std::size_t>(m_shape.kv_heads));
-#pragma omp parallel for schedule(static) num_threads(m_threads) if (m_threads > 1)
-    for (int h = 0; h < m_shape.kv_heads; ++h)
-      kept[static_cast<std::size_t>(h)] = stream_prompt(q, k, h);
-    return kept;
+    return stream_each_head(q, k, v, [&](int head) { return stream_prompt(q, k, head); });
   }
-
-  bool observes_attention() const override { return m_evicts; }
 
   void observe(int query, int head, const float* weights, std::int64_t rows) override {
     // Heads run concurrently: each sums its group into its own buffer.
     auto& summed = m_summed[static_cast<std::size_t>(head)];
-    summed.assign(weights, weights + rows);
-    for (int g = 1; g < m_shape.group_size(); ++g)
-      for (std::int64_t r = 0; r < rows; ++r)
-        summed[static_cast<std::size_t>(r)] +=
-            weights[static_cast<std::size_t>(g) * static_cast<std::size_t>(rows) +
-                    static_cast<std::size_t>(r)];
+    sum_over_group(weights, m_shape.group_size(), rows, summed);
     m_state[static_cast<std::size_t>(head)].attend(summed.data(), rows, m_threshold,
                                                    m_length - m_attend_queries + query);
   }
@@ -153,11 +137,9 @@ class lazy_eviction_method final : public cache_method {
     return stream.positions();
   }
 
-  param_values m_values;
   std::int64_t m_window = 1;
   std::int64_t m_evict_to = 1;
-  float m_threshold = 1e-4f;  // on the group-summed weight
-  bool m_evicts = false;
+  float m_threshold = 1e-4f;                 // on the group-summed weight
   std::vector<recurrences> m_state;          // [kv_heads]
   std::vector<std::vector<float>> m_summed;  // [kv_heads][rows]: observe's scratch
 };
@@ -165,20 +147,10 @@ class lazy_eviction_method final : public cache_method {
 }  // namespace
 }  // namespace attnbench::cpu
 
-ATTNBENCH_REGISTER_METHOD([] {
-  attnbench::method_info info;
-  info.name = "lazy_eviction";
-  info.backend = "cpu";
-  info.paper =
-      "LazyEviction: Lagged KV Eviction with Attention Pattern Observation for Efficient Long "
-      "Reasoning";
-  info.summary =
-      "every window steps, evict down to budget - window by maximum recurrence interval against "
-      "time since last attended";
-  info.params = attnbench::lazy_eviction::schema();
-  info.factory = [](const attnbench::param_values& values) {
-    return std::unique_ptr<attnbench::kv_method>(
-        std::make_unique<attnbench::cpu::lazy_eviction_method>(values));
-  };
-  return info;
-}());
+ATTNBENCH_REGISTER_METHOD(attnbench::cpu::cpu_method_info<attnbench::cpu::lazy_eviction_method>(
+    "lazy_eviction",
+    "LazyEviction: Lagged KV Eviction with Attention Pattern Observation for Efficient Long "
+    "Reasoning",
+    "every window steps, evict down to budget - window by maximum recurrence interval against "
+    "time since last attended",
+    attnbench::lazy_eviction::schema()));

@@ -25,4 +25,4 @@ const scorer_registrar pyramidkv_scorer("pyramidkv", make_pyramidkv_scorer);
 ATTNBENCH_REGISTER_METHOD(attnbench::cpu::prompt_score_cpu_info(
     "pyramidkv", "PyramidKV: Dynamic KV Cache Compression based on Pyramidal Information Funneling",
     "snapkv selection with layer budgets decreasing linearly from bottom to top (same total)",
-    attnbench::pyramidkv::schema(), attnbench::cpu::make_pyramidkv_scorer));
+    attnbench::pyramidkv::schema()));

@@ -13,13 +13,7 @@ prompt_scores random_scores(const score_request& r) {
   return out;
 }
 
-prompt_scorer make_random_scorer(const param_values&) {
-  prompt_scorer s;
-  s.score = random_scores;
-  return s;
-}
-
-const scorer_registrar random_scorer("random", make_random_scorer);
+const scorer_registrar random_scorer("random", random_scores);
 
 }  // namespace
 
@@ -28,4 +22,4 @@ const scorer_registrar random_scorer("random", make_random_scorer);
 ATTNBENCH_REGISTER_METHOD(attnbench::cpu::prompt_score_cpu_info(
     "random", "Random eviction baseline (kvpress RandomPress)",
     "per KV head, keep a seeded uniform random subset of the prompt (the floor)",
-    attnbench::random_keep::schema(), attnbench::cpu::make_random_scorer));
+    attnbench::random_keep::schema()));

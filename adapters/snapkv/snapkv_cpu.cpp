@@ -41,4 +41,4 @@ const scorer_registrar snapkv_scorer("snapkv", make_snapkv_scorer);
 ATTNBENCH_REGISTER_METHOD(attnbench::cpu::prompt_score_cpu_info(
     "snapkv", "SnapKV: LLM Knows What You are Looking for Before Generation",
     "per KV head, keep the window plus the top tokens by pooled observation-window attention",
-    attnbench::snapkv::schema(), attnbench::cpu::make_snapkv_scorer));
+    attnbench::snapkv::schema()));

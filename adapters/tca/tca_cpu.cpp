@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <memory>
 #include <numeric>
 #include <optional>
 #include <string>
@@ -272,17 +271,7 @@ class tca_method : public cache_method {
 
 }  // namespace attnbench::cpu
 
-ATTNBENCH_REGISTER_METHOD([] {
-  attnbench::method_info info;
-  info.name = "tca";
-  info.backend = "cpu";
-  info.paper = "Training-free Context-adaptive Attention for Efficient Long Context Modeling";
-  info.summary =
-      "calibrated per-head budgets; keep the window and the top-voted non-redundant tokens";
-  info.params = attnbench::tca::schema();
-  info.factory =
-      [](const attnbench::param_values& values) -> std::unique_ptr<attnbench::kv_method> {
-    return std::make_unique<attnbench::cpu::tca_method>(values);
-  };
-  return info;
-}());
+ATTNBENCH_REGISTER_METHOD(attnbench::cpu::cpu_method_info<attnbench::cpu::tca_method>(
+    "tca", "Training-free Context-adaptive Attention for Efficient Long Context Modeling",
+    "calibrated per-head budgets; keep the window and the top-voted non-redundant tokens",
+    attnbench::tca::schema()));

@@ -1,8 +1,6 @@
 /// token_retention on the CPU: per cached row, the probe attention that fixes its retention and
 /// then its beta; eviction of the lowest beta^age over budget, the prompt streamed through the
 /// same rule.
-#include <memory>
-
 #include "adapters/common/attention_scores.hpp"
 #include "adapters/common/cache_method_cpu.hpp"
 #include "adapters/common/decode_eviction_cpu.hpp"
@@ -18,31 +16,21 @@ struct retention {
   std::int64_t pending = 0;  // probe queries still to come
 };
 
-class token_retention_method final : public cache_method {
+class token_retention_method final : public decode_eviction_method {
  public:
-  explicit token_retention_method(param_values values) : m_values(std::move(values)) {}
+  using decode_eviction_method::decode_eviction_method;
 
  protected:
-  std::int64_t plan(const attention_problem& problem) override {
-    const std::int64_t budget = resolve_budget(m_values, problem.context_tokens);
+  void plan_eviction(const attention_problem&, std::int64_t budget) override {
     m_probe = std::min(m_values.get_int("probe"), budget);
     m_chunk = m_values.get_int("chunk");
-    m_evicts = std::max(problem.max_tokens, problem.context_tokens) > budget;
     m_state.assign(static_cast<std::size_t>(m_shape.kv_heads), {});
-    return budget;
   }
 
   std::vector<std::vector<std::int64_t>> select_prompt(tensor_view q, tensor_view k,
                                                        tensor_view v) override {
-    if (!m_evicts) return cache_method::select_prompt(q, k, v);
-    std::vector<std::vector<std::int64_t>> kept(static_cast<std::size_t>(m_shape.kv_heads));
-#pragma omp parallel for schedule(static) num_threads(m_threads) if (m_threads > 1)
-    for (int h = 0; h < m_shape.kv_heads; ++h)
-      kept[static_cast<std::size_t>(h)] = stream_prompt(q, k, h);
-    return kept;
+    return stream_each_head(q, k, v, [&](int head) { return stream_prompt(q, k, head); });
   }
-
-  bool observes_attention() const override { return m_evicts; }
 
   void observe(int query, int head, const float* weights, std::int64_t rows) override {
     const std::int64_t now = m_length - m_attend_queries + query;
@@ -114,28 +102,16 @@ class token_retention_method final : public cache_method {
     return stream.positions();
   }
 
-  param_values m_values;
   std::int64_t m_probe = 1;
   std::int64_t m_chunk = 64;
-  bool m_evicts = false;
   std::vector<std::vector<retention>> m_state;  // [kv_heads][rows]
 };
 
 }  // namespace
 }  // namespace attnbench::cpu
 
-ATTNBENCH_REGISTER_METHOD([] {
-  attnbench::method_info info;
-  info.name = "token_retention";
-  info.backend = "cpu";
-  info.paper = "Cache What Lasts: Token Retention for Memory-Bounded KV Cache in LLMs";
-  info.summary =
-      "evict the lowest beta^age over budget, beta per token and head from the attention its "
-      "first queries give it";
-  info.params = attnbench::token_retention::schema();
-  info.factory = [](const attnbench::param_values& values) {
-    return std::unique_ptr<attnbench::kv_method>(
-        std::make_unique<attnbench::cpu::token_retention_method>(values));
-  };
-  return info;
-}());
+ATTNBENCH_REGISTER_METHOD(attnbench::cpu::cpu_method_info<attnbench::cpu::token_retention_method>(
+    "token_retention", "Cache What Lasts: Token Retention for Memory-Bounded KV Cache in LLMs",
+    "evict the lowest beta^age over budget, beta per token and head from the attention its "
+    "first queries give it",
+    attnbench::token_retention::schema()));

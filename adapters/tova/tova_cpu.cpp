@@ -1,7 +1,6 @@
 /// tova on the CPU: the prompt cut to the last query's top tokens, then eviction by each decode
 /// step's last query, inside attend (cache_method::observe).
 #include <limits>
-#include <memory>
 
 #include "adapters/common/attention_scores.hpp"
 #include "adapters/common/cache_method_cpu.hpp"
@@ -12,16 +11,13 @@
 namespace attnbench::cpu {
 namespace {
 
-class tova_method final : public cache_method {
+class tova_method final : public decode_eviction_method {
  public:
-  explicit tova_method(param_values values) : m_values(std::move(values)) {}
+  using decode_eviction_method::decode_eviction_method;
 
  protected:
-  std::int64_t plan(const attention_problem& problem) override {
-    const std::int64_t budget = resolve_budget(m_values, problem.context_tokens);
-    m_evicts = std::max(problem.max_tokens, problem.context_tokens) > budget;
+  void plan_eviction(const attention_problem&, std::int64_t) override {
     m_scores.assign(static_cast<std::size_t>(m_shape.kv_heads), {});
-    return budget;
   }
 
   std::vector<std::vector<std::int64_t>> select_prompt(tensor_view q, tensor_view k,
@@ -46,20 +42,13 @@ class tova_method final : public cache_method {
     return kept;
   }
 
-  bool observes_attention() const override { return m_evicts; }
-
   void observe(int query, int head, const float* weights, std::int64_t rows) override {
     // Only the call's last query: it sees every row, and no later query of the call depends on
     // the rows it evicts.
     if (query != m_attend_queries - 1) return;
     ATTNBENCH_ASSERT(rows == m_cache.tokens(head));
     auto& score = m_scores[static_cast<std::size_t>(head)];
-    score.assign(weights, weights + rows);
-    const int group = m_shape.group_size();
-    for (int g = 1; g < group; ++g) {
-      const float* w = weights + static_cast<std::size_t>(g) * static_cast<std::size_t>(rows);
-      for (std::int64_t r = 0; r < rows; ++r) score[static_cast<std::size_t>(r)] += w[r];
-    }
+    sum_over_group(weights, m_shape.group_size(), rows, score);
     if (rows > m_budget) keep_rows(m_cache, head, top_indices(score.data(), rows, m_budget), score);
   }
 
@@ -79,24 +68,13 @@ class tova_method final : public cache_method {
   }
 
  private:
-  param_values m_values;
-  bool m_evicts = false;
   std::vector<std::vector<float>> m_scores;  // [kv_heads][rows]: the last query's weights
 };
 
 }  // namespace
 }  // namespace attnbench::cpu
 
-ATTNBENCH_REGISTER_METHOD([] {
-  attnbench::method_info info;
-  info.name = "tova";
-  info.backend = "cpu";
-  info.paper = "Transformers are Multi-State RNNs";
-  info.summary = "after each query, evict the tokens it attends least (group average) over budget";
-  info.params = attnbench::tova::schema();
-  info.factory = [](const attnbench::param_values& values) {
-    return std::unique_ptr<attnbench::kv_method>(
-        std::make_unique<attnbench::cpu::tova_method>(values));
-  };
-  return info;
-}());
+ATTNBENCH_REGISTER_METHOD(attnbench::cpu::cpu_method_info<attnbench::cpu::tova_method>(
+    "tova", "Transformers are Multi-State RNNs",
+    "after each query, evict the tokens it attends least (group average) over budget",
+    attnbench::tova::schema()));

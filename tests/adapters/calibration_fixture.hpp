@@ -51,41 +51,15 @@ inline fake_calibration random_calibration(const model_shape& shape, int layers,
   return c;
 }
 
-/// Mutable row (token, head) of a [tokens, heads, head_dim] tensor.
-inline float* row_of(host_tensor& t, std::int64_t token, int head) {
-  return t.data() + (static_cast<std::size_t>(token) * static_cast<std::size_t>(t.heads()) +
-                     static_cast<std::size_t>(head)) *
-                        static_cast<std::size_t>(t.head_dim());
-}
-
 /// test::run with calibration data and a layer index in the problem.
 inline run_result run_calibrated(const std::string& spec, qkv& t, const model_shape& shape,
                                  int context, const std::vector<int>& steps,
                                  const calibration_source& calibration, int layer = 0,
                                  int threads = 2) {
-  auto m = resolve_method(spec, "cpu").create();
-  exec_context ctx;
-  ctx.threads = threads;
   attention_problem problem = make_problem(shape, context, t.q.tokens());
   problem.calibration = &calibration;
   problem.layer = layer;
-  m->prepare(problem, ctx);
-  run_result r{host_tensor(context, shape.q_heads, shape.head_dim),
-               host_tensor(t.q.tokens() - context, shape.q_heads, shape.head_dim),
-               {}};
-  tensor_view out = r.prefill_out.view();
-  m->prefill(t.q.view().rows(0, context), t.k.view().rows(0, context), t.v.view().rows(0, context),
-             &out);
-  r.stats_after_step.push_back(m->stats());
-  int done = context;
-  for (int step : steps) {
-    m->append(t.k.view().rows(done, step), t.v.view().rows(done, step));
-    m->attend(t.q.view().rows(done, step), r.decode_out.view().rows(done - context, step));
-    r.stats_after_step.push_back(m->stats());
-    done += step;
-  }
-  REQUIRE(done == t.q.tokens());
-  return r;
+  return run_problem(spec, t, problem, steps, threads);
 }
 
 /// Error ratio of output row `out_row` of `out`, query head `q_head` only (query token `token`),

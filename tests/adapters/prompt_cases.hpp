@@ -1,6 +1,6 @@
 /// Helpers for the prompt-compression tests (snapkv, pyramidkv, knorm, random, adakv): Q/K/V
-/// whose observation window attends to chosen tokens, a run with any problem and seed, and the
-/// visible positions of a compressed prompt during decoding.
+/// whose observation window attends to chosen tokens, and the visible positions of a compressed
+/// prompt during decoding.
 #pragma once
 
 #include <catch2/catch.hpp>
@@ -25,51 +25,17 @@ inline qkv hot_token_qkv(const model_shape& shape, int tokens, int context, int 
   REQUIRE(shape.head_dim == 64);
   REQUIRE(hot.size() == static_cast<std::size_t>(shape.kv_heads));
   qkv t = random_qkv(shape, tokens, seed);
-  auto at = [](host_tensor& x, int token, int head) {
-    return x.data() + (static_cast<std::size_t>(token) * static_cast<std::size_t>(x.heads()) +
-                       static_cast<std::size_t>(head)) *
-                          static_cast<std::size_t>(x.head_dim());
-  };
   for (int h = 0; h < shape.kv_heads; ++h) {
-    for (int p = 0; p < context; ++p) at(t.k, p, h)[0] = 0.0f;
+    for (int p = 0; p < context; ++p) row_of(t.k, p, h)[0] = 0.0f;
     for (auto p : hot[static_cast<std::size_t>(h)])
-      at(t.k, static_cast<int>(p), h)[0] = hot_logit[static_cast<std::size_t>(h)];
+      row_of(t.k, static_cast<int>(p), h)[0] = hot_logit[static_cast<std::size_t>(h)];
   }
   for (int i = context - window; i < context; ++i)
     for (int qh = 0; qh < shape.q_heads; ++qh) {
-      float* q = at(t.q, i, qh);
+      float* q = row_of(t.q, i, qh);
       for (int d = 0; d < shape.head_dim; ++d) q[d] = d == 0 ? 8.0f : 0.0f;
     }
   return t;
-}
-
-/// test::run with an explicit problem (layer, layers) and seed.
-inline run_result run_problem(const std::string& spec, qkv& t, const attention_problem& problem,
-                              const std::vector<int>& steps, int threads = 2,
-                              std::uint64_t seed = 0) {
-  const model_shape& shape = problem.shape;
-  const int context = static_cast<int>(problem.context_tokens);
-  auto m = resolve_method(spec, "cpu").create();
-  exec_context ctx;
-  ctx.threads = threads;
-  ctx.seed = seed;
-  m->prepare(problem, ctx);
-  run_result r{host_tensor(context, shape.q_heads, shape.head_dim),
-               host_tensor(t.q.tokens() - context, shape.q_heads, shape.head_dim),
-               {}};
-  tensor_view out = r.prefill_out.view();
-  m->prefill(t.q.view().rows(0, context), t.k.view().rows(0, context), t.v.view().rows(0, context),
-             &out);
-  r.stats_after_step.push_back(m->stats());
-  int done = context;
-  for (int step : steps) {
-    m->append(t.k.view().rows(done, step), t.v.view().rows(done, step));
-    m->attend(t.q.view().rows(done, step), r.decode_out.view().rows(done - context, step));
-    r.stats_after_step.push_back(m->stats());
-    done += step;
-  }
-  REQUIRE(done == t.q.tokens());
-  return r;
 }
 
 /// The positions decode token `token` sees when the prompt kept `kept` (increasing) and every

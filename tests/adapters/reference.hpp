@@ -33,6 +33,13 @@ inline const float* row(const host_tensor& t, std::int64_t token, int head) {
                         static_cast<std::size_t>(t.head_dim());
 }
 
+/// Mutable row (token, head) of a [tokens, heads, head_dim] tensor.
+inline float* row_of(host_tensor& t, std::int64_t token, int head) {
+  return t.data() + (static_cast<std::size_t>(token) * static_cast<std::size_t>(t.heads()) +
+                     static_cast<std::size_t>(head)) *
+                        static_cast<std::size_t>(t.head_dim());
+}
+
 inline qkv random_qkv(const model_shape& shape, int tokens, std::uint64_t seed) {
   qkv t{host_tensor(tokens, shape.q_heads, shape.head_dim),
         host_tensor(tokens, shape.kv_heads, shape.head_dim),

@@ -4,7 +4,6 @@
 // resolution and stats, determinism, parameter validation.
 #include <catch2/catch.hpp>
 #include <cstdint>
-#include <cstring>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -27,12 +26,9 @@ using test::merged;
 using test::range;
 using test::run;
 using test::run_problem;
+using test::same_floats;
 
 namespace {
-
-bool same_floats(const host_tensor& a, const host_tensor& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
-}
 
 std::int64_t sum(const std::vector<std::int64_t>& v) {
   return std::accumulate(v.begin(), v.end(), std::int64_t{0});
@@ -46,17 +42,9 @@ TEST_CASE("adakv equals dense when its budget covers the prompt", "[adapters][ad
       GENERATE(as<std::string>{}, "snapkv", "pyramidkv", "knorm", "random", "tova");
   const std::string budget = GENERATE(as<std::string>{}, "budget=400", "keep=1");
   const int context = GENERATE(1, 120);
-  const model_shape shape{"test", 2, std::get<0>(heads), std::get<1>(heads), 64};
-  const std::string spec = "adakv:scorer=" + scorer + "," + budget;
-  CAPTURE(spec, context, shape.q_heads, shape.kv_heads);
-  const std::vector<int> steps = {1, 2, 1};
-  auto t = test::random_qkv(shape, context + 4, 3);
-  auto dense = run("dense", t, shape, context, steps);
-  auto method = run(spec, t, shape, context, steps);
-  CHECK(compare_to_dense(t, shape, method.prefill_out, dense.prefill_out, 0) <= 1.0);
-  CHECK(compare_to_dense(t, shape, method.decode_out, dense.decode_out, context) <= 1.0);
-  CHECK(method.stats_after_step.back().resident_tokens ==
-        dense.stats_after_step.back().resident_tokens);
+  test::check_equals_dense("adakv:scorer=" + scorer + "," + budget,
+                           test::dense_case_shape(heads, 2), context, {1, 2, 1},
+                           test::dense_stats::resident);
 }
 
 TEST_CASE("adakv allocation rule", "[adapters][adakv]") {
@@ -205,11 +193,7 @@ TEST_CASE("adakv resolves budget and keep", "[adapters][adakv][params]") {
   }));
   CAPTURE(c.spec, c.context);
   const model_shape shape{"test", 1, 8, 4, 16};
-  auto t = test::random_qkv(shape, c.context, 1);
-  auto m = resolve_method(c.spec, "cpu").create();
-  m->prepare(make_problem(shape, c.context, c.context), exec_context{});
-  m->prefill(t.q.view(), t.k.view(), t.v.view(), nullptr);
-  const auto s = m->stats();
+  const auto s = test::prefill_stats(c.spec, make_problem(shape, c.context, c.context));
   CHECK(s.budget_tokens == c.budget);
   CHECK(sum(s.resident_tokens) == 4 * c.budget);
   CHECK(s.resident_bytes == static_cast<std::uint64_t>(4 * c.budget) * (2 * 16 * 4));
@@ -219,10 +203,8 @@ TEST_CASE("adakv resolves budget and keep", "[adapters][adakv][params]") {
 TEST_CASE("adakv runs identically at any thread count", "[adapters][adakv]") {
   const model_shape shape{"test", 1, 8, 4, 64};
   auto t = test::random_qkv(shape, 303, 37);
-  auto one = run("adakv:budget=60,window=16", t, shape, 300, {1, 1, 1}, 1);
-  auto two = run("adakv:budget=60,window=16", t, shape, 300, {1, 1, 1}, 2);
-  CHECK(same_floats(one.decode_out, two.decode_out));
-  CHECK(one.stats_after_step[0].resident_tokens == two.stats_after_step[0].resident_tokens);
+  test::check_same_at_thread_counts("adakv:budget=60,window=16", t, make_problem(shape, 300, 303),
+                                    {1, 1, 1});
 }
 
 TEST_CASE("adakv validates its parameters", "[adapters][adakv][params]") {

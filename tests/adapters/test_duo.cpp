@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstdint>
-#include <cstring>
 #include <string>
 #include <vector>
 
@@ -60,14 +59,10 @@ test::fake_calibration ranked_calibration(const model_shape& shape) {
 std::vector<std::int64_t> resident_after_prefill(const std::string& spec, const model_shape& shape,
                                                  const calibration_source& calibration, int layer,
                                                  int context) {
-  auto t = test::random_qkv(shape, context, 17);
-  auto m = resolve_method(spec, "cpu").create();
   attention_problem problem = make_problem(shape, context, context);
   problem.calibration = &calibration;
   problem.layer = layer;
-  m->prepare(problem, exec_context{});
-  m->prefill(t.q.view(), t.k.view(), t.v.view(), nullptr);
-  return m->stats().resident_tokens;
+  return test::prefill_stats(spec, problem, true, 17).resident_tokens;
 }
 
 }  // namespace
@@ -79,19 +74,12 @@ TEST_CASE("duo equals dense when its streaming heads keep the whole sequence", "
       GENERATE(as<std::string>{}, "duo:window=400", "duo:sinks=0,budget=304",
                "duo:retrieval_ratio=1,sinks=2,window=8", "duo:retrieval_ratio=0,window=304");
   const model_shape shape{"test", 2, std::get<0>(heads), std::get<1>(heads), 64};
-  CAPTURE(spec, context, shape.q_heads, shape.kv_heads);
-  const std::vector<int> steps = {1, 2, 1};
   auto t = test::random_qkv(shape, context + 4, 3);
   auto calibration = test::random_calibration(shape, 2, 64, 60, 11);
-
-  auto dense = test::run("dense", t, shape, context, steps);
-  auto method = run_calibrated(spec, t, shape, context, steps, calibration, 1);
-  CHECK(compare_to_dense(t, shape, method.prefill_out, dense.prefill_out, 0) <= 1.0);
-  CHECK(compare_to_dense(t, shape, method.decode_out, dense.decode_out, context) <= 1.0);
-  CHECK(method.stats_after_step.back().resident_tokens ==
-        dense.stats_after_step.back().resident_tokens);
-  CHECK(method.stats_after_step.back().kv_bytes_read ==
-        dense.stats_after_step.back().kv_bytes_read);
+  auto problem = make_problem(shape, context, context + 4);
+  problem.calibration = &calibration;
+  problem.layer = 1;
+  test::check_equals_dense(spec, t, problem, {1, 2, 1}, test::dense_stats::reads);
 }
 
 TEST_CASE("duo ranks KV heads by output deviation over all layers of the calibration",
@@ -199,13 +187,9 @@ TEST_CASE("duo resolves the streaming budget from window, budget and keep",
   // Retrieval ratio 0.5 of two heads: one full head, one streaming head (which one depends on the
   // random calibration).
   auto calibration = test::random_calibration(shape, 1, 64, 60, 2);
-  auto t = test::random_qkv(shape, c.context, 1);
-  auto m = resolve_method(c.spec, "cpu").create();
   attention_problem problem = make_problem(shape, c.context, c.context);
   problem.calibration = &calibration;
-  m->prepare(problem, exec_context{});
-  m->prefill(t.q.view(), t.k.view(), t.v.view(), nullptr);
-  const auto s = m->stats();
+  const auto s = test::prefill_stats(c.spec, problem);
   CHECK(std::min(s.resident_tokens[0], s.resident_tokens[1]) == c.streaming);
   CHECK(std::max(s.resident_tokens[0], s.resident_tokens[1]) == c.context);
   CHECK(s.resident_bytes == static_cast<std::uint64_t>(c.streaming + c.context) * 2 * 8 * 4);
@@ -227,23 +211,15 @@ TEST_CASE("duo validates its parameters", "[adapters][duo][params]") {
 
 TEST_CASE("duo declines problems without usable calibration", "[adapters][duo]") {
   const model_shape shape{"test", 2, 4, 2, 16};
-  auto m = resolve_method("duo", "cpu").create();
   attention_problem problem = make_problem(shape, 100, 100);
-  auto why = m->unsupported_reason(problem);
-  REQUIRE(why);
-  CHECK_THAT(*why, Catch::Contains("calibration"));
-  try {
-    m->prepare(problem, exec_context{});
-    FAIL("expected error(unsupported)");
-  } catch (const error& e) {
-    CHECK(e.id() == error_id::unsupported);
-  }
+  test::check_declines("duo", problem, "calibration");
 
   // A layer the calibration does not have.
+  auto m = resolve_method("duo", "cpu").create();
   auto one_layer = test::random_calibration(shape, 1, 64, 60, 1);
   problem.calibration = &one_layer;
   problem.layer = 1;
-  why = m->unsupported_reason(problem);
+  auto why = m->unsupported_reason(problem);
   REQUIRE(why);
   CHECK_THAT(*why, Catch::Contains("layer 1"));
 
@@ -267,13 +243,9 @@ TEST_CASE("duo gives identical results at any thread count", "[adapters][duo]") 
   const auto calibration = ranked_calibration(shape);
   auto t = test::random_qkv(shape, 306, 9);
   const std::vector<int> steps = {1, 2, 3};
-  const std::string spec = "duo:sinks=4,window=16,retrieval_ratio=0.25";
-  auto one = run_calibrated(spec, t, shape, 300, steps, calibration, 1, 1);
-  auto four = run_calibrated(spec, t, shape, 300, steps, calibration, 1, 4);
-  CHECK(std::memcmp(one.prefill_out.data(), four.prefill_out.data(),
-                    one.prefill_out.size() * sizeof(float)) == 0);
-  CHECK(std::memcmp(one.decode_out.data(), four.decode_out.data(),
-                    one.decode_out.size() * sizeof(float)) == 0);
-  CHECK(one.stats_after_step.back().resident_tokens ==
-        four.stats_after_step.back().resident_tokens);
+  auto problem = make_problem(shape, 300, 306);
+  problem.calibration = &calibration;
+  problem.layer = 1;
+  test::check_same_at_thread_counts("duo:sinks=4,window=16,retrieval_ratio=0.25", t, problem, steps,
+                                    4);
 }

@@ -15,6 +15,7 @@
 #include "tests/adapters/reference.hpp"
 
 using namespace attnbench;
+using test::attend_after_prefill;
 using test::check_bad_input;
 using test::check_row;
 using test::compare_to_dense;
@@ -22,19 +23,6 @@ using test::make_problem;
 using test::run;
 
 namespace {
-
-// The runner's query-aware protocol: prefill without outputs, then the last prompt token's query
-// attends the compressed cache before anything is appended. Returns its output [1, q_heads, d].
-host_tensor attend_after_prefill(const std::string& spec, test::qkv& t, const model_shape& shape,
-                                 int context) {
-  auto m = resolve_method(spec, "cpu").create();
-  m->prepare(make_problem(shape, context, t.q.tokens()), exec_context{});
-  m->prefill(t.q.view().rows(0, context), t.k.view().rows(0, context), t.v.view().rows(0, context),
-             nullptr);
-  host_tensor out(1, shape.q_heads, shape.head_dim);
-  m->attend(t.q.view().rows(context - 1, 1), out.view());
-  return out;
-}
 
 // Q/K/V in which every query of every head carries 2 on dimension 0 and the keys of the `heavy`
 // tokens carry 6 there (the others 0): with scale 1/4 those tokens score about 3 above the rest,
@@ -63,22 +51,8 @@ TEST_CASE("h2o equals dense when its budget covers the sequence", "[adapters][h2
   const int context = GENERATE(1, 50, 300);
   const std::string spec = GENERATE(as<std::string>{}, "h2o:budget=400", "h2o:keep=1",
                                     "h2o:budget=304,recent_ratio=0,chunk=7");
-  const model_shape shape{"test", 1, std::get<0>(heads), std::get<1>(heads), 64};
-  CAPTURE(spec, context, shape.q_heads, shape.kv_heads);
-  // keep=1 covers the prompt only: decode a single token past it would evict, so decode none.
-  const bool keep_spec = spec.find("keep") != std::string::npos;
-  const std::vector<int> steps = keep_spec ? std::vector<int>{} : std::vector<int>{1, 2, 1};
-  const int total = context + (keep_spec ? 0 : 4);
-  auto t = test::random_qkv(shape, total, 3);
-
-  auto dense = run("dense", t, shape, context, steps);
-  auto method = run(spec, t, shape, context, steps);
-  CHECK(compare_to_dense(t, shape, method.prefill_out, dense.prefill_out, 0) <= 1.0);
-  CHECK(compare_to_dense(t, shape, method.decode_out, dense.decode_out, context) <= 1.0);
-  CHECK(method.stats_after_step.back().resident_tokens ==
-        dense.stats_after_step.back().resident_tokens);
-  CHECK(method.stats_after_step.back().kv_bytes_read ==
-        dense.stats_after_step.back().kv_bytes_read);
+  test::check_equals_dense(spec, test::dense_case_shape(heads), context,
+                           test::decode_steps_within_budget(spec), test::dense_stats::reads);
 }
 
 TEST_CASE("h2o scoring changes nothing until the budget is reached", "[adapters][h2o]") {
@@ -129,13 +103,7 @@ TEST_CASE("h2o keeps the heavy hitters and the recent window", "[adapters][h2o]"
   // Prompt outputs are those before compression: exact causal attention.
   CHECK(check_row(t, shape, r.prefill_out, 39, 39, test::prefix(39)) <= 1.0);
 
-  const std::vector<std::int64_t> resident(static_cast<std::size_t>(shape.kv_heads), 8);
-  for (const auto& s : r.stats_after_step) {
-    CHECK(s.resident_tokens == resident);
-    CHECK(s.resident_bytes == std::uint64_t(8 * shape.kv_heads * 2 * 16 * 4));
-    CHECK(s.budget_tokens == 8);
-    CHECK_FALSE(s.simulated);
-  }
+  test::check_stats_at_budget(r, shape, 8);
 }
 
 TEST_CASE("h2o with recent_ratio 1 is a sliding window", "[adapters][h2o]") {
@@ -147,11 +115,7 @@ TEST_CASE("h2o with recent_ratio 1 is a sliding window", "[adapters][h2o]") {
 }
 
 TEST_CASE("h2o holds its budget over a long decode", "[adapters][h2o]") {
-  const model_shape shape{"test", 1, 8, 2, 16};
-  auto t = test::random_qkv(shape, 300, 8);
-  auto r = run("h2o:budget=100,chunk=32", t, shape, 200, std::vector<int>(50, 2));
-  for (const auto& s : r.stats_after_step)
-    CHECK(s.resident_tokens == std::vector<std::int64_t>{100, 100});
+  auto r = test::check_budget_held_during_decode("h2o:budget=100,chunk=32", 100);
   // Every decode query attends exactly the budget (the append evicts before it attends), but
   // the first of each pair of tokens appended together does not see the second.
   const auto& last = r.stats_after_step.back();
@@ -160,27 +124,11 @@ TEST_CASE("h2o holds its budget over a long decode", "[adapters][h2o]") {
 }
 
 TEST_CASE("h2o gives the same results at any thread count", "[adapters][h2o]") {
-  const model_shape shape{"test", 1, 8, 4, 32};
-  auto t = test::random_qkv(shape, 300, 12);
-  const std::vector<int> steps(50, 2);
-  auto one = run("h2o:budget=64,chunk=16", t, shape, 200, steps, 1);
-  auto two = run("h2o:budget=64,chunk=16", t, shape, 200, steps, 2);
-  CHECK(std::equal(one.decode_out.data(), one.decode_out.data() + one.decode_out.size(),
-                   two.decode_out.data()));
-  for (std::size_t s = 0; s < one.stats_after_step.size(); ++s) {
-    CHECK(one.stats_after_step[s].resident_tokens == two.stats_after_step[s].resident_tokens);
-    CHECK(one.stats_after_step[s].keys_scored == two.stats_after_step[s].keys_scored);
-  }
+  test::check_same_at_thread_counts("h2o:budget=64,chunk=16");
 }
 
 TEST_CASE("h2o resolves budget and keep", "[adapters][h2o][params]") {
-  struct budget_case {
-    std::string spec;
-    int context;
-    std::int64_t budget;    // resolved tokens per head
-    std::int64_t resident;  // tokens per head after prefill
-  };
-  const auto c = GENERATE(values<budget_case>({
+  const auto c = GENERATE(values<test::budget_case>({
       {"h2o", 2000, 1024, 1024},
       {"h2o:budget=12", 100, 12, 12},
       {"h2o:keep=0.25", 100, 25, 25},
@@ -188,17 +136,7 @@ TEST_CASE("h2o resolves budget and keep", "[adapters][h2o][params]") {
       {"h2o:keep=0.001", 100, 1, 1},
       {"h2o:budget=12", 8, 12, 8},
   }));
-  CAPTURE(c.spec, c.context);
-  const model_shape shape{"test", 1, 4, 2, 8};
-  auto t = test::random_qkv(shape, c.context + 1, 1);
-  auto m = resolve_method(c.spec, "cpu").create();
-  m->prepare(make_problem(shape, c.context, c.context + 1), exec_context{});
-  m->prefill(t.q.view().rows(0, c.context), t.k.view().rows(0, c.context),
-             t.v.view().rows(0, c.context), nullptr);
-  const auto s = m->stats();
-  CHECK(s.budget_tokens == c.budget);
-  CHECK(s.resident_tokens == std::vector<std::int64_t>{c.resident, c.resident});
-  CHECK(s.resident_bytes == std::uint64_t(c.resident * 2 * 2 * 8 * 4));
+  test::check_budget_resolution(c, model_shape{"test", 1, 4, 2, 8}, {.decode_room = 1});
 }
 
 TEST_CASE("h2o validates its parameters", "[adapters][h2o][params]") {

@@ -68,7 +68,7 @@ std::vector<double> norm_weights(const test::qkv& t, int context, int groups) {
 void spread_key_norms(test::qkv& t) {
   for (int tok = 0; tok < t.k.tokens(); ++tok)
     for (int h = 0; h < t.k.heads(); ++h) {
-      float* k = t.k.data() + (static_cast<std::size_t>(tok) * t.k.heads() + h) * t.k.head_dim();
+      float* k = test::row_of(t.k, tok, h);
       for (int i = 0; i < t.k.head_dim(); ++i) k[i] *= static_cast<float>(1 + h);
     }
 }
@@ -83,22 +83,10 @@ TEST_CASE("gqa and mqa equal dense when no heads are pooled", "[adapters][head_s
   const model_shape shape{"test", 1, std::get<0>(heads), std::get<1>(heads), 64};
   // mqa pools nothing only when there is one KV head.
   if (spec.rfind("mqa", 0) == 0 && shape.kv_heads != 1) return;
-  CAPTURE(spec, context, shape.q_heads, shape.kv_heads);
-  const std::vector<int> steps = {1, 2, 1};
   auto t = test::random_qkv(shape, context + 4, 5);
   spread_key_norms(t);
-
-  auto dense = run("dense", t, shape, context, steps);
-  auto method = run(spec, t, shape, context, steps);
-  CHECK(compare_to_dense(t, shape, method.prefill_out, dense.prefill_out, 0) <= 1.0);
-  CHECK(compare_to_dense(t, shape, method.decode_out, dense.decode_out, context) <= 1.0);
-  const auto& ms = method.stats_after_step.back();
-  const auto& ds = dense.stats_after_step.back();
-  CHECK(ms.resident_tokens == ds.resident_tokens);
-  CHECK(ms.resident_bytes == ds.resident_bytes);
-  CHECK(ms.keys_scored == ds.keys_scored);
-  CHECK(ms.kv_bytes_read == ds.kv_bytes_read);
-  CHECK(ms.budget_tokens == -1);
+  test::check_equals_dense(spec, t, make_problem(shape, context, context + 4), {1, 2, 1},
+                           test::dense_stats::all);
 }
 
 TEST_CASE("gqa and mqa attend the pooled heads", "[adapters][head_sharing]") {
@@ -232,35 +220,21 @@ TEST_CASE("gqa resolves G and declines shapes it cannot pool", "[adapters][head_
   }));
   CAPTURE(c.spec, c.kv_heads);
   const model_shape shape{"test", 1, 2 * c.kv_heads, c.kv_heads, 8};
-  auto m = resolve_method(c.spec, "cpu").create();
   const auto problem = make_problem(shape, 10, 10);
-  const auto why = m->unsupported_reason(problem);
   if (c.groups == 0) {
-    REQUIRE(why);
-    CHECK_THAT(*why, Catch::Contains("must divide kv_heads (" + std::to_string(c.kv_heads)));
-    try {
-      m->prepare(problem, exec_context{});
-      FAIL("expected unsupported");
-    } catch (const error& e) {
-      CHECK(e.id() == error_id::unsupported);
-    }
+    test::check_declines(c.spec, problem, "must divide kv_heads (" + std::to_string(c.kv_heads));
     return;
   }
-  CHECK_FALSE(why);
-  auto t = test::random_qkv(shape, 10, 1);
-  m->prepare(problem, exec_context{});
-  m->prefill(tensor_view{}, t.k.view(), t.v.view(), nullptr);
-  CHECK(m->stats().resident_tokens ==
+  CHECK_FALSE(resolve_method(c.spec, "cpu").create()->unsupported_reason(problem));
+  CHECK(test::prefill_stats(c.spec, problem, false).resident_tokens ==
         std::vector<std::int64_t>(static_cast<std::size_t>(c.groups), 10));
 }
 
 TEST_CASE("gqa and mqa are deterministic across thread counts", "[adapters][head_sharing]") {
   const model_shape shape{"test", 1, 8, 4, 64};
   auto t = test::random_qkv(shape, 1030, 8);
-  auto one = run("gqa:groups=2,pool=norm", t, shape, 1024, {1, 5}, 1);
-  auto two = run("gqa:groups=2,pool=norm", t, shape, 1024, {1, 5}, 2);
-  CHECK(std::equal(one.decode_out.data(), one.decode_out.data() + one.decode_out.size(),
-                   two.decode_out.data()));
+  test::check_same_at_thread_counts("gqa:groups=2,pool=norm", t, make_problem(shape, 1024, 1030),
+                                    {1, 5});
 }
 
 TEST_CASE("gqa and mqa validate their parameters", "[adapters][head_sharing][params]") {

@@ -24,16 +24,8 @@ TEST_CASE("knorm equals dense when its budget covers the prompt", "[adapters][kn
   const auto heads = GENERATE(table<int, int>({{8, 2}, {4, 4}}));
   const int context = GENERATE(1, 50, 300);
   const std::string spec = GENERATE(as<std::string>{}, "knorm:budget=400", "knorm:keep=1");
-  const model_shape shape{"test", 1, std::get<0>(heads), std::get<1>(heads), 64};
-  CAPTURE(spec, context, shape.q_heads, shape.kv_heads);
-  const std::vector<int> steps = {1, 2, 1};
-  auto t = test::random_qkv(shape, context + 4, 3);
-  auto dense = run("dense", t, shape, context, steps);
-  auto method = run(spec, t, shape, context, steps);
-  CHECK(compare_to_dense(t, shape, method.prefill_out, dense.prefill_out, 0) <= 1.0);
-  CHECK(compare_to_dense(t, shape, method.decode_out, dense.decode_out, context) <= 1.0);
-  CHECK(method.stats_after_step.back().resident_tokens ==
-        dense.stats_after_step.back().resident_tokens);
+  test::check_equals_dense(spec, test::dense_case_shape(heads), context, {1, 2, 1},
+                           test::dense_stats::resident);
 }
 
 TEST_CASE("knorm keeps exactly the keys of smallest norm", "[adapters][knorm]") {
@@ -58,29 +50,15 @@ TEST_CASE("knorm keeps exactly the keys of smallest norm", "[adapters][knorm]") 
 }
 
 TEST_CASE("knorm resolves budget and keep", "[adapters][knorm][params]") {
-  struct budget_case {
-    std::string spec;
-    int context;
-    std::int64_t resident;
-  };
-  const auto c = GENERATE(values<budget_case>({
-      {"knorm", 2000, 1024},
-      {"knorm:budget=40", 100, 40},
-      {"knorm:keep=0.25", 100, 25},
-      {"knorm:keep=0.25,budget=3", 100, 25},
-      {"knorm:budget=500", 100, 100},
+  const auto c = GENERATE(values<test::budget_case>({
+      {"knorm", 2000, 1024, 1024},
+      {"knorm:budget=40", 100, 40, 40},
+      {"knorm:keep=0.25", 100, 25, 25},
+      {"knorm:keep=0.25,budget=3", 100, 25, 25},
+      {"knorm:budget=500", 100, 500, 100},
   }));
-  CAPTURE(c.spec, c.context);
-  const model_shape shape{"test", 1, 6, 3, 16};
-  auto t = test::random_qkv(shape, c.context, 1);
-  auto m = resolve_method(c.spec, "cpu").create();
-  m->prepare(make_problem(shape, c.context, c.context), exec_context{});
   // knorm needs no queries.
-  m->prefill(tensor_view{}, t.k.view(), t.v.view(), nullptr);
-  const auto s = m->stats();
-  CHECK(s.resident_tokens == std::vector<std::int64_t>(3, c.resident));
-  CHECK(s.resident_bytes == static_cast<std::uint64_t>(c.resident) * 3 * (2 * 16 * 4));
-  CHECK_FALSE(s.simulated);
+  test::check_budget_resolution(c, model_shape{"test", 1, 6, 3, 16}, {.queries = false});
 }
 
 TEST_CASE("knorm mass is comparable across heads", "[adapters][knorm]") {

@@ -27,11 +27,6 @@ using test::run;
 
 namespace {
 
-float* row_of(host_tensor& t, int token, int head) {
-  return t.data() + (static_cast<std::size_t>(token) * t.heads() + static_cast<std::size_t>(head)) *
-                        t.head_dim();
-}
-
 // Quantization steps of what the method stores for a sequence of `length` tokens of t:
 // key_step[token][head][channel] and value_step[token][head], 0 for float32 rows.
 struct steps {
@@ -62,14 +57,14 @@ test::qkv stored(const test::qkv& t, const kv_quant::config& c, std::int64_t len
         }
         const auto range = kv_quant::fit_range(lo, hi, c.bits);
         for (int tok = first; tok < first + g; ++tok) {
-          float& x = row_of(s.k, tok, h)[i];
+          float& x = test::row_of(s.k, tok, h)[i];
           x = kv_quant::decode(kv_quant::encode(x, range, c.bits), range);
           if (maybe_steps)
             maybe_steps->key[(static_cast<std::size_t>(tok) * heads + h) * d + i] = range.scale;
         }
       }
     for (int tok = 0; tok < q; ++tok) {
-      float* v = row_of(s.v, tok, h);
+      float* v = test::row_of(s.v, tok, h);
       const auto [lo, hi] = std::minmax_element(v, v + d);
       const auto range = kv_quant::fit_range(*lo, *hi, c.bits);
       for (int i = 0; i < d; ++i)
@@ -116,22 +111,8 @@ TEST_CASE("kv_quant equals dense when the residual covers the sequence", "[adapt
   const int context = GENERATE(1, 50, 300);
   const std::string spec =
       GENERATE(as<std::string>{}, "kv_quant:residual=1000", "kv_quant:bits=4,residual=304");
-  const model_shape shape{"test", 1, std::get<0>(heads), std::get<1>(heads), 64};
-  CAPTURE(spec, context, shape.q_heads, shape.kv_heads);
-  const std::vector<int> steps = {1, 2, 1};
-  auto t = test::random_qkv(shape, context + 4, 3);
-
-  auto dense = run("dense", t, shape, context, steps);
-  auto method = run(spec, t, shape, context, steps);
-  CHECK(compare_to_dense(t, shape, method.prefill_out, dense.prefill_out, 0) <= 1.0);
-  CHECK(compare_to_dense(t, shape, method.decode_out, dense.decode_out, context) <= 1.0);
-  const auto& ms = method.stats_after_step.back();
-  const auto& ds = dense.stats_after_step.back();
-  CHECK(ms.resident_tokens == ds.resident_tokens);
-  CHECK(ms.resident_bytes == ds.resident_bytes);
-  CHECK(ms.keys_scored == ds.keys_scored);
-  CHECK(ms.kv_bytes_read == ds.kv_bytes_read);
-  CHECK(ms.budget_tokens == -1);
+  test::check_equals_dense(spec, test::dense_case_shape(heads), context, {1, 2, 1},
+                           test::dense_stats::all);
 }
 
 TEST_CASE("kv_quant attends exactly the K/V it stores", "[adapters][kv_quant]") {
@@ -255,7 +236,7 @@ TEST_CASE("kv_quant keys per channel survive an outlier channel", "[adapters][kv
   const model_shape shape{"test", 1, 4, 1, 32};
   const int context = 256;
   auto t = test::random_qkv(shape, context + 4, 17);
-  for (int tok = 0; tok < context + 4; ++tok) row_of(t.k, tok, 0)[5] += 20.0f;
+  for (int tok = 0; tok < context + 4; ++tok) test::row_of(t.k, tok, 0)[5] += 20.0f;
   // Queries twice as large: logits of spread about 2, so key errors show in the weights.
   for (std::size_t i = 0; i < t.q.size(); ++i) t.q.data()[i] *= 2.0f;
   const auto c = config_of(4, 32, 0);
@@ -269,7 +250,7 @@ TEST_CASE("kv_quant keys per channel survive an outlier channel", "[adapters][kv
     const auto q = kv_quant::quantized_tokens(token + 1, c);
     for (int tok = 0; tok < q; ++tok) {
       const float* exact = test::row(t.k, tok, 0);
-      float* k = row_of(tokenwise.k, tok, 0);
+      float* k = test::row_of(tokenwise.k, tok, 0);
       const auto [lo, hi] = std::minmax_element(exact, exact + 32);
       const auto range = kv_quant::fit_range(*lo, *hi, c.bits);
       for (int i = 0; i < 32; ++i)
@@ -344,10 +325,7 @@ TEST_CASE("kv_quant int4 holds under 30% of dense at 16K", "[adapters][kv_quant]
 TEST_CASE("kv_quant is deterministic across thread counts", "[adapters][kv_quant]") {
   const model_shape shape{"test", 1, 8, 4, 64};
   auto t = test::random_qkv(shape, 1030, 8);
-  auto one = run("kv_quant:bits=4", t, shape, 1024, {1, 5}, 1);
-  auto two = run("kv_quant:bits=4", t, shape, 1024, {1, 5}, 2);
-  CHECK(std::equal(one.decode_out.data(), one.decode_out.data() + one.decode_out.size(),
-                   two.decode_out.data()));
+  test::check_same_at_thread_counts("kv_quant:bits=4", t, make_problem(shape, 1024, 1030), {1, 5});
 }
 
 TEST_CASE("kv_quant validates its parameters", "[adapters][kv_quant][params]") {

@@ -15,6 +15,7 @@
 #include "tests/adapters/reference.hpp"
 
 using namespace attnbench;
+using test::attend_after_prefill;
 using test::check_bad_input;
 using test::check_row;
 using test::compare_to_dense;
@@ -27,35 +28,11 @@ TEST_CASE("lazy_eviction equals dense when its budget covers the sequence",
   const int context = GENERATE(1, 50, 300);
   const std::string spec = GENERATE(as<std::string>{}, "lazy_eviction:budget=400",
                                     "lazy_eviction:keep=1", "lazy_eviction:budget=304,window=1");
-  const model_shape shape{"test", 1, std::get<0>(heads), std::get<1>(heads), 64};
-  CAPTURE(spec, context, shape.q_heads, shape.kv_heads);
-  const bool keep_spec = spec.find("keep") != std::string::npos;
-  const std::vector<int> steps = keep_spec ? std::vector<int>{} : std::vector<int>{1, 2, 1};
-  const int total = context + (keep_spec ? 0 : 4);
-  auto t = test::random_qkv(shape, total, 3);
-
-  auto dense = run("dense", t, shape, context, steps);
-  auto method = run(spec, t, shape, context, steps);
-  CHECK(compare_to_dense(t, shape, method.prefill_out, dense.prefill_out, 0) <= 1.0);
-  CHECK(compare_to_dense(t, shape, method.decode_out, dense.decode_out, context) <= 1.0);
-  CHECK(method.stats_after_step.back().resident_tokens ==
-        dense.stats_after_step.back().resident_tokens);
+  test::check_equals_dense(spec, test::dense_case_shape(heads), context,
+                           test::decode_steps_within_budget(spec), test::dense_stats::resident);
 }
 
 namespace {
-
-// The runner's query-aware protocol: prefill without outputs, then the last prompt token's query
-// attends the compressed cache before anything is appended. Returns its output [1, q_heads, d].
-host_tensor attend_after_prefill(const std::string& spec, test::qkv& t, const model_shape& shape,
-                                 int context) {
-  auto m = resolve_method(spec, "cpu").create();
-  m->prepare(make_problem(shape, context, t.q.tokens()), exec_context{});
-  m->prefill(t.q.view().rows(0, context), t.k.view().rows(0, context), t.v.view().rows(0, context),
-             nullptr);
-  host_tensor out(1, shape.q_heads, shape.head_dim);
-  m->attend(t.q.view().rows(context - 1, 1), out.view());
-  return out;
-}
 
 // The hand-built case: budget 8, window 2 (evict to 6), threshold 0.6. Queries are zero (uniform
 // weights, below the threshold once 2 keys are visible) except those at steps 4, 12, 20, ...,
@@ -120,41 +97,20 @@ TEST_CASE("lazy_eviction keeps a recurring token and evicts lazily", "[adapters]
 }
 
 TEST_CASE("lazy_eviction never exceeds its budget", "[adapters][lazy_eviction]") {
-  const model_shape shape{"test", 1, 8, 2, 16};
-  auto t = test::random_qkv(shape, 300, 8);
-  auto r = run("lazy_eviction:budget=100,window=10", t, shape, 200, std::vector<int>(50, 2));
+  // Evictions go down to budget - window = 90 (91 when the pair straddles one), never lower.
+  auto r = test::check_budget_held_during_decode("lazy_eviction:budget=100,window=10", 100, 90);
   std::int64_t smallest = 100;
-  for (const auto& s : r.stats_after_step) {
-    CHECK(s.resident_tokens[0] <= 100);
-    CHECK(s.resident_tokens[0] == s.resident_tokens[1]);
-    smallest = std::min(smallest, s.resident_tokens[0]);
-  }
-  CHECK(smallest >= 90);
+  for (const auto& s : r.stats_after_step) smallest = std::min(smallest, s.resident_tokens[0]);
   CHECK(smallest <= 91);
 }
 
 TEST_CASE("lazy_eviction gives the same results at any thread count", "[adapters][lazy_eviction]") {
-  const model_shape shape{"test", 1, 8, 4, 32};
-  auto t = test::random_qkv(shape, 300, 12);
-  const std::vector<int> steps(50, 2);
-  auto one = run("lazy_eviction:budget=64,window=8", t, shape, 200, steps, 1);
-  auto two = run("lazy_eviction:budget=64,window=8", t, shape, 200, steps, 2);
-  CHECK(std::equal(one.decode_out.data(), one.decode_out.data() + one.decode_out.size(),
-                   two.decode_out.data()));
-  for (std::size_t s = 0; s < one.stats_after_step.size(); ++s) {
-    CHECK(one.stats_after_step[s].resident_tokens == two.stats_after_step[s].resident_tokens);
-    CHECK(one.stats_after_step[s].keys_scored == two.stats_after_step[s].keys_scored);
-  }
+  test::check_same_at_thread_counts("lazy_eviction:budget=64,window=8");
 }
 
 TEST_CASE("lazy_eviction resolves budget and keep", "[adapters][lazy_eviction][params]") {
-  struct budget_case {
-    std::string spec;
-    int context;
-    std::int64_t budget;
-    std::int64_t resident;  // after prefill: evictions go to budget - window every window + 1
-  };
-  const auto c = GENERATE(values<budget_case>({
+  // Resident after prefill: evictions go to budget - window every window + 1 tokens.
+  const auto c = GENERATE(values<test::budget_case>({
       {"lazy_eviction", 2000, 1024, 960},                 // evicted at the last token (1999)
       {"lazy_eviction:budget=12", 100, 12, 9},            // window 6: last eviction at 96
       {"lazy_eviction:keep=0.25", 100, 25, 22},           // window 12: last eviction at 90
@@ -162,17 +118,7 @@ TEST_CASE("lazy_eviction resolves budget and keep", "[adapters][lazy_eviction][p
       {"lazy_eviction:budget=12,window=1", 100, 12, 12},  // evicts every other token
       {"lazy_eviction:budget=12", 8, 12, 8},
   }));
-  CAPTURE(c.spec, c.context);
-  const model_shape shape{"test", 1, 4, 2, 8};
-  auto t = test::random_qkv(shape, c.context + 1, 1);
-  auto m = resolve_method(c.spec, "cpu").create();
-  m->prepare(make_problem(shape, c.context, c.context + 1), exec_context{});
-  m->prefill(t.q.view().rows(0, c.context), t.k.view().rows(0, c.context),
-             t.v.view().rows(0, c.context), nullptr);
-  const auto s = m->stats();
-  CHECK(s.budget_tokens == c.budget);
-  CHECK(s.resident_tokens == std::vector<std::int64_t>{c.resident, c.resident});
-  CHECK(s.resident_bytes == std::uint64_t(c.resident * 2 * 2 * 8 * 4));
+  test::check_budget_resolution(c, model_shape{"test", 1, 4, 2, 8}, {.decode_room = 1});
 }
 
 TEST_CASE("lazy_eviction validates its parameters", "[adapters][lazy_eviction][params]") {

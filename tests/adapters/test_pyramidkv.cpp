@@ -116,28 +116,21 @@ TEST_CASE("pyramidkv is snapkv at each layer's budget", "[adapters][pyramidkv]")
 }
 
 TEST_CASE("pyramidkv resolves budget and keep per layer", "[adapters][pyramidkv][params]") {
-  struct budget_case {
+  struct layer_case {
     std::string spec;
     int layer;
     std::int64_t budget;  // per head at this layer
   };
   // keep=0.4 of 200 = 80: b = 72, top 18, bottom 126, step 54.
-  const auto c = GENERATE(values<budget_case>({
+  const auto c = GENERATE(values<layer_case>({
       {"pyramidkv:keep=0.4,window=8,beta=4", 0, 134},
       {"pyramidkv:keep=0.4,window=8,beta=4", 1, 80},
       {"pyramidkv:keep=0.4,window=8,beta=4", 2, 26},
       {"pyramidkv:budget=1000", 2, 1000},
       {"pyramidkv:budget=20,window=32", 0, 20},
   }));
-  CAPTURE(c.spec, c.layer);
-  const model_shape shape{"test", 3, 2, 1, 64};
-  auto t = test::random_qkv(shape, 200, 2);
-  auto m = resolve_method(c.spec, "cpu").create();
-  m->prepare(layer_problem(shape, c.layer, 200, 200), exec_context{});
-  m->prefill(t.q.view(), t.k.view(), t.v.view(), nullptr);
-  CHECK(m->stats().budget_tokens == c.budget);
-  CHECK(m->stats().resident_tokens ==
-        std::vector<std::int64_t>{std::min<std::int64_t>(200, c.budget)});
+  test::check_budget_resolution({c.spec, 200, c.budget, std::min<std::int64_t>(200, c.budget)},
+                                model_shape{"test", 3, 2, 1, 64}, {.layer = c.layer, .seed = 2});
 }
 
 TEST_CASE("pyramidkv validates its parameters", "[adapters][pyramidkv][params]") {

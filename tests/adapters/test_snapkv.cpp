@@ -32,17 +32,9 @@ TEST_CASE("snapkv equals dense when its budget covers the prompt", "[adapters][s
   const int context = GENERATE(1, 50, 300);
   const std::string spec = GENERATE(as<std::string>{}, "snapkv:budget=400", "snapkv:keep=1",
                                     "snapkv:budget=300,window=8,kernel=3,pooling=avg");
-  const model_shape shape{"test", 1, std::get<0>(heads), std::get<1>(heads), 64};
-  CAPTURE(spec, context, shape.q_heads, shape.kv_heads);
   // Prompt compression only: decode tokens are appended, never evicted.
-  const std::vector<int> steps = {1, 2, 1};
-  auto t = test::random_qkv(shape, context + 4, 3);
-  auto dense = run("dense", t, shape, context, steps);
-  auto method = run(spec, t, shape, context, steps);
-  CHECK(compare_to_dense(t, shape, method.prefill_out, dense.prefill_out, 0) <= 1.0);
-  CHECK(compare_to_dense(t, shape, method.decode_out, dense.decode_out, context) <= 1.0);
-  CHECK(method.stats_after_step.back().resident_tokens ==
-        dense.stats_after_step.back().resident_tokens);
+  test::check_equals_dense(spec, test::dense_case_shape(heads), context, {1, 2, 1},
+                           test::dense_stats::resident);
 }
 
 TEST_CASE("snapkv keeps the window and the tokens the window attends to", "[adapters][snapkv]") {
@@ -114,11 +106,8 @@ TEST_CASE("snapkv keeps the last budget tokens when the budget is within the win
 TEST_CASE("snapkv runs identically at any thread count", "[adapters][snapkv]") {
   const model_shape shape{"test", 1, 8, 4, 64};
   auto t = test::random_qkv(shape, 303, 21);
-  auto one = run("snapkv:budget=100,window=16", t, shape, 300, {1, 1, 1}, 1);
-  auto two = run("snapkv:budget=100,window=16", t, shape, 300, {1, 1, 1}, 2);
-  CHECK(std::memcmp(one.decode_out.data(), two.decode_out.data(),
-                    one.decode_out.size() * sizeof(float)) == 0);
-  CHECK(one.stats_after_step.back().resident_tokens == two.stats_after_step.back().resident_tokens);
+  test::check_same_at_thread_counts("snapkv:budget=100,window=16", t, make_problem(shape, 300, 303),
+                                    {1, 1, 1});
 }
 
 TEST_CASE("snapkv pooling rule", "[adapters][snapkv]") {
@@ -185,32 +174,16 @@ TEST_CASE("prompt selection keeps forced rows and the best scores", "[adapters][
 }
 
 TEST_CASE("snapkv resolves budget and keep", "[adapters][snapkv][params]") {
-  struct budget_case {
-    std::string spec;
-    int context;
-    std::int64_t resident;  // tokens per head after prefill
-    std::int64_t budget;    // stats().budget_tokens
-  };
-  const auto c = GENERATE(values<budget_case>({
+  const auto c = GENERATE(values<test::budget_case>({
       {"snapkv", 2000, 1024, 1024},
       {"snapkv:budget=40", 100, 40, 40},
       {"snapkv:keep=0.25", 100, 25, 25},
       {"snapkv:keep=0.25,budget=3", 100, 25, 25},
       {"snapkv:keep=0.001", 100, 1, 1},
       {"snapkv:budget=10", 100, 10, 10},
-      {"snapkv:budget=500", 100, 100, 500},
+      {"snapkv:budget=500", 100, 500, 100},
   }));
-  CAPTURE(c.spec, c.context);
-  const model_shape shape{"test", 1, 4, 2, 16};
-  auto t = test::random_qkv(shape, c.context, 1);
-  auto m = resolve_method(c.spec, "cpu").create();
-  m->prepare(make_problem(shape, c.context, c.context), exec_context{});
-  m->prefill(t.q.view(), t.k.view(), t.v.view(), nullptr);
-  const auto s = m->stats();
-  CHECK(s.resident_tokens == std::vector<std::int64_t>{c.resident, c.resident});
-  CHECK(s.resident_bytes == static_cast<std::uint64_t>(c.resident) * 2 * (2 * 16 * 4));
-  CHECK(s.budget_tokens == c.budget);
-  CHECK_FALSE(s.simulated);
+  test::check_budget_resolution(c, model_shape{"test", 1, 4, 2, 16});
 }
 
 TEST_CASE("snapkv validates its parameters", "[adapters][snapkv][params]") {

@@ -6,7 +6,6 @@
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -81,28 +80,16 @@ TEST_CASE("tca equals dense when its budget covers the sequence", "[adapters][tc
   const std::string spec = GENERATE(as<std::string>{}, "tca:budget=304", "tca:budget=304,floor=0",
                                     "tca:budget=400,redundancy=0.5,kernel=1,window=1");
   const model_shape shape{"test", 1, std::get<0>(heads), std::get<1>(heads), 64};
-  CAPTURE(spec, context, shape.q_heads, shape.kv_heads);
-  const std::vector<int> steps = {1, 2, 1};
   auto t = test::random_qkv(shape, context + 4, 3);
   auto calibration = test::random_calibration(shape, 1, 64, 60, 11);
-
-  auto dense = test::run("dense", t, shape, context, steps);
-  auto method = run_calibrated(spec, t, shape, context, steps, calibration);
-  CHECK(compare_to_dense(t, shape, method.prefill_out, dense.prefill_out, 0) <= 1.0);
-  CHECK(compare_to_dense(t, shape, method.decode_out, dense.decode_out, context) <= 1.0);
-  CHECK(method.stats_after_step.back().resident_tokens ==
-        dense.stats_after_step.back().resident_tokens);
-  CHECK(method.stats_after_step.back().kv_bytes_read ==
-        dense.stats_after_step.back().kv_bytes_read);
+  auto problem = make_problem(shape, context, context + 4);
+  problem.calibration = &calibration;
+  test::check_equals_dense(spec, t, problem, {1, 2, 1}, test::dense_stats::reads);
 
   // keep=1 covers the prompt only, so it runs without decode steps.
   auto t_prompt = test::random_qkv(shape, context, 4);
-  auto dense_prompt = test::run("dense", t_prompt, shape, context, {});
-  auto keep_all = run_calibrated("tca:keep=1", t_prompt, shape, context, {}, calibration);
-  CHECK(compare_to_dense(t_prompt, shape, keep_all.prefill_out, dense_prompt.prefill_out, 0) <=
-        1.0);
-  CHECK(keep_all.stats_after_step.back().resident_tokens ==
-        dense_prompt.stats_after_step.back().resident_tokens);
+  problem.max_tokens = context;
+  test::check_equals_dense("tca:keep=1", t_prompt, problem, {}, test::dense_stats::resident);
 }
 
 TEST_CASE("tca counts the keys covering the attention mass", "[adapters][tca]") {
@@ -265,17 +252,7 @@ TEST_CASE("tca validates its parameters", "[adapters][tca][params]") {
 
 TEST_CASE("tca declines problems without calibration", "[adapters][tca]") {
   const model_shape shape{"test", 1, 4, 2, 16};
-  auto m = resolve_method("tca", "cpu").create();
-  attention_problem problem = make_problem(shape, 100, 100);
-  auto why = m->unsupported_reason(problem);
-  REQUIRE(why);
-  CHECK_THAT(*why, Catch::Contains("calibration"));
-  try {
-    m->prepare(problem, exec_context{});
-    FAIL("expected error(unsupported)");
-  } catch (const error& e) {
-    CHECK(e.id() == error_id::unsupported);
-  }
+  test::check_declines("tca", make_problem(shape, 100, 100), "calibration");
 }
 
 TEST_CASE("tca gives identical results at any thread count", "[adapters][tca]") {
@@ -283,13 +260,7 @@ TEST_CASE("tca gives identical results at any thread count", "[adapters][tca]") 
   const auto calibration = need_calibration(shape);
   auto t = test::random_qkv(shape, 206, 9);
   const std::vector<int> steps = {1, 2, 3};
-  auto one = run_calibrated("tca:budget=40", t, shape, 200, steps, calibration, 0, 1);
-  auto four = run_calibrated("tca:budget=40", t, shape, 200, steps, calibration, 0, 4);
-  CHECK(std::memcmp(one.prefill_out.data(), four.prefill_out.data(),
-                    one.prefill_out.size() * sizeof(float)) == 0);
-  CHECK(std::memcmp(one.decode_out.data(), four.decode_out.data(),
-                    one.decode_out.size() * sizeof(float)) == 0);
-  CHECK(one.stats_after_step.back().resident_tokens ==
-        four.stats_after_step.back().resident_tokens);
-  CHECK(one.stats_after_step.back().keys_scored == four.stats_after_step.back().keys_scored);
+  auto problem = make_problem(shape, 200, 206);
+  problem.calibration = &calibration;
+  test::check_same_at_thread_counts("tca:budget=40", t, problem, steps, 4);
 }

@@ -17,28 +17,12 @@
 #include "tests/adapters/reference.hpp"
 
 using namespace attnbench;
+using test::attend_after_prefill;
 using test::check_bad_input;
 using test::check_row;
 using test::compare_to_dense;
 using test::make_problem;
 using test::run;
-
-namespace {
-
-// The runner's query-aware protocol: prefill without outputs, then the last prompt token's query
-// attends the compressed cache before anything is appended. Returns its output [1, q_heads, d].
-host_tensor attend_after_prefill(const std::string& spec, test::qkv& t, const model_shape& shape,
-                                 int context) {
-  auto m = resolve_method(spec, "cpu").create();
-  m->prepare(make_problem(shape, context, t.q.tokens()), exec_context{});
-  m->prefill(t.q.view().rows(0, context), t.k.view().rows(0, context), t.v.view().rows(0, context),
-             nullptr);
-  host_tensor out(1, shape.q_heads, shape.head_dim);
-  m->attend(t.q.view().rows(context - 1, 1), out.view());
-  return out;
-}
-
-}  // namespace
 
 TEST_CASE("token_retention equals dense when its budget covers the sequence",
           "[adapters][token_retention]") {
@@ -47,19 +31,8 @@ TEST_CASE("token_retention equals dense when its budget covers the sequence",
   const std::string spec =
       GENERATE(as<std::string>{}, "token_retention:budget=400", "token_retention:keep=1",
                "token_retention:budget=304,probe=1,chunk=7");
-  const model_shape shape{"test", 1, std::get<0>(heads), std::get<1>(heads), 64};
-  CAPTURE(spec, context, shape.q_heads, shape.kv_heads);
-  const bool keep_spec = spec.find("keep") != std::string::npos;
-  const std::vector<int> steps = keep_spec ? std::vector<int>{} : std::vector<int>{1, 2, 1};
-  const int total = context + (keep_spec ? 0 : 4);
-  auto t = test::random_qkv(shape, total, 3);
-
-  auto dense = run("dense", t, shape, context, steps);
-  auto method = run(spec, t, shape, context, steps);
-  CHECK(compare_to_dense(t, shape, method.prefill_out, dense.prefill_out, 0) <= 1.0);
-  CHECK(compare_to_dense(t, shape, method.decode_out, dense.decode_out, context) <= 1.0);
-  CHECK(method.stats_after_step.back().resident_tokens ==
-        dense.stats_after_step.back().resident_tokens);
+  test::check_equals_dense(spec, test::dense_case_shape(heads), context,
+                           test::decode_steps_within_budget(spec), test::dense_stats::resident);
 }
 
 TEST_CASE("token_retention scores decay with age at a rate set by the probe attention",
@@ -107,46 +80,20 @@ TEST_CASE("token_retention keeps what its first queries attend, the rest by age"
   // The set matters: a plain window, or dropping token 10, is far off.
   CHECK(check_row(t, shape, r.decode_out, 2, 32, {25, 26, 27, 28, 29, 30, 31, 32}) > 10.0);
   CHECK(check_row(t, shape, r.decode_out, 2, 32, {15, 26, 27, 28, 29, 30, 31, 32}) > 10.0);
-  const std::vector<std::int64_t> resident(static_cast<std::size_t>(shape.kv_heads), 8);
-  for (const auto& s : r.stats_after_step) {
-    CHECK(s.resident_tokens == resident);
-    CHECK(s.resident_bytes == std::uint64_t(8 * shape.kv_heads * 2 * 16 * 4));
-    CHECK(s.budget_tokens == 8);
-    CHECK_FALSE(s.simulated);
-  }
+  test::check_stats_at_budget(r, shape, 8);
 }
 
 TEST_CASE("token_retention holds its budget over a long decode", "[adapters][token_retention]") {
-  const model_shape shape{"test", 1, 8, 2, 16};
-  auto t = test::random_qkv(shape, 300, 8);
-  auto r = run("token_retention:budget=100,probe=8", t, shape, 200, std::vector<int>(50, 2));
-  for (const auto& s : r.stats_after_step)
-    CHECK(s.resident_tokens == std::vector<std::int64_t>{100, 100});
+  test::check_budget_held_during_decode("token_retention:budget=100,probe=8", 100);
 }
 
 TEST_CASE("token_retention gives the same results at any thread count",
           "[adapters][token_retention]") {
-  const model_shape shape{"test", 1, 8, 4, 32};
-  auto t = test::random_qkv(shape, 300, 12);
-  const std::vector<int> steps(50, 2);
-  auto one = run("token_retention:budget=64,probe=4,chunk=16", t, shape, 200, steps, 1);
-  auto two = run("token_retention:budget=64,probe=4,chunk=16", t, shape, 200, steps, 2);
-  CHECK(std::equal(one.decode_out.data(), one.decode_out.data() + one.decode_out.size(),
-                   two.decode_out.data()));
-  for (std::size_t s = 0; s < one.stats_after_step.size(); ++s) {
-    CHECK(one.stats_after_step[s].resident_tokens == two.stats_after_step[s].resident_tokens);
-    CHECK(one.stats_after_step[s].keys_scored == two.stats_after_step[s].keys_scored);
-  }
+  test::check_same_at_thread_counts("token_retention:budget=64,probe=4,chunk=16");
 }
 
 TEST_CASE("token_retention resolves budget and keep", "[adapters][token_retention][params]") {
-  struct budget_case {
-    std::string spec;
-    int context;
-    std::int64_t budget;
-    std::int64_t resident;
-  };
-  const auto c = GENERATE(values<budget_case>({
+  const auto c = GENERATE(values<test::budget_case>({
       {"token_retention", 2000, 1024, 1024},
       {"token_retention:budget=12", 100, 12, 12},
       {"token_retention:budget=1,probe=5", 100, 1, 1},
@@ -154,17 +101,7 @@ TEST_CASE("token_retention resolves budget and keep", "[adapters][token_retentio
       {"token_retention:keep=0.25,budget=3", 100, 25, 25},
       {"token_retention:budget=12", 8, 12, 8},
   }));
-  CAPTURE(c.spec, c.context);
-  const model_shape shape{"test", 1, 4, 2, 8};
-  auto t = test::random_qkv(shape, c.context + 1, 1);
-  auto m = resolve_method(c.spec, "cpu").create();
-  m->prepare(make_problem(shape, c.context, c.context + 1), exec_context{});
-  m->prefill(t.q.view().rows(0, c.context), t.k.view().rows(0, c.context),
-             t.v.view().rows(0, c.context), nullptr);
-  const auto s = m->stats();
-  CHECK(s.budget_tokens == c.budget);
-  CHECK(s.resident_tokens == std::vector<std::int64_t>{c.resident, c.resident});
-  CHECK(s.resident_bytes == std::uint64_t(c.resident * 2 * 2 * 8 * 4));
+  test::check_budget_resolution(c, model_shape{"test", 1, 4, 2, 8}, {.decode_room = 1});
 }
 
 TEST_CASE("token_retention validates its parameters", "[adapters][token_retention][params]") {

@@ -15,6 +15,7 @@
 #include "tests/adapters/reference.hpp"
 
 using namespace attnbench;
+using test::attend_after_prefill;
 using test::check_bad_input;
 using test::check_row;
 using test::compare_to_dense;
@@ -22,19 +23,6 @@ using test::make_problem;
 using test::run;
 
 namespace {
-
-// The runner's query-aware protocol: prefill without outputs, then the last prompt token's query
-// attends the compressed cache before anything is appended. Returns its output [1, q_heads, d].
-host_tensor attend_after_prefill(const std::string& spec, test::qkv& t, const model_shape& shape,
-                                 int context) {
-  auto m = resolve_method(spec, "cpu").create();
-  m->prepare(make_problem(shape, context, t.q.tokens()), exec_context{});
-  m->prefill(t.q.view().rows(0, context), t.k.view().rows(0, context), t.v.view().rows(0, context),
-             nullptr);
-  host_tensor out(1, shape.q_heads, shape.head_dim);
-  m->attend(t.q.view().rows(context - 1, 1), out.view());
-  return out;
-}
 
 // Sets dimension `dim` of every query head of token `token` to 2, or of every KV head's key of
 // token `token` to `value`. With head_dim 16 (scale 1/4) a query with 2 on a dimension scores a
@@ -52,19 +40,8 @@ TEST_CASE("tova equals dense when its budget covers the sequence", "[adapters][t
   const auto heads = GENERATE(table<int, int>({{8, 2}, {4, 4}}));
   const int context = GENERATE(1, 50, 300);
   const std::string spec = GENERATE(as<std::string>{}, "tova:budget=400", "tova:keep=1");
-  const model_shape shape{"test", 1, std::get<0>(heads), std::get<1>(heads), 64};
-  CAPTURE(spec, context, shape.q_heads, shape.kv_heads);
-  const bool keep_spec = spec.find("keep") != std::string::npos;
-  const std::vector<int> steps = keep_spec ? std::vector<int>{} : std::vector<int>{1, 2, 1};
-  const int total = context + (keep_spec ? 0 : 4);
-  auto t = test::random_qkv(shape, total, 3);
-
-  auto dense = run("dense", t, shape, context, steps);
-  auto method = run(spec, t, shape, context, steps);
-  CHECK(compare_to_dense(t, shape, method.prefill_out, dense.prefill_out, 0) <= 1.0);
-  CHECK(compare_to_dense(t, shape, method.decode_out, dense.decode_out, context) <= 1.0);
-  CHECK(method.stats_after_step.back().resident_tokens ==
-        dense.stats_after_step.back().resident_tokens);
+  test::check_equals_dense(spec, test::dense_case_shape(heads), context,
+                           test::decode_steps_within_budget(spec), test::dense_stats::resident);
 }
 
 TEST_CASE("tova keeps what the current query attends", "[adapters][tova]") {
@@ -103,13 +80,7 @@ TEST_CASE("tova keeps what the current query attends", "[adapters][tova]") {
   CHECK(check_row(t, shape, r.decode_out, 0, 30, {24, 25, 26, 27, 28, 29, 30}) > 10.0);
   CHECK(check_row(t, shape, r.decode_out, 4, 34, {2, 7, 23, 31, 32, 33, 34}) > 10.0);
 
-  const std::vector<std::int64_t> resident(static_cast<std::size_t>(shape.kv_heads), 6);
-  for (const auto& s : r.stats_after_step) {
-    CHECK(s.resident_tokens == resident);
-    CHECK(s.resident_bytes == std::uint64_t(6 * shape.kv_heads * 2 * 16 * 4));
-    CHECK(s.budget_tokens == 6);
-    CHECK_FALSE(s.simulated);
-  }
+  test::check_stats_at_budget(r, shape, 6);
   // Keys scored: 7 + 7 + 7 + 8 + 7 rows per KV head, times the group.
   CHECK(r.stats_after_step.back().keys_scored == std::uint64_t(36 * shape.q_heads));
 }
@@ -132,54 +103,25 @@ TEST_CASE("tova evicts tokens appended without a query by the last query's weigh
 }
 
 TEST_CASE("tova holds its budget over a long decode", "[adapters][tova]") {
-  const model_shape shape{"test", 1, 8, 2, 16};
-  auto t = test::random_qkv(shape, 300, 8);
-  auto r = run("tova:budget=100", t, shape, 200, std::vector<int>(50, 2));
-  for (const auto& s : r.stats_after_step)
-    CHECK(s.resident_tokens == std::vector<std::int64_t>{100, 100});
+  auto r = test::check_budget_held_during_decode("tova:budget=100", 100);
   // The first query of a pair sees budget + 1 rows (not the second new token), the second
   // budget + 2, then the eviction.
   CHECK(r.stats_after_step.back().keys_scored == std::uint64_t((50 * 101 + 50 * 102) * 8));
 }
 
 TEST_CASE("tova gives the same results at any thread count", "[adapters][tova]") {
-  const model_shape shape{"test", 1, 8, 4, 32};
-  auto t = test::random_qkv(shape, 300, 12);
-  const std::vector<int> steps(50, 2);
-  auto one = run("tova:budget=64", t, shape, 200, steps, 1);
-  auto two = run("tova:budget=64", t, shape, 200, steps, 2);
-  CHECK(std::equal(one.decode_out.data(), one.decode_out.data() + one.decode_out.size(),
-                   two.decode_out.data()));
-  for (std::size_t s = 0; s < one.stats_after_step.size(); ++s) {
-    CHECK(one.stats_after_step[s].resident_tokens == two.stats_after_step[s].resident_tokens);
-    CHECK(one.stats_after_step[s].keys_scored == two.stats_after_step[s].keys_scored);
-  }
+  test::check_same_at_thread_counts("tova:budget=64");
 }
 
 TEST_CASE("tova resolves budget and keep", "[adapters][tova][params]") {
-  struct budget_case {
-    std::string spec;
-    int context;
-    std::int64_t budget;
-    std::int64_t resident;
-  };
-  const auto c = GENERATE(values<budget_case>({
+  const auto c = GENERATE(values<test::budget_case>({
       {"tova", 2000, 1024, 1024},
       {"tova:budget=12", 100, 12, 12},
       {"tova:keep=0.25", 100, 25, 25},
       {"tova:keep=0.25,budget=3", 100, 25, 25},
       {"tova:budget=12", 8, 12, 8},
   }));
-  CAPTURE(c.spec, c.context);
-  const model_shape shape{"test", 1, 4, 2, 8};
-  auto t = test::random_qkv(shape, c.context, 1);
-  auto m = resolve_method(c.spec, "cpu").create();
-  m->prepare(make_problem(shape, c.context, c.context), exec_context{});
-  m->prefill(t.q.view(), t.k.view(), t.v.view(), nullptr);
-  const auto s = m->stats();
-  CHECK(s.budget_tokens == c.budget);
-  CHECK(s.resident_tokens == std::vector<std::int64_t>{c.resident, c.resident});
-  CHECK(s.resident_bytes == std::uint64_t(c.resident * 2 * 2 * 8 * 4));
+  test::check_budget_resolution(c, model_shape{"test", 1, 4, 2, 8});
 }
 
 TEST_CASE("tova validates its parameters", "[adapters][tova][params]") {

@@ -37,22 +37,8 @@ TEST_CASE("window methods equal dense when their budget covers the context", "[a
       GENERATE(as<std::string>{}, "sliding_window:window=400", "sliding_window:keep=1",
                "streaming_llm:sinks=4,window=400", "streaming_llm:sinks=0,budget=400",
                "streaming_llm:sinks=100,window=300");
-  const model_shape shape{"test", 1, std::get<0>(heads), std::get<1>(heads), 64};
-  CAPTURE(spec, context, shape.q_heads, shape.kv_heads);
-  // keep=1 covers the prompt only: decode a single token past it would evict, so decode none.
-  const bool keep_spec = spec.find("keep") != std::string::npos;
-  const std::vector<int> steps = keep_spec ? std::vector<int>{} : std::vector<int>{1, 2, 1};
-  const int total = context + (keep_spec ? 0 : 4);
-  auto t = test::random_qkv(shape, total, 3);
-
-  auto dense = run("dense", t, shape, context, steps);
-  auto method = run(spec, t, shape, context, steps);
-  CHECK(compare_to_dense(t, shape, method.prefill_out, dense.prefill_out, 0) <= 1.0);
-  CHECK(compare_to_dense(t, shape, method.decode_out, dense.decode_out, context) <= 1.0);
-  CHECK(method.stats_after_step.back().resident_tokens ==
-        dense.stats_after_step.back().resident_tokens);
-  CHECK(method.stats_after_step.back().kv_bytes_read ==
-        dense.stats_after_step.back().kv_bytes_read);
+  test::check_equals_dense(spec, test::dense_case_shape(heads), context,
+                           test::decode_steps_within_budget(spec), test::dense_stats::reads);
 }
 
 TEST_CASE("streaming_llm keeps exactly the sinks and the last window tokens",
@@ -126,32 +112,21 @@ TEST_CASE("sliding_window keeps exactly the last window tokens",
 }
 
 TEST_CASE("window methods resolve budget and keep", "[adapters][window][params]") {
-  struct budget_case {
-    std::string spec;
-    int context;
-    std::int64_t resident;  // tokens per head after prefill
-  };
-  const auto c = GENERATE(values<budget_case>({
-      {"sliding_window", 2000, 1024},
-      {"sliding_window:window=10", 100, 10},
-      {"sliding_window:budget=12", 100, 12},
-      {"sliding_window:window=10,budget=12", 100, 12},
-      {"sliding_window:keep=0.25", 100, 25},
-      {"sliding_window:keep=0.25,budget=3", 100, 25},
-      {"streaming_llm", 2000, 1028},
-      {"streaming_llm:sinks=4,window=10", 100, 14},
-      {"streaming_llm:sinks=4,budget=10", 100, 10},
-      {"streaming_llm:keep=0.1", 100, 10},
-      {"streaming_llm:sinks=8,budget=5", 100, 9},
-      {"streaming_llm:sinks=4,window=10", 8, 8},
+  const auto c = GENERATE(values<test::budget_case>({
+      {"sliding_window", 2000, 1024, 1024},
+      {"sliding_window:window=10", 100, 10, 10},
+      {"sliding_window:budget=12", 100, 12, 12},
+      {"sliding_window:window=10,budget=12", 100, 12, 12},
+      {"sliding_window:keep=0.25", 100, 25, 25},
+      {"sliding_window:keep=0.25,budget=3", 100, 25, 25},
+      {"streaming_llm", 2000, 1028, 1028},
+      {"streaming_llm:sinks=4,window=10", 100, 14, 14},
+      {"streaming_llm:sinks=4,budget=10", 100, 10, 10},
+      {"streaming_llm:keep=0.1", 100, 10, 10},
+      {"streaming_llm:sinks=8,budget=5", 100, 9, 9},
+      {"streaming_llm:sinks=4,window=10", 8, 14, 8},
   }));
-  CAPTURE(c.spec, c.context);
-  const model_shape shape{"test", 1, 2, 1, 8};
-  auto t = test::random_qkv(shape, c.context, 1);
-  auto m = resolve_method(c.spec, "cpu").create();
-  m->prepare(make_problem(shape, c.context, c.context), exec_context{});
-  m->prefill(tensor_view{}, t.k.view(), t.v.view(), nullptr);
-  CHECK(m->stats().resident_tokens == std::vector<std::int64_t>{c.resident});
+  test::check_budget_resolution(c, model_shape{"test", 1, 2, 1, 8}, {.queries = false});
 }
 
 TEST_CASE("window methods validate their parameters", "[adapters][window][params]") {

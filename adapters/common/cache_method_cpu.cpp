@@ -100,8 +100,11 @@ void cache_method::prepare(const attention_problem& problem, const exec_context&
   // the budget, at least 64 rows: at most 8 rows copied per appended token).
   const std::int64_t total = std::max(problem.max_tokens, problem.context_tokens);
   const std::int64_t decoded = std::max<std::int64_t>(0, total - problem.context_tokens);
+  // Sparse methods keep every row and read a budget of them per query.
   const std::int64_t held =
-      m_budget < 0 ? total : std::min(total, std::min(m_budget, problem.context_tokens) + decoded);
+      m_budget < 0 || sparse_attend()
+          ? total
+          : std::min(total, std::min(m_budget, problem.context_tokens) + decoded);
   const std::int64_t slack = held < total ? std::max<std::int64_t>(64, held / 8) : 0;
   m_cache.reset(m_shape.kv_heads, m_shape.head_dim, held, slack);
 
@@ -111,6 +114,7 @@ void cache_method::prepare(const attention_problem& problem, const exec_context&
   for (std::size_t t = 0; t < threads; ++t)
     m_scratch.emplace_back(m_shape.group_size(), m_shape.head_dim);
   m_weights.assign(threads, {});
+  m_selections.assign(threads, {});
 
   m_length = 0;
   m_prefilled = false;
@@ -192,6 +196,11 @@ void cache_method::attend(tensor_view q, tensor_view out) {
   const int d = m_shape.head_dim;
   check_attend_shapes(q, out, m_shape, m_length);
   m_attend_queries = n;
+  m_attend_calls += static_cast<std::uint64_t>(n);
+  if (sparse_attend()) {
+    attend_sparse(q, out);
+    return;
+  }
 
   // Query i sits at position m_length - n + i and sees the cached rows up to it.
   std::uint64_t rows_total = 0;
@@ -204,7 +213,6 @@ void cache_method::attend(tensor_view q, tensor_view out) {
     }
   m_keys_scored += rows_total * static_cast<std::uint64_t>(group);
   m_kv_bytes_read += rows_total * kv_cache::token_bytes(d);
-  m_attend_calls += static_cast<std::uint64_t>(n);
 
   const bool observed = observes_attention();
   if (observed)
@@ -236,6 +244,80 @@ void cache_method::attend(tensor_view q, tensor_view out) {
       }
     }
   }
+}
+
+void cache_method::attend_sparse(tensor_view q, tensor_view out) {
+  const int n = q.tokens, kv_heads = m_shape.kv_heads, group = m_shape.group_size();
+  const int d = m_shape.head_dim;
+  // Counters per head, summed in head order afterwards: the totals do not depend on threads.
+  std::vector<std::uint64_t> keys(static_cast<std::size_t>(kv_heads), 0);
+  std::vector<std::uint64_t> bytes(static_cast<std::size_t>(kv_heads), 0);
+  std::uint64_t visible_total = 0;
+  for (int h = 0; h < kv_heads; ++h)
+    visible_total += static_cast<std::uint64_t>(m_cache.rows_up_to(h, m_length - 1));
+  const auto multiply_adds =
+      visible_total * static_cast<std::uint64_t>(n) * static_cast<std::uint64_t>(group * d);
+#pragma omp parallel for schedule(static) \
+    num_threads(m_threads) if (parallel_worth_it(multiply_adds))
+  for (int h = 0; h < kv_heads; ++h) {
+    const auto thread = static_cast<std::size_t>(omp_get_thread_num());
+    sparse_work work{m_scratch[thread], m_selections[thread]};
+    for (int i = 0; i < n; ++i) {
+      const std::int64_t visible = m_cache.rows_up_to(h, m_length - n + i);
+      attend_head(i, h, q.at(i, h * group), visible, out.at(i, h * group), work);
+    }
+    keys[static_cast<std::size_t>(h)] = work.keys_scored;
+    bytes[static_cast<std::size_t>(h)] = work.bytes_read;
+  }
+  for (int h = 0; h < kv_heads; ++h) {
+    m_keys_scored += keys[static_cast<std::size_t>(h)];
+    m_kv_bytes_read += bytes[static_cast<std::size_t>(h)];
+  }
+}
+
+void cache_method::attend_head(int query, int head, const float* q, std::int64_t visible,
+                               float* out, sparse_work& work) {
+  const auto d = static_cast<std::size_t>(m_shape.head_dim);
+  work.selection.clear();
+  select_rows(query, head, q, visible, work.selection);
+  work.softmax.start(q, d, m_shape.group_size(), m_scale);
+  read_ranges(head, work.selection, work);
+  work.softmax.finish(out, d);
+}
+
+void cache_method::read_ranges(int head, const row_selection& selection, sparse_work& work) const {
+  const kv_rows rows = m_cache.rows(head);
+  std::uint64_t read = 0;
+  for (const auto& [begin, end] : selection.ranges) {
+    ATTNBENCH_ASSERT(begin >= 0 && begin < end && end <= rows.count);
+    work.softmax.add(rows.slice(begin, end - begin));
+    read += static_cast<std::uint64_t>(end - begin);
+  }
+  work.keys_scored +=
+      read * static_cast<std::uint64_t>(m_shape.group_size()) + selection.selection_keys;
+  work.bytes_read += read * kv_cache::token_bytes(m_shape.head_dim) + selection.selection_bytes;
+}
+
+void row_selection::add(std::int64_t begin, std::int64_t end) {
+  if (end <= begin) return;
+  if (!ranges.empty()) {
+    ATTNBENCH_ASSERT(begin >= ranges.back().second);
+    if (begin == ranges.back().second) {
+      ranges.back().second = end;
+      return;
+    }
+  }
+  ranges.emplace_back(begin, end);
+}
+
+void row_selection::add_rows(const std::vector<std::int64_t>& sorted_rows) {
+  for (auto r : sorted_rows) add(r, r + 1);
+}
+
+std::int64_t row_selection::rows() const {
+  std::int64_t total = 0;
+  for (const auto& [begin, end] : ranges) total += end - begin;
+  return total;
 }
 
 cache_stats cache_method::stats() const {

@@ -61,6 +61,32 @@ void keep_entries(std::vector<T>& entries, const std::vector<std::int64_t>& rows
   entries.resize(out);
 }
 
+/// The rows one decode query of one KV head reads, chosen by a query-aware sparse method, and
+/// what choosing them cost. Ranges are [begin, end) row indices into the head's cached rows.
+struct row_selection {
+  std::vector<std::pair<std::int64_t, std::int64_t>> ranges;  // sorted, disjoint, non-empty
+  std::uint64_t selection_keys = 0;   // dot products spent choosing (summaries, sketches, keys)
+  std::uint64_t selection_bytes = 0;  // bytes read choosing (metadata, keys scored to select)
+
+  void clear() {
+    ranges.clear();
+    selection_keys = selection_bytes = 0;
+  }
+  /// Appends [begin, end) after the ranges so far (begin >= the last end), merging adjacent ones.
+  void add(std::int64_t begin, std::int64_t end);
+  /// Appends sorted row indices, merging runs into ranges.
+  void add_rows(const std::vector<std::int64_t>& sorted_rows);
+  std::int64_t rows() const;
+};
+
+/// Scratch and counters of one (query, KV head) sparse attention call.
+struct sparse_work {
+  online_softmax& softmax;
+  row_selection& selection;
+  std::uint64_t keys_scored = 0;  // attention keys, times the group's query heads, + selection
+  std::uint64_t bytes_read = 0;   // K/V rows read + selection metadata
+};
+
 class cache_method : public kv_method {
  public:
   std::optional<std::string> unsupported_reason(const attention_problem& problem) const override;
@@ -100,6 +126,22 @@ class cache_method : public kv_method {
   void windowed_prompt_outputs(const sink_window_policy& policy, tensor_view q, tensor_view k,
                                tensor_view v, tensor_view out);
 
+  /// Query-aware sparse reading: when true, attend calls attend_head for every (query, KV head)
+  /// instead of reading every visible row; the counters are what attend_head reports.
+  virtual bool sparse_attend() const { return false; }
+  /// Chooses the rows the group of KV head `head` reads for decode query `query` among its first
+  /// `visible` cached rows, and the cost of choosing. q: [group, head_dim].
+  virtual void select_rows(int query, int head, const float* q, std::int64_t visible,
+                           row_selection& out) {}
+  /// Writes out ([group, head_dim]) for one (query, KV head) of a sparse method and adds what it
+  /// read to `work`. The default reads the ranges select_rows picks, through online softmax;
+  /// methods that combine branches or reweight sampled rows override it.
+  virtual void attend_head(int query, int head, const float* q, std::int64_t visible, float* out,
+                           sparse_work& work);
+  /// Adds the attention over `ranges` of head `head` to an online softmax already started, and
+  /// counts the rows read into `work` (rows * group keys, rows * token bytes).
+  void read_ranges(int head, const row_selection& selection, sparse_work& work) const;
+
   /// Whether a call of `multiply_adds` is worth an OpenMP fork.
   bool parallel_worth_it(std::uint64_t multiply_adds) const;
 
@@ -117,11 +159,13 @@ class cache_method : public kv_method {
 
  private:
   void check_kv(tensor_view k, tensor_view v) const;
+  void attend_sparse(tensor_view q, tensor_view out);
 
   bool m_prepared = false;
   bool m_prefilled = false;
   std::vector<online_softmax> m_scratch;      // one per thread
   std::vector<std::vector<float>> m_weights;  // one per thread: [group, rows] for observe()
+  std::vector<row_selection> m_selections;    // one per thread, for sparse methods
   std::uint64_t m_keys_scored = 0;
   std::uint64_t m_kv_bytes_read = 0;
   std::uint64_t m_attend_calls = 0;

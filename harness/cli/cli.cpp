@@ -193,7 +193,7 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
   run_config cfg;
   cfg.argv = argv;
   // Defaults are the quick preset: every suite, every CPU method, small sizes (< 60 s on 2 cores).
-  std::string lengths = "1k,4k,8k", depths = "0:1:6", shape = "small", mode = "query_aware",
+  std::string lengths = "1k,4k", depths = "0:1:4", shape = "small", mode = "query_aware",
               config_file;
   std::vector<std::string> workload_overrides;
   po::options_description desc(
@@ -201,14 +201,14 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
       "Runs suite cases x method specs and writes DIR/report.json (atomically) and "
       "DIR/report.jsonl\n"
       "(streamed as cases finish). With no options: the quick preset (every suite, every CPU\n"
-      "method with default parameters, lengths 1k,4k,8k, depths 0:1:6, 2 samples)");
+      "method with default parameters, lengths 1k,4k, depths 0:1:4, 2 samples)");
   desc.add_options()("help,h", "show this help")("suite", po::value<std::vector<std::string>>(),
                                                  "suite to run (repeatable; default: all)")(
       "method", po::value<std::vector<std::string>>(),
       "method spec name:key=value,... (repeatable; default: all)")(
-      "lengths", po::value<std::string>(), "context lengths, e.g. 4k,16k,128k (default 1k,4k,8k)")(
+      "lengths", po::value<std::string>(), "context lengths, e.g. 4k,16k,128k (default 1k,4k)")(
       "depths", po::value<std::string>(),
-      "needle depths: list 0,0.5,1 or start:stop:count[:linear|:sigmoid] (default 0:1:6)")(
+      "needle depths: list 0,0.5,1 or start:stop:count[:linear|:sigmoid] (default 0:1:4)")(
       "samples", po::value<int>(), "samples per case (default 2)")(
       "seed", po::value<std::uint64_t>(), "base seed (default 0)")(
       "threads", po::value<int>(), "cases run in parallel (default: all cores)")(

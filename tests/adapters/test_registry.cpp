@@ -8,10 +8,41 @@
 using namespace attnbench;
 
 TEST_CASE("the registry holds the CPU methods", "[adapters][registry]") {
-  for (const std::string name :
-       {"dense", "sliding_window", "streaming_llm", "h2o", "tova", "snapkv", "pyramidkv", "knorm",
-        "random", "adakv", "duo", "lazy_eviction", "token_retention", "tca", "gqa", "mqa",
-        "kv_quant"}) {
+  for (const std::string name : {"dense",
+                                 "sliding_window",
+                                 "streaming_llm",
+                                 "h2o",
+                                 "tova",
+                                 "snapkv",
+                                 "pyramidkv",
+                                 "knorm",
+                                 "random",
+                                 "adakv",
+                                 "duo",
+                                 "lazy_eviction",
+                                 "token_retention",
+                                 "tca",
+                                 "gqa",
+                                 "mqa",
+                                 "kv_quant",
+                                 "topk_oracle",
+                                 "block_oracle",
+                                 "quest",
+                                 "landmark",
+                                 "rectified",
+                                 "hip",
+                                 "nsa",
+                                 "longheads",
+                                 "dhsa",
+                                 "bilevel",
+                                 "loki",
+                                 "recycled",
+                                 "routing",
+                                 "hyperattention",
+                                 "power",
+                                 "neighborhood",
+                                 "parallel_context",
+                                 "adaptive_head"}) {
     CAPTURE(name);
     const method_info* info = method_registry::instance().find(name, "cpu");
     REQUIRE(info != nullptr);

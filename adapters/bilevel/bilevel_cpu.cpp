@@ -1,0 +1,104 @@
+/// bilevel on the CPU: per KV head, one mean key per complete region, extended as tokens arrive;
+/// per decode query, the routed regions and the current region are read through online softmax.
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "adapters/bilevel/bilevel.hpp"
+#include "adapters/common/attention_scores.hpp"
+#include "adapters/common/cache_method_cpu.hpp"
+
+namespace attnbench::cpu {
+
+namespace {
+
+class bilevel_cpu final : public cache_method {
+ public:
+  explicit bilevel_cpu(const param_values& values)
+      : m_values(values), m_region(values.get_int("region")) {}
+
+ protected:
+  std::int64_t plan(const attention_problem& problem) override {
+    m_heads.assign(static_cast<std::size_t>(problem.shape.kv_heads), {});
+    return resolve_budget(m_values, problem.context_tokens);
+  }
+
+  bool sparse_attend() const override { return true; }
+
+  std::vector<std::vector<std::int64_t>> select_prompt(tensor_view q, tensor_view k,
+                                                       tensor_view v) override {
+    for (int h = 0; h < m_shape.kv_heads; ++h) extend(h, head_rows(k, v, h));
+    return cache_method::select_prompt(q, k, v);
+  }
+
+  void after_append(int) override {
+    for (int h = 0; h < m_shape.kv_heads; ++h) extend(h, m_cache.rows(h));
+  }
+
+  void select_rows(int, int head, const float* q, std::int64_t visible,
+                   row_selection& out) override {
+    if (visible <= m_budget) {
+      out.add(0, visible);
+      return;
+    }
+    head_state& st = m_heads[static_cast<std::size_t>(head)];
+    const int group = m_shape.group_size(), d = m_shape.head_dim;
+    // The current region, clipped to the budget, then whole routed regions before it.
+    const std::int64_t current = (visible - 1) / m_region;
+    const std::int64_t current_begin = std::max(current * m_region, visible - m_budget);
+    const std::int64_t routed = (m_budget - (visible - current_begin)) / m_region;
+    if (routed > 0 && current > 0) {
+      st.affinity.resize(static_cast<std::size_t>(current));
+      for (std::int64_t r = 0; r < current; ++r) {
+        const float* mean = st.means.data() + static_cast<std::size_t>(r * d);
+        float s = 0;
+        for (int g = 0; g < group; ++g)
+          for (int x = 0; x < d; ++x) s += q[g * d + x] * mean[x];
+        st.affinity[static_cast<std::size_t>(r)] = s;
+      }
+      out.selection_keys += static_cast<std::uint64_t>(current * group);
+      out.selection_bytes += static_cast<std::uint64_t>(current * d) * sizeof(float);
+      for (auto r : top_indices(st.affinity.data(), current, routed))
+        out.add(r * m_region, std::min((r + 1) * m_region, current_begin));
+    }
+    out.add(current_begin, visible);
+  }
+
+ private:
+  struct head_state {
+    std::vector<float> means;     // [complete regions, head_dim]
+    std::vector<float> affinity;  // [regions] scratch
+  };
+
+  // Mean keys of the regions complete within rows' first rows.count rows.
+  void extend(int head, const kv_rows& rows) {
+    head_state& st = m_heads[static_cast<std::size_t>(head)];
+    const auto d = static_cast<std::size_t>(m_shape.head_dim);
+    const auto done = static_cast<std::int64_t>(st.means.size() / d);
+    const std::int64_t target = rows.count / m_region;
+    st.means.resize(static_cast<std::size_t>(target) * d, 0.0f);
+    for (std::int64_t r = done; r < target; ++r) {
+      float* mean = st.means.data() + static_cast<std::size_t>(r) * d;
+      for (std::int64_t t = r * m_region; t < (r + 1) * m_region; ++t) {
+        const float* key = rows.k + static_cast<std::size_t>(t) * rows.row_stride;
+        for (std::size_t x = 0; x < d; ++x) mean[x] += key[x];
+      }
+      for (std::size_t x = 0; x < d; ++x) mean[x] /= static_cast<float>(m_region);
+    }
+    st.affinity.reserve(static_cast<std::size_t>(target));
+  }
+
+  param_values m_values;
+  std::int64_t m_region;
+  std::vector<head_state> m_heads;  // per KV head (heads run on different threads)
+};
+
+}  // namespace
+
+}  // namespace attnbench::cpu
+
+ATTNBENCH_REGISTER_METHOD(attnbench::cpu::cpu_method_info<attnbench::cpu::bilevel_cpu>(
+    "bilevel", "BiFormer: Vision Transformer with Bi-Level Routing Attention",
+    "per decode query, route to the regions whose mean key matches it best, then attend to their "
+    "tokens and the current region",
+    attnbench::bilevel::schema()));

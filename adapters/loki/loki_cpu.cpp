@@ -1,0 +1,194 @@
+/// loki on the CPU: a sparse cache_method whose per-head PCA basis comes from the calibration
+/// pass in plan, whose projected keys are built at prefill and extended while decoding, and whose
+/// select_rows scans them and picks the top-k rows.
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "adapters/common/attention_scores.hpp"
+#include "adapters/common/cache_method_cpu.hpp"
+#include "adapters/common/calibration_cpu.hpp"
+#include "adapters/loki/loki.hpp"
+#include "harness/error.hpp"
+
+namespace attnbench::cpu {
+
+namespace {
+
+// Eigenvectors of the symmetric d x d matrix a (row-major, destroyed), as rows, ordered by
+// decreasing eigenvalue. Cyclic Jacobi rotations: O(d^3) per sweep, milliseconds at d = 128;
+// 30 sweeps is far more than the ~10 it takes to reach double precision.
+std::vector<double> eigenvectors_descending(std::vector<double> a, int d) {
+  const auto at = [d](int r, int c) { return static_cast<std::size_t>(r * d + c); };
+  std::vector<double> vec(static_cast<std::size_t>(d * d), 0.0);
+  for (int i = 0; i < d; ++i) vec[at(i, i)] = 1.0;
+  for (int sweep = 0; sweep < 30; ++sweep) {
+    double off = 0, diag = 0;
+    for (int p = 0; p < d; ++p)
+      for (int q = 0; q < d; ++q) (p == q ? diag : off) += a[at(p, q)] * a[at(p, q)];
+    if (off <= 1e-24 * std::max(diag, 1e-300)) break;
+    for (int p = 0; p < d - 1; ++p)
+      for (int q = p + 1; q < d; ++q) {
+        const double apq = a[at(p, q)];
+        if (apq == 0.0) continue;
+        const double theta = (a[at(q, q)] - a[at(p, p)]) / (2.0 * apq);
+        const double t =
+            (theta >= 0 ? 1.0 : -1.0) / (std::abs(theta) + std::sqrt(theta * theta + 1));
+        const double c = 1.0 / std::sqrt(t * t + 1), s = t * c;
+        for (int k = 0; k < d; ++k) {  // columns p, q of a
+          const double akp = a[at(k, p)], akq = a[at(k, q)];
+          a[at(k, p)] = c * akp - s * akq;
+          a[at(k, q)] = s * akp + c * akq;
+        }
+        for (int k = 0; k < d; ++k) {  // rows p, q of a
+          const double apk = a[at(p, k)], aqk = a[at(q, k)];
+          a[at(p, k)] = c * apk - s * aqk;
+          a[at(q, k)] = s * apk + c * aqk;
+        }
+        for (int k = 0; k < d; ++k) {  // eigenvectors as columns of vec
+          const double vkp = vec[at(k, p)], vkq = vec[at(k, q)];
+          vec[at(k, p)] = c * vkp - s * vkq;
+          vec[at(k, q)] = s * vkp + c * vkq;
+        }
+      }
+  }
+  std::vector<int> order(static_cast<std::size_t>(d));
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int x, int y) { return a[at(x, x)] > a[at(y, y)]; });
+  std::vector<double> rows(static_cast<std::size_t>(d * d));
+  for (int r = 0; r < d; ++r)
+    for (int k = 0; k < d; ++k) rows[at(r, k)] = vec[at(k, order[static_cast<std::size_t>(r)])];
+  return rows;
+}
+
+class loki_method : public cache_method {
+ public:
+  explicit loki_method(param_values values) : m_values(std::move(values)) {}
+
+  std::optional<std::string> unsupported_reason(const attention_problem& problem) const override {
+    if (auto why = gqa_unsupported_reason(problem)) return why;
+    return calibration_unsupported_reason(problem, "loki");
+  }
+
+ protected:
+  bool sparse_attend() const override { return true; }
+
+  std::int64_t plan(const attention_problem& problem) override {
+    const int d = m_shape.head_dim;
+    m_rank = loki::resolve_rank(m_values, d);
+    const calibration_layer& c = problem.calibration->layer(problem.layer);
+    check_calibration_layer(c, m_shape, problem.layer);
+    const auto heads = static_cast<std::size_t>(m_shape.kv_heads);
+    m_basis.assign(heads, {});
+    m_projected.assign(heads, {});
+    m_scores.assign(heads, {});
+    const std::int64_t total = std::max(problem.max_tokens, problem.context_tokens);
+    for (int h = 0; h < m_shape.kv_heads; ++h) {
+      const kv_rows keys = calibration_rows(c, h);
+      std::vector<double> moment(static_cast<std::size_t>(d * d), 0.0);
+      for (std::int64_t t = 0; t < keys.count; ++t) {
+        const float* k = keys.k + static_cast<std::size_t>(t) * keys.row_stride;
+        for (int i = 0; i < d; ++i)
+          for (int j = 0; j < d; ++j)
+            moment[static_cast<std::size_t>(i * d + j)] += static_cast<double>(k[i]) * k[j];
+      }
+      const std::vector<double> vectors = eigenvectors_descending(std::move(moment), d);
+      auto& basis = m_basis[static_cast<std::size_t>(h)];
+      basis.assign(vectors.begin(), vectors.begin() + static_cast<std::ptrdiff_t>(m_rank * d));
+      m_projected[static_cast<std::size_t>(h)].reserve(static_cast<std::size_t>(total * m_rank));
+      m_scores[static_cast<std::size_t>(h)].reserve(static_cast<std::size_t>(total));
+    }
+    return resolve_budget(m_values, problem.context_tokens);
+  }
+
+  std::vector<std::vector<std::int64_t>> select_prompt(tensor_view q, tensor_view k,
+                                                       tensor_view v) override {
+    for (auto& p : m_projected) p.clear();
+    project_keys(k, 0, k.tokens);
+    return cache_method::select_prompt(q, k, v);
+  }
+
+  void after_append(int tokens) override {
+    // The new rows are the last `tokens` of every head (nothing is ever evicted).
+    for (int h = 0; h < m_shape.kv_heads; ++h) {
+      const kv_rows rows = m_cache.rows(h);
+      project_rows(h, rows.slice(rows.count - tokens, tokens));
+    }
+  }
+
+  void select_rows(int, int head, const float* q, std::int64_t visible,
+                   row_selection& out) override {
+    if (m_budget >= visible) {
+      out.add(0, visible);
+      return;
+    }
+    const int d = m_shape.head_dim, group = m_shape.group_size();
+    const auto& basis = m_basis[static_cast<std::size_t>(head)];
+    // The group's summed query in the basis: the sum over the group of approximate logits.
+    std::vector<float> query(static_cast<std::size_t>(m_rank), 0.0f);
+    for (int r = 0; r < m_rank; ++r) {
+      double s = 0;
+      for (int g = 0; g < group; ++g)
+        for (int i = 0; i < d; ++i)
+          s += basis[static_cast<std::size_t>(r * d + i)] *
+               static_cast<double>(q[static_cast<std::size_t>(g * d + i)]);
+      query[static_cast<std::size_t>(r)] = static_cast<float>(s);
+    }
+    const float* projected = m_projected[static_cast<std::size_t>(head)].data();
+    auto& scores = m_scores[static_cast<std::size_t>(head)];
+    scores.resize(static_cast<std::size_t>(visible));
+    for (std::int64_t t = 0; t < visible; ++t) {
+      const float* p = projected + static_cast<std::size_t>(t * m_rank);
+      float s = 0;
+      for (int r = 0; r < m_rank; ++r) s += query[static_cast<std::size_t>(r)] * p[r];
+      scores[static_cast<std::size_t>(t)] = s;
+    }
+    out.add_rows(top_indices(scores.data(), visible, m_budget));
+    // One rank-r dot product per key for the whole group, counted as rank / head_dim of a key.
+    const auto scanned = static_cast<std::uint64_t>(visible) * static_cast<std::uint64_t>(m_rank);
+    out.selection_keys +=
+        (scanned + static_cast<std::uint64_t>(d) - 1) / static_cast<std::uint64_t>(d);
+    out.selection_bytes += scanned * sizeof(float);
+  }
+
+ private:
+  // Appends the projections of prompt tokens [begin, begin + count) of k ([tokens, kv_heads,
+  // head_dim]) to every head's metadata.
+  void project_keys(tensor_view k, int begin, int count) {
+    for (int h = 0; h < m_shape.kv_heads; ++h)
+      project_rows(h, head_rows(k, tensor_view{}, h).slice(begin, count));
+  }
+
+  void project_rows(int head, const kv_rows& rows) {
+    const int d = m_shape.head_dim;
+    const auto& basis = m_basis[static_cast<std::size_t>(head)];
+    auto& projected = m_projected[static_cast<std::size_t>(head)];
+    for (std::int64_t t = 0; t < rows.count; ++t) {
+      const float* k = rows.k + static_cast<std::size_t>(t) * rows.row_stride;
+      for (int r = 0; r < m_rank; ++r) {
+        double s = 0;
+        for (int i = 0; i < d; ++i) s += basis[static_cast<std::size_t>(r * d + i)] * k[i];
+        projected.push_back(static_cast<float>(s));
+      }
+    }
+  }
+
+  param_values m_values;
+  int m_rank = 1;
+  std::vector<std::vector<double>> m_basis;     // [kv_heads][rank, head_dim]
+  std::vector<std::vector<float>> m_projected;  // [kv_heads][rows, rank]
+  std::vector<std::vector<float>> m_scores;     // [kv_heads][rows], scratch of select_rows
+};
+
+}  // namespace
+
+}  // namespace attnbench::cpu
+
+ATTNBENCH_REGISTER_METHOD(attnbench::cpu::cpu_method_info<attnbench::cpu::loki_method>(
+    "loki", "Loki: Low-Rank Keys for Efficient Sparse Attention",
+    "score every key in a rank-r PCA basis of the keys, read the top-k exactly",
+    attnbench::loki::schema()));

@@ -1,0 +1,105 @@
+/// longheads on the CPU: one summary key per complete chunk and KV head, kept up to date as
+/// tokens arrive; per decode query, the first chunk, the query's chunk and the best-matching
+/// middle chunks are read through online softmax.
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "adapters/common/attention_scores.hpp"
+#include "adapters/common/cache_method_cpu.hpp"
+#include "adapters/longheads/longheads.hpp"
+
+namespace attnbench::cpu {
+
+namespace {
+
+class longheads_cpu final : public cache_method {
+ public:
+  explicit longheads_cpu(const param_values& values)
+      : m_values(values), m_chunk(values.get_int("chunk")) {}
+
+ protected:
+  std::int64_t plan(const attention_problem& problem) override {
+    m_heads.assign(static_cast<std::size_t>(problem.shape.kv_heads), {});
+    return resolve_budget(m_values, problem.context_tokens);
+  }
+
+  bool sparse_attend() const override { return true; }
+
+  std::vector<std::vector<std::int64_t>> select_prompt(tensor_view q, tensor_view k,
+                                                       tensor_view v) override {
+    for (int h = 0; h < m_shape.kv_heads; ++h) extend(h, head_rows(k, v, h));
+    return cache_method::select_prompt(q, k, v);
+  }
+
+  void after_append(int) override {
+    for (int h = 0; h < m_shape.kv_heads; ++h) extend(h, m_cache.rows(h));
+  }
+
+  void select_rows(int, int head, const float* q, std::int64_t visible,
+                   row_selection& out) override {
+    if (visible <= m_budget) {
+      out.add(0, visible);
+      return;
+    }
+    head_state& st = m_heads[static_cast<std::size_t>(head)];
+    const int group = m_shape.group_size(), d = m_shape.head_dim;
+    // The query's chunk (clipped to the budget), then the first chunk, then whole middle chunks.
+    const std::int64_t last_begin = std::max((visible - 1) / m_chunk * m_chunk, visible - m_budget);
+    const std::int64_t first_end =
+        std::min({m_chunk, last_begin, m_budget - (visible - last_begin)});
+    const std::int64_t middle = std::max<std::int64_t>(0, last_begin / m_chunk - 1);
+    const std::int64_t count = (m_budget - (visible - last_begin) - first_end) / m_chunk;
+    out.add(0, first_end);
+    if (count > 0 && middle > 0) {
+      st.scores.resize(static_cast<std::size_t>(middle));
+      for (std::int64_t c = 0; c < middle; ++c) {
+        const float* summary = st.summaries.data() + static_cast<std::size_t>((c + 1) * d);
+        float s = 0;
+        for (int g = 0; g < group; ++g)
+          for (int x = 0; x < d; ++x) s += q[g * d + x] * summary[x];
+        st.scores[static_cast<std::size_t>(c)] = s;
+      }
+      out.selection_keys += static_cast<std::uint64_t>(middle * group);
+      out.selection_bytes += static_cast<std::uint64_t>(middle * d) * sizeof(float);
+      for (auto c : top_indices(st.scores.data(), middle, count))
+        out.add((c + 1) * m_chunk, (c + 2) * m_chunk);
+    }
+    out.add(last_begin, visible);
+  }
+
+ private:
+  struct head_state {
+    std::vector<float> summaries;  // [complete chunks, head_dim]
+    std::vector<float> scores;     // [middle chunks] scratch
+    std::vector<float> weights;    // [chunk] scratch of the summary
+  };
+
+  // Summaries of the chunks complete within rows' first rows.count rows.
+  void extend(int head, const kv_rows& rows) {
+    head_state& st = m_heads[static_cast<std::size_t>(head)];
+    const auto d = static_cast<std::size_t>(m_shape.head_dim);
+    const auto done = static_cast<std::int64_t>(st.summaries.size() / d);
+    const std::int64_t target = rows.count / m_chunk;
+    st.summaries.resize(static_cast<std::size_t>(target) * d);
+    for (std::int64_t c = done; c < target; ++c)
+      longheads::summarize(rows.k + static_cast<std::size_t>(c * m_chunk) * rows.row_stride,
+                           rows.row_stride, m_chunk, m_shape.head_dim, m_scale,
+                           st.summaries.data() + static_cast<std::size_t>(c) * d, st.weights);
+    st.scores.reserve(static_cast<std::size_t>(target));
+  }
+
+  param_values m_values;
+  std::int64_t m_chunk;
+  std::vector<head_state> m_heads;  // per KV head (heads run on different threads)
+};
+
+}  // namespace
+
+}  // namespace attnbench::cpu
+
+ATTNBENCH_REGISTER_METHOD(attnbench::cpu::cpu_method_info<attnbench::cpu::longheads_cpu>(
+    "longheads", "LongHeads: Multi-Head Attention is Secretly a Long Context Processor",
+    "per decode query, read the first chunk, the query's chunk and the middle chunks whose "
+    "summary keys match the query best, up to the budget",
+    attnbench::longheads::schema()));

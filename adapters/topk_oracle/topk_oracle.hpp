@@ -1,0 +1,26 @@
+/// topk_oracle: exact per-query top-k tokens, the upper bound of query-aware token selection.
+/// Configuration, shared by backends. C++17-clean.
+#pragma once
+
+#include <vector>
+
+#include "harness/params.hpp"
+
+namespace attnbench::topk_oracle {
+
+/// "Exact top-k attention (oracle upper bound)": no paper; the selection every query-aware
+/// sparse method approximates.
+/// Rule: for each decode query and KV head, score every visible key exactly and read the k =
+/// budget keys with the largest score, where a key's score is the largest softmax weight any
+/// query head of the GQA group gives it (max over the group of per-head probabilities, so each
+/// head's favourite tokens survive and a sink head's large logits do not outvote the others).
+/// The whole cache stays resident; nothing is evicted.
+/// Parameters:
+///   budget  int >= 1, default 1024: keys read per query per KV head.
+///   keep    real in (0, 1], no default: budget = ceil(keep * prompt tokens); overrides budget.
+/// Cost: selection scores all visible keys (visible * group dot products, visible K rows read),
+/// then reads k K/V rows. It saves no work; it bounds what a selection of k tokens can achieve.
+/// Simplifications: none beyond float32 scores (ties go to the earlier token).
+inline std::vector<param_def> schema() { return budget_params(1024); }
+
+}  // namespace attnbench::topk_oracle

@@ -1,0 +1,96 @@
+// dhsa: equal to dense when the budget covers the sequence, chunking and length-scaled chunk
+// ranking on a hand-built case, exact cost and resident bytes, the boundary rule, budget
+// resolution, thread-count determinism, parameter validation.
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "adapters/dhsa/dhsa.hpp"
+#include "harness/method.hpp"
+#include "tests/adapters/method_run.hpp"
+#include "tests/adapters/planted_keys.hpp"
+#include "tests/adapters/reference.hpp"
+
+using namespace attnbench;
+
+TEST_CASE("dhsa equals dense when its budget covers the sequence", "[adapters][dhsa]") {
+  const auto heads = GENERATE(table<int, int>({{8, 2}, {4, 4}}));
+  const int context = GENERATE(1, 50, 300);
+  const std::string spec = GENERATE(as<std::string>{}, "dhsa:budget=400", "dhsa:keep=1");
+  test::check_equals_dense(spec, test::dense_case_shape(heads), context,
+                           test::decode_steps_within_budget(spec), test::dense_stats::reads);
+}
+
+TEST_CASE("dhsa ranks chunks by key sum over sqrt(length) and fills the budget with tokens",
+          "[adapters][dhsa]") {
+  // Chunks of equal keys (one random base per chunk, so the cosine drops only between chunks):
+  // lengths 10, 24 (A, logit 2), 8, 12, 5 (B, logit 3), twelve of 16 and a last of 5 that the
+  // decode token joins: 18 chunks. Scores 8 * sum / sqrt(n): A 16 sqrt(24) = 78 > B 24 sqrt(5) =
+  // 54 > 0 (a mean would rank B first). Budget 26: all of A ([10, 34)) and the first 2 of B
+  // ([54, 56)).
+  const model_shape shape{"test", 1, 4, 2, 64};
+  const int context = 256;
+  std::vector<int> lengths = {10, 24, 8, 12, 5};
+  for (int i = 0; i < 12; ++i) lengths.push_back(16);
+  lengths.push_back(6);  // 5 prompt tokens and the decode token
+  auto t = test::planted_qkv(
+      shape, context + 1, context,
+      [](int p) { return p >= 10 && p < 34   ? 2.0f
+                         : p >= 54 && p < 59 ? 3.0f
+                                             : 0.0f; }, 9);
+  auto bases = test::random_qkv(shape, static_cast<int>(lengths.size()), 21);
+  int p = 0;
+  for (std::size_t c = 0; c < lengths.size(); ++c)
+    for (int i = 0; i < lengths[c]; ++i, ++p)
+      for (int h = 0; h < shape.kv_heads; ++h)
+        for (int x = 1; x < 64; ++x)
+          test::row_of(t.k, p, h)[x] = test::row(bases.k, static_cast<int>(c), h)[x];
+  REQUIRE(p == context + 1);
+
+  auto r = test::run("dhsa:budget=26", t, shape, context, {1});
+  std::vector<std::int64_t> expected;
+  test::add_range(expected, 10, 34);
+  test::add_range(expected, 54, 56);
+  CHECK(test::check_row(t, shape, r.decode_out, 0, context, expected) <= 1.0);
+  std::vector<std::int64_t> by_mean;  // B whole, then the first 21 of A
+  test::add_range(by_mean, 10, 31);
+  test::add_range(by_mean, 54, 59);
+  CHECK(test::check_row(t, shape, r.decode_out, 0, context, by_mean) > 10.0);
+
+  // 18 chunk sums scored, 26 rows read.
+  test::check_sparse_stats(r, shape, context + 1, 26, test::expected_cost(shape, 26, 18, 18 * 64));
+}
+
+TEST_CASE("dhsa starts a chunk on a similarity drop, within the length bounds",
+          "[adapters][dhsa]") {
+  const float a[2] = {1, 0}, b[2] = {0, 1}, c[2] = {1, 1};
+  CHECK(dhsa::cosine(a, c, 2) == Approx(std::sqrt(0.5)));
+  CHECK(dhsa::starts_chunk(4, a, b, 2, 0.5, 4, 32));        // orthogonal
+  CHECK_FALSE(dhsa::starts_chunk(3, a, b, 2, 0.5, 4, 32));  // too short yet
+  CHECK_FALSE(dhsa::starts_chunk(4, a, c, 2, 0.5, 4, 32));  // cos 0.71 >= 0.5
+  CHECK(dhsa::starts_chunk(4, a, c, 2, 0.8, 4, 32));
+  CHECK(dhsa::starts_chunk(32, a, a, 2, 0.5, 4, 32));  // full
+}
+
+TEST_CASE("dhsa resolves budget and keep and keeps every row", "[adapters][dhsa][params]") {
+  const auto c = GENERATE(values<test::budget_case>({
+      {"dhsa", 2000, 1024, 2000},
+      {"dhsa:budget=40", 100, 40, 100},
+      {"dhsa:keep=0.25", 100, 25, 100},
+  }));
+  test::check_budget_resolution(c, model_shape{"test", 1, 6, 3, 16});
+}
+
+TEST_CASE("dhsa is deterministic across thread counts", "[adapters][dhsa]") {
+  test::check_same_at_thread_counts("dhsa:budget=64");
+  test::check_same_at_thread_counts("dhsa:budget=30,threshold=-0.2,min_chunk=2,max_chunk=9");
+}
+
+TEST_CASE("dhsa rejects bad parameters", "[adapters][dhsa][params]") {
+  test::check_bad_input("dhsa:threshold=1.5", "threshold");
+  test::check_bad_input("dhsa:min_chunk=0", "min_chunk");
+  test::check_bad_input("dhsa:max_chunk=0", "max_chunk");
+  test::check_bad_input("dhsa:keep=2", "keep");
+}

@@ -1,0 +1,75 @@
+// neighborhood: equal to dense when the budget covers the context, the exact (dilated) causal
+// neighborhood on hand-built cases, the honest sparse stats, budget / keep resolution and
+// parameter validation.
+#include <catch2/catch.hpp>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "harness/method.hpp"
+#include "tests/adapters/method_run.hpp"
+#include "tests/adapters/reference.hpp"
+
+using namespace attnbench;
+using test::check_row;
+
+TEST_CASE("neighborhood equals dense when its budget covers the context",
+          "[adapters][neighborhood]") {
+  const auto heads = GENERATE(table<int, int>({{8, 2}, {4, 4}}));
+  const int context = GENERATE(1, 50, 300);
+  const std::string spec = GENERATE(as<std::string>{}, "neighborhood", "neighborhood:budget=304",
+                                    "neighborhood:budget=304,dilation=3", "neighborhood:keep=1");
+  test::check_equals_dense(spec, test::dense_case_shape(heads), context,
+                           test::decode_steps_within_budget(spec), test::dense_stats::reads);
+}
+
+TEST_CASE("neighborhood reads exactly the query's causal neighborhood",
+          "[adapters][neighborhood]") {
+  const model_shape shape{"test", 1, 4, 2, 16};
+  auto t = test::random_qkv(shape, 43, 6);
+  SECTION("contiguous") {
+    auto r = test::run("neighborhood:budget=5", t, shape, 40, {1, 2});
+    CHECK(check_row(t, shape, r.decode_out, 0, 40, {36, 37, 38, 39, 40}) <= 1.0);
+    CHECK(check_row(t, shape, r.decode_out, 1, 41, {37, 38, 39, 40, 41}) <= 1.0);
+    CHECK(check_row(t, shape, r.decode_out, 2, 42, {38, 39, 40, 41, 42}) <= 1.0);
+    CHECK(check_row(t, shape, r.decode_out, 0, 40, test::prefix(40)) > 10.0);
+    const auto& last = r.stats_after_step.back();
+    CHECK(last.keys_scored == 3 * 5 * 2 * 2);
+    CHECK(last.kv_bytes_read == 3 * 5 * 2 * (2 * 16 * 4));
+    CHECK(last.resident_tokens == std::vector<std::int64_t>{43, 43});
+    CHECK(last.resident_bytes == 43 * 2 * (2 * 16 * 4));
+    CHECK(last.budget_tokens == 5);
+  }
+  SECTION("dilated") {
+    // Dilation 3: p, p-3, ..., p-12; with dilation 20 only p, p-20 and p-40 exist.
+    auto r = test::run("neighborhood:budget=5,dilation=3", t, shape, 40, {1, 2});
+    CHECK(check_row(t, shape, r.decode_out, 0, 40, {28, 31, 34, 37, 40}) <= 1.0);
+    CHECK(check_row(t, shape, r.decode_out, 2, 42, {30, 33, 36, 39, 42}) <= 1.0);
+    CHECK(check_row(t, shape, r.decode_out, 0, 40, {36, 37, 38, 39, 40}) > 10.0);
+    auto far = test::run("neighborhood:budget=5,dilation=20", t, shape, 40, {1, 2});
+    CHECK(check_row(t, shape, far.decode_out, 0, 40, {0, 20, 40}) <= 1.0);
+    CHECK(far.stats_after_step[1].keys_scored == 3 * 2 * 2);
+  }
+}
+
+TEST_CASE("neighborhood is the same at any thread count", "[adapters][neighborhood]") {
+  test::check_same_at_thread_counts("neighborhood:budget=40,dilation=2");
+}
+
+TEST_CASE("neighborhood resolves budget and keep and keeps every token",
+          "[adapters][neighborhood][params]") {
+  const auto c = GENERATE(values<test::budget_case>({
+      {"neighborhood", 2000, 1024, 2000},
+      {"neighborhood:budget=12", 100, 12, 100},
+      {"neighborhood:keep=0.1,dilation=4", 100, 10, 100},
+  }));
+  test::check_budget_resolution(c, model_shape{"test", 1, 4, 2, 8});
+}
+
+TEST_CASE("neighborhood validates its parameters", "[adapters][neighborhood][params]") {
+  test::check_bad_input("neighborhood:dilation=0", "parameter 'dilation' = 0 is out of range");
+  test::check_bad_input("neighborhood:budget=0", "parameter 'budget' = 0 is out of range");
+  test::check_bad_input("neighborhood:keep=0", "parameter 'keep' = 0 is out of range");
+  test::check_bad_input("neighborhood:window=8",
+                        "unknown parameter 'window' (known: budget, keep, dilation)");
+}

@@ -25,22 +25,8 @@ class bilevel_cpu final : public cache_method {
 
   bool sparse_attend() const override { return true; }
 
-  std::vector<std::vector<std::int64_t>> select_prompt(tensor_view q, tensor_view k,
-                                                       tensor_view v) override {
-    for (int h = 0; h < m_shape.kv_heads; ++h) extend(h, head_rows(k, v, h));
-    return cache_method::select_prompt(q, k, v);
-  }
-
-  void after_append(int) override {
-    for (int h = 0; h < m_shape.kv_heads; ++h) extend(h, m_cache.rows(h));
-  }
-
   void select_rows(int, int head, const float* q, std::int64_t visible,
                    row_selection& out) override {
-    if (visible <= m_budget) {
-      out.add(0, visible);
-      return;
-    }
     head_state& st = m_heads[static_cast<std::size_t>(head)];
     const int group = m_shape.group_size(), d = m_shape.head_dim;
     // The current region, clipped to the budget, then whole routed regions before it.
@@ -71,7 +57,7 @@ class bilevel_cpu final : public cache_method {
   };
 
   // Mean keys of the regions complete within rows' first rows.count rows.
-  void extend(int head, const kv_rows& rows) {
+  void extend_index(int head, const kv_rows& rows) override {
     head_state& st = m_heads[static_cast<std::size_t>(head)];
     const auto d = static_cast<std::size_t>(m_shape.head_dim);
     const auto done = static_cast<std::int64_t>(st.means.size() / d);

@@ -136,11 +136,6 @@ std::int64_t sparse_select_method::plan(const attention_problem& problem) {
 
 void sparse_select_method::select_rows(int, int head, const float* q, std::int64_t visible,
                                        row_selection& out) {
-  // A budget that covers every visible row reads them all, and choosing costs nothing.
-  if (visible <= m_budget) {
-    out.add(0, visible);
-    return;
-  }
   m_selector->update(head, m_cache);
   m_selector->select(head, q, visible, m_budget, m_cache, out);
   ATTNBENCH_ASSERT(out.rows() <= m_budget);

@@ -174,6 +174,7 @@ void cache_method::prefill(tensor_view q, tensor_view k, tensor_view v, tensor_v
     check_prefill_shapes(q, *maybe_out, tokens, m_shape);
     prompt_outputs(q, k, v, *maybe_out);
   }
+  for (int h = 0; h < m_shape.kv_heads; ++h) extend_index(h, head_rows(k, v, h));
   const auto kept = select_prompt(q, k, v);
   ATTNBENCH_ASSERT(kept.size() == static_cast<std::size_t>(m_shape.kv_heads));
   for (int h = 0; h < m_shape.kv_heads; ++h)
@@ -188,6 +189,7 @@ void cache_method::append(tensor_view k, tensor_view v) {
   m_length += k.tokens;
   m_prefilled = true;
   after_append(k.tokens);
+  for (int h = 0; h < m_shape.kv_heads; ++h) extend_index(h, m_cache.rows(h));
 }
 
 void cache_method::attend(tensor_view q, tensor_view out) {
@@ -279,7 +281,10 @@ void cache_method::attend_head(int query, int head, const float* q, std::int64_t
                                float* out, sparse_work& work) {
   const auto d = static_cast<std::size_t>(m_shape.head_dim);
   work.selection.clear();
-  select_rows(query, head, q, visible, work.selection);
+  if (m_budget < 0 || visible <= m_budget)
+    work.selection.add(0, visible);
+  else
+    select_rows(query, head, q, visible, work.selection);
   work.softmax.start(q, d, m_shape.group_size(), m_scale);
   read_ranges(head, work.selection, work);
   work.softmax.finish(out, d);

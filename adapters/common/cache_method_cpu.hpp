@@ -129,12 +129,18 @@ class cache_method : public kv_method {
   /// Query-aware sparse reading: when true, attend calls attend_head for every (query, KV head)
   /// instead of reading every visible row; the counters are what attend_head reports.
   virtual bool sparse_attend() const { return false; }
+  /// Per-head metadata of sparse methods (summaries of pages, blocks, chunks): called with each
+  /// head's prompt rows at prefill (before select_prompt) and with the head's cached rows after
+  /// every append (after after_append). Fold in only the rows past those already seen.
+  virtual void extend_index(int head, const kv_rows& rows) {}
   /// Chooses the rows the group of KV head `head` reads for decode query `query` among its first
-  /// `visible` cached rows, and the cost of choosing. q: [group, head_dim].
+  /// `visible` cached rows, and the cost of choosing. q: [group, head_dim]. Only called when the
+  /// budget does not cover the visible rows (the default attend_head reads them all then).
   virtual void select_rows(int query, int head, const float* q, std::int64_t visible,
                            row_selection& out) {}
   /// Writes out ([group, head_dim]) for one (query, KV head) of a sparse method and adds what it
-  /// read to `work`. The default reads the ranges select_rows picks, through online softmax;
+  /// read to `work`. The default reads every visible row when the budget covers them (exactly
+  /// dense, no selection cost), else the ranges select_rows picks, through online softmax;
   /// methods that combine branches or reweight sampled rows override it.
   virtual void attend_head(int query, int head, const float* q, std::int64_t visible, float* out,
                            sparse_work& work);

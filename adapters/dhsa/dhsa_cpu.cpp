@@ -29,22 +29,8 @@ class dhsa_cpu final : public cache_method {
 
   bool sparse_attend() const override { return true; }
 
-  std::vector<std::vector<std::int64_t>> select_prompt(tensor_view q, tensor_view k,
-                                                       tensor_view v) override {
-    for (int h = 0; h < m_shape.kv_heads; ++h) extend(h, head_rows(k, v, h));
-    return cache_method::select_prompt(q, k, v);
-  }
-
-  void after_append(int) override {
-    for (int h = 0; h < m_shape.kv_heads; ++h) extend(h, m_cache.rows(h));
-  }
-
   void select_rows(int, int head, const float* q, std::int64_t visible,
                    row_selection& out) override {
-    if (visible <= m_budget) {
-      out.add(0, visible);
-      return;
-    }
     head_state& st = m_heads[static_cast<std::size_t>(head)];
     const int group = m_shape.group_size(), d = m_shape.head_dim;
     const auto dim = static_cast<std::size_t>(d);
@@ -113,7 +99,7 @@ class dhsa_cpu final : public cache_method {
   }
 
   // Chunks the rows [st.rows, rows.count), extending the open chunk or starting new ones.
-  void extend(int head, const kv_rows& rows) {
+  void extend_index(int head, const kv_rows& rows) override {
     head_state& st = m_heads[static_cast<std::size_t>(head)];
     const int d = m_shape.head_dim;
     const auto dim = static_cast<std::size_t>(d);

@@ -30,10 +30,6 @@ class hip_cpu final : public cache_method {
 
   void select_rows(int, int head, const float* q, std::int64_t visible,
                    row_selection& out) override {
-    if (visible <= m_budget) {
-      out.add(0, visible);
-      return;
-    }
     const int group = m_shape.group_size(), d = m_shape.head_dim;
     const kv_rows rows = m_cache.rows(head);
     // Sum of the group's logits (up to the common scale) with the key at `row`.

@@ -122,10 +122,6 @@ class loki_method : public cache_method {
 
   void select_rows(int, int head, const float* q, std::int64_t visible,
                    row_selection& out) override {
-    if (m_budget >= visible) {
-      out.add(0, visible);
-      return;
-    }
     const int d = m_shape.head_dim, group = m_shape.group_size();
     const auto& basis = m_basis[static_cast<std::size_t>(head)];
     // The group's summed query in the basis: the sum over the group of approximate logits.

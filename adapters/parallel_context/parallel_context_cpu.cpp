@@ -77,10 +77,6 @@ class parallel_context_method : public cache_method {
   // q: [group, head_dim]. Rows are positions (the cache never evicts).
   void select_rows(int, int head, const float* q, std::int64_t visible,
                    row_selection& out) override {
-    if (m_budget >= visible) {
-      out.add(0, visible);
-      return;
-    }
     const int group = m_shape.group_size(), d = m_shape.head_dim;
     const std::int64_t context = m_layout.context;
     std::int64_t left = m_budget;

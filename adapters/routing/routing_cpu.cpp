@@ -72,10 +72,6 @@ class routing_method : public cache_method {
 
   void select_rows(int, int head, const float* q, std::int64_t visible,
                    row_selection& out) override {
-    if (m_budget >= visible) {
-      out.add(0, visible);
-      return;
-    }
     const int d = m_shape.head_dim, group = m_shape.group_size();
     head_state& s = m_heads[static_cast<std::size_t>(head)];
     const int clusters = static_cast<int>(s.members.size());

@@ -138,7 +138,9 @@ nlohmann::json make_meta(const run_config& config, const std::string& start_time
       {"lengths", o.lengths},    {"depths", o.depths},        {"samples", o.samples},
       {"seed", o.seed},          {"mode", name_of(o.mode)},   {"backend", o.backend},
       {"filter", config.filter}, {"threads", config.threads}, {"needles", o.needles},
-      {"haystack", o.haystack},  {"suites", config.suites},   {"methods", config.methods}};
+      {"haystack", o.haystack},  {"suites", config.suites},   {"methods", config.methods},
+      {"tasks", o.tasks},        {"budgets", o.budgets},      {"trace", o.trace},
+      {"params", o.params}};
   return {
       {"tool", "attnbench"},
       {"tool_version", ATTNBENCH_VERSION},
@@ -191,6 +193,21 @@ report run_benchmark(const run_config& config, std::ostream& progress) {
     methods.push_back(resolve_method(spec, config.options.backend));
   ATTNBENCH_CHECK(!methods.empty(), bad_input,
                   "no method registered for backend '" << config.options.backend << "'");
+
+  for (const auto& [key, value] : config.options.params) {
+    auto dot = key.find('.');
+    const suite* owner = nullptr;
+    for (const auto* s : suites)
+      if (dot != std::string::npos && key.substr(0, dot) == s->name()) owner = s;
+    std::string known;
+    for (const auto* s : suites)
+      for (const auto& n : s->param_names())
+        known += (known.empty() ? "" : ", ") + s->name() + "." + n;
+    const auto names = owner ? owner->param_names() : std::vector<std::string>{};
+    if (!owner || std::find(names.begin(), names.end(), key.substr(dot + 1)) == names.end())
+      ATTNBENCH_BAD_INPUT("unknown --param '" << key << "' for the selected suites (known: "
+                                              << (known.empty() ? "none" : known) << ")");
+  }
 
   std::regex filter;
   try {

@@ -33,8 +33,14 @@ struct run_options {
   run_mode mode = run_mode::query_aware;
   model_shape shape;
   std::string backend = "cpu";
-  std::vector<std::string> needles;  // value kinds; empty: suite default
-  std::string haystack;              // empty: suite default
+  std::vector<std::string> needles;   // value kinds; empty: suite default
+  std::string haystack;               // empty: suite default
+  std::vector<std::string> tasks;     // task names (`ruler`); empty: the suite's default
+  std::vector<std::int64_t> budgets;  // token budgets swept by suites that take them
+  std::string trace;                  // imported Q/K/V trace file; empty: the workload
+  // Suite-specific settings "suite.key" -> text (`--param ruler.num_needle_k=4`); the runner
+  // rejects keys that no selected suite declares in param_names(); suites parse the values.
+  std::map<std::string, std::string> params;
 };
 
 /// One point of a suite's axis product.
@@ -59,6 +65,8 @@ class suite {
   /// Axis names in product order, for `attnbench list suites`.
   virtual std::vector<std::string> axes() const = 0;
   virtual std::map<std::string, metric_info> metrics() const = 0;
+  /// Keys this suite reads from run_options::params, without the "suite." prefix.
+  virtual std::vector<std::string> param_names() const { return {}; }
   /// The axis product in a documented order (first axis outermost).
   virtual std::vector<suite_case> cases(const run_options& options) const = 0;
   /// Estimated peak host bytes of one case (0: unknown); the runner refuses, as bad input, a

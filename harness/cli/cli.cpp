@@ -99,7 +99,8 @@ int cmd_list(const std::vector<std::string>& args) {
 
 // Reads a JSON config file into `cfg` (fields named as the long options).
 void apply_config_file(const std::string& path, run_config& cfg, std::string& lengths,
-                       std::string& depths, std::string& shape, std::string& mode) {
+                       std::string& depths, std::string& shape, std::string& mode,
+                       std::string& budgets) {
   std::ifstream in(path);
   if (!in) ATTNBENCH_BAD_INPUT("cannot read config file '" << path << "'");
   nlohmann::json j;
@@ -175,7 +176,18 @@ void apply_config_file(const std::string& path, run_config& cfg, std::string& le
       cfg.options.needles = strings(v, key);
     else if (key == "haystack")
       cfg.options.haystack = text(v, key);
-    else if (key == "workload") {
+    else if (key == "tasks")
+      cfg.options.tasks = strings(v, key);
+    else if (key == "budgets")
+      budgets = joined(v, key);
+    else if (key == "trace")
+      cfg.options.trace = text(v, key);
+    else if (key == "params") {
+      if (!v.is_object())
+        ATTNBENCH_BAD_INPUT("config file '" << path << "': 'params' must be an object");
+      for (const auto& [pk, pv] : v.items())
+        cfg.options.params[pk] = pv.is_string() ? pv.get<std::string>() : pv.dump();
+    } else if (key == "workload") {
       if (!v.is_object())
         ATTNBENCH_BAD_INPUT("config file '" << path << "': 'workload' must be an object");
       for (const auto& [wk, wv] : v.items())
@@ -185,7 +197,8 @@ void apply_config_file(const std::string& path, run_config& cfg, std::string& le
           "config file '"
           << path << "': unknown field '" << key
           << "' (known: suite, method, lengths, depths, samples, seed, threads, backend, "
-             "mode, filter, shape, out, needle, haystack, workload)");
+             "mode, filter, shape, out, needle, haystack, tasks, budgets, trace, params, "
+             "workload)");
   }
 }
 
@@ -194,7 +207,7 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
   cfg.argv = argv;
   // Defaults are the quick preset: every suite, every CPU method, small sizes (< 60 s on 2 cores).
   std::string lengths = "1k,4k", depths = "0:1:4", shape = "small", mode = "query_aware",
-              config_file;
+              config_file, budgets;
   std::vector<std::string> workload_overrides;
   po::options_description desc(
       "attnbench run [options]\n\n"
@@ -219,6 +232,13 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
       "needle", po::value<std::vector<std::string>>(),
       "needle value kind: number, word, uuid (repeatable)")(
       "haystack", po::value<std::string>(), "haystack: noise, essay, needle (default essay)")(
+      "tasks", po::value<std::string>(), "comma-separated task names of the ruler suite")(
+      "budgets", po::value<std::string>(),
+      "token budgets swept by suites that take them, e.g. 256,1024 (fidelity)")(
+      "trace", po::value<std::string>(),
+      "imported Q/K/V trace (.safetensors or .npy + .json sidecar) instead of the workload")(
+      "param", po::value<std::vector<std::string>>(),
+      "suite setting suite.key=value (repeatable), e.g. ruler.num_needle_k=4")(
       "workload", po::value<std::vector<std::string>>(),
       "workload parameter key=value (repeatable), e.g. retrieval_temp=13")(
       "out", po::value<std::string>(), "output folder (default attnbench-out)")(
@@ -233,7 +253,7 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
   }
   cfg.options.samples = 2;
   if (vm.count("config"))
-    apply_config_file(vm["config"].as<std::string>(), cfg, lengths, depths, shape, mode);
+    apply_config_file(vm["config"].as<std::string>(), cfg, lengths, depths, shape, mode, budgets);
   if (vm.count("suite")) cfg.suites = vm["suite"].as<std::vector<std::string>>();
   if (vm.count("method")) cfg.methods = vm["method"].as<std::vector<std::string>>();
   if (vm.count("lengths")) lengths = vm["lengths"].as<std::string>();
@@ -248,6 +268,16 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
   if (vm.count("needle")) cfg.options.needles = vm["needle"].as<std::vector<std::string>>();
   if (vm.count("haystack")) cfg.options.haystack = vm["haystack"].as<std::string>();
   if (vm.count("out")) cfg.out_dir = vm["out"].as<std::string>();
+  if (vm.count("tasks")) cfg.options.tasks = split(vm["tasks"].as<std::string>(), ',');
+  if (vm.count("budgets")) budgets = vm["budgets"].as<std::string>();
+  if (vm.count("trace")) cfg.options.trace = vm["trace"].as<std::string>();
+  if (vm.count("param"))
+    for (const auto& kv : vm["param"].as<std::vector<std::string>>()) {
+      auto eq = kv.find('=');
+      if (eq == std::string::npos || kv.find('.') > eq)
+        ATTNBENCH_BAD_INPUT("--param expects suite.key=value, got '" << kv << "'");
+      cfg.options.params[kv.substr(0, eq)] = kv.substr(eq + 1);
+    }
   if (vm.count("workload"))
     for (const auto& kv : vm["workload"].as<std::vector<std::string>>()) {
       auto eq = kv.find('=');
@@ -260,6 +290,13 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
   cfg.options.depths = parse_depths(depths);
   cfg.options.shape = shape_preset(shape);
   cfg.options.mode = parse_run_mode(mode);
+  if (!budgets.empty())
+    for (const auto& item : split(budgets, ',')) {
+      auto v = parse_real(item);
+      if (!v || *v < 1 || *v != std::floor(*v) || *v > 1e9)
+        ATTNBENCH_BAD_INPUT("malformed --budgets value '" << item << "' (expected e.g. 256,1024)");
+      cfg.options.budgets.push_back(static_cast<std::int64_t>(*v));
+    }
   if (cfg.options.samples < 1)
     ATTNBENCH_BAD_INPUT("--samples must be >= 1, got " << cfg.options.samples);
   if (cfg.threads < 0) ATTNBENCH_BAD_INPUT("--threads must be >= 0, got " << cfg.threads);

@@ -33,6 +33,7 @@ TEST_CASE("the registry holds the CPU methods", "[adapters][registry]") {
                                  "hip",
                                  "nsa",
                                  "longheads",
+                                 "ltri",
                                  "dhsa",
                                  "bilevel",
                                  "loki",

@@ -1,0 +1,106 @@
+// ltri: equal to dense when the budget covers the sequence, span discovery and span retrieval on
+// a hand-built case of key "triangles", the span rules, exact cost and resident bytes, budget
+// resolution, thread-count determinism, parameter validation.
+#include <catch2/catch.hpp>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "adapters/ltri/ltri.hpp"
+#include "harness/method.hpp"
+#include "tests/adapters/method_run.hpp"
+#include "tests/adapters/planted_keys.hpp"
+#include "tests/adapters/reference.hpp"
+
+using namespace attnbench;
+
+TEST_CASE("ltri equals dense when its budget covers the sequence", "[adapters][ltri]") {
+  const auto heads = GENERATE(table<int, int>({{8, 2}, {4, 4}}));
+  const int context = GENERATE(1, 50, 300);
+  const std::string spec = GENERATE(as<std::string>{}, "ltri:budget=400", "ltri:keep=1");
+  test::check_equals_dense(spec, test::dense_case_shape(heads), context,
+                           test::decode_steps_within_budget(spec), test::dense_stats::reads);
+}
+
+TEST_CASE("ltri cuts runs of similar keys into spans and reads the best-scoring spans",
+          "[adapters][ltri]") {
+  // One index vector per span (the count rule is checked below). Runs of identical keys (one random
+  // base per run in dimensions 1..63, so that a key's affinity logit is about 8 on its own run and
+  // 0 +- 1 elsewhere: its row sits on its run): lengths 10, 24 (A, logit 3), 8, 12, 6 (B,
+  // logit 2), twelve of 16 and a last of 6 that the decode token joins. Each run is one span of
+  // confidence ~1, so one index vector (its mean key) each: A scores 3, B 2, the rest 0. Budget 28
+  // without sinks or window: all of A ([10, 34)) and the first 4 rows of B ([54, 58)).
+  const model_shape shape{"test", 1, 4, 2, 64};
+  const int context = 256;
+  std::vector<int> lengths = {10, 24, 8, 12, 6};
+  for (int i = 0; i < 12; ++i) lengths.push_back(16);
+  lengths.push_back(5);  // 4 prompt tokens and the decode token
+  auto t = test::planted_qkv(
+      shape, context + 1, context,
+      [](int p) { return p >= 10 && p < 34   ? 3.0f
+                         : p >= 54 && p < 60 ? 2.0f
+                                             : 0.0f; }, 9);
+  auto bases = test::random_qkv(shape, static_cast<int>(lengths.size()), 21);
+  int p = 0;
+  for (std::size_t c = 0; c < lengths.size(); ++c)
+    for (int i = 0; i < lengths[c]; ++i, ++p)
+      for (int h = 0; h < shape.kv_heads; ++h)
+        for (int x = 1; x < 64; ++x)
+          test::row_of(t.k, p, h)[x] = test::row(bases.k, static_cast<int>(c), h)[x];
+  REQUIRE(p == context + 1);
+
+  auto r = test::run("ltri:budget=28,sinks=0,window=0,vectors=1", t, shape, context, {1});
+  std::vector<std::int64_t> expected;
+  test::add_range(expected, 10, 34);
+  test::add_range(expected, 54, 58);
+  CHECK(test::check_row(t, shape, r.decode_out, 0, context, expected) <= 1.0);
+  std::vector<std::int64_t> b_first;  // B whole, then the first 22 rows of A
+  test::add_range(b_first, 10, 32);
+  test::add_range(b_first, 54, 60);
+  CHECK(test::check_row(t, shape, r.decode_out, 0, context, b_first) > 10.0);
+  // 18 spans, one index vector each, scored and read; the open last span's vector comes from
+  // its 5 rows, read now; 28 rows read.
+  test::check_sparse_stats(r, shape, context + 1, 28,
+                           test::expected_cost(shape, 28, 18, (18 + 5) * 64));
+
+  // Sinks and window come first: 4 + 8 of 28 leave 16 rows, the first 16 of A.
+  auto w = test::run("ltri:budget=28,sinks=4,window=8", t, shape, context, {1});
+  std::vector<std::int64_t> with_window;
+  test::add_range(with_window, 0, 4);
+  test::add_range(with_window, 10, 26);
+  test::add_range(with_window, context + 1 - 8, context + 1);
+  CHECK(test::check_row(t, shape, w.decode_out, 0, context, with_window) <= 1.0);
+}
+
+TEST_CASE("ltri span rules: boundaries and index vector counts", "[adapters][ltri]") {
+  CHECK(ltri::starts_span(64, 1.0, 4, 64, 0.5));       // full
+  CHECK_FALSE(ltri::starts_span(3, 0.0, 4, 64, 0.5));  // too short yet
+  CHECK(ltri::starts_span(4, 0.3, 4, 64, 0.5));        // leaves the triangle
+  CHECK_FALSE(ltri::starts_span(4, 0.7, 4, 64, 0.5));  // stays in it
+  CHECK(ltri::index_vectors(1.0, 4, 32) == 1);         // sure: one vector
+  CHECK(ltri::index_vectors(0.0, 4, 32) == 4);         // unsure: the most
+  CHECK(ltri::index_vectors(0.5, 4, 32) == 3);         // round(2.5) away from zero
+  CHECK(ltri::index_vectors(0.0, 4, 2) == 2);          // at most one per token
+}
+
+TEST_CASE("ltri resolves budget and keep and keeps every row", "[adapters][ltri][params]") {
+  const auto c = GENERATE(values<test::budget_case>({
+      {"ltri", 2000, 1024, 2000},
+      {"ltri:budget=40", 100, 40, 100},
+      {"ltri:keep=0.25", 100, 25, 100},
+  }));
+  test::check_budget_resolution(c, model_shape{"test", 1, 6, 3, 16});
+}
+
+TEST_CASE("ltri is deterministic across thread counts", "[adapters][ltri]") {
+  test::check_same_at_thread_counts("ltri:budget=64");
+  test::check_same_at_thread_counts("ltri:budget=40,sinks=2,window=8,span_min=2,span_max=9");
+}
+
+TEST_CASE("ltri rejects bad parameters", "[adapters][ltri][params]") {
+  test::check_bad_input("ltri:mass=1.5", "mass");
+  test::check_bad_input("ltri:span_min=0", "span_min");
+  test::check_bad_input("ltri:span_max=0", "span_max");
+  test::check_bad_input("ltri:vectors=0", "vectors");
+  test::check_bad_input("ltri:keep=2", "keep");
+}

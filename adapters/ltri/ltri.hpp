@@ -26,8 +26,8 @@ namespace attnbench::ltri {
 ///   Incoherent keys (near-uniform rows) thus give spans of `span_min` tokens and a run of mutually
 ///   similar keys one span;
 /// - span confidence = the mean in-span mass of the span's tokens; a span of confidence c gets
-///   round(1 + (1 - c) (vectors - 1)) index vectors (at most its length): the mean keys of that
-///   many equal sub-runs;
+///   round(1 + (1 - c) (vectors - 1)) index vectors, at most one per `span_min` tokens: the mean
+///   keys of that many equal sub-runs;
 /// - per decode query: a span scores the largest group-summed logit of its index vectors; the
 ///   query reads the first `sinks` rows, the last `window` rows and whole spans in score order
 ///   until the budget is spent (a span that does not fit contributes its first rows).
@@ -42,7 +42,7 @@ namespace attnbench::ltri {
 ///   vectors   int >= 1, default 4: most index vectors per span.
 /// Cost: the index vectors of the visible spans are scored (one dot product per vector and query
 /// head) and read (d floats each), then the chosen rows. Metadata: between T / span_max and
-/// T / span_min * vectors index vectors per KV head (not in resident_bytes: K/V only, = dense).
+/// T / span_min index vectors per KV head (not in resident_bytes: K/V only, = dense).
 /// Simplifications: the paper scores triangles on the local query-key attention map and filters
 /// overlapping candidates with non-maximum suppression; queries are not kept in a KV cache, so
 /// the affinity here is key-key (keys standing in for their tokens' queries), and spans are cut
@@ -63,11 +63,15 @@ inline std::vector<param_def> schema() {
   return params;
 }
 
-/// Index vectors of a span of `length` tokens and confidence `confidence` in [0, 1].
-inline int index_vectors(double confidence, int vectors, std::int64_t length) {
+/// Index vectors of a span of `length` tokens and confidence `confidence` in [0, 1]: sub-runs of
+/// at least `span_min` tokens, so that indexing never costs more than one vector per `span_min`
+/// keys (at most T / span_min vectors per KV head).
+inline int index_vectors(double confidence, int vectors, std::int64_t length,
+                         std::int64_t span_min) {
   const double c = std::clamp(confidence, 0.0, 1.0);
   const auto n = static_cast<std::int64_t>(std::lround(1.0 + (1.0 - c) * (vectors - 1)));
-  return static_cast<int>(std::clamp<std::int64_t>(n, 1, std::max<std::int64_t>(1, length)));
+  return static_cast<int>(
+      std::clamp<std::int64_t>(n, 1, std::max<std::int64_t>(1, length / span_min)));
 }
 
 /// Whether token t starts a new span: the open span holds `open` tokens and t puts `in_mass` of

@@ -68,7 +68,7 @@ class ltri_cpu final : public cache_method {
         vectors += static_cast<std::uint64_t>(st.vector_begin[c + 1] - st.vector_begin[c]);
       } else {
         const std::int64_t seen = std::min(end, visible) - begin;
-        const int n = ltri::index_vectors(confidence(st, c), m_vectors, seen);
+        const int n = ltri::index_vectors(confidence(st, c), m_vectors, seen, m_span_min);
         span_vectors(rows, begin, seen, n, st.scratch);
         for (int v = 0; v < n; ++v)
           best = std::max(best, score(st.scratch.data() + static_cast<std::size_t>(v) * dim));
@@ -143,7 +143,7 @@ class ltri_cpu final : public cache_method {
   void close_span(head_state& st, const kv_rows& rows) {
     const std::size_t c = st.closed;
     const std::int64_t length = span_end(st, c) - st.starts[c];
-    const int n = ltri::index_vectors(confidence(st, c), m_vectors, length);
+    const int n = ltri::index_vectors(confidence(st, c), m_vectors, length, m_span_min);
     span_vectors(rows, st.starts[c], length, n, st.scratch);
     st.vectors.insert(st.vectors.end(), st.scratch.begin(), st.scratch.end());
     st.vector_begin.push_back(st.vector_begin.back() + n);

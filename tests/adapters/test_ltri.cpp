@@ -77,10 +77,11 @@ TEST_CASE("ltri span rules: boundaries and index vector counts", "[adapters][ltr
   CHECK_FALSE(ltri::starts_span(3, 0.0, 4, 64, 0.5));  // too short yet
   CHECK(ltri::starts_span(4, 0.3, 4, 64, 0.5));        // leaves the triangle
   CHECK_FALSE(ltri::starts_span(4, 0.7, 4, 64, 0.5));  // stays in it
-  CHECK(ltri::index_vectors(1.0, 4, 32) == 1);         // sure: one vector
-  CHECK(ltri::index_vectors(0.0, 4, 32) == 4);         // unsure: the most
-  CHECK(ltri::index_vectors(0.5, 4, 32) == 3);         // round(2.5) away from zero
-  CHECK(ltri::index_vectors(0.0, 4, 2) == 2);          // at most one per token
+  CHECK(ltri::index_vectors(1.0, 4, 32, 4) == 1);      // sure: one vector
+  CHECK(ltri::index_vectors(0.0, 4, 32, 4) == 4);      // unsure: the most
+  CHECK(ltri::index_vectors(0.5, 4, 32, 4) == 3);      // round(2.5) away from zero
+  CHECK(ltri::index_vectors(0.0, 4, 8, 4) == 2);       // at most one per span_min tokens
+  CHECK(ltri::index_vectors(0.0, 4, 3, 4) == 1);
 }
 
 TEST_CASE("ltri resolves budget and keep and keeps every row", "[adapters][ltri][params]") {

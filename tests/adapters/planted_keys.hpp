@@ -32,6 +32,21 @@ inline qkv planted_qkv(const model_shape& shape, int tokens, int context,
   return t;
 }
 
+/// Overwrites key dimensions 1..63 with one random base per run of consecutive positions (run
+/// lengths `lengths`, covering every token of t; seed), so that keys are identical within a run
+/// and unrelated across runs, while dimension 0 (the planted logit) is kept.
+inline void plant_runs(qkv& t, const model_shape& shape, const std::vector<int>& lengths,
+                       std::uint64_t seed) {
+  auto bases = random_qkv(shape, static_cast<int>(lengths.size()), seed);
+  int p = 0;
+  for (std::size_t c = 0; c < lengths.size(); ++c)
+    for (int i = 0; i < lengths[c]; ++i, ++p)
+      for (int h = 0; h < shape.kv_heads; ++h)
+        for (int x = 1; x < shape.head_dim; ++x)
+          row_of(t.k, p, h)[x] = row(bases.k, static_cast<int>(c), h)[x];
+  REQUIRE(p == t.k.tokens());
+}
+
 /// Positions [begin, end) appended to `positions`.
 inline void add_range(std::vector<std::int64_t>& positions, std::int64_t begin, std::int64_t end) {
   for (std::int64_t p = begin; p < end; ++p) positions.push_back(p);

@@ -40,14 +40,7 @@ TEST_CASE("dhsa ranks chunks by key sum over sqrt(length) and fills the budget w
       [](int p) { return p >= 10 && p < 34   ? 2.0f
                          : p >= 54 && p < 59 ? 3.0f
                                              : 0.0f; }, 9);
-  auto bases = test::random_qkv(shape, static_cast<int>(lengths.size()), 21);
-  int p = 0;
-  for (std::size_t c = 0; c < lengths.size(); ++c)
-    for (int i = 0; i < lengths[c]; ++i, ++p)
-      for (int h = 0; h < shape.kv_heads; ++h)
-        for (int x = 1; x < 64; ++x)
-          test::row_of(t.k, p, h)[x] = test::row(bases.k, static_cast<int>(c), h)[x];
-  REQUIRE(p == context + 1);
+  test::plant_runs(t, shape, lengths, 21);
 
   auto r = test::run("dhsa:budget=26", t, shape, context, {1});
   std::vector<std::int64_t> expected;

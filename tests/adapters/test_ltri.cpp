@@ -40,14 +40,7 @@ TEST_CASE("ltri cuts runs of similar keys into spans and reads the best-scoring 
       [](int p) { return p >= 10 && p < 34   ? 3.0f
                          : p >= 54 && p < 60 ? 2.0f
                                              : 0.0f; }, 9);
-  auto bases = test::random_qkv(shape, static_cast<int>(lengths.size()), 21);
-  int p = 0;
-  for (std::size_t c = 0; c < lengths.size(); ++c)
-    for (int i = 0; i < lengths[c]; ++i, ++p)
-      for (int h = 0; h < shape.kv_heads; ++h)
-        for (int x = 1; x < 64; ++x)
-          test::row_of(t.k, p, h)[x] = test::row(bases.k, static_cast<int>(c), h)[x];
-  REQUIRE(p == context + 1);
+  test::plant_runs(t, shape, lengths, 21);
 
   auto r = test::run("ltri:budget=28,sinks=0,window=0,vectors=1", t, shape, context, {1});
   std::vector<std::int64_t> expected;

@@ -3,4 +3,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash ci/setup.sh
+# The HTML report test (tests/reports/html_chromium_test.sh) renders pages in headless Chromium;
+# only the tests need it, so it is installed here and not by ci/setup.sh.
+if ! command -v chromium >/dev/null; then
+  echo "attnbench: installing chromium"
+  sudo_cmd=()
+  [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends chromium
+fi
 ctest --test-dir build --output-on-failure -j"$(nproc)" --timeout 900

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <limits>
 
 #include "datasets/rng.hpp"
 #include "datasets/vocabulary.hpp"
@@ -20,6 +21,10 @@ const char* name_of(head_role r) {
       return "local";
     case head_role::noise:
       return "noise";
+    case head_role::chain:
+      return "chain";
+    case head_role::aggregation:
+      return "aggregation";
   }
   return "?";
 }
@@ -38,6 +43,9 @@ nlohmann::json workload_config::to_json() const {
           {"retrieval_heads", retrieval_heads},
           {"local_heads", local_heads},
           {"noise_heads", noise_heads},
+          {"chain_heads", chain_heads},
+          {"aggregation_heads", aggregation_heads},
+          {"chain_temp", chain_temp},
           {"embed_seed", embed_seed}};
 }
 
@@ -78,6 +86,12 @@ void workload_config::set(const std::string& key, const std::string& value) {
     local_heads = in(0, 1);
   else if (key == "noise_heads")
     noise_heads = in(0, 1);
+  else if (key == "chain_heads")
+    chain_heads = in(0, 1);
+  else if (key == "aggregation_heads")
+    aggregation_heads = in(0, 1);
+  else if (key == "chain_temp")
+    chain_temp = in(0, 1000);
   else if (key == "embed_seed")
     embed_seed = static_cast<std::uint64_t>(in(0, 9.007199254740992e15));
   else
@@ -86,9 +100,12 @@ void workload_config::set(const std::string& key, const std::string& value) {
         << key
         << "' (known: retrieval_temp, context_tokens, function_salience, key_noise, "
            "sink_logit, sink_value_norm, local_temp, noise_temp, rope_base, "
-           "rotary_fraction, retrieval_heads, local_heads, noise_heads, embed_seed)");
-  if (retrieval_heads + local_heads + noise_heads > 1.0)
-    ATTNBENCH_BAD_INPUT("workload: retrieval_heads + local_heads + noise_heads must be <= 1");
+           "rotary_fraction, retrieval_heads, local_heads, noise_heads, chain_heads, "
+           "aggregation_heads, chain_temp, embed_seed)");
+  if (retrieval_heads + local_heads + noise_heads + chain_heads + aggregation_heads > 1.0)
+    ATTNBENCH_BAD_INPUT(
+        "workload: retrieval_heads + local_heads + noise_heads + chain_heads + "
+        "aggregation_heads must be <= 1");
 }
 
 namespace {
@@ -173,13 +190,22 @@ retrieval_model::retrieval_model(const model_shape& shape, const workload_config
         scaffold ? static_cast<float>(config.function_salience) : 1.0f;
   }
   m_junk = vocab.id("the");
+  m_link = vocab.id(":");
+  ATTNBENCH_CHECK(config.chain_heads <= 0 || config.context_tokens >= 2, bad_input,
+                  "workload: chain_heads need context_tokens >= 2");
 
   // Head roles: counts from the configured fractions, spread over layers by a seeded shuffle.
   const int total = shape.layers * shape.kv_heads;
   auto count = [&](double f) { return static_cast<int>(std::lround(f * total)); };
-  int n_ret = std::max(1, count(config.retrieval_heads));
+  // The shared model always keeps one retrieval head; a model with chain or aggregation heads
+  // (the ruler suite's vt, cwe and fwe models) may have none.
+  const bool ruler_roles = config.chain_heads > 0 || config.aggregation_heads > 0;
+  int n_ret = ruler_roles ? std::min(total, count(config.retrieval_heads))
+                          : std::max(1, count(config.retrieval_heads));
   int n_loc = std::min(total - n_ret, count(config.local_heads));
   int n_noise = std::min(total - n_ret - n_loc, count(config.noise_heads));
+  int n_chain = std::min(total - n_ret - n_loc - n_noise, count(config.chain_heads));
+  int n_agg = std::min(total - n_ret - n_loc - n_noise - n_chain, count(config.aggregation_heads));
   m_roles.assign(static_cast<std::size_t>(total), head_role::sink);
   std::vector<int> order(static_cast<std::size_t>(total));
   for (int i = 0; i < total; ++i) order[static_cast<std::size_t>(i)] = i;
@@ -187,15 +213,41 @@ retrieval_model::retrieval_model(const model_shape& shape, const workload_config
     std::swap(order[static_cast<std::size_t>(i)],
               order[gen.below(static_cast<std::uint64_t>(i) + 1)]);
   for (int i = 0; i < total; ++i) {
-    head_role r = i < n_ret                     ? head_role::retrieval
-                  : i < n_ret + n_loc           ? head_role::local
-                  : i < n_ret + n_loc + n_noise ? head_role::noise
-                                                : head_role::sink;
+    const int n_before_chain = n_ret + n_loc + n_noise;
+    head_role r = i < n_ret                              ? head_role::retrieval
+                  : i < n_ret + n_loc                    ? head_role::local
+                  : i < n_before_chain                   ? head_role::noise
+                  : i < n_before_chain + n_chain         ? head_role::chain
+                  : i < n_before_chain + n_chain + n_agg ? head_role::aggregation
+                                                         : head_role::sink;
     m_roles[static_cast<std::size_t>(order[static_cast<std::size_t>(i)])] = r;
   }
   m_head_sign.resize(static_cast<std::size_t>(total) * static_cast<std::size_t>(d));
   for (auto& s : m_head_sign) s = gen.uniform() < 0.5 ? -1.0f : 1.0f;
   m_head_dir = unit_rows(total, d, gen);
+
+  // Aggregation buckets: every query head of an aggregation KV head is one bucket of head_dim
+  // one-hot slots; pool word i goes to bucket i % A, slot i / A, so buckets fill evenly.
+  m_agg_head.assign(static_cast<std::size_t>(total), -1);
+  for (int h = 0; h < total; ++h)
+    if (m_roles[static_cast<std::size_t>(h)] == head_role::aggregation) {
+      m_agg_head[static_cast<std::size_t>(h)] = m_agg_q_heads;
+      for (int g = 0; g < shape.group_size(); ++g)
+        m_agg_q_head.emplace_back(h / shape.kv_heads,
+                                  (h % shape.kv_heads) * shape.group_size() + g);
+      m_agg_q_heads += shape.group_size();
+    }
+  const int agg_q_heads = m_agg_q_heads;
+  m_agg_slot.assign(static_cast<std::size_t>(v), -1);
+  if (agg_q_heads > 0) {
+    std::vector<int> pool = vocab.keys();
+    pool.insert(pool.end(), vocab.fillers().begin(), vocab.fillers().end());
+    const auto capacity = static_cast<std::size_t>(agg_q_heads) * static_cast<std::size_t>(d);
+    pool.resize(std::min(pool.size(), capacity));
+    m_agg_words = pool;
+    for (std::size_t i = 0; i < pool.size(); ++i)
+      m_agg_slot[static_cast<std::size_t>(pool[i])] = static_cast<int>(i);
+  }
 
   // RoPE over the first rotary_dims dims, NeoX pairing (i, i + rotary_dims / 2).
   int rotary_dims = 2 * static_cast<int>(std::floor(config.rotary_fraction * d / 2));
@@ -209,7 +261,11 @@ void retrieval_model::context_vector(const std::vector<int>& tokens, std::int64_
   std::fill(out, out + d, 0.0f);
   for (int j = 0; j < m_config.context_tokens && p - j >= 0; ++j) {
     int t = tokens[static_cast<std::size_t>(p - j)];
-    float w = (1.0f - 0.2f * static_cast<float>(j)) * m_salience[static_cast<std::size_t>(t)];
+    // Slot weights 1, 0.8, 0.6 (DESIGN §4); longer contexts (UUID keys) continue at x0.8 per
+    // slot so that every weight stays positive.
+    float slot_w = j < 3 ? 1.0f - 0.2f * static_cast<float>(j)
+                         : 0.6f * std::pow(0.8f, static_cast<float>(j - 2));
+    float w = slot_w * m_salience[static_cast<std::size_t>(t)];
     const float* e = row(m_slot[static_cast<std::size_t>(j)], t);
     for (int i = 0; i < d; ++i) out[i] += w * e[i];
   }
@@ -257,6 +313,12 @@ void retrieval_model::project(int layer, const std::vector<int>& tokens, std::in
           m_head_sign.data() + static_cast<std::size_t>(head_id) * static_cast<std::size_t>(d);
       const float* dir =
           m_head_dir.data() + static_cast<std::size_t>(head_id) * static_cast<std::size_t>(d);
+      if (role(layer, h) == head_role::aggregation) {
+        aggregation_row(head_id, p, tok, q.data ? &q : nullptr, row_index, h,
+                        k.data ? k.at(row_index, h) : nullptr,
+                        v.data ? v.at(row_index, h) : nullptr);
+        continue;
+      }
       float q_scale = 0;
       switch (role(layer, h)) {
         case head_role::retrieval: {
@@ -302,6 +364,25 @@ void retrieval_model::project(int layer, const std::vector<int>& tokens, std::in
           std::copy(row(m_aux, tok), row(m_aux, tok) + d, vv.begin());
           break;
         }
+        case head_role::chain: {
+          // Query (token p, ':'), key (token t, token t-1), value token t-2: in `NEW : OLD .`
+          // the key at OLD matches the query of a generated OLD and carries NEW.
+          pair_vector(tok, m_link, qv.data());
+          q_scale = static_cast<float>(m_config.chain_temp) * sqrt_d;
+          if (p == 0)
+            std::fill(kv.begin(), kv.end(), 0.0f);
+          else
+            pair_vector(tok, tokens[static_cast<std::size_t>(p - 1)], kv.data());
+          if (p >= 2) {
+            const float* e = row(m_readout, tokens[static_cast<std::size_t>(p - 2)]);
+            std::copy(e, e + d, vv.begin());
+          } else {
+            std::fill(vv.begin(), vv.end(), 0.0f);
+          }
+          break;
+        }
+        case head_role::aggregation:
+          break;
         case head_role::noise: {
           std::copy(row(m_noise_q, tok), row(m_noise_q, tok) + d, qv.begin());
           std::copy(row(m_noise_k, tok), row(m_noise_k, tok) + d, kv.begin());
@@ -325,14 +406,87 @@ void retrieval_model::project(int layer, const std::vector<int>& tokens, std::in
   }
 }
 
-std::vector<float> retrieval_model::logits(const std::vector<tensor_view>& layer_outputs) const {
+void retrieval_model::pair_vector(int now, int before, float* out) const {
   const int d = m_shape.head_dim;
+  const float* a = row(m_slot[0], now);
+  const float* b = row(m_slot[1], before);
+  for (int i = 0; i < d; ++i) out[i] = a[i] + b[i];
+  normalize(out, d);
+}
+
+void retrieval_model::aggregation_row(int head_id, std::int64_t p, int tok, tensor_view* maybe_q,
+                                      int row_index, int kv_head, float* maybe_k,
+                                      float* maybe_v) const {
+  const int d = m_shape.head_dim;
+  const int group = m_shape.group_size();
+  const int first = m_agg_head[static_cast<std::size_t>(head_id)];
+  const int slot = m_agg_slot[static_cast<std::size_t>(tok)];
+  // A bucket's words score k_aggregation_logit, BOS k_aggregation_sink_logit in every bucket, the
+  // rest 0. With the sink e^18 times heavier than a bucket word, a bucket of up to ~10^6 tokens
+  // leaves BOS nearly all the mass, so the bucket's output is count x e^(-18), comparable across
+  // buckets; other tokens leak e^(-20) each.
+  if (maybe_k) {
+    std::fill(maybe_k, maybe_k + d, 0.0f);
+    if (p == 0) {
+      for (int g = 0; g < group; ++g) maybe_k[g] = k_aggregation_sink_logit;
+    } else if (slot >= 0) {
+      const int bucket = slot % m_agg_q_heads;
+      if (bucket >= first && bucket < first + group) maybe_k[bucket - first] = k_aggregation_logit;
+    }
+  }
+  if (maybe_v) {
+    std::fill(maybe_v, maybe_v + d, 0.0f);
+    if (p > 0 && slot >= 0) maybe_v[slot / m_agg_q_heads] = 1.0f;
+  }
+  if (maybe_q) {
+    const auto sqrt_d = static_cast<float>(std::sqrt(static_cast<double>(d)));
+    for (int g = 0; g < group; ++g) {
+      float* out = maybe_q->at(row_index, kv_head * group + g);
+      std::fill(out, out + d, 0.0f);
+      out[g] = sqrt_d;
+    }
+  }
+}
+
+std::vector<float> retrieval_model::logits(const std::vector<tensor_view>& layer_outputs) const {
+  return logits(layer_outputs, {});
+}
+
+std::vector<float> retrieval_model::logits(const std::vector<tensor_view>& layer_outputs,
+                                           const std::vector<int>& inhibited) const {
+  const int d = m_shape.head_dim;
+  const int group = m_shape.group_size();
   std::vector<float> residual(static_cast<std::size_t>(d), 0.0f);
-  for (const auto& out : layer_outputs)
-    for (int h = 0; h < out.heads; ++h) {
-      const float* x = out.at(0, h);
+  for (std::size_t l = 0; l < layer_outputs.size(); ++l)
+    for (int h = 0; h < layer_outputs[l].heads; ++h) {
+      // Aggregation heads are read out through their histogram below, not the residual.
+      if (role(static_cast<int>(l), h / group) == head_role::aggregation) continue;
+      const float* x = layer_outputs[l].at(0, h);
       for (int i = 0; i < d; ++i) residual[static_cast<std::size_t>(i)] += x[i];
     }
+  // Inhibition: Gram-Schmidt the inhibited readout rows and remove their span from the residual.
+  std::vector<std::vector<double>> basis;
+  for (int t : inhibited) {
+    std::vector<double> b(row(m_readout, t), row(m_readout, t) + d);
+    for (const auto& u : basis) {
+      double dot = 0;
+      for (int i = 0; i < d; ++i)
+        dot += b[static_cast<std::size_t>(i)] * u[static_cast<std::size_t>(i)];
+      for (int i = 0; i < d; ++i)
+        b[static_cast<std::size_t>(i)] -= dot * u[static_cast<std::size_t>(i)];
+    }
+    double n = 0;
+    for (double x : b) n += x * x;
+    if (n < 1e-12) continue;
+    for (double& x : b) x /= std::sqrt(n);
+    double dot = 0;
+    for (int i = 0; i < d; ++i)
+      dot += b[static_cast<std::size_t>(i)] * residual[static_cast<std::size_t>(i)];
+    for (int i = 0; i < d; ++i)
+      residual[static_cast<std::size_t>(i)] -=
+          static_cast<float>(dot * b[static_cast<std::size_t>(i)]);
+    basis.push_back(std::move(b));
+  }
   const int v = vocabulary::instance().size();
   std::vector<float> result(static_cast<std::size_t>(v));
   for (int t = 0; t < v; ++t) {
@@ -341,6 +495,23 @@ std::vector<float> retrieval_model::logits(const std::vector<tensor_view>& layer
     for (int i = 0; i < d; ++i) s += e[i] * residual[static_cast<std::size_t>(i)];
     result[static_cast<std::size_t>(t)] = s;
   }
+  if (!m_agg_words.empty()) {
+    // Histogram readout: pool word i's count estimate is coordinate i / A of bucket i % A,
+    // scaled so that the largest count adds 1 (a unit readout, like one retrieved value).
+    std::vector<float> counts(m_agg_words.size(), 0.0f);
+    float top = 0;
+    for (std::size_t i = 0; i < m_agg_words.size(); ++i) {
+      const auto& [layer, q_head] = m_agg_q_head[i % static_cast<std::size_t>(m_agg_q_heads)];
+      counts[i] = layer_outputs[static_cast<std::size_t>(layer)].at(
+          0, q_head)[i / static_cast<std::size_t>(m_agg_q_heads)];
+      top = std::max(top, counts[i]);
+    }
+    if (top > 0)
+      for (std::size_t i = 0; i < m_agg_words.size(); ++i)
+        result[static_cast<std::size_t>(m_agg_words[i])] += counts[i] / top;
+  }
+  for (int t : inhibited)
+    result[static_cast<std::size_t>(t)] = -std::numeric_limits<float>::infinity();
   return result;
 }
 

@@ -15,10 +15,25 @@
 /// - noise: random token-dependent queries and keys, diffuse attention.
 /// Local and noise heads carry values from a second embedding table, nearly orthogonal to the
 /// readout: they add realistic noise to the logits.
+///
+/// Two roles serve RULER's multi-hop and aggregation tasks (datasets/ruler_tasks.hpp). Their
+/// fractions default to 0, so the shared model, its Q/K/V and every NIAH result are unchanged;
+/// the `ruler` suite builds its own model with them set (construction takes milliseconds).
+/// - chain (variable tracking, backwards): the key at t encodes the pair (token t, token t-1),
+///   the value is token t-2, and the query at p encodes (token p, ':'), so the head answers
+///   "which name was assigned from this one" in statements `NEW : OLD .`; each generated name is
+///   the next hop's query.
+/// - aggregation (CWE, FWE): a pool of up to (aggregation query heads x head_dim) words gets
+///   one-hot values; each aggregation query head attends with a flat logit to the words of its
+///   own bucket and BOS takes a much larger fixed logit, so the head's output is the histogram
+///   of its bucket's resident tokens (counts times a common factor). Evicting tokens biases the
+///   counts; evicting BOS turns them into per-bucket fractions. These heads are read out through
+///   their own histogram readout, not the residual sum.
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -32,7 +47,8 @@ namespace attnbench {
 struct workload_config {
   // Retrieval heads. An exact context match scores `retrieval_temp` logits (13 puts about 0.9
   // of the mass on the needle at 4K and leaves it diffuse at 64K+, DESIGN §4); slot weights
-  // 1, 0.8, 0.6 for the 1st, 2nd, 3rd token back; function words and punctuation count with
+  // 1, 0.8, 0.6 for the 1st, 2nd, 3rd token back (then x0.8 per token for longer contexts, which
+  // the ruler suite uses for multi-token keys); function words and punctuation count with
   // `function_salience`, so scaffolding ("is", ":") matches weakly and keys match strongly.
   double retrieval_temp = 13.0;
   int context_tokens = 3;
@@ -50,6 +66,12 @@ struct workload_config {
   double retrieval_heads = 0.25;
   double local_heads = 0.25;
   double noise_heads = 0.125;
+  // RULER roles (see above): fractions of KV heads, 0 for the shared model. Chain heads use
+  // `chain_temp` as their exact-match logit: above retrieval_temp because a two-token key has
+  // fewer slots to separate it from noise.
+  double chain_heads = 0.0;
+  double aggregation_heads = 0.0;
+  double chain_temp = 16.0;
   std::uint64_t embed_seed = 20240601;
 
   nlohmann::json to_json() const;
@@ -57,7 +79,7 @@ struct workload_config {
   void set(const std::string& key, const std::string& value);
 };
 
-enum class head_role { retrieval, sink, local, noise };
+enum class head_role { retrieval, sink, local, noise, chain, aggregation };
 const char* name_of(head_role r);
 
 class retrieval_model {
@@ -81,10 +103,26 @@ class retrieval_model {
   std::vector<float> logits(const std::vector<tensor_view>& layer_outputs) const;
   /// Greedy decoding: argmax of logits (lowest id on ties).
   int next_token(const std::vector<tensor_view>& layer_outputs) const;
+  /// logits() with inhibition of return (ruler's list answers): the readout directions of
+  /// `inhibited` tokens are projected out of the residual first, so neither they nor their
+  /// crosstalk onto other tokens count, and their own logits are -inf.
+  std::vector<float> logits(const std::vector<tensor_view>& layer_outputs,
+                            const std::vector<int>& inhibited) const;
+
+  /// The words the aggregation heads count, in slot order (empty without aggregation heads).
+  /// Word i sits in aggregation query head i % A at coordinate i / A (A aggregation query
+  /// heads), so the pool holds min(A * head_dim, key and filler words) words.
+  const std::vector<int>& aggregation_words() const { return m_agg_words; }
 
  private:
   // Unit-norm retrieval context vector of the tokens ending at position p: [head_dim].
   void context_vector(const std::vector<int>& tokens, std::int64_t p, float* out) const;
+  // Unit-norm chain-head pair code of (token now, token before): [head_dim].
+  void pair_vector(int now, int before, float* out) const;
+  // Q/K/V of one aggregation KV head at position p; q rows of its query group go to
+  // maybe_q->at(row_index, kv_head * group + g). Null pointers are skipped.
+  void aggregation_row(int head_id, std::int64_t p, int tok, tensor_view* maybe_q, int row_index,
+                       int kv_head, float* maybe_k, float* maybe_v) const;
   const float* row(const std::vector<float>& table, int token) const {
     return table.data() +
            static_cast<std::size_t>(token) * static_cast<std::size_t>(m_shape.head_dim);
@@ -102,6 +140,16 @@ class retrieval_model {
   std::vector<float> m_head_dir;            // [layers * kv_heads, d] sink / local directions
   std::vector<float> m_inv_freq;            // [rotary_dims / 2]
   int m_junk = 0;                           // the sink heads' junk-value token
+  int m_link = 0;                           // the chain heads' assignment token ':'
+  std::vector<int> m_agg_words;             // aggregation pool, slot order
+  std::vector<int> m_agg_slot;              // [vocab] pool index, or -1
+  std::vector<int> m_agg_head;              // [layers * kv_heads] first bucket, or -1
+  std::vector<std::pair<int, int>> m_agg_q_head;  // [buckets] (layer, query head)
+  int m_agg_q_heads = 0;                          // buckets: aggregation query heads
+
+  // Aggregation logits (see the class comment): a bucket word, and BOS in every bucket.
+  static constexpr float k_aggregation_logit = 20.0f;
+  static constexpr float k_aggregation_sink_logit = 38.0f;
 };
 
 }  // namespace attnbench

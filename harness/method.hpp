@@ -108,6 +108,10 @@ class kv_method {
   /// (query i sees the sequence up to position len - n + i). out: [n, q_heads, head_dim].
   virtual void attend(tensor_view q, tensor_view out) = 0;
   virtual cache_stats stats() const = 0;
+  /// What the last query of the last attend call read, per KV head: the sequence positions of
+  /// the K/V rows it attended (sorted). Valid until the next append. Empty: unknown (the
+  /// fidelity suite then omits its mass and top-k recall).
+  virtual std::vector<std::vector<std::int64_t>> read_positions() const { return {}; }
 };
 
 using method_factory = std::function<std::unique_ptr<kv_method>(const param_values&)>;

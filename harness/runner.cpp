@@ -140,7 +140,7 @@ nlohmann::json make_meta(const run_config& config, const std::string& start_time
       {"filter", config.filter}, {"threads", config.threads}, {"needles", o.needles},
       {"haystack", o.haystack},  {"suites", config.suites},   {"methods", config.methods},
       {"tasks", o.tasks},        {"budgets", o.budgets},      {"trace", o.trace},
-      {"params", o.params}};
+      {"params", o.params},      {"quick", o.quick}};
   return {
       {"tool", "attnbench"},
       {"tool_version", ATTNBENCH_VERSION},
@@ -263,7 +263,18 @@ report run_benchmark(const run_config& config, std::ostream& progress) {
   progress_reporter bar(progress, jobs.size());
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
   for (std::size_t i = 0; i < jobs.size(); ++i) {
+    if (jobs[i].s->exclusive()) continue;
     records[i] = run_job(jobs[i], config, ctx);
+    stream.write(records[i]);
+    bar.tick(records[i].status != record_status::ok);
+  }
+  // Timing and memory suites measure the machine: their jobs run alone, one at a time, each
+  // with every thread asked for (so a CPU kernel's threads are the user's --threads).
+  run_context solo = ctx;
+  solo.exec.threads = threads;
+  for (std::size_t i = 0; i < jobs.size(); ++i) {
+    if (!jobs[i].s->exclusive()) continue;
+    records[i] = run_job(jobs[i], config, solo);
     stream.write(records[i]);
     bar.tick(records[i].status != record_status::ok);
   }

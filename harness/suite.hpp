@@ -41,6 +41,9 @@ struct run_options {
   // Suite-specific settings "suite.key" -> text (`--param ruler.num_needle_k=4`); the runner
   // rejects keys that no selected suite declares in param_names(); suites parse the values.
   std::map<std::string, std::string> params;
+  // The quick preset (`attnbench` with no --suite, --lengths or --config): every suite shrinks
+  // its default axes so that all suites x all CPU methods stay under a minute on 2 cores.
+  bool quick = false;
 };
 
 /// One point of a suite's axis product.
@@ -67,6 +70,9 @@ class suite {
   virtual std::map<std::string, metric_info> metrics() const = 0;
   /// Keys this suite reads from run_options::params, without the "suite." prefix.
   virtual std::vector<std::string> param_names() const { return {}; }
+  /// True for suites that measure time or memory (`latency`, `memory`): the runner runs their
+  /// jobs one at a time, after the parallel ones, with exec.threads = the threads asked for.
+  virtual bool exclusive() const { return false; }
   /// The axis product in a documented order (first axis outermost).
   virtual std::vector<suite_case> cases(const run_options& options) const = 0;
   /// Estimated peak host bytes of one case (0: unknown); the runner refuses, as bad input, a

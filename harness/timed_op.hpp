@@ -35,6 +35,9 @@ class timed_op {
   /// runs synchronously with the exec_context's threads). Must be repeatable: each call does the
   /// same work on the same inputs (a decode op does not grow its cache).
   virtual void run(void* stream) = 0;
+  /// Untimed, before every timed run(): restores the state run() starts from (a CPU prefill
+  /// op re-prepares empty caches, since a kv_method prefills once). Most ops need nothing.
+  virtual void reset() {}
   /// Useful floating-point operations of one call: 4*b*h*s^2*d for a dense prefill, halved when
   /// causal; 4*b*h*n*d for a decode step over n keys read.
   virtual double flops() const = 0;

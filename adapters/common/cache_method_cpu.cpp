@@ -119,6 +119,9 @@ void cache_method::prepare(const attention_problem& problem, const exec_context&
   m_length = 0;
   m_prefilled = false;
   m_keys_scored = m_kv_bytes_read = m_attend_calls = 0;
+  m_read_prefix.assign(static_cast<std::size_t>(m_shape.kv_heads), 0);
+  m_read.assign(static_cast<std::size_t>(m_shape.kv_heads), {});
+  m_read_length = -1;
   m_prepared = true;
 }
 
@@ -199,6 +202,7 @@ void cache_method::attend(tensor_view q, tensor_view out) {
   check_attend_shapes(q, out, m_shape, m_length);
   m_attend_queries = n;
   m_attend_calls += static_cast<std::uint64_t>(n);
+  m_read_length = m_length;
   if (sparse_attend()) {
     attend_sparse(q, out);
     return;
@@ -232,6 +236,14 @@ void cache_method::attend(tensor_view q, tensor_view out) {
     for (int i = 0; i < n; ++i) {
       const std::int64_t visible = m_cache.rows_up_to(h, m_length - n + i);
       const kv_rows rows = m_cache.rows(h).slice(0, visible);
+      if (i == n - 1) {
+        // An observer may evict (TOVA): copy the last query's rows before it runs.
+        m_read_prefix[static_cast<std::size_t>(h)] = observed ? -1 : visible;
+        if (observed) {
+          const std::int64_t* p = m_cache.positions(h);
+          m_read[static_cast<std::size_t>(h)].assign(p, p + visible);
+        }
+      }
       if (observed) {
         float* w = m_weights[thread].data();
         softmax_weights(q.at(i, h * group), static_cast<std::size_t>(d), group, d, rows, m_scale,
@@ -267,6 +279,7 @@ void cache_method::attend_sparse(tensor_view q, tensor_view out) {
     for (int i = 0; i < n; ++i) {
       const std::int64_t visible = m_cache.rows_up_to(h, m_length - n + i);
       attend_head(i, h, q.at(i, h * group), visible, out.at(i, h * group), work);
+      if (i == n - 1) record_selection(h, work.selection);
     }
     keys[static_cast<std::size_t>(h)] = work.keys_scored;
     bytes[static_cast<std::size_t>(h)] = work.bytes_read;
@@ -323,6 +336,30 @@ std::int64_t row_selection::rows() const {
   std::int64_t total = 0;
   for (const auto& [begin, end] : ranges) total += end - begin;
   return total;
+}
+
+void cache_method::record_selection(int head, const row_selection& selection) {
+  const auto h = static_cast<std::size_t>(head);
+  const std::int64_t* p = m_cache.positions(head);
+  m_read_prefix[h] = -1;
+  m_read[h].clear();
+  for (const auto& [begin, end] : selection.ranges)
+    m_read[h].insert(m_read[h].end(), p + begin, p + end);
+}
+
+std::vector<std::vector<std::int64_t>> cache_method::read_positions() const {
+  if (m_read_length < 0 || m_read_length != m_length) return {};
+  std::vector<std::vector<std::int64_t>> out(static_cast<std::size_t>(m_shape.kv_heads));
+  for (int h = 0; h < m_shape.kv_heads; ++h) {
+    const auto hs = static_cast<std::size_t>(h);
+    if (m_read_prefix[hs] < 0) {
+      out[hs] = m_read[hs];
+    } else {
+      const std::int64_t* p = m_cache.positions(h);
+      out[hs].assign(p, p + m_read_prefix[hs]);
+    }
+  }
+  return out;
 }
 
 cache_stats cache_method::stats() const {

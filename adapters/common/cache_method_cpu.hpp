@@ -95,6 +95,9 @@ class cache_method : public kv_method {
   void append(tensor_view k, tensor_view v) final;
   void attend(tensor_view q, tensor_view out) final;
   cache_stats stats() const override;
+  /// The last attend call's last query: the cached rows it could see (eviction path) or the
+  /// ranges its selection read (sparse path), as sequence positions per KV head.
+  std::vector<std::vector<std::int64_t>> read_positions() const override;
 
  protected:
   /// Method set-up, after the base state (m_problem, m_shape, m_scale, m_threads, m_seed) is set
@@ -166,6 +169,8 @@ class cache_method : public kv_method {
  private:
   void check_kv(tensor_view k, tensor_view v) const;
   void attend_sparse(tensor_view q, tensor_view out);
+  // Stores the rows `selection` read for head `head` as the last query's read set.
+  void record_selection(int head, const row_selection& selection);
 
   bool m_prepared = false;
   bool m_prefilled = false;
@@ -175,6 +180,13 @@ class cache_method : public kv_method {
   std::uint64_t m_keys_scored = 0;
   std::uint64_t m_kv_bytes_read = 0;
   std::uint64_t m_attend_calls = 0;
+  // What the last query of the last attend call read, per KV head (read_positions): the first
+  // m_read_prefix[h] cached rows, or, when that is -1, the positions in m_read[h] (copied where
+  // the cache may change inside attend: observers that evict, sparse selections). Recorded at
+  // sequence length m_read_length; -1 before any attend.
+  std::vector<std::int64_t> m_read_prefix;
+  std::vector<std::vector<std::int64_t>> m_read;
+  std::int64_t m_read_length = -1;
 };
 
 }  // namespace attnbench::cpu

@@ -52,6 +52,7 @@ class recycled_method : public cache_method {
     ++s.steps;
 
     if (full) {
+      work.selection.add(0, visible);  // what the step reads (read_positions)
       const kv_rows rows = m_cache.rows(head).slice(0, visible);
       s.weights.resize(static_cast<std::size_t>(group) * static_cast<std::size_t>(visible));
       softmax_weights(q, static_cast<std::size_t>(d), group, d, rows, m_scale, s.weights.data());

@@ -8,8 +8,11 @@
 
 #include <boost/program_options.hpp>
 
+#include "harness/cli/report_commands.hpp"
 #include "harness/error.hpp"
 #include "reports/markdown.hpp"
+#include "reports/posir_summary.hpp"
+#include "reports/ruler_summary.hpp"
 
 namespace po = boost::program_options;
 
@@ -32,6 +35,9 @@ const char* k_usage =
     "commands:\n"
     "  list [methods|suites]   registered methods (typed parameters, defaults) and suites\n"
     "  run [options]           run suites x methods and write a JSON report\n"
+    "  report FILES...         leaderboard and tables: --format md|csv|html [-o PATH]\n"
+    "  compare BASE NEW        regression gate between two reports [--fail-on-regression]\n"
+    "  merge FILES... -o OUT   combine shard reports into one\n"
     "\n"
     "`attnbench <command> --help` describes each command. Exit codes: 0 ok, 1 failure,\n"
     "2 bad input.\n";
@@ -286,6 +292,7 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
       cfg.workload.set(kv.substr(0, eq), kv.substr(eq + 1));
     }
 
+  cfg.options.quick = !vm.count("suite") && !vm.count("lengths") && !vm.count("config");
   cfg.options.lengths = parse_lengths(lengths);
   cfg.options.depths = parse_depths(depths);
   cfg.options.shape = shape_preset(shape);
@@ -305,6 +312,8 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
 
   report rep = run_benchmark(cfg, std::cerr);
   std::cout << markdown_summary(rep) << "\n" << niah_heatmaps(rep);
+  if (auto posir = posir_table(rep); !posir.empty()) std::cout << "\n" << posir;
+  if (auto ruler = ruler_table(rep); !ruler.empty()) std::cout << "\n" << ruler;
   std::cout << "\nreport: " << (cfg.out_dir / "report.json").string() << "\n";
   std::size_t not_ok = std::count_if(rep.records.begin(), rep.records.end(), [](const record& r) {
     return r.status == record_status::error || r.status == record_status::oom;
@@ -395,7 +404,11 @@ int cli_main(int argc, char** argv) {
     }
     if (command == "list") return cmd_list(rest);
     if (command == "run") return cmd_run(rest, all);
-    ATTNBENCH_BAD_INPUT("unknown command '" << command << "' (known: list, run)");
+    if (command == "report") return cmd_report(rest);
+    if (command == "compare") return cmd_compare(rest);
+    if (command == "merge") return cmd_merge(rest);
+    ATTNBENCH_BAD_INPUT("unknown command '" << command
+                                            << "' (known: list, run, report, compare, merge)");
   } catch (const po::error& e) {
     std::cerr << "attnbench: " << e.what() << "\n";
     return 2;

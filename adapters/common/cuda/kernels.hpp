@@ -1,0 +1,127 @@
+/// The host-side interface of the attention kernels (flash prefill, split-KV decode): argument
+/// structs, the paged KV layout and the launch functions. The kernels are compiled once, in
+/// kernels.cu (explicit instantiations for bf16 and fp16), so an adapter's .cu file includes this
+/// header and not the kernel bodies. C++17.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include "adapters/common/cuda/cuda_common.cuh"
+
+namespace attnbench::cuda {
+
+struct prefill_args {
+  const void* q = nullptr;  // [batch, q_len, q_heads, head_dim]
+  const void* k = nullptr;  // [batch, kv_len, kv_heads, head_dim]
+  const void* v = nullptr;  // [batch, kv_len, kv_heads, head_dim]
+  void* o = nullptr;        // [batch, q_len, q_heads, head_dim]
+  std::int64_t q_batch_stride = 0, k_batch_stride = 0, v_batch_stride = 0, o_batch_stride = 0;
+  int q_row_stride = 0, k_row_stride = 0, v_row_stride = 0, o_row_stride = 0;  // per token
+  int batch = 1, q_heads = 1, kv_heads = 1, head_dim = 128;
+  int q_len = 0, kv_len = 0;
+  float scale = 1.0f;  // softmax scale
+  bool causal = true;
+  std::int64_t sinks = 0;   // with window: leading keys always visible
+  std::int64_t window = 0;  // 0: no window; else keys j > i + offset - window are visible
+};
+
+/// Runs the prefill kernel (flash_prefill.cuh) for T = __nv_bfloat16 or __half. Throws
+/// unsupported for a head_dim other than 64 or 128 or q_heads not a multiple of kv_heads.
+template <class T>
+void flash_prefill(const prefill_args& a, cudaStream_t stream);
+
+/// A paged K/V cache on the device.
+template <class T>
+struct paged_kv {
+  T* k = nullptr;                    // [pages, kv_heads, page_size, head_dim]
+  T* v = nullptr;                    // [pages, kv_heads, page_size, head_dim]
+  const int* block_table = nullptr;  // [batch, max_pages]
+  int max_pages = 1;
+  int page_shift = 0;  // log2(page_size)
+  int kv_heads = 1;
+  int head_dim = 128;
+
+  /// Element offset of (sequence b, KV head h, token) in k / v.
+  __host__ __device__ std::int64_t offset(int b, int h, std::int64_t token) const {
+    const std::int64_t page =
+        block_table[static_cast<std::int64_t>(b) * max_pages + (token >> page_shift)];
+    const std::int64_t row = token & ((std::int64_t{1} << page_shift) - 1);
+    return (((page * kv_heads + h) << page_shift) + row) * head_dim;
+  }
+};
+
+/// log2 of a power of two; -1 otherwise.
+inline int log2_exact(std::int64_t x) {
+  int s = 0;
+  while ((std::int64_t{1} << s) < x) ++s;
+  return (std::int64_t{1} << s) == x ? s : -1;
+}
+
+enum class row_mode { dense, indices, page_list };
+
+template <class T>
+struct decode_args {
+  paged_kv<T> kv;
+  const T* q = nullptr;  // [batch, q_heads, head_dim] (q_batch_stride apart)
+  std::int64_t q_batch_stride = 0;
+  int batch = 1, q_heads = 1;
+  const int* lengths = nullptr;  // [batch * kv_heads]: rows walked per (sequence, KV head)
+  const int* rows = nullptr;     // indices: tokens; page_list: logical pages
+  std::int64_t rows_stride = 0;  // per (sequence, KV head)
+  const int* limits = nullptr;   // page_list: [batch * kv_heads] tokens in the sequence
+  int list_page_shift = 0;       // page_list: log2 of the selection page (rows per page)
+  int max_rows = 0;              // upper bound of lengths (sizes the split)
+  float scale = 1.0f;
+  // Filled by the launcher.
+  int splits = 1;
+  int split_rows = 0;         // rows per split, a multiple of the CTA's rows per iteration
+  float* part_out = nullptr;  // [batch, q_heads, splits, head_dim]
+  float* part_lse = nullptr;  // [batch, q_heads, splits], log2 units
+};
+
+/// Scratch of the split-KV decode, sized by plan_decode.
+struct decode_workspace {
+  device_buffer<float> part_out;
+  device_buffer<float> part_lse;
+};
+
+/// Split kernel + merge (decode.cuh): out [batch, q_heads, head_dim] (out_batch_stride apart) of
+/// type Out (T or float); maybe_lse [batch, q_heads] receives natural-log log-sum-exps of the
+/// logits. Instantiated for (bf16, bf16), (fp16, fp16) and (bf16, float).
+template <class T, class Out>
+void decode(const decode_args<T>& a, row_mode mode, Out* out, std::int64_t out_batch_stride,
+            cudaStream_t stream, float* maybe_lse = nullptr);
+
+/// CTAs of the split kernel that fit on one SM at once for (head_dim, group) (occupancy API).
+int decode_ctas_per_sm(int head_dim, int group);
+
+/// Splits so that all CTAs run in one wave: (sequences x KV heads x splits) <= the CTAs the GPU
+/// holds at once (occupancy x SMs), so no SM waits on a partial last wave; each split at least
+/// 256 rows (below that the merge costs more than the split saves). When the pairs alone exceed a
+/// wave, one split each.
+template <class T>
+void plan_decode(decode_args<T>& a, decode_workspace& ws, int sms) {
+  constexpr int rows_per_iter = 64;  // 4 warps x 2 rows x 8 in flight (head_dim 128)
+  const int pairs = a.batch * a.kv.kv_heads;
+  const int wave = decode_ctas_per_sm(a.kv.head_dim, a.q_heads / a.kv.kv_heads) * sms;
+  const int want = std::max(1, wave / pairs);
+  const int most = std::max(1, ceil_div(a.max_rows, 256));
+  a.splits = std::max(1, std::min(want, most));
+  a.split_rows =
+      ceil_div(ceil_div(std::max(a.max_rows, 1), a.splits), rows_per_iter) * rows_per_iter;
+  a.splits = std::max(1, ceil_div(std::max(a.max_rows, 1), a.split_rows));
+  const std::size_t slots = static_cast<std::size_t>(a.batch) * a.q_heads * a.splits;
+  if (ws.part_lse.size() < slots) {
+    ws.part_lse.resize(slots);
+    ws.part_out.resize(slots * static_cast<std::size_t>(a.kv.head_dim));
+  }
+  a.part_out = ws.part_out.data();
+  a.part_lse = ws.part_lse.data();
+}
+
+}  // namespace attnbench::cuda

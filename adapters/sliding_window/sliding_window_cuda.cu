@@ -1,0 +1,8 @@
+/// sliding_window on the GPU: the shared CUDA sink/window implementation with no sinks.
+#include "adapters/common/cuda/sink_window_cuda.hpp"
+#include "adapters/sliding_window/sliding_window.hpp"
+
+ATTNBENCH_REGISTER_METHOD(attnbench::cuda::sink_window_cuda_info(
+    "sliding_window", "Longformer: The Long-Document Transformer",
+    "keep and attend only the most recent `window` tokens (bf16 CUDA kernels)",
+    attnbench::sliding_window::schema(), attnbench::sliding_window::policy));

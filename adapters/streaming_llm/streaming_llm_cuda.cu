@@ -1,0 +1,8 @@
+/// streaming_llm on the GPU: the shared CUDA sink/window implementation.
+#include "adapters/common/cuda/sink_window_cuda.hpp"
+#include "adapters/streaming_llm/streaming_llm.hpp"
+
+ATTNBENCH_REGISTER_METHOD(attnbench::cuda::sink_window_cuda_info(
+    "streaming_llm", "Efficient Streaming Language Models with Attention Sinks",
+    "keep the first `sinks` tokens and the most recent `window` tokens (bf16 CUDA kernels)",
+    attnbench::streaming_llm::schema(), attnbench::streaming_llm::policy));

@@ -1,0 +1,33 @@
+/// Markdown and CSV rendering of the report tables (leaderboard.hpp) for `attnbench report
+/// --format md|csv`, and the Markdown table primitive `attnbench compare` prints with. Pure
+/// functions: no I/O.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "harness/record.hpp"
+#include "reports/leaderboard.hpp"
+
+namespace attnbench {
+
+/// A Markdown table whose raw text also lines up; `right[i]` right-aligns column i. Cells are
+/// escaped ('|' -> '\|', newlines -> spaces).
+std::string render_markdown_table(const std::vector<std::string>& header,
+                                  const std::vector<std::vector<std::string>>& rows,
+                                  const std::vector<bool>& right);
+
+/// "### title", the note, then the table; empty cells show "-".
+std::string render_markdown(const table& t);
+
+/// RFC 4180 CSV: a header row of column keys, then one row per table row with full-precision
+/// numbers (empty when the cell is empty) and quoted text where needed.
+std::string render_csv(const table& t);
+
+/// `report --format md`: the leaderboard, the per-suite tables and the NIAH text heatmaps.
+std::string report_markdown(const report& r);
+
+/// `report --format csv`: the leaderboard only (per-suite detail is in the JSON report).
+std::string report_csv(const report& r);
+
+}  // namespace attnbench

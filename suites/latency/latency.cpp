@@ -1,0 +1,177 @@
+/// `latency`: operator time per (backend, phase, batch, length, heads, head_dim, dtype, causal),
+/// for every method with a timed op (DESIGN §5, §7). Google Benchmark is the timing engine
+/// (gbench_timing.hpp): a warm-up, >= 10 repetitions each one raw sample, CUDA events with the
+/// L2 flushed before every call on the GPU, steady_clock on the CPU. Metrics: median / p10 / p90
+/// seconds per call, TFLOP/s (4·b·h·s²·d for a dense prefill, halved when causal; 4·d per key
+/// scored in decode), KV GB/s (K/V bytes read per call over the median), and the fraction of
+/// the device's peak computed from its properties (tensor FLOP/s for prefill, DRAM bandwidth
+/// for decode, which is bandwidth-bound). The suite runs exclusively: one case at a time.
+#include <sstream>
+
+#include "harness/error.hpp"
+#include "suites/latency/cpu_ops.hpp"
+#include "suites/latency/gbench_timing.hpp"
+#include "suites/latency/op_axes.hpp"
+#include "suites/latency/op_clock.hpp"
+#include "suites/latency/op_math.hpp"
+
+namespace attnbench {
+
+namespace {
+
+constexpr const char* k_suite = "latency";
+
+/// Per-backend defaults. The CPU preset is tiny (the quick preset times every CPU method):
+/// decode only, the --shape's heads, fp32 (what CPU adapters compute in), one call per sample.
+/// The CUDA preset is Llama 3 8B's attention (32 query / 8 KV heads, head_dim 128) in bf16,
+/// prefill and decode, 10 ms of calls per sample after a 50 ms warm-up, L2 flushed.
+op_axes default_axes(const run_options& o) {
+  op_axes a;
+  a.batches = {1};
+  a.causal = {true};
+  if (o.backend == "cuda") {
+    a.phases = {"prefill", "decode"};
+    a.lengths = {4096, 16384};
+    a.heads = {{32, 8}};
+    a.head_dims = {128};
+    a.dtypes = {"bf16"};
+  } else {
+    a.phases = {"decode"};
+    a.lengths = {1024};
+    a.heads = {{o.shape.q_heads, o.shape.kv_heads}};
+    a.head_dims = {o.shape.head_dim};
+    a.dtypes = {"fp32"};
+  }
+  return a;
+}
+
+struct latency_settings {
+  timing_config timing;
+  bool flush = false;
+};
+
+latency_settings parse_settings(const run_options& o) {
+  const bool cuda = o.backend == "cuda";
+  latency_settings s;
+  // DESIGN §7: at least 10 samples, so the compare gate's U test has >= 9 per side.
+  s.timing.repetitions = static_cast<int>(int_setting(o, k_suite, "repetitions", 10, 10, 100000));
+  s.timing.min_time_s = real_setting(o, k_suite, "min_time", cuda ? 0.01 : 0.0, 0.0, 60.0);
+  s.timing.warmup_s = real_setting(o, k_suite, "warmup", cuda ? 0.05 : 0.0, 0.0, 60.0);
+  s.flush = bool_setting(o, k_suite, "flush", cuda);
+  return s;
+}
+
+class latency_suite final : public suite {
+ public:
+  std::string name() const override { return k_suite; }
+  std::string description() const override {
+    return "operator time per phase x batch x length x heads x head_dim x dtype: median/p10/p90 "
+           "of >= 10 raw samples (Google Benchmark), TFLOP/s, KV GB/s, fraction of device peak";
+  }
+  std::vector<std::string> axes() const override {
+    return {"backend",  "phase",    "batch", "length", "q_heads",
+            "kv_heads", "head_dim", "dtype", "causal", "page_size"};
+  }
+  std::map<std::string, metric_info> metrics() const override {
+    return {
+        {"median_s", {"s", false, "median seconds per call over the raw samples"}},
+        {"p10_s", {"s", false, "10th percentile of seconds per call (type-7 quantile)"}},
+        {"p90_s", {"s", false, "90th percentile of seconds per call (type-7 quantile)"}},
+        {"tflops",
+         {"TFLOP/s", true,
+          "FLOPs per call / median: 4*b*h*s^2*d per dense prefill (halved when causal), "
+          "4*d per key scored in decode"}},
+        {"kv_gbps", {"GB/s", true, "K/V bytes read per call / median, 1e9 bytes per GB"}},
+        {"peak_fraction",
+         {"fraction", true,
+          "prefill: TFLOP/s over the device's dense tensor peak; decode: KV bytes/s over its "
+          "DRAM bandwidth (both from device properties; absent on the CPU)"}},
+    };
+  }
+  std::vector<std::string> param_names() const override {
+    return {"phase",     "batch",       "heads",    "head_dim", "dtype", "causal",
+            "page_size", "repetitions", "min_time", "warmup",   "flush"};
+  }
+  bool exclusive() const override { return true; }
+
+  std::vector<suite_case> cases(const run_options& o) const override {
+    parse_settings(o);  // validate every setting before anything runs
+    const op_axes axes = parse_op_axes(o, k_suite, default_axes(o));
+    std::vector<suite_case> out;
+    for (const op_shape& shape : op_shapes(axes)) {
+      const auto named = op_case_axes(o.backend, shape);
+      suite_case c;
+      c.name = case_name(k_suite, named);
+      for (const auto& [k, v] : named) c.axes[k] = v;
+      out.push_back(std::move(c));
+    }
+    return out;
+  }
+
+  void run(const suite_case& c, const method_instance& method, const run_context& ctx,
+           record& rec) const override {
+    const run_options& o = *ctx.options;
+    const latency_settings settings = parse_settings(o);
+    const op_shape shape = op_shape_from_axes(c.axes);
+    const bool cuda = o.backend == "cuda";
+
+    std::unique_ptr<op_clock> clock =
+        cuda ? make_cuda_clock(settings.flush) : make_host_clock(settings.flush);
+    exec_context exec = ctx.exec;
+    exec.stream = clock->stream();
+    // Calibrating methods get the run's calibration only when it has the op's geometry.
+    const bool same_shape = shape.q_heads == o.shape.q_heads &&
+                            shape.kv_heads == o.shape.kv_heads &&
+                            shape.head_dim == o.shape.head_dim;
+    auto op = make_timed_op(method, shape, exec, same_shape ? ctx.calibration : nullptr);
+
+    const timing_result t = time_op(c.name + " " + method.canonical, *op, *clock, settings.timing);
+    const sample_summary s = summarize(t.samples_s);
+    rec.metrics["median_s"] = s.median;
+    rec.metrics["p10_s"] = s.p10;
+    rec.metrics["p90_s"] = s.p90;
+    rec.metrics["tflops"] = op->flops() / s.median / 1e12;
+    rec.metrics["kv_gbps"] = op->kv_bytes() / s.median / 1e9;
+
+    nlohmann::json peak = {{"kind", "none"}, {"basis", "no peak model for the host CPU"}};
+    if (cuda) {
+      const device_peak p = query_device_peak();
+      if (shape.phase == "prefill") {
+        peak = {{"kind", "tensor_flops"},
+                {"value", p.tensor_flops},
+                {"basis", p.flops_basis},
+                {"device", p.device}};
+        if (p.tensor_flops > 0)
+          rec.metrics["peak_fraction"] = op->flops() / s.median / p.tensor_flops;
+      } else {
+        peak = {{"kind", "dram_bytes_per_s"},
+                {"value", p.dram_bytes_per_s},
+                {"basis", p.bandwidth_basis},
+                {"device", p.device}};
+        rec.metrics["peak_fraction"] = op->kv_bytes() / s.median / p.dram_bytes_per_s;
+      }
+    }
+    rec.extra["samples_s"] = t.samples_s;
+    rec.extra["calls_per_sample"] = t.calls_per_sample;
+    rec.extra["repetitions"] = settings.timing.repetitions;
+    rec.extra["min_time_s"] = settings.timing.min_time_s;
+    rec.extra["warmup_s"] = settings.timing.warmup_s;
+    rec.extra["mean_s"] = s.mean;
+    rec.extra["min_s"] = s.min;
+    rec.extra["max_s"] = s.max;
+    rec.extra["flops_per_call"] = op->flops();
+    rec.extra["kv_bytes_per_call"] = op->kv_bytes();
+    rec.extra["resident_bytes"] = op->resident_bytes();
+    rec.extra["threads"] = exec.threads;
+    rec.extra["clock"] = clock->name();
+    rec.extra["flush_bytes"] = clock->flush_bytes();
+    rec.extra["engine"] = "google_benchmark";
+    rec.extra["peak"] = peak;
+  }
+};
+
+ATTNBENCH_REGISTER_SUITE(latency_suite);
+
+}  // namespace
+
+}  // namespace attnbench

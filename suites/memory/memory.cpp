@@ -1,0 +1,183 @@
+/// `memory`: what a method holds for its KV cache against length and budget (DESIGN §5), for
+/// capacity planning. Per (length, budget, heads, head_dim, dtype) one decode-ready op is built
+/// (the prompt prefilled, as the latency suite's decode op) and two figures are recorded:
+///   kv_resident_bytes  what the method reports as physically resident (CPU: cache_stats; CUDA:
+///                      the op's own allocator accounting), and its ratio to dense;
+///   measured_bytes     what the allocator saw: on the CPU the growth of glibc's heap in use
+///                      (mallinfo2) across building the op; on CUDA the fall of cudaMemGetInfo's
+///                      free bytes. It includes reserves, indexes and the decode query.
+/// A case that cannot fit is an `oom` record (CPU: refused from an estimate before allocating;
+/// CUDA: the allocation failure), and the sweep goes on. Runs exclusively: heap and device
+/// counters are process-wide.
+#include <algorithm>
+
+#include "harness/error.hpp"
+#include "suites/latency/cpu_ops.hpp"
+#include "suites/latency/op_axes.hpp"
+#include "suites/latency/op_clock.hpp"
+#include "suites/latency/op_math.hpp"
+
+namespace attnbench {
+
+namespace {
+
+constexpr const char* k_suite = "memory";
+
+/// The method with its budget set to `budget` tokens (`keep` dropped, since it would win), or
+/// the method itself when it takes no budget (then the budget axis does not apply to it).
+method_instance with_budget(const method_instance& method, std::int64_t budget, bool& applied) {
+  const auto& params = method.info->params;
+  applied = std::any_of(params.begin(), params.end(),
+                        [](const param_def& p) { return p.name == "budget"; });
+  if (!applied) return method;
+  method_spec spec = parse_method_spec(method.text);
+  std::string text = spec.name + ":budget=" + std::to_string(budget);
+  for (const auto& [k, v] : spec.args)
+    if (k != "budget" && k != "keep") text += "," + k + "=" + v;
+  return resolve_method(text, method.info->backend);
+}
+
+class memory_suite final : public suite {
+ public:
+  std::string name() const override { return k_suite; }
+  std::string description() const override {
+    return "KV memory per length x budget x heads x head_dim x dtype: resident KV bytes (the "
+           "method's accounting) and measured allocator bytes; a case that cannot fit is `oom`";
+  }
+  std::vector<std::string> axes() const override {
+    return {"backend", "length", "budget", "batch", "q_heads", "kv_heads", "head_dim", "dtype"};
+  }
+  std::map<std::string, metric_info> metrics() const override {
+    return {
+        {"kv_resident_bytes",
+         {"bytes", false, "KV bytes the method holds resident after the prompt, one layer"}},
+        {"kv_resident_ratio", {"ratio", false, "kv_resident_bytes / dense KV bytes, same shape"}},
+        {"kv_resident_tokens",
+         {"tokens", false, "mean resident tokens per KV head and sequence (CPU)"}},
+        {"measured_bytes",
+         {"bytes", false,
+          "allocator growth across building the op: glibc heap in use (CPU) or device memory "
+          "taken per cudaMemGetInfo (CUDA)"}},
+    };
+  }
+  std::vector<std::string> param_names() const override {
+    return {"batch", "heads", "head_dim", "dtype"};
+  }
+  bool exclusive() const override { return true; }
+
+  std::vector<suite_case> cases(const run_options& o) const override {
+    op_axes defaults;
+    defaults.phases = {"decode"};
+    defaults.batches = {1};
+    defaults.lengths = {1024};
+    defaults.causal = {true};
+    if (o.backend == "cuda") {
+      defaults.heads = {{32, 8}};
+      defaults.head_dims = {128};
+      defaults.dtypes = {"bf16"};
+    } else {
+      defaults.heads = {{o.shape.q_heads, o.shape.kv_heads}};
+      defaults.head_dims = {o.shape.head_dim};
+      defaults.dtypes = {"fp32"};
+    }
+    const op_axes axes = parse_op_axes(o, k_suite, defaults);
+    // Without --budgets each method runs with its own parameters and the case has no budget.
+    std::vector<std::int64_t> budgets =
+        o.budgets.empty() ? std::vector<std::int64_t>{0} : o.budgets;
+    std::vector<suite_case> out;
+    for (auto length : axes.lengths)
+      for (auto budget : budgets)
+        for (int batch : axes.batches)
+          for (const auto& [q, kv] : axes.heads)
+            for (int head_dim : axes.head_dims)
+              for (const auto& dtype : axes.dtypes) {
+                std::vector<std::pair<std::string, nlohmann::json>> named = {{"backend", o.backend},
+                                                                             {"length", length}};
+                if (budget > 0) named.emplace_back("budget", budget);
+                named.insert(named.end(), {{"batch", batch},
+                                           {"q_heads", q},
+                                           {"kv_heads", kv},
+                                           {"head_dim", head_dim},
+                                           {"dtype", dtype}});
+                suite_case c;
+                c.name = case_name(k_suite, named);
+                for (const auto& [k, v] : named) c.axes[k] = v;
+                out.push_back(std::move(c));
+              }
+    return out;
+  }
+
+  void run(const suite_case& c, const method_instance& method, const run_context& ctx,
+           record& rec) const override {
+    const run_options& o = *ctx.options;
+    op_shape shape;
+    shape.phase = "decode";
+    shape.batch = c.axes.at("batch").get<int>();
+    shape.length = c.axes.at("length").get<std::int64_t>();
+    shape.q_heads = c.axes.at("q_heads").get<int>();
+    shape.kv_heads = c.axes.at("kv_heads").get<int>();
+    shape.head_dim = c.axes.at("head_dim").get<int>();
+    shape.dtype = c.axes.at("dtype").get<std::string>();
+
+    bool budget_applied = false;
+    method_instance m = method;
+    if (c.axes.contains("budget")) {
+      m = with_budget(method, c.axes.at("budget").get<std::int64_t>(), budget_applied);
+      rec.method_spec = m.canonical;
+      if (budget_applied) rec.params["budget"] = c.axes.at("budget").get<std::int64_t>();
+      rec.params.erase("keep");
+    }
+    rec.extra["budget_applied"] = budget_applied;
+
+    const bool same_shape = shape.q_heads == o.shape.q_heads &&
+                            shape.kv_heads == o.shape.kv_heads &&
+                            shape.head_dim == o.shape.head_dim;
+    const calibration_source* calibration = same_shape ? ctx.calibration : nullptr;
+    // Dense bytes of the same tokens, in the dtype the backend stores (CPU adapters: fp32).
+    op_shape dense = shape;
+    if (o.backend != "cuda") dense.dtype = "fp32";
+    const double dense_bytes = dense_kv_bytes(dense);
+
+    if (o.backend == "cuda") {
+      exec_context exec = ctx.exec;
+      auto clock = make_cuda_clock(false);
+      exec.stream = clock->stream();
+      const device_memory before = query_device_memory();
+      auto op = make_timed_op(m, shape, exec, calibration);
+      const device_memory after = query_device_memory();
+      rec.metrics["kv_resident_bytes"] = static_cast<double>(op->resident_bytes());
+      rec.metrics["kv_resident_ratio"] = static_cast<double>(op->resident_bytes()) / dense_bytes;
+      rec.metrics["measured_bytes"] =
+          before.free_bytes > after.free_bytes
+              ? static_cast<double>(before.free_bytes - after.free_bytes)
+              : 0.0;
+      rec.extra["device_total_bytes"] = after.total_bytes;
+      rec.extra["measured_by"] = "cudaMemGetInfo";
+      return;
+    }
+
+    const std::uint64_t heap_before = host_heap_bytes();
+    auto op = make_timed_op(m, shape, ctx.exec, calibration);
+    const std::uint64_t heap_after = host_heap_bytes();
+    const auto* cpu_op = dynamic_cast<const cpu_method_op*>(op.get());
+    ATTNBENCH_CHECK(cpu_op, internal, "the CPU memory suite expects a cpu_method_op");
+    const cache_stats st = cpu_op->stats();
+    double tokens = 0;
+    for (auto t : st.resident_tokens) tokens += static_cast<double>(t);
+    if (!st.resident_tokens.empty()) tokens /= static_cast<double>(st.resident_tokens.size());
+    rec.metrics["kv_resident_bytes"] = static_cast<double>(op->resident_bytes());
+    rec.metrics["kv_resident_ratio"] = static_cast<double>(op->resident_bytes()) / dense_bytes;
+    rec.metrics["kv_resident_tokens"] = tokens;
+    rec.metrics["measured_bytes"] =
+        heap_after > heap_before ? static_cast<double>(heap_after - heap_before) : 0.0;
+    rec.params["budget_tokens"] = st.budget_tokens;
+    rec.extra["simulated"] = st.simulated;
+    rec.extra["measured_by"] = "mallinfo2";
+  }
+};
+
+ATTNBENCH_REGISTER_SUITE(memory_suite);
+
+}  // namespace
+
+}  // namespace attnbench

@@ -1,0 +1,206 @@
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <filesystem>
+#include <sstream>
+
+#include "harness/error.hpp"
+#include "harness/runner.hpp"
+#include "reports/posir_summary.hpp"
+
+using namespace attnbench;
+
+namespace {
+
+std::filesystem::path temp_out(const std::string& name) {
+  auto dir = std::filesystem::temp_directory_path() /
+             ("attnbench-test-posir-" + name + "-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  return dir;
+}
+
+// A posir record of `bins` bins with the given accuracy (percent).
+record bin_record(const std::string& spec, std::int64_t length, int bin, int bins,
+                  double accuracy) {
+  record r;
+  r.suite = "posir";
+  r.method = spec;
+  r.method_spec = spec;
+  r.axes = {{"length", length}, {"bin", bin}};
+  r.extra = {{"bins", bins}, {"position", (bin + 0.5) / bins}};
+  r.metrics["accuracy"] = accuracy;
+  r.metrics["needle_mass"] = 0.5;
+  return r;
+}
+
+report profile(const std::vector<double>& accuracy, const std::string& spec = "m") {
+  report r;
+  for (std::size_t b = 0; b < accuracy.size(); ++b)
+    r.records.push_back(bin_record(spec, 1024, static_cast<int>(b),
+                                   static_cast<int>(accuracy.size()), accuracy[b]));
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("posir summary: PSI, slope and middle dip by hand", "[posir][summary]") {
+  SECTION("a rising profile is recency-biased") {
+    // Positions .125 .375 .625 .875, mean .5; Sxx = 2 (.375^2 + .125^2) = .3125, Sxy = 37.5:
+    // slope 120; residuals -5, 15, -15, 5: stderr sqrt(500 / 2 / .3125) = sqrt(800).
+    auto s = posir_summary(profile({0, 50, 50, 100}));
+    REQUIRE(s.size() == 1);
+    CHECK(s[0].psi == Approx(1.0));
+    CHECK(s[0].slope == Approx(120.0));
+    CHECK(s[0].slope_stderr == Approx(std::sqrt(800.0)));
+    CHECK(s[0].bias == "recency");
+    CHECK(s[0].middle_dip == Approx(-50.0));  // min(0, 100) - 50
+    CHECK(s[0].mean_accuracy == Approx(50.0));
+  }
+  SECTION("a falling profile is primacy-biased") {
+    auto s = posir_summary(profile({100, 50, 50, 0}));
+    CHECK(s[0].slope == Approx(-120.0));
+    CHECK(s[0].bias == "primacy");
+  }
+  SECTION("a U shape is flat with a middle dip") {
+    auto s = posir_summary(profile({100, 0, 0, 100}));
+    CHECK(s[0].psi == Approx(1.0));
+    CHECK(s[0].slope == Approx(0.0).margin(1e-9));
+    CHECK(s[0].bias == "flat");
+    CHECK(s[0].middle_dip == Approx(100.0));
+  }
+  SECTION("uniform profiles have PSI 0, also when every bin fails") {
+    auto full = posir_summary(profile({100, 100, 100, 100}));
+    CHECK(full[0].psi == 0.0);
+    CHECK(full[0].bias == "flat");
+    CHECK(full[0].middle_dip == 0.0);
+    auto none = posir_summary(profile({0, 0, 0, 0}));
+    CHECK(none[0].psi == 0.0);
+    CHECK(none[0].mean_accuracy == 0.0);
+  }
+  SECTION("a small slope within the dead band is flat") {
+    // Mean 87.5; Sxy = -.375 * 12.5 - .125 * -27.5 + .125 * 12.5 + .375 * 2.5 = 1.25: slope 4,
+    // inside the 5-point floor of the dead band.
+    auto s = posir_summary(profile({100, 60, 100, 90}));
+    CHECK(s[0].slope == Approx(4.0));
+    CHECK(s[0].bias == "flat");
+  }
+  SECTION("with sample counts, the stderr is binomial: a sharp step is still recency") {
+    // A window method: only the last bin answers. All bins are 0 or 100 (no sampling noise),
+    // so the dead band is the 5-point floor; the residuals alone would call it flat.
+    report r = profile({0, 0, 0, 0, 0, 0, 0, 100});
+    for (auto& rec : r.records) rec.extra["samples_run"] = 2;
+    auto s = posir_summary(r);
+    CHECK(s[0].slope_stderr == 0.0);
+    CHECK(s[0].slope > 5.0);
+    CHECK(s[0].bias == "recency");
+    // Bins at 50% carry binomial noise: var = 50 * 50 / 2 per bin.
+    report half = profile({50, 50, 50, 50});
+    for (auto& rec : half.records) rec.extra["samples_run"] = 2;
+    auto h = posir_summary(half);
+    CHECK(h[0].slope_stderr == Approx(std::sqrt(0.3125 * 1250.0) / 0.3125));
+  }
+  SECTION("failed bins are left out and counted") {
+    report r = profile({0, 50, 50, 100});
+    r.records[1].status = record_status::error;
+    r.records[1].metrics.clear();
+    auto s = posir_summary(r);
+    CHECK(s[0].failed_bins == 1);
+    CHECK(s[0].accuracy.size() == 3);
+    CHECK(s[0].psi == Approx(1.0));
+  }
+  SECTION("groups are split by method and length, and the table names them") {
+    report r = profile({0, 0, 100, 100}, "a");
+    for (auto& rec : profile({100, 100, 100, 100}, "b").records) r.records.push_back(rec);
+    auto s = posir_summary(r);
+    REQUIRE(s.size() == 2);
+    CHECK(s[0].method_spec == "a");
+    CHECK(s[1].method_spec == "b");
+    std::string table = posir_table(r);
+    CHECK(table.find("recency") != std::string::npos);
+    CHECK(table.find("| b ") != std::string::npos);
+    CHECK(posir_table(report{}).empty());
+  }
+}
+
+TEST_CASE("posir: StreamingLLM is recency-biased, dense is position-insensitive", "[posir]") {
+  std::ostringstream progress;
+  run_config cfg;
+  cfg.suites = {"posir"};
+  cfg.methods = {"dense", "streaming_llm:sinks=4,window=512"};
+  cfg.options.lengths = {2048};
+  cfg.options.samples = 2;
+  cfg.options.seed = 3;
+  cfg.options.shape = shape_preset("small");
+  cfg.options.params["posir.bins"] = "10";
+  cfg.threads = 2;
+  cfg.out_dir = temp_out("run");
+  report r = run_benchmark(cfg, progress);
+  REQUIRE(r.records.size() == 2 * 10);
+  for (const auto& rec : r.records) {
+    INFO(rec.case_name << " " << rec.method_spec << " " << rec.reason);
+    REQUIRE(rec.status == record_status::ok);
+    CHECK(rec.metrics.at("needle_mass") > 0.5);
+  }
+  auto s = posir_summary(r);
+  REQUIRE(s.size() == 2);
+  const auto& dense = s[0].method_spec == "dense" ? s[0] : s[1];
+  const auto& streaming = s[0].method_spec == "dense" ? s[1] : s[0];
+  CHECK(dense.psi == 0.0);
+  CHECK(dense.mean_accuracy == 100.0);
+  CHECK(dense.bias == "flat");
+  // The 512-token window covers the last quarter of the prompt: later bins answer, early fail.
+  CHECK(streaming.psi == Approx(1.0));
+  CHECK(streaming.slope > 50.0);
+  CHECK(streaming.bias == "recency");
+  CHECK(streaming.accuracy.front() == 0.0);
+  CHECK(streaming.accuracy.back() == 100.0);
+  std::filesystem::remove_all(cfg.out_dir);
+}
+
+TEST_CASE("posir rejects bad parameters as bad input", "[posir]") {
+  std::ostringstream progress;
+  run_config cfg;
+  cfg.suites = {"posir"};
+  cfg.methods = {"dense"};
+  cfg.options.lengths = {512};
+  cfg.options.shape = shape_preset("small");
+  cfg.out_dir = temp_out("bad");
+  for (auto [key, value] : std::vector<std::pair<std::string, std::string>>{
+           {"posir.bins", "1"}, {"posir.bins", "x"}, {"posir.placement", "left"}}) {
+    cfg.options.params = {{key, value}};
+    try {
+      run_benchmark(cfg, progress);
+      FAIL("accepted " << key << "=" << value);
+    } catch (const error& e) {
+      CHECK(e.id() == error_id::bad_input);
+      CHECK(std::string(e.what()).find(value) != std::string::npos);
+    }
+  }
+  CHECK_FALSE(std::filesystem::exists(cfg.out_dir));
+}
+
+TEST_CASE("posir's mass probe runs on a trace with evidence spans", "[posir][trace]") {
+  std::ostringstream progress;
+  run_config cfg;
+  cfg.suites = {"posir"};
+  cfg.methods = {"dense", "streaming_llm:sinks=4,window=16"};
+  cfg.options.shape = shape_preset("small");
+  const char* root = std::getenv("ATTNBENCH_SOURCE_DIR");
+  cfg.options.trace = std::string(root ? root : ".") + "/datasets/traces/tiny.safetensors";
+  cfg.threads = 2;
+  cfg.out_dir = temp_out("trace");
+  report r = run_benchmark(cfg, progress);
+  REQUIRE(r.records.size() == 2);
+  for (const auto& rec : r.records) {
+    INFO(rec.method_spec << " " << rec.reason);
+    REQUIRE(rec.status == record_status::ok);
+    // Evidence [27, 41) of 96 tokens: relative position 0.28, bin 5 of 20.
+    CHECK(rec.axes.at("bin") == 5);
+    CHECK(rec.metrics.at("needle_mass") > 0.3);
+    CHECK(rec.metrics.count("accuracy") == 0);
+  }
+  CHECK(r.records[0].metrics.at("evidence_read") == 1.0);  // dense reads everything
+  CHECK(r.records[1].metrics.at("evidence_read") == 0.0);  // the evidence left the window
+  CHECK(posir_summary(r).empty());                         // no accuracy to summarize
+  std::filesystem::remove_all(cfg.out_dir);
+}

@@ -162,8 +162,11 @@ void apply_config_file(const std::string& path, run_config& cfg, std::string& le
       lengths = joined(v, key);
     else if (key == "depths")
       depths = joined(v, key);
-    else if (key == "samples")
+    else if (key == "samples") {
       cfg.options.samples = static_cast<int>(integer(v, key));
+      if (cfg.options.samples < 1)
+        ATTNBENCH_BAD_INPUT("config field 'samples' must be >= 1, got " << cfg.options.samples);
+    }
     else if (key == "seed")
       cfg.options.seed = static_cast<std::uint64_t>(integer(v, key));
     else if (key == "threads")
@@ -211,24 +214,25 @@ void apply_config_file(const std::string& path, run_config& cfg, std::string& le
 int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>& argv) {
   run_config cfg;
   cfg.argv = argv;
-  // Defaults are the quick preset: every suite, every CPU method, small sizes (< 60 s on 2 cores).
-  std::string lengths = "1k,4k", depths = "0:1:4", shape = "small", mode = "query_aware",
+  // With no --suite, --lengths or --config: the quick preset (every suite and CPU method, small
+  // sizes, < 60 s on 2 cores). Otherwise lengths and samples left unset take each suite's default.
+  std::string lengths, depths = "0:1:4", shape = "small", mode = "query_aware",
               config_file, budgets;
   std::vector<std::string> workload_overrides;
   po::options_description desc(
       "attnbench run [options]\n\n"
       "Runs suite cases x method specs and writes DIR/report.json (atomically) and "
       "DIR/report.jsonl\n"
-      "(streamed as cases finish). With no options: the quick preset (every suite, every CPU\n"
-      "method with default parameters, lengths 1k,4k, depths 0:1:4, 2 samples)");
+      "(streamed as cases finish). With no --suite, --lengths or --config: the quick preset\n"
+      "(every suite, every CPU method with default parameters, small lengths, 2 samples)");
   desc.add_options()("help,h", "show this help")("suite", po::value<std::vector<std::string>>(),
                                                  "suite to run (repeatable; default: all)")(
       "method", po::value<std::vector<std::string>>(),
       "method spec name:key=value,... (repeatable; default: all)")(
-      "lengths", po::value<std::string>(), "context lengths, e.g. 4k,16k,128k (default 1k,4k)")(
+      "lengths", po::value<std::string>(), "context lengths, e.g. 4k,16k,128k (default: the suite's)")(
       "depths", po::value<std::string>(),
       "needle depths: list 0,0.5,1 or start:stop:count[:linear|:sigmoid] (default 0:1:4)")(
-      "samples", po::value<int>(), "samples per case (default 2)")(
+      "samples", po::value<int>(), "samples per case (default: the suite's)")(
       "seed", po::value<std::uint64_t>(), "base seed (default 0)")(
       "threads", po::value<int>(), "cases run in parallel (default: all cores)")(
       "backend", po::value<std::string>(), "cpu or cuda (default cpu)")(
@@ -257,7 +261,6 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
     std::cout << desc << "\n";
     return 0;
   }
-  cfg.options.samples = 2;
   if (vm.count("config"))
     apply_config_file(vm["config"].as<std::string>(), cfg, lengths, depths, shape, mode, budgets);
   if (vm.count("suite")) cfg.suites = vm["suite"].as<std::vector<std::string>>();
@@ -293,7 +296,11 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
     }
 
   cfg.options.quick = !vm.count("suite") && !vm.count("lengths") && !vm.count("config");
-  cfg.options.lengths = parse_lengths(lengths);
+  if (cfg.options.quick) {
+    lengths = "1k,4k";
+    if (!vm.count("samples")) cfg.options.samples = 2;
+  }
+  if (!lengths.empty()) cfg.options.lengths = parse_lengths(lengths);
   cfg.options.depths = parse_depths(depths);
   cfg.options.shape = shape_preset(shape);
   cfg.options.mode = parse_run_mode(mode);
@@ -304,7 +311,7 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
         ATTNBENCH_BAD_INPUT("malformed --budgets value '" << item << "' (expected e.g. 256,1024)");
       cfg.options.budgets.push_back(static_cast<std::int64_t>(*v));
     }
-  if (cfg.options.samples < 1)
+  if (cfg.options.samples < 0 || (cfg.options.samples == 0 && vm.count("samples")))
     ATTNBENCH_BAD_INPUT("--samples must be >= 1, got " << cfg.options.samples);
   if (cfg.threads < 0) ATTNBENCH_BAD_INPUT("--threads must be >= 0, got " << cfg.threads);
   if (cfg.options.backend != "cpu" && cfg.options.backend != "cuda")

@@ -247,10 +247,11 @@ class ruler_suite final : public suite {
 
   std::vector<suite_case> cases(const run_options& o) const override {
     const std::vector<std::string> tasks = o.tasks.empty() ? ruler_task_names() : o.tasks;
-    // RULER's lengths, 4K to 128K.
+    // RULER's lengths, 4K to 128K; the quick preset runs every task once at 1K.
     const std::vector<std::int64_t> lengths =
-        o.lengths.empty() ? std::vector<std::int64_t>{4096, 8192, 16384, 32768, 65536, 131072}
-                          : o.lengths;
+        o.quick             ? std::vector<std::int64_t>{1024}
+        : o.lengths.empty() ? std::vector<std::int64_t>{4096, 8192, 16384, 32768, 65536, 131072}
+                            : o.lengths;
     threshold_of(o);
     for (const auto& t : tasks) configured_task(t, o);  // bad task names and values: exit 2
     std::vector<suite_case> out;
@@ -273,7 +274,7 @@ class ruler_suite final : public suite {
   void run(const suite_case& c, const method_instance& method, const run_context& ctx,
            record& rec) const override {
     const run_options& o = *ctx.options;
-    const int samples = o.samples > 0 ? o.samples : 4;
+    const int samples = o.quick ? 1 : o.samples > 0 ? o.samples : 4;
     const auto length = c.axes.at("length").get<std::int64_t>();
     const ruler_task_config task = configured_task(c.axes.at("task").get<std::string>(), o);
     const auto [model, calibration] = model_for(task, ctx);

@@ -56,7 +56,7 @@ void summarize_profile(posir_length_summary& s) {
     sum += a;
   }
   s.mean_accuracy = sum / static_cast<double>(n);
-  s.psi = hi > 0 ? 1.0 - lo / hi : 0.0;
+  s.psi = hi > 0 ? 1.0 - lo / hi : k_nan;
 
   if (n >= 2) {
     double mx = 0;

@@ -19,8 +19,9 @@ namespace attnbench {
 /// Definitions (accuracy a_b in percent per bin b, x_b its relative position, the bin centre
 /// (b + 0.5) / bins; only bins with an `ok` record count):
 /// - psi = 1 - min_b a_b / max_b a_b: 0 when accuracy does not depend on position, 1 when some
-///   bin always fails while another succeeds. When max_b a_b = 0 (every bin fails) psi = 0: the
-///   method is uniformly wrong, not position-sensitive (mean_accuracy tells the two apart).
+///   bin always fails while another succeeds. When max_b a_b = 0 (every bin fails) psi is NaN
+///   (shown as "-"): a method that never answers has no position profile, and a 0 would rank it
+///   with position-insensitive methods.
 /// - slope: least-squares slope of a_b against x_b, in percentage points per unit of relative
 ///   position (the change from the start to the end of the context). slope_stderr is its
 ///   standard error under sampling noise: sqrt(sum_b (x_b - mean x)^2 var_b) / Sxx with the

@@ -518,7 +518,10 @@ std::string posir_section(const report& r, const style_book& styles, bool show_m
   std::map<std::int64_t, std::vector<series>> by_length;
   for (const posir_length_summary& s : summaries) {
     const method_key key{s.method_spec, s.mode, s.backend};
-    series line{key, key_label(key, show_mode, show_backend) + fmt(" (PSI %.2f)", s.psi), {}};
+    series line{key,
+                key_label(key, show_mode, show_backend) +
+                    (std::isfinite(s.psi) ? fmt(" (PSI %.2f)", s.psi) : " (PSI -)"),
+                {}};
     for (std::size_t i = 0; i < s.position.size() && i < s.accuracy.size(); ++i)
       line.points.emplace_back(s.position[i], s.accuracy[i]);
     by_length[s.length].push_back(std::move(line));

@@ -6,6 +6,7 @@
 #include <mutex>
 
 #include "harness/error.hpp"
+#include "suites/common/retrieval_run.hpp"
 
 namespace attnbench {
 
@@ -71,36 +72,38 @@ std::shared_ptr<const qkv_trace> cached_trace(const std::string& path) {
   return trace;
 }
 
-std::vector<std::vector<std::vector<std::int64_t>>> last_query_reads(
-    const qkv_source& src, const method_instance& method, const exec_context& exec,
-    const calibration_source* maybe_calibration, std::int64_t prefill) {
+void teacher_force(const qkv_source& src, const method_instance& method, const exec_context& exec,
+                   const calibration_source* maybe_calibration, std::int64_t prefill,
+                   std::int64_t first_visit, const std::function<void(const forced_step&)>& visit) {
   const model_shape& shape = src.shape();
-  const std::int64_t n = src.tokens();
-  ATTNBENCH_CHECK(prefill >= 1 && prefill <= n, internal, "last_query_reads: bad prefill");
-  std::vector<std::vector<std::vector<std::int64_t>>> out;
-  host_tensor q, k, v, o(1, shape.q_heads, shape.head_dim);
+  const std::int64_t total = src.tokens();
+  ATTNBENCH_CHECK(prefill >= 1 && prefill <= first_visit + 1 && first_visit < total, internal,
+                  "teacher_force: bad sequence split");
+  host_tensor q, k, v, out(1, shape.q_heads, shape.head_dim);
   for (int l = 0; l < shape.layers; ++l) {
     src.layer(l, q, k, v);
-    attention_problem problem;
-    problem.shape = shape;
-    problem.layer = l;
-    problem.context_tokens = prefill;
-    problem.max_tokens = n;
-    problem.calibration = maybe_calibration;
-    auto adapter = method.create();
-    if (auto why = adapter->unsupported_reason(problem)) ATTNBENCH_CHECK(false, unsupported, *why);
-    adapter->prepare(problem, exec);
+    const attention_problem problem = layer_problem(shape, l, prefill, total, maybe_calibration);
+    auto adapter = prepared_adapter(method, problem, exec);
     adapter->prefill(q.view().rows(0, static_cast<int>(prefill)),
                      k.view().rows(0, static_cast<int>(prefill)),
                      v.view().rows(0, static_cast<int>(prefill)), nullptr);
-    for (std::int64_t p = prefill < n ? prefill : n - 1; p < n; ++p) {
+    for (std::int64_t p = std::min(prefill, first_visit); p < total; ++p) {
       if (p >= prefill)
         adapter->append(k.view().rows(static_cast<int>(p), 1),
                         v.view().rows(static_cast<int>(p), 1));
-      adapter->attend(q.view().rows(static_cast<int>(p), 1), o.view());
+      adapter->attend(q.view().rows(static_cast<int>(p), 1), out.view());
+      if (p >= first_visit)
+        visit(forced_step{l, p, q.view(), k.view(), v.view(), out.view(), *adapter, problem});
     }
-    out.push_back(adapter->read_positions());
   }
+}
+
+std::vector<std::vector<std::vector<std::int64_t>>> last_query_reads(
+    const qkv_source& src, const method_instance& method, const exec_context& exec,
+    const calibration_source* maybe_calibration, std::int64_t prefill) {
+  std::vector<std::vector<std::vector<std::int64_t>>> out;
+  teacher_force(src, method, exec, maybe_calibration, prefill, src.tokens() - 1,
+                [&](const forced_step& step) { out.push_back(step.adapter.read_positions()); });
   return out;
 }
 

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -81,9 +82,28 @@ std::shared_ptr<const qkv_trace> cached_trace(const std::string& path);
 /// The model shape of a trace (name = the trace's model).
 model_shape trace_shape(const qkv_trace& trace);
 
-/// Runs `method` over `src` layer by layer, teacher-forced: prefill tokens [0, prefill), then
-/// append + attend every later token (when prefill is every token, the last one attends without
-/// an append, as run_retrieval does). Returns per layer what the last query read
+/// One attend of teacher_force: the layer's Q/K/V (q [tokens, q_heads, head_dim]; k, v
+/// [tokens, kv_heads, head_dim]), the position whose query just attended, its output
+/// (out [1, q_heads, head_dim]) and the layer's adapter and problem.
+struct forced_step {
+  int layer = 0;
+  std::int64_t position = 0;
+  tensor_view q, k, v, out;
+  kv_method& adapter;
+  const attention_problem& problem;
+};
+
+/// Runs `method` over `src` layer by layer, teacher-forced (inputs never depend on the method's
+/// outputs): prefill tokens [0, prefill), then append + attend every later token; when prefill
+/// is past `first_visit` (prefill = first_visit + 1), the query at first_visit attends without
+/// an append, as run_retrieval does. Calls `visit` after each attend at a position >=
+/// first_visit (requires 1 <= prefill <= first_visit + 1 and first_visit < src.tokens()).
+/// Throws error(unsupported) when the method declines the problem.
+void teacher_force(const qkv_source& src, const method_instance& method, const exec_context& exec,
+                   const calibration_source* maybe_calibration, std::int64_t prefill,
+                   std::int64_t first_visit, const std::function<void(const forced_step&)>& visit);
+
+/// teacher_force up to the last token. Returns per layer what the last query read
 /// (kv_method::read_positions: per KV head, sorted positions; empty when the method cannot say).
 /// Throws error(unsupported) when the method declines the problem.
 std::vector<std::vector<std::vector<std::int64_t>>> last_query_reads(

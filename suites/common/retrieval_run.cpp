@@ -4,6 +4,8 @@
 #include <cmath>
 #include <memory>
 
+#include "datasets/scoring.hpp"
+#include "datasets/vocabulary.hpp"
 #include "harness/error.hpp"
 
 namespace attnbench {
@@ -40,6 +42,50 @@ void add_retrieval_mass(const retrieval_model& model, int layer,
 
 }  // namespace
 
+attention_problem layer_problem(const model_shape& shape, int layer, std::int64_t context_tokens,
+                                std::int64_t max_tokens,
+                                const calibration_source* maybe_calibration) {
+  attention_problem problem;
+  problem.shape = shape;
+  problem.layer = layer;
+  problem.context_tokens = context_tokens;
+  problem.max_tokens = max_tokens;
+  problem.calibration = maybe_calibration;
+  return problem;
+}
+
+std::unique_ptr<kv_method> prepared_adapter(const method_instance& method,
+                                            const attention_problem& problem,
+                                            const exec_context& exec) {
+  auto adapter = method.create();
+  if (auto why = adapter->unsupported_reason(problem)) ATTNBENCH_CHECK(false, unsupported, *why);
+  adapter->prepare(problem, exec);
+  return adapter;
+}
+
+void collect_cache_stats(const std::vector<std::unique_ptr<kv_method>>& adapters,
+                         const model_shape& shape, std::int64_t sequence_tokens,
+                         retrieval_result& result) {
+  double tokens_sum = 0;
+  std::size_t tokens_count = 0;
+  for (const auto& adapter : adapters) {
+    cache_stats s = adapter->stats();
+    result.resident_bytes += s.resident_bytes;
+    result.keys_scored += s.keys_scored;
+    result.kv_bytes_read += s.kv_bytes_read;
+    result.decode_steps = s.attend_calls;
+    result.simulated = result.simulated || s.simulated;
+    result.budget_tokens = std::max(result.budget_tokens, s.budget_tokens);
+    for (auto t : s.resident_tokens) tokens_sum += static_cast<double>(t);
+    tokens_count += s.resident_tokens.size();
+  }
+  result.resident_tokens = tokens_count ? tokens_sum / static_cast<double>(tokens_count) : 0;
+  result.dense_bytes = static_cast<std::uint64_t>(sequence_tokens) *
+                       static_cast<std::uint64_t>(shape.layers) *
+                       static_cast<std::uint64_t>(shape.kv_heads) *
+                       static_cast<std::uint64_t>(shape.head_dim) * sizeof(float) * 2;
+}
+
 retrieval_result run_retrieval(const retrieval_model& model, const method_instance& method,
                                const exec_context& exec,
                                const calibration_source* maybe_calibration, run_mode mode,
@@ -63,15 +109,9 @@ retrieval_result run_retrieval(const retrieval_model& model, const method_instan
   int mass_heads = 0;
 
   for (int l = 0; l < layers; ++l) {
-    attention_problem problem;
-    problem.shape = shape;
-    problem.layer = l;
-    problem.context_tokens = prefill_len;
-    problem.max_tokens = prompt + answer_tokens;
-    problem.calibration = maybe_calibration;
-    auto adapter = method.create();
-    if (auto why = adapter->unsupported_reason(problem)) ATTNBENCH_CHECK(false, unsupported, *why);
-    adapter->prepare(problem, exec);
+    const attention_problem problem =
+        layer_problem(shape, l, prefill_len, prompt + answer_tokens, maybe_calibration);
+    auto adapter = prepared_adapter(method, problem, exec);
 
     host_tensor q(static_cast<int>(prompt), shape.q_heads, d);
     host_tensor k(static_cast<int>(prompt), shape.kv_heads, d);
@@ -138,24 +178,7 @@ retrieval_result run_retrieval(const retrieval_model& model, const method_instan
     }
   }
 
-  double tokens_sum = 0;
-  std::size_t tokens_count = 0;
-  for (const auto& adapter : adapters) {
-    cache_stats s = adapter->stats();
-    result.resident_bytes += s.resident_bytes;
-    result.keys_scored += s.keys_scored;
-    result.kv_bytes_read += s.kv_bytes_read;
-    result.decode_steps = s.attend_calls;
-    result.simulated = result.simulated || s.simulated;
-    result.budget_tokens = std::max(result.budget_tokens, s.budget_tokens);
-    for (auto t : s.resident_tokens) tokens_sum += static_cast<double>(t);
-    tokens_count += s.resident_tokens.size();
-  }
-  result.resident_tokens = tokens_count ? tokens_sum / static_cast<double>(tokens_count) : 0;
-  const auto seq = static_cast<std::uint64_t>(tokens.size());
-  result.dense_bytes = seq * static_cast<std::uint64_t>(layers) *
-                       static_cast<std::uint64_t>(shape.kv_heads) * static_cast<std::uint64_t>(d) *
-                       sizeof(float) * 2;
+  collect_cache_stats(adapters, shape, static_cast<std::int64_t>(tokens.size()), result);
   return result;
 }
 
@@ -166,6 +189,33 @@ std::uint64_t retrieval_case_bytes(const model_shape& shape, std::int64_t tokens
                      static_cast<std::uint64_t>(shape.kv_heads) * row * t;
   const auto projection = static_cast<std::uint64_t>(shape.q_heads + 2 * shape.kv_heads) * row * t;
   return cache + projection;
+}
+
+needle_axes needle_axes_of(const run_options& o) {
+  needle_axes out;
+  out.needles = o.needles.empty() ? std::vector<std::string>{"number"} : o.needles;
+  out.haystack = o.haystack.empty() ? "essay" : o.haystack;
+  parse_haystack_kind(out.haystack);
+  for (const auto& needle : out.needles) parse_value_kind(needle);
+  return out;
+}
+
+niah_outcome run_niah_sample(const run_context& ctx, const method_instance& method,
+                             std::int64_t length, double depth, haystack_kind haystack,
+                             value_kind needle, std::uint64_t seed) {
+  niah_sample sample = make_niah(length, depth, haystack, needle, seed);
+  niah_outcome out;
+  out.result =
+      run_retrieval(*ctx.model, method, ctx.exec, ctx.calibration, ctx.options->mode,
+                    sample.context, sample.question, sample.answer_tokens, sample.value_begin);
+  std::string prediction = vocabulary::instance().detokenize(out.result.generated);
+  out.score = string_match_all(prediction, sample.answers);
+  out.sample = {{"answer", sample.answers.front()},
+                {"prediction", prediction},
+                {"score", out.score},
+                {"needle_mass", out.result.needle_mass},
+                {"actual_depth", sample.actual_depth}};
+  return out;
 }
 
 }  // namespace attnbench

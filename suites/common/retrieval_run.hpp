@@ -3,8 +3,13 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
+#include "datasets/haystack.hpp"
 #include "datasets/retrieval_model.hpp"
 #include "harness/method.hpp"
 #include "harness/suite.hpp"
@@ -24,6 +29,25 @@ struct retrieval_result {
   double needle_mass = -1;          // dense retrieval-head mass on `mass_position`, or -1
 };
 
+/// The attention problem of layer `layer`: `context_tokens` prefilled, at most `max_tokens` in
+/// the sequence, with the offline calibration (or null where there is no model).
+attention_problem layer_problem(const model_shape& shape, int layer, std::int64_t context_tokens,
+                                std::int64_t max_tokens,
+                                const calibration_source* maybe_calibration);
+
+/// A new adapter of `method` for `problem`, prepared (untimed). Throws error(unsupported) when
+/// the method declines the problem.
+std::unique_ptr<kv_method> prepared_adapter(const method_instance& method,
+                                            const attention_problem& problem,
+                                            const exec_context& exec);
+
+/// Fills the cache fields of `result` from the adapters of every layer after the last step
+/// (sums over layers; resident_tokens: mean over layers and KV heads; budget: the largest) and
+/// dense_bytes: what dense K/V would hold for `sequence_tokens` tokens.
+void collect_cache_stats(const std::vector<std::unique_ptr<kv_method>>& adapters,
+                         const model_shape& shape, std::int64_t sequence_tokens,
+                         retrieval_result& result);
+
 /// Runs one prompt through one method. Query-aware: prefill context + question, then decode.
 /// Query-agnostic (kvpress's protocol): prefill the context (the method compresses it), feed
 /// the question as decode tokens, then decode. `mass_position` >= 0 asks for the dense
@@ -39,5 +63,25 @@ retrieval_result run_retrieval(const retrieval_model& model, const method_instan
 /// Peak host bytes of run_retrieval for a prompt of `tokens`: the dense K/V of every layer plus
 /// one layer's Q/K/V projection.
 std::uint64_t retrieval_case_bytes(const model_shape& shape, std::int64_t tokens);
+
+/// The needle-kind and haystack axes of the NIAH-style suites (`niah`, `posir`): --needles
+/// (default: number) and --haystack (default: essay). Throws bad_input on an unknown name.
+struct needle_axes {
+  std::vector<std::string> needles;
+  std::string haystack;
+};
+needle_axes needle_axes_of(const run_options& o);
+
+/// One NIAH prompt (make_niah at `depth`, seeded with `seed`) through `method` in the run's mode,
+/// with the dense needle mass, scored with RULER's string_match_all. `sample` is the per-sample
+/// record: answer, prediction, score, needle_mass and actual_depth.
+struct niah_outcome {
+  double score = 0;
+  retrieval_result result;
+  nlohmann::json sample;
+};
+niah_outcome run_niah_sample(const run_context& ctx, const method_instance& method,
+                             std::int64_t length, double depth, haystack_kind haystack,
+                             value_kind needle, std::uint64_t seed);
 
 }  // namespace attnbench

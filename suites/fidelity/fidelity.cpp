@@ -22,6 +22,7 @@
 #include "harness/error.hpp"
 #include "suites/common/qkv_sources.hpp"
 #include "suites/common/retrieval_run.hpp"
+#include "suites/common/suite_helpers.hpp"
 
 namespace attnbench {
 
@@ -32,23 +33,6 @@ const std::vector<std::int64_t> k_default_budgets = {64, 256, 1024};
 // Query-agnostic runs of the structured and trace sources hold back this many prompt tokens as
 // the "question" fed through decoding: about a NIAH question's length (DESIGN §4).
 constexpr std::int64_t k_question_tokens = 32;
-
-double param_real(const run_options& o, const std::string& key, double def, double lo, double hi) {
-  auto it = o.params.find(key);
-  if (it == o.params.end()) return def;
-  auto v = parse_real(it->second);
-  if (!v || *v < lo || *v > hi)
-    ATTNBENCH_BAD_INPUT("--param " << key << "='" << it->second << "' is not a number in [" << lo
-                                   << ", " << hi << "]");
-  return *v;
-}
-
-int param_int(const run_options& o, const std::string& key, int def, int lo, int hi) {
-  const double v = param_real(o, key, def, lo, hi);
-  if (v != std::floor(v))
-    ATTNBENCH_BAD_INPUT("--param " << key << "='" << o.params.at(key) << "' is not an integer");
-  return static_cast<int>(v);
-}
 
 structured_config structured_from(const run_options& o) {
   structured_config c;
@@ -164,42 +148,18 @@ void measure_sequence(const qkv_source& src, const method_instance& method,
                       std::int64_t prefill, std::int64_t first_measured, int topk,
                       fidelity_totals& t) {
   const model_shape& shape = src.shape();
-  const std::int64_t total = src.tokens();
-  ATTNBENCH_CHECK(prefill >= 1 && prefill <= first_measured + 1 && first_measured < total, internal,
-                  "fidelity: bad sequence split");
+  const std::int64_t last = src.tokens() - 1;
   t.layer_err2.resize(static_cast<std::size_t>(shape.layers), 0.0);
   t.layer_ref2.resize(static_cast<std::size_t>(shape.layers), 0.0);
-  host_tensor q, k, v;
-  host_tensor out(1, shape.q_heads, shape.head_dim);
   query_scratch scratch;
-  for (int l = 0; l < shape.layers; ++l) {
-    src.layer(l, q, k, v);
-    attention_problem problem;
-    problem.shape = shape;
-    problem.layer = l;
-    problem.context_tokens = prefill;
-    problem.max_tokens = total;
-    problem.calibration = maybe_calibration;
-    auto adapter = method.create();
-    if (auto why = adapter->unsupported_reason(problem)) ATTNBENCH_CHECK(false, unsupported, *why);
-    adapter->prepare(problem, exec);
-    adapter->prefill(q.view().rows(0, static_cast<int>(prefill)),
-                     k.view().rows(0, static_cast<int>(prefill)),
-                     v.view().rows(0, static_cast<int>(prefill)), nullptr);
-    // Query-aware: the last prompt token attends without an append (as run_retrieval does);
-    // query-agnostic: the held-back tokens are appended and attended one by one.
-    const std::int64_t start = prefill > first_measured ? first_measured : prefill;
-    for (std::int64_t p = start; p < total; ++p) {
-      if (p >= prefill)
-        adapter->append(k.view().rows(static_cast<int>(p), 1),
-                        v.view().rows(static_cast<int>(p), 1));
-      adapter->attend(q.view().rows(static_cast<int>(p), 1), out.view());
-      if (p >= first_measured)
-        compare_query(q.view(), k.view(), v.view(), p, out.view(), adapter->read_positions(), l,
-                      problem.softmax_scale(), topk, scratch, t);
-    }
-    t.budget_tokens = std::max(t.budget_tokens, adapter->stats().budget_tokens);
-  }
+  teacher_force(src, method, exec, maybe_calibration, prefill, first_measured,
+                [&](const forced_step& step) {
+                  compare_query(step.q, step.k, step.v, step.position, step.out,
+                                step.adapter.read_positions(), step.layer,
+                                step.problem.softmax_scale(), topk, scratch, t);
+                  if (step.position == last)
+                    t.budget_tokens = std::max(t.budget_tokens, step.adapter.stats().budget_tokens);
+                });
 }
 
 class fidelity_suite final : public suite {
@@ -260,12 +220,8 @@ class fidelity_suite final : public suite {
       for (const auto& budget : budgets) {
         nlohmann::json b =
             budget == "full" ? nlohmann::json("full") : nlohmann::json(std::stoll(budget));
-        std::vector<std::pair<std::string, nlohmann::json>> axes = {
-            {"length", length}, {"budget", b}, {"source", source}};
-        suite_case c;
-        c.name = case_name("fidelity", axes);
-        for (auto& [k, v] : axes) c.axes[k] = v;
-        out.push_back(std::move(c));
+        out.push_back(
+            make_case("fidelity", {{"length", length}, {"budget", b}, {"source", source}}));
       }
     return out;
   }
@@ -303,7 +259,7 @@ class fidelity_suite final : public suite {
     fidelity_totals t;
     const int samples = source == "trace" || o.quick ? 1 : (o.samples > 0 ? o.samples : 2);
     for (int s = 0; s < samples; ++s) {
-      std::uint64_t seed = hash_seed(hash_seed(o.seed, c.name), static_cast<std::uint64_t>(s));
+      const std::uint64_t seed = sample_seed(o.seed, c, s);
       if (source == "retrieval") {
         // A NIAH prompt with the needle at a seeded depth, the answer teacher-forced.
         rng gen(hash_seed(seed, "fidelity.depth"));

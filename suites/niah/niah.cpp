@@ -5,11 +5,10 @@
 #include <cmath>
 
 #include "datasets/haystack.hpp"
-#include "datasets/scoring.hpp"
-#include "datasets/vocabulary.hpp"
 #include "harness/error.hpp"
 #include "suites/common/retrieval_metrics.hpp"
 #include "suites/common/retrieval_run.hpp"
+#include "suites/common/suite_helpers.hpp"
 
 namespace attnbench {
 
@@ -39,22 +38,15 @@ class niah_suite final : public suite {
     std::vector<double> depths = o.depths;
     if (depths.empty())
       for (int i = 0; i <= 10; ++i) depths.push_back(i / 10.0);
-    std::vector<std::string> needles =
-        o.needles.empty() ? std::vector<std::string>{"number"} : o.needles;
-    std::string haystack = o.haystack.empty() ? "essay" : o.haystack;
-    parse_haystack_kind(haystack);
-    for (const auto& needle : needles) parse_value_kind(needle);
+    const needle_axes n = needle_axes_of(o);
     std::vector<suite_case> out;
     for (auto length : lengths)
       for (double depth : depths)
-        for (const auto& needle : needles) {
-          std::vector<std::pair<std::string, nlohmann::json>> axes = {
-              {"length", length}, {"depth", depth}, {"needle", needle}, {"haystack", haystack}};
-          suite_case c;
-          c.name = case_name("niah", axes);
-          for (auto& [k, v] : axes) c.axes[k] = v;
-          out.push_back(std::move(c));
-        }
+        for (const auto& needle : n.needles)
+          out.push_back(make_case("niah", {{"length", length},
+                                           {"depth", depth},
+                                           {"needle", needle},
+                                           {"haystack", n.haystack}}));
     return out;
   }
 
@@ -70,26 +62,14 @@ class niah_suite final : public suite {
     const auto depth = c.axes.at("depth").get<double>();
     const auto needle = parse_value_kind(c.axes.at("needle").get<std::string>());
     const auto haystack = parse_haystack_kind(c.axes.at("haystack").get<std::string>());
-    const auto& vocab = vocabulary::instance();
 
     retrieval_accumulator acc;
     nlohmann::json per_sample = nlohmann::json::array();
     for (int s = 0; s < samples; ++s) {
-      // The sample seed depends on the case and sample index only: every method sees the
-      // same prompts, at any thread count.
-      std::uint64_t seed = hash_seed(hash_seed(o.seed, c.name), static_cast<std::uint64_t>(s));
-      niah_sample sample = make_niah(length, depth, haystack, needle, seed);
-      retrieval_result r =
-          run_retrieval(*ctx.model, method, ctx.exec, ctx.calibration, o.mode, sample.context,
-                        sample.question, sample.answer_tokens, sample.value_begin);
-      std::string prediction = vocab.detokenize(r.generated);
-      double score = string_match_all(prediction, sample.answers);
-      acc.add(score, r);
-      per_sample.push_back({{"answer", sample.answers.front()},
-                            {"prediction", prediction},
-                            {"score", score},
-                            {"needle_mass", r.needle_mass},
-                            {"actual_depth", sample.actual_depth}});
+      niah_outcome r =
+          run_niah_sample(ctx, method, length, depth, haystack, needle, sample_seed(o.seed, c, s));
+      acc.add(r.score, r.result);
+      per_sample.push_back(std::move(r.sample));
     }
     acc.write(rec);
     rec.extra["samples"] = per_sample;

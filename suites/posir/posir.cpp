@@ -9,12 +9,11 @@
 #include <cmath>
 
 #include "datasets/haystack.hpp"
-#include "datasets/scoring.hpp"
-#include "datasets/vocabulary.hpp"
 #include "harness/error.hpp"
 #include "suites/common/qkv_sources.hpp"
 #include "suites/common/retrieval_metrics.hpp"
 #include "suites/common/retrieval_run.hpp"
+#include "suites/common/suite_helpers.hpp"
 
 namespace attnbench {
 
@@ -22,16 +21,6 @@ namespace {
 
 // PosIR's 20 relative-position bins (5% each); `posir.bins` changes the count.
 constexpr int k_default_bins = 20;
-
-int param_int(const run_options& o, const std::string& key, int def, int lo, int hi) {
-  auto it = o.params.find(key);
-  if (it == o.params.end()) return def;
-  auto v = parse_real(it->second);
-  if (!v || *v != std::floor(*v) || *v < lo || *v > hi)
-    ATTNBENCH_BAD_INPUT("--param " << key << "='" << it->second << "' is not an integer in [" << lo
-                                   << ", " << hi << "]");
-  return static_cast<int>(*v);
-}
 
 // Where inside its bin a sample's evidence goes: the bin centre, or uniform (seeded).
 bool uniform_placement(const run_options& o) {
@@ -76,22 +65,14 @@ class posir_suite final : public suite {
         o.lengths.empty() ? std::vector<std::int64_t>{4096, 16384} : o.lengths;
     // Quick preset: one short length (every CPU method runs every suite in under a minute).
     if (o.quick) lengths = {1024};
-    std::vector<std::string> needles =
-        o.needles.empty() ? std::vector<std::string>{"number"} : o.needles;
-    std::string haystack = o.haystack.empty() ? "essay" : o.haystack;
-    parse_haystack_kind(haystack);
-    for (const auto& needle : needles) parse_value_kind(needle);
+    const needle_axes n = needle_axes_of(o);
     std::vector<suite_case> out;
     for (auto length : lengths)
       for (int bin = 0; bin < bins; ++bin)
-        for (const auto& needle : needles) {
-          std::vector<std::pair<std::string, nlohmann::json>> axes = {
-              {"length", length}, {"bin", bin}, {"needle", needle}, {"haystack", haystack}};
-          suite_case c;
-          c.name = case_name("posir", axes);
-          for (auto& [k, v] : axes) c.axes[k] = v;
-          out.push_back(std::move(c));
-        }
+        for (const auto& needle : n.needles)
+          out.push_back(make_case(
+              "posir",
+              {{"length", length}, {"bin", bin}, {"needle", needle}, {"haystack", n.haystack}}));
     return out;
   }
 
@@ -110,29 +91,18 @@ class posir_suite final : public suite {
     const bool uniform = uniform_placement(o);
     const auto needle = parse_value_kind(c.axes.at("needle").get<std::string>());
     const auto haystack = parse_haystack_kind(c.axes.at("haystack").get<std::string>());
-    const auto& vocab = vocabulary::instance();
 
     retrieval_accumulator acc;
     nlohmann::json per_sample = nlohmann::json::array();
     for (int s = 0; s < samples; ++s) {
-      // Seeded by case and sample only: every method sees the same prompts at any --threads.
-      std::uint64_t seed = hash_seed(hash_seed(o.seed, c.name), static_cast<std::uint64_t>(s));
+      const std::uint64_t seed = sample_seed(o.seed, c, s);
       rng place(hash_seed(seed, "posir.placement"));
       const double u = uniform ? place.uniform() : 0.5;
       const double depth = (bin + u) / bins;
-      niah_sample sample = make_niah(length, depth, haystack, needle, seed);
-      retrieval_result r =
-          run_retrieval(*ctx.model, method, ctx.exec, ctx.calibration, o.mode, sample.context,
-                        sample.question, sample.answer_tokens, sample.value_begin);
-      std::string prediction = vocab.detokenize(r.generated);
-      double score = string_match_all(prediction, sample.answers);
-      acc.add(score, r);
-      per_sample.push_back({{"answer", sample.answers.front()},
-                            {"prediction", prediction},
-                            {"score", score},
-                            {"needle_mass", r.needle_mass},
-                            {"target_depth", depth},
-                            {"actual_depth", sample.actual_depth}});
+      niah_outcome r = run_niah_sample(ctx, method, length, depth, haystack, needle, seed);
+      acc.add(r.score, r.result);
+      r.sample["target_depth"] = depth;
+      per_sample.push_back(std::move(r.sample));
     }
     acc.write(rec);
     rec.extra["samples"] = per_sample;
@@ -152,12 +122,9 @@ class posir_suite final : public suite {
     const double at =
         static_cast<double>(evidence.front().first) / static_cast<double>(trace->tokens);
     const int bin = std::min(bins - 1, static_cast<int>(at * bins));
-    std::vector<std::pair<std::string, nlohmann::json>> axes = {
-        {"length", trace->tokens}, {"bin", bin}, {"needle", "trace"}, {"haystack", "trace"}};
-    suite_case c;
-    c.name = case_name("posir", axes);
-    for (auto& [k, v] : axes) c.axes[k] = v;
-    return {c};
+    return {make_case(
+        "posir",
+        {{"length", trace->tokens}, {"bin", bin}, {"needle", "trace"}, {"haystack", "trace"}})};
   }
 
   // The mass probe on a trace: no readout, so no accuracy. needle_mass is the dense mass of the

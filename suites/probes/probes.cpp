@@ -30,6 +30,7 @@
 #include "harness/error.hpp"
 #include "suites/common/qkv_sources.hpp"
 #include "suites/common/retrieval_run.hpp"
+#include "suites/common/suite_helpers.hpp"
 
 namespace attnbench {
 
@@ -44,16 +45,6 @@ constexpr double k_default_threshold = 0.1;
 const std::vector<double> k_default_bases = {10000.0, 500000.0};
 // Pairs per RoPE-locality estimate: standard error below 0.004.
 constexpr int k_default_rope_samples = 20000;
-
-double param_real(const run_options& o, const std::string& key, double def, double lo, double hi) {
-  auto it = o.params.find(key);
-  if (it == o.params.end()) return def;
-  auto v = parse_real(it->second);
-  if (!v || *v < lo || *v > hi)
-    ATTNBENCH_BAD_INPUT("--param " << key << "='" << it->second << "' is not a number in [" << lo
-                                   << ", " << hi << "]");
-  return *v;
-}
 
 std::vector<double> rope_bases(const run_options& o) {
   auto it = o.params.find("probes.rope_bases");
@@ -221,14 +212,8 @@ class probes_suite final : public suite {
     }
     std::vector<suite_case> out;
     for (auto length : lengths)
-      for (double base : bases) {
-        std::vector<std::pair<std::string, nlohmann::json>> axes = {{"length", length},
-                                                                    {"rope_base", base}};
-        suite_case c;
-        c.name = case_name("probes", axes);
-        for (auto& [k, v] : axes) c.axes[k] = v;
-        out.push_back(std::move(c));
-      }
+      for (double base : bases)
+        out.push_back(make_case("probes", {{"length", length}, {"rope_base", base}}));
     return out;
   }
 
@@ -247,7 +232,7 @@ class probes_suite final : public suite {
     int heads = 0, lifetimes = 0, kept_n = 0, secondary_total = 0;
     nlohmann::json per_head = nlohmann::json::array();
     for (int s = 0; s < samples; ++s) {
-      std::uint64_t seed = hash_seed(hash_seed(o.seed, c.name), static_cast<std::uint64_t>(s));
+      const std::uint64_t seed = sample_seed(o.seed, c, s);
       std::shared_ptr<const dense_probes> dp = probes_for(c, s, seed, ctx);
       std::map<std::int64_t, std::set<int>> layers_of;  // secondary sink -> layers
       for (const auto& hp : dp->heads) {

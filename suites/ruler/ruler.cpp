@@ -31,6 +31,7 @@
 #include "harness/params.hpp"
 #include "suites/common/retrieval_metrics.hpp"
 #include "suites/common/retrieval_run.hpp"
+#include "suites/common/suite_helpers.hpp"
 
 namespace attnbench {
 
@@ -138,15 +139,8 @@ retrieval_result run_items(const retrieval_model& model, const method_instance& 
   std::vector<host_tensor> outs;
   std::vector<tensor_view> out_views;
   for (int l = 0; l < layers; ++l) {
-    attention_problem problem;
-    problem.shape = shape;
-    problem.layer = l;
-    problem.context_tokens = prefill_len;
-    problem.max_tokens = prompt + decode_tokens;
-    problem.calibration = calibration;
-    auto adapter = method.create();
-    if (auto why = adapter->unsupported_reason(problem)) ATTNBENCH_CHECK(false, unsupported, *why);
-    adapter->prepare(problem, exec);
+    auto adapter = prepared_adapter(
+        method, layer_problem(shape, l, prefill_len, prompt + decode_tokens, calibration), exec);
     host_tensor q(static_cast<int>(prefill_len), shape.q_heads, d);
     host_tensor k(static_cast<int>(prefill_len), shape.kv_heads, d);
     host_tensor v(static_cast<int>(prefill_len), shape.kv_heads, d);
@@ -196,24 +190,7 @@ retrieval_result run_items(const retrieval_model& model, const method_instance& 
   }
 
   retrieval_result result;
-  double tokens_sum = 0;
-  std::size_t tokens_count = 0;
-  for (const auto& adapter : adapters) {
-    cache_stats st = adapter->stats();
-    result.resident_bytes += st.resident_bytes;
-    result.keys_scored += st.keys_scored;
-    result.kv_bytes_read += st.kv_bytes_read;
-    result.decode_steps = st.attend_calls;
-    result.simulated = result.simulated || st.simulated;
-    result.budget_tokens = std::max(result.budget_tokens, st.budget_tokens);
-    for (auto t : st.resident_tokens) tokens_sum += static_cast<double>(t);
-    tokens_count += st.resident_tokens.size();
-  }
-  result.resident_tokens = tokens_count ? tokens_sum / static_cast<double>(tokens_count) : 0;
-  result.dense_bytes = static_cast<std::uint64_t>(tokens.size()) *
-                       static_cast<std::uint64_t>(layers) *
-                       static_cast<std::uint64_t>(shape.kv_heads) * static_cast<std::uint64_t>(d) *
-                       sizeof(float) * 2;
+  collect_cache_stats(adapters, shape, static_cast<std::int64_t>(tokens.size()), result);
   for (const auto& g : generated)
     result.generated.insert(result.generated.end(), g.begin(), g.end());
   return result;
@@ -256,14 +233,8 @@ class ruler_suite final : public suite {
     for (const auto& t : tasks) configured_task(t, o);  // bad task names and values: exit 2
     std::vector<suite_case> out;
     for (const auto& t : tasks)
-      for (auto length : lengths) {
-        std::vector<std::pair<std::string, nlohmann::json>> axes = {{"task", t},
-                                                                    {"length", length}};
-        suite_case c;
-        c.name = case_name("ruler", axes);
-        for (auto& [k, v] : axes) c.axes[k] = v;
-        out.push_back(std::move(c));
-      }
+      for (auto length : lengths)
+        out.push_back(make_case("ruler", {{"task", t}, {"length", length}}));
     return out;
   }
 
@@ -284,10 +255,8 @@ class ruler_suite final : public suite {
     std::vector<double> scores;
     nlohmann::json per_sample = nlohmann::json::array();
     for (int s = 0; s < samples; ++s) {
-      // Seeds depend on the case and sample only: every method sees the same prompts.
-      const std::uint64_t seed =
-          hash_seed(hash_seed(o.seed, c.name), static_cast<std::uint64_t>(s));
-      const ruler_sample sample = make_ruler_sample(task, length, seed, model->aggregation_words());
+      const ruler_sample sample =
+          make_ruler_sample(task, length, sample_seed(o.seed, c, s), model->aggregation_words());
       std::vector<std::vector<int>> items;
       retrieval_result r = run_items(*model, method, ctx.exec, calibration, o.mode, sample, items);
       std::string prediction;

@@ -68,13 +68,13 @@ TEST_CASE("posir summary: PSI, slope and middle dip by hand", "[posir][summary]"
     CHECK(s[0].bias == "flat");
     CHECK(s[0].middle_dip == Approx(100.0));
   }
-  SECTION("uniform profiles have PSI 0, also when every bin fails") {
+  SECTION("a uniform profile has PSI 0; when every bin fails PSI is undefined") {
     auto full = posir_summary(profile({100, 100, 100, 100}));
     CHECK(full[0].psi == 0.0);
     CHECK(full[0].bias == "flat");
     CHECK(full[0].middle_dip == 0.0);
     auto none = posir_summary(profile({0, 0, 0, 0}));
-    CHECK(none[0].psi == 0.0);
+    CHECK(std::isnan(none[0].psi));
     CHECK(none[0].mean_accuracy == 0.0);
   }
   SECTION("a small slope within the dead band is flat") {

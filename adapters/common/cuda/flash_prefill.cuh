@@ -24,13 +24,25 @@ namespace attnbench::cuda {
 
 namespace detail {
 
-// Query rows per CTA (8 warps x 16) and keys per tile. 128 x 64 is FlashAttention-2's forward
-// tile for head_dim 128 on sm_80/sm_90 with mma.sync; it keeps O (64 floats), S (32) and the Q
-// fragments (32 registers) of a thread in registers.
-constexpr int prefill_rows = 128;
-constexpr int prefill_keys = 64;
-constexpr int prefill_warps = prefill_rows / 16;
-constexpr int prefill_threads = prefill_warps * 32;
+/// Tiling of the prefill kernel: `Warps` warps of `MTiles` 16-row m-tiles each (the CTA's query
+/// rows), key tiles of 64, and the CTAs per SM the launch bounds ask the register allocator for.
+/// Each K/V fragment a warp loads from shared memory feeds MTiles MMAs, so MTiles 2 halves the
+/// shared-memory traffic per MMA (shared-memory bandwidth bounds the 16-row version on H100).
+template <int Warps, int MTiles, int MinBlocks>
+struct prefill_tiling {
+  static constexpr int warps = Warps;
+  static constexpr int m_tiles = MTiles;
+  static constexpr int rows = Warps * 16 * MTiles;
+  static constexpr int keys = 64;
+  static constexpr int threads = Warps * 32;
+  static constexpr int min_blocks = MinBlocks;
+};
+
+// FlashAttention-2's forward tiling for head_dim 128 on sm_80 / sm_90 (Kernel_traits<128, 128,
+// 64, 4>): 4 warps x 32 query rows, 64-key tiles, Q re-read from shared memory per tile (its 64
+// fragment registers do not fit next to O's 128 and S's 64). 96 KB of shared memory and at most
+// 255 registers per thread leave room for 2 CTAs per SM.
+using prefill_default = prefill_tiling<4, 2, 2>;
 
 // Offset (in elements) of 16-byte chunk `chunk` of row `row` in a [rows, D] shared tile whose
 // chunks are XOR-swizzled by the row's low three bits: the 8 rows an ldmatrix reads at one
@@ -40,16 +52,17 @@ __device__ __forceinline__ int swizzle(int row, int chunk) {
   return row * D + ((chunk ^ (row & 7)) << 3);
 }
 
-// Copies rows [0, Rows) of a tile starting at global row `first` (rows >= limit are zero-filled).
-template <class T, int D, int Rows>
+// Copies rows [0, Rows) of a tile starting at global row `first` (rows >= limit are zero-filled)
+// with the CTA's `Threads` threads.
+template <class T, int D, int Rows, int Threads>
 __device__ __forceinline__ void load_tile(T* smem, const T* gmem, int row_stride, int first,
                                           int limit) {
   constexpr int chunks_per_row = D / 8;
   constexpr int chunks = Rows * chunks_per_row;
-  static_assert(chunks % prefill_threads == 0, "tile must split evenly over the CTA");
+  static_assert(chunks % Threads == 0, "tile must split evenly over the CTA");
 #pragma unroll
-  for (int it = 0; it < chunks / prefill_threads; ++it) {
-    const int c = it * prefill_threads + static_cast<int>(threadIdx.x);
+  for (int it = 0; it < chunks / Threads; ++it) {
+    const int c = it * Threads + static_cast<int>(threadIdx.x);
     const int row = c / chunks_per_row, chunk = c % chunks_per_row;
     const bool valid = first + row < limit;
     const T* src =
@@ -67,9 +80,13 @@ __device__ __forceinline__ bool visible(const prefill_args& a, int i, int j, int
   return true;
 }
 
-template <class T, int D>
-__global__ void __launch_bounds__(prefill_threads, 1) flash_prefill_kernel(const prefill_args a) {
-  constexpr int BR = prefill_rows, BC = prefill_keys;
+template <class T, int D, class C>
+__global__ void __launch_bounds__(C::threads, C::min_blocks)
+    flash_prefill_kernel(const prefill_args a) {
+  constexpr int BR = C::rows, BC = C::keys, MT = C::m_tiles, threads = C::threads;
+  // One m-tile per warp keeps Q's fragments in registers for the whole row block; two re-read
+  // them from shared memory at each key tile.
+  constexpr bool q_in_regs = MT == 1;
   extern __shared__ __align__(128) unsigned char smem_raw[];
   T* sq = reinterpret_cast<T*>(smem_raw);  // [BR, D]
   T* sk = sq + BR * D;                     // [2][BC, D]
@@ -78,14 +95,16 @@ __global__ void __launch_bounds__(prefill_threads, 1) flash_prefill_kernel(const
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane / 4, t = lane % 4;
   const int blocks = (a.q_len + BR - 1) / BR;
-  // Causal blocks near the end of the sequence do the most work: launch them first.
+  // Heads vary fastest over the grid, so all heads' blocks of one position run together; causal
+  // blocks near the end of the sequence do the most work, so they are launched first.
   const int qb =
-      a.causal ? blocks - 1 - static_cast<int>(blockIdx.x) : static_cast<int>(blockIdx.x);
-  const int head = blockIdx.y, b = blockIdx.z;
+      a.causal ? blocks - 1 - static_cast<int>(blockIdx.y) : static_cast<int>(blockIdx.y);
+  const int head = blockIdx.x, b = blockIdx.z;
   const int kv_head = head / (a.q_heads / a.kv_heads);
   const int q0 = qb * BR;
   const int q_last = min(q0 + BR, a.q_len) - 1;
   const int offset = a.kv_len - a.q_len;
+  const int warp_row0 = warp * 16 * MT;  // this warp's first row within the block
 
   const T* q = static_cast<const T*>(a.q) + b * a.q_batch_stride + head * D;
   const T* k = static_cast<const T*>(a.k) + b * a.k_batch_stride + kv_head * D;
@@ -105,35 +124,61 @@ __global__ void __launch_bounds__(prefill_threads, 1) flash_prefill_kernel(const
   const int tiles = last_key < 0 ? 0 : front + (last_tile - win_first + 1);
   auto tile_at = [&](int idx) { return idx < front ? idx : win_first + (idx - front); };
 
-  load_tile<T, D, BR>(sq, q, a.q_row_stride, q0, a.q_len);
+  load_tile<T, D, BR, threads>(sq, q, a.q_row_stride, q0, a.q_len);
   if (tiles > 0) {
     const int k0 = tile_at(0) * BC;
-    load_tile<T, D, BC>(sk, k, a.k_row_stride, k0, a.kv_len);
-    load_tile<T, D, BC>(sv, v, a.v_row_stride, k0, a.kv_len);
+    load_tile<T, D, BC, threads>(sk, k, a.k_row_stride, k0, a.kv_len);
+    load_tile<T, D, BC, threads>(sv, v, a.v_row_stride, k0, a.kv_len);
   }
   cp_async_commit();
   cp_async_wait<0>();
   __syncthreads();
 
-  // This warp's 16 query rows as A fragments, for every 16-wide slice of head_dim.
-  std::uint32_t qf[D / 16][4];
+  // With one m-tile: this warp's 16 query rows as A fragments, for every 16-wide slice of D.
+  std::uint32_t qf[q_in_regs ? D / 16 : 1][4];
+  if constexpr (q_in_regs) {
 #pragma unroll
-  for (int kk = 0; kk < D / 16; ++kk)
-    ldmatrix_x4(qf[kk], sq + swizzle<D>(warp * 16 + lane % 16, kk * 2 + lane / 16));
+    for (int kk = 0; kk < D / 16; ++kk)
+      ldmatrix_x4(qf[kk], sq + swizzle<D>(warp_row0 + lane % 16, kk * 2 + lane / 16));
+  }
 
-  float acc[D / 8][4];
+  float acc[MT][D / 8][4];
+  float row_max[MT][2], row_sum[MT][2];
+  int row_i[MT][2];
 #pragma unroll
-  for (int i = 0; i < D / 8; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.0f;
-  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.0f, 0.0f};
+  for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+    for (int i = 0; i < D / 8; ++i)
+      acc[mt][i][0] = acc[mt][i][1] = acc[mt][i][2] = acc[mt][i][3] = 0.0f;
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      row_max[mt][r] = -INFINITY;
+      row_sum[mt][r] = 0.0f;
+      row_i[mt][r] = q0 + warp_row0 + mt * 16 + g + 8 * r;
+    }
+  }
+  // ldmatrix offsets of this lane for 16-wide slices kk = 0..3 of head_dim. The swizzle XORs only
+  // the low three bits of a chunk index (2 * kk + half), so slice kk sits at the offset of kk % 4
+  // plus 64 * (kk / 4) elements, and rows 16 apart at + 16 * D: 12 registers instead of one
+  // address per (slice, row group), which the register budget of two m-tiles cannot afford.
+  constexpr int slices = D / 16 < 4 ? D / 16 : 4;
+  int q_off[slices], k_off[slices], v_off[slices];
+#pragma unroll
+  for (int lo = 0; lo < slices; ++lo) {
+    q_off[lo] = swizzle<D>(warp_row0 + lane % 16, lo * 2 + lane / 16);
+    k_off[lo] = swizzle<D>((lane / 16) * 8 + lane % 8, lo * 2 + (lane / 8) % 2);
+    v_off[lo] = swizzle<D>(lane % 8 + ((lane / 8) % 2) * 8, lo * 2 + lane / 16);
+  }
   const float scale_log2 = a.scale * 1.4426950408889634f;
-  const int row_i[2] = {q0 + warp * 16 + g, q0 + warp * 16 + g + 8};
+  // The last key this warp's rows may see under the causal mask: later tiles are skipped.
+  const int warp_last_key = q0 + warp_row0 + 16 * MT - 1 + offset;
 
   for (int idx = 0; idx < tiles; ++idx) {
     const int buf = idx & 1;
     if (idx + 1 < tiles) {
       const int k1 = tile_at(idx + 1) * BC;
-      load_tile<T, D, BC>(sk + (buf ^ 1) * BC * D, k, a.k_row_stride, k1, a.kv_len);
-      load_tile<T, D, BC>(sv + (buf ^ 1) * BC * D, v, a.v_row_stride, k1, a.kv_len);
+      load_tile<T, D, BC, threads>(sk + (buf ^ 1) * BC * D, k, a.k_row_stride, k1, a.kv_len);
+      load_tile<T, D, BC, threads>(sv + (buf ^ 1) * BC * D, v, a.v_row_stride, k1, a.kv_len);
       cp_async_commit();
       cp_async_wait<1>();
     } else {
@@ -144,87 +189,125 @@ __global__ void __launch_bounds__(prefill_threads, 1) flash_prefill_kernel(const
     const T* tv = sv + buf * BC * D;
     const int k0 = tile_at(idx) * BC;
 
-    // S = Q K^T for 16 rows x 64 keys.
-    float s[BC / 8][4];
+    // A diagonal tile that lies wholly above this warp's rows adds nothing to them (warp-uniform).
+    if (!(a.causal && k0 > warp_last_key)) {
+      // S = Q K^T for 16 * MT rows x 64 keys.
+      float s[MT][BC / 8][4];
 #pragma unroll
-    for (int n = 0; n < BC / 8; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+      for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
+        for (int n = 0; n < BC / 8; ++n)
+          s[mt][n][0] = s[mt][n][1] = s[mt][n][2] = s[mt][n][3] = 0.0f;
 #pragma unroll
-      for (int np = 0; np < BC / 16; ++np) {
-        std::uint32_t kb[4];
-        ldmatrix_x4(kb,
-                    tk + swizzle<D>(np * 16 + (lane / 16) * 8 + lane % 8, kk * 2 + (lane / 8) % 2));
-        mma_16816<T>(s[2 * np], qf[kk], kb[0], kb[1]);
-        mma_16816<T>(s[2 * np + 1], qf[kk], kb[2], kb[3]);
+      for (int kk = 0; kk < D / 16; ++kk) {
+        std::uint32_t qa[MT][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+          if constexpr (q_in_regs) {
+#pragma unroll
+            for (int e = 0; e < 4; ++e) qa[mt][e] = qf[kk][e];
+          } else {
+            ldmatrix_x4(qa[mt], sq + q_off[kk % 4] + (kk / 4) * 64 + mt * 16 * D);
+          }
+        }
+#pragma unroll
+        for (int np = 0; np < BC / 16; ++np) {
+          std::uint32_t kb[4];
+          ldmatrix_x4(kb, tk + k_off[kk % 4] + (kk / 4) * 64 + np * 16 * D);
+#pragma unroll
+          for (int mt = 0; mt < MT; ++mt) {
+            mma_16816<T>(s[mt][2 * np], qa[mt], kb[0], kb[1]);
+            mma_16816<T>(s[mt][2 * np + 1], qa[mt], kb[2], kb[3]);
+          }
+        }
       }
-    }
 
-    // Masks only where a boundary crosses the tile.
-    const int k_end = k0 + BC - 1;
-    const bool partial =
-        k_end >= a.kv_len || (a.causal && k_end > q0 + offset) ||
-        (a.window > 0 && k_end >= a.sinks &&
-         static_cast<std::int64_t>(k0) <= static_cast<std::int64_t>(q_last) + offset - a.window);
-    if (partial) {
+      // Masks only where a boundary crosses the tile.
+      const int k_end = k0 + BC - 1;
+      const bool partial =
+          k_end >= a.kv_len || (a.causal && k_end > q0 + warp_row0 + offset) ||
+          (a.window > 0 && k_end >= a.sinks &&
+           static_cast<std::int64_t>(k0) <= static_cast<std::int64_t>(q_last) + offset - a.window);
+      if (partial) {
 #pragma unroll
-      for (int n = 0; n < BC / 8; ++n)
+        for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-        for (int e = 0; e < 4; ++e)
-          if (!visible(a, row_i[e / 2], k0 + n * 8 + 2 * t + (e & 1), offset)) s[n][e] = -INFINITY;
-    }
-
-    // Online softmax: the running max of each row over its quad, the rescale of what came before.
-    float tile_max[2] = {row_max[0], row_max[1]};
+          for (int n = 0; n < BC / 8; ++n)
 #pragma unroll
-    for (int n = 0; n < BC / 8; ++n) {
-      tile_max[0] = fmaxf(tile_max[0], fmaxf(s[n][0], s[n][1]));
-      tile_max[1] = fmaxf(tile_max[1], fmaxf(s[n][2], s[n][3]));
-    }
-    float base[2], alpha[2];
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 1));
-      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
-      // A row with nothing visible yet keeps max -inf; subtracting 0 then keeps exp2 at 0.
-      base[r] = tile_max[r] == -INFINITY ? 0.0f : tile_max[r] * scale_log2;
-      alpha[r] = fast_exp2(row_max[r] * scale_log2 - base[r]);
-      row_max[r] = tile_max[r];
-      row_sum[r] *= alpha[r];
-    }
-    // Once the running maxima settle (most tiles of a long row), alpha is 1 for the whole warp
-    // and the 64 multiplies of the rescale are skipped (a warp-uniform branch).
-    if (__any_sync(0xffffffffu, alpha[0] != 1.0f || alpha[1] != 1.0f)) {
-#pragma unroll
-      for (int i = 0; i < D / 8; ++i) {
-        acc[i][0] *= alpha[0];
-        acc[i][1] *= alpha[0];
-        acc[i][2] *= alpha[1];
-        acc[i][3] *= alpha[1];
+            for (int e = 0; e < 4; ++e)
+              if (!visible(a, row_i[mt][e / 2], k0 + n * 8 + 2 * t + (e & 1), offset))
+                s[mt][n][e] = -INFINITY;
       }
-    }
-#pragma unroll
-    for (int n = 0; n < BC / 8; ++n) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        s[n][e] = fast_exp2(fmaf(s[n][e], scale_log2, -base[e / 2]));
-        row_sum[e / 2] += s[n][e];
-      }
-    }
 
-    // O += P V: the S accumulators of two adjacent key tiles are P's A fragment for 16 keys.
+      // Online softmax: the running max of each row over its quad, the rescale of what came
+      // before.
+      float alpha[MT][2];
 #pragma unroll
-    for (int j = 0; j < BC / 16; ++j) {
-      const std::uint32_t pa[4] = {
-          pack2<T>(s[2 * j][0], s[2 * j][1]), pack2<T>(s[2 * j][2], s[2 * j][3]),
-          pack2<T>(s[2 * j + 1][0], s[2 * j + 1][1]), pack2<T>(s[2 * j + 1][2], s[2 * j + 1][3])};
+      for (int mt = 0; mt < MT; ++mt) {
+        float tile_max[2] = {row_max[mt][0], row_max[mt][1]};
 #pragma unroll
-      for (int dp = 0; dp < D / 16; ++dp) {
-        std::uint32_t vb[4];
-        ldmatrix_x4_trans(
-            vb, tv + swizzle<D>(j * 16 + lane % 8 + ((lane / 8) % 2) * 8, dp * 2 + lane / 16));
-        mma_16816<T>(acc[2 * dp], pa, vb[0], vb[1]);
-        mma_16816<T>(acc[2 * dp + 1], pa, vb[2], vb[3]);
+        for (int n = 0; n < BC / 8; ++n) {
+          tile_max[0] = fmaxf(tile_max[0], fmaxf(s[mt][n][0], s[mt][n][1]));
+          tile_max[1] = fmaxf(tile_max[1], fmaxf(s[mt][n][2], s[mt][n][3]));
+        }
+        float base[2];
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 1));
+          tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
+          // A row with nothing visible yet keeps max -inf; subtracting 0 then keeps exp2 at 0.
+          base[r] = tile_max[r] == -INFINITY ? 0.0f : tile_max[r] * scale_log2;
+          alpha[mt][r] = fast_exp2(row_max[mt][r] * scale_log2 - base[r]);
+          row_max[mt][r] = tile_max[r];
+          row_sum[mt][r] *= alpha[mt][r];
+        }
+#pragma unroll
+        for (int n = 0; n < BC / 8; ++n) {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            s[mt][n][e] = fast_exp2(fmaf(s[mt][n][e], scale_log2, -base[e / 2]));
+            row_sum[mt][e / 2] += s[mt][n][e];
+          }
+        }
+      }
+      // Once the running maxima settle (most tiles of a long row), alpha is 1 for the whole warp
+      // and the multiplies of the rescale are skipped (a warp-uniform branch).
+      bool rescale = false;
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) rescale |= alpha[mt][0] != 1.0f || alpha[mt][1] != 1.0f;
+      if (__any_sync(0xffffffffu, rescale)) {
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+          for (int i = 0; i < D / 8; ++i) {
+            acc[mt][i][0] *= alpha[mt][0];
+            acc[mt][i][1] *= alpha[mt][0];
+            acc[mt][i][2] *= alpha[mt][1];
+            acc[mt][i][3] *= alpha[mt][1];
+          }
+      }
+
+      // O += P V: the S accumulators of two adjacent key tiles are P's A fragment for 16 keys.
+#pragma unroll
+      for (int j = 0; j < BC / 16; ++j) {
+        std::uint32_t pa[MT][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+          pa[mt][0] = pack2<T>(s[mt][2 * j][0], s[mt][2 * j][1]);
+          pa[mt][1] = pack2<T>(s[mt][2 * j][2], s[mt][2 * j][3]);
+          pa[mt][2] = pack2<T>(s[mt][2 * j + 1][0], s[mt][2 * j + 1][1]);
+          pa[mt][3] = pack2<T>(s[mt][2 * j + 1][2], s[mt][2 * j + 1][3]);
+        }
+#pragma unroll
+        for (int dp = 0; dp < D / 16; ++dp) {
+          std::uint32_t vb[4];
+          ldmatrix_x4_trans(vb, tv + v_off[dp % 4] + (dp / 4) * 64 + j * 16 * D);
+#pragma unroll
+          for (int mt = 0; mt < MT; ++mt) {
+            mma_16816<T>(acc[mt][2 * dp], pa[mt], vb[0], vb[1]);
+            mma_16816<T>(acc[mt][2 * dp + 1], pa[mt], vb[2], vb[3]);
+          }
+        }
       }
     }
     __syncthreads();
@@ -232,37 +315,44 @@ __global__ void __launch_bounds__(prefill_threads, 1) flash_prefill_kernel(const
 
   // Normalize and store; rows past q_len are not written.
 #pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], 1);
-    row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], 2);
-  }
-  const float inv[2] = {row_sum[0] > 0.0f ? 1.0f / row_sum[0] : 0.0f,
-                        row_sum[1] > 0.0f ? 1.0f / row_sum[1] : 0.0f};
+  for (int mt = 0; mt < MT; ++mt) {
 #pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    if (row_i[r] >= a.q_len) continue;
-    T* out = o + static_cast<std::int64_t>(row_i[r]) * a.o_row_stride;
+    for (int r = 0; r < 2; ++r) {
+      float sum = row_sum[mt][r];
+      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+      sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+      const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+      if (row_i[mt][r] >= a.q_len) continue;
+      T* out = o + static_cast<std::int64_t>(row_i[mt][r]) * a.o_row_stride;
 #pragma unroll
-    for (int i = 0; i < D / 8; ++i) {
-      const std::uint32_t bits = pack2<T>(acc[i][2 * r] * inv[r], acc[i][2 * r + 1] * inv[r]);
-      *reinterpret_cast<std::uint32_t*>(out + i * 8 + 2 * t) = bits;
+      for (int i = 0; i < D / 8; ++i) {
+        const std::uint32_t bits = pack2<T>(acc[mt][i][2 * r] * inv, acc[mt][i][2 * r + 1] * inv);
+        *reinterpret_cast<std::uint32_t*>(out + i * 8 + 2 * t) = bits;
+      }
     }
   }
 }
 
-template <class T, int D>
+/// Shared memory of one CTA: Q, and K and V double-buffered.
+template <class T, int D, class C>
+constexpr int prefill_smem_bytes() {
+  return (C::rows + 4 * C::keys) * D * static_cast<int>(sizeof(T));
+}
+
+template <class T, int D, class C = prefill_default>
 void launch_flash_prefill(const prefill_args& a, cudaStream_t stream) {
-  constexpr int smem = (prefill_rows + 4 * prefill_keys) * D * static_cast<int>(sizeof(T));
+  constexpr int smem = prefill_smem_bytes<T, D, C>();
   // Above 48 KB a kernel must opt in to its dynamic shared memory, once per process.
   static const bool configured = [] {
-    ATTNBENCH_CUDA(cudaFuncSetAttribute(flash_prefill_kernel<T, D>,
+    ATTNBENCH_CUDA(cudaFuncSetAttribute(flash_prefill_kernel<T, D, C>,
                                         cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     return true;
   }();
   (void)configured;
-  const dim3 grid(static_cast<unsigned>(ceil_div(a.q_len, prefill_rows)),
-                  static_cast<unsigned>(a.q_heads), static_cast<unsigned>(a.batch));
-  flash_prefill_kernel<T, D><<<grid, prefill_threads, smem, stream>>>(a);
+  const dim3 grid(static_cast<unsigned>(a.q_heads),
+                  static_cast<unsigned>(ceil_div(a.q_len, C::rows)),
+                  static_cast<unsigned>(a.batch));
+  flash_prefill_kernel<T, D, C><<<grid, C::threads, smem, stream>>>(a);
   ATTNBENCH_CUDA_LAUNCHED();
 }
 

@@ -21,9 +21,6 @@
 #include "reports/json_report.hpp"
 #include "reports/jsonl_stream.hpp"
 
-#ifndef ATTNBENCH_GIT_SHA
-#define ATTNBENCH_GIT_SHA "unknown"
-#endif
 #ifndef ATTNBENCH_BUILD_TYPE
 #define ATTNBENCH_BUILD_TYPE "unknown"
 #endif
@@ -32,6 +29,9 @@
 #endif
 
 namespace attnbench {
+
+// The built commit, from cmake/git_sha.cmake (a file generated at every build).
+const char* build_git_sha();
 
 namespace {
 
@@ -144,7 +144,7 @@ nlohmann::json make_meta(const run_config& config, const std::string& start_time
   return {
       {"tool", "attnbench"},
       {"tool_version", ATTNBENCH_VERSION},
-      {"git_sha", ATTNBENCH_GIT_SHA},
+      {"git_sha", build_git_sha()},
       {"build_type", ATTNBENCH_BUILD_TYPE},
       {"compiler", std::string("gcc ") + __VERSION__},
       {"argv", config.argv},

@@ -549,6 +549,24 @@ qkv_trace assemble_trace(std::string_view sidecar_json, trace_tensor q, trace_te
     t.positions.resize(static_cast<std::size_t>(t.tokens));
     for (std::int64_t i = 0; i < t.tokens; ++i) t.positions[static_cast<std::size_t>(i)] = i;
   }
+  // Optional fields the suites read: where the question starts (posir's query-agnostic mode
+  // prefills the tokens before it) and one role name per (layer, KV head).
+  if (meta.contains("question_begin")) {
+    const json& qb = meta["question_begin"];
+    ATTNBENCH_CHECK(qb.is_number_unsigned() && qb.get<std::uint64_t>() >= 1 &&
+                        qb.get<std::uint64_t>() < static_cast<std::uint64_t>(t.tokens),
+                    bad_input,
+                    "sidecar 'question_begin' is not a token index in [1, " << t.tokens << ")");
+  }
+  if (meta.contains("kv_head_roles")) {
+    const json& roles = meta["kv_head_roles"];
+    const auto count = static_cast<std::size_t>(t.layers) * static_cast<std::size_t>(t.kv_heads);
+    ATTNBENCH_CHECK(
+        roles.is_array() && roles.size() == count &&
+            std::all_of(roles.begin(), roles.end(), [](const json& r) { return r.is_string(); }),
+        bad_input,
+        "sidecar 'kv_head_roles' is not an array of " << count << " strings (layers x kv_heads)");
+  }
   if (meta.contains("rope_base"))
     ATTNBENCH_CHECK(meta["rope_base"].is_number() && meta["rope_base"].get<double>() > 0 &&
                         std::isfinite(meta["rope_base"].get<double>()),

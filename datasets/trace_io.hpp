@@ -10,7 +10,9 @@
 /// - a JSON sidecar `NAME.json`: {"model": "...", "layers": L, "q_heads": H, "kv_heads": G,
 ///   "head_dim": D, "tokens": T, "positions": [T integers] (optional: 0..T-1),
 ///   "rope_base": float (optional), "evidence": [[begin, end), ...] (optional token spans the
-///   answer depends on), "source": "how it was made", ...}. Every field is kept in `meta`.
+///   answer depends on), "question_begin": index of the question's first token (optional),
+///   "kv_head_roles": [L * G role names] (optional, e.g. "retrieval"), "source": "how it was
+///   made", ...}. Every field is kept in `meta`.
 /// - q is [L, H, T, D], k and v are [L, G, T, D], C order, dtype F32, F16 or BF16 (converted to
 ///   float; NumPy: '<f4' or '<f2'). Q and K are post-RoPE: the vectors attention dot-products,
 ///   as every kv_method consumes them.

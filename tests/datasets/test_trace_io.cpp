@@ -485,6 +485,16 @@ TEST_CASE("trace files with a bad sidecar or mismatched shapes are rejected", "[
   CHECK_THAT(with("evidence", json::array({json::array({2, 1})})), Catch::Contains("'evidence'"));
   CHECK_THAT(with("evidence", json::array({json::array({0, 9})})), Catch::Contains("'evidence'"));
   CHECK_THAT(with("rope_base", -1), Catch::Contains("'rope_base'"));
+  CHECK_THAT(with("question_begin", 3), Catch::Contains("'question_begin' is not a token index"));
+  CHECK_THAT(with("question_begin", 0), Catch::Contains("'question_begin'"));
+  CHECK_THAT(with("kv_head_roles", json::array({"retrieval", "sink"})),
+             Catch::Contains("'kv_head_roles' is not an array of 1 strings"));
+  CHECK_THAT(with("kv_head_roles", json::array({7})), Catch::Contains("'kv_head_roles'"));
+  side["question_begin"] = 2;
+  side["kv_head_roles"] = json::array({"retrieval"});
+  spit(stem.string() + ".json", side.dump());
+  CHECK(load_trace(stem.string()).tokens == 3);
+  spit(stem.string() + ".json", good_side);
   CHECK(load_trace(stem.string()).tokens == 3);
 
   spit(stem.string() + ".json", std::string("{\"model\": \"x\",, }"));

@@ -185,8 +185,8 @@ void apply_config_file(const std::string& path, run_config& cfg, std::string& le
       cfg.options.needles = strings(v, key);
     else if (key == "haystack")
       cfg.options.haystack = text(v, key);
-    else if (key == "tasks")
-      cfg.options.tasks = strings(v, key);
+    else if (key == "tasks")  // a list, or one comma-separated string as on the command line
+      cfg.options.tasks = split(joined(v, key), ',');
     else if (key == "budgets")
       budgets = joined(v, key);
     else if (key == "trace")

@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "datasets/rng.hpp"
+#include "datasets/ruler_names.hpp"
 #include "harness/error.hpp"
 #include "harness/params.hpp"
 
@@ -457,20 +458,24 @@ ruler_sample make_qa_task(const ruler_task_config& c, std::int64_t length, rng& 
   std::vector<std::vector<int>> gold;
   std::vector<std::int64_t> gold_fact;
   std::int64_t at = 0;
+  // "<ask> REL1 of E1 ? answer: the REL1 of E1 is :": the question ends on the first hop's
+  // phrase, and the answer prefix repeats it before the value (or the bridge entity).
+  std::vector<int> r1_of_e1{r1};
+  append(r1_of_e1, tok("of"));
+  r1_of_e1.push_back(e1);
+  auto question = [&](std::vector<int> ask) {
+    append(ask, r1_of_e1);
+    append(ask, tok("? answer: the"));
+    append(ask, r1_of_e1);
+    append(ask, tok("is :"));
+    return ask;
+  };
   if (!c.multi_hop) {
     // SQuAD-like: one gold paragraph, a two-word answer span.
     const int a1 = fresh(), a2 = fresh();
     gold.push_back(document(e1, fact(r1, e1, {a1, a2}), gen, at));
     gold_fact.push_back(at);
-    s.question = tok("what is the");
-    s.question.push_back(r1);
-    append(s.question, tok("of"));
-    s.question.push_back(e1);
-    append(s.question, tok("? answer: the"));
-    s.question.push_back(r1);
-    append(s.question, tok("of"));
-    s.question.push_back(e1);
-    append(s.question, tok("is :"));
+    s.question = question(tok("what is the"));
     s.items.push_back({{}, 2});
     s.references.push_back(vocab().text(a1) + " " + vocab().text(a2));
   } else {
@@ -482,17 +487,10 @@ ruler_sample make_qa_task(const ruler_task_config& c, std::int64_t length, rng& 
     gold_fact.push_back(at);
     gold.push_back(document(e2, fact(r2, e2, {answer}), gen, at));
     gold_fact.push_back(at);
-    s.question = tok("what is the");
-    s.question.push_back(r2);
-    append(s.question, tok("of the"));
-    s.question.push_back(r1);
-    append(s.question, tok("of"));
-    s.question.push_back(e1);
-    append(s.question, tok("? answer: the"));
-    s.question.push_back(r1);
-    append(s.question, tok("of"));
-    s.question.push_back(e1);
-    append(s.question, tok("is :"));
+    std::vector<int> ask = tok("what is the");
+    ask.push_back(r2);
+    append(ask, tok("of the"));
+    s.question = question(ask);
     s.items.push_back({{}, 1});
     s.items.push_back({tok("is :"), 1});
     s.references.push_back(vocab().text(answer));
@@ -546,19 +544,7 @@ ruler_sample make_qa_task(const ruler_task_config& c, std::int64_t length, rng& 
 }  // namespace
 
 const std::vector<std::string>& ruler_task_names() {
-  static const std::vector<std::string> names = {"niah_single_1",
-                                                 "niah_single_2",
-                                                 "niah_single_3",
-                                                 "niah_multikey_1",
-                                                 "niah_multikey_2",
-                                                 "niah_multikey_3",
-                                                 "niah_multivalue",
-                                                 "niah_multiquery",
-                                                 "vt",
-                                                 "cwe",
-                                                 "fwe",
-                                                 "qa_1",
-                                                 "qa_2"};
+  static const std::vector<std::string> names(k_ruler_task_order.begin(), k_ruler_task_order.end());
   return names;
 }
 

@@ -11,18 +11,13 @@
 #include <tuple>
 #include <vector>
 
+#include "reports/render_md_csv.hpp"
+
 namespace attnbench {
 
 namespace {
 
 using nlohmann::json;
-
-// Columns are padded by displayed characters, not bytes: headers hold UTF-8 arrows.
-std::size_t display_width(const std::string& s) {
-  std::size_t n = 0;
-  for (unsigned char c : s) n += (c & 0xC0) != 0x80;
-  return n;
-}
 
 std::string pad(const std::string& s, std::size_t width, bool right) {
   const std::size_t w = display_width(s);
@@ -42,16 +37,6 @@ std::string format_number(double v) {
   return buf;
 }
 
-// A '|' inside a cell would end it: Markdown's escape is a backslash.
-std::string escape_cell(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '|') out += '\\';
-    out += c == '\n' ? ' ' : c;
-  }
-  return out;
-}
-
 // The widest cell of each column, header included, and at least `min_width`.
 std::vector<std::size_t> column_widths(const std::vector<std::string>& header,
                                        const std::vector<std::vector<std::string>>& rows,
@@ -63,30 +48,6 @@ std::vector<std::size_t> column_widths(const std::vector<std::string>& header,
     for (std::size_t c = 0; c < row.size(); ++c)
       width[c] = std::max(width[c], display_width(row[c]));
   return width;
-}
-
-/// A Markdown table whose raw text also lines up: every cell padded to its column's width.
-/// Three dashes is the narrowest alignment marker Markdown renderers accept.
-std::string markdown_table(const std::vector<std::string>& header, const std::vector<bool>& right,
-                           const std::vector<std::vector<std::string>>& rows) {
-  const std::vector<std::size_t> width = column_widths(header, rows, 3);
-
-  std::ostringstream os;
-  auto line = [&](const std::vector<std::string>& cells) {
-    os << '|';
-    for (std::size_t c = 0; c < cells.size(); ++c)
-      os << ' ' << pad(cells[c], width[c], right[c]) << " |";
-    os << '\n';
-  };
-  line(header);
-  os << '|';
-  for (std::size_t c = 0; c < header.size(); ++c) {
-    const std::string dashes(width[c] - 1, '-');
-    os << ' ' << (right[c] ? dashes + ':' : ':' + dashes) << " |";
-  }
-  os << '\n';
-  for (const auto& row : rows) line(row);
-  return os.str();
 }
 
 std::string metric_header(const std::string& name, const report& r) {
@@ -310,13 +271,12 @@ std::string markdown_summary(const report& r) {
     std::vector<std::string> header{"method", "mode", "backend", "ok", "skipped", "error", "oom"};
     std::vector<bool> right{false, false, false, true, true, true, true};
     for (const std::string& m : suite_metrics[suite]) {
-      header.push_back(escape_cell(metric_header(m, r)));
+      header.push_back(metric_header(m, r));
       right.push_back(true);
     }
     std::vector<std::vector<std::string>> rows;
     for (const auto& [key, g] : groups) {
-      std::vector<std::string> row{escape_cell(std::get<0>(key)), escape_cell(std::get<1>(key)),
-                                   escape_cell(std::get<2>(key))};
+      std::vector<std::string> row{std::get<0>(key), std::get<1>(key), std::get<2>(key)};
       for (int count : g.by_status) row.push_back(std::to_string(count));
       for (const std::string& m : suite_metrics[suite]) {
         auto it = g.sums.find(m);
@@ -325,7 +285,8 @@ std::string markdown_summary(const report& r) {
       }
       rows.push_back(std::move(row));
     }
-    os << markdown_table(header, right, rows);
+    // render_markdown_table escapes every cell.
+    os << render_markdown_table(header, rows, right);
   }
   return os.str();
 }

@@ -8,6 +8,8 @@
 #include <sstream>
 #include <tuple>
 
+#include "reports/render_md_csv.hpp"
+
 namespace attnbench {
 
 namespace {
@@ -33,12 +35,6 @@ std::string sparkline(const std::vector<double>& accuracy) {
     out += levels[i];
   }
   return out;
-}
-
-std::size_t display_width(const std::string& s) {
-  std::size_t n = 0;
-  for (unsigned char c : s) n += (c & 0xC0) != 0x80;
-  return n;
 }
 
 }  // namespace

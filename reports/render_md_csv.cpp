@@ -11,7 +11,15 @@ namespace attnbench {
 
 namespace {
 
-// Columns are padded by displayed characters, not bytes: cells may hold UTF-8.
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
+  std::string out = "\"";
+  for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return out + '"';
+}
+
+}  // namespace
+
 std::size_t display_width(const std::string& s) {
   std::size_t n = 0;
   for (unsigned char c : s) n += (c & 0xC0) != 0x80;
@@ -26,15 +34,6 @@ std::string escape_cell(const std::string& s) {
   }
   return out;
 }
-
-std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
-  std::string out = "\"";
-  for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return out + '"';
-}
-
-}  // namespace
 
 std::string render_markdown_table(const std::vector<std::string>& header,
                                   const std::vector<std::vector<std::string>>& rows,

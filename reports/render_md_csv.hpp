@@ -3,6 +3,7 @@
 /// functions: no I/O.
 #pragma once
 
+#include <cstddef>
 #include <string>
 #include <vector>
 
@@ -10,6 +11,13 @@
 #include "reports/leaderboard.hpp"
 
 namespace attnbench {
+
+/// Characters shown of UTF-8 text `s` (code points): table columns are padded by these, not by
+/// bytes, since headers hold arrows and cells may hold any UTF-8.
+std::size_t display_width(const std::string& s);
+
+/// A Markdown table cell: '|' (which would end the cell) escaped as '\|', newlines as spaces.
+std::string escape_cell(const std::string& s);
 
 /// A Markdown table whose raw text also lines up; `right[i]` right-aligns column i. Cells are
 /// escaped ('|' -> '\|', newlines -> spaces).

@@ -14,28 +14,13 @@ namespace attnbench {
 namespace {
 
 constexpr double k_nan = std::numeric_limits<double>::quiet_NaN();
-// RULER's threshold: Llama2-7B's average score at 4K.
-constexpr double k_default_threshold = 85.6;
 
-// RULER's task order; other task names follow alphabetically.
-const char* const k_task_order[] = {"niah_single_1",
-                                    "niah_single_2",
-                                    "niah_single_3",
-                                    "niah_multikey_1",
-                                    "niah_multikey_2",
-                                    "niah_multikey_3",
-                                    "niah_multivalue",
-                                    "niah_multiquery",
-                                    "vt",
-                                    "cwe",
-                                    "fwe",
-                                    "qa_1",
-                                    "qa_2"};
-
+// RULER's task order (k_ruler_task_order) first; other task names follow alphabetically.
 int task_rank(const std::string& t) {
-  for (int i = 0; i < 13; ++i)
-    if (t == k_task_order[i]) return i;
-  return 13;
+  const int tasks = static_cast<int>(k_ruler_task_order.size());
+  for (int i = 0; i < tasks; ++i)
+    if (t == k_ruler_task_order[static_cast<std::size_t>(i)]) return i;
+  return tasks;
 }
 
 std::string format(double v, const char* spec = "%.1f") {
@@ -136,7 +121,7 @@ std::vector<ruler_method_summary> summarize_ruler(const report& r) {
     ruler_method_summary s;
     std::tie(s.method_spec, s.mode, s.backend) = key;
     auto t = thresholds.find(key);
-    s.threshold = t == thresholds.end() ? k_default_threshold : t->second;
+    s.threshold = t == thresholds.end() ? k_ruler_default_threshold : t->second;
     std::set<std::int64_t> lengths;
     std::set<std::string> tasks;
     for (const auto& [cell, a] : cells) {

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "datasets/ruler_names.hpp"
 #include "harness/record.hpp"
 
 namespace attnbench {
@@ -42,7 +43,7 @@ struct ruler_method_summary {
   std::vector<std::vector<ruler_cell>> cells;  // [task][length]
   std::vector<double> length_average;          // [length], percent
   double average = 0;
-  double threshold = 85.6;
+  double threshold = k_ruler_default_threshold;
   std::int64_t effective_length = 0;
   bool complete = true;
 };

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <iostream>
+#include <optional>
 #include <regex>
 
 #include <boost/program_options.hpp>
@@ -21,11 +22,19 @@ namespace attnbench {
 
 namespace {
 
-po::variables_map parse(const std::vector<std::string>& args, const po::options_description& desc,
-                        const po::positional_options_description& pos) {
+// Parses `args` against `desc`, every positional argument going to "files". With -h / --help,
+// prints the help and returns nothing (the command then exits 0).
+std::optional<po::variables_map> parse_files(const std::vector<std::string>& args,
+                                             const po::options_description& desc) {
+  po::positional_options_description pos;
+  pos.add("files", -1);
   po::variables_map vm;
   po::store(po::command_line_parser(args).options(desc).positional(pos).run(), vm);
   po::notify(vm);
+  if (vm.count("help")) {
+    std::cout << desc << "\n";
+    return std::nullopt;
+  }
   return vm;
 }
 
@@ -80,13 +89,9 @@ int cmd_report(const std::vector<std::string>& args) {
       "out,o", po::value(&out), "output file (default: standard output)")(
       "title", po::value(&title), "HTML page title")("files", po::value<std::vector<std::string>>(),
                                                      "report files");
-  po::positional_options_description pos;
-  pos.add("files", -1);
-  po::variables_map vm = parse(args, desc, pos);
-  if (vm.count("help")) {
-    std::cout << desc << "\n";
-    return 0;
-  }
+  const auto parsed = parse_files(args, desc);
+  if (!parsed) return 0;
+  const po::variables_map& vm = *parsed;
   if (!vm.count("files")) ATTNBENCH_BAD_INPUT("report: no report files given");
   if (format != "md" && format != "csv" && format != "html")
     ATTNBENCH_BAD_INPUT("report: unknown --format '" << format << "' (known: md, csv, html)");
@@ -123,13 +128,9 @@ int cmd_compare(const std::vector<std::string>& args) {
       "compare only records whose case name matches this regex, e.g. '^(niah|ruler)'")(
       "out,o", po::value(&out), "output file (default: standard output)")(
       "files", po::value<std::vector<std::string>>(), "BASE and NEW report files");
-  po::positional_options_description pos;
-  pos.add("files", -1);
-  po::variables_map vm = parse(args, desc, pos);
-  if (vm.count("help")) {
-    std::cout << desc << "\n";
-    return 0;
-  }
+  const auto parsed = parse_files(args, desc);
+  if (!parsed) return 0;
+  const po::variables_map& vm = *parsed;
   const auto files =
       vm.count("files") ? vm["files"].as<std::vector<std::string>>() : std::vector<std::string>{};
   if (files.size() != 2)
@@ -176,13 +177,9 @@ int cmd_merge(const std::vector<std::string>& args) {
       "record (suite, case, method, params, backend, mode, seed) may appear in one shard only");
   desc.add_options()("help,h", "show this help")("out,o", po::value(&out), "output report file")(
       "files", po::value<std::vector<std::string>>(), "report files");
-  po::positional_options_description pos;
-  pos.add("files", -1);
-  po::variables_map vm = parse(args, desc, pos);
-  if (vm.count("help")) {
-    std::cout << desc << "\n";
-    return 0;
-  }
+  const auto parsed = parse_files(args, desc);
+  if (!parsed) return 0;
+  const po::variables_map& vm = *parsed;
   if (!vm.count("files")) ATTNBENCH_BAD_INPUT("merge: no report files given");
   if (out.empty()) ATTNBENCH_BAD_INPUT("merge: -o OUT is required");
   const merge_result m = read_and_merge(vm["files"].as<std::vector<std::string>>(), false);

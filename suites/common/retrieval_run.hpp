@@ -64,6 +64,15 @@ retrieval_result run_retrieval(const retrieval_model& model, const method_instan
 /// one layer's Q/K/V projection.
 std::uint64_t retrieval_case_bytes(const model_shape& shape, std::int64_t tokens);
 
+/// Base of the suites whose case runs prompts of the case's `length` axis through the retrieval
+/// model (`niah`, `posir`, `probes`, `ruler`): its memory estimate is retrieval_case_bytes.
+class length_axis_suite : public suite {
+ public:
+  std::uint64_t estimate_bytes(const suite_case& c, const run_options& o) const override {
+    return retrieval_case_bytes(o.shape, c.axes.at("length").get<std::int64_t>());
+  }
+};
+
 /// The needle-kind and haystack axes of the NIAH-style suites (`niah`, `posir`): --needles
 /// (default: number) and --haystack (default: essay). Throws bad_input on an unknown name.
 struct needle_axes {

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "harness/error.hpp"
+#include "suites/common/suite_helpers.hpp"
 #include "suites/latency/cpu_ops.hpp"
 #include "suites/latency/gbench_timing.hpp"
 #include "suites/latency/op_axes.hpp"
@@ -98,13 +99,8 @@ class latency_suite final : public suite {
     parse_settings(o);  // validate every setting before anything runs
     const op_axes axes = parse_op_axes(o, k_suite, default_axes(o));
     std::vector<suite_case> out;
-    for (const op_shape& shape : op_shapes(axes)) {
-      const auto named = op_case_axes(o.backend, shape);
-      suite_case c;
-      c.name = case_name(k_suite, named);
-      for (const auto& [k, v] : named) c.axes[k] = v;
-      out.push_back(std::move(c));
-    }
+    for (const op_shape& shape : op_shapes(axes))
+      out.push_back(make_case(k_suite, op_case_axes(o.backend, shape)));
     return out;
   }
 
@@ -119,11 +115,7 @@ class latency_suite final : public suite {
         cuda ? make_cuda_clock(settings.flush) : make_host_clock(settings.flush);
     exec_context exec = ctx.exec;
     exec.stream = clock->stream();
-    // Calibrating methods get the run's calibration only when it has the op's geometry.
-    const bool same_shape = shape.q_heads == o.shape.q_heads &&
-                            shape.kv_heads == o.shape.kv_heads &&
-                            shape.head_dim == o.shape.head_dim;
-    auto op = make_timed_op(method, shape, exec, same_shape ? ctx.calibration : nullptr);
+    auto op = make_timed_op(method, shape, exec, op_calibration(shape, ctx));
 
     const timing_result t = time_op(c.name + " " + method.canonical, *op, *clock, settings.timing);
     const sample_summary s = summarize(t.samples_s);

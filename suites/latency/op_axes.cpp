@@ -186,4 +186,11 @@ op_shape op_shape_from_axes(const nlohmann::json& axes) {
   return s;
 }
 
+const calibration_source* op_calibration(const op_shape& shape, const run_context& ctx) {
+  const model_shape& run = ctx.options->shape;
+  const bool same_shape = shape.q_heads == run.q_heads && shape.kv_heads == run.kv_heads &&
+                          shape.head_dim == run.head_dim;
+  return same_shape ? ctx.calibration : nullptr;
+}
+
 }  // namespace attnbench

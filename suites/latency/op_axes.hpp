@@ -60,4 +60,8 @@ std::vector<op_shape> op_shapes(const op_axes& axes);
 /// The op_shape a case's axes describe (inverse of op_case_axes).
 op_shape op_shape_from_axes(const nlohmann::json& axes);
 
+/// The run's calibration when the op has the run's geometry (query heads, KV heads, head_dim),
+/// else null: calibration data is per head, so a calibrating method cannot use another shape's.
+const calibration_source* op_calibration(const op_shape& shape, const run_context& ctx);
+
 }  // namespace attnbench

@@ -12,6 +12,7 @@
 #include <algorithm>
 
 #include "harness/error.hpp"
+#include "suites/common/suite_helpers.hpp"
 #include "suites/latency/cpu_ops.hpp"
 #include "suites/latency/op_axes.hpp"
 #include "suites/latency/op_clock.hpp"
@@ -99,10 +100,7 @@ class memory_suite final : public suite {
                                            {"kv_heads", kv},
                                            {"head_dim", head_dim},
                                            {"dtype", dtype}});
-                suite_case c;
-                c.name = case_name(k_suite, named);
-                for (const auto& [k, v] : named) c.axes[k] = v;
-                out.push_back(std::move(c));
+                out.push_back(make_case(k_suite, named));
               }
     return out;
   }
@@ -129,10 +127,7 @@ class memory_suite final : public suite {
     }
     rec.extra["budget_applied"] = budget_applied;
 
-    const bool same_shape = shape.q_heads == o.shape.q_heads &&
-                            shape.kv_heads == o.shape.kv_heads &&
-                            shape.head_dim == o.shape.head_dim;
-    const calibration_source* calibration = same_shape ? ctx.calibration : nullptr;
+    const calibration_source* calibration = op_calibration(shape, ctx);
     // Dense bytes of the same tokens, in the dtype the backend stores (CPU adapters: fp32).
     op_shape dense = shape;
     if (o.backend != "cuda") dense.dtype = "fp32";

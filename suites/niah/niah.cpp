@@ -14,7 +14,7 @@ namespace attnbench {
 
 namespace {
 
-class niah_suite final : public suite {
+class niah_suite final : public length_axis_suite {
  public:
   std::string name() const override { return "niah"; }
   std::string description() const override {
@@ -48,10 +48,6 @@ class niah_suite final : public suite {
                                            {"needle", needle},
                                            {"haystack", n.haystack}}));
     return out;
-  }
-
-  std::uint64_t estimate_bytes(const suite_case& c, const run_options& o) const override {
-    return retrieval_case_bytes(o.shape, c.axes.at("length").get<std::int64_t>());
   }
 
   void run(const suite_case& c, const method_instance& method, const run_context& ctx,

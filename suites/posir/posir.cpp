@@ -37,7 +37,7 @@ int quick_bins(const run_options& o) {
   return param_int(o, "posir.bins", k_default_bins, 2, 1000);
 }
 
-class posir_suite final : public suite {
+class posir_suite final : public length_axis_suite {
  public:
   std::string name() const override { return "posir"; }
   std::string description() const override {
@@ -74,10 +74,6 @@ class posir_suite final : public suite {
               "posir",
               {{"length", length}, {"bin", bin}, {"needle", needle}, {"haystack", n.haystack}}));
     return out;
-  }
-
-  std::uint64_t estimate_bytes(const suite_case& c, const run_options& o) const override {
-    return retrieval_case_bytes(o.shape, c.axes.at("length").get<std::int64_t>());
   }
 
   void run(const suite_case& c, const method_instance& method, const run_context& ctx,

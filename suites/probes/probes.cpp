@@ -161,7 +161,7 @@ dense_probes probe_prompt(const qkv_source& src, const std::vector<std::string>&
   return out;
 }
 
-class probes_suite final : public suite {
+class probes_suite final : public length_axis_suite {
  public:
   std::string name() const override { return "probes"; }
   std::string description() const override {
@@ -215,10 +215,6 @@ class probes_suite final : public suite {
       for (double base : bases)
         out.push_back(make_case("probes", {{"length", length}, {"rope_base", base}}));
     return out;
-  }
-
-  std::uint64_t estimate_bytes(const suite_case& c, const run_options& o) const override {
-    return retrieval_case_bytes(o.shape, c.axes.at("length").get<std::int64_t>());
   }
 
   void run(const suite_case& c, const method_instance& method, const run_context& ctx,

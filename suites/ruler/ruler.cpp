@@ -25,6 +25,7 @@
 #include <mutex>
 
 #include "datasets/calibration.hpp"
+#include "datasets/ruler_names.hpp"
 #include "datasets/ruler_tasks.hpp"
 #include "datasets/scoring.hpp"
 #include "harness/error.hpp"
@@ -36,10 +37,6 @@
 namespace attnbench {
 
 namespace {
-
-// RULER's default threshold for the effective length: the average score of Llama2-7B (base)
-// at 4K over the 13 tasks.
-constexpr double k_default_threshold = 85.6;
 
 struct task_model {
   std::unique_ptr<retrieval_model> model;
@@ -109,7 +106,7 @@ ruler_task_config configured_task(const std::string& name, const run_options& o)
 
 double threshold_of(const run_options& o) {
   auto it = o.params.find("ruler.threshold");
-  if (it == o.params.end()) return k_default_threshold;
+  if (it == o.params.end()) return k_ruler_default_threshold;
   auto x = parse_real(it->second);
   if (!x || *x < 0 || *x > 100)
     ATTNBENCH_BAD_INPUT("ruler.threshold: expected a score in [0, 100], got '" << it->second
@@ -196,7 +193,7 @@ retrieval_result run_items(const retrieval_model& model, const method_instance& 
   return result;
 }
 
-class ruler_suite final : public suite {
+class ruler_suite final : public length_axis_suite {
  public:
   std::string name() const override { return "ruler"; }
   std::string description() const override {
@@ -236,10 +233,6 @@ class ruler_suite final : public suite {
       for (auto length : lengths)
         out.push_back(make_case("ruler", {{"task", t}, {"length", length}}));
     return out;
-  }
-
-  std::uint64_t estimate_bytes(const suite_case& c, const run_options& o) const override {
-    return retrieval_case_bytes(o.shape, c.axes.at("length").get<std::int64_t>());
   }
 
   void run(const suite_case& c, const method_instance& method, const run_context& ctx,

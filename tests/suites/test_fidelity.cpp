@@ -8,30 +8,18 @@
 #include "datasets/structured_random.hpp"
 #include "harness/error.hpp"
 #include "harness/runner.hpp"
+#include "suite_test_util.hpp"
 #include "suites/common/qkv_sources.hpp"
 
 using namespace attnbench;
 
 namespace {
 
-std::filesystem::path temp_out(const std::string& name) {
-  auto dir = std::filesystem::temp_directory_path() /
-             ("attnbench-test-fidelity-" + name + "-" + std::to_string(::getpid()));
-  std::filesystem::remove_all(dir);
-  return dir;
-}
-
 run_config fidelity_config(std::vector<std::string> methods, const std::string& out) {
-  run_config cfg;
-  cfg.suites = {"fidelity"};
-  cfg.methods = std::move(methods);
-  cfg.options.lengths = {512};
+  run_config cfg = test::suite_config("fidelity", std::move(methods), {512}, out);
   cfg.options.budgets = {32, 128, 384};
   cfg.options.samples = 1;
   cfg.options.seed = 5;
-  cfg.options.shape = shape_preset("small");
-  cfg.threads = 2;
-  cfg.out_dir = temp_out(out);
   return cfg;
 }
 
@@ -229,9 +217,7 @@ TEST_CASE("fidelity runs on an imported trace", "[fidelity][trace]") {
   // The shipped tiny trace: the retrieval model, 2 layers, 4 / 2 heads, 96 tokens.
   std::ostringstream progress;
   run_config cfg = fidelity_config({"dense", "streaming_llm:sinks=4", "snapkv:window=8"}, "trace");
-  cfg.options.trace =
-      std::string(std::getenv("ATTNBENCH_SOURCE_DIR") ? std::getenv("ATTNBENCH_SOURCE_DIR") : ".") +
-      "/datasets/traces/tiny.safetensors";
+  cfg.options.trace = test::tiny_trace();
   cfg.options.budgets = {16, 48};
   report r = run_benchmark(cfg, progress);
   REQUIRE(r.records.size() == 3 * 3);  // budgets 16, 48, full x methods

@@ -7,6 +7,7 @@
 
 #include "harness/error.hpp"
 #include "harness/runner.hpp"
+#include "suite_test_util.hpp"
 #include "suites/latency/op_axes.hpp"
 #include "suites/latency/op_math.hpp"
 
@@ -14,22 +15,8 @@ using namespace attnbench;
 
 namespace {
 
-std::filesystem::path temp_out(const std::string& name) {
-  auto dir = std::filesystem::temp_directory_path() /
-             ("attnbench-test-latency-" + name + "-" + std::to_string(::getpid()));
-  std::filesystem::remove_all(dir);
-  return dir;
-}
-
 run_config latency_config(std::vector<std::string> methods, const std::string& out) {
-  run_config cfg;
-  cfg.suites = {"latency"};
-  cfg.methods = std::move(methods);
-  cfg.options.lengths = {512};
-  cfg.options.shape = shape_preset("small");
-  cfg.threads = 2;
-  cfg.out_dir = temp_out(out);
-  return cfg;
+  return test::suite_config("latency", std::move(methods), {512}, out);
 }
 
 std::vector<suite_case> latency_cases(const run_options& o) {

@@ -8,27 +8,14 @@
 #include "datasets/rng.hpp"
 #include "harness/error.hpp"
 #include "harness/runner.hpp"
+#include "suite_test_util.hpp"
 
 using namespace attnbench;
 
 namespace {
 
-std::filesystem::path temp_out(const std::string& name) {
-  auto dir = std::filesystem::temp_directory_path() /
-             ("attnbench-test-memory-" + name + "-" + std::to_string(::getpid()));
-  std::filesystem::remove_all(dir);
-  return dir;
-}
-
 run_config memory_config(std::vector<std::string> methods, const std::string& out) {
-  run_config cfg;
-  cfg.suites = {"memory"};
-  cfg.methods = std::move(methods);
-  cfg.options.lengths = {1024};
-  cfg.options.shape = shape_preset("small");
-  cfg.threads = 2;
-  cfg.out_dir = temp_out(out);
-  return cfg;
+  return test::suite_config("memory", std::move(methods), {1024}, out);
 }
 
 // The stats of a method fed a 1024-token prompt of the small shape directly, without the suite.

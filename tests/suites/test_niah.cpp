@@ -5,6 +5,7 @@
 
 #include "harness/error.hpp"
 #include "harness/runner.hpp"
+#include "suite_test_util.hpp"
 
 using namespace attnbench;
 
@@ -44,24 +45,11 @@ ATTNBENCH_REGISTER_METHOD(method_info{
       return std::make_unique<declining_method>();
     }});
 
-std::filesystem::path temp_out(const std::string& name) {
-  auto dir = std::filesystem::temp_directory_path() /
-             ("attnbench-test-" + name + "-" + std::to_string(::getpid()));
-  std::filesystem::remove_all(dir);
-  return dir;
-}
-
 run_config niah_config(std::vector<std::string> methods, const std::string& out) {
-  run_config cfg;
-  cfg.suites = {"niah"};
-  cfg.methods = std::move(methods);
-  cfg.options.lengths = {2048, 4096};
+  run_config cfg = test::suite_config("niah", std::move(methods), {2048, 4096}, out);
   cfg.options.depths = {0.0, 0.25, 0.5, 0.75, 1.0};
   cfg.options.samples = 2;
   cfg.options.seed = 1;
-  cfg.options.shape = shape_preset("small");
-  cfg.threads = 2;
-  cfg.out_dir = temp_out(out);
   return cfg;
 }
 
@@ -116,7 +104,7 @@ TEST_CASE("metrics are identical at any thread count", "[niah][determinism]") {
   one.threads = 1;
   run_config two = one;
   two.threads = 2;
-  two.out_dir = temp_out("t2");
+  two.out_dir = test::temp_out("niah", "t2");
   report a = run_benchmark(one, progress);
   report b = run_benchmark(two, progress);
   REQUIRE(a.records.size() == b.records.size());

@@ -7,17 +7,11 @@
 #include "harness/error.hpp"
 #include "harness/runner.hpp"
 #include "reports/posir_summary.hpp"
+#include "suite_test_util.hpp"
 
 using namespace attnbench;
 
 namespace {
-
-std::filesystem::path temp_out(const std::string& name) {
-  auto dir = std::filesystem::temp_directory_path() /
-             ("attnbench-test-posir-" + name + "-" + std::to_string(::getpid()));
-  std::filesystem::remove_all(dir);
-  return dir;
-}
 
 // A posir record of `bins` bins with the given accuracy (percent).
 record bin_record(const std::string& spec, std::int64_t length, int bin, int bins,
@@ -124,16 +118,11 @@ TEST_CASE("posir summary: PSI, slope and middle dip by hand", "[posir][summary]"
 
 TEST_CASE("posir: StreamingLLM is recency-biased, dense is position-insensitive", "[posir]") {
   std::ostringstream progress;
-  run_config cfg;
-  cfg.suites = {"posir"};
-  cfg.methods = {"dense", "streaming_llm:sinks=4,window=512"};
-  cfg.options.lengths = {2048};
+  run_config cfg =
+      test::suite_config("posir", {"dense", "streaming_llm:sinks=4,window=512"}, {2048}, "run");
   cfg.options.samples = 2;
   cfg.options.seed = 3;
-  cfg.options.shape = shape_preset("small");
   cfg.options.params["posir.bins"] = "10";
-  cfg.threads = 2;
-  cfg.out_dir = temp_out("run");
   report r = run_benchmark(cfg, progress);
   REQUIRE(r.records.size() == 2 * 10);
   for (const auto& rec : r.records) {
@@ -158,37 +147,16 @@ TEST_CASE("posir: StreamingLLM is recency-biased, dense is position-insensitive"
 }
 
 TEST_CASE("posir rejects bad parameters as bad input", "[posir]") {
-  std::ostringstream progress;
-  run_config cfg;
-  cfg.suites = {"posir"};
-  cfg.methods = {"dense"};
-  cfg.options.lengths = {512};
-  cfg.options.shape = shape_preset("small");
-  cfg.out_dir = temp_out("bad");
-  for (auto [key, value] : std::vector<std::pair<std::string, std::string>>{
-           {"posir.bins", "1"}, {"posir.bins", "x"}, {"posir.placement", "left"}}) {
-    cfg.options.params = {{key, value}};
-    try {
-      run_benchmark(cfg, progress);
-      FAIL("accepted " << key << "=" << value);
-    } catch (const error& e) {
-      CHECK(e.id() == error_id::bad_input);
-      CHECK(std::string(e.what()).find(value) != std::string::npos);
-    }
-  }
-  CHECK_FALSE(std::filesystem::exists(cfg.out_dir));
+  test::check_bad_params(test::suite_config("posir", {"dense"}, {512}, "bad"),
+                         {{"posir.bins", "1"}, {"posir.bins", "x"}, {"posir.placement", "left"}});
 }
 
 TEST_CASE("posir's mass probe runs on a trace with evidence spans", "[posir][trace]") {
   std::ostringstream progress;
-  run_config cfg;
-  cfg.suites = {"posir"};
-  cfg.methods = {"dense", "streaming_llm:sinks=4,window=16"};
-  cfg.options.shape = shape_preset("small");
-  const char* root = std::getenv("ATTNBENCH_SOURCE_DIR");
-  cfg.options.trace = std::string(root ? root : ".") + "/datasets/traces/tiny.safetensors";
-  cfg.threads = 2;
-  cfg.out_dir = temp_out("trace");
+  // No lengths: the trace is the one prompt.
+  run_config cfg =
+      test::suite_config("posir", {"dense", "streaming_llm:sinks=4,window=16"}, {}, "trace");
+  cfg.options.trace = test::tiny_trace();
   report r = run_benchmark(cfg, progress);
   REQUIRE(r.records.size() == 2);
   for (const auto& rec : r.records) {

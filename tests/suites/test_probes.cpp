@@ -6,29 +6,17 @@
 
 #include "harness/error.hpp"
 #include "harness/runner.hpp"
+#include "suite_test_util.hpp"
 
 using namespace attnbench;
 
 namespace {
 
-std::filesystem::path temp_out(const std::string& name) {
-  auto dir = std::filesystem::temp_directory_path() /
-             ("attnbench-test-probes-" + name + "-" + std::to_string(::getpid()));
-  std::filesystem::remove_all(dir);
-  return dir;
-}
-
 run_config probes_config(std::vector<std::string> methods, const std::string& out) {
-  run_config cfg;
-  cfg.suites = {"probes"};
-  cfg.methods = std::move(methods);
-  cfg.options.lengths = {1024};
+  run_config cfg = test::suite_config("probes", std::move(methods), {1024}, out);
   cfg.options.samples = 1;
   cfg.options.seed = 2;
-  cfg.options.shape = shape_preset("small");
   cfg.options.params["probes.rope_bases"] = "10000";
-  cfg.threads = 2;
-  cfg.out_dir = temp_out(out);
   return cfg;
 }
 
@@ -107,28 +95,16 @@ TEST_CASE("probes: RoPE locality falls toward 0.5 with length", "[probes][rope]"
 }
 
 TEST_CASE("probes rejects bad parameters as bad input", "[probes]") {
-  std::ostringstream progress;
-  run_config cfg = probes_config({"dense"}, "bad");
-  for (auto [key, value] : std::vector<std::pair<std::string, std::string>>{
-           {"probes.rope_bases", "1"}, {"probes.sink_threshold", "2"}, {"probes.queries", "y"}}) {
-    cfg.options.params = {{key, value}};
-    try {
-      run_benchmark(cfg, progress);
-      FAIL("accepted " << key << "=" << value);
-    } catch (const error& e) {
-      CHECK(e.id() == error_id::bad_input);
-      CHECK(std::string(e.what()).find(value) != std::string::npos);
-    }
-  }
-  CHECK_FALSE(std::filesystem::exists(cfg.out_dir));
+  test::check_bad_params(
+      probes_config({"dense"}, "bad"),
+      {{"probes.rope_bases", "1"}, {"probes.sink_threshold", "2"}, {"probes.queries", "y"}});
 }
 
 TEST_CASE("probes run on an imported trace with its head roles", "[probes][trace]") {
   std::ostringstream progress;
   run_config cfg = probes_config({"dense", "sliding_window:window=16"}, "trace");
   cfg.options.params.clear();
-  const char* root = std::getenv("ATTNBENCH_SOURCE_DIR");
-  cfg.options.trace = std::string(root ? root : ".") + "/datasets/traces/tiny.safetensors";
+  cfg.options.trace = test::tiny_trace();
   report r = run_benchmark(cfg, progress);
   REQUIRE(r.records.size() == 2);  // one case: the trace's length at its own RoPE base
   for (const auto& rec : r.records) {

@@ -11,28 +11,16 @@
 #include "harness/error.hpp"
 #include "harness/runner.hpp"
 #include "reports/ruler_summary.hpp"
+#include "suite_test_util.hpp"
 
 using namespace attnbench;
 
 namespace {
 
-std::filesystem::path temp_out(const std::string& name) {
-  auto dir = std::filesystem::temp_directory_path() /
-             ("attnbench-test-ruler-" + name + "-" + std::to_string(::getpid()));
-  std::filesystem::remove_all(dir);
-  return dir;
-}
-
 run_config ruler_config(std::vector<std::string> methods, const std::string& out) {
-  run_config cfg;
-  cfg.suites = {"ruler"};
-  cfg.methods = std::move(methods);
-  cfg.options.lengths = {4096};
+  run_config cfg = test::suite_config("ruler", std::move(methods), {4096}, out);
   cfg.options.samples = 2;
   cfg.options.seed = 3;
-  cfg.options.shape = shape_preset("small");
-  cfg.threads = 2;
-  cfg.out_dir = temp_out(out);
   return cfg;
 }
 

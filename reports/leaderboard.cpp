@@ -168,7 +168,8 @@ table build_leaderboard(const report& r) {
   t.title = "Leaderboard";
   t.note =
       "One row per method spec, mode and backend. Accuracy columns are in % (higher is better); "
-      "the effective length is the largest length whose RULER average is above the threshold; "
+      "the effective length is the largest length up to which the RULER average stays above the "
+      "threshold; "
       "KV resident is resident KV bytes / dense (methods that only simulate eviction count as "
       "1); decode speedup is the geometric mean of dense / method decode latency over matching "
       "latency cases.";
@@ -178,7 +179,7 @@ table build_leaderboard(const report& r) {
       {"backend", "backend", "", false, true, "cpu or cuda"},
       {"ruler_avg", "RULER avg", "%", true, true, "mean RULER score over tasks and lengths"},
       {"ruler_eff_len", "RULER eff. length", "tokens", true, true,
-       "largest length whose task-average score is above the threshold"},
+       "largest length up to which the task-average score stays above the threshold"},
       {"niah_avg", "NIAH avg", "%", true, true, "mean NIAH accuracy over the grid"},
       {"posir_psi", "PosIR PSI", "", true, false,
        "position sensitivity 1 - min/max bin accuracy, mean over length buckets"},

@@ -48,7 +48,7 @@ struct method_key {
 /// Leaderboard: one row per (method spec, mode, backend), columns
 ///   method, mode, backend,
 ///   ruler_avg, ruler_eff_len (summarize_ruler: the mean over lengths of the task-average score,
-///     %, and RULER's effective length, the largest length whose average is above the
+///     %, and RULER's effective length, the largest length up to which the average stays above the
 ///     threshold; shown as "< shortest" when none is),
 ///   niah_avg (mean accuracy of the ok niah records, %),
 ///   posir_psi (posir_summary's PSI = 1 - min/max bin accuracy, mean over length buckets),

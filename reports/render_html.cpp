@@ -506,7 +506,7 @@ std::string ruler_section(const report& r, const style_book& styles, bool show_m
   std::ostringstream os;
   os << "<section id=\"ruler\"><h2>RULER</h2>\n<p class=\"note\">Mean score over the tasks at "
         "each length, as in RULER's length curves; a method's effective length is the largest "
-        "length above the dashed threshold.</p>\n"
+        "length up to which its curve stays above the dashed threshold.</p>\n"
      << render_chart(c, data, styles) << "</section>\n";
   return os.str();
 }

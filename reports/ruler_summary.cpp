@@ -83,8 +83,10 @@ double mean_finite(const std::vector<double>& v) {
 std::int64_t ruler_effective_length(const std::vector<std::int64_t>& lengths,
                                     const std::vector<double>& averages, double threshold) {
   std::int64_t best = 0;
-  for (std::size_t j = 0; j < lengths.size() && j < averages.size(); ++j)
-    if (std::isfinite(averages[j]) && averages[j] > threshold) best = std::max(best, lengths[j]);
+  for (std::size_t j = 0; j < lengths.size() && j < averages.size(); ++j) {
+    if (!(std::isfinite(averages[j]) && averages[j] > threshold)) break;
+    best = lengths[j];
+  }
   return best;
 }
 
@@ -222,7 +224,8 @@ std::string ruler_table(const report& r, std::size_t detail_methods) {
       rows.push_back(std::move(row));
       threshold = s.threshold;
     }
-    os << table(header, rows) << "effective length: the largest length whose average is above "
+    os << table(header, rows)
+       << "effective length: the largest length up to which the average stays above "
        << format(threshold) << "% (RULER); * some task x length cell has no ok record\n";
   }
   // Task x length detail with standard errors for small reports.

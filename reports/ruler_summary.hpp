@@ -30,9 +30,10 @@ struct ruler_cell {
 /// - length_average[j]: mean over tasks of the cells at lengths[j] that have a score (NaN when
 ///   none has); `complete` is false when some task x length cell has no score.
 /// - average: mean of length_average over the lengths that have one (RULER's "Avg." column).
-/// - effective_length: RULER's definition, the largest length whose average over tasks is
-///   strictly above `threshold` (RULER uses 85.6, Llama2-7B's average at 4K); 0 when no length
-///   passes. It is not required that every shorter length passes too.
+/// - effective_length: the largest length up to which the average over tasks stays strictly
+///   above `threshold` (RULER uses 85.6, Llama2-7B's average at 4K): every measured length up
+///   to it passes, so a method that fails at 4K and recovers at 16K has none. 0 when the
+///   shortest length fails.
 /// - threshold: the records' extra.threshold (`--param ruler.threshold`), 85.6 when absent.
 struct ruler_method_summary {
   std::string method_spec;
@@ -51,8 +52,8 @@ struct ruler_method_summary {
 /// One summary per (method_spec, mode, backend) holding ruler records, sorted by those keys.
 std::vector<ruler_method_summary> summarize_ruler(const report& r);
 
-/// RULER's effective length: the largest lengths[j] with averages[j] > threshold (NaN never
-/// passes), or 0. `lengths` ascending, same size as `averages`.
+/// RULER's effective length: the largest lengths[j] with averages[i] > threshold for every
+/// i <= j (NaN never passes), or 0. `lengths` ascending, same size as `averages`.
 std::int64_t ruler_effective_length(const std::vector<std::int64_t>& lengths,
                                     const std::vector<double>& averages, double threshold);
 

@@ -92,9 +92,12 @@ TEST_CASE("evicting tokens biases the aggregation counts of cwe and fwe", "[rule
   CHECK(s[{"random", "cwe"}] < 100.0);
 }
 
-TEST_CASE("the effective length is RULER's: the largest length above the threshold", "[ruler]") {
+TEST_CASE(
+    "the effective length: the largest length up to which the average stays above the threshold",
+    "[ruler]") {
   report r;
-  // Task averages per length: 4k 90, 8k 80, 16k 87.5, 32k 40: 16k is the largest above 85.6.
+  // Task averages per length: 4k 90, 8k 80, 16k 87.5, 32k 40: the average falls below 85.6 at
+  // 8k, so the effective length is 4k although 16k is above the threshold again.
   for (auto [length, a, b] : {std::tuple<std::int64_t, double, double>{4096, 100, 80},
                               {8192, 70, 90},
                               {16384, 95, 80},
@@ -108,12 +111,14 @@ TEST_CASE("the effective length is RULER's: the largest length above the thresho
   CHECK(s[0].lengths == std::vector<std::int64_t>{4096, 8192, 16384, 32768});
   CHECK(s[0].length_average == std::vector<double>{90, 80, 87.5, 40});
   CHECK(s[0].average == Approx(74.375));
-  CHECK(s[0].effective_length == 16384);
+  CHECK(s[0].effective_length == 4096);
   CHECK(s[0].complete);
   // The combined standard error of one record per cell is the record's.
   CHECK(s[0].cells[0][0].score_stderr == Approx(2.0));
   CHECK(ruler_effective_length({4096, 8192}, {85.6, 85.6}, 85.6) == 0);  // strictly above
   CHECK(ruler_effective_length({4096, 8192}, {90, NAN}, 85.6) == 4096);
+  CHECK(ruler_effective_length({4096, 8192, 16384}, {90, 86, 85}, 85.6) == 8192);
+  CHECK(ruler_effective_length({4096, 8192, 16384}, {80, 90, 95}, 85.6) == 0);
   // A higher threshold from the records moves it; a failed cell leaves the summary incomplete.
   for (auto& rec : r.records) rec.extra["threshold"] = 88.0;
   r.records.push_back(ruler_record("m", "cwe", 4096, 0));

@@ -183,6 +183,19 @@ report run_benchmark(const run_config& config, std::ostream& progress) {
     }
     suites.push_back(s);
   }
+  // A trace replaces the workload only in suites that read one: with no --suite, those run;
+  // naming another suite with --trace is bad input rather than a silently ignored trace.
+  if (!config.options.trace.empty()) {
+    std::string readers;
+    for (const auto* x : suite_registry::instance().all())
+      if (x->reads_traces()) readers += (readers.empty() ? "" : ", ") + x->name();
+    if (config.suites.empty())
+      std::erase_if(suites, [](const suite* s) { return !s->reads_traces(); });
+    for (const auto* s : suites)
+      if (!s->reads_traces())
+        ATTNBENCH_BAD_INPUT("suite '" << s->name() << "' does not read --trace (suites that do: "
+                                      << readers << ")");
+  }
   std::vector<method_instance> methods;
   if (config.methods.empty())
     for (const auto* info : method_registry::instance().all()) {

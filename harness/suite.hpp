@@ -73,6 +73,8 @@ class suite {
   /// True for suites that measure time or memory (`latency`, `memory`): the runner runs their
   /// jobs one at a time, after the parallel ones, with exec.threads = the threads asked for.
   virtual bool exclusive() const { return false; }
+  /// True for suites that can run on an imported Q/K/V trace (`--trace`) instead of the workload.
+  virtual bool reads_traces() const { return false; }
   /// The axis product in a documented order (first axis outermost).
   virtual std::vector<suite_case> cases(const run_options& options) const = 0;
   /// Estimated peak host bytes of one case (0: unknown); the runner refuses, as bad input, a

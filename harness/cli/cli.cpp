@@ -166,8 +166,7 @@ void apply_config_file(const std::string& path, run_config& cfg, std::string& le
       cfg.options.samples = static_cast<int>(integer(v, key));
       if (cfg.options.samples < 1)
         ATTNBENCH_BAD_INPUT("config field 'samples' must be >= 1, got " << cfg.options.samples);
-    }
-    else if (key == "seed")
+    } else if (key == "seed")
       cfg.options.seed = static_cast<std::uint64_t>(integer(v, key));
     else if (key == "threads")
       cfg.threads = static_cast<int>(integer(v, key));
@@ -216,8 +215,8 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
   cfg.argv = argv;
   // With no --suite, --lengths or --config: the quick preset (every suite and CPU method, small
   // sizes, < 60 s on 2 cores). Otherwise lengths and samples left unset take each suite's default.
-  std::string lengths, depths = "0:1:4", shape = "small", mode = "query_aware",
-              config_file, budgets;
+  std::string lengths, depths = "0:1:4", shape = "small", mode = "query_aware", config_file,
+                       budgets;
   std::vector<std::string> workload_overrides;
   po::options_description desc(
       "attnbench run [options]\n\n"
@@ -229,7 +228,8 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
                                                  "suite to run (repeatable; default: all)")(
       "method", po::value<std::vector<std::string>>(),
       "method spec name:key=value,... (repeatable; default: all)")(
-      "lengths", po::value<std::string>(), "context lengths, e.g. 4k,16k,128k (default: the suite's)")(
+      "lengths", po::value<std::string>(),
+      "context lengths, e.g. 4k,16k,128k (default: the suite's)")(
       "depths", po::value<std::string>(),
       "needle depths: list 0,0.5,1 or start:stop:count[:linear|:sigmoid] (default 0:1:4)")(
       "samples", po::value<int>(), "samples per case (default: the suite's)")(
@@ -296,10 +296,7 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
     }
 
   cfg.options.quick = !vm.count("suite") && !vm.count("lengths") && !vm.count("config");
-  if (cfg.options.quick) {
-    lengths = "1k,4k";
-    if (!vm.count("samples")) cfg.options.samples = 2;
-  }
+  if (cfg.options.quick) lengths = "1k,4k";
   if (!lengths.empty()) cfg.options.lengths = parse_lengths(lengths);
   cfg.options.depths = parse_depths(depths);
   cfg.options.shape = shape_preset(shape);

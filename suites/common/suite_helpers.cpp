@@ -16,6 +16,10 @@ suite_case make_case(const std::string& suite,
   return c;
 }
 
+int sample_count(const run_options& o, int suite_default, int quick_default) {
+  return o.samples > 0 ? o.samples : o.quick ? quick_default : suite_default;
+}
+
 std::uint64_t sample_seed(std::uint64_t run_seed, const suite_case& c, int sample) {
   return hash_seed(hash_seed(run_seed, c.name), static_cast<std::uint64_t>(sample));
 }

@@ -23,6 +23,10 @@ suite_case make_case(const std::string& suite,
 /// case and the sample only, so every method sees the same prompts at any --threads.
 std::uint64_t sample_seed(std::uint64_t run_seed, const suite_case& c, int sample);
 
+/// Samples per case: `--samples` when given, else `quick_default` in the quick preset and
+/// `suite_default` otherwise.
+int sample_count(const run_options& o, int suite_default, int quick_default);
+
 /// The real value of `--param key` (the full "suite.key"), or `def` when not given. Throws
 /// bad_input naming the value when it is not a number in [lo, hi].
 double param_real(const run_options& o, const std::string& key, double def, double lo, double hi);

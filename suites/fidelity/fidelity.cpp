@@ -170,6 +170,7 @@ class fidelity_suite final : public suite {
            "structured, trace): relative L2, cosine, attention-mass and top-k recall";
   }
   std::vector<std::string> axes() const override { return {"length", "budget", "source"}; }
+  bool reads_traces() const override { return true; }
   std::vector<std::string> param_names() const override {
     return {"sink",        "locality",  "heavy", "heavy_count",
             "content_std", "rope_base", "steps", "topk"};
@@ -257,7 +258,7 @@ class fidelity_suite final : public suite {
     }
 
     fidelity_totals t;
-    const int samples = source == "trace" || o.quick ? 1 : (o.samples > 0 ? o.samples : 2);
+    const int samples = source == "trace" ? 1 : sample_count(o, 2, 1);
     for (int s = 0; s < samples; ++s) {
       const std::uint64_t seed = sample_seed(o.seed, c, s);
       if (source == "retrieval") {

@@ -53,7 +53,7 @@ class niah_suite final : public length_axis_suite {
   void run(const suite_case& c, const method_instance& method, const run_context& ctx,
            record& rec) const override {
     const run_options& o = *ctx.options;
-    const int samples = o.samples > 0 ? o.samples : 4;
+    const int samples = sample_count(o, 4, 2);
     const auto length = c.axes.at("length").get<std::int64_t>();
     const auto depth = c.axes.at("depth").get<double>();
     const auto needle = parse_value_kind(c.axes.at("needle").get<std::string>());

@@ -45,6 +45,7 @@ class posir_suite final : public length_axis_suite {
            "(primacy/recency) and middle dip per length";
   }
   std::vector<std::string> axes() const override { return {"length", "bin", "needle", "haystack"}; }
+  bool reads_traces() const override { return true; }
   std::vector<std::string> param_names() const override { return {"bins", "placement"}; }
 
   std::map<std::string, metric_info> metrics() const override {
@@ -80,7 +81,7 @@ class posir_suite final : public length_axis_suite {
            record& rec) const override {
     const run_options& o = *ctx.options;
     if (!o.trace.empty()) return run_trace(c, method, ctx, rec);
-    const int samples = o.quick ? 1 : o.samples > 0 ? o.samples : 4;
+    const int samples = sample_count(o, 4, 1);
     const auto length = c.axes.at("length").get<std::int64_t>();
     const int bin = c.axes.at("bin").get<int>();
     const int bins = quick_bins(o);

@@ -169,6 +169,7 @@ class probes_suite final : public length_axis_suite {
            "lifetime, entropy per head, RoPE locality vs length and base";
   }
   std::vector<std::string> axes() const override { return {"length", "rope_base"}; }
+  bool reads_traces() const override { return true; }
   std::vector<std::string> param_names() const override {
     return {"sink_threshold", "queries", "rope_bases", "rope_samples"};
   }
@@ -221,7 +222,7 @@ class probes_suite final : public length_axis_suite {
            record& rec) const override {
     const run_options& o = *ctx.options;
     const double base = c.axes.at("rope_base").get<double>();
-    const int samples = o.trace.empty() ? (o.samples > 0 ? o.samples : 2) : 1;
+    const int samples = o.trace.empty() ? sample_count(o, 2, 2) : 1;
 
     double sink = 0, sink_max = 0, entropy = 0, ratio = 0, secondary = 0, lifetime = 0;
     double rope = 0, kept = 0, secondary_kept = 0;

@@ -238,7 +238,7 @@ class ruler_suite final : public length_axis_suite {
   void run(const suite_case& c, const method_instance& method, const run_context& ctx,
            record& rec) const override {
     const run_options& o = *ctx.options;
-    const int samples = o.quick ? 1 : o.samples > 0 ? o.samples : 4;
+    const int samples = sample_count(o, 4, 1);
     const auto length = c.axes.at("length").get<std::int64_t>();
     const ruler_task_config task = configured_task(c.axes.at("task").get<std::string>(), o);
     const auto [model, calibration] = model_for(task, ctx);

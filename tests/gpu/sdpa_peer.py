@@ -1,6 +1,9 @@
-"""Peer timings for the CUDA kernel figures: PyTorch SDPA (cuDNN backend for prefill, default
-backends for decode) on the shapes attnbench_kernel_bench times, bf16, CUDA events, L2 flushed,
-median of 15 calls. Prints one line per shape."""
+"""Peer timings for the CUDA kernel figures: PyTorch SDPA (cuDNN and FlashAttention-2 backends
+for prefill, default backends for decode) on the shapes attnbench_kernel_bench times, bf16, CUDA
+events, L2 flushed, median of 15 calls. Prints one line per shape. Argument: prefill, decode or
+all (default)."""
+import sys
+
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -29,11 +32,14 @@ def prefill():
             q = torch.randn(1, 32, n, 128, device="cuda", dtype=torch.bfloat16)
             k = torch.randn(1, 32, n, 128, device="cuda", dtype=torch.bfloat16)
             v = torch.randn_like(k)
-            with sdpa_kernel([SDPBackend.CUDNN_ATTENTION]):
-                ms = median_ms(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal))
             flops = 4 * 32 * n * n * 128 * (0.5 if causal else 1.0)
-            print(f"sdpa_cudnn prefill n={n} causal={int(causal)} {ms:.3f} ms "
-                  f"{flops / ms / 1e9:.1f} TFLOP/s", flush=True)
+            for name, backend in (("cudnn", SDPBackend.CUDNN_ATTENTION),
+                                  ("flash2", SDPBackend.FLASH_ATTENTION)):
+                with sdpa_kernel([backend]):
+                    ms = median_ms(
+                        lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal))
+                print(f"sdpa_{name} prefill n={n} causal={int(causal)} {ms:.3f} ms "
+                      f"{flops / ms / 1e9:.1f} TFLOP/s", flush=True)
 
 
 def decode():
@@ -47,5 +53,8 @@ def decode():
 
 
 if __name__ == "__main__":
-    prefill()
-    decode()
+    what = sys.argv[1] if len(sys.argv) > 1 else "all"
+    if what in ("all", "prefill"):
+        prefill()
+    if what in ("all", "decode"):
+        decode()

@@ -6,6 +6,8 @@
 /// pages may rank differently); the page size must be a power of two and the budget at least one
 /// page (else the case is skipped). Also the latency suite's timed op: prefill is dense (Quest
 /// leaves prefill dense), decode is selection + sparse decode over a paged cache of Quest's pages.
+/// The CUDA-only parameter `select=0` (latency suite only; the kv_method skips it) times the
+/// shared sparse decode kernel alone: the page lists are Quest's, chosen once before timing.
 #include <cmath>
 #include <memory>
 
@@ -78,6 +80,8 @@ class quest_method final : public device_cache_method {
 
   std::optional<std::string> unsupported_reason(const attention_problem& problem) const override {
     if (auto why = cuda_unsupported_reason(problem)) return why;
+    if (m_values.has("select") && m_values.get_int("select") == 0)
+      return "quest select=0 only switches the latency suite's timed op (no selection timed)";
     if (log2_exact(m_page) < 0)
       return "cuda quest needs a power-of-two page, not " + std::to_string(m_page);
     if (resolve_budget(m_values, problem.context_tokens) < m_page)
@@ -136,10 +140,16 @@ class quest_method final : public device_cache_method {
 };
 
 /// Decode: page selection + sparse decode for a batch; prefill: the dense flash kernel.
+/// With select=0 the decode call is the sparse decode kernel alone (decode.cuh, row_mode
+/// page_list): one split-KV decode step of the batch over the block tables of Quest's pages
+/// (current page included, budget = keep or budget of the params), which the bounds and top-k
+/// kernels chose once for this query when the op was built; the summaries, bounds and selection
+/// are neither timed nor counted in kv_bytes.
 template <class T>
 class quest_op final : public timed_op {
  public:
-  quest_op(const op_shape& s, const param_values& values) : m_shape(s) {
+  quest_op(const op_shape& s, const param_values& values)
+      : m_shape(s), m_select(!values.has("select") || values.get_int("select") != 0) {
     if (s.phase == "prefill") {
       m_dense = std::make_unique<dense_cuda_op<T>>(s);
       return;
@@ -174,13 +184,13 @@ class quest_op final : public timed_op {
     m_args.limits = m_state.tokens.data();
     m_args.list_page_shift = m_state.page_shift;
     plan_decode(m_args, m_workspace, multiprocessors());
+    if (!m_select) select(nullptr);
     ATTNBENCH_CUDA(cudaDeviceSynchronize());
   }
   void run(void* stream) override {
     auto st = static_cast<cudaStream_t>(stream);
     if (m_dense) return m_dense->run(stream);
-    m_state.select(m_inputs->q.data(), m_args.q_batch_stride, m_shape.q_heads, m_shape.kv_heads,
-                   m_shape.batch * m_shape.kv_heads, m_current, m_args.scale, m_budget, st);
+    if (m_select) select(st);
     decode<T, T>(m_args, row_mode::page_list, m_inputs->out.data(), m_args.q_batch_stride, st);
   }
   double flops() const override {
@@ -190,10 +200,10 @@ class quest_op final : public timed_op {
   }
   double kv_bytes() const override {
     if (m_dense) return m_dense->kv_bytes();
-    // The chosen rows plus the float min/max of every candidate page.
+    // The chosen rows plus, when selecting, the float min/max of every candidate page.
     const double pairs = static_cast<double>(m_shape.batch) * m_shape.kv_heads;
-    return pairs * (2.0 * m_read_rows * m_shape.head_dim * sizeof(T) +
-                    2.0 * m_current * m_shape.head_dim * sizeof(float));
+    const double meta = m_select ? 2.0 * m_current * m_shape.head_dim * sizeof(float) : 0.0;
+    return pairs * (2.0 * m_read_rows * m_shape.head_dim * sizeof(T) + meta);
   }
   std::uint64_t resident_bytes() const override {
     if (m_dense) return m_dense->resident_bytes();
@@ -202,7 +212,13 @@ class quest_op final : public timed_op {
   }
 
  private:
+  void select(cudaStream_t stream) {
+    m_state.select(m_inputs->q.data(), m_args.q_batch_stride, m_shape.q_heads, m_shape.kv_heads,
+                   m_shape.batch * m_shape.kv_heads, m_current, m_args.scale, m_budget, stream);
+  }
+
   op_shape m_shape;
+  bool m_select = true;
   std::unique_ptr<dense_cuda_op<T>> m_dense;
   std::unique_ptr<decode_inputs<T>> m_inputs;
   quest_state m_state;
@@ -219,7 +235,14 @@ ATTNBENCH_REGISTER_METHOD(attnbench::cuda::cuda_method_info<attnbench::cuda::que
     "quest", "Quest: Query-Aware Sparsity for Efficient Long-Context LLM Inference",
     "per query and KV head, read the current page and the pages of highest key min/max upper "
     "bound (bf16 CUDA kernels)",
-    attnbench::quest::schema()));
+    [] {
+      auto params = attnbench::quest::schema();
+      params.push_back(attnbench::int_param(
+          "select", std::nullopt, 0, 1,
+          "latency timed op only: 0 times the sparse decode over page lists chosen once, "
+          "untimed; 1 (unset) times selection + decode"));
+      return params;
+    }()));
 
 ATTNBENCH_REGISTER_TIMED_OP("quest", "cuda",
                             [](const attnbench::method_instance& method,

@@ -6,47 +6,49 @@
 
 namespace attnbench::cuda {
 
-int decode_ctas_per_sm(int head_dim, int group) {
-  // The bf16 dense instantiation stands for the others (same registers and shared memory within
-  // a few percent); cached per (head_dim, group).
-  static thread_local int cache[2][9] = {};
-  const int d = head_dim == 64 ? 0 : 1;
-  int& n = cache[d][std::min(group, 8)];
-  if (n > 0) return n;
-  auto query = [&](auto kernel) {
-    ATTNBENCH_CUDA(
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, detail::decode_threads, 0));
-  };
+namespace {
+
+// Occupancy of the bf16 variant (the others use the same registers and shared memory within a
+// few percent).
+template <int D, int G>
+int ctas_per_sm(bool sparse) {
   using T = __nv_bfloat16;
-  constexpr auto dense = row_mode::dense;
+  int n = 0;
+  if (sparse)
+    ATTNBENCH_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+        &n, detail::sparse_kernel<T, T, D, G, row_mode::page_list>(), detail::decode_threads,
+        detail::sparse_pipe_bytes));
+  else
+    ATTNBENCH_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+        &n, detail::decode_split_kernel<T, T, D, G, row_mode::dense>, detail::decode_threads, 0));
+  return std::max(n, 1);
+}
+
+}  // namespace
+
+int decode_ctas_per_sm(int head_dim, int group, bool sparse) {
+  // Cached per (variant, head_dim, group).
+  static thread_local int cache[2][2][9] = {};
+  int& n = cache[sparse ? 1 : 0][head_dim == 64 ? 0 : 1][std::min(group, 8)];
+  if (n > 0) return n;
   switch (group * 1000 + head_dim) {
     case 1064:
-      query(detail::decode_split_kernel<T, 64, 1, dense>);
-      break;
+      return n = ctas_per_sm<64, 1>(sparse);
     case 2064:
-      query(detail::decode_split_kernel<T, 64, 2, dense>);
-      break;
+      return n = ctas_per_sm<64, 2>(sparse);
     case 4064:
-      query(detail::decode_split_kernel<T, 64, 4, dense>);
-      break;
+      return n = ctas_per_sm<64, 4>(sparse);
     case 8064:
-      query(detail::decode_split_kernel<T, 64, 8, dense>);
-      break;
+      return n = ctas_per_sm<64, 8>(sparse);
     case 1128:
-      query(detail::decode_split_kernel<T, 128, 1, dense>);
-      break;
+      return n = ctas_per_sm<128, 1>(sparse);
     case 2128:
-      query(detail::decode_split_kernel<T, 128, 2, dense>);
-      break;
+      return n = ctas_per_sm<128, 2>(sparse);
     case 4128:
-      query(detail::decode_split_kernel<T, 128, 4, dense>);
-      break;
+      return n = ctas_per_sm<128, 4>(sparse);
     default:
-      query(detail::decode_split_kernel<T, 128, 8, dense>);
-      break;
+      return n = ctas_per_sm<128, 8>(sparse);
   }
-  n = std::max(n, 1);
-  return n;
 }
 
 template void flash_prefill<__nv_bfloat16>(const prefill_args&, cudaStream_t);

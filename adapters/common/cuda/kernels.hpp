@@ -79,26 +79,30 @@ struct decode_args {
   float scale = 1.0f;
   // Filled by the launcher.
   int splits = 1;
-  int split_rows = 0;         // rows per split, a multiple of the CTA's rows per iteration
-  float* part_out = nullptr;  // [batch, q_heads, splits, head_dim]
-  float* part_lse = nullptr;  // [batch, q_heads, splits], log2 units
+  int split_rows = 0;            // rows per split, a multiple of the CTA's rows per iteration
+  float* part_out = nullptr;     // [batch, q_heads, splits, head_dim]
+  float* part_lse = nullptr;     // [batch, q_heads, splits], log2 units
+  unsigned* arrivals = nullptr;  // [batch * kv_heads] split CTAs done (0 between launches)
 };
 
 /// Scratch of the split-KV decode, sized by plan_decode.
 struct decode_workspace {
   device_buffer<float> part_out;
   device_buffer<float> part_lse;
+  device_buffer<unsigned> arrivals;
 };
 
-/// Split kernel + merge (decode.cuh): out [batch, q_heads, head_dim] (out_batch_stride apart) of
-/// type Out (T or float); maybe_lse [batch, q_heads] receives natural-log log-sum-exps of the
-/// logits. Instantiated for (bf16, bf16), (fp16, fp16) and (bf16, float).
+/// Split kernel with the merge fused into its last CTA per (sequence, KV head) (decode.cuh): out
+/// [batch, q_heads, head_dim] (out_batch_stride apart) of type Out (T or float); maybe_lse [batch,
+/// q_heads] receives natural-log log-sum-exps of the logits. Instantiated for (bf16, bf16), (fp16,
+/// fp16) and (bf16, float).
 template <class T, class Out>
 void decode(const decode_args<T>& a, row_mode mode, Out* out, std::int64_t out_batch_stride,
             cudaStream_t stream, float* maybe_lse = nullptr);
 
-/// CTAs of the split kernel that fit on one SM at once for (head_dim, group) (occupancy API).
-int decode_ctas_per_sm(int head_dim, int group);
+/// CTAs of the split kernel that fit on one SM at once for (head_dim, group), of the dense
+/// (register) or the sparse (shared-memory pipeline) variant (occupancy API).
+int decode_ctas_per_sm(int head_dim, int group, bool sparse);
 
 /// Splits so that all CTAs run in one wave: (sequences x KV heads x splits) <= the CTAs the GPU
 /// holds at once (occupancy x SMs), so no SM waits on a partial last wave; each split at least
@@ -106,9 +110,12 @@ int decode_ctas_per_sm(int head_dim, int group);
 /// wave, one split each.
 template <class T>
 void plan_decode(decode_args<T>& a, decode_workspace& ws, int sms) {
-  constexpr int rows_per_iter = 64;  // 4 warps x 2 rows x 8 in flight (head_dim 128)
+  // A multiple of the rows per iteration of both variants (head_dim 128: 4 warps x 2 rows x 8
+  // dense, x 4 sparse).
+  constexpr int rows_per_iter = 64;
   const int pairs = a.batch * a.kv.kv_heads;
-  const int wave = decode_ctas_per_sm(a.kv.head_dim, a.q_heads / a.kv.kv_heads) * sms;
+  const bool sparse = a.rows != nullptr;  // index or page lists
+  const int wave = decode_ctas_per_sm(a.kv.head_dim, a.q_heads / a.kv.kv_heads, sparse) * sms;
   const int want = std::max(1, wave / pairs);
   const int most = std::max(1, ceil_div(a.max_rows, 256));
   a.splits = std::max(1, std::min(want, most));
@@ -120,8 +127,15 @@ void plan_decode(decode_args<T>& a, decode_workspace& ws, int sms) {
     ws.part_lse.resize(slots);
     ws.part_out.resize(slots * static_cast<std::size_t>(a.kv.head_dim));
   }
+  if (ws.arrivals.size() < static_cast<std::size_t>(pairs)) {
+    // The kernel leaves the counters at zero; they start there once.
+    ws.arrivals.resize(static_cast<std::size_t>(pairs));
+    ATTNBENCH_CUDA(cudaMemset(ws.arrivals.data(), 0, ws.arrivals.bytes()));
+    ATTNBENCH_CUDA(cudaDeviceSynchronize());
+  }
   a.part_out = ws.part_out.data();
   a.part_lse = ws.part_lse.data();
+  a.arrivals = ws.arrivals.data();
 }
 
 }  // namespace attnbench::cuda

@@ -68,6 +68,25 @@ std::vector<double> latency_samples(const record_group& g) {
   return out;
 }
 
+// Per-sample ratios sample / yardstick of the group's ok records (`extra.reference_s` beside
+// `extra.samples_s`, one each); empty when an ok record has none.
+std::vector<double> normalized_samples(const record_group& g) {
+  std::vector<double> out;
+  for (const record* r : g.records) {
+    if (r->status != record_status::ok) continue;
+    auto s = r->extra.find("samples_s"), ref = r->extra.find("reference_s");
+    if (s == r->extra.end() || ref == r->extra.end() || !s->is_array() || !ref->is_array() ||
+        s->size() != ref->size())
+      return {};
+    for (std::size_t i = 0; i < s->size(); ++i) {
+      const json &x = (*s)[i], &y = (*ref)[i];
+      if (!x.is_number() || !y.is_number() || !(y.get<double>() > 0)) return {};
+      if (std::isfinite(x.get<double>())) out.push_back(x.get<double>() / y.get<double>());
+    }
+  }
+  return out;
+}
+
 bool has_samples_field(const record_group& g) {
   return std::any_of(g.records.begin(), g.records.end(),
                      [](const record* r) { return r->extra.contains("samples_s"); });
@@ -210,6 +229,40 @@ comparison compare_reports(const report& base, const report& now, const compare_
   const grouped_report b = group_records(base), n = group_records(now);
   std::size_t few_sample_cases = 0;
 
+  // Machine factor per backend: the median, over records normalized on both sides, of their
+  // normalized medians new / base.
+  std::map<std::string, double> machine_factor;
+  if (options.normalize_latency) {
+    std::map<std::string, std::vector<double>> ratios;
+    for (const std::string& key : b.order) {
+      auto found = n.groups.find(key);
+      if (found == n.groups.end()) continue;
+      const std::vector<double> xb = normalized_samples(b.groups.at(key)),
+                                xn = normalized_samples(found->second);
+      if (xb.empty() || xn.empty()) continue;
+      ratios[b.groups.at(key).first().backend].push_back(sample_median(xn) / sample_median(xb));
+    }
+    for (auto& [backend, r] : ratios) {
+      const bool applied = r.size() >= options.min_factor_records;
+      const double f = applied ? sample_median(r) : 1.0;
+      machine_factor[backend] = f;
+      std::string note = backend + " latency: " + std::to_string(r.size()) +
+                         " records compared as op / yardstick time per sample";
+      if (applied)
+        note += "; the new run's normalized times are " + fmt("%+.1f%%", 100.0 * (f - 1.0)) +
+                " vs the base's overall (median), a shift divided out before testing";
+      else
+        note += "; too few records (< " + std::to_string(options.min_factor_records) +
+                ") for a machine factor";
+      out.notes.push_back(note + " (--raw-latency: raw seconds)");
+      if (applied && std::abs(f - 1.0) > options.threshold)
+        out.warnings.push_back(
+            "every " + backend + " latency record moved by " + fmt("%+.1f%%", 100.0 * (f - 1.0)) +
+            " against the yardstick together: a different machine state, or a change to code "
+            "every method shares; not gated (compare with --raw-latency to see raw times)");
+    }
+  }
+
   for (const std::string& key : b.order) {
     const record_group& gb = b.groups.at(key);
     auto found = n.groups.find(key);
@@ -237,18 +290,30 @@ comparison compare_reports(const report& base, const report& now, const compare_
     // Latency from raw samples.
     const bool latency_record = has_samples_field(gb) || has_samples_field(gn);
     if (latency_record) {
-      const std::vector<double> xb = latency_samples(gb), xn = latency_samples(gn);
+      std::vector<double> xb = latency_samples(gb), xn = latency_samples(gn);
       metric_change c = change_skeleton(gb.first(), "median_s");
       c.unit = "s";
       c.n_base = xb.size();
       c.n_new = xn.size();
       c.base = sample_median(xb);
       c.now = sample_median(xn);
+      // The test runs on what the change is measured on: normalized ratios when both sides
+      // have them (NEW's divided by the machine factor), else raw seconds.
+      std::string normalized;
+      if (auto f = machine_factor.find(c.backend); f != machine_factor.end()) {
+        std::vector<double> nb = normalized_samples(gb), nn = normalized_samples(gn);
+        if (!nb.empty() && !nn.empty()) {
+          for (double& x : nn) x /= f->second;
+          xb = std::move(nb);
+          xn = std::move(nn);
+          normalized = " (normalized)";
+        }
+      }
       if (!xb.empty() && !xn.empty() && c.base > 0) {
         const mann_whitney_result t = mann_whitney_u(xb, xn);
-        c.test = t.exact ? "mann-whitney exact" : "mann-whitney normal";
+        c.test = (t.exact ? "mann-whitney exact" : "mann-whitney normal") + normalized;
         c.p_value = t.p_value;
-        c.change = c.now / c.base - 1.0;
+        c.change = sample_median(xn) / sample_median(xb) - 1.0;
         c.result =
             decide(t.p_value<options.alpha, std::abs(c.change)> options.threshold, c.change > 0);
         if (xb.size() < options.min_samples || xn.size() < options.min_samples) {
@@ -413,7 +478,9 @@ std::string comparison_markdown(const comparison& c) {
   os << "- gate: p < " << fmt("%g", c.options.alpha) << " and a change beyond "
      << fmt("%g", 100.0 * c.options.threshold) << "% (latency medians, Mann-Whitney U) or "
      << fmt("%g", c.options.accuracy_points)
-     << " points (accuracy, two-proportion z); a case that stops running is a regression\n\n";
+     << " points (accuracy, two-proportion z); a case that stops running is a regression\n";
+  for (const std::string& note : c.notes) os << "- " << note << "\n";
+  os << '\n';
   section(os, "Regressions", regressions);
   section(os, "Improvements", improvements);
   section(os, "Changes beyond the threshold, not tested (no raw samples or sample counts)",
@@ -468,7 +535,8 @@ nlohmann::json comparison_json(const comparison& c) {
           {"changes", std::move(changes)},
           {"added", c.added},
           {"removed", c.removed},
-          {"warnings", c.warnings}};
+          {"warnings", c.warnings},
+          {"notes", c.notes}};
 }
 
 }  // namespace attnbench

@@ -29,6 +29,12 @@ struct compare_options {
   // DESIGN §7 asks for at least 9 repetitions per side: below that the U test has little
   // power (with 4 vs 4 samples no outcome reaches p < 0.05), so the comparison warns.
   std::size_t min_samples = 9;
+  // CPU latency records carry a machine yardstick per sample (extra.reference_s, see
+  // suites/latency/yardstick.hpp): compare op / yardstick ratios and divide out the shift all
+  // records of a backend share (the machine factor). false: raw seconds (--raw-latency).
+  bool normalize_latency = true;
+  // The machine factor is applied only over at least this many normalized records per backend.
+  std::size_t min_factor_records = 8;
 };
 
 enum class verdict {
@@ -62,6 +68,7 @@ struct comparison {
   std::vector<std::string> added;  // records only in NEW ("suite | case | method | mode | backend")
   std::vector<std::string> removed;  // records only in BASE
   std::vector<std::string> warnings;
+  std::vector<std::string> notes;  // how latency was normalized, per backend
   std::size_t matched_records = 0;  // join keys present in both reports
 
   std::size_t count(verdict v) const;
@@ -70,7 +77,12 @@ struct comparison {
 
 /// Compares NEW against BASE. Which metrics:
 /// - latency: records with raw samples in `extra.samples_s` (seconds); the medians of the pooled
-///   samples, relative change new / base - 1, Mann-Whitney U over the samples; lower is better;
+///   samples, relative change new / base - 1, Mann-Whitney U over the samples; lower is better.
+///   When both sides also hold `extra.reference_s` (a yardstick timed beside every sample, CPU
+///   decode), the test and the change use the per-sample ratios sample / reference instead, with
+///   NEW's ratios divided by the backend's machine factor: the median over matched normalized
+///   records of their ratio medians new / base (a shift every record shares: the machine, or
+///   code every method shares; reported in `notes`, and as a warning beyond the threshold);
 /// - accuracy: every metric whose metric_info unit is "%" and higher_is_better (niah / posir
 ///   `accuracy`, ruler `score`), with the sample count from `extra.samples_run` (or the length of
 ///   `extra.samples`); change in points, two-proportion z test on (accuracy / 100 * n, n);

@@ -122,7 +122,10 @@ int cmd_compare(const std::vector<std::string>& args) {
       "accuracy-threshold", po::value(&options.accuracy_points),
       "accuracy threshold in percentage points (default 5)")("alpha", po::value(&options.alpha),
                                                              "significance level (default 0.05)")(
-      "fail-on-regression", "exit 1 when a regression is found")("format", po::value(&format),
+      "fail-on-regression", "exit 1 when a regression is found")(
+      "raw-latency",
+      "compare raw seconds, not op / yardstick ratios with the machine factor divided out")(
+      "format", po::value(&format),
                                                                  "md (default) or json")(
       "filter", po::value(&filter),
       "compare only records whose case name matches this regex, e.g. '^(niah|ruler)'")(
@@ -138,6 +141,7 @@ int cmd_compare(const std::vector<std::string>& args) {
   if (format != "md" && format != "json")
     ATTNBENCH_BAD_INPUT("compare: unknown --format '" << format << "' (known: md, json)");
   options.threshold = parse_percent(threshold, "threshold");
+  options.normalize_latency = !vm.count("raw-latency");
   if (!(options.alpha > 0 && options.alpha < 1))
     ATTNBENCH_BAD_INPUT("--alpha " << options.alpha << " is not in (0, 1)");
   if (!(options.accuracy_points >= 0 && options.accuracy_points <= 100))

@@ -2,6 +2,8 @@
 
 #include <benchmark/benchmark.h>
 
+#include <chrono>
+#include <cmath>
 #include <exception>
 #include <mutex>
 
@@ -33,6 +35,25 @@ class sample_reporter final : public benchmark::BenchmarkReporter {
   std::string m_error;
 };
 
+/// Google Benchmark 1.7 runs the body for the warm-up and the iteration-count trials of the first
+/// repetition, then once per repetition: the last `repetitions` runs are the samples. References
+/// are attached only when each of those runs has the sample's calls and mean time; otherwise
+/// (another engine version) the result keeps none rather than misaligned ones.
+template <class BodyRun>
+void attach_references(const std::vector<BodyRun>& runs, timing_result& result) {
+  const std::size_t n = result.samples_s.size();
+  if (n == 0 || runs.size() < n) return;
+  std::vector<double> refs;
+  for (std::size_t i = 0; i < n; ++i) {
+    const BodyRun& run = runs[runs.size() - n + i];
+    if (run.calls != result.calls_per_sample || run.calls == 0) return;
+    const double mean = run.timed_s / static_cast<double>(run.calls);
+    if (std::abs(mean - result.samples_s[i]) > 1e-9 * std::abs(result.samples_s[i])) return;
+    refs.push_back(run.reference_s / static_cast<double>(run.calls));
+  }
+  result.reference_s = std::move(refs);
+}
+
 std::mutex& engine_mutex() {
   static std::mutex m;
   return m;
@@ -45,11 +66,23 @@ timing_result time_op(const std::string& name, timed_op& op, op_clock& clock,
   ATTNBENCH_CHECK(config.repetitions >= 1, internal, "repetitions must be >= 1");
   std::lock_guard<std::mutex> lock(engine_mutex());
   std::exception_ptr failure;
+  // Every run of the body (warm-up, iteration-count trials, repetitions): the timed seconds and
+  // calls it summed and its reference seconds, to pair references with repetitions.
+  struct body_run {
+    double timed_s = 0, reference_s = 0;
+    std::int64_t calls = 0;
+  };
+  std::vector<body_run> body_runs;
   auto body = [&](benchmark::State& state) {
+    body_run run;
     for (auto _ : state) {
       try {
         clock.prepare(op);
-        state.SetIterationTime(clock.time_call(op));
+        const double seconds = clock.time_call(op);
+        state.SetIterationTime(seconds);
+        run.timed_s += seconds;
+        ++run.calls;
+        if (config.reference) run.reference_s += config.reference();
       } catch (...) {
         // Google Benchmark must not unwind: stop this benchmark, rethrow after the run.
         failure = std::current_exception();
@@ -57,17 +90,27 @@ timing_result time_op(const std::string& name, timed_op& op, op_clock& clock,
         break;
       }
     }
+    body_runs.push_back(run);
   };
   auto* bench = benchmark::RegisterBenchmark(name.c_str(), body);
   bench->UseManualTime()
       ->Unit(benchmark::kSecond)
       ->Repetitions(config.repetitions)
       ->ReportAggregatesOnly(false);
-  if (config.min_time_s > 0)
+  if (config.min_time_s > 0) {
     bench->MinTime(config.min_time_s);
-  else
+    if (config.warmup_s > 0) bench->MinWarmUpTime(config.warmup_s);
+  } else {
     bench->Iterations(1);
-  if (config.warmup_s > 0) bench->MinWarmUpTime(config.warmup_s);
+    // Google Benchmark aborts on MinWarmUpTime beside a fixed iteration count: warm up here.
+    const auto start = std::chrono::steady_clock::now();
+    while (config.warmup_s > 0 &&
+           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() <
+               config.warmup_s) {
+      clock.prepare(op);
+      clock.time_call(op);
+    }
+  }
 
   sample_reporter reporter;
   try {
@@ -84,6 +127,7 @@ timing_result time_op(const std::string& name, timed_op& op, op_clock& clock,
                   internal,
                   "Google Benchmark returned " << reporter.m_result.samples_s.size()
                                                << " samples, expected " << config.repetitions);
+  if (config.reference) attach_references(body_runs, reporter.m_result);
   return reporter.m_result;
 }
 

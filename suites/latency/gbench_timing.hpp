@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -19,11 +20,17 @@ struct timing_config {
   // 0: exactly one call per sample.
   double min_time_s = 0;
   double warmup_s = 0;  // untimed calls before the first sample (MinWarmUpTime)
+  // Seconds of one call of a machine reference (yardstick.hpp), run untimed after every timed
+  // call; empty: none.
+  std::function<double()> reference;
 };
 
 struct timing_result {
   std::vector<double> samples_s;  // per repetition: mean seconds of one call
   std::int64_t calls_per_sample = 0;
+  // Per repetition: mean seconds of one reference call, interleaved with the sample's calls;
+  // empty without a reference.
+  std::vector<double> reference_s;
 };
 
 /// Times `op` under `name` (a label only). Each timed call is preceded by clock.prepare(op)

@@ -15,6 +15,7 @@
 #include "suites/latency/op_axes.hpp"
 #include "suites/latency/op_clock.hpp"
 #include "suites/latency/op_math.hpp"
+#include "suites/latency/yardstick.hpp"
 
 namespace attnbench {
 
@@ -23,8 +24,8 @@ namespace {
 constexpr const char* k_suite = "latency";
 
 /// Per-backend defaults. The CPU preset is tiny (the quick preset times every CPU method):
-/// decode only, the --shape's heads, fp32 (what CPU adapters compute in), one call per sample.
-/// The CUDA preset is Llama 3 8B's attention (32 query / 8 KV heads, head_dim 128) in bf16,
+/// decode only, the --shape's heads, fp32 (what CPU adapters compute in), 2 ms of calls per sample
+/// after a 10 ms warm-up. The CUDA preset is Llama 3 8B's attention (32 query / 8 KV heads, head_dim 128) in bf16,
 /// prefill and decode, 10 ms of calls per sample after a 50 ms warm-up, L2 flushed.
 op_axes default_axes(const run_options& o) {
   op_axes a;
@@ -56,8 +57,11 @@ latency_settings parse_settings(const run_options& o) {
   latency_settings s;
   // DESIGN §7: at least 10 samples, so the compare gate's U test has >= 9 per side.
   s.timing.repetitions = static_cast<int>(int_setting(o, k_suite, "repetitions", 10, 10, 100000));
-  s.timing.min_time_s = real_setting(o, k_suite, "min_time", cuda ? 0.01 : 0.0, 0.0, 60.0);
-  s.timing.warmup_s = real_setting(o, k_suite, "warmup", cuda ? 0.05 : 0.0, 0.0, 60.0);
+  // A CPU decode call of the quick preset takes ~0.1 ms: with one call per sample and no warm-up
+  // the first samples ran cold. 2 ms of calls per sample after 10 ms of warm-up cost ~50 ms per
+  // method and case.
+  s.timing.min_time_s = real_setting(o, k_suite, "min_time", cuda ? 0.01 : 0.002, 0.0, 60.0);
+  s.timing.warmup_s = real_setting(o, k_suite, "warmup", cuda ? 0.05 : 0.01, 0.0, 60.0);
   s.flush = bool_setting(o, k_suite, "flush", cuda);
   return s;
 }
@@ -117,7 +121,14 @@ class latency_suite final : public suite {
     exec.stream = clock->stream();
     auto op = make_timed_op(method, shape, exec, op_calibration(shape, ctx));
 
-    const timing_result t = time_op(c.name + " " + method.canonical, *op, *clock, settings.timing);
+    // CPU decode: the machine yardstick, interleaved call by call (capped at 256 MiB of K/V).
+    timing_config timing = settings.timing;
+    std::unique_ptr<yardstick> ruler;
+    if (!cuda && shape.phase == "decode" && yardstick::bytes(shape) <= (256ull << 20)) {
+      ruler = std::make_unique<yardstick>(shape);
+      timing.reference = [&ruler] { return ruler->time_call(); };
+    }
+    const timing_result t = time_op(c.name + " " + method.canonical, *op, *clock, timing);
     const sample_summary s = summarize(t.samples_s);
     rec.metrics["median_s"] = s.median;
     rec.metrics["p10_s"] = s.p10;
@@ -145,6 +156,11 @@ class latency_suite final : public suite {
     }
     rec.extra["samples_s"] = t.samples_s;
     rec.extra["calls_per_sample"] = t.calls_per_sample;
+    if (!t.reference_s.empty()) {
+      rec.extra["reference_s"] = t.reference_s;
+      rec.extra["reference"] = "yardstick: frozen single-thread fp32 decode at the case's shape, "
+                               "one untimed call after every timed call (suites/latency/yardstick)";
+    }
     rec.extra["repetitions"] = settings.timing.repetitions;
     rec.extra["min_time_s"] = settings.timing.min_time_s;
     rec.extra["warmup_s"] = settings.timing.warmup_s;

@@ -80,6 +80,88 @@ TEST_CASE("compare: an injected 20% slowdown of one method is caught", "[compare
   CHECK_FALSE(compare_reports(base, now, loose).has_regression());
 }
 
+namespace {
+
+// CPU latency records of `methods` methods as the latency suite writes them with its yardstick:
+// 12 samples per record, each with the yardstick seconds timed beside it. `machine` scales
+// samples and references alike (a slower host); `slowed` scales one method's samples only.
+report yardstick_report(int methods, double machine, const std::string& slowed, double factor,
+                        unsigned seed) {
+  report r;
+  r.metrics["median_s"] = {"s", false, ""};
+  std::uint64_t state = seed;
+  auto noise = [&] {  // +-2% uniform, deterministic
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    return 1.0 + 0.04 * (static_cast<double>(state >> 11) / 9007199254740992.0 - 0.5);
+  };
+  for (int m = 0; m < methods; ++m) {
+    record rec;
+    rec.suite = "latency";
+    rec.case_name = "latency(backend=cpu,phase=decode,length=1024)";
+    rec.method = "m" + std::to_string(m);
+    rec.method_spec = rec.method;
+    const double op_s = 1e-4 * (1 + m % 3) * (rec.method == slowed ? factor : 1.0);
+    nlohmann::json samples = nlohmann::json::array(), refs = nlohmann::json::array();
+    for (int i = 0; i < 12; ++i) {
+      const double host = machine * noise();  // what the machine does to both, sample by sample
+      samples.push_back(op_s * host * noise());
+      refs.push_back(2e-4 * host * noise());
+    }
+    rec.extra["samples_s"] = samples;
+    rec.extra["reference_s"] = refs;
+    rec.metrics["median_s"] = op_s * machine;
+    r.records.push_back(rec);
+  }
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("compare: yardstick-normalized latency ignores a machine shift, not a regression",
+          "[compare]") {
+  const report base = yardstick_report(10, 1.0, "", 1.0, 1);
+  // The whole machine runs 50% slower: raw seconds regress everywhere, normalized ones do not.
+  const report slower = yardstick_report(10, 1.5, "", 1.0, 2);
+  const comparison normalized = compare_reports(base, slower, {});
+  CHECK_FALSE(normalized.has_regression());
+  REQUIRE(normalized.notes.size() == 1);
+  CHECK(normalized.notes[0].find("10 records compared as op / yardstick") != std::string::npos);
+  CHECK(normalized.warnings.empty());  // the normalized times did not move together
+  for (const metric_change& m : normalized.changes) CHECK(m.test.find("(normalized)") != std::string::npos);
+  compare_options raw;
+  raw.normalize_latency = false;
+  CHECK(with(compare_reports(base, slower, raw), verdict::regression).size() == 10);
+
+  // On the slower machine one method is also 20% slower: caught, and only that one.
+  const report slowed = yardstick_report(10, 1.5, "m4", 1.2, 2);
+  const auto regressions = with(compare_reports(base, slowed, {}), verdict::regression);
+  REQUIRE(regressions.size() == 1);
+  CHECK(regressions[0]->method_spec == "m4");
+  CHECK(regressions[0]->change == Approx(0.2).margin(0.04));
+
+  // Every method 20% slower against the yardstick is a machine factor: warned, not gated.
+  report all_slowed = yardstick_report(10, 1.0, "", 1.0, 2);
+  for (record& rec : all_slowed.records)
+    for (auto& v : rec.extra["samples_s"]) v = v.get<double>() * 1.2;
+  const comparison shifted = compare_reports(base, all_slowed, {});
+  CHECK_FALSE(shifted.has_regression());
+  REQUIRE(shifted.warnings.size() == 1);
+  CHECK(shifted.warnings[0].find("every cpu latency record moved by +") != std::string::npos);
+  CHECK(shifted.notes[0].find("normalized times are +") != std::string::npos);
+
+  // Below min_factor_records no factor is applied: the same shift is then a regression.
+  const comparison few = compare_reports(yardstick_report(4, 1.0, "", 1.0, 1),
+                                         [&] {
+                                           report r = yardstick_report(4, 1.0, "", 1.0, 2);
+                                           for (record& rec : r.records)
+                                             for (auto& v : rec.extra["samples_s"])
+                                               v = v.get<double>() * 1.2;
+                                           return r;
+                                         }(),
+                                         {});
+  CHECK(with(few, verdict::regression).size() == 4);
+}
+
 TEST_CASE("compare: a speedup is an improvement, not a regression", "[compare]") {
   const report base = fixture("compare_base.json");
   report now = fixture("compare_new.json");

@@ -172,6 +172,10 @@ TEST_CASE("latency records keep >= 10 raw samples and summarize them", "[latency
     CHECK(rec.extra.at("threads") == 2);
     CHECK(rec.extra.at("clock") == "steady_clock");
     CHECK_FALSE(rec.metrics.count("peak_fraction"));
+    // CPU decode: one yardstick time per sample, timed beside it (compare divides them out).
+    const auto refs = rec.extra.at("reference_s").get<std::vector<double>>();
+    REQUIRE(refs.size() == samples.size());
+    for (double x : refs) CHECK(x > 0);
     if (rec.method == "dense") {
       CHECK(flops == dense_attention_flops(shape));
       CHECK(bytes == dense_kv_bytes(shape));
@@ -180,6 +184,20 @@ TEST_CASE("latency records keep >= 10 raw samples and summarize them", "[latency
       CHECK(bytes == Approx(dense_kv_bytes(shape) * (4 + 128) / 512.0));
     }
   }
+  std::filesystem::remove_all(cfg.out_dir);
+}
+
+TEST_CASE("one call per sample takes a warm-up too", "[latency]") {
+  // Google Benchmark refuses MinWarmUpTime beside a fixed iteration count; the suite then warms
+  // up by itself instead of aborting the process.
+  std::ostringstream progress;
+  run_config cfg = latency_config({"dense"}, "one_call");
+  cfg.options.params = {{"latency.min_time", "0"}, {"latency.warmup", "0.005"}};
+  report r = run_benchmark(cfg, progress);
+  REQUIRE(r.records.size() == 1);
+  REQUIRE(r.records[0].status == record_status::ok);
+  CHECK(r.records[0].extra.at("calls_per_sample") == 1);
+  CHECK(r.records[0].extra.at("samples_s").size() == 10);
   std::filesystem::remove_all(cfg.out_dir);
 }
 

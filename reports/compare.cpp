@@ -304,6 +304,10 @@ comparison compare_reports(const report& base, const report& now, const compare_
         std::vector<double> nb = normalized_samples(gb), nn = normalized_samples(gn);
         if (!nb.empty() && !nn.empty()) {
           for (double& x : nn) x /= f->second;
+          // base / new above stay raw seconds; the change is the normalized one, spelled out.
+          c.note = "op / yardstick " + fmt("%.3g", sample_median(nb)) + " -> " +
+                   fmt("%.3g", sample_median(nn)) + " (machine factor " + fmt("%.3f", f->second) +
+                   " divided out)";
           xb = std::move(nb);
           xn = std::move(nn);
           normalized = " (normalized)";
@@ -318,7 +322,8 @@ comparison compare_reports(const report& base, const report& now, const compare_
             decide(t.p_value<options.alpha, std::abs(c.change)> options.threshold, c.change > 0);
         if (xb.size() < options.min_samples || xn.size() < options.min_samples) {
           ++few_sample_cases;
-          c.note = "fewer than " + std::to_string(options.min_samples) + " samples per side";
+          c.note += std::string(c.note.empty() ? "" : "; ") + "fewer than " +
+                    std::to_string(options.min_samples) + " samples per side";
         }
       } else {
         c.test = "none";

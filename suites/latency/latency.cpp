@@ -25,8 +25,9 @@ constexpr const char* k_suite = "latency";
 
 /// Per-backend defaults. The CPU preset is tiny (the quick preset times every CPU method):
 /// decode only, the --shape's heads, fp32 (what CPU adapters compute in), 2 ms of calls per sample
-/// after a 10 ms warm-up. The CUDA preset is Llama 3 8B's attention (32 query / 8 KV heads, head_dim 128) in bf16,
-/// prefill and decode, 10 ms of calls per sample after a 50 ms warm-up, L2 flushed.
+/// after a 10 ms warm-up. The CUDA preset is Llama 3 8B's attention (32 query / 8 KV heads,
+/// head_dim 128) in bf16, prefill and decode, 10 ms of calls per sample after a 50 ms warm-up, L2
+/// flushed.
 op_axes default_axes(const run_options& o) {
   op_axes a;
   a.batches = {1};
@@ -158,8 +159,9 @@ class latency_suite final : public suite {
     rec.extra["calls_per_sample"] = t.calls_per_sample;
     if (!t.reference_s.empty()) {
       rec.extra["reference_s"] = t.reference_s;
-      rec.extra["reference"] = "yardstick: frozen single-thread fp32 decode at the case's shape, "
-                               "one untimed call after every timed call (suites/latency/yardstick)";
+      rec.extra["reference"] =
+          "yardstick: frozen single-thread fp32 decode at the case's shape, "
+          "one untimed call after every timed call (suites/latency/yardstick)";
     }
     rec.extra["repetitions"] = settings.timing.repetitions;
     rec.extra["min_time_s"] = settings.timing.min_time_s;

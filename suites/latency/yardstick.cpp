@@ -12,8 +12,8 @@ std::uint64_t yardstick::bytes(const op_shape& s) {
 }
 
 yardstick::yardstick(const op_shape& shape) : m_shape(shape) {
-  const std::size_t kv = static_cast<std::size_t>(shape.batch) * shape.length * shape.kv_heads *
-                         shape.head_dim;
+  const std::size_t kv =
+      static_cast<std::size_t>(shape.batch) * shape.length * shape.kv_heads * shape.head_dim;
   std::mt19937 rng(12345);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   m_k.resize(kv);
@@ -77,8 +77,8 @@ double yardstick::time_call() {
       const float* q = &m_q[(static_cast<std::size_t>(b) * m_shape.q_heads + h) * d];
       const std::size_t base =
           static_cast<std::size_t>(b) * n * row + static_cast<std::size_t>(h / group) * d;
-      total += decode_head(q, &m_k[base], &m_v[base], n, row, d, scale, m_scores.data(),
-                           m_out.data());
+      total +=
+          decode_head(q, &m_k[base], &m_v[base], n, row, d, scale, m_scores.data(), m_out.data());
     }
   m_sink = total;
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -24,10 +24,10 @@ class yardstick {
 
  private:
   op_shape m_shape;
-  std::vector<float> m_k, m_v;   // [batch, length, kv_heads, head_dim]
-  std::vector<float> m_q;        // [batch, q_heads, head_dim]
-  std::vector<float> m_scores;   // [length]
-  std::vector<float> m_out;      // [head_dim]
+  std::vector<float> m_k, m_v;  // [batch, length, kv_heads, head_dim]
+  std::vector<float> m_q;       // [batch, q_heads, head_dim]
+  std::vector<float> m_scores;  // [length]
+  std::vector<float> m_out;     // [head_dim]
   volatile float m_sink = 0;
 };
 

@@ -127,7 +127,8 @@ TEST_CASE("compare: yardstick-normalized latency ignores a machine shift, not a 
   REQUIRE(normalized.notes.size() == 1);
   CHECK(normalized.notes[0].find("10 records compared as op / yardstick") != std::string::npos);
   CHECK(normalized.warnings.empty());  // the normalized times did not move together
-  for (const metric_change& m : normalized.changes) CHECK(m.test.find("(normalized)") != std::string::npos);
+  for (const metric_change& m : normalized.changes)
+    CHECK(m.test.find("(normalized)") != std::string::npos);
   compare_options raw;
   raw.normalize_latency = false;
   CHECK(with(compare_reports(base, slower, raw), verdict::regression).size() == 10);

@@ -9,6 +9,7 @@
 
 namespace attnbench::test {
 
+
 struct decode_probe {
   int batch = 1, q_heads = 8, kv_heads = 2, head_dim = 128;
   int tokens = 0;              // cached tokens per sequence

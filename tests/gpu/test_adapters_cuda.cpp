@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "harness/method.hpp"
+#include "tests/gpu/bf16.hpp"
 #include "tests/adapters/reference.hpp"
 
 namespace attnbench::test {
@@ -41,15 +42,6 @@ outputs run_backend(const std::string& spec, const std::string& backend, qkv& t,
     done += n;
   }
   return {std::vector<float>(out.data(), out.data() + out.size()), m->stats()};
-}
-
-float round_bf16(float x) {
-  std::uint32_t bits;
-  std::memcpy(&bits, &x, 4);
-  bits += 0x7fffu + ((bits >> 16) & 1u);  // round to nearest even
-  bits &= 0xffff0000u;
-  std::memcpy(&x, &bits, 4);
-  return x;
 }
 
 qkv rounded(const qkv& t) {

@@ -16,20 +16,12 @@
 
 #include "harness/error.hpp"
 #include "harness/method.hpp"
+#include "tests/gpu/bf16.hpp"
 #include "harness/timed_op.hpp"
 #include "tests/gpu/sparse_decode_probe.hpp"
 
 namespace attnbench::test {
 namespace {
-
-float round_bf16(float x) {
-  std::uint32_t bits;
-  std::memcpy(&bits, &x, 4);
-  bits += 0x7fffu + ((bits >> 16) & 1u);  // round to nearest even
-  bits &= 0xffff0000u;
-  std::memcpy(&x, &bits, 4);
-  return x;
-}
 
 std::vector<float> normal_values(std::size_t n, std::uint64_t seed) {
   std::mt19937_64 rng(seed);

@@ -231,16 +231,19 @@ comparison compare_reports(const report& base, const report& now, const compare_
 
   // Machine factor per backend: the median, over records normalized on both sides, of their
   // normalized medians new / base.
+  // The normalized samples (base, new) of each join key normalized on both sides.
   std::map<std::string, double> machine_factor;
+  std::map<std::string, std::pair<std::vector<double>, std::vector<double>>> normalized_pairs;
   if (options.normalize_latency) {
     std::map<std::string, std::vector<double>> ratios;
     for (const std::string& key : b.order) {
       auto found = n.groups.find(key);
       if (found == n.groups.end()) continue;
-      const std::vector<double> xb = normalized_samples(b.groups.at(key)),
-                                xn = normalized_samples(found->second);
+      std::vector<double> xb = normalized_samples(b.groups.at(key)),
+                          xn = normalized_samples(found->second);
       if (xb.empty() || xn.empty()) continue;
       ratios[b.groups.at(key).first().backend].push_back(sample_median(xn) / sample_median(xb));
+      normalized_pairs[key] = {std::move(xb), std::move(xn)};
     }
     for (auto& [backend, r] : ratios) {
       const bool applied = r.size() >= options.min_factor_records;
@@ -300,18 +303,18 @@ comparison compare_reports(const report& base, const report& now, const compare_
       // The test runs on what the change is measured on: normalized ratios when both sides
       // have them (NEW's divided by the machine factor), else raw seconds.
       std::string normalized;
-      if (auto f = machine_factor.find(c.backend); f != machine_factor.end()) {
-        std::vector<double> nb = normalized_samples(gb), nn = normalized_samples(gn);
-        if (!nb.empty() && !nn.empty()) {
-          for (double& x : nn) x /= f->second;
-          // base / new above stay raw seconds; the change is the normalized one, spelled out.
-          c.note = "op / yardstick " + fmt("%.3g", sample_median(nb)) + " -> " +
-                   fmt("%.3g", sample_median(nn)) + " (machine factor " + fmt("%.3f", f->second) +
-                   " divided out)";
-          xb = std::move(nb);
-          xn = std::move(nn);
-          normalized = " (normalized)";
-        }
+      auto f = machine_factor.find(c.backend);
+      auto pair = normalized_pairs.find(key);
+      if (f != machine_factor.end() && pair != normalized_pairs.end()) {
+        auto& [nb, nn] = pair->second;
+        for (double& x : nn) x /= f->second;
+        // base / new above stay raw seconds; the change is the normalized one, spelled out.
+        c.note = "op / yardstick " + fmt("%.3g", sample_median(nb)) + " -> " +
+                 fmt("%.3g", sample_median(nn)) + " (machine factor " + fmt("%.3f", f->second) +
+                 " divided out)";
+        xb = std::move(nb);
+        xn = std::move(nn);
+        normalized = " (normalized)";
       }
       if (!xb.empty() && !xn.empty() && c.base > 0) {
         const mann_whitney_result t = mann_whitney_u(xb, xn);

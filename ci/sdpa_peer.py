@@ -9,7 +9,9 @@ axes and metric names, methods "sdpa_cudnn" and "sdpa_flash", backend "cuda". A 
 
 Timing follows the suite (DESIGN section 7): warm-up, then `--repetitions` samples (>= 10), each
 the mean of enough calls to fill `--min-time` seconds; before every call the L2 cache is flushed
-by writing a buffer of twice its size on the same stream, and CUDA events bracket the call.
+by reading a buffer of twice its size on the same stream (`--flush-mode write` writes it instead,
+which adds the write-back of the flush's dirty lines to a short call), and CUDA events bracket
+the call.
 
 GQA (32 query / 8 KV heads by default): `enable_gqa=True` is tried first; a backend that refuses
 it gets K and V expanded with repeat_interleave (the expansion is untimed, but the kernel then
@@ -126,20 +128,26 @@ def device_peak(torch):
 class event_timer:
     """CUDA events around one call, after an L2 flush on the same stream."""
 
-    def __init__(self, torch, flush):
+    def __init__(self, torch, flush, flush_mode="read"):
         self.torch = torch
         l2 = getattr(torch.cuda.get_device_properties(0), "L2_cache_size", 64 << 20)
         self.flush_bytes = 2 * l2 if flush else 0
-        self.buffer = torch.empty(self.flush_bytes, dtype=torch.uint8, device="cuda") if flush \
-            else None
+        self.flush_mode = flush_mode
+        self.buffer = torch.ones(self.flush_bytes // 4, dtype=torch.int32, device="cuda") \
+            if flush else None
         self.start = torch.cuda.Event(enable_timing=True)
         self.stop = torch.cuda.Event(enable_timing=True)
         self.generation = 0
 
     def time(self, fn):
         if self.buffer is not None:
-            self.generation = (self.generation + 1) % 255
-            self.buffer.fill_(self.generation)
+            if self.flush_mode == "read":
+                # As the latency suite flushes: a reduction reads the buffer and leaves the L2
+                # full of clean lines, so no write-back of dirty flush lines is timed.
+                self.buffer.sum()
+            else:
+                self.generation = (self.generation + 1) % 255
+                self.buffer.fill_(self.generation)
         self.start.record()
         fn()
         self.stop.record()
@@ -186,6 +194,8 @@ def main():
     ap.add_argument("--min-time", type=float, default=0.01, help="seconds of calls per sample")
     ap.add_argument("--warmup", type=float, default=0.05, help="seconds of warm-up calls")
     ap.add_argument("--no-flush", action="store_true", help="do not flush L2 before each call")
+    ap.add_argument("--flush-mode", choices=["read", "write"], default="read",
+                    help="flush by reading the buffer (as the latency suite does) or by writing it")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="sdpa-peer.json")
     args = ap.parse_args()
@@ -204,7 +214,7 @@ def main():
         raise SystemExit(f"sdpa_peer: unknown dtype '{args.dtype}' (known: bf16, fp16)")
     backends = {"cudnn": ("sdpa_cudnn", SDPBackend.CUDNN_ATTENTION),
                 "flash": ("sdpa_flash", SDPBackend.FLASH_ATTENTION)}
-    timer = event_timer(torch, flush=not args.no_flush)
+    timer = event_timer(torch, flush=not args.no_flush, flush_mode=args.flush_mode)
     peak = device_peak(torch)
     start_time = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -318,6 +328,7 @@ def run_case(torch, F, sdpa_kernel, backends, args, timer, peak, dtypes, phase, 
                             "repetitions": args.repetitions, "gqa": gqa,
                             "flops_per_call": flops, "kv_bytes_per_call": kv_bytes,
                             "clock": "cuda_events", "flush_bytes": timer.flush_bytes,
+                            "flush_mode": timer.flush_mode,
                             "engine": "sdpa_peer"}
             del kk, vv
         except torch.cuda.OutOfMemoryError as e:

@@ -175,6 +175,8 @@ class latency_suite final : public suite {
     rec.extra["threads"] = exec.threads;
     rec.extra["clock"] = clock->name();
     rec.extra["flush_bytes"] = clock->flush_bytes();
+    // The CUDA flush reads its buffer (op_clock.hpp); the host flush writes its own.
+    if (clock->flush_bytes() > 0) rec.extra["flush_mode"] = cuda ? "read" : "write";
     rec.extra["engine"] = "google_benchmark";
     rec.extra["peak"] = peak;
   }

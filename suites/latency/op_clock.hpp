@@ -24,7 +24,7 @@ class op_clock {
   virtual double time_call(timed_op& op) = 0;
   /// "steady_clock" or "cuda_events", for the record.
   virtual std::string name() const = 0;
-  /// Bytes written by each flush (0: no flush).
+  /// Bytes each flush reads (CUDA) or writes (host); 0: no flush.
   virtual std::uint64_t flush_bytes() const = 0;
 };
 
@@ -32,8 +32,9 @@ class op_clock {
 /// last-level cache (sysconf; 32 MiB when unknown) before every call so each call starts cold.
 std::unique_ptr<op_clock> make_host_clock(bool flush);
 
-/// CUDA events around the call on a new stream of device 0; with `flush`, a cudaMemsetAsync of
-/// a buffer of twice the device's L2 size precedes each call on the same stream. The flush also
+/// CUDA events around the call on a new stream of device 0; with `flush`, a kernel reading a
+/// buffer of twice the device's L2 size precedes each call on the same stream (a read leaves the
+/// L2 full of clean lines, so no write-back of the flush is timed with the op). The flush also
 /// keeps the GPU busy while the host enqueues the call, so launch latency is not timed.
 /// Throws unsupported without the CUDA backend or a device.
 std::unique_ptr<op_clock> make_cuda_clock(bool flush);

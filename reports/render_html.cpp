@@ -349,9 +349,11 @@ std::string render_heatmap(const std::string& title,
                            const std::map<double, std::map<double, heat_cell>>& grid,
                            const std::set<double>& lengths, const std::set<double>& depths) {
   const double cw = 40, ch = 20, left = 48, top = 26;
-  // Wide enough for the title too (about 7.8 px per character at the title's 12 px font).
-  const double width = std::max(left + cw * static_cast<double>(lengths.size()) + 8,
-                                7.8 * static_cast<double>(title.size()));
+  // Wide enough for the title too: DejaVu Sans, the Debian default, takes up to 8.6 px per
+  // character of the title's bold 12 px font (7.8 cut the last characters in Chromium).
+  // And for the axis label "context length (tokens) →" (~150 px at the 11 px label font).
+  const double width = std::max({left + cw * static_cast<double>(lengths.size()) + 8,
+                                 8.6 * static_cast<double>(title.size()), left + 156.0});
   const double height = top + ch * static_cast<double>(depths.size()) + 34;
   std::ostringstream os;
   os << "<svg class=\"heatmap\" width=\"" << num(width) << "\" height=\"" << num(height)

@@ -124,10 +124,10 @@ class latency_suite final : public suite {
 
     // CPU decode: the machine yardstick, interleaved call by call (capped at 256 MiB of K/V).
     timing_config timing = settings.timing;
-    std::unique_ptr<yardstick> ruler;
+    std::unique_ptr<yardstick> stick;
     if (!cuda && shape.phase == "decode" && yardstick::bytes(shape) <= (256ull << 20)) {
-      ruler = std::make_unique<yardstick>(shape);
-      timing.reference = [&ruler] { return ruler->time_call(); };
+      stick = std::make_unique<yardstick>(shape);
+      timing.reference = [&stick] { return stick->time_call(); };
     }
     const timing_result t = time_op(c.name + " " + method.canonical, *op, *clock, timing);
     const sample_summary s = summarize(t.samples_s);

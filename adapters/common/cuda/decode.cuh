@@ -197,32 +197,26 @@ __global__ void __launch_bounds__(decode_threads)
   };
 
   if constexpr (S == 0) {
+    // Dense rows only: launch_decode_split sends index and page lists through the pipeline below.
+    // The row offsets are spelled out here rather than taken from row_offset: that lambda's -1
+    // sentinel gives this loop different (64-bit) address code, which was not measured.
+    static_assert(Mode == row_mode::dense, "lists go through the cp.async pipeline");
     for (int base = begin; base < end; base += rows_per_iter) {
-      if (Mode != row_mode::dense) list_entries(base + rows_per_iter, next_entry);
       uint4 kr[U], vr[U];
       bool ok[U];
 #pragma unroll
       for (int u = 0; u < U; ++u) {
         // Adjacent walkers take adjacent rows: one warp load covers consecutive rows.
         const int r = base + u * groups + walker;
-        std::int64_t token = r;
         ok[u] = r < end;
-        if (Mode == row_mode::indices) token = entry[u];
-        if (Mode == row_mode::page_list && ok[u]) {
-          token = (static_cast<std::int64_t>(entry[u]) << a.list_page_shift) + (r & page_mask);
-          ok[u] = token < limit;
-        }
         if (ok[u]) {
-          const std::int64_t off = a.kv.offset(b, h, token) + part * 8;
+          const std::int64_t off = a.kv.offset(b, h, r) + part * 8;
           kr[u] = *reinterpret_cast<const uint4*>(a.kv.k + off);
           vr[u] = *reinterpret_cast<const uint4*>(a.kv.v + off);
         } else {
           kr[u] = vr[u] = make_uint4(0, 0, 0, 0);
         }
       }
-      if (Mode != row_mode::dense)
-#pragma unroll
-        for (int u = 0; u < U; ++u) entry[u] = next_entry[u];
       float s[U][G];
 #pragma unroll
       for (int u = 0; u < U; ++u) {

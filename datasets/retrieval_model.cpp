@@ -25,28 +25,69 @@ const char* name_of(head_role r) {
       return "chain";
     case head_role::aggregation:
       return "aggregation";
+    case head_role::vertical:
+      return "vertical";
   }
   return "?";
 }
 
+workload_config workload_config::for_version(int version) {
+  workload_config c;
+  if (version == 1) return c;
+  if (version != 2)
+    ATTNBENCH_BAD_INPUT("workload: 'version' = " << version << " is not a workload version (1, 2)");
+  // Version 2 (retrieval_model_v2.cpp; the sources of these values are in the header).
+  c.version = 2;
+  c.rope_base = 500000.0;
+  c.rotary_fraction = 0.25;
+  c.retrieval_heads = 0.05;
+  c.local_heads = 0.25;
+  c.noise_heads = 0.125;
+  c.vertical_heads = 0.125;
+  return c;
+}
+
 nlohmann::json workload_config::to_json() const {
-  return {{"retrieval_temp", retrieval_temp},
-          {"context_tokens", context_tokens},
-          {"function_salience", function_salience},
-          {"key_noise", key_noise},
-          {"sink_logit", sink_logit},
-          {"sink_value_norm", sink_value_norm},
-          {"local_temp", local_temp},
-          {"noise_temp", noise_temp},
-          {"rope_base", rope_base},
-          {"rotary_fraction", rotary_fraction},
-          {"retrieval_heads", retrieval_heads},
-          {"local_heads", local_heads},
-          {"noise_heads", noise_heads},
-          {"chain_heads", chain_heads},
-          {"aggregation_heads", aggregation_heads},
-          {"chain_temp", chain_temp},
-          {"embed_seed", embed_seed}};
+  nlohmann::json j = {{"version", version},
+                      {"retrieval_temp", retrieval_temp},
+                      {"context_tokens", context_tokens},
+                      {"function_salience", function_salience},
+                      {"key_noise", key_noise},
+                      {"sink_logit", sink_logit},
+                      {"sink_value_norm", sink_value_norm},
+                      {"local_temp", local_temp},
+                      {"noise_temp", noise_temp},
+                      {"rope_base", rope_base},
+                      {"rotary_fraction", rotary_fraction},
+                      {"retrieval_heads", retrieval_heads},
+                      {"local_heads", local_heads},
+                      {"noise_heads", noise_heads},
+                      {"chain_heads", chain_heads},
+                      {"aggregation_heads", aggregation_heads},
+                      {"chain_temp", chain_temp},
+                      {"embed_seed", embed_seed}};
+  if (version >= 2) {
+    j["vertical_heads"] = vertical_heads;
+    j["offset_norm"] = offset_norm;
+    j["offset_spread"] = offset_spread;
+    j["offset_score"] = offset_score;
+    j["topic_norm"] = topic_norm;
+    j["topic_weight"] = topic_weight;
+    j["position_norm"] = position_norm;
+    j["vertical_temp"] = vertical_temp;
+    j["strong_retrieval"] = strong_retrieval;
+    j["partial_min"] = partial_min;
+    j["partial_max"] = partial_max;
+  }
+  return j;
+}
+
+void apply_workload_overrides(workload_config& config,
+                              const std::vector<std::pair<std::string, std::string>>& overrides) {
+  for (const auto& [key, value] : overrides)
+    if (key == "version") config.set(key, value);
+  for (const auto& [key, value] : overrides)
+    if (key != "version") config.set(key, value);
 }
 
 void workload_config::set(const std::string& key, const std::string& value) {
@@ -60,6 +101,12 @@ void workload_config::set(const std::string& key, const std::string& value) {
                                         << ", " << hi << "]");
     return x;
   };
+  if (key == "version") {
+    const int to = static_cast<int>(in(1, 2));
+    if (to != x) ATTNBENCH_BAD_INPUT("workload: 'version' = " << value << " is not 1 or 2");
+    *this = for_version(to);
+    return;
+  }
   if (key == "retrieval_temp")
     retrieval_temp = in(0, 1000);
   else if (key == "context_tokens")
@@ -94,18 +141,50 @@ void workload_config::set(const std::string& key, const std::string& value) {
     chain_temp = in(0, 1000);
   else if (key == "embed_seed")
     embed_seed = static_cast<std::uint64_t>(in(0, 9.007199254740992e15));
+  else if (version >= 2 && key == "vertical_heads")
+    vertical_heads = in(0, 1);
+  else if (version >= 2 && key == "offset_norm")
+    offset_norm = in(0, 100);
+  else if (version >= 2 && key == "offset_spread")
+    offset_spread = in(0, 0.5);
+  else if (version >= 2 && key == "offset_score")
+    offset_score = in(0, 100);
+  else if (version >= 2 && key == "topic_norm")
+    topic_norm = in(0, 100);
+  else if (version >= 2 && key == "topic_weight")
+    topic_weight = in(0, 10);
+  else if (version >= 2 && key == "position_norm")
+    position_norm = in(0, 100);
+  else if (version >= 2 && key == "vertical_temp")
+    vertical_temp = in(0, 1000);
+  else if (version >= 2 && key == "strong_retrieval")
+    strong_retrieval = in(0, 1);
+  else if (version >= 2 && key == "partial_min")
+    partial_min = in(0, 1);
+  else if (version >= 2 && key == "partial_max")
+    partial_max = in(0, 1);
   else
     ATTNBENCH_BAD_INPUT(
         "workload: unknown parameter '"
         << key
-        << "' (known: retrieval_temp, context_tokens, function_salience, key_noise, "
+        << "' (known: version, retrieval_temp, context_tokens, function_salience, key_noise, "
            "sink_logit, sink_value_norm, local_temp, noise_temp, rope_base, "
            "rotary_fraction, retrieval_heads, local_heads, noise_heads, chain_heads, "
-           "aggregation_heads, chain_temp, embed_seed)");
-  if (retrieval_heads + local_heads + noise_heads + chain_heads + aggregation_heads > 1.0)
+           "aggregation_heads, chain_temp, embed_seed"
+        << (version >= 2 ? ", vertical_heads, offset_norm, offset_spread, offset_score, "
+                           "topic_norm, topic_weight, position_norm, vertical_temp, "
+                           "strong_retrieval, partial_min, partial_max"
+                         : "")
+        << ")");
+  if (retrieval_heads + local_heads + noise_heads + vertical_heads + chain_heads +
+          aggregation_heads >
+      1.0)
     ATTNBENCH_BAD_INPUT(
-        "workload: retrieval_heads + local_heads + noise_heads + chain_heads + "
+        "workload: retrieval_heads + local_heads + noise_heads + vertical_heads + chain_heads + "
         "aggregation_heads must be <= 1");
+  if (partial_min > partial_max)
+    ATTNBENCH_BAD_INPUT("workload: partial_min " << partial_min << " is above partial_max "
+                                                 << partial_max);
 }
 
 namespace {
@@ -194,6 +273,22 @@ retrieval_model::retrieval_model(const model_shape& shape, const workload_config
   ATTNBENCH_CHECK(config.chain_heads <= 0 || config.context_tokens >= 2, bad_input,
                   "workload: chain_heads need context_tokens >= 2");
 
+  // RoPE over the first rotary_dims dims, NeoX pairing (i, i + rotary_dims / 2).
+  int rotary_dims = 2 * static_cast<int>(std::floor(config.rotary_fraction * d / 2));
+  for (int i = 0; i < rotary_dims / 2; ++i)
+    m_inv_freq.push_back(static_cast<float>(std::pow(config.rope_base, -2.0 * i / rotary_dims)));
+
+  if (config.version >= 2)
+    build_v2(gen);
+  else
+    build_v1_roles(gen);
+  setup_aggregation();
+}
+
+void retrieval_model::build_v1_roles(rng& gen) {
+  const model_shape& shape = m_shape;
+  const workload_config& config = m_config;
+  const int d = shape.head_dim;
   // Head roles: counts from the configured fractions, spread over layers by a seeded shuffle.
   const int total = shape.layers * shape.kv_heads;
   auto count = [&](double f) { return static_cast<int>(std::lround(f * total)); };
@@ -225,6 +320,14 @@ retrieval_model::retrieval_model(const model_shape& shape, const workload_config
   m_head_sign.resize(static_cast<std::size_t>(total) * static_cast<std::size_t>(d));
   for (auto& s : m_head_sign) s = gen.uniform() < 0.5 ? -1.0f : 1.0f;
   m_head_dir = unit_rows(total, d, gen);
+}
+
+void retrieval_model::setup_aggregation() {
+  const auto& vocab = vocabulary::instance();
+  const model_shape& shape = m_shape;
+  const int d = shape.head_dim;
+  const int v = vocab.size();
+  const int total = shape.layers * shape.kv_heads;
 
   // Aggregation buckets: every query head of an aggregation KV head is one bucket of head_dim
   // one-hot slots; pool word i goes to bucket i % A, slot i / A, so buckets fill evenly.
@@ -248,11 +351,6 @@ retrieval_model::retrieval_model(const model_shape& shape, const workload_config
     for (std::size_t i = 0; i < pool.size(); ++i)
       m_agg_slot[static_cast<std::size_t>(pool[i])] = static_cast<int>(i);
   }
-
-  // RoPE over the first rotary_dims dims, NeoX pairing (i, i + rotary_dims / 2).
-  int rotary_dims = 2 * static_cast<int>(std::floor(config.rotary_fraction * d / 2));
-  for (int i = 0; i < rotary_dims / 2; ++i)
-    m_inv_freq.push_back(static_cast<float>(std::pow(config.rope_base, -2.0 * i / rotary_dims)));
 }
 
 void retrieval_model::context_vector(const std::vector<int>& tokens, std::int64_t p,
@@ -275,6 +373,15 @@ void retrieval_model::context_vector(const std::vector<int>& tokens, std::int64_
 void retrieval_model::project(int layer, const std::vector<int>& tokens, std::int64_t begin,
                               std::int64_t end, tensor_view q, tensor_view k, tensor_view v) const {
   ATTNBENCH_ASSERT(begin >= 0 && end <= static_cast<std::int64_t>(tokens.size()) && begin <= end);
+  if (m_config.version >= 2)
+    project_v2(layer, tokens, begin, end, q, k, v);
+  else
+    project_v1(layer, tokens, begin, end, q, k, v);
+}
+
+void retrieval_model::project_v1(int layer, const std::vector<int>& tokens, std::int64_t begin,
+                                 std::int64_t end, tensor_view q, tensor_view k,
+                                 tensor_view v) const {
   const int d = m_shape.head_dim;
   const int group = m_shape.group_size();
   const auto sqrt_d = static_cast<float>(std::sqrt(static_cast<double>(d)));
@@ -382,6 +489,7 @@ void retrieval_model::project(int layer, const std::vector<int>& tokens, std::in
           break;
         }
         case head_role::aggregation:
+        case head_role::vertical:
           break;
         case head_role::noise: {
           std::copy(row(m_noise_q, tok), row(m_noise_q, tok) + d, qv.begin());
@@ -402,6 +510,39 @@ void retrieval_model::project(int layer, const std::vector<int>& tokens, std::in
           for (int i = 0; i < d; ++i) out[i] = q_scale * sign[i] * qv[static_cast<std::size_t>(i)];
         }
       }
+    }
+  }
+}
+
+void retrieval_model::chain_row(const std::vector<int>& tokens, std::int64_t p, int row_index,
+                                int kv_head, tensor_view q, tensor_view k, tensor_view v) const {
+  // As version 1's chain heads, without its per-head sign flips.
+  const int d = m_shape.head_dim;
+  const int group = m_shape.group_size();
+  const int tok = tokens[static_cast<std::size_t>(p)];
+  if (k.data) {
+    float* out = k.at(row_index, kv_head);
+    if (p == 0)
+      std::fill(out, out + d, 0.0f);
+    else
+      pair_vector(tok, tokens[static_cast<std::size_t>(p - 1)], out);
+  }
+  if (v.data) {
+    float* out = v.at(row_index, kv_head);
+    if (p >= 2) {
+      const float* e = row(m_readout, tokens[static_cast<std::size_t>(p - 2)]);
+      std::copy(e, e + d, out);
+    } else {
+      std::fill(out, out + d, 0.0f);
+    }
+  }
+  if (q.data) {
+    std::vector<float> qv(static_cast<std::size_t>(d));
+    pair_vector(tok, m_link, qv.data());
+    const auto scale = static_cast<float>(m_config.chain_temp * std::sqrt(static_cast<double>(d)));
+    for (int g = 0; g < group; ++g) {
+      float* out = q.at(row_index, kv_head * group + g);
+      for (int i = 0; i < d; ++i) out[i] = scale * qv[static_cast<std::size_t>(i)];
     }
   }
 }

@@ -43,8 +43,14 @@
 
 namespace attnbench {
 
-/// Workload parameters with their defaults; written into every report's meta.
+class rng;
+
+/// Workload parameters with their defaults; written into every report's meta. `version` 1 (the
+/// default) is DESIGN §4's construction; version 2 (for_version(2), `--workload version=2`) the
+/// real-model geometry of retrieval_model_v2.cpp, still being calibrated (README "Workload
+/// version 2").
 struct workload_config {
+  int version = 1;
   // Retrieval heads. An exact context match scores `retrieval_temp` logits (13 puts about 0.9
   // of the mass on the needle at 4K and leaves it diffuse at 64K+, DESIGN §4); slot weights
   // 1, 0.8, 0.6 for the 1st, 2nd, 3rd token back (then x0.8 per token for longer contexts, which
@@ -60,12 +66,20 @@ struct workload_config {
   // Local heads (RoPE) and noise heads.
   double local_temp = 8.0;
   double noise_temp = 1.0;
+  // Version 2: Llama 3's RoPE base 500000; a quarter of head_dim rotated, as GPT-NeoX, Pythia
+  // and StableLM do, so the content codes stay position-free up to 128K.
   double rope_base = 10000.0;
   double rotary_fraction = 1.0;  // share of head_dim rotated (partial rotary)
   // Head-role mix as fractions of all KV heads of the model; the rest are sink heads.
+  // Version 2: 5% retrieval heads ("Retrieval Head Mechanistically Explains Long-Context
+  // Factuality": fewer than 5% of heads score > 0.1), a quarter local (A-shape) heads, an eighth
+  // vertical and an eighth diffuse, so that at least 10% of late heads are diffuse (H2O,
+  // MInference) and most have a sink (StreamingLLM; Gu et al. 2025). Version 1 (below): 0.25
+  // retrieval, 0.25 local, 0.125 noise, no vertical heads.
   double retrieval_heads = 0.25;
   double local_heads = 0.25;
   double noise_heads = 0.125;
+  double vertical_heads = 0.0;
   // RULER roles (see above): fractions of KV heads, 0 for the shared model. Chain heads use
   // `chain_temp` as their exact-match logit: above retrieval_temp because a two-token key has
   // fewer slots to separate it from noise.
@@ -74,12 +88,51 @@ struct workload_config {
   double chain_temp = 16.0;
   std::uint64_t embed_seed = 20240601;
 
+  // Version 2 geometry (retrieval_model_v2.cpp). The key offset's norm `offset_norm` against
+  // unit content codes: BOS's key (-0.5 x the offset direction) is then 0.15x the median key
+  // norm (Gu et al. 2025, Fig. 2: 0.1-0.5) and an 8-token chunk of keys stays within cosine
+  // 0.9 of its mean (ShadowKV: most chunks above 0.8). `offset_spread`: relative spread of the
+  // offset per token, the source of KNorm's norm-attention anti-correlation (its sign is all
+  // the statistic asks; 5% adds 0.4 logits of noise to retrieval heads). `offset_score`: how
+  // much late-layer queries of non-sink heads score the offset against (a design check: BOS
+  // wins a head's mass only when nothing matches). Sink heads score it so that BOS beats other
+  // keys by sink_logit.
+  double offset_norm = 3.0;
+  double offset_spread = 0.05;
+  double offset_score = 2.5;
+  // Sentence topic in keys (`topic_norm`) and in retrieval queries (`topic_weight`, as a share
+  // of retrieval_temp): with both at 1, Quest's page bounds recover the exact top-10 tokens
+  // (DESIGN §4 design check; Quest reports >= 0.93 at a 64-token budget). The query's topic is
+  // closest to its own sentence and to the question, whose tokens then outscore BOS when
+  // topic_weight x retrieval_temp > 3.5 offset_score (README "Workload version 2"), so it
+  // stays at 0.5 of the temperature.
+  double topic_norm = 1.0;
+  double topic_weight = 0.5;
+  // Norm of the rotary (position) component of every key; local heads read it.
+  double position_norm = 1.0;
+  double vertical_temp = 8.0;
+  // Retrieval query heads: the share of all query heads that are strong (score > 0.5 in
+  // 0.3-1% of heads, Retrieval Head paper); the others match with a strength drawn in
+  // [partial_min, partial_max] x retrieval_temp.
+  double strong_retrieval = 0.006;
+  double partial_min = 0.3;
+  double partial_max = 0.7;
+
+  /// The defaults of workload version 1 or 2; throws bad_input on another version.
+  static workload_config for_version(int version);
   nlohmann::json to_json() const;
   /// Sets one field from text ("retrieval_temp=13"); throws bad_input naming the key or value.
+  /// `version` resets every other field to that version's defaults, so it is applied first
+  /// (apply_workload_overrides).
   void set(const std::string& key, const std::string& value);
 };
 
-enum class head_role { retrieval, sink, local, noise, chain, aggregation };
+/// Applies `key=value` overrides to `config`, `version` first whatever its position.
+/// Throws bad_input on a malformed item, an unknown key or a bad value.
+void apply_workload_overrides(workload_config& config,
+                              const std::vector<std::pair<std::string, std::string>>& overrides);
+
+enum class head_role { retrieval, sink, local, noise, chain, aggregation, vertical };
 const char* name_of(head_role r);
 
 class retrieval_model {
@@ -109,6 +162,13 @@ class retrieval_model {
   std::vector<float> logits(const std::vector<tensor_view>& layer_outputs,
                             const std::vector<int>& inhibited) const;
 
+  /// RoPE of the model: rotary dims (NeoX pairing: pair i = dims (i, i + rotary_dims / 2)) and
+  /// the frequency of each pair (radians per position).
+  int rotary_dims() const { return static_cast<int>(m_inv_freq.size()) * 2; }
+  const std::vector<float>& inv_freq() const { return m_inv_freq; }
+  /// Layers whose heads are dense and sink-free (version 2: the first 1/16; version 1: none).
+  int dense_layers() const { return m_dense_layers; }
+
   /// The words the aggregation heads count, in slot order (empty without aggregation heads).
   /// Word i sits in aggregation query head i % A at coordinate i / A (A aggregation query
   /// heads), so the pool holds min(A * head_dim, key and filler words) words.
@@ -117,6 +177,22 @@ class retrieval_model {
  private:
   // Unit-norm retrieval context vector of the tokens ending at position p: [head_dim].
   void context_vector(const std::vector<int>& tokens, std::int64_t p, float* out) const;
+  // Version 1's Q/K/V (retrieval_model.cpp) and version 2's (retrieval_model_v2.cpp).
+  void project_v1(int layer, const std::vector<int>& tokens, std::int64_t begin, std::int64_t end,
+                  tensor_view q, tensor_view k, tensor_view v) const;
+  void project_v2(int layer, const std::vector<int>& tokens, std::int64_t begin, std::int64_t end,
+                  tensor_view q, tensor_view k, tensor_view v) const;
+  // Version 1's head roles, sign flips and directions, drawn from `gen` as it always was.
+  void build_v1_roles(rng& gen);
+  // Aggregation buckets of the aggregation heads (both versions).
+  void setup_aggregation();
+  // Version 2's tables and roles, drawn from `gen` after the tables both versions share.
+  void build_v2(rng& gen);
+  // Version 2: unit running topic of the sentence holding p: [topic dims].
+  void topic_at(const std::vector<int>& tokens, std::int64_t p, float* out) const;
+  // A chain head's row at position p (both versions).
+  void chain_row(const std::vector<int>& tokens, std::int64_t p, int row_index, int kv_head,
+                 tensor_view q, tensor_view k, tensor_view v) const;
   // Unit-norm chain-head pair code of (token now, token before): [head_dim].
   void pair_vector(int now, int before, float* out) const;
   // Q/K/V of one aggregation KV head at position p; q rows of its query group go to
@@ -146,6 +222,17 @@ class retrieval_model {
   std::vector<int> m_agg_head;              // [layers * kv_heads] first bucket, or -1
   std::vector<std::pair<int, int>> m_agg_q_head;  // [buckets] (layer, query head)
   int m_agg_q_heads = 0;                          // buckets: aggregation query heads
+
+  // Version 2 (retrieval_model_v2.cpp): channel layout, tables and per-head directions.
+  int m_dense_layers = 0;
+  int m_rot = 0, m_topic_begin = 0, m_topic_dims = 0, m_content_begin = 0, m_content_dims = 0;
+  std::vector<float> m_topic;           // [vocab, topic dims] unit topic rows
+  std::vector<float> m_offset_scale;    // [vocab] per-token offset magnitude
+  std::vector<char> m_sentence_end;     // [vocab] '.', '?', '!'
+  std::vector<float> m_offset_dir;      // [layers * kv_heads, 2]
+  std::vector<float> m_position_dir;    // [layers * kv_heads, rotary dims]
+  std::vector<float> m_vertical_dir;    // [layers * kv_heads, content dims]
+  std::vector<float> m_query_strength;  // [layers * q_heads] retrieval match strength
 
   // Aggregation logits (see the class comment): a bucket word, and BOS in every bucket.
   static constexpr float k_aggregation_logit = 20.0f;

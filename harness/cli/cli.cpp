@@ -93,9 +93,10 @@ int cmd_list(const std::vector<std::string>& args) {
     for (const auto* s : suite_registry::instance().all()) {
       std::cout << "  " << s->name() << "  " << s->description() << "\n      axes:";
       for (const auto& a : s->axes()) std::cout << " " << a;
-      std::cout << "\n      metrics:";
-      for (const auto& [k, v] : s->metrics()) std::cout << " " << k << " (" << v.unit << ")";
-      std::cout << "\n";
+      std::cout << "\n      metrics:\n";
+      for (const auto& [k, v] : s->metrics())
+        std::cout << "        " << k << " (" << v.unit << ")" << (v.doc.empty() ? "" : ": ")
+                  << v.doc << "\n";
     }
   }
   return 0;
@@ -198,8 +199,10 @@ void apply_config_file(const std::string& path, run_config& cfg, std::string& le
     } else if (key == "workload") {
       if (!v.is_object())
         ATTNBENCH_BAD_INPUT("config file '" << path << "': 'workload' must be an object");
+      std::vector<std::pair<std::string, std::string>> overrides;
       for (const auto& [wk, wv] : v.items())
-        cfg.workload.set(wk, wv.is_string() ? wv.get<std::string>() : wv.dump());
+        overrides.emplace_back(wk, wv.is_string() ? wv.get<std::string>() : wv.dump());
+      apply_workload_overrides(cfg.workload, overrides);
     } else
       ATTNBENCH_BAD_INPUT(
           "config file '"
@@ -287,13 +290,16 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
         ATTNBENCH_BAD_INPUT("--param expects suite.key=value, got '" << kv << "'");
       cfg.options.params[kv.substr(0, eq)] = kv.substr(eq + 1);
     }
-  if (vm.count("workload"))
+  if (vm.count("workload")) {
+    std::vector<std::pair<std::string, std::string>> overrides;
     for (const auto& kv : vm["workload"].as<std::vector<std::string>>()) {
       auto eq = kv.find('=');
       if (eq == std::string::npos)
         ATTNBENCH_BAD_INPUT("--workload expects key=value, got '" << kv << "'");
-      cfg.workload.set(kv.substr(0, eq), kv.substr(eq + 1));
+      overrides.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
     }
+    apply_workload_overrides(cfg.workload, overrides);
+  }
 
   cfg.options.quick = !vm.count("suite") && !vm.count("lengths") && !vm.count("config");
   if (cfg.options.quick) lengths = "1k,4k";

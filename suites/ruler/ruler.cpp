@@ -50,11 +50,11 @@ workload_config task_workload(const ruler_task_config& t, workload_config w) {
         w.context_tokens = std::max(w.context_tokens, 8);
       // Listing several values of one key splits the retrieval mass between them (a quarter
       // each for RULER's 4, less once listed values reappear in the answer), the size of the
-      // logit noise that local and noise heads add (max ~1 over the vocabulary): this model
-      // doubles the retrieval heads and has no local or noise heads.
+      // logit noise that local, vertical and noise heads add (max ~1 over the vocabulary): this
+      // model doubles the retrieval heads and has none of those.
       if (t.num_needle_v > 1) {
         w.retrieval_heads = std::min(1.0, 2 * w.retrieval_heads);
-        w.local_heads = w.noise_heads = 0;
+        w.local_heads = w.noise_heads = w.vertical_heads = 0;
       }
       break;
     case ruler_kind::variable_tracking:
@@ -63,7 +63,7 @@ workload_config task_workload(const ruler_task_config& t, workload_config w) {
       break;
     case ruler_kind::common_words:
     case ruler_kind::frequent_words:
-      w.retrieval_heads = w.local_heads = w.noise_heads = w.chain_heads = 0;
+      w.retrieval_heads = w.local_heads = w.noise_heads = w.vertical_heads = w.chain_heads = 0;
       w.aggregation_heads = 1;
       break;
     case ruler_kind::qa:

@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -167,4 +168,51 @@ TEST_CASE("lengths and depths parse", "[cli]") {
   CHECK(s[1] < 0.25);  // denser near the ends
   CHECK(parse_depths("0.5") == std::vector<double>{0.5});
   CHECK_THROWS_AS(parse_depths("0:1:5:cubic"), error);
+}
+
+TEST_CASE("--workload version=1 reproduces the landed tree's records bit for bit", "[cli]") {
+  // The fixture holds records of the quick preset (seed 0) written before workload version 2
+  // existed; every metric must come back identical, needle mass and fidelity errors included.
+  const fs::path fixture =
+      fs::path(ATTNBENCH_TEST_SOURCE_DIR) / "tests/cli/fixtures/workload_v1_quick.json";
+  const nlohmann::json expected = nlohmann::json::parse(slurp(fixture));
+  const fs::path out = scratch() / "v1";
+  outcome o = run_cli(
+      "run --seed 0 --workload version=1 --method dense --method snapkv --method quest "
+      "--method streaming_llm --method knorm --out " +
+      out.string());
+  REQUIRE(o.code == 0);
+  const nlohmann::json report = nlohmann::json::parse(slurp(out / "report.json"));
+  CHECK(report.at("meta").at("workload").at("version") == 1);
+  std::map<std::string, const nlohmann::json*> by_key;
+  for (const auto& r : report.at("records"))
+    by_key[r.at("suite").get<std::string>() + "|" + r.at("case").get<std::string>() + "|" +
+           r.at("method_spec").get<std::string>() + "|" + r.value("mode", "")] = &r;
+  int compared = 0;
+  for (const auto& r : expected.at("records")) {
+    const std::string key = r.at("suite").get<std::string>() + "|" +
+                            r.at("case").get<std::string>() + "|" +
+                            r.at("method_spec").get<std::string>() + "|" + r.value("mode", "");
+    INFO(key);
+    REQUIRE(by_key.count(key) == 1);
+    CHECK(by_key[key]->at("metrics") == r.at("metrics"));
+    ++compared;
+  }
+  CHECK(compared == 145);
+}
+
+TEST_CASE("--workload version resets the other workload fields whatever its position", "[cli]") {
+  const fs::path out = scratch() / "version_order";
+  outcome o = run_cli(
+      "run --suite niah --method dense --lengths 512 --depths 0.5 --samples 1 "
+      "--workload retrieval_temp=14 --workload version=2 --out " +
+      out.string());
+  REQUIRE(o.code == 0);
+  const nlohmann::json w =
+      nlohmann::json::parse(slurp(out / "report.json")).at("meta").at("workload");
+  CHECK(w.at("version") == 2);
+  CHECK(w.at("retrieval_temp") == 14);
+  CHECK(w.at("rotary_fraction") == 0.25);
+  CHECK(run_cli("run --workload version=3").code == 2);
+  CHECK(run_cli("run --workload offset_norm=3").code == 2);  // a version-2 field under v1
 }

@@ -1,5 +1,6 @@
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -99,4 +100,132 @@ TEST_CASE("workload parameters are validated by name", "[workload]") {
   CHECK_THROWS_WITH(cfg.set("retrieval_tmp", "1"), Catch::Contains("retrieval_tmp"));
   CHECK_THROWS_WITH(cfg.set("key_noise", "-1"), Catch::Contains("-1"));
   CHECK_THROWS_WITH(cfg.set("key_noise", "abc"), Catch::Contains("abc"));
+}
+
+namespace {
+
+// Q/K/V of one layer of `model` for `tokens`.
+struct layer_qkv {
+  host_tensor q, k, v;
+};
+layer_qkv project_layer(const retrieval_model& model, int layer, const std::vector<int>& tokens) {
+  const model_shape& s = model.shape();
+  const auto n = static_cast<std::int64_t>(tokens.size());
+  layer_qkv out{host_tensor(n, s.q_heads, s.head_dim), host_tensor(n, s.kv_heads, s.head_dim),
+                host_tensor(n, s.kv_heads, s.head_dim)};
+  model.project(layer, tokens, 0, n, out.q.view(), out.k.view(), out.v.view());
+  return out;
+}
+
+double dot_scaled(const float* a, const float* b, int d) {
+  double s = 0;
+  for (int i = 0; i < d; ++i) s += static_cast<double>(a[i]) * b[i];
+  return s / std::sqrt(static_cast<double>(d));
+}
+
+double norm(const float* a, int d) {
+  double s = 0;
+  for (int i = 0; i < d; ++i) s += static_cast<double>(a[i]) * a[i];
+  return std::sqrt(s);
+}
+
+}  // namespace
+
+TEST_CASE("workload v2: BOS is a small key that wins the sink heads by angle, with a zero value",
+          "[workload]") {
+  const workload_config cfg = workload_config::for_version(2);
+  const model_shape shape = shape_preset("small");
+  const retrieval_model model(shape, cfg);
+  const auto& v = vocabulary::instance();
+  std::vector<int> tokens = {v.bos()};
+  for (int i = 0; i < 40; ++i) tokens.push_back(v.fillers()[static_cast<std::size_t>(i)]);
+  const int d = shape.head_dim, n = static_cast<int>(tokens.size());
+  int sinks = 0;
+  for (int l = 0; l < shape.layers; ++l) {
+    layer_qkv x = project_layer(model, l, tokens);
+    for (int h = 0; h < shape.kv_heads; ++h) {
+      for (int i = 0; i < d; ++i) CHECK(x.v.view().at(0, h)[i] == 0.0f);
+      if (model.role(l, h) != head_role::sink) continue;
+      ++sinks;
+      std::vector<double> norms;
+      for (int t = 1; t < n; ++t) norms.push_back(norm(x.k.view().at(t, h), d));
+      std::sort(norms.begin(), norms.end());
+      // Offset norm 3 against unit content and topic: BOS (0.5) is about 0.15x the median.
+      CHECK(norm(x.k.view().at(0, h), d) < 0.25 * norms[norms.size() / 2]);
+      const float* q = x.q.view().at(n - 1, h * shape.group_size());
+      const double bos = dot_scaled(q, x.k.view().at(0, h), d);
+      double best_other = -1e30;
+      for (int t = 1; t < n; ++t)
+        best_other = std::max(best_other, dot_scaled(q, x.k.view().at(t, h), d));
+      // The margin is sink_logit up to the per-token offset spread (5%, clamped at 4 sigma).
+      CHECK(bos - best_other > 0.75 * cfg.sink_logit);
+      CHECK(dot_scaled(q, x.k.view().at(0, h), d) > 0);  // aligned with the queries
+    }
+  }
+  CHECK(sinks > 0);
+}
+
+TEST_CASE("workload v2: dense sink-free early layers, few retrieval heads in the upper half",
+          "[workload]") {
+  const model_shape shape = shape_preset("llama3-8b");
+  const retrieval_model model(shape, workload_config::for_version(2));
+  CHECK(model.dense_layers() == 2);  // layers 0-1 of 32 (Quest, Fig. 3)
+  int retrieval = 0;
+  for (int l = 0; l < shape.layers; ++l)
+    for (int h = 0; h < shape.kv_heads; ++h) {
+      const head_role r = model.role(l, h);
+      if (l < 2) CHECK((r == head_role::noise || r == head_role::local));
+      if (r == head_role::retrieval) {
+        ++retrieval;
+        CHECK(l >= shape.layers / 2);
+      }
+    }
+  // 5% of 256 KV heads.
+  CHECK(retrieval == 13);
+  CHECK(model.rotary_dims() == 32);
+}
+
+TEST_CASE("workload v2: a strong retrieval head's exact context match beats every other key",
+          "[workload]") {
+  const workload_config cfg = workload_config::for_version(2);
+  const model_shape shape = shape_preset("small");
+  const retrieval_model model(shape, cfg);
+  const auto& v = vocabulary::instance();
+  std::vector<int> tokens = {v.bos(),        v.keys()[1],    v.keys()[2], v.keys()[3], v.keys()[4],
+                             v.fillers()[5], v.fillers()[6], v.keys()[1], v.keys()[2], v.keys()[3]};
+  const int n = static_cast<int>(tokens.size()), d = shape.head_dim;
+  int checked = 0;
+  for (int l = 0; l < shape.layers; ++l) {
+    layer_qkv x = project_layer(model, l, tokens);
+    for (int h = 0; h < shape.kv_heads; ++h) {
+      if (model.role(l, h) != head_role::retrieval) continue;
+      // The strongest query head of the group: the exact match (key at VALUE) wins by a margin.
+      double best_margin = -1e30;
+      for (int g = 0; g < shape.group_size(); ++g) {
+        const float* q = x.q.view().at(n - 1, h * shape.group_size() + g);
+        const double match = dot_scaled(q, x.k.view().at(4, h), d);
+        double other = -1e30;
+        for (int t = 0; t < n; ++t)
+          if (t != 4) other = std::max(other, dot_scaled(q, x.k.view().at(t, h), d));
+        best_margin = std::max(best_margin, match - other);
+      }
+      CHECK(best_margin > 0.3 * cfg.retrieval_temp);
+      ++checked;
+    }
+  }
+  CHECK(checked > 0);
+}
+
+TEST_CASE("workload versions: defaults, and version-2 fields only under version 2", "[workload]") {
+  workload_config c;
+  CHECK(c.version == 1);
+  CHECK(c.to_json().at("version") == 1);
+  CHECK_FALSE(c.to_json().contains("offset_norm"));
+  CHECK_THROWS_WITH(c.set("offset_norm", "3"), Catch::Contains("offset_norm"));
+  apply_workload_overrides(c, {{"retrieval_temp", "14"}, {"version", "2"}});
+  CHECK(c.version == 2);
+  CHECK(c.retrieval_temp == 14);
+  CHECK(c.to_json().at("offset_norm") == 3.0);
+  CHECK_THROWS_WITH(c.set("version", "3"), Catch::Contains("3"));
+  CHECK_THROWS_WITH(c.set("partial_min", "0.9"), Catch::Contains("partial_max"));
 }

@@ -1,0 +1,356 @@
+/// Workload version 2 of the retrieval model (DESIGN §4 "Workload v2"): the head roles of
+/// version 1 rebuilt on the geometry that real decoder LLMs show, each property held to a
+/// published statistic that the `stats` suite measures (README "How the workload compares with
+/// real models"). Per KV head, pre-RoPE, the key of token t > 0 is
+///
+///     k_t = a * s(t) * u  +  c_t  +  tau * topic(t)  +  pos * p      (p rotated by RoPE at t)
+///
+/// in four disjoint channel groups: the offset u (2 channels), the sentence topic, the content
+/// code c_t and the rotary dims. BOS's key is -0.5 u and its value is zero in every head.
+/// Queries of late-layer heads score the offset with -b, so BOS (small, opposite to the offset)
+/// wins by angle, and low-norm keys get more attention; retrieval queries carry the topic of
+/// their own sentence, so a needle sentence that shares the question's words is attended as a
+/// span and its page or block carries its signal. Chain and aggregation heads (RULER's vt, cwe,
+/// fwe) keep their version-1 construction.
+#include <algorithm>
+#include <cmath>
+
+#include "datasets/retrieval_model.hpp"
+#include "datasets/rng.hpp"
+#include "datasets/vocabulary.hpp"
+#include "harness/error.hpp"
+
+namespace attnbench {
+
+namespace {
+
+void normalize_v2(float* x, int d) {
+  double s = 0;
+  for (int i = 0; i < d; ++i) s += static_cast<double>(x[i]) * x[i];
+  if (s <= 0) return;
+  auto inv = static_cast<float>(1.0 / std::sqrt(s));
+  for (int i = 0; i < d; ++i) x[i] *= inv;
+}
+
+// `n` Gaussian coordinates scaled to unit norm.
+void unit_gaussian(float* x, int n, rng& gen) {
+  for (int i = 0; i < n; ++i) x[i] = static_cast<float>(gen.normal());
+  normalize_v2(x, n);
+}
+
+// Seeded Fisher-Yates shuffle of `items`.
+void shuffle(std::vector<int>& items, rng& gen) {
+  for (std::size_t i = items.size(); i > 1; --i)
+    std::swap(items[i - 1], items[gen.below(static_cast<std::uint64_t>(i))]);
+}
+
+}  // namespace
+
+void retrieval_model::build_v2(rng& gen) {
+  const auto& vocab = vocabulary::instance();
+  const int d = m_shape.head_dim;
+  const int v = vocab.size();
+  const int total = m_shape.layers * m_shape.kv_heads;
+
+  // Channel layout: rotary dims [0, r) (NeoX pairs (i, i + r/2)), then the position-free
+  // channels: offset [r, r + 2), topic, content. Partial rotary keeps the content codes
+  // position-free, as GPT-NeoX / Pythia / StableLM (rotary_pct 0.25) do; in fully rotary models
+  // the lowest-frequency pairs play that part ("Round and Round We Go! What makes Rotary
+  // Positional Encodings useful?"), and their key outlier channels are the offset's (KIVI).
+  m_rot = static_cast<int>(m_inv_freq.size()) * 2;
+  const int free = d - m_rot - 2;
+  ATTNBENCH_CHECK(free >= 8, bad_input,
+                  "workload: version 2 needs at least 10 non-rotary dims (head_dim "
+                      << d << ", rotary_fraction " << m_config.rotary_fraction << ")");
+  // A third of the free channels for the topic, the rest for the content code: the content
+  // code separates exact matches from the haystack (its crosstalk falls as 1/sqrt(dims)), the
+  // topic only separates sentences.
+  m_topic_dims = free / 3;
+  m_content_dims = free - m_topic_dims;
+  m_topic_begin = m_rot + 2;
+  m_content_begin = m_topic_begin + m_topic_dims;
+
+  // The first 1/16 of the layers are dense and sink-free: layers 0-1 of Llama-2-7B's 32 have
+  // attention sparsity below 10% and later layers above 90% (Quest, Fig. 3).
+  m_dense_layers = static_cast<int>(std::lround(m_shape.layers / 16.0));
+
+  m_topic.resize(static_cast<std::size_t>(v) * static_cast<std::size_t>(m_topic_dims));
+  for (int t = 0; t < v; ++t)
+    unit_gaussian(m_topic.data() + static_cast<std::size_t>(t) * m_topic_dims, m_topic_dims, gen);
+  // Per-token offset magnitude: keys whose offset is smaller have a smaller norm and, since
+  // queries score the offset negatively, receive more attention (KNorm's anti-correlation).
+  m_offset_scale.resize(static_cast<std::size_t>(v));
+  for (auto& s : m_offset_scale)
+    s = static_cast<float>(std::max(0.5, 1.0 + m_config.offset_spread * gen.normal()));
+  m_sentence_end.assign(static_cast<std::size_t>(v), 0);
+  for (const char* p : {".", "?", "!"})
+    if (vocab.find(p) >= 0) m_sentence_end[static_cast<std::size_t>(vocab.id(p))] = 1;
+
+  // Per KV head: offset direction (2 channels), rotary position direction, vertical direction.
+  m_offset_dir.resize(static_cast<std::size_t>(total) * 2);
+  for (int h = 0; h < total; ++h)
+    unit_gaussian(&m_offset_dir[static_cast<std::size_t>(h) * 2], 2, gen);
+  m_position_dir.assign(
+      static_cast<std::size_t>(total) * static_cast<std::size_t>(std::max(1, m_rot)), 0.0f);
+  if (m_rot > 0)
+    for (int h = 0; h < total; ++h)
+      unit_gaussian(&m_position_dir[static_cast<std::size_t>(h) * m_rot], m_rot, gen);
+  m_vertical_dir.resize(static_cast<std::size_t>(total) * static_cast<std::size_t>(m_content_dims));
+  for (int h = 0; h < total; ++h)
+    unit_gaussian(&m_vertical_dir[static_cast<std::size_t>(h) * m_content_dims], m_content_dims,
+                  gen);
+
+  // Roles. Retrieval and chain heads sit in the upper half of the layers (most retrieval heads
+  // of the Retrieval Head paper's models are in layers >= L/2); the other roles anywhere after
+  // the dense layers; dense layers hold diffuse and (sink-free) local heads.
+  const int upper_first = std::max(m_dense_layers, m_shape.layers / 2);
+  std::vector<int> upper, late, dense;
+  for (int h = 0; h < total; ++h) {
+    const int layer = h / m_shape.kv_heads;
+    (layer < m_dense_layers ? dense : layer >= upper_first ? upper : late).push_back(h);
+  }
+  shuffle(upper, gen);
+  shuffle(late, gen);
+  shuffle(dense, gen);
+  // A role with a positive share keeps at least one head, so small shapes keep every role.
+  auto count = [&](double f) {
+    return f > 0 ? std::max<std::size_t>(1, static_cast<std::size_t>(std::lround(f * total))) : 0;
+  };
+  const bool ruler_roles = m_config.chain_heads > 0 || m_config.aggregation_heads > 0;
+  m_roles.assign(static_cast<std::size_t>(total), head_role::sink);
+  auto take = [&](std::vector<int>& from, std::size_t n, head_role r) {
+    n = std::min(n, from.size());
+    for (std::size_t i = 0; i < n; ++i) m_roles[static_cast<std::size_t>(from[i])] = r;
+    from.erase(from.begin(), from.begin() + static_cast<std::ptrdiff_t>(n));
+  };
+  std::size_t n_ret = count(m_config.retrieval_heads);
+  if (!ruler_roles) n_ret = std::max<std::size_t>(1, n_ret);
+  take(upper, n_ret, head_role::retrieval);
+  take(upper, count(m_config.chain_heads), head_role::chain);
+  // The remaining upper heads join the late pool for the other roles.
+  late.insert(late.end(), upper.begin(), upper.end());
+  shuffle(late, gen);
+  take(late, count(m_config.aggregation_heads), head_role::aggregation);
+  take(late, count(m_config.local_heads), head_role::local);
+  take(late, count(m_config.vertical_heads), head_role::vertical);
+  take(late, count(m_config.noise_heads), head_role::noise);
+  // The rest of the late heads stay sink heads. Dense layers: a quarter local (previous-token
+  // style), the rest diffuse, none with a sink.
+  take(dense, (dense.size() + 3) / 4, head_role::local);
+  take(dense, dense.size(), head_role::noise);
+
+  // Retrieval query heads: a few strong ones (retrieval score > 0.5 in 0.3-1% of all heads,
+  // Retrieval Head paper), the rest partial: their exact-match logit is scaled by a strength
+  // drawn uniformly in [partial_min, partial_max], so the needle wins their top-1 only on some
+  // steps (scores between 0.1 and 0.5 in 2-7% of heads, same source).
+  const int group = m_shape.group_size();
+  m_query_strength.assign(static_cast<std::size_t>(m_shape.layers * m_shape.q_heads), 0.0f);
+  std::vector<int> retrieval_q;
+  for (int h = 0; h < total; ++h)
+    if (m_roles[static_cast<std::size_t>(h)] == head_role::retrieval)
+      for (int g = 0; g < group; ++g) retrieval_q.push_back(h * group + g);
+  shuffle(retrieval_q, gen);
+  const std::size_t strong = std::max<std::size_t>(
+      retrieval_q.empty() ? 0 : 1,
+      static_cast<std::size_t>(
+          std::lround(m_config.strong_retrieval * m_shape.layers * m_shape.q_heads)));
+  for (std::size_t i = 0; i < retrieval_q.size(); ++i)
+    m_query_strength[static_cast<std::size_t>(retrieval_q[i])] =
+        i < strong
+            ? 1.0f
+            : static_cast<float>(m_config.partial_min +
+                                 (m_config.partial_max - m_config.partial_min) * gen.uniform());
+}
+
+void retrieval_model::topic_at(const std::vector<int>& tokens, std::int64_t p, float* out) const {
+  // The running topic of the sentence holding p: the salience-weighted sum of the topic rows
+  // of its tokens so far (causal), unit norm. A sentence ends after '.', '?' or '!'.
+  std::fill(out, out + m_topic_dims, 0.0f);
+  std::int64_t start = p;
+  while (start > 1 &&
+         !m_sentence_end[static_cast<std::size_t>(tokens[static_cast<std::size_t>(start - 1)])])
+    --start;
+  for (std::int64_t j = std::max<std::int64_t>(1, start); j <= p; ++j) {
+    const int t = tokens[static_cast<std::size_t>(j)];
+    const float w = m_salience[static_cast<std::size_t>(t)];
+    const float* e = m_topic.data() + static_cast<std::size_t>(t) * m_topic_dims;
+    for (int i = 0; i < m_topic_dims; ++i) out[i] += w * e[i];
+  }
+  normalize_v2(out, m_topic_dims);
+}
+
+void retrieval_model::project_v2(int layer, const std::vector<int>& tokens, std::int64_t begin,
+                                 std::int64_t end, tensor_view q, tensor_view k,
+                                 tensor_view v) const {
+  const int d = m_shape.head_dim;
+  const int group = m_shape.group_size();
+  const int half = m_rot / 2;
+  const auto sqrt_d = static_cast<float>(std::sqrt(static_cast<double>(d)));
+  const auto& c = m_config;
+  const bool dense_layer = layer < m_dense_layers;
+  // Sink heads: BOS beats every other key by sink_logit (the version-1 margin, about
+  // ln(context) + 8), all of it from the offset: b (a + 0.5) = sink_logit.
+  const auto sink_score = static_cast<float>(c.sink_logit / (c.offset_norm + 0.5));
+  const auto offset_score = dense_layer ? 0.0f : static_cast<float>(c.offset_score);
+
+  std::vector<float> kv(static_cast<std::size_t>(d)), qv(static_cast<std::size_t>(d)),
+      vv(static_cast<std::size_t>(d)), full(static_cast<std::size_t>(d)),
+      topic(static_cast<std::size_t>(m_topic_dims)), ctx_now(static_cast<std::size_t>(d)),
+      ctx_prev(static_cast<std::size_t>(d));
+  bool any_retrieval = false;
+  for (int h = 0; h < m_shape.kv_heads; ++h)
+    any_retrieval |= role(layer, h) == head_role::retrieval;
+  // Content code of a retrieval context: the version-1 context vector, first content_dims
+  // coordinates, unit norm (a random rotation's coordinates are Gaussian, so truncation keeps
+  // the codes random).
+  auto retrieval_code = [&](std::int64_t p, float* out) {
+    context_vector(tokens, p, full.data());
+    std::copy(full.begin(), full.begin() + m_content_dims, out);
+    normalize_v2(out, m_content_dims);
+  };
+  if (any_retrieval && begin > 0) retrieval_code(begin - 1, ctx_now.data());
+
+  auto rope = [&](float* x, std::int64_t pos) {
+    for (int i = 0; i < half; ++i) {
+      double angle = static_cast<double>(pos) * m_inv_freq[static_cast<std::size_t>(i)];
+      auto cs = static_cast<float>(std::cos(angle)), sn = static_cast<float>(std::sin(angle));
+      float a = x[i], b = x[i + half];
+      x[i] = a * cs - b * sn;
+      x[i + half] = a * sn + b * cs;
+    }
+  };
+
+  for (std::int64_t p = begin; p < end; ++p) {
+    const int tok = tokens[static_cast<std::size_t>(p)];
+    const auto row_index = static_cast<int>(p - begin);
+    if (any_retrieval) {
+      ctx_prev.swap(ctx_now);
+      retrieval_code(p, ctx_now.data());
+    }
+    if (p > 0) topic_at(tokens, p, topic.data());
+    const bool delimiter = vocabulary::instance().cls(tok) == token_class::punctuation;
+    for (int h = 0; h < m_shape.kv_heads; ++h) {
+      const int head_id = layer * m_shape.kv_heads + h;
+      const head_role r = role(layer, h);
+      if (r == head_role::aggregation) {
+        aggregation_row(head_id, p, tok, q.data ? &q : nullptr, row_index, h,
+                        k.data ? k.at(row_index, h) : nullptr,
+                        v.data ? v.at(row_index, h) : nullptr);
+        continue;
+      }
+      if (r == head_role::chain) {
+        chain_row(tokens, p, row_index, h, q, k, v);
+        continue;
+      }
+      const float* u = &m_offset_dir[static_cast<std::size_t>(head_id) * 2];
+      const float* pos_dir =
+          &m_position_dir[static_cast<std::size_t>(head_id) * std::max(1, m_rot)];
+      const float* w = &m_vertical_dir[static_cast<std::size_t>(head_id) * m_content_dims];
+      float* kc = kv.data() + m_content_begin;
+
+      // Key.
+      std::fill(kv.begin(), kv.end(), 0.0f);
+      if (p == 0) {
+        kv[static_cast<std::size_t>(m_rot)] = -0.5f * u[0];
+        kv[static_cast<std::size_t>(m_rot + 1)] = -0.5f * u[1];
+      } else {
+        const float a =
+            static_cast<float>(c.offset_norm) * m_offset_scale[static_cast<std::size_t>(tok)];
+        kv[static_cast<std::size_t>(m_rot)] = a * u[0];
+        kv[static_cast<std::size_t>(m_rot + 1)] = a * u[1];
+        for (int i = 0; i < m_topic_dims; ++i)
+          kv[static_cast<std::size_t>(m_topic_begin + i)] =
+              static_cast<float>(c.topic_norm) * topic[static_cast<std::size_t>(i)];
+        if (r == head_role::retrieval) {
+          std::copy(ctx_prev.begin(), ctx_prev.begin() + m_content_dims, kc);
+        } else {
+          std::copy(row(m_noise_k, tok), row(m_noise_k, tok) + m_content_dims, kc);
+          normalize_v2(kc, m_content_dims);
+        }
+        if (r == head_role::vertical && delimiter)
+          for (int i = 0; i < m_content_dims; ++i) kc[i] += w[i];
+        for (int i = 0; i < m_rot; ++i)
+          kv[static_cast<std::size_t>(i)] = static_cast<float>(c.position_norm) * pos_dir[i];
+        rope(kv.data(), p);
+      }
+
+      // Value: zero for BOS in every head; sink heads add the shared junk direction, which
+      // spills into the readout when their sink is evicted.
+      if (p == 0) {
+        std::fill(vv.begin(), vv.end(), 0.0f);
+      } else if (r == head_role::retrieval) {
+        std::copy(row(m_readout, tok), row(m_readout, tok) + d, vv.begin());
+      } else if (r == head_role::vertical && delimiter) {
+        // Delimiters are the vertical heads' secondary sinks, and like BOS their values are
+        // small ("Massive Activations in Large Language Models": delimiter tokens carry the
+        // massive activations and near-zero values of sinks).
+        std::fill(vv.begin(), vv.end(), 0.0f);
+      } else {
+        const float* e = row(m_aux, tok);
+        std::copy(e, e + d, vv.begin());
+        if (r == head_role::sink) {
+          const float* j = row(m_readout, m_junk);
+          for (int i = 0; i < d; ++i)
+            vv[static_cast<std::size_t>(i)] += static_cast<float>(c.sink_value_norm) * j[i];
+        }
+      }
+
+      if (k.data) std::copy(kv.begin(), kv.end(), k.at(row_index, h));
+      if (v.data) std::copy(vv.begin(), vv.end(), v.at(row_index, h));
+      if (!q.data) continue;
+
+      // Queries, in logit units (q . k / sqrt(d) below gives these scores).
+      for (int g = 0; g < group; ++g) {
+        std::fill(qv.begin(), qv.end(), 0.0f);
+        float b = offset_score;
+        switch (r) {
+          case head_role::retrieval: {
+            const float t =
+                static_cast<float>(c.retrieval_temp) *
+                m_query_strength[static_cast<std::size_t>(layer * m_shape.q_heads + h * group + g)];
+            for (int i = 0; i < m_content_dims; ++i)
+              qv[static_cast<std::size_t>(m_content_begin + i)] =
+                  t * ctx_now[static_cast<std::size_t>(i)];
+            const auto tg = static_cast<float>(c.retrieval_temp * c.topic_weight);
+            if (p > 0)
+              for (int i = 0; i < m_topic_dims; ++i)
+                qv[static_cast<std::size_t>(m_topic_begin + i)] =
+                    tg * topic[static_cast<std::size_t>(i)];
+            break;
+          }
+          case head_role::sink:
+            b = sink_score;
+            break;
+          case head_role::local:
+            for (int i = 0; i < m_rot; ++i)
+              qv[static_cast<std::size_t>(i)] = static_cast<float>(c.local_temp) * pos_dir[i];
+            rope(qv.data(), p);
+            break;
+          case head_role::vertical:
+            for (int i = 0; i < m_content_dims; ++i)
+              qv[static_cast<std::size_t>(m_content_begin + i)] =
+                  static_cast<float>(c.vertical_temp) * w[i];
+            break;
+          case head_role::noise: {
+            b = 0;
+            const float* e = row(m_noise_q, tok);
+            std::copy(e, e + m_content_dims, qv.begin() + m_content_begin);
+            normalize_v2(qv.data() + m_content_begin, m_content_dims);
+            for (int i = 0; i < m_content_dims; ++i)
+              qv[static_cast<std::size_t>(m_content_begin + i)] *= static_cast<float>(c.noise_temp);
+            break;
+          }
+          case head_role::chain:
+          case head_role::aggregation:
+            break;
+        }
+        qv[static_cast<std::size_t>(m_rot)] -= b * u[0];
+        qv[static_cast<std::size_t>(m_rot + 1)] -= b * u[1];
+        float* out = q.at(row_index, h * group + g);
+        for (int i = 0; i < d; ++i) out[i] = sqrt_d * qv[static_cast<std::size_t>(i)];
+      }
+    }
+  }
+}
+
+}  // namespace attnbench

@@ -106,6 +106,10 @@ class kv_method {
   virtual void append(tensor_view k, tensor_view v) = 0;
   /// Decode queries q: [n, q_heads, head_dim] for the last n tokens already in the sequence
   /// (query i sees the sequence up to position len - n + i). out: [n, q_heads, head_dim].
+  /// A query at a prompt position whose query prefill was given is a re-read (the runner answers
+  /// the last prompt token this way in query-aware mode): it gets the same output as any query,
+  /// but a method that scores queries does not score it again, since prefill already did. Every
+  /// query updates a method's state once.
   virtual void attend(tensor_view q, tensor_view out) = 0;
   virtual cache_stats stats() const = 0;
   /// What the last query of the last attend call read, per KV head: the sequence positions of

@@ -116,7 +116,7 @@ void cache_method::prepare(const attention_problem& problem, const exec_context&
   m_weights.assign(threads, {});
   m_selections.assign(threads, {});
 
-  m_length = 0;
+  m_length = m_prompt_queries = 0;
   m_prefilled = false;
   m_keys_scored = m_kv_bytes_read = m_attend_calls = 0;
   m_read_prefix.assign(static_cast<std::size_t>(m_shape.kv_heads), 0);
@@ -183,6 +183,7 @@ void cache_method::prefill(tensor_view q, tensor_view k, tensor_view v, tensor_v
   for (int h = 0; h < m_shape.kv_heads; ++h)
     m_cache.append_rows(h, k, v, kept[static_cast<std::size_t>(h)]);
   m_length = tokens;
+  m_prompt_queries = q.data ? tokens : 0;
   m_prefilled = true;
 }
 
@@ -249,7 +250,9 @@ void cache_method::attend(tensor_view q, tensor_view out) {
         softmax_weights(q.at(i, h * group), static_cast<std::size_t>(d), group, d, rows, m_scale,
                         w);
         weighted_values(w, group, d, rows, out.at(i, h * group), static_cast<std::size_t>(d));
-        observe(i, h, w, visible);
+        // A prompt query re-read after prefill (the runner's first answer step in query-aware
+        // mode) was observed there: its output is the same, its weights must not count twice.
+        if (m_length - n + i >= m_prompt_queries) observe(i, h, w, visible);
       } else {
         online_softmax& sm = m_scratch[thread];
         sm.start(q.at(i, h * group), static_cast<std::size_t>(d), group, m_scale);

@@ -122,6 +122,8 @@ class cache_method : public kv_method {
   /// Softmax weights of decode query `query` (0-based within the attend call) of the query heads
   /// of KV head `head` over its first `rows` cached rows (the ones visible to the query):
   /// weights[g * rows + r]. Called concurrently for different heads, never for the same head.
+  /// Never called for a query prefill was given (a prompt position re-read, kv_method::attend):
+  /// prefill observed it, in select_prompt.
   virtual void observe(int query, int head, const float* weights, std::int64_t rows) {}
 
   /// Prompt outputs when query i sees the prompt rows `policy` keeps at step i (dense: all rows
@@ -161,6 +163,9 @@ class cache_method : public kv_method {
   std::uint64_t m_seed = 0;    // exec_context::seed, for seeded methods
   std::int64_t m_budget = -1;  // tokens per KV head, -1 unbounded (from plan)
   std::int64_t m_length = 0;   // tokens in the sequence so far (positions 0 .. m_length - 1)
+  /// Positions 0 .. m_prompt_queries - 1 had their queries given to prefill (0 when prefill got
+  /// none): attend answers them again but does not observe them.
+  std::int64_t m_prompt_queries = 0;
   /// Queries of the attend call in progress: observe's query i sits at position
   /// m_length - m_attend_queries + i, and i == m_attend_queries - 1 is the call's last query.
   int m_attend_queries = 0;

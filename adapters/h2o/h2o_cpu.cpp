@@ -1,8 +1,15 @@
-/// h2o on the CPU: accumulated attention per cached row, the prompt streamed through the same
-/// rule (adapters/common/decode_eviction_cpu.hpp), greedy eviction when tokens arrive.
+/// h2o on the CPU. Protocol h2o: accumulated attention per cached row, the prompt streamed through
+/// the same rule (adapters/common/decode_eviction_cpu.hpp), greedy eviction when tokens arrive.
+/// Protocol kvpress: the prompt's mean observed attention, through the shared prompt-compression
+/// method (adapters/common/prompt_scores.hpp).
+#include <memory>
+#include <vector>
+
 #include "adapters/common/cache_method_cpu.hpp"
 #include "adapters/common/decode_eviction_cpu.hpp"
+#include "adapters/common/prompt_scores.hpp"
 #include "adapters/h2o/h2o.hpp"
+#include "harness/error.hpp"
 
 namespace attnbench::cpu {
 namespace {
@@ -79,10 +86,47 @@ class h2o_method final : public decode_eviction_method {
   std::vector<std::vector<float>> m_scores;  // [kv_heads][rows]: accumulated attention per row
 };
 
+// Protocol kvpress: every prompt query streamed over the whole prompt (prompt_stream, nothing
+// evicted: the full causal attention kvpress reads from its eager prefill), each key's received
+// weights summed in float64, then kvpress_score. No forced tail: kvpress protects no window.
+prompt_scores kvpress_scores(const score_request& r) {
+  ATTNBENCH_CHECK(r.q.data && r.q.tokens == r.k.tokens, internal,
+                  "h2o:protocol=kvpress scores the prompt with its queries; prefill got q with "
+                      << r.q.tokens << " tokens for " << r.k.tokens << " keys");
+  const int kv_heads = r.k.heads, group = r.q.heads / r.k.heads;
+  const std::int64_t tokens = r.k.tokens;
+  prompt_scores out;
+  out.scores.assign(static_cast<std::size_t>(kv_heads), {});
+#pragma omp parallel for schedule(static) num_threads(r.threads) if (r.threads > 1)
+  for (int h = 0; h < kv_heads; ++h) {
+    std::vector<double> summed(static_cast<std::size_t>(tokens), 0.0);  // [tokens]
+    prompt_stream stream(r.q, r.k, h, r.scale);
+    stream.advance(tokens, [&summed](std::int64_t, const float* w, std::int64_t visible) {
+      for (std::int64_t j = 0; j < visible; ++j) summed[static_cast<std::size_t>(j)] += w[j];
+    });
+    auto& score = out.scores[static_cast<std::size_t>(h)];
+    score.resize(static_cast<std::size_t>(tokens));
+    for (std::int64_t j = 0; j < tokens; ++j)
+      score[static_cast<std::size_t>(j)] =
+          h2o::kvpress_score(summed[static_cast<std::size_t>(j)], j, tokens, group);
+  }
+  return out;
+}
+
+// The protocol picks the class: h2o's decode-time eviction, or kvpress's one-shot prompt
+// compression, which decodes as snapkv and knorm do (the cache grows, nothing is observed).
+std::unique_ptr<kv_method> make_h2o(const param_values& values) {
+  if (!h2o::kvpress_protocol(values)) return std::make_unique<h2o_method>(values);
+  prompt_scorer scorer;
+  scorer.score = kvpress_scores;
+  return std::make_unique<prompt_score_method>(std::move(scorer), values);
+}
+
 }  // namespace
 }  // namespace attnbench::cpu
 
-ATTNBENCH_REGISTER_METHOD(attnbench::cpu::cpu_method_info<attnbench::cpu::h2o_method>(
+ATTNBENCH_REGISTER_METHOD(attnbench::cpu::cpu_method_info(
     "h2o", "H2O: Heavy-Hitter Oracle for Efficient Generative Inference of Large Language Models",
-    "keep a recent window and the tokens with the largest attention accumulated over all queries",
-    attnbench::h2o::schema()));
+    "keep a recent window and the tokens with the largest attention accumulated over all queries "
+    "(protocol=kvpress: the prompt tokens with the largest mean attention, compressed once)",
+    attnbench::h2o::schema(), attnbench::cpu::make_h2o));

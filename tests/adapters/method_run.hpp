@@ -28,12 +28,22 @@ struct run_result {
   host_tensor prefill_out;
   host_tensor decode_out;
   std::vector<cache_stats> stats_after_step;
+  host_tensor reread_out;  // [1, q_heads, head_dim]: after_prefill::reread's output
+};
+
+/// What a run does between prefill and the first decode step.
+enum class after_prefill {
+  nothing,
+  /// The runner's query-aware protocol (suites/common/retrieval_run.cpp): the last prompt query
+  /// attends the compressed cache before anything is appended, a re-read of a query prefill saw.
+  /// Its output goes to run_result::reread_out.
+  reread,
 };
 
 /// A run with an explicit problem (layer, layers, calibration) and seed.
 inline run_result run_problem(const std::string& spec, qkv& t, const attention_problem& problem,
                               const std::vector<int>& steps, int threads = 2,
-                              std::uint64_t seed = 0) {
+                              std::uint64_t seed = 0, after_prefill then = after_prefill::nothing) {
   const model_shape& shape = problem.shape;
   const int context = static_cast<int>(problem.context_tokens);
   auto m = resolve_method(spec, "cpu").create();
@@ -43,10 +53,13 @@ inline run_result run_problem(const std::string& spec, qkv& t, const attention_p
   m->prepare(problem, ctx);
   run_result r{host_tensor(context, shape.q_heads, shape.head_dim),
                host_tensor(t.q.tokens() - context, shape.q_heads, shape.head_dim),
-               {}};
+               {},
+               host_tensor(1, shape.q_heads, shape.head_dim)};
   tensor_view out = r.prefill_out.view();
   m->prefill(t.q.view().rows(0, context), t.k.view().rows(0, context), t.v.view().rows(0, context),
              &out);
+  if (then == after_prefill::reread)
+    m->attend(t.q.view().rows(context - 1, 1), r.reread_out.view());
   r.stats_after_step.push_back(m->stats());
   int done = context;
   for (int step : steps) {
@@ -240,6 +253,31 @@ inline void check_same_at_thread_counts(const std::string& spec) {
   const model_shape shape{"test", 1, 8, 4, 32};
   auto t = random_qkv(shape, 300, 12);
   check_same_at_thread_counts(spec, t, make_problem(shape, 200, 300), std::vector<int>(50, 2));
+}
+
+/// Checks that the query-aware re-read of the last prompt query updates nothing (kv_method::attend:
+/// prefill observed that query): the decode steps after it give bitwise the outputs and resident
+/// tokens of the same run without it.
+inline void check_reread_changes_nothing(const std::string& spec, qkv& t,
+                                         const attention_problem& problem,
+                                         const std::vector<int>& steps) {
+  CAPTURE(spec);
+  auto plain = run_problem(spec, t, problem, steps);
+  auto reread = run_problem(spec, t, problem, steps, 2, 0, after_prefill::reread);
+  CHECK(same_floats(plain.decode_out, reread.decode_out));
+  REQUIRE(plain.stats_after_step.size() == reread.stats_after_step.size());
+  for (std::size_t s = 0; s < plain.stats_after_step.size(); ++s) {
+    CAPTURE(s);
+    CHECK(plain.stats_after_step[s].resident_tokens == reread.stats_after_step[s].resident_tokens);
+  }
+}
+
+/// check_reread_changes_nothing on the decode-eviction case of check_same_at_thread_counts:
+/// shape {8 q, 4 kv, head_dim 32}, 200 prompt tokens, 50 decode steps of two tokens (seed 12).
+inline void check_reread_changes_nothing(const std::string& spec) {
+  const model_shape shape{"test", 1, 8, 4, 32};
+  auto t = random_qkv(shape, 300, 12);
+  check_reread_changes_nothing(spec, t, make_problem(shape, 200, 300), std::vector<int>(50, 2));
 }
 
 /// Runs `spec` (a budget of `budget` tokens per KV head) over 200 prompt tokens and 50 decode

@@ -1,8 +1,10 @@
 // h2o: equal to dense when the budget covers the sequence, heavy hitters plus the recent window
-// kept on a hand-built case (prompt streamed in any chunk size, then decoding), the budget held
-// while decoding, budget / keep resolution with resident bytes, the same results at any thread
-// count, parameter validation. Hand-built cases also answer the last prompt query right after
-// prefill, as the runner does in query-aware mode.
+// kept on a hand-built case (prompt streamed in any chunk size, then decoding), the last prompt
+// query counted once when the runner re-reads it, kvpress's protocol (the prompt compressed once
+// by mean observed attention, then no eviction) on a hand-built case, the budget held while
+// decoding, budget / keep resolution with resident bytes, the same results at any thread count,
+// parameter validation. Hand-built cases also answer the last prompt query right after prefill,
+// as the runner does in query-aware mode.
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstdint>
@@ -39,6 +41,26 @@ test::qkv heavy_hitters(const model_shape& shape, int tokens, const std::vector<
   return t;
 }
 
+// Q/K/V whose queries and keys are zero on dimensions 0-3 (keys keep their noise elsewhere,
+// where every query is zero), values random: set_query and set_key then make every logit exact,
+// 3 or 0 (head_dim 16, scale 1/4).
+test::qkv exact_logits(const model_shape& shape, int tokens) {
+  auto t = test::random_qkv(shape, tokens, 21);
+  std::fill_n(t.q.data(), t.q.size(), 0.0f);
+  for (int p = 0; p < tokens; ++p)
+    for (int h = 0; h < shape.kv_heads; ++h)
+      for (int dim = 0; dim < 4; ++dim) t.k.view().at(p, h)[dim] = 0.0f;
+  return t;
+}
+
+// Dimension `dim` of every query head of `token` set to 2, or of every KV head's key to `value`.
+void set_query(test::qkv& t, int token, int dim) {
+  for (int h = 0; h < t.q.heads(); ++h) t.q.view().at(token, h)[dim] = 2.0f;
+}
+void set_key(test::qkv& t, int token, int dim, float value) {
+  for (int h = 0; h < t.k.heads(); ++h) t.k.view().at(token, h)[dim] = value;
+}
+
 std::vector<std::int64_t> join(std::vector<std::int64_t> a, std::int64_t first, std::int64_t last) {
   for (std::int64_t p = first; p <= last; ++p) a.push_back(p);
   return a;
@@ -49,8 +71,11 @@ std::vector<std::int64_t> join(std::vector<std::int64_t> a, std::int64_t first, 
 TEST_CASE("h2o equals dense when its budget covers the sequence", "[adapters][h2o]") {
   const auto heads = GENERATE(table<int, int>({{8, 2}, {4, 4}}));
   const int context = GENERATE(1, 50, 300);
-  const std::string spec = GENERATE(as<std::string>{}, "h2o:budget=400", "h2o:keep=1",
-                                    "h2o:budget=304,recent_ratio=0,chunk=7");
+  // protocol=kvpress never evicts while decoding: a budget covering the prompt is enough.
+  const std::string spec =
+      GENERATE(as<std::string>{}, "h2o:budget=400", "h2o:keep=1",
+               "h2o:budget=304,recent_ratio=0,chunk=7", "h2o:protocol=h2o,budget=400",
+               "h2o:protocol=kvpress,budget=300", "h2o:protocol=kvpress,keep=1");
   test::check_equals_dense(spec, test::dense_case_shape(heads), context,
                            test::decode_steps_within_budget(spec), test::dense_stats::reads);
 }
@@ -106,6 +131,81 @@ TEST_CASE("h2o keeps the heavy hitters and the recent window", "[adapters][h2o]"
   test::check_stats_at_budget(r, shape, 8);
 }
 
+TEST_CASE("h2o counts the last prompt query once when the runner re-reads it", "[adapters][h2o]") {
+  // The runner answers the last prompt query (7) from the compressed cache right after prefill,
+  // which already streamed it: its weights must enter the scores once. Every query but 2, 7 and 8
+  // scores token 0 3 above the rest; query 2 scores token 1 so, queries 7 and 8 token 6. Budget
+  // 4 = 2 recent + 2 heavy, one chunk. Group-mean scores after prefill: token 0 5.3, token 1 1.16,
+  // token 6 0.78 (0.74 from query 7), the others at most 0.25: the prompt keeps {0, 1, 6, 7}.
+  // When token 8 arrives, 6 leaves the recent window and loses to 1. Counted twice, query 7 would
+  // add 0.87 more to token 6 (1.65 > 1.16), and 1 would go instead.
+  const auto heads = GENERATE(table<int, int>({{2, 1}, {4, 2}}));
+  const model_shape shape{"test", 1, std::get<0>(heads), std::get<1>(heads), 16};
+  CAPTURE(shape.q_heads, shape.kv_heads);
+  auto t = exact_logits(shape, 10);
+  for (int p = 0; p < 10; ++p) set_query(t, p, p == 2 ? 1 : p == 7 || p == 8 ? 2 : 0);
+  set_key(t, 0, 0, 6.0f);
+  set_key(t, 1, 1, 6.0f);
+  set_key(t, 6, 2, 6.0f);
+  auto problem = make_problem(shape, 8, 10);
+  auto r = test::run_problem("h2o:budget=4", t, problem, {1, 1}, 2, 0, test::after_prefill::reread);
+  CHECK(check_row(t, shape, r.reread_out, 0, 7, {0, 1, 6, 7}) <= 1.0);
+  CHECK(check_row(t, shape, r.decode_out, 0, 8, {0, 1, 7, 8}) <= 1.0);
+  CHECK(check_row(t, shape, r.decode_out, 1, 9, {0, 1, 8, 9}) <= 1.0);
+  // What counting query 7 twice keeps is far off: query 8 attends token 6.
+  CHECK(check_row(t, shape, r.decode_out, 0, 8, {0, 6, 7, 8}) > 10.0);
+  test::check_reread_changes_nothing("h2o:budget=4", t, problem, {1, 1});
+}
+
+TEST_CASE("h2o's re-read of the last prompt query changes nothing on random data",
+          "[adapters][h2o]") {
+  test::check_reread_changes_nothing("h2o:budget=64,chunk=16");
+  test::check_reread_changes_nothing("h2o:budget=64,chunk=1");
+}
+
+TEST_CASE("h2o with protocol kvpress keeps the prompt tokens with the largest mean attention",
+          "[adapters][h2o]") {
+  // 12 prompt tokens, budget 3. Every query scores token 0 3 above the rest; queries 5 onwards
+  // token 5, queries 10 and 11 token 10; queries 2 onwards give token 2 a mild 1.5. Mean weight
+  // per query that sees the token (kvpress divides the sum by tokens - position): 0.57 (token 0),
+  // 0.37 (5), 0.28 (10), 0.11 (2), at most 0.03 for the others. So the prompt keeps {0, 5, 10}
+  // and drops its newest token 11 (no recent window). Summed instead of averaged, token 2 (1.08)
+  // would beat token 10 (0.56).
+  const auto heads = GENERATE(table<int, int>({{2, 1}, {4, 2}}));
+  const model_shape shape{"test", 1, std::get<0>(heads), std::get<1>(heads), 16};
+  CAPTURE(shape.q_heads, shape.kv_heads);
+  auto t = exact_logits(shape, 14);
+  for (int p = 0; p < 14; ++p) {
+    set_query(t, p, 0);
+    if (p >= 2) set_query(t, p, 3);
+    if (p >= 5) set_query(t, p, 1);
+    if (p == 10 || p == 11) set_query(t, p, 2);
+  }
+  set_key(t, 0, 0, 6.0f);
+  set_key(t, 5, 1, 6.0f);
+  set_key(t, 10, 2, 6.0f);
+  set_key(t, 2, 3, 3.0f);
+  const std::string spec = "h2o:protocol=kvpress,budget=3";
+  auto r = test::run_problem(spec, t, make_problem(shape, 12, 14), {1, 1}, 2, 0,
+                             test::after_prefill::reread);
+  CHECK(check_row(t, shape, r.reread_out, 0, 11, {0, 5, 10}) <= 1.0);
+  // Decoding appends without eviction or scoring: the cache grows past the budget.
+  CHECK(check_row(t, shape, r.decode_out, 0, 12, {0, 5, 10, 12}) <= 1.0);
+  CHECK(check_row(t, shape, r.decode_out, 1, 13, {0, 5, 10, 12, 13}) <= 1.0);
+  const auto kv = static_cast<std::size_t>(shape.kv_heads);
+  for (std::size_t s = 0; s < 3; ++s) {
+    CAPTURE(s);
+    const auto held = static_cast<std::int64_t>(3 + s);
+    CHECK(r.stats_after_step[s].resident_tokens == std::vector<std::int64_t>(kv, held));
+    CHECK(r.stats_after_step[s].budget_tokens == 3);
+  }
+  // The sets matter: summed scores ({0, 2, 5}) or a recent window ({0, 5, 11}) are far off.
+  CHECK(check_row(t, shape, r.reread_out, 0, 11, {0, 2, 5}) > 10.0);
+  CHECK(check_row(t, shape, r.reread_out, 0, 11, {0, 5, 11}) > 10.0);
+  // Prompt outputs are those before compression: exact causal attention.
+  CHECK(check_row(t, shape, r.prefill_out, 11, 11, test::prefix(11)) <= 1.0);
+}
+
 TEST_CASE("h2o with recent_ratio 1 is a sliding window", "[adapters][h2o]") {
   const model_shape shape{"test", 1, 4, 2, 16};
   auto t = heavy_hitters(shape, 23, {0, 3, 6, 12});
@@ -125,6 +225,7 @@ TEST_CASE("h2o holds its budget over a long decode", "[adapters][h2o]") {
 
 TEST_CASE("h2o gives the same results at any thread count", "[adapters][h2o]") {
   test::check_same_at_thread_counts("h2o:budget=64,chunk=16");
+  test::check_same_at_thread_counts("h2o:protocol=kvpress,budget=64");
 }
 
 TEST_CASE("h2o resolves budget and keep", "[adapters][h2o][params]") {
@@ -135,6 +236,9 @@ TEST_CASE("h2o resolves budget and keep", "[adapters][h2o][params]") {
       {"h2o:keep=0.25,budget=3", 100, 25, 25},
       {"h2o:keep=0.001", 100, 1, 1},
       {"h2o:budget=12", 8, 12, 8},
+      {"h2o:protocol=kvpress,budget=12", 100, 12, 12},
+      {"h2o:protocol=kvpress,keep=0.25", 100, 25, 25},
+      {"h2o:protocol=kvpress,budget=12", 8, 12, 8},
   }));
   test::check_budget_resolution(c, model_shape{"test", 1, 4, 2, 8}, {.decode_room = 1});
 }
@@ -147,8 +251,14 @@ TEST_CASE("h2o validates its parameters", "[adapters][h2o][params]") {
   check_bad_input("h2o:recent_ratio=-0.1", "parameter 'recent_ratio' = -0.1 is out of range");
   check_bad_input("h2o:chunk=0", "parameter 'chunk' = 0 is out of range");
   check_bad_input("h2o:chunk=x", "parameter 'chunk' expects an integer, got 'x'");
-  check_bad_input("h2o:recent=3",
-                  "unknown parameter 'recent' (known: budget, keep, recent_ratio, chunk)");
+  check_bad_input(
+      "h2o:recent=3",
+      "unknown parameter 'recent' (known: budget, keep, protocol, recent_ratio, chunk)");
+  check_bad_input("h2o:protocol=snapkv",
+                  "parameter 'protocol' = 'snapkv' is not one of: h2o, kvpress");
+  // protocol is unset unless given, so specs written before it keep their canonical form.
   CHECK(resolve_method("h2o:budget=2k", "cpu").canonical ==
         "h2o:budget=2048,chunk=64,recent_ratio=0.5");
+  CHECK(resolve_method("h2o:protocol=kvpress,budget=2k", "cpu").canonical ==
+        "h2o:budget=2048,chunk=64,protocol=kvpress,recent_ratio=0.5");
 }

@@ -1,7 +1,8 @@
 // lazy_eviction: equal to dense when the budget covers the sequence, a recurring token kept and
 // lagged evictions down to budget - window on a hand-built case (the same whether the prompt is
 // prefilled or decoded token by token), budget / keep resolution with resident bytes, the same
-// results at any thread count, parameter validation. Hand-built cases also answer the last prompt
+// results at any thread count, nothing changed by the runner's re-read of the last prompt query,
+// parameter validation. Hand-built cases also answer the last prompt
 // query right after prefill, as the runner does in query-aware mode.
 #include <algorithm>
 #include <catch2/catch.hpp>
@@ -106,6 +107,11 @@ TEST_CASE("lazy_eviction never exceeds its budget", "[adapters][lazy_eviction]")
 
 TEST_CASE("lazy_eviction gives the same results at any thread count", "[adapters][lazy_eviction]") {
   test::check_same_at_thread_counts("lazy_eviction:budget=64,window=8");
+}
+
+TEST_CASE("lazy_eviction's re-read of the last prompt query changes nothing",
+          "[adapters][lazy_eviction]") {
+  test::check_reread_changes_nothing("lazy_eviction:budget=64,window=8");
 }
 
 TEST_CASE("lazy_eviction resolves budget and keep", "[adapters][lazy_eviction][params]") {

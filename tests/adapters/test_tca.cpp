@@ -1,7 +1,8 @@
 // tca: equal to dense when the budget covers the sequence, the head budget rule, budgets from a
 // hand-built calibration, exact prompt keep sets (votes, pooling, the redundancy filter), exact
-// decode evictions, the blocked vote kernel against window_votes, stats, parameter checks, and
-// declining problems without calibration.
+// decode evictions, the blocked vote kernel against window_votes, stats, parameter checks,
+// declining problems without calibration, and nothing changed by the runner's re-read of the last
+// prompt query.
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
@@ -263,4 +264,14 @@ TEST_CASE("tca gives identical results at any thread count", "[adapters][tca]") 
   auto problem = make_problem(shape, 200, 206);
   problem.calibration = &calibration;
   test::check_same_at_thread_counts("tca:budget=40", t, problem, steps, 4);
+}
+
+TEST_CASE("tca's re-read of the last prompt query changes nothing", "[adapters][tca]") {
+  // Longer than the thread-count case so that decoding evicts for many steps.
+  const model_shape shape{"test", 1, 6, 3, 16};
+  const auto calibration = need_calibration(shape);
+  auto t = test::random_qkv(shape, 260, 9);
+  auto problem = make_problem(shape, 200, 260);
+  problem.calibration = &calibration;
+  test::check_reread_changes_nothing("tca:budget=40", t, problem, std::vector<int>(30, 2));
 }

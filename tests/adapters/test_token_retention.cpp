@@ -1,7 +1,8 @@
 // token_retention: equal to dense when the budget covers the sequence, tokens that their first
 // queries attend kept long and the others by age on a hand-built case (any prompt chunking, then
 // decoding), the budget held while decoding, budget / keep resolution with resident bytes, the same
-// results at any thread count, parameter validation. Hand-built cases also answer the last prompt
+// results at any thread count, nothing changed by the runner's re-read of the last prompt query,
+// parameter validation. Hand-built cases also answer the last prompt
 // query right after prefill, as the runner does in query-aware mode.
 #include <algorithm>
 #include <catch2/catch.hpp>
@@ -90,6 +91,11 @@ TEST_CASE("token_retention holds its budget over a long decode", "[adapters][tok
 TEST_CASE("token_retention gives the same results at any thread count",
           "[adapters][token_retention]") {
   test::check_same_at_thread_counts("token_retention:budget=64,probe=4,chunk=16");
+}
+
+TEST_CASE("token_retention's re-read of the last prompt query changes nothing",
+          "[adapters][token_retention]") {
+  test::check_reread_changes_nothing("token_retention:budget=64,probe=4,chunk=16");
 }
 
 TEST_CASE("token_retention resolves budget and keep", "[adapters][token_retention][params]") {

@@ -1,7 +1,8 @@
 // tova: equal to dense when the budget covers the sequence, the prompt cut to the last query's top
 // tokens and each decode step's least-attended tokens dropped on a hand-built case, the budget held
 // while decoding, budget / keep resolution with resident bytes, the same results at any thread
-// count, parameter validation. Hand-built cases also answer the last prompt query right after
+// count, nothing changed by the runner's re-read of the last prompt query, parameter validation.
+// Hand-built cases also answer the last prompt query right after
 // prefill, as the runner does in query-aware mode.
 #include <algorithm>
 #include <catch2/catch.hpp>
@@ -111,6 +112,10 @@ TEST_CASE("tova holds its budget over a long decode", "[adapters][tova]") {
 
 TEST_CASE("tova gives the same results at any thread count", "[adapters][tova]") {
   test::check_same_at_thread_counts("tova:budget=64");
+}
+
+TEST_CASE("tova's re-read of the last prompt query changes nothing", "[adapters][tova]") {
+  test::check_reread_changes_nothing("tova:budget=64");
 }
 
 TEST_CASE("tova resolves budget and keep", "[adapters][tova][params]") {

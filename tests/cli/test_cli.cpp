@@ -170,7 +170,7 @@ TEST_CASE("lengths and depths parse", "[cli]") {
   CHECK_THROWS_AS(parse_depths("0:1:5:cubic"), error);
 }
 
-TEST_CASE("--workload version=1 reproduces the landed tree's records bit for bit", "[cli]") {
+TEST_CASE("the run option workload version=1 reproduces the landed tree's records bit for bit", "[cli]") {
   // The fixture holds records of the quick preset (seed 0) written before workload version 2
   // existed; every metric must come back identical, needle mass and fidelity errors included.
   const fs::path fixture =
@@ -201,7 +201,7 @@ TEST_CASE("--workload version=1 reproduces the landed tree's records bit for bit
   CHECK(compared == 145);
 }
 
-TEST_CASE("--workload version resets the other workload fields whatever its position", "[cli]") {
+TEST_CASE("the run option workload version resets the other workload fields whatever its position", "[cli]") {
   const fs::path out = scratch() / "version_order";
   outcome o = run_cli(
       "run --suite niah --method dense --lengths 512 --depths 0.5 --samples 1 "

@@ -135,4 +135,81 @@ void exact_weights(const float* q, tensor_view k, int kv_head, std::int64_t keys
   for (auto& x : w) x /= z;
 }
 
+void qkv_source::probe_layer(int layer, const std::vector<std::int64_t>& q_rows, host_tensor& q,
+                             host_tensor& k, host_tensor* maybe_v) const {
+  const model_shape& s = shape();
+  host_tensor all_q, v;
+  this->layer(layer, all_q, k, v);
+  q = host_tensor(static_cast<int>(q_rows.size()), s.q_heads, s.head_dim);
+  const auto row = static_cast<std::size_t>(s.q_heads) * static_cast<std::size_t>(s.head_dim);
+  for (std::size_t i = 0; i < q_rows.size(); ++i) {
+    ATTNBENCH_ASSERT(q_rows[i] >= 0 && q_rows[i] < tokens());
+    std::copy_n(all_q.data() + static_cast<std::size_t>(q_rows[i]) * row, row, q.data() + i * row);
+  }
+  if (maybe_v) *maybe_v = std::move(v);
+}
+
+void model_qkv_source::probe_layer(int layer, const std::vector<std::int64_t>& q_rows,
+                                   host_tensor& q, host_tensor& k, host_tensor* maybe_v) const {
+  const model_shape& s = m_model.shape();
+  const auto n = static_cast<int>(m_tokens.size());
+  const tensor_view none{};
+  // Tensors of the right size are reused (cleared): a caller looping over layers then touches
+  // its pages once instead of faulting in fresh ones per layer.
+  auto size = [](host_tensor& t, int tokens, int heads, int head_dim) {
+    if (t.tokens() == tokens && t.heads() == heads && t.head_dim() == head_dim)
+      std::fill(t.data(), t.data() + t.size(), 0.0f);
+    else
+      t = host_tensor(tokens, heads, head_dim);
+  };
+  size(q, static_cast<int>(q_rows.size()), s.q_heads, s.head_dim);
+  size(k, n, s.kv_heads, s.head_dim);
+  if (maybe_v) size(*maybe_v, n, s.kv_heads, s.head_dim);
+  m_model.project(layer, m_tokens, 0, n, none, k.view(), maybe_v ? maybe_v->view() : none);
+  // Queries by runs of consecutive positions.
+  for (std::size_t i = 0; i < q_rows.size();) {
+    std::size_t j = i + 1;
+    while (j < q_rows.size() && q_rows[j] == q_rows[j - 1] + 1) ++j;
+    ATTNBENCH_ASSERT(q_rows[i] >= 0 && q_rows[j - 1] < n);
+    m_model.project(layer, m_tokens, q_rows[i], q_rows[j - 1] + 1,
+                    q.view().rows(static_cast<int>(i), static_cast<int>(j - i)), none, none);
+    i = j;
+  }
+}
+
+std::optional<rope_spec> model_qkv_source::rope() const {
+  const std::vector<float>& inv_freq = m_model.inv_freq();
+  return rope_spec{m_model.rotary_dims(), {inv_freq.begin(), inv_freq.end()}, {}, "workload"};
+}
+
+std::optional<rope_spec> trace_qkv_source::rope() const {
+  const nlohmann::json& meta = m_trace->meta;
+  const int d = m_trace->head_dim;
+  rope_spec r;
+  if (m_trace->positions.size() >= static_cast<std::size_t>(m_tokens))
+    r.positions.assign(m_trace->positions.begin(), m_trace->positions.begin() + m_tokens);
+  const auto inv = meta.find("inv_freq");
+  if (inv != meta.end() && inv->is_array() && !inv->empty() &&
+      2 * inv->size() <= static_cast<std::size_t>(d) &&
+      std::all_of(inv->begin(), inv->end(),
+                  [](const nlohmann::json& x) { return x.is_number(); })) {
+    for (const auto& x : *inv) r.inv_freq.push_back(x.get<double>());
+    r.rotary_dims = 2 * static_cast<int>(inv->size());
+    r.from = "sidecar inv_freq";
+    return r;
+  }
+  const auto base = meta.find("rope_base");
+  if (base == meta.end() || !base->is_number() || base->get<double>() <= 1) return std::nullopt;
+  r.rotary_dims = d;
+  const auto dims = meta.find("rotary_dims");
+  if (dims != meta.end() && dims->is_number_integer() && dims->get<int>() >= 2 &&
+      dims->get<int>() <= d && dims->get<int>() % 2 == 0)
+    r.rotary_dims = dims->get<int>();
+  for (int i = 0; i < r.rotary_dims / 2; ++i)
+    r.inv_freq.push_back(std::pow(base->get<double>(), -2.0 * i / r.rotary_dims));
+  r.from = "sidecar rope_base " + base->dump() + " over " + std::to_string(r.rotary_dims) +
+           " dims (no RoPE scaling)";
+  return r;
+}
+
 }  // namespace attnbench

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,17 @@
 
 namespace attnbench {
 
+/// The rotary embedding a source applied to its queries and keys (NeoX pairing, as the workload
+/// and Hugging Face Llama use): dims (i, i + rotary_dims / 2) of the token at RoPE position p are
+/// rotated by the angle p * inv_freq[i]; dims from rotary_dims on are not rotated. The `stats`
+/// suite undoes it to reach pre-RoPE keys.
+struct rope_spec {
+  int rotary_dims = 0;
+  std::vector<double> inv_freq;         // [rotary_dims / 2] radians per position
+  std::vector<std::int64_t> positions;  // [tokens] RoPE positions; empty: the token index
+  std::string from;                     // where the spec came from, for records
+};
+
 class qkv_source {
  public:
   virtual ~qkv_source() = default;
@@ -27,6 +39,15 @@ class qkv_source {
   /// Q/K/V of tokens [0, tokens()) of layer `layer`, post-RoPE. Sizes the tensors:
   /// q [tokens, q_heads, head_dim]; k, v [tokens, kv_heads, head_dim]. Thread-safe.
   virtual void layer(int layer, host_tensor& q, host_tensor& k, host_tensor& v) const = 0;
+  /// What a few probe queries need of layer `layer`: the queries of the positions `q_rows`
+  /// (q [q_rows.size(), q_heads, head_dim], in that order) and the keys, and the values when
+  /// maybe_v is given, of every token (k, v [tokens, kv_heads, head_dim]). The default slices
+  /// layer(); sources that can skip rows override it (and may reuse the tensors' storage when
+  /// their sizes already match). Thread-safe.
+  virtual void probe_layer(int layer, const std::vector<std::int64_t>& q_rows, host_tensor& q,
+                           host_tensor& k, host_tensor* maybe_v) const;
+  /// The RoPE applied to Q and K, when the source knows it.
+  virtual std::optional<rope_spec> rope() const { return std::nullopt; }
 };
 
 /// The retrieval model applied to `tokens`.
@@ -37,6 +58,9 @@ class model_qkv_source final : public qkv_source {
   const model_shape& shape() const override { return m_model.shape(); }
   std::int64_t tokens() const override { return static_cast<std::int64_t>(m_tokens.size()); }
   void layer(int layer, host_tensor& q, host_tensor& k, host_tensor& v) const override;
+  void probe_layer(int layer, const std::vector<std::int64_t>& q_rows, host_tensor& q,
+                   host_tensor& k, host_tensor* maybe_v) const override;
+  std::optional<rope_spec> rope() const override;
 
  private:
   const retrieval_model& m_model;
@@ -68,6 +92,9 @@ class trace_qkv_source final : public qkv_source {
   const model_shape& shape() const override { return m_shape; }
   std::int64_t tokens() const override { return m_tokens; }
   void layer(int layer, host_tensor& q, host_tensor& k, host_tensor& v) const override;
+  /// From the sidecar: "inv_freq" ([rotary_dims / 2] numbers) when given, else "rope_base"
+  /// over "rotary_dims" (default head_dim) dims; none without either. Positions: the trace's.
+  std::optional<rope_spec> rope() const override;
 
  private:
   std::shared_ptr<const qkv_trace> m_trace;

@@ -43,7 +43,8 @@ workload_config workload_config::for_version(int version) {
   c.retrieval_heads = 0.05;
   c.local_heads = 0.25;
   c.noise_heads = 0.125;
-  c.vertical_heads = 0.125;
+  c.vertical_heads = 0.0;
+  c.sink_value_norm = 0.3;
   return c;
 }
 

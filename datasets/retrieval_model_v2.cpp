@@ -24,6 +24,12 @@ namespace attnbench {
 
 namespace {
 
+// Weight of the previous token in a non-retrieval value, and of the one before relative to it
+// (T10: V keeps >= 0.7 d of its rank).
+constexpr float k_value_context = 0.7f;
+// Tokens a non-retrieval key's content code spans (weights 0.85^j, down to 0.02).
+constexpr std::int64_t k_content_span = 24;
+
 void normalize_v2(float* x, int d) {
   double s = 0;
   for (int i = 0; i < d; ++i) s += static_cast<double>(x[i]) * x[i];
@@ -79,12 +85,12 @@ void retrieval_model::build_v2(rng& gen) {
     unit_gaussian(m_topic.data() + static_cast<std::size_t>(t) * m_topic_dims, m_topic_dims, gen);
   // Per-token offset magnitude: keys whose offset is smaller have a smaller norm and, since
   // queries score the offset negatively, receive more attention (KNorm's anti-correlation).
-  m_offset_scale.resize(static_cast<std::size_t>(v));
-  for (auto& s : m_offset_scale)
-    s = static_cast<float>(std::max(0.5, 1.0 + m_config.offset_spread * gen.normal()));
   m_sentence_end.assign(static_cast<std::size_t>(v), 0);
   for (const char* p : {".", "?", "!"})
     if (vocab.find(p) >= 0) m_sentence_end[static_cast<std::size_t>(vocab.id(p))] = 1;
+  m_offset_scale.resize(static_cast<std::size_t>(v));
+  for (auto& s : m_offset_scale)
+    s = static_cast<float>(std::max(0.5, 1.0 + m_config.offset_spread * gen.normal()));
 
   // Per KV head: offset direction (2 channels), rotary position direction, vertical direction.
   m_offset_dir.resize(static_cast<std::size_t>(total) * 2);
@@ -92,9 +98,17 @@ void retrieval_model::build_v2(rng& gen) {
     unit_gaussian(&m_offset_dir[static_cast<std::size_t>(h) * 2], 2, gen);
   m_position_dir.assign(
       static_cast<std::size_t>(total) * static_cast<std::size_t>(std::max(1, m_rot)), 0.0f);
-  if (m_rot > 0)
-    for (int h = 0; h < total; ++h)
-      unit_gaussian(&m_position_dir[static_cast<std::size_t>(h) * m_rot], m_rot, gen);
+  // Local heads read position from the higher three quarters of the rotary frequencies, whose
+  // angles decorrelate within a local window; the lowest pairs barely turn over a window and
+  // would make a recency head attend far tokens as much as near ones (positional patterns live
+  // on high frequencies: "Round and Round We Go!").
+  const int half_pairs = m_rot / 2;
+  for (int h = 0; h < total && m_rot > 0; ++h) {
+    float* x = &m_position_dir[static_cast<std::size_t>(h) * m_rot];
+    unit_gaussian(x, m_rot, gen);
+    for (int i = (3 * half_pairs + 3) / 4; i < half_pairs; ++i) x[i] = x[i + half_pairs] = 0.0f;
+    normalize_v2(x, m_rot);
+  }
   m_vertical_dir.resize(static_cast<std::size_t>(total) * static_cast<std::size_t>(m_content_dims));
   for (int h = 0; h < total; ++h)
     unit_gaussian(&m_vertical_dir[static_cast<std::size_t>(h) * m_content_dims], m_content_dims,
@@ -150,10 +164,13 @@ void retrieval_model::build_v2(rng& gen) {
     if (m_roles[static_cast<std::size_t>(h)] == head_role::retrieval)
       for (int g = 0; g < group; ++g) retrieval_q.push_back(h * group + g);
   shuffle(retrieval_q, gen);
-  const std::size_t strong = std::max<std::size_t>(
-      retrieval_q.empty() ? 0 : 1,
-      static_cast<std::size_t>(
-          std::lround(m_config.strong_retrieval * m_shape.layers * m_shape.q_heads)));
+  // At least one whole query group is strong, so that the smallest shapes (a single retrieval
+  // KV head) still read the answer from more than one head.
+  const std::size_t strong = std::min(
+      retrieval_q.size(),
+      std::max<std::size_t>(static_cast<std::size_t>(group),
+                            static_cast<std::size_t>(std::lround(
+                                m_config.strong_retrieval * m_shape.layers * m_shape.q_heads))));
   for (std::size_t i = 0; i < retrieval_q.size(); ++i)
     m_query_strength[static_cast<std::size_t>(retrieval_q[i])] =
         i < strong
@@ -163,18 +180,20 @@ void retrieval_model::build_v2(rng& gen) {
 }
 
 void retrieval_model::topic_at(const std::vector<int>& tokens, std::int64_t p, float* out) const {
-  // The running topic of the sentence holding p: the salience-weighted sum of the topic rows
-  // of its tokens so far (causal), unit norm. A sentence ends after '.', '?' or '!'.
+  // The topic of the sentence holding p, so far (causal): the sum of the topic rows of its key
+  // words, unit norm, or zero. Key words are the vocabulary's entity-like nouns (the needle's
+  // and the distractors' keys); filler, template and function words, punctuation and value
+  // chunks carry no topic. So every token of a sentence shares its topic, a needle sentence
+  // and the question about it share their key's, and a page or block holding the needle
+  // carries its signal. A sentence ends after '.', '?' or '!'.
   std::fill(out, out + m_topic_dims, 0.0f);
-  std::int64_t start = p;
-  while (start > 1 &&
-         !m_sentence_end[static_cast<std::size_t>(tokens[static_cast<std::size_t>(start - 1)])])
-    --start;
-  for (std::int64_t j = std::max<std::int64_t>(1, start); j <= p; ++j) {
+  const auto& vocab = vocabulary::instance();
+  for (std::int64_t j = p; j >= 1; --j) {
     const int t = tokens[static_cast<std::size_t>(j)];
-    const float w = m_salience[static_cast<std::size_t>(t)];
+    if (j < p && m_sentence_end[static_cast<std::size_t>(t)]) break;
+    if (vocab.cls(t) != token_class::key) continue;
     const float* e = m_topic.data() + static_cast<std::size_t>(t) * m_topic_dims;
-    for (int i = 0; i < m_topic_dims; ++i) out[i] += w * e[i];
+    for (int i = 0; i < m_topic_dims; ++i) out[i] += e[i];
   }
   normalize_v2(out, m_topic_dims);
 }
@@ -195,7 +214,8 @@ void retrieval_model::project_v2(int layer, const std::vector<int>& tokens, std:
 
   std::vector<float> kv(static_cast<std::size_t>(d)), qv(static_cast<std::size_t>(d)),
       vv(static_cast<std::size_t>(d)), full(static_cast<std::size_t>(d)),
-      topic(static_cast<std::size_t>(m_topic_dims)), ctx_now(static_cast<std::size_t>(d)),
+      topic(static_cast<std::size_t>(m_topic_dims)),
+      topic_prev(static_cast<std::size_t>(m_topic_dims)), ctx_now(static_cast<std::size_t>(d)),
       ctx_prev(static_cast<std::size_t>(d));
   bool any_retrieval = false;
   for (int h = 0; h < m_shape.kv_heads; ++h)
@@ -227,7 +247,14 @@ void retrieval_model::project_v2(int layer, const std::vector<int>& tokens, std:
       ctx_prev.swap(ctx_now);
       retrieval_code(p, ctx_now.data());
     }
+    // Queries carry the topic up to their own token; keys, like the retrieval content code,
+    // the topic of what preceded them (BOS's key has none).
     if (p > 0) topic_at(tokens, p, topic.data());
+    if (p > 1) topic_at(tokens, p - 1, topic_prev.data());
+    if (p == 1) std::fill(topic_prev.begin(), topic_prev.end(), 0.0f);
+    float topic_length = 0;
+    for (float x : topic_prev) topic_length += x * x;
+    topic_length = std::sqrt(topic_length);
     const bool delimiter = vocabulary::instance().cls(tok) == token_class::punctuation;
     for (int h = 0; h < m_shape.kv_heads; ++h) {
       const int head_id = layer * m_shape.kv_heads + h;
@@ -254,17 +281,28 @@ void retrieval_model::project_v2(int layer, const std::vector<int>& tokens, std:
         kv[static_cast<std::size_t>(m_rot)] = -0.5f * u[0];
         kv[static_cast<std::size_t>(m_rot + 1)] = -0.5f * u[1];
       } else {
+        // A key carrying a topic gives up as much offset length: salient keys are the smaller
+        // ones (KNorm), and the topic never makes a key stand out by norm.
         const float a =
-            static_cast<float>(c.offset_norm) * m_offset_scale[static_cast<std::size_t>(tok)];
+            static_cast<float>(c.offset_norm) * m_offset_scale[static_cast<std::size_t>(tok)] -
+            static_cast<float>(c.topic_norm) * topic_length;
         kv[static_cast<std::size_t>(m_rot)] = a * u[0];
         kv[static_cast<std::size_t>(m_rot + 1)] = a * u[1];
         for (int i = 0; i < m_topic_dims; ++i)
           kv[static_cast<std::size_t>(m_topic_begin + i)] =
-              static_cast<float>(c.topic_norm) * topic[static_cast<std::size_t>(i)];
+              static_cast<float>(c.topic_norm) * topic_prev[static_cast<std::size_t>(i)];
         if (r == head_role::retrieval) {
           std::copy(ctx_prev.begin(), ctx_prev.begin() + m_content_dims, kc);
         } else {
-          std::copy(row(m_noise_k, tok), row(m_noise_k, tok) + m_content_dims, kc);
+          // Contextual content: the token's code plus its predecessors' at weights 0.85^j, so
+          // neighbouring keys share content and a query's best keys come in runs, as in real
+          // models (Quest's page bounds rely on it).
+          float w_j = 1.0f;
+          std::fill(kc, kc + m_content_dims, 0.0f);
+          for (std::int64_t j = p; j >= 1 && j > p - k_content_span; --j, w_j *= 0.85f) {
+            const float* e = row(m_noise_k, tokens[static_cast<std::size_t>(j)]);
+            for (int i = 0; i < m_content_dims; ++i) kc[i] += w_j * e[i];
+          }
           normalize_v2(kc, m_content_dims);
         }
         if (r == head_role::vertical && delimiter)
@@ -286,8 +324,16 @@ void retrieval_model::project_v2(int layer, const std::vector<int>& tokens, std:
         // massive activations and near-zero values of sinks).
         std::fill(vv.begin(), vv.end(), 0.0f);
       } else {
+        // Values mix in the two previous tokens, unit norm: real values are contextual, so repeated
+        // tokens do not repeat their values and V keeps most of its rank (KIVI, Loki).
         const float* e = row(m_aux, tok);
-        std::copy(e, e + d, vv.begin());
+        const float* before = row(m_noise_q, tokens[static_cast<std::size_t>(p - 1)]);
+        const float* before2 =
+            row(m_noise_k, tokens[static_cast<std::size_t>(std::max<std::int64_t>(0, p - 2))]);
+        for (int i = 0; i < d; ++i)
+          vv[static_cast<std::size_t>(i)] =
+              e[i] + k_value_context * (before[i] + k_value_context * before2[i]);
+        normalize_v2(vv.data(), d);
         if (r == head_role::sink) {
           const float* j = row(m_readout, m_junk);
           for (int i = 0; i < d; ++i)
@@ -311,7 +357,7 @@ void retrieval_model::project_v2(int layer, const std::vector<int>& tokens, std:
             for (int i = 0; i < m_content_dims; ++i)
               qv[static_cast<std::size_t>(m_content_begin + i)] =
                   t * ctx_now[static_cast<std::size_t>(i)];
-            const auto tg = static_cast<float>(c.retrieval_temp * c.topic_weight);
+            const auto tg = t * static_cast<float>(c.topic_weight);
             if (p > 0)
               for (int i = 0; i < m_topic_dims; ++i)
                 qv[static_cast<std::size_t>(m_topic_begin + i)] =
@@ -319,7 +365,12 @@ void retrieval_model::project_v2(int layer, const std::vector<int>& tokens, std:
             break;
           }
           case head_role::sink:
+            // Below BOS, a sink head ranks the other keys by recency, as a local head does
+            // (StreamingLLM's A-shaped heads: sink plus local window).
             b = sink_score;
+            for (int i = 0; i < m_rot; ++i)
+              qv[static_cast<std::size_t>(i)] = static_cast<float>(c.local_temp) * pos_dir[i];
+            rope(qv.data(), p);
             break;
           case head_role::local:
             for (int i = 0; i < m_rot; ++i)

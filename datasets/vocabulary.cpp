@@ -1,5 +1,6 @@
 #include "datasets/vocabulary.hpp"
 
+#include <algorithm>
 #include <cctype>
 #include <sstream>
 
@@ -124,10 +125,23 @@ std::vector<int> vocabulary::tokenize(std::string_view text) const {
 std::string vocabulary::detokenize(const std::vector<int>& ids) const {
   std::string out;
   token_class prev = token_class::special;
+  // A two-letter hex chunk that spells a word ("be", "ad") has the word's id: inside a run of
+  // chunks (a chunk or '-' on both sides) it is a chunk.
+  auto is_chunk = [&](std::size_t i) {
+    const token_class k = cls(ids[i]);
+    return k == token_class::number || k == token_class::hex || text(ids[i]) == "-";
+  };
+  auto hex_text = [](const std::string& s) {
+    return !s.empty() && s.size() <= 2 &&
+           std::all_of(s.begin(), s.end(), [](char x) { return is_digit(x) || is_hex_letter(x); });
+  };
   for (std::size_t i = 0; i < ids.size(); ++i) {
     int t = ids[i];
     token_class c = cls(t);
     const std::string& s = text(t);
+    if (c != token_class::number && c != token_class::hex && i > 0 && i + 1 < ids.size() &&
+        hex_text(s) && is_chunk(i - 1) && is_chunk(i + 1))
+      c = token_class::hex;
     bool chunk = c == token_class::number || c == token_class::hex;
     bool prev_chunk = prev == token_class::number || prev == token_class::hex;
     // Chunks continue a preceding chunk or '-' (UUID groups); punctuation sticks to the left.

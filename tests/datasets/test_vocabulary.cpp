@@ -22,6 +22,11 @@ TEST_CASE("uuids tokenize in hex chunks and detokenize back", "[vocabulary]") {
   auto ids = v.tokenize(uuid);
   CHECK(ids.size() > 10);
   CHECK(v.detokenize(ids) == uuid);
+  // Two-letter chunks that spell words ("be", "ad") share the word's id and stay glued inside
+  // a hex run; the same word between words keeps its spaces.
+  const std::string wordy = "50661d2f-8592-4009-8b74-3abe85ba2b5d";
+  CHECK(v.detokenize(v.tokenize(wordy)) == wordy);
+  CHECK(v.detokenize(v.tokenize("to be or")) == "to be or");
 }
 
 TEST_CASE("words are one token; unknown words are rejected", "[vocabulary]") {

@@ -33,18 +33,19 @@ const char* name_of(head_role r) {
 
 workload_config workload_config::for_version(int version) {
   workload_config c;
-  if (version == 1) return c;
-  if (version != 2)
+  if (version == 2) return c;
+  if (version != 1)
     ATTNBENCH_BAD_INPUT("workload: 'version' = " << version << " is not a workload version (1, 2)");
-  // Version 2 (retrieval_model_v2.cpp; the sources of these values are in the header).
-  c.version = 2;
-  c.rope_base = 500000.0;
-  c.rotary_fraction = 0.25;
-  c.retrieval_heads = 0.05;
+  // Version 1 (DESIGN §4, the construction before version 2): full rotary at Llama 2's base,
+  // a quarter retrieval heads, no vertical heads, unit junk values.
+  c.version = 1;
+  c.rope_base = 10000.0;
+  c.rotary_fraction = 1.0;
+  c.retrieval_heads = 0.25;
   c.local_heads = 0.25;
   c.noise_heads = 0.125;
   c.vertical_heads = 0.0;
-  c.sink_value_norm = 0.3;
+  c.sink_value_norm = 1.0;
   return c;
 }
 
@@ -604,7 +605,13 @@ std::vector<float> retrieval_model::logits(const std::vector<tensor_view>& layer
       // Aggregation heads are read out through their histogram below, not the residual.
       if (role(static_cast<int>(l), h / group) == head_role::aggregation) continue;
       const float* x = layer_outputs[l].at(0, h);
-      for (int i = 0; i < d; ++i) residual[static_cast<std::size_t>(i)] += x[i];
+      if (m_config.version >= 2) {
+        const float w = m_readout_weight[l * static_cast<std::size_t>(m_shape.q_heads) +
+                                         static_cast<std::size_t>(h)];
+        for (int i = 0; i < d; ++i) residual[static_cast<std::size_t>(i)] += w * x[i];
+      } else {
+        for (int i = 0; i < d; ++i) residual[static_cast<std::size_t>(i)] += x[i];
+      }
     }
   // Inhibition: Gram-Schmidt the inhibited readout rows and remove their span from the residual.
   std::vector<std::vector<double>> basis;

@@ -71,7 +71,7 @@ void retrieval_model::build_v2(rng& gen) {
   // A third of the free channels for the topic, the rest for the content code: the content
   // code separates exact matches from the haystack (its crosstalk falls as 1/sqrt(dims)), the
   // topic only separates sentences.
-  m_topic_dims = free / 3;
+  m_topic_dims = free / 4;
   m_content_dims = free - m_topic_dims;
   m_topic_begin = m_rot + 2;
   m_content_begin = m_topic_begin + m_topic_dims;
@@ -83,12 +83,14 @@ void retrieval_model::build_v2(rng& gen) {
   m_topic.resize(static_cast<std::size_t>(v) * static_cast<std::size_t>(m_topic_dims));
   for (int t = 0; t < v; ++t)
     unit_gaussian(m_topic.data() + static_cast<std::size_t>(t) * m_topic_dims, m_topic_dims, gen);
-  // Per-token offset magnitude: keys whose offset is smaller have a smaller norm and, since
-  // queries score the offset negatively, receive more attention (KNorm's anti-correlation).
   m_sentence_end.assign(static_cast<std::size_t>(v), 0);
   for (const char* p : {".", "?", "!"})
     if (vocab.find(p) >= 0) m_sentence_end[static_cast<std::size_t>(vocab.id(p))] = 1;
-  m_offset_scale.resize(static_cast<std::size_t>(v));
+  // Offset magnitude per KV head and token: keys whose offset is smaller have a smaller norm
+  // and, since queries score the offset negatively, receive more attention (KNorm's
+  // anti-correlation). Independent across heads, so the partial retrieval heads' preferences
+  // among near-ties do not add up in the readout.
+  m_offset_scale.resize(static_cast<std::size_t>(total) * static_cast<std::size_t>(v));
   for (auto& s : m_offset_scale)
     s = static_cast<float>(std::max(0.5, 1.0 + m_config.offset_spread * gen.normal()));
 
@@ -177,6 +179,29 @@ void retrieval_model::build_v2(rng& gen) {
             ? 1.0f
             : static_cast<float>(m_config.partial_min +
                                  (m_config.partial_max - m_config.partial_min) * gen.uniform());
+
+  // Readout weights. Retrieval and chain heads write the answer at weight 1. The other heads'
+  // outputs reach the readout as crosstalk: summed at weight 1 over a real model's ~1000 heads,
+  // their incoherent noise (~sqrt(heads) / sqrt(d) per logit) would bury the few retrieval
+  // heads, which no real model shows. So the other heads share the crosstalk budget of 16 heads
+  // (the small preset's), sqrt(16 / their count) each (never above 1); what they write
+  // coherently, such as the sink heads' junk value once BOS is evicted, still grows with their
+  // number.
+  std::size_t others = 0;
+  for (int h = 0; h < total; ++h) {
+    const head_role r = m_roles[static_cast<std::size_t>(h)];
+    if (r != head_role::retrieval && r != head_role::chain && r != head_role::aggregation)
+      others += static_cast<std::size_t>(group);
+  }
+  const float other_weight =
+      others > 16 ? static_cast<float>(std::sqrt(16.0 / static_cast<double>(others))) : 1.0f;
+  m_readout_weight.assign(static_cast<std::size_t>(m_shape.layers * m_shape.q_heads), 1.0f);
+  for (int h = 0; h < total; ++h) {
+    const head_role r = m_roles[static_cast<std::size_t>(h)];
+    if (r == head_role::retrieval || r == head_role::chain) continue;
+    for (int g = 0; g < group; ++g)
+      m_readout_weight[static_cast<std::size_t>(h * group + g)] = other_weight;
+  }
 }
 
 void retrieval_model::topic_at(const std::vector<int>& tokens, std::int64_t p, float* out) const {
@@ -207,6 +232,7 @@ void retrieval_model::project_v2(int layer, const std::vector<int>& tokens, std:
   const auto sqrt_d = static_cast<float>(std::sqrt(static_cast<double>(d)));
   const auto& c = m_config;
   const bool dense_layer = layer < m_dense_layers;
+  const auto vocab_size = static_cast<std::size_t>(vocabulary::instance().size());
   // Sink heads: BOS beats every other key by sink_logit (the version-1 margin, about
   // ln(context) + 8), all of it from the offset: b (a + 0.5) = sink_logit.
   const auto sink_score = static_cast<float>(c.sink_logit / (c.offset_norm + 0.5));
@@ -283,9 +309,10 @@ void retrieval_model::project_v2(int layer, const std::vector<int>& tokens, std:
       } else {
         // A key carrying a topic gives up as much offset length: salient keys are the smaller
         // ones (KNorm), and the topic never makes a key stand out by norm.
-        const float a =
-            static_cast<float>(c.offset_norm) * m_offset_scale[static_cast<std::size_t>(tok)] -
-            static_cast<float>(c.topic_norm) * topic_length;
+        const float a = static_cast<float>(c.offset_norm) *
+                            m_offset_scale[static_cast<std::size_t>(head_id) * vocab_size +
+                                           static_cast<std::size_t>(tok)] -
+                        static_cast<float>(c.topic_norm) * topic_length;
         kv[static_cast<std::size_t>(m_rot)] = a * u[0];
         kv[static_cast<std::size_t>(m_rot + 1)] = a * u[1];
         for (int i = 0; i < m_topic_dims; ++i)

@@ -56,6 +56,19 @@ workload_config task_workload(const ruler_task_config& t, workload_config w) {
         w.retrieval_heads = std::min(1.0, 2 * w.retrieval_heads);
         w.local_heads = w.noise_heads = w.vertical_heads = 0;
       }
+      // Workload version 2 has 5% retrieval heads, most of them partial (T9); an answer
+      // listing several values or keys reads each from the retrieval heads' sum, a quarter of
+      // it or less, so these tasks' models take version 1's list capacity: half the heads
+      // retrieval, all strong, no local, vertical or noise heads.
+      if (w.version >= 2 && (t.num_needle_v > 1 || t.num_needle_q > 1)) {
+        w.retrieval_heads = std::max(w.retrieval_heads, 0.5);
+        w.strong_retrieval = 1;
+        w.local_heads = w.noise_heads = w.vertical_heads = 0;
+        // A question about several keys has their mixed topic: each needle sentence matches it
+        // at cosine 1/sqrt(keys), the question itself at 1, so the question's own near-miss
+        // keys would outscore the later needles. This task's model reads no topic.
+        if (t.num_needle_q > 1) w.topic_weight = 0;
+      }
       break;
     case ruler_kind::variable_tracking:
       w.chain_heads = w.retrieval_heads > 0 ? w.retrieval_heads : 0.25;

@@ -170,7 +170,8 @@ TEST_CASE("lengths and depths parse", "[cli]") {
   CHECK_THROWS_AS(parse_depths("0:1:5:cubic"), error);
 }
 
-TEST_CASE("the run option workload version=1 reproduces the landed tree's records bit for bit", "[cli]") {
+TEST_CASE("the run option workload version=1 reproduces the landed tree's records bit for bit",
+          "[cli]") {
   // The fixture holds records of the quick preset (seed 0) written before workload version 2
   // existed; every metric must come back identical, needle mass and fidelity errors included.
   const fs::path fixture =
@@ -201,18 +202,20 @@ TEST_CASE("the run option workload version=1 reproduces the landed tree's record
   CHECK(compared == 145);
 }
 
-TEST_CASE("the run option workload version resets the other workload fields whatever its position", "[cli]") {
+TEST_CASE("the run option workload version resets the other workload fields whatever its position",
+          "[cli]") {
   const fs::path out = scratch() / "version_order";
   outcome o = run_cli(
       "run --suite niah --method dense --lengths 512 --depths 0.5 --samples 1 "
-      "--workload retrieval_temp=14 --workload version=2 --out " +
+      "--workload retrieval_temp=14 --workload version=1 --out " +
       out.string());
   REQUIRE(o.code == 0);
   const nlohmann::json w =
       nlohmann::json::parse(slurp(out / "report.json")).at("meta").at("workload");
-  CHECK(w.at("version") == 2);
+  CHECK(w.at("version") == 1);
   CHECK(w.at("retrieval_temp") == 14);
-  CHECK(w.at("rotary_fraction") == 0.25);
+  CHECK(w.at("rotary_fraction") == 1.0);
   CHECK(run_cli("run --workload version=3").code == 2);
-  CHECK(run_cli("run --workload offset_norm=3").code == 2);  // a version-2 field under v1
+  // A version-2 field under version 1.
+  CHECK(run_cli("run --workload version=1 --workload offset_norm=3").code == 2);
 }

@@ -1,6 +1,8 @@
 // datasets/calibration: the passkey prompt, its answer queries and per-layer Q/K/V (built once,
 // shared across threads), and that the calibrated methods read the retrieval model's head roles
 // from it: duo picks exactly the retrieval heads, tca gives the diffuse heads the budget.
+// On workload version 1, whose small shape has two retrieval KV heads and no partial ones, so the
+// head counts below are exact.
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstdint>
@@ -53,7 +55,7 @@ std::vector<std::vector<std::int64_t>> resident_per_layer(const std::string& spe
 TEST_CASE("passkey calibration holds a passkey prompt and its teacher-forced answer",
           "[calibration]") {
   const model_shape shape = shape_preset("small");
-  const retrieval_model model(shape, workload_config{});
+  const retrieval_model model(shape, workload_config::for_version(1));
   const passkey_calibration calibration(model);
   CHECK(calibration.layers() == shape.layers);
 
@@ -105,7 +107,7 @@ TEST_CASE("passkey calibration holds a passkey prompt and its teacher-forced ans
 
 TEST_CASE("passkey calibration builds each layer once across threads", "[calibration]") {
   const model_shape shape = shape_preset("small");
-  const retrieval_model model(shape, workload_config{});
+  const retrieval_model model(shape, workload_config::for_version(1));
   const passkey_calibration calibration(model, 1024);
   std::vector<const calibration_layer*> seen(8, nullptr);
   std::vector<std::thread> threads;
@@ -121,7 +123,7 @@ TEST_CASE("the calibration's answer queries retrieve the passkey in the retrieva
   // What calibration protects: at answer query answer_begin + j, every retrieval head's
   // strongest key is value token j of the needle.
   const model_shape shape = shape_preset("small");
-  const retrieval_model model(shape, workload_config{});
+  const retrieval_model model(shape, workload_config::for_version(1));
   const passkey_calibration calibration(model);
   const niah_sample s = make_niah(passkey_calibration::default_tokens, 0.5, haystack_kind::essay,
                                   value_kind::number, passkey_calibration::default_seed);
@@ -159,7 +161,7 @@ TEST_CASE("the calibration's answer queries retrieve the passkey in the retrieva
 TEST_CASE("duo calibrated on the passkey prompt picks the retrieval model's retrieval heads",
           "[calibration][duo]") {
   const model_shape shape = shape_preset("small");
-  const retrieval_model model(shape, workload_config{});
+  const retrieval_model model(shape, workload_config::for_version(1));
   const passkey_calibration calibration(model);
   const std::int64_t full = 4096;
   // 0.25 of 8 KV heads: exactly the 2 retrieval heads; 0.5: they are among the 4 full heads.
@@ -186,7 +188,7 @@ TEST_CASE("tca calibrated on the passkey prompt gives the diffuse heads the budg
   // they get about the floor (ceil(0.2 * 256) = 52); local and noise heads spread it and share
   // the rest of each layer's 4 * 256 tokens.
   const model_shape shape = shape_preset("small");
-  const retrieval_model model(shape, workload_config{});
+  const retrieval_model model(shape, workload_config::for_version(1));
   const passkey_calibration calibration(model);
   const auto resident = resident_per_layer("tca:budget=256", model, calibration);
   std::int64_t concentrated_max = 0, diffuse_min = 4096;

@@ -61,7 +61,7 @@ model_shape tiny_shape() {
 
 qkv_trace make_tiny_trace() {
   const model_shape shape = tiny_shape();
-  const retrieval_model model(shape, workload_config{});
+  const retrieval_model model(shape, workload_config::for_version(1));
   const niah_sample s =
       make_niah(tiny_tokens, 0.5, haystack_kind::essay, value_kind::number, tiny_seed);
   std::vector<int> tokens = s.context;
@@ -101,7 +101,7 @@ qkv_trace make_tiny_trace() {
              "attnbench retrieval model (default workload, shape 2 layers, 4/2 heads, head_dim "
              "32) on make_niah(96, depth 0.5, essay, number, seed 5); written at F16 by "
              "tests/datasets/test_trace_io \"[.generate]\""},
-            {"rope_base", workload_config{}.rope_base},
+            {"rope_base", workload_config::for_version(1).rope_base},
             {"evidence", {{s.needle_begin, needle_end}}},
             {"question_begin", static_cast<std::int64_t>(s.context.size())},
             {"value_begin", s.value_begin},

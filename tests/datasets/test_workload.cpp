@@ -57,10 +57,10 @@ TEST_CASE("the same seed gives identical tokens and Q/K/V bytes", "[workload]") 
   }
 }
 
-TEST_CASE("retrieval heads score an exact context match at the retrieval temperature",
+TEST_CASE("workload v1: retrieval heads score an exact context match at the retrieval temperature",
           "[workload]") {
   model_shape shape = shape_preset("small");
-  workload_config cfg;
+  const workload_config cfg = workload_config::for_version(1);
   retrieval_model model(shape, cfg);
   int layer = -1, head = -1;
   for (int l = 0; l < shape.layers && head < 0; ++l)
@@ -219,14 +219,17 @@ TEST_CASE("workload v2: a strong retrieval head's exact context match beats ever
 
 TEST_CASE("workload versions: defaults, and version-2 fields only under version 2", "[workload]") {
   workload_config c;
+  CHECK(c.version == 2);
+  CHECK(c.to_json().at("offset_norm") == 3.0);
+  apply_workload_overrides(c, {{"retrieval_temp", "14"}, {"version", "1"}});
   CHECK(c.version == 1);
+  CHECK(c.retrieval_temp == 14);
+  CHECK(c.rotary_fraction == 1.0);
   CHECK(c.to_json().at("version") == 1);
   CHECK_FALSE(c.to_json().contains("offset_norm"));
   CHECK_THROWS_WITH(c.set("offset_norm", "3"), Catch::Contains("offset_norm"));
-  apply_workload_overrides(c, {{"retrieval_temp", "14"}, {"version", "2"}});
-  CHECK(c.version == 2);
-  CHECK(c.retrieval_temp == 14);
-  CHECK(c.to_json().at("offset_norm") == 3.0);
+  apply_workload_overrides(c, {{"version", "2"}});
+  CHECK(c.retrieval_temp == 13);
   CHECK_THROWS_WITH(c.set("version", "3"), Catch::Contains("3"));
   CHECK_THROWS_WITH(c.set("partial_min", "0.9"), Catch::Contains("partial_max"));
 }

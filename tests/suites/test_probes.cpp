@@ -41,18 +41,21 @@ TEST_CASE("probes: sink heads put their mass on position 0", "[probes]") {
     const double sink = h.at("sink_score");
     const double entropy = h.at("entropy");
     if (role == "sink") {
-      // BOS logit 20 against ~1000 keys at logit ~0: mass 1 - 1000 e^-20.
-      CHECK(sink > 0.99);
-      CHECK(entropy < 0.05);
+      // Workload v2: BOS beats the newest keys by sink_logit - local_temp (12 logits) and the
+      // rest by about sink_logit (20): mass above 0.95 (version 1: 1 - 1000 e^-20).
+      CHECK(sink > 0.95);
+      CHECK(entropy < 0.25);
       ++sink_heads;
     } else if (role == "retrieval") {
-      CHECK(sink < 0.05);
+      // Retrieval heads give BOS what their matches leave (workload v2: BOS scores 0.5 b
+      // against the keys' -3 b), far below a sink head's share.
+      CHECK(sink < 0.5);
       ++retrieval_heads;
     }
   }
   CHECK(sink_heads > 0);
   CHECK(retrieval_heads > 0);
-  CHECK(dense.metrics.at("sink_score_max") > 0.99);
+  CHECK(dense.metrics.at("sink_score_max") > 0.95);
   CHECK(dense.metrics.at("entropy_ratio") > 0.0);
   CHECK(dense.metrics.at("entropy_ratio") < 1.0);
   // The probes describe the workload: identical for every method.
@@ -72,6 +75,8 @@ TEST_CASE("probes: sink heads put their mass on position 0", "[probes]") {
 TEST_CASE("probes: RoPE locality falls toward 0.5 with length", "[probes][rope]") {
   std::ostringstream progress;
   run_config cfg = probes_config({"dense"}, "rope");
+  // The probe rotates the workload's rotary dims: version 1's full rotary at head_dim 64.
+  cfg.workload = workload_config::for_version(1);
   cfg.options.lengths = {128, 65536};
   cfg.options.params["probes.rope_bases"] = "10000,500000";
   cfg.options.params["probes.queries"] = "1";

@@ -115,11 +115,12 @@ struct workload_config {
   double position_norm = 1.0;
   double vertical_temp = 8.0;
   // Retrieval query heads: the share of all query heads that are strong (score > 0.5 in
-  // 0.3-1% of heads, Retrieval Head paper); the others match with a strength drawn in
-  // [partial_min, partial_max] x retrieval_temp.
+  // 0.3-1% of heads, Retrieval Head paper); each other one retrieves a given query token with a
+  // probability drawn in [partial_min, partial_max] (score > 0.1 in 2-7% of heads, same
+  // source), and otherwise matches at a tenth of retrieval_temp, so its sink wins.
   double strong_retrieval = 0.006;
-  double partial_min = 0.12;
-  double partial_max = 0.27;
+  double partial_min = 0.1;
+  double partial_max = 0.3;
 
   /// The defaults of workload version 1 or 2; throws bad_input on another version.
   static workload_config for_version(int version);
@@ -191,6 +192,9 @@ class retrieval_model {
   void setup_aggregation();
   // Version 2's tables and roles, drawn from `gen` after the tables both versions share.
   void build_v2(rng& gen);
+  // Version 2: the match strength of retrieval query head q_head_id (layer * q_heads + head)
+  // for a query at `token`: 1, or 0.1 when a partial head's coin says no.
+  float retrieval_strength(int q_head_id, int token) const;
   // Version 2: unit topic of the sentence holding p, so far (its key words): [topic dims].
   void topic_at(const std::vector<int>& tokens, std::int64_t p, float* out) const;
   // A chain head's row at position p (both versions).

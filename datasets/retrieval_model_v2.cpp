@@ -156,9 +156,11 @@ void retrieval_model::build_v2(rng& gen) {
   take(dense, dense.size(), head_role::noise);
 
   // Retrieval query heads: a few strong ones (retrieval score > 0.5 in 0.3-1% of all heads,
-  // Retrieval Head paper), the rest partial: their exact-match logit is scaled by a strength
-  // drawn uniformly in [partial_min, partial_max], so the needle wins their top-1 only on some
-  // steps (scores between 0.1 and 0.5 in 2-7% of heads, same source).
+  // Retrieval Head paper), the rest partial: each retrieves a query token with a probability
+  // drawn uniformly in [partial_min, partial_max] (a seeded coin per head and token, see
+  // retrieval_strength), so the needle wins its top-1 on that share of the steps (scores
+  // between 0.1 and 0.5 in 2-7% of heads, same source). m_query_strength holds 1 for strong
+  // heads, the probability for partial ones, 0 for the rest.
   const int group = m_shape.group_size();
   m_query_strength.assign(static_cast<std::size_t>(m_shape.layers * m_shape.q_heads), 0.0f);
   std::vector<int> retrieval_q;
@@ -202,6 +204,17 @@ void retrieval_model::build_v2(rng& gen) {
     for (int g = 0; g < group; ++g)
       m_readout_weight[static_cast<std::size_t>(h * group + g)] = other_weight;
   }
+}
+
+float retrieval_model::retrieval_strength(int q_head_id, int token) const {
+  const float chance = m_query_strength[static_cast<std::size_t>(q_head_id)];
+  if (chance >= 1.0f) return 1.0f;
+  // A partial head retrieves for this query token or not, on a seeded coin: a tenth of the
+  // temperature leaves its sink (BOS) the winner.
+  rng coin(hash_seed(
+      m_config.embed_seed ^ 0x9e3779b97f4a7c15ull,
+      static_cast<std::uint64_t>(q_head_id) * 1000003ull + static_cast<std::uint64_t>(token)));
+  return coin.uniform() < chance ? 1.0f : 0.1f;
 }
 
 void retrieval_model::topic_at(const std::vector<int>& tokens, std::int64_t p, float* out) const {
@@ -378,9 +391,8 @@ void retrieval_model::project_v2(int layer, const std::vector<int>& tokens, std:
         float b = offset_score;
         switch (r) {
           case head_role::retrieval: {
-            const float t =
-                static_cast<float>(c.retrieval_temp) *
-                m_query_strength[static_cast<std::size_t>(layer * m_shape.q_heads + h * group + g)];
+            const float t = static_cast<float>(c.retrieval_temp) *
+                            retrieval_strength(layer * m_shape.q_heads + h * group + g, tok);
             for (int i = 0; i < m_content_dims; ++i)
               qv[static_cast<std::size_t>(m_content_begin + i)] =
                   t * ctx_now[static_cast<std::size_t>(i)];

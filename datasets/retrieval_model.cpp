@@ -387,7 +387,6 @@ void retrieval_model::project_v1(int layer, const std::vector<int>& tokens, std:
   const int d = m_shape.head_dim;
   const int group = m_shape.group_size();
   const auto sqrt_d = static_cast<float>(std::sqrt(static_cast<double>(d)));
-  const int half = static_cast<int>(m_inv_freq.size());
   std::vector<float> qv(static_cast<std::size_t>(d)), kv(static_cast<std::size_t>(d)),
       vv(static_cast<std::size_t>(d));
   // Retrieval contexts ending at p (the query) and at p - 1 (the key), shared by every
@@ -397,17 +396,6 @@ void retrieval_model::project_v1(int layer, const std::vector<int>& tokens, std:
   for (int h = 0; h < m_shape.kv_heads; ++h)
     any_retrieval |= role(layer, h) == head_role::retrieval;
   if (any_retrieval && begin > 0) context_vector(tokens, begin - 1, ctx_now.data());
-
-  // Rotates x in place by position pos (RoPE on the rotary dims).
-  auto rope = [&](float* x, std::int64_t pos) {
-    for (int i = 0; i < half; ++i) {
-      double angle = static_cast<double>(pos) * m_inv_freq[static_cast<std::size_t>(i)];
-      auto c = static_cast<float>(std::cos(angle)), s = static_cast<float>(std::sin(angle));
-      float a = x[i], b = x[i + half];
-      x[i] = a * c - b * s;
-      x[i + half] = a * s + b * c;
-    }
-  };
 
   for (std::int64_t p = begin; p < end; ++p) {
     const int tok = tokens[static_cast<std::size_t>(p)];
@@ -468,8 +456,8 @@ void retrieval_model::project_v1(int layer, const std::vector<int>& tokens, std:
           std::copy(dir, dir + d, qv.begin());
           std::copy(dir, dir + d, kv.begin());
           q_scale = static_cast<float>(m_config.local_temp) * sqrt_d;
-          rope(qv.data(), p);
-          rope(kv.data(), p);
+          apply_rope(qv.data(), p);
+          apply_rope(kv.data(), p);
           std::copy(row(m_aux, tok), row(m_aux, tok) + d, vv.begin());
           break;
         }
@@ -513,6 +501,17 @@ void retrieval_model::project_v1(int layer, const std::vector<int>& tokens, std:
         }
       }
     }
+  }
+}
+
+void retrieval_model::apply_rope(float* x, std::int64_t pos) const {
+  const int half = static_cast<int>(m_inv_freq.size());
+  for (int i = 0; i < half; ++i) {
+    double angle = static_cast<double>(pos) * m_inv_freq[static_cast<std::size_t>(i)];
+    auto c = static_cast<float>(std::cos(angle)), s = static_cast<float>(std::sin(angle));
+    float a = x[i], b = x[i + half];
+    x[i] = a * c - b * s;
+    x[i + half] = a * s + b * c;
   }
 }
 

@@ -197,6 +197,8 @@ class retrieval_model {
   float retrieval_strength(int q_head_id, int token) const;
   // Version 2: unit topic of the sentence holding p, so far (its key words): [topic dims].
   void topic_at(const std::vector<int>& tokens, std::int64_t p, float* out) const;
+  // Rotates x ([head_dim]) in place by position pos: RoPE on the rotary dims, NeoX pairing.
+  void apply_rope(float* x, std::int64_t pos) const;
   // A chain head's row at position p (both versions).
   void chain_row(const std::vector<int>& tokens, std::int64_t p, int row_index, int kv_head,
                  tensor_view q, tensor_view k, tensor_view v) const;

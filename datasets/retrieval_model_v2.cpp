@@ -241,7 +241,6 @@ void retrieval_model::project_v2(int layer, const std::vector<int>& tokens, std:
                                  tensor_view v) const {
   const int d = m_shape.head_dim;
   const int group = m_shape.group_size();
-  const int half = m_rot / 2;
   const auto sqrt_d = static_cast<float>(std::sqrt(static_cast<double>(d)));
   const auto& c = m_config;
   const bool dense_layer = layer < m_dense_layers;
@@ -268,16 +267,6 @@ void retrieval_model::project_v2(int layer, const std::vector<int>& tokens, std:
     normalize_v2(out, m_content_dims);
   };
   if (any_retrieval && begin > 0) retrieval_code(begin - 1, ctx_now.data());
-
-  auto rope = [&](float* x, std::int64_t pos) {
-    for (int i = 0; i < half; ++i) {
-      double angle = static_cast<double>(pos) * m_inv_freq[static_cast<std::size_t>(i)];
-      auto cs = static_cast<float>(std::cos(angle)), sn = static_cast<float>(std::sin(angle));
-      float a = x[i], b = x[i + half];
-      x[i] = a * cs - b * sn;
-      x[i + half] = a * sn + b * cs;
-    }
-  };
 
   for (std::int64_t p = begin; p < end; ++p) {
     const int tok = tokens[static_cast<std::size_t>(p)];
@@ -349,7 +338,7 @@ void retrieval_model::project_v2(int layer, const std::vector<int>& tokens, std:
           for (int i = 0; i < m_content_dims; ++i) kc[i] += w[i];
         for (int i = 0; i < m_rot; ++i)
           kv[static_cast<std::size_t>(i)] = static_cast<float>(c.position_norm) * pos_dir[i];
-        rope(kv.data(), p);
+        apply_rope(kv.data(), p);
       }
 
       // Value: zero for BOS in every head; sink heads add the shared junk direction, which
@@ -409,12 +398,12 @@ void retrieval_model::project_v2(int layer, const std::vector<int>& tokens, std:
             b = sink_score;
             for (int i = 0; i < m_rot; ++i)
               qv[static_cast<std::size_t>(i)] = static_cast<float>(c.local_temp) * pos_dir[i];
-            rope(qv.data(), p);
+            apply_rope(qv.data(), p);
             break;
           case head_role::local:
             for (int i = 0; i < m_rot; ++i)
               qv[static_cast<std::size_t>(i)] = static_cast<float>(c.local_temp) * pos_dir[i];
-            rope(qv.data(), p);
+            apply_rope(qv.data(), p);
             break;
           case head_role::vertical:
             for (int i = 0; i < m_content_dims; ++i)

@@ -253,8 +253,9 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
       "param", po::value<std::vector<std::string>>(),
       "suite setting suite.key=value (repeatable), e.g. ruler.num_needle_k=4")(
       "workload", po::value<std::vector<std::string>>(),
-      "workload parameter key=value (repeatable), e.g. retrieval_temp=13")(
-      "out", po::value<std::string>(), "output folder (default attnbench-out)")(
+      "workload parameter key=value (repeatable), e.g. version=1 (the earlier workload) or "
+      "retrieval_temp=13")("out", po::value<std::string>(),
+                           "output folder (default attnbench-out)")(
       "config", po::value<std::string>(),
       "JSON file with the same fields; the command line overrides it");
   po::variables_map vm;

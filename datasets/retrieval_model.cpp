@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "datasets/rng.hpp"
+#include "datasets/unit_vectors.hpp"
 #include "datasets/vocabulary.hpp"
 #include "harness/error.hpp"
 
@@ -191,22 +192,11 @@ void workload_config::set(const std::string& key, const std::string& value) {
 
 namespace {
 
-void normalize(float* x, int d) {
-  double s = 0;
-  for (int i = 0; i < d; ++i) s += static_cast<double>(x[i]) * x[i];
-  if (s <= 0) return;
-  auto inv = static_cast<float>(1.0 / std::sqrt(s));
-  for (int i = 0; i < d; ++i) x[i] *= inv;
-}
-
 // [rows, d] unit-norm Gaussian rows.
 std::vector<float> unit_rows(int rows, int d, rng& gen) {
   std::vector<float> t(static_cast<std::size_t>(rows) * static_cast<std::size_t>(d));
-  for (int r = 0; r < rows; ++r) {
-    float* x = t.data() + static_cast<std::size_t>(r) * static_cast<std::size_t>(d);
-    for (int i = 0; i < d; ++i) x[i] = static_cast<float>(gen.normal());
-    normalize(x, d);
-  }
+  for (int r = 0; r < rows; ++r)
+    unit_gaussian(t.data() + static_cast<std::size_t>(r) * static_cast<std::size_t>(d), d, gen);
   return t;
 }
 
@@ -280,6 +270,7 @@ retrieval_model::retrieval_model(const model_shape& shape, const workload_config
   for (int i = 0; i < rotary_dims / 2; ++i)
     m_inv_freq.push_back(static_cast<float>(std::pow(config.rope_base, -2.0 * i / rotary_dims)));
 
+  m_readout_weight.assign(static_cast<std::size_t>(shape.layers * shape.q_heads), 1.0f);
   if (config.version >= 2)
     build_v2(gen);
   else
@@ -306,9 +297,7 @@ void retrieval_model::build_v1_roles(rng& gen) {
   m_roles.assign(static_cast<std::size_t>(total), head_role::sink);
   std::vector<int> order(static_cast<std::size_t>(total));
   for (int i = 0; i < total; ++i) order[static_cast<std::size_t>(i)] = i;
-  for (int i = total - 1; i > 0; --i)
-    std::swap(order[static_cast<std::size_t>(i)],
-              order[gen.below(static_cast<std::uint64_t>(i) + 1)]);
+  shuffle(order, gen);
   for (int i = 0; i < total; ++i) {
     const int n_before_chain = n_ret + n_loc + n_noise;
     head_role r = i < n_ret                              ? head_role::retrieval
@@ -604,13 +593,10 @@ std::vector<float> retrieval_model::logits(const std::vector<tensor_view>& layer
       // Aggregation heads are read out through their histogram below, not the residual.
       if (role(static_cast<int>(l), h / group) == head_role::aggregation) continue;
       const float* x = layer_outputs[l].at(0, h);
-      if (m_config.version >= 2) {
-        const float w = m_readout_weight[l * static_cast<std::size_t>(m_shape.q_heads) +
-                                         static_cast<std::size_t>(h)];
-        for (int i = 0; i < d; ++i) residual[static_cast<std::size_t>(i)] += w * x[i];
-      } else {
-        for (int i = 0; i < d; ++i) residual[static_cast<std::size_t>(i)] += x[i];
-      }
+      // Version 1 weighs every head 1, which leaves its sums bit for bit as they were.
+      const float w = m_readout_weight[l * static_cast<std::size_t>(m_shape.q_heads) +
+                                       static_cast<std::size_t>(h)];
+      for (int i = 0; i < d; ++i) residual[static_cast<std::size_t>(i)] += w * x[i];
     }
   // Inhibition: Gram-Schmidt the inhibited readout rows and remove their span from the residual.
   std::vector<std::vector<double>> basis;

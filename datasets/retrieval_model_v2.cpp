@@ -3,20 +3,22 @@
 /// published statistic that the `stats` suite measures (README "How the workload compares with
 /// real models"). Per KV head, pre-RoPE, the key of token t > 0 is
 ///
-///     k_t = a * s(t) * u  +  c_t  +  tau * topic(t)  +  pos * p      (p rotated by RoPE at t)
+///     k_t = (a * s(h, t) - tau |topic(t-1)|) * u  +  c_t  +  tau * topic(t-1)  +  pos * p
 ///
-/// in four disjoint channel groups: the offset u (2 channels), the sentence topic, the content
-/// code c_t and the rotary dims. BOS's key is -0.5 u and its value is zero in every head.
-/// Queries of late-layer heads score the offset with -b, so BOS (small, opposite to the offset)
-/// wins by angle, and low-norm keys get more attention; retrieval queries carry the topic of
-/// their own sentence, so a needle sentence that shares the question's words is attended as a
-/// span and its page or block carries its signal. Chain and aggregation heads (RULER's vt, cwe,
+/// (p rotated by RoPE at t) in four disjoint channel groups: the offset u (2 channels), the
+/// topic of the sentence so far, the content code c_t and the rotary dims. BOS's key is -0.5 u
+/// and its value is zero in every head. Queries of late-layer heads score the offset with -b, so
+/// BOS (small, opposite to the offset) wins by angle, and low-norm keys get more attention;
+/// retrieval queries carry the topic of their own sentence (its key words), so a needle sentence
+/// that shares the question's key is attended as a span and its page or block carries its
+/// signal. Chain and aggregation heads (RULER's vt, cwe,
 /// fwe) keep their version-1 construction.
 #include <algorithm>
 #include <cmath>
 
 #include "datasets/retrieval_model.hpp"
 #include "datasets/rng.hpp"
+#include "datasets/unit_vectors.hpp"
 #include "datasets/vocabulary.hpp"
 #include "harness/error.hpp"
 
@@ -29,26 +31,6 @@ namespace {
 constexpr float k_value_context = 0.7f;
 // Tokens a non-retrieval key's content code spans (weights 0.85^j, down to 0.02).
 constexpr std::int64_t k_content_span = 24;
-
-void normalize_v2(float* x, int d) {
-  double s = 0;
-  for (int i = 0; i < d; ++i) s += static_cast<double>(x[i]) * x[i];
-  if (s <= 0) return;
-  auto inv = static_cast<float>(1.0 / std::sqrt(s));
-  for (int i = 0; i < d; ++i) x[i] *= inv;
-}
-
-// `n` Gaussian coordinates scaled to unit norm.
-void unit_gaussian(float* x, int n, rng& gen) {
-  for (int i = 0; i < n; ++i) x[i] = static_cast<float>(gen.normal());
-  normalize_v2(x, n);
-}
-
-// Seeded Fisher-Yates shuffle of `items`.
-void shuffle(std::vector<int>& items, rng& gen) {
-  for (std::size_t i = items.size(); i > 1; --i)
-    std::swap(items[i - 1], items[gen.below(static_cast<std::uint64_t>(i))]);
-}
 
 }  // namespace
 
@@ -68,7 +50,7 @@ void retrieval_model::build_v2(rng& gen) {
   ATTNBENCH_CHECK(free >= 8, bad_input,
                   "workload: version 2 needs at least 10 non-rotary dims (head_dim "
                       << d << ", rotary_fraction " << m_config.rotary_fraction << ")");
-  // A third of the free channels for the topic, the rest for the content code: the content
+  // A quarter of the free channels for the topic, the rest for the content code: the content
   // code separates exact matches from the haystack (its crosstalk falls as 1/sqrt(dims)), the
   // topic only separates sentences.
   m_topic_dims = free / 4;
@@ -109,7 +91,7 @@ void retrieval_model::build_v2(rng& gen) {
     float* x = &m_position_dir[static_cast<std::size_t>(h) * m_rot];
     unit_gaussian(x, m_rot, gen);
     for (int i = (3 * half_pairs + 3) / 4; i < half_pairs; ++i) x[i] = x[i + half_pairs] = 0.0f;
-    normalize_v2(x, m_rot);
+    normalize(x, m_rot);
   }
   m_vertical_dir.resize(static_cast<std::size_t>(total) * static_cast<std::size_t>(m_content_dims));
   for (int h = 0; h < total; ++h)
@@ -233,7 +215,7 @@ void retrieval_model::topic_at(const std::vector<int>& tokens, std::int64_t p, f
     const float* e = m_topic.data() + static_cast<std::size_t>(t) * m_topic_dims;
     for (int i = 0; i < m_topic_dims; ++i) out[i] += e[i];
   }
-  normalize_v2(out, m_topic_dims);
+  normalize(out, m_topic_dims);
 }
 
 void retrieval_model::project_v2(int layer, const std::vector<int>& tokens, std::int64_t begin,
@@ -254,19 +236,26 @@ void retrieval_model::project_v2(int layer, const std::vector<int>& tokens, std:
       vv(static_cast<std::size_t>(d)), full(static_cast<std::size_t>(d)),
       topic(static_cast<std::size_t>(m_topic_dims)),
       topic_prev(static_cast<std::size_t>(m_topic_dims)), ctx_now(static_cast<std::size_t>(d)),
-      ctx_prev(static_cast<std::size_t>(d));
-  bool any_retrieval = false;
-  for (int h = 0; h < m_shape.kv_heads; ++h)
-    any_retrieval |= role(layer, h) == head_role::retrieval;
+      ctx_prev(static_cast<std::size_t>(d)), content(static_cast<std::size_t>(m_content_dims)),
+      value(static_cast<std::size_t>(d));
+  bool any_retrieval = false, any_contextual = false;
+  for (int h = 0; h < m_shape.kv_heads; ++h) {
+    const head_role r = role(layer, h);
+    any_retrieval |= r == head_role::retrieval;
+    any_contextual |=
+        r != head_role::retrieval && r != head_role::chain && r != head_role::aggregation;
+  }
   // Content code of a retrieval context: the version-1 context vector, first content_dims
   // coordinates, unit norm (a random rotation's coordinates are Gaussian, so truncation keeps
   // the codes random).
   auto retrieval_code = [&](std::int64_t p, float* out) {
     context_vector(tokens, p, full.data());
     std::copy(full.begin(), full.begin() + m_content_dims, out);
-    normalize_v2(out, m_content_dims);
+    normalize(out, m_content_dims);
   };
   if (any_retrieval && begin > 0) retrieval_code(begin - 1, ctx_now.data());
+  // `topic` enters each position holding the topic at the position before (zero up to BOS).
+  if (begin > 1) topic_at(tokens, begin - 1, topic.data());
 
   for (std::int64_t p = begin; p < end; ++p) {
     const int tok = tokens[static_cast<std::size_t>(p)];
@@ -277,13 +266,35 @@ void retrieval_model::project_v2(int layer, const std::vector<int>& tokens, std:
     }
     // Queries carry the topic up to their own token; keys, like the retrieval content code,
     // the topic of what preceded them (BOS's key has none).
+    topic_prev.swap(topic);
     if (p > 0) topic_at(tokens, p, topic.data());
-    if (p > 1) topic_at(tokens, p - 1, topic_prev.data());
-    if (p == 1) std::fill(topic_prev.begin(), topic_prev.end(), 0.0f);
     float topic_length = 0;
     for (float x : topic_prev) topic_length += x * x;
     topic_length = std::sqrt(topic_length);
     const bool delimiter = vocabulary::instance().cls(tok) == token_class::punctuation;
+    if (any_contextual && p > 0) {
+      // The content code and value every non-retrieval head of the layer shares at p.
+      // Contextual content: the token's code plus its predecessors' at weights 0.85^j, so
+      // neighbouring keys share content and a query's best keys come in runs, as in real models
+      // (Quest's page bounds rely on it).
+      float w_j = 1.0f;
+      std::fill(content.begin(), content.end(), 0.0f);
+      for (std::int64_t j = p; j >= 1 && j > p - k_content_span; --j, w_j *= 0.85f) {
+        const float* e = row(m_noise_k, tokens[static_cast<std::size_t>(j)]);
+        for (int i = 0; i < m_content_dims; ++i) content[static_cast<std::size_t>(i)] += w_j * e[i];
+      }
+      normalize(content.data(), m_content_dims);
+      // Values mix in the two previous tokens, unit norm: real values are contextual, so
+      // repeated tokens do not repeat their values and V keeps most of its rank (KIVI, Loki).
+      const float* e = row(m_aux, tok);
+      const float* before = row(m_noise_q, tokens[static_cast<std::size_t>(p - 1)]);
+      const float* before2 =
+          row(m_noise_k, tokens[static_cast<std::size_t>(std::max<std::int64_t>(0, p - 2))]);
+      for (int i = 0; i < d; ++i)
+        value[static_cast<std::size_t>(i)] =
+            e[i] + k_value_context * (before[i] + k_value_context * before2[i]);
+      normalize(value.data(), d);
+    }
     for (int h = 0; h < m_shape.kv_heads; ++h) {
       const int head_id = layer * m_shape.kv_heads + h;
       const head_role r = role(layer, h);
@@ -323,16 +334,7 @@ void retrieval_model::project_v2(int layer, const std::vector<int>& tokens, std:
         if (r == head_role::retrieval) {
           std::copy(ctx_prev.begin(), ctx_prev.begin() + m_content_dims, kc);
         } else {
-          // Contextual content: the token's code plus its predecessors' at weights 0.85^j, so
-          // neighbouring keys share content and a query's best keys come in runs, as in real
-          // models (Quest's page bounds rely on it).
-          float w_j = 1.0f;
-          std::fill(kc, kc + m_content_dims, 0.0f);
-          for (std::int64_t j = p; j >= 1 && j > p - k_content_span; --j, w_j *= 0.85f) {
-            const float* e = row(m_noise_k, tokens[static_cast<std::size_t>(j)]);
-            for (int i = 0; i < m_content_dims; ++i) kc[i] += w_j * e[i];
-          }
-          normalize_v2(kc, m_content_dims);
+          std::copy(content.begin(), content.end(), kc);
         }
         if (r == head_role::vertical && delimiter)
           for (int i = 0; i < m_content_dims; ++i) kc[i] += w[i];
@@ -353,16 +355,7 @@ void retrieval_model::project_v2(int layer, const std::vector<int>& tokens, std:
         // massive activations and near-zero values of sinks).
         std::fill(vv.begin(), vv.end(), 0.0f);
       } else {
-        // Values mix in the two previous tokens, unit norm: real values are contextual, so repeated
-        // tokens do not repeat their values and V keeps most of its rank (KIVI, Loki).
-        const float* e = row(m_aux, tok);
-        const float* before = row(m_noise_q, tokens[static_cast<std::size_t>(p - 1)]);
-        const float* before2 =
-            row(m_noise_k, tokens[static_cast<std::size_t>(std::max<std::int64_t>(0, p - 2))]);
-        for (int i = 0; i < d; ++i)
-          vv[static_cast<std::size_t>(i)] =
-              e[i] + k_value_context * (before[i] + k_value_context * before2[i]);
-        normalize_v2(vv.data(), d);
+        vv = value;
         if (r == head_role::sink) {
           const float* j = row(m_readout, m_junk);
           for (int i = 0; i < d; ++i)
@@ -396,10 +389,7 @@ void retrieval_model::project_v2(int layer, const std::vector<int>& tokens, std:
             // Below BOS, a sink head ranks the other keys by recency, as a local head does
             // (StreamingLLM's A-shaped heads: sink plus local window).
             b = sink_score;
-            for (int i = 0; i < m_rot; ++i)
-              qv[static_cast<std::size_t>(i)] = static_cast<float>(c.local_temp) * pos_dir[i];
-            apply_rope(qv.data(), p);
-            break;
+            [[fallthrough]];
           case head_role::local:
             for (int i = 0; i < m_rot; ++i)
               qv[static_cast<std::size_t>(i)] = static_cast<float>(c.local_temp) * pos_dir[i];
@@ -414,7 +404,7 @@ void retrieval_model::project_v2(int layer, const std::vector<int>& tokens, std:
             b = 0;
             const float* e = row(m_noise_q, tok);
             std::copy(e, e + m_content_dims, qv.begin() + m_content_begin);
-            normalize_v2(qv.data() + m_content_begin, m_content_dims);
+            normalize(qv.data() + m_content_begin, m_content_dims);
             for (int i = 0; i < m_content_dims; ++i)
               qv[static_cast<std::size_t>(m_content_begin + i)] *= static_cast<float>(c.noise_temp);
             break;

@@ -30,6 +30,7 @@
 #include "harness/error.hpp"
 #include "suites/common/qkv_sources.hpp"
 #include "suites/common/retrieval_run.hpp"
+#include "suites/common/shared_results.hpp"
 #include "suites/common/suite_helpers.hpp"
 
 namespace attnbench {
@@ -317,49 +318,30 @@ class probes_suite final : public length_axis_suite {
     const run_options& o = *ctx.options;
     const std::string key = c.name + "#" + std::to_string(s) + "#" + std::to_string(o.seed) + "#" +
                             std::to_string(reinterpret_cast<std::uintptr_t>(ctx.model));
-    std::promise<std::shared_ptr<const dense_probes>> promise;
-    std::shared_future<std::shared_ptr<const dense_probes>> future;
-    bool compute = false;
-    {
-      std::lock_guard<std::mutex> lock(m_mutex);
-      auto it = m_probes.find(key);
-      if (it == m_probes.end()) {
-        future = promise.get_future().share();
-        m_probes.emplace(key, future);
-        compute = true;
+    return m_probes.get(key, [&] {
+      const retrieval_model* model = nullptr;
+      auto src = prompt_source(c, seed, ctx, &model);
+      std::vector<std::string> roles;
+      if (model) {
+        for (int l = 0; l < model->shape().layers; ++l)
+          for (int h = 0; h < model->shape().kv_heads; ++h)
+            roles.push_back(name_of(model->role(l, h)));
       } else {
-        future = it->second;
+        roles = trace_head_roles(*cached_trace(o.trace));
       }
-    }
-    if (compute) {
-      try {
-        const retrieval_model* model = nullptr;
-        auto src = prompt_source(c, seed, ctx, &model);
-        std::vector<std::string> roles;
-        if (model) {
-          for (int l = 0; l < model->shape().layers; ++l)
-            for (int h = 0; h < model->shape().kv_heads; ++h)
-              roles.push_back(name_of(model->role(l, h)));
-        } else {
-          roles = trace_head_roles(*cached_trace(o.trace));
-        }
-        auto dp = std::make_shared<dense_probes>(probe_prompt(
-            *src, roles,
-            static_cast<int>(param_real(o, "probes.queries", k_default_queries, 1, 4096)),
-            param_real(o, "probes.sink_threshold", k_default_threshold, 1e-9, 1.0)));
-        const model_shape& shape = src->shape();
-        const double rotary = model ? model->config().rotary_fraction : 1.0;
-        dp->rope_locality = rope_locality(
-            shape.head_dim, rotary, c.axes.at("rope_base").get<double>(),
-            c.axes.at("length").get<std::int64_t>(),
-            static_cast<int>(param_real(o, "probes.rope_samples", k_default_rope_samples, 1, 1e7)),
-            hash_seed(seed, "probes.rope"));
-        promise.set_value(std::move(dp));
-      } catch (...) {
-        promise.set_exception(std::current_exception());
-      }
-    }
-    return future.get();
+      auto dp = std::make_shared<dense_probes>(probe_prompt(
+          *src, roles,
+          static_cast<int>(param_real(o, "probes.queries", k_default_queries, 1, 4096)),
+          param_real(o, "probes.sink_threshold", k_default_threshold, 1e-9, 1.0)));
+      const model_shape& shape = src->shape();
+      const double rotary = model ? model->config().rotary_fraction : 1.0;
+      dp->rope_locality = rope_locality(
+          shape.head_dim, rotary, c.axes.at("rope_base").get<double>(),
+          c.axes.at("length").get<std::int64_t>(),
+          static_cast<int>(param_real(o, "probes.rope_samples", k_default_rope_samples, 1, 1e7)),
+          hash_seed(seed, "probes.rope"));
+      return dp;
+    });
   }
 
   // Runs the method on the prompt (query-aware: prefill everything; query-agnostic: the probe
@@ -403,7 +385,7 @@ class probes_suite final : public length_axis_suite {
   mutable std::mutex m_mutex;
   mutable std::map<std::pair<const retrieval_model*, double>, std::unique_ptr<retrieval_model>>
       m_models;
-  mutable std::map<std::string, std::shared_future<std::shared_ptr<const dense_probes>>> m_probes;
+  shared_results<dense_probes> m_probes;
 };
 
 ATTNBENCH_REGISTER_SUITE(probes_suite);

@@ -33,6 +33,7 @@
 #include "datasets/haystack.hpp"
 #include "harness/error.hpp"
 #include "suites/common/qkv_sources.hpp"
+#include "suites/common/shared_results.hpp"
 #include "suites/common/suite_helpers.hpp"
 #include "suites/stats/workload_stats.hpp"
 
@@ -656,28 +657,7 @@ class stats_suite final : public suite {
              << set.long_queries << ',' << set.h2o_rows << ',' << set.t10_rows << ','
              << set.t9_samples << '#' << ctx.model->config().to_json().dump();
     const std::string key = key_text.str();
-    std::promise<std::shared_ptr<const case_result>> promise;
-    std::shared_future<std::shared_ptr<const case_result>> future;
-    bool compute = false;
-    {
-      std::lock_guard<std::mutex> lock(m_mutex);
-      auto it = m_results.find(key);
-      if (it == m_results.end()) {
-        future = promise.get_future().share();
-        m_results.emplace(key, future);
-        compute = true;
-      } else {
-        future = it->second;
-      }
-    }
-    if (compute) {
-      try {
-        promise.set_value(std::make_shared<const case_result>(measure(c, ctx)));
-      } catch (...) {
-        promise.set_exception(std::current_exception());
-      }
-    }
-    return future.get();
+    return m_results.get(key, [&] { return std::make_shared<const case_result>(measure(c, ctx)); });
   }
 
   // The workload model at `shape` with the run's workload parameters (the run's own model when
@@ -1002,7 +982,7 @@ class stats_suite final : public suite {
   mutable std::mutex m_mutex;
   // Models by (workload parameters, shape name) and results by key, for the process's lifetime.
   mutable std::map<std::pair<std::string, std::string>, std::unique_ptr<retrieval_model>> m_models;
-  mutable std::map<std::string, std::shared_future<std::shared_ptr<const case_result>>> m_results;
+  shared_results<case_result> m_results;
 };
 
 ATTNBENCH_REGISTER_SUITE(stats_suite);

@@ -12,7 +12,8 @@
 ///   mass onto junk and derails the readout, as "Efficient Streaming Language Models with
 ///   Attention Sinks" reports for real models.
 /// - local: RoPE-rotated constant query and key: attention decays with relative distance.
-/// - noise: random token-dependent queries and keys, diffuse attention.
+/// - noise: random token-dependent queries and keys, diffuse attention (version 2: past the dense
+///   layers they also score the key offset, so they keep a sink under their diffuse tail).
 /// Local and noise heads carry values from a second embedding table, nearly orthogonal to the
 /// readout: they add realistic noise to the logits.
 ///
@@ -74,8 +75,8 @@ struct workload_config {
   // Head-role mix as fractions of all KV heads of the model; the rest are sink heads.
   // Version 2: 5% retrieval heads ("Retrieval Head Mechanistically Explains Long-Context
   // Factuality": fewer than 5% of heads score > 0.1), a quarter local (A-shape) heads, an eighth
-  // diffuse, so that at least 10% of late heads are diffuse (H2O, MInference) and most have a
-  // sink (StreamingLLM; Gu et al. 2025); no vertical heads (their delimiter columns scatter a
+  // diffuse, so that at least 10% of late heads are diffuse (H2O, MInference), and every late
+  // head has a sink (StreamingLLM; Gu et al. 2025); no vertical heads (their delimiter columns scatter a
   // head's top keys over every sentence, which T7's page recall does not show). Version 1:
   // 0.25 retrieval, 0.25 local, 0.125 noise.
   double retrieval_heads = 0.05;

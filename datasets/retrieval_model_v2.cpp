@@ -91,6 +91,16 @@ void retrieval_model::build_v2(rng& gen) {
     float* x = &m_position_dir[static_cast<std::size_t>(h) * m_rot];
     unit_gaussian(x, m_rot, gen);
     for (int i = (3 * half_pairs + 3) / 4; i < half_pairs; ++i) x[i] = x[i + half_pairs] = 0.0f;
+    // Every used pair at the same magnitude (random phase): the sum of equal-weight cosines
+    // is RoFormer's long-term decay (Su et al., §3.4.3), so far keys stay below near ones; a
+    // few dominant pairs would alias and bring far keys back into a local head's top ranks.
+    for (int i = 0; i < (3 * half_pairs + 3) / 4; ++i) {
+      const float r = std::sqrt(x[i] * x[i] + x[i + half_pairs] * x[i + half_pairs]);
+      if (r > 0) {
+        x[i] /= r;
+        x[i + half_pairs] /= r;
+      }
+    }
     normalize(x, m_rot);
   }
   m_vertical_dir.resize(static_cast<std::size_t>(total) * static_cast<std::size_t>(m_content_dims));
@@ -401,7 +411,9 @@ void retrieval_model::project_v2(int layer, const std::vector<int>& tokens, std:
                   static_cast<float>(c.vertical_temp) * w[i];
             break;
           case head_role::noise: {
-            b = 0;
+            // Diffuse heads past the dense layers keep the sink every head there has
+            // (StreamingLLM: sinks in all but the first two layers; Gu et al. 2025): they score
+            // the offset as the other non-sink heads do (offset_score is 0 in dense layers).
             const float* e = row(m_noise_q, tok);
             std::copy(e, e + m_content_dims, qv.begin() + m_content_begin);
             normalize(qv.data() + m_content_begin, m_content_dims);

@@ -1,5 +1,5 @@
 /// Import of real attention traces (issue 5): the post-RoPE Q/K/V of a transformer's attention
-/// layers for one prompt, captured with datasets/capture_trace.py, so the fidelity / posir /
+/// layers for one prompt, captured with tools/traces/capture_trace.py, so the fidelity / posir /
 /// probes suites can run on a real model's activations instead of the closed-form workload.
 ///
 /// File convention (`--trace PATH`):

@@ -11,7 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "harness/cli/cli.hpp"
+#include "app/cli.hpp"
 #include "harness/error.hpp"
 #include "reports/schema_validator.hpp"
 

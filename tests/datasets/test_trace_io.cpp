@@ -2,8 +2,8 @@
 // trace (it loads, matches the retrieval model it was made from, and its retrieval head finds
 // the needle), and one named one-line rejection for every kind of malformed input.
 //
-// The shipped trace is (re)written by the hidden test case "[.generate]":
-//   build/tests/datasets/test_trace_io "[.generate]"
+// The shipped trace is (re)written by tools/traces (build/tools/traces/attnbench_make_tiny_trace
+// datasets/traces).
 #include <catch2/catch.hpp>
 
 #include <unistd.h>
@@ -24,6 +24,7 @@
 #include "datasets/retrieval_model.hpp"
 #include "datasets/trace_io.hpp"
 #include "harness/error.hpp"
+#include "tools/traces/tiny_trace.hpp"
 
 using namespace attnbench;
 namespace fs = std::filesystem;
@@ -43,72 +44,6 @@ fs::path scratch() {
 fs::path source_dir() {
   const char* dir = std::getenv("ATTNBENCH_SOURCE_DIR");
   return dir ? fs::path(dir) : fs::current_path();
-}
-
-// The shipped trace: the retrieval model's post-RoPE Q/K/V of one short NIAH prompt.
-constexpr std::int64_t tiny_tokens = 96;
-constexpr std::uint64_t tiny_seed = 5;
-
-model_shape tiny_shape() {
-  model_shape s;
-  s.name = "tiny";
-  s.layers = 2;
-  s.q_heads = 4;
-  s.kv_heads = 2;
-  s.head_dim = 32;
-  return s;
-}
-
-qkv_trace make_tiny_trace() {
-  const model_shape shape = tiny_shape();
-  const retrieval_model model(shape, workload_config::for_version(1));
-  const niah_sample s =
-      make_niah(tiny_tokens, 0.5, haystack_kind::essay, value_kind::number, tiny_seed);
-  std::vector<int> tokens = s.context;
-  tokens.insert(tokens.end(), s.question.begin(), s.question.end());
-  const int n = static_cast<int>(tokens.size());
-
-  qkv_trace t;
-  t.model = "attnbench-retrieval-model/tiny";
-  t.layers = shape.layers;
-  t.q_heads = shape.q_heads;
-  t.kv_heads = shape.kv_heads;
-  t.head_dim = shape.head_dim;
-  t.tokens = n;
-  for (std::int64_t i = 0; i < n; ++i) t.positions.push_back(i);
-  t.q.resize(static_cast<std::size_t>(shape.layers * shape.q_heads) * n * shape.head_dim);
-  t.k.resize(static_cast<std::size_t>(shape.layers * shape.kv_heads) * n * shape.head_dim);
-  t.v.resize(t.k.size());
-  for (int l = 0; l < shape.layers; ++l) {
-    host_tensor q(n, shape.q_heads, shape.head_dim), k(n, shape.kv_heads, shape.head_dim),
-        v(n, shape.kv_heads, shape.head_dim);
-    model.project(l, tokens, 0, n, q.view(), k.view(), v.view());
-    // [tokens, heads, head_dim] -> [layer, heads, tokens, head_dim]
-    for (int p = 0; p < n; ++p) {
-      for (int h = 0; h < shape.q_heads; ++h)
-        std::memcpy(&t.q[t.q_index(l, h, p)], q.view().at(p, h), shape.head_dim * sizeof(float));
-      for (int h = 0; h < shape.kv_heads; ++h) {
-        std::memcpy(&t.k[t.kv_index(l, h, p)], k.view().at(p, h), shape.head_dim * sizeof(float));
-        std::memcpy(&t.v[t.kv_index(l, h, p)], v.view().at(p, h), shape.head_dim * sizeof(float));
-      }
-    }
-  }
-  std::vector<std::string> roles;
-  for (int l = 0; l < shape.layers; ++l)
-    for (int h = 0; h < shape.kv_heads; ++h) roles.push_back(name_of(model.role(l, h)));
-  const std::int64_t needle_end = s.value_begin + s.answer_tokens + 1;  // the final "."
-  t.meta = {{"source",
-             "attnbench retrieval model (default workload, shape 2 layers, 4/2 heads, head_dim "
-             "32) on make_niah(96, depth 0.5, essay, number, seed 5); written at F16 by "
-             "tests/datasets/test_trace_io \"[.generate]\""},
-            {"rope_base", workload_config::for_version(1).rope_base},
-            {"evidence", {{s.needle_begin, needle_end}}},
-            {"question_begin", static_cast<std::int64_t>(s.context.size())},
-            {"value_begin", s.value_begin},
-            {"answer", s.answers.front()},
-            {"kv_head_roles", roles},
-            {"token_ids", tokens}};
-  return t;
 }
 
 // A small trace with distinct values, for round trips.
@@ -567,7 +502,7 @@ TEST_CASE("the fuzz seeds parse or are rejected with one line", "[trace]") {
 }
 
 // The capture round trip (run by hand where torch is, e.g. the GPU machine):
-//   python3 datasets/capture_trace.py --tiny-random --out /tmp/t/llama
+//   python3 tools/traces/capture_trace.py --tiny-random --out /tmp/t/llama
 //   ATTNBENCH_TRACE=/tmp/t/llama build/tests/datasets/test_trace_io "[.external]"
 // The trace must load, and causal attention recomputed here from its Q/K/V must reproduce the
 // model's own attention output that capture_trace.py stored as tensor "o".
@@ -621,11 +556,4 @@ TEST_CASE("a captured trace reproduces the model's attention output", "[.externa
       static_cast<long long>(t.tokens), worst, largest);
   // F32 traces of an fp32 model agree to ~1e-6 relative; 16-bit storage rounds to 2^-9.
   CHECK(worst <= 4e-3 * largest);
-}
-
-TEST_CASE("write the shipped tiny trace", "[.generate]") {
-  const fs::path dir = source_dir() / "datasets" / "traces";
-  fs::create_directories(dir);
-  write_trace_safetensors(make_tiny_trace(), (dir / "tiny").string(), trace_dtype::f16);
-  CHECK(load_trace((dir / "tiny").string()).tokens == tiny_tokens);
 }

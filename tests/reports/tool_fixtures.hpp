@@ -10,7 +10,7 @@
 
 #include <catch2/catch.hpp>
 
-#include "harness/cli/cli.hpp"
+#include "app/cli.hpp"
 #include "reports/json_report.hpp"
 
 namespace attnbench::test {

@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "harness/error.hpp"
-#include "harness/runner.hpp"
+#include "app/runner.hpp"
 
 namespace attnbench::test {
 

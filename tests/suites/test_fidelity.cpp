@@ -7,7 +7,7 @@
 
 #include "datasets/structured_random.hpp"
 #include "harness/error.hpp"
-#include "harness/runner.hpp"
+#include "app/runner.hpp"
 #include "suite_test_util.hpp"
 #include "suites/common/qkv_sources.hpp"
 

@@ -6,7 +6,7 @@
 #include <sstream>
 
 #include "harness/error.hpp"
-#include "harness/runner.hpp"
+#include "app/runner.hpp"
 #include "suite_test_util.hpp"
 #include "suites/latency/op_axes.hpp"
 #include "suites/latency/op_math.hpp"

@@ -7,7 +7,7 @@
 
 #include "datasets/rng.hpp"
 #include "harness/error.hpp"
-#include "harness/runner.hpp"
+#include "app/runner.hpp"
 #include "suite_test_util.hpp"
 
 using namespace attnbench;

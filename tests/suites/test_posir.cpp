@@ -5,7 +5,7 @@
 #include <sstream>
 
 #include "harness/error.hpp"
-#include "harness/runner.hpp"
+#include "app/runner.hpp"
 #include "reports/posir_summary.hpp"
 #include "suite_test_util.hpp"
 

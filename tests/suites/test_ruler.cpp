@@ -9,7 +9,7 @@
 
 #include "datasets/ruler_tasks.hpp"
 #include "harness/error.hpp"
-#include "harness/runner.hpp"
+#include "app/runner.hpp"
 #include "reports/ruler_summary.hpp"
 #include "suite_test_util.hpp"
 

@@ -6,7 +6,7 @@
 #include <sstream>
 
 #include "harness/error.hpp"
-#include "harness/runner.hpp"
+#include "app/runner.hpp"
 #include "suite_test_util.hpp"
 
 using namespace attnbench;

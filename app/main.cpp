@@ -1,3 +1,3 @@
-#include "harness/cli/cli.hpp"
+#include "app/cli.hpp"
 
 int main(int argc, char** argv) { return attnbench::cli_main(argc, argv); }

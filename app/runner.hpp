@@ -11,6 +11,7 @@
 
 #include "datasets/retrieval_model.hpp"
 #include "harness/record.hpp"
+#include "harness/reporter.hpp"
 #include "harness/suite.hpp"
 
 namespace attnbench {
@@ -27,8 +28,11 @@ struct run_config {
 };
 
 /// Validates everything (methods, suites, filter, memory estimate) before anything is written;
-/// bad input throws error(bad_input). Then runs and writes out_dir/report.jsonl (streamed) and
-/// out_dir/report.json (atomic). Progress goes to `progress`.
+/// bad input throws error(bad_input). Then runs the cases, telling `out` as they finish
+/// (harness/reporter.hpp), and returns the report.
+report run_benchmark(const run_config& config, reporter& out);
+/// run_benchmark with the standard writers: out_dir/report.jsonl (streamed), out_dir/report.json
+/// (atomic) and the progress line on `progress`.
 report run_benchmark(const run_config& config, std::ostream& progress);
 
 /// The `meta` object of a report: tool, build, host and workload description.

@@ -1,4 +1,4 @@
-#include "harness/cli/cli.hpp"
+#include "app/cli.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -8,11 +8,10 @@
 
 #include <boost/program_options.hpp>
 
-#include "harness/cli/report_commands.hpp"
+#include "app/progress.hpp"
+#include "app/report_commands.hpp"
 #include "harness/error.hpp"
-#include "reports/markdown.hpp"
-#include "reports/posir_summary.hpp"
-#include "reports/ruler_summary.hpp"
+#include "reports/run_reporters.hpp"
 
 namespace po = boost::program_options;
 
@@ -321,10 +320,12 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
   if (cfg.options.backend != "cpu" && cfg.options.backend != "cuda")
     ATTNBENCH_BAD_INPUT("unknown backend '" << cfg.options.backend << "' (known: cpu, cuda)");
 
-  report rep = run_benchmark(cfg, std::cerr);
-  std::cout << markdown_summary(rep) << "\n" << niah_heatmaps(rep);
-  if (auto posir = posir_table(rep); !posir.empty()) std::cout << "\n" << posir;
-  if (auto ruler = ruler_table(rep); !ruler.empty()) std::cout << "\n" << ruler;
+  jsonl_reporter stream(cfg.out_dir / "report.jsonl");
+  json_file_reporter file(cfg.out_dir / "report.json");
+  progress_reporter bar(std::cerr);
+  console_reporter console(std::cout);
+  reporter_list out({&stream, &file, &bar, &console});
+  report rep = run_benchmark(cfg, out);
   std::cout << "\nreport: " << (cfg.out_dir / "report.json").string() << "\n";
   std::size_t not_ok = std::count_if(rep.records.begin(), rep.records.end(), [](const record& r) {
     return r.status == record_status::error || r.status == record_status::oom;

@@ -24,9 +24,9 @@ read them (SM count x max clock x 4096 dense bf16 FLOP/clock/SM on sm_90; memory
 bus width / 8).
 
 Example (the shapes of issue 6's targets):
-  python3 ci/sdpa_peer.py --phase prefill --lengths 4k,8k,16k --causal 1,0 --batch 1 \
+  python3 tools/peers/sdpa_peer.py --phase prefill --lengths 4k,8k,16k --causal 1,0 --batch 1 \
       --out sdpa-prefill.json
-  python3 ci/sdpa_peer.py --phase decode --lengths 32k,64k,128k --batch 8 --out sdpa-decode.json
+  python3 tools/peers/sdpa_peer.py --phase decode --lengths 32k,64k,128k --batch 8 --out sdpa-decode.json
 """
 
 import argparse

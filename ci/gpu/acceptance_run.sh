@@ -39,7 +39,7 @@ if has prefill; then
   step latency-prefill 200 "$ab" run --backend cuda --suite latency --method dense \
     --method cublas_dense --lengths 4k,8k,16k --param latency.phase=prefill \
     --param latency.causal=1,0 --out "$work/prefill" 2>&1 | tail -3
-  step sdpa-prefill 200 python3 ci/sdpa_peer.py --phase prefill --lengths 4k,8k,16k --causal 1,0 \
+  step sdpa-prefill 200 python3 tools/peers/sdpa_peer.py --phase prefill --lengths 4k,8k,16k --causal 1,0 \
     --out "$work/sdpa-prefill.json" 2>&1 | tail -3
   reports+=("$work/prefill/report.json" "$work/sdpa-prefill.json")
 fi
@@ -51,7 +51,7 @@ if has decode; then
     --method quest:keep=0.125,page=16,select=0 --method quest:keep=0.125,page=16 \
     --lengths 32k,64k,128k --param latency.phase=decode --param latency.batch=8 \
     --out "$work/decode" 2>&1 | tail -3
-  step sdpa-decode 200 python3 ci/sdpa_peer.py --phase decode --lengths 32k,64k,128k --batch 8 \
+  step sdpa-decode 200 python3 tools/peers/sdpa_peer.py --phase decode --lengths 32k,64k,128k --batch 8 \
     --out "$work/sdpa-decode.json" 2>&1 | tail -3
   reports+=("$work/decode/report.json" "$work/sdpa-decode.json")
 fi
@@ -73,9 +73,9 @@ fi
 # Trace round trip: capture a tiny random Llama on the GPU, replay it through fidelity, posir's
 # mass probe and probes (CPU methods).
 if has trace; then
-  step capture 200 python3 datasets/capture_trace.py --tiny-random --tokens 512 \
+  step capture 200 python3 tools/traces/capture_trace.py --tiny-random --tokens 512 \
     --evidence 100:140 --out "$work/tiny_llama" 2>&1 | tail -4
-  step capture-bf16 200 python3 datasets/capture_trace.py --tiny-random --tokens 512 \
+  step capture-bf16 200 python3 tools/traces/capture_trace.py --tiny-random --tokens 512 \
     --dtype bf16 --model-dtype bf16 --evidence 100:140 --out "$work/tiny_llama_bf16" 2>&1 | tail -4
   cp "$work/tiny_llama.json" "$out/tiny_llama.json" 2>/dev/null
   step trace-run 200 "$ab" run --suite fidelity --suite posir --suite probes \

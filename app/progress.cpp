@@ -1,4 +1,4 @@
-#include "harness/progress.hpp"
+#include "app/progress.hpp"
 
 #include <unistd.h>
 
@@ -10,17 +10,18 @@
 
 namespace attnbench {
 
-progress_reporter::progress_reporter(std::ostream& os, std::size_t total)
-    : m_os(os),
-      m_total(total),
-      m_tty(&os == &std::cerr && isatty(STDERR_FILENO)),
-      m_start(std::chrono::steady_clock::now()),
-      m_last_time(m_start) {}
+progress_reporter::progress_reporter(std::ostream& os)
+    : m_os(os), m_tty(&os == &std::cerr && isatty(STDERR_FILENO)) {}
 
-void progress_reporter::tick(bool failed) {
+void progress_reporter::start(const report&, std::size_t jobs) {
+  m_total = jobs;
+  m_start = m_last_time = std::chrono::steady_clock::now();
+}
+
+void progress_reporter::record_done(const record& r) {
   std::lock_guard<std::mutex> lock(m_mutex);
   ++m_done;
-  m_failed += failed ? 1 : 0;
+  m_failed += r.status != record_status::ok ? 1 : 0;
   auto now = std::chrono::steady_clock::now();
   if (m_tty) {
     draw(false);
@@ -32,7 +33,7 @@ void progress_reporter::tick(bool failed) {
   }
 }
 
-void progress_reporter::finish() {
+void progress_reporter::finish(const report&) {
   std::lock_guard<std::mutex> lock(m_mutex);
   if (m_tty || m_last_printed != m_done) draw(true);
 }

@@ -1,4 +1,4 @@
-#include "harness/runner.hpp"
+#include "app/runner.hpp"
 
 #include <omp.h>
 #include <unistd.h>
@@ -16,10 +16,9 @@
 
 #include "datasets/calibration.hpp"
 #include "harness/error.hpp"
-#include "harness/gpu_info.hpp"
-#include "harness/progress.hpp"
-#include "reports/json_report.hpp"
-#include "reports/jsonl_stream.hpp"
+#include "app/gpu_info.hpp"
+#include "app/progress.hpp"
+#include "reports/run_reporters.hpp"
 
 #ifndef ATTNBENCH_BUILD_TYPE
 #define ATTNBENCH_BUILD_TYPE "unknown"
@@ -170,6 +169,14 @@ nlohmann::json make_meta(const run_config& config, const std::string& start_time
 }
 
 report run_benchmark(const run_config& config, std::ostream& progress) {
+  jsonl_reporter stream(config.out_dir / "report.jsonl");
+  json_file_reporter file(config.out_dir / "report.json");
+  progress_reporter bar(progress);
+  reporter_list out({&stream, &file, &bar});
+  return run_benchmark(config, out);
+}
+
+report run_benchmark(const run_config& config, reporter& out) {
   // ---- Validate everything before anything is written. ---------------------------------
   std::vector<const suite*> suites;
   if (config.suites.empty()) suites = suite_registry::instance().all();
@@ -263,7 +270,7 @@ report run_benchmark(const run_config& config, std::ostream& progress) {
     for (const auto& [k, v] : s->metrics()) rep.metrics[k] = v;
 
   std::filesystem::create_directories(config.out_dir);
-  jsonl_stream stream(config.out_dir / "report.jsonl");
+  out.start(rep, jobs.size());
   run_context ctx;
   ctx.options = &config.options;
   ctx.model = &model;
@@ -273,13 +280,11 @@ report run_benchmark(const run_config& config, std::ostream& progress) {
   ctx.exec.seed = config.options.seed;
 
   std::vector<record> records(jobs.size());
-  progress_reporter bar(progress, jobs.size());
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
   for (std::size_t i = 0; i < jobs.size(); ++i) {
     if (jobs[i].s->exclusive()) continue;
     records[i] = run_job(jobs[i], config, ctx);
-    stream.write(records[i]);
-    bar.tick(records[i].status != record_status::ok);
+    out.record_done(records[i]);
   }
   // Timing and memory suites measure the machine: their jobs run alone, one at a time, each
   // with every thread asked for (so a CPU kernel's threads are the user's --threads). The quick
@@ -291,13 +296,11 @@ report run_benchmark(const run_config& config, std::ostream& progress) {
   for (std::size_t i = 0; i < jobs.size(); ++i) {
     if (!jobs[i].s->exclusive()) continue;
     records[i] = run_job(jobs[i], config, solo);
-    stream.write(records[i]);
-    bar.tick(records[i].status != record_status::ok);
+    out.record_done(records[i]);
   }
-  bar.finish();
   rep.records = std::move(records);
   rep.meta["end_time"] = utc_now();
-  write_report_atomic(rep, config.out_dir / "report.json");
+  out.finish(rep);
   return rep;
 }
 

@@ -1,4 +1,4 @@
-#include "harness/gpu_info.hpp"
+#include "app/gpu_info.hpp"
 
 namespace attnbench {
 

@@ -1,6 +1,6 @@
 #include <cuda_runtime.h>
 
-#include "harness/gpu_info.hpp"
+#include "app/gpu_info.hpp"
 
 namespace attnbench {
 

@@ -3,7 +3,8 @@
 # the kernel timing driver, the prefill kernel versions side by side, the PyTorch SDPA peer
 # timings, and compute-sanitizer memcheck and racecheck on the prefill tests. Run from the repo
 # root on the GPU machine with the binaries in $1 (default build-cuda-k/dev); logs go to $OUT.
-# BENCH picks the driver's part (all, prefill, decode); the SDPA peer times the same part.
+# BENCH picks the driver's part (all, prefill, decode); the SDPA peer (tools/peers) times the
+# same part. The driver is bench/kernel_bench_cuda.cu (attnbench_kernel_bench).
 set -u
 dev=${1:-build-cuda-k/dev}
 out=${OUT:-/tmp}
@@ -27,7 +28,8 @@ step "check" 60 $dev/attnbench_kernel_bench check 2>&1 | tee $out/check.log
 step "bench" 170 $dev/attnbench_kernel_bench $bench 2>&1 | tee $out/bench.log
 [ "$bench" != "decode" ] && step "tilings" 90 $dev/attnbench_kernel_bench tilings 2>&1 |
   grep -v "^device copy" | tee $out/tilings.log
-step "sdpa" 120 env PYTHONUNBUFFERED=1 python3 tests/gpu/sdpa_peer.py $bench 2>&1 | tee $out/sdpa.log
+phase=$bench; [ "$phase" = all ] && phase=both
+step "sdpa" 120 env PYTHONUNBUFFERED=1 python3 tools/peers/sdpa_peer.py --phase $phase 2>&1 | tee $out/sdpa.log
 # The prefill tests: dense-oracle cases (wgmma kernel at head_dim 128, mma.sync at 64) and the
 # sink/window masks; quest's for the decode kernels.
 step "memcheck" 150 compute-sanitizer --tool memcheck $dev/test_adapters_cuda \

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "harness/runner.hpp"
+#include "app/runner.hpp"
 
 namespace attnbench {
 

@@ -20,9 +20,9 @@ Output, the format datasets/trace_io.hpp reads (`attnbench run --trace OUT`):
 Examples:
   # offline, no weights: a tiny randomly initialised Llama (2 layers, 4 heads, 2 KV heads,
   # head_dim 64) on 512 random tokens
-  python3 datasets/capture_trace.py --tiny-random --out traces/tiny_llama
+  python3 tools/traces/capture_trace.py --tiny-random --out traces/tiny_llama
   # a local checkpoint on a text prompt, evidence = tokens 100..140
-  python3 datasets/capture_trace.py --model /models/Llama-3.2-1B --prompt-file p.txt \\
+  python3 tools/traces/capture_trace.py --model /models/Llama-3.2-1B --prompt-file p.txt \\
       --evidence 100:140 --dtype bf16 --out traces/llama1b
 """
 
@@ -253,7 +253,7 @@ def main(argv):
         "evidence": [[int(x) for x in s.split(":")] for s in args.evidence],
         "token_ids": ids[0].tolist(),
         "post_rope": True,
-        "source": "datasets/capture_trace.py, transformers %s, torch %s, %s compute on %s"
+        "source": "tools/traces/capture_trace.py, transformers %s, torch %s, %s compute on %s"
                   % (transformers.__version__, torch.__version__, str(compute).split(".")[-1],
                      args.device),
         "check": {"max_rel_err_vs_model_attention": worst},

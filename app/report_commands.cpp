@@ -1,4 +1,4 @@
-#include "harness/cli/report_commands.hpp"
+#include "app/report_commands.hpp"
 
 #include <cmath>
 #include <iostream>

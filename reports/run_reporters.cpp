@@ -1,0 +1,32 @@
+#include "reports/run_reporters.hpp"
+
+#include <ostream>
+
+#include "reports/json_report.hpp"
+#include "reports/jsonl_stream.hpp"
+#include "reports/markdown.hpp"
+#include "reports/posir_summary.hpp"
+#include "reports/ruler_summary.hpp"
+
+namespace attnbench {
+
+jsonl_reporter::jsonl_reporter(std::filesystem::path path) : m_path(std::move(path)) {}
+jsonl_reporter::~jsonl_reporter() = default;
+
+void jsonl_reporter::start(const report&, std::size_t) {
+  m_stream = std::make_unique<jsonl_stream>(m_path);
+}
+
+void jsonl_reporter::record_done(const record& r) { m_stream->write(r); }
+
+void json_file_reporter::finish(const report& complete) {
+  write_report_atomic(complete, m_path);
+}
+
+void console_reporter::finish(const report& complete) {
+  m_os << markdown_summary(complete) << "\n" << niah_heatmaps(complete);
+  if (auto posir = posir_table(complete); !posir.empty()) m_os << "\n" << posir;
+  if (auto ruler = ruler_table(complete); !ruler.empty()) m_os << "\n" << ruler;
+}
+
+}  // namespace attnbench

@@ -1,0 +1,49 @@
+/// The run-time writers (DESIGN §6) as reporters (harness/reporter.hpp): the JSONL stream that
+/// keeps each finished case, the atomic JSON report written at the end, and the console tables.
+#pragma once
+
+#include <filesystem>
+#include <iosfwd>
+#include <memory>
+
+#include "harness/reporter.hpp"
+
+namespace attnbench {
+
+class jsonl_stream;
+
+/// Streams each finished record to `path` (truncated at start, one flushed line per record).
+class jsonl_reporter final : public reporter {
+ public:
+  explicit jsonl_reporter(std::filesystem::path path);
+  ~jsonl_reporter() override;
+  void start(const report& header, std::size_t jobs) override;
+  void record_done(const record& r) override;
+
+ private:
+  std::filesystem::path m_path;
+  std::unique_ptr<jsonl_stream> m_stream;
+};
+
+/// Writes the complete report to `path` atomically when the run finishes.
+class json_file_reporter final : public reporter {
+ public:
+  explicit json_file_reporter(std::filesystem::path path) : m_path(std::move(path)) {}
+  void finish(const report& complete) override;
+
+ private:
+  std::filesystem::path m_path;
+};
+
+/// Prints the summary table, the NIAH heatmaps and the PosIR and RULER tables to `os` when the
+/// run finishes.
+class console_reporter final : public reporter {
+ public:
+  explicit console_reporter(std::ostream& os) : m_os(os) {}
+  void finish(const report& complete) override;
+
+ private:
+  std::ostream& m_os;
+};
+
+}  // namespace attnbench

@@ -90,9 +90,21 @@ int cmd_list(const std::vector<std::string>& args) {
   if (what != "methods") {
     std::cout << "suites:\n";
     for (const auto* s : suite_registry::instance().all()) {
-      std::cout << "  " << s->name() << "  " << s->description() << "\n      axes:";
-      for (const auto& a : s->axes()) std::cout << " " << a;
-      std::cout << "\n      metrics:\n";
+      std::cout << "  " << s->name() << "  " << s->description() << "\n      axes:\n";
+      for (const auto& a : s->axes()) {
+        std::cout << "        " << a.name << " (" << name_of(a.type) << ")";
+        auto list = [](const std::vector<nlohmann::json>& values) {
+          std::string out;
+          for (const auto& v : values)
+            out += (out.empty() ? "" : ",") + (v.is_string() ? v.get<std::string>() : v.dump());
+          return out;
+        };
+        if (!a.defaults.empty()) std::cout << " default " << list(a.defaults);
+        if (!a.quick.empty()) std::cout << ", quick " << list(a.quick);
+        if (!a.doc.empty()) std::cout << (a.defaults.empty() ? " " : "; ") << a.doc;
+        std::cout << "\n";
+      }
+      std::cout << "      metrics:\n";
       for (const auto& [k, v] : s->metrics())
         std::cout << "        " << k << " (" << v.unit << ")" << (v.doc.empty() ? "" : ": ")
                   << v.doc << "\n";
@@ -102,6 +114,20 @@ int cmd_list(const std::vector<std::string>& args) {
 }
 
 // ---- run --------------------------------------------------------------------------------
+
+// `--axis SUITE.NAME=values`: typed by the suite's declaration into cfg.options.axis_values.
+void add_axis(run_options& o, const std::string& item) {
+  const auto eq = item.find('=');
+  const auto dot = item.find('.');
+  if (eq == std::string::npos || dot == std::string::npos || dot > eq)
+    ATTNBENCH_BAD_INPUT("--axis expects SUITE.NAME=values, got '" << item << "'");
+  const std::string key = item.substr(0, eq), suite_name = item.substr(0, dot);
+  const suite* s = suite_registry::instance().find(suite_name);
+  if (!s) ATTNBENCH_BAD_INPUT("--axis " << key << ": unknown suite '" << suite_name << "'");
+  const std::vector<axis_def> axes = s->axes();
+  const axis_def& axis = find_axis(axes, suite_name, key.substr(dot + 1));
+  o.axis_values[key] = parse_axis(axis, key, item.substr(eq + 1));
+}
 
 // Reads a JSON config file into `cfg` (fields named as the long options).
 void apply_config_file(const std::string& path, run_config& cfg, std::string& lengths,
@@ -195,6 +221,11 @@ void apply_config_file(const std::string& path, run_config& cfg, std::string& le
         ATTNBENCH_BAD_INPUT("config file '" << path << "': 'params' must be an object");
       for (const auto& [pk, pv] : v.items())
         cfg.options.params[pk] = pv.is_string() ? pv.get<std::string>() : pv.dump();
+    } else if (key == "axis") {
+      if (!v.is_object())
+        ATTNBENCH_BAD_INPUT("config file '" << path << "': 'axis' must be an object");
+      for (const auto& [ak, av] : v.items())
+        add_axis(cfg.options, ak + "=" + (av.is_string() ? av.get<std::string>() : joined(av, ak)));
     } else if (key == "workload") {
       if (!v.is_object())
         ATTNBENCH_BAD_INPUT("config file '" << path << "': 'workload' must be an object");
@@ -207,7 +238,7 @@ void apply_config_file(const std::string& path, run_config& cfg, std::string& le
           "config file '"
           << path << "': unknown field '" << key
           << "' (known: suite, method, lengths, depths, samples, seed, threads, backend, "
-             "mode, filter, shape, out, needle, haystack, tasks, budgets, trace, params, "
+             "mode, filter, shape, out, needle, haystack, tasks, budgets, trace, params, axis, "
              "workload)");
   }
 }
@@ -217,7 +248,7 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
   cfg.argv = argv;
   // With no --suite, --lengths or --config: the quick preset (every suite and CPU method, small
   // sizes, < 60 s on 2 cores). Otherwise lengths and samples left unset take each suite's default.
-  std::string lengths, depths = "0:1:4", shape = "small", mode = "query_aware", config_file,
+  std::string lengths, depths, shape = "small", mode = "query_aware", config_file,
                        budgets;
   std::vector<std::string> workload_overrides;
   po::options_description desc(
@@ -249,6 +280,10 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
       "token budgets swept by suites that take them, e.g. 256,1024 (fidelity)")(
       "trace", po::value<std::string>(),
       "imported Q/K/V trace (.safetensors or .npy + .json sidecar) instead of the workload")(
+      "axis", po::value<std::vector<std::string>>(),
+      "axis values SUITE.NAME=v1,v2 (repeatable), e.g. niah.length=1k,4k; `attnbench list "
+      "suites` shows each suite's typed axes (--lengths, --depths, --needle, --haystack, "
+      "--tasks and --budgets set the axes of those names)")(
       "param", po::value<std::vector<std::string>>(),
       "suite setting suite.key=value (repeatable), e.g. ruler.num_needle_k=4")(
       "workload", po::value<std::vector<std::string>>(),
@@ -283,6 +318,8 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
   if (vm.count("tasks")) cfg.options.tasks = split(vm["tasks"].as<std::string>(), ',');
   if (vm.count("budgets")) budgets = vm["budgets"].as<std::string>();
   if (vm.count("trace")) cfg.options.trace = vm["trace"].as<std::string>();
+  if (vm.count("axis"))
+    for (const auto& item : vm["axis"].as<std::vector<std::string>>()) add_axis(cfg.options, item);
   if (vm.count("param"))
     for (const auto& kv : vm["param"].as<std::vector<std::string>>()) {
       auto eq = kv.find('=');
@@ -302,9 +339,8 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
   }
 
   cfg.options.quick = !vm.count("suite") && !vm.count("lengths") && !vm.count("config");
-  if (cfg.options.quick) lengths = "1k,4k";
   if (!lengths.empty()) cfg.options.lengths = parse_lengths(lengths);
-  cfg.options.depths = parse_depths(depths);
+  if (!depths.empty()) cfg.options.depths = parse_depths(depths);
   cfg.options.shape = shape_preset(shape);
   cfg.options.mode = parse_run_mode(mode);
   if (!budgets.empty())

@@ -228,6 +228,14 @@ report run_benchmark(const run_config& config, reporter& out) {
       ATTNBENCH_BAD_INPUT("unknown --param '" << key << "' for the selected suites (known: "
                                               << (known.empty() ? "none" : known) << ")");
   }
+  // --axis values were typed against their suite's declaration (parse_axis); the suite must be
+  // one that runs.
+  for (const auto& [key, values] : config.options.axis_values) {
+    const std::string suite_name = key.substr(0, key.find('.'));
+    if (std::none_of(suites.begin(), suites.end(),
+                     [&](const suite* s) { return s->name() == suite_name; }))
+      ATTNBENCH_BAD_INPUT("--axis " << key << ": suite '" << suite_name << "' is not selected");
+  }
 
   std::regex filter;
   try {

@@ -1,6 +1,7 @@
 #include "harness/suite.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <sstream>
 
 #include "harness/error.hpp"
@@ -15,6 +16,137 @@ run_mode parse_run_mode(const std::string& s) {
   if (s == "query_aware") return run_mode::query_aware;
   if (s == "query_agnostic") return run_mode::query_agnostic;
   ATTNBENCH_BAD_INPUT("unknown mode '" << s << "' (known: query_aware, query_agnostic)");
+}
+
+const char* name_of(axis_type t) {
+  switch (t) {
+    case axis_type::int64:
+      return "int64";
+    case axis_type::real:
+      return "real";
+    case axis_type::text:
+      return "text";
+  }
+  return "?";
+}
+
+namespace {
+
+template <typename T>
+std::vector<nlohmann::json> to_json_list(const std::vector<T>& xs) {
+  return std::vector<nlohmann::json>(xs.begin(), xs.end());
+}
+
+std::vector<std::string> split_commas(const std::string& text) {
+  std::vector<std::string> out;
+  std::string item;
+  std::istringstream is(text);
+  while (std::getline(is, item, ',')) out.push_back(item);
+  if (!text.empty() && text.back() == ',') out.emplace_back();
+  return out;
+}
+
+}  // namespace
+
+axis_def int64_axis(std::string name, std::vector<std::int64_t> defaults,
+                    std::vector<std::int64_t> quick, std::string doc) {
+  return {std::move(name), axis_type::int64, to_json_list(defaults), to_json_list(quick),
+          std::move(doc)};
+}
+
+axis_def real_axis(std::string name, std::vector<double> defaults, std::vector<double> quick,
+                   std::string doc) {
+  return {std::move(name), axis_type::real, to_json_list(defaults), to_json_list(quick),
+          std::move(doc)};
+}
+
+axis_def text_axis(std::string name, std::vector<std::string> defaults,
+                   std::vector<std::string> quick, std::string doc) {
+  return {std::move(name), axis_type::text, to_json_list(defaults), to_json_list(quick),
+          std::move(doc)};
+}
+
+std::vector<nlohmann::json> parse_axis(const axis_def& axis, const std::string& key,
+                                       const std::string& text) {
+  std::vector<nlohmann::json> out;
+  for (const std::string& item : split_commas(text)) {
+    if (item.empty()) ATTNBENCH_BAD_INPUT("--axis " << key << ": empty value in '" << text << "'");
+    if (axis.type == axis_type::text) {
+      out.emplace_back(item);
+      continue;
+    }
+    std::string digits = item;
+    double scale = 1;
+    if (axis.type == axis_type::int64 && (digits.back() == 'k' || digits.back() == 'K'))
+      scale = 1024, digits.pop_back();
+    else if (axis.type == axis_type::int64 && (digits.back() == 'm' || digits.back() == 'M'))
+      scale = 1024.0 * 1024.0, digits.pop_back();
+    std::size_t used = 0;
+    double v = 0;
+    try {
+      v = std::stod(digits, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != digits.size() || digits.empty() || !std::isfinite(v))
+      ATTNBENCH_BAD_INPUT("--axis " << key << ": '" << item << "' is not "
+                                    << (axis.type == axis_type::int64 ? "an integer" : "a number"));
+    v *= scale;
+    if (axis.type == axis_type::int64) {
+      if (v != std::floor(v) || std::abs(v) > 9e15)
+        ATTNBENCH_BAD_INPUT("--axis " << key << ": '" << item << "' is not an integer");
+      out.emplace_back(static_cast<std::int64_t>(v));
+    } else {
+      out.emplace_back(v);
+    }
+  }
+  return out;
+}
+
+const axis_def& find_axis(const std::vector<axis_def>& axes, const std::string& suite,
+                          const std::string& name) {
+  for (const auto& a : axes)
+    if (a.name == name) return a;
+  std::string known;
+  for (const auto& a : axes) known += (known.empty() ? "" : ", ") + a.name;
+  ATTNBENCH_BAD_INPUT("suite '" << suite << "' has no axis '" << name << "' (axes: " << known
+                                << ")");
+}
+
+std::vector<nlohmann::json> axis_values(const run_options& o, const std::string& suite,
+                                        const axis_def& axis) {
+  if (auto it = o.axis_values.find(suite + "." + axis.name); it != o.axis_values.end())
+    return it->second;
+  const std::string& n = axis.name;
+  if (n == "length" && !o.lengths.empty()) return to_json_list(o.lengths);
+  if (n == "depth" && !o.depths.empty()) return to_json_list(o.depths);
+  if (n == "needle" && !o.needles.empty()) return to_json_list(o.needles);
+  if (n == "haystack" && !o.haystack.empty()) return {nlohmann::json(o.haystack)};
+  if (n == "task" && !o.tasks.empty()) return to_json_list(o.tasks);
+  if (n == "budget" && !o.budgets.empty()) return to_json_list(o.budgets);
+  if (o.quick && !axis.quick.empty()) return axis.quick;
+  return axis.defaults;
+}
+
+std::vector<std::int64_t> int64_values(const run_options& o, const std::string& suite,
+                                       const axis_def& axis) {
+  std::vector<std::int64_t> out;
+  for (const auto& v : axis_values(o, suite, axis)) out.push_back(v.get<std::int64_t>());
+  return out;
+}
+
+std::vector<double> real_values(const run_options& o, const std::string& suite,
+                                const axis_def& axis) {
+  std::vector<double> out;
+  for (const auto& v : axis_values(o, suite, axis)) out.push_back(v.get<double>());
+  return out;
+}
+
+std::vector<std::string> text_values(const run_options& o, const std::string& suite,
+                                     const axis_def& axis) {
+  std::vector<std::string> out;
+  for (const auto& v : axis_values(o, suite, axis)) out.push_back(v.get<std::string>());
+  return out;
 }
 
 suite_registry& suite_registry::instance() {

@@ -24,7 +24,10 @@ run_mode parse_run_mode(const std::string& s);  // throws bad_input
 /// How `--depths` values are spaced between start and stop.
 enum class depth_spacing { linear, sigmoid };
 
-/// Options every suite reads (CLI and config file fields; DESIGN §5).
+/// Options every suite reads (CLI and config file fields; DESIGN §5). `lengths`, `depths`,
+/// `needles`, `haystack`, `tasks` and `budgets` are the shared options (`--lengths`, ...): each
+/// is an alias of the axis of that name (length, depth, needle, haystack, task, budget) in every
+/// suite that declares it; `axis_values` holds `--axis SUITE.NAME=values` (see axis_values()).
 struct run_options {
   std::vector<std::int64_t> lengths;  // empty: the suite's default
   std::vector<double> depths;         // empty: the suite's default
@@ -41,10 +44,51 @@ struct run_options {
   // Suite-specific settings "suite.key" -> text (`--param ruler.num_needle_k=4`); the runner
   // rejects keys that no selected suite declares in param_names(); suites parse the values.
   std::map<std::string, std::string> params;
+  // `--axis SUITE.NAME=values`, keyed "SUITE.NAME", values of the axis's type (parse_axis).
+  std::map<std::string, std::vector<nlohmann::json>> axis_values;
   // The quick preset (`attnbench` with no --suite, --lengths or --config): every suite shrinks
   // its default axes so that all suites x all CPU methods stay under a minute on 2 cores.
   bool quick = false;
 };
+
+/// The value type of an axis.
+enum class axis_type { int64, real, text };
+const char* name_of(axis_type t);  // "int64", "real", "text"
+
+/// One axis of a suite's case product, declared typed as nvbench's add_int64_axis does: a new
+/// axis is one entry in its suite's axes(), settable at once as `--axis SUITE.NAME=values`.
+/// `defaults` and `quick` (the quick preset's values; empty: the defaults) may be empty when
+/// the values depend on the run (a trace's length, the backend); `doc` then says what they are.
+struct axis_def {
+  std::string name;
+  axis_type type = axis_type::int64;
+  std::vector<nlohmann::json> defaults;
+  std::vector<nlohmann::json> quick;
+  std::string doc;
+};
+axis_def int64_axis(std::string name, std::vector<std::int64_t> defaults,
+                    std::vector<std::int64_t> quick = {}, std::string doc = "");
+axis_def real_axis(std::string name, std::vector<double> defaults, std::vector<double> quick = {},
+                   std::string doc = "");
+axis_def text_axis(std::string name, std::vector<std::string> defaults,
+                   std::vector<std::string> quick = {}, std::string doc = "");
+
+/// Parses `text` (comma-separated) as values of `axis`: integers take k / m suffixes (x1024),
+/// reals are decimal, text is taken as it is. Throws bad_input naming `key` and the value.
+std::vector<nlohmann::json> parse_axis(const axis_def& axis, const std::string& key,
+                                       const std::string& text);
+
+/// The values an axis takes in this run, first found of: `--axis SUITE.NAME=...`; the shared
+/// option the axis name aliases (`--lengths` for "length", ...; see run_options); the quick
+/// preset's values (in the quick preset); the declared defaults.
+std::vector<nlohmann::json> axis_values(const run_options& o, const std::string& suite,
+                                        const axis_def& axis);
+std::vector<std::int64_t> int64_values(const run_options& o, const std::string& suite,
+                                       const axis_def& axis);
+std::vector<double> real_values(const run_options& o, const std::string& suite,
+                                const axis_def& axis);
+std::vector<std::string> text_values(const run_options& o, const std::string& suite,
+                                     const axis_def& axis);
 
 /// One point of a suite's axis product.
 struct suite_case {
@@ -65,8 +109,8 @@ class suite {
   virtual ~suite() = default;
   virtual std::string name() const = 0;
   virtual std::string description() const = 0;
-  /// Axis names in product order, for `attnbench list suites`.
-  virtual std::vector<std::string> axes() const = 0;
+  /// Typed axes in product order (first outermost), for `--axis` and `attnbench list suites`.
+  virtual std::vector<axis_def> axes() const = 0;
   virtual std::map<std::string, metric_info> metrics() const = 0;
   /// Keys this suite reads from run_options::params, without the "suite." prefix.
   virtual std::vector<std::string> param_names() const { return {}; }
@@ -87,6 +131,10 @@ class suite {
   virtual void run(const suite_case& c, const method_instance& method, const run_context& ctx,
                    record& rec) const = 0;
 };
+
+/// The declared axis `name` of `s`; throws bad_input naming the suite's axes when it has none.
+const axis_def& find_axis(const std::vector<axis_def>& axes, const std::string& suite,
+                          const std::string& name);
 
 class suite_registry {
  public:

@@ -30,7 +30,7 @@ struct compare_options {
   // power (with 4 vs 4 samples no outcome reaches p < 0.05), so the comparison warns.
   std::size_t min_samples = 9;
   // CPU latency records carry a machine yardstick per sample (extra.reference_s, see
-  // suites/latency/yardstick.hpp): compare op / yardstick ratios and divide out the shift all
+  // suites/common/timing/yardstick.hpp): compare op / yardstick ratios and divide out the shift all
   // records of a backend share (the machine factor). false: raw seconds (--raw-latency).
   bool normalize_latency = true;
   // The machine factor is applied only over at least this many normalized records per backend.

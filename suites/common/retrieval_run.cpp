@@ -191,12 +191,23 @@ std::uint64_t retrieval_case_bytes(const model_shape& shape, std::int64_t tokens
   return cache + projection;
 }
 
-needle_axes needle_axes_of(const run_options& o) {
-  needle_axes out;
-  out.needles = o.needles.empty() ? std::vector<std::string>{"number"} : o.needles;
-  out.haystack = o.haystack.empty() ? "essay" : o.haystack;
-  parse_haystack_kind(out.haystack);
-  for (const auto& needle : out.needles) parse_value_kind(needle);
+axis_def needle_axis() {
+  return text_axis("needle", {"number"}, {}, "number, word, uuid (--needle)");
+}
+
+axis_def haystack_axis() {
+  return text_axis("haystack", {"essay"}, {}, "noise, essay, needle (--haystack)");
+}
+
+std::vector<std::string> needle_values(const run_options& o, const std::string& suite) {
+  std::vector<std::string> out = text_values(o, suite, needle_axis());
+  for (const auto& needle : out) parse_value_kind(needle);
+  return out;
+}
+
+std::vector<std::string> haystack_values(const run_options& o, const std::string& suite) {
+  std::vector<std::string> out = text_values(o, suite, haystack_axis());
+  for (const auto& haystack : out) parse_haystack_kind(haystack);
   return out;
 }
 

@@ -73,13 +73,13 @@ class length_axis_suite : public suite {
   }
 };
 
-/// The needle-kind and haystack axes of the NIAH-style suites (`niah`, `posir`): --needles
-/// (default: number) and --haystack (default: essay). Throws bad_input on an unknown name.
-struct needle_axes {
-  std::vector<std::string> needles;
-  std::string haystack;
-};
-needle_axes needle_axes_of(const run_options& o);
+/// The needle-kind and haystack axes of the NIAH-style suites (`niah`, `posir`): text axes
+/// "needle" (alias --needle, default number) and "haystack" (alias --haystack, default essay).
+axis_def needle_axis();
+axis_def haystack_axis();
+/// Their values in this run for `suite`; throws bad_input on an unknown name.
+std::vector<std::string> needle_values(const run_options& o, const std::string& suite);
+std::vector<std::string> haystack_values(const run_options& o, const std::string& suite);
 
 /// One NIAH prompt (make_niah at `depth`, seeded with `seed`) through `method` in the run's mode,
 /// with the dense needle mass, scored with RULER's string_match_all. `sample` is the per-sample

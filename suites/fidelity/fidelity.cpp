@@ -169,7 +169,12 @@ class fidelity_suite final : public suite {
     return "output error vs exact attention per length x budget x source (retrieval, "
            "structured, trace): relative L2, cosine, attention-mass and top-k recall";
   }
-  std::vector<std::string> axes() const override { return {"length", "budget", "source"}; }
+  std::vector<axis_def> axes() const override {
+    return {int64_axis("length", {1024, 4096}, {1024}, "a trace's own length with --trace"),
+            int64_axis("budget", k_default_budgets, {256}, "--budgets; every list ends with full"),
+            text_axis("source", {"retrieval", "structured"}, {"retrieval"},
+                      "trace with --trace")};
+  }
   bool reads_traces() const override { return true; }
   std::vector<std::string> param_names() const override {
     return {"sink",        "locality",  "heavy", "heavy_count",
@@ -197,10 +202,8 @@ class fidelity_suite final : public suite {
     param_int(o, "fidelity.topk", 32, 1, 1 << 20);
     std::vector<std::string> budgets;
     // Quick preset: one budget, one short length, the retrieval source only.
-    for (auto b : o.quick             ? std::vector<std::int64_t>{256}
-                  : o.budgets.empty() ? k_default_budgets
-                                      : o.budgets)
-      budgets.push_back(std::to_string(b));
+    const std::vector<axis_def> a = axes();
+    for (auto b : int64_values(o, "fidelity", a[1])) budgets.push_back(std::to_string(b));
     budgets.push_back("full");
     std::vector<std::pair<std::int64_t, std::string>> sources;  // (length, source)
     if (!o.trace.empty()) {
@@ -210,11 +213,13 @@ class fidelity_suite final : public suite {
                                 << " tokens: fidelity needs more than fidelity.steps = " << steps);
       sources.emplace_back(trace->tokens - steps + 1, "trace");
     } else {
-      for (auto length : o.quick             ? std::vector<std::int64_t>{1024}
-                         : o.lengths.empty() ? std::vector<std::int64_t>{1024, 4096}
-                                             : o.lengths)
-        for (const char* src : {"retrieval", "structured"})
-          if (!o.quick || std::string(src) == "retrieval") sources.emplace_back(length, src);
+      const std::vector<std::string> kinds = text_values(o, "fidelity", a[2]);
+      for (const auto& kind : kinds)
+        ATTNBENCH_CHECK(kind == "retrieval" || kind == "structured", bad_input,
+                        "--axis fidelity.source: unknown source '"
+                            << kind << "' (known: retrieval, structured; trace comes with --trace)");
+      for (auto length : int64_values(o, "fidelity", a[0]))
+        for (const auto& kind : kinds) sources.emplace_back(length, kind);
     }
     std::vector<suite_case> out;
     for (const auto& [length, source] : sources)

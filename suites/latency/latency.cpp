@@ -10,12 +10,12 @@
 
 #include "harness/error.hpp"
 #include "suites/common/suite_helpers.hpp"
-#include "suites/latency/cpu_ops.hpp"
-#include "suites/latency/gbench_timing.hpp"
-#include "suites/latency/op_axes.hpp"
-#include "suites/latency/op_clock.hpp"
-#include "suites/latency/op_math.hpp"
-#include "suites/latency/yardstick.hpp"
+#include "suites/common/ops/cpu_ops.hpp"
+#include "suites/common/timing/gbench_timing.hpp"
+#include "suites/common/ops/op_axes.hpp"
+#include "suites/common/timing/op_clock.hpp"
+#include "suites/common/ops/op_math.hpp"
+#include "suites/common/timing/yardstick.hpp"
 
 namespace attnbench {
 
@@ -74,9 +74,10 @@ class latency_suite final : public suite {
     return "operator time per phase x batch x length x heads x head_dim x dtype: median/p10/p90 "
            "of >= 10 raw samples (Google Benchmark), TFLOP/s, KV GB/s, fraction of device peak";
   }
-  std::vector<std::string> axes() const override {
-    return {"backend",  "phase",    "batch", "length", "q_heads",
-            "kv_heads", "head_dim", "dtype", "causal", "page_size"};
+  std::vector<axis_def> axes() const override {
+    run_options cpu;
+    cpu.shape = shape_preset("small");
+    return op_axis_defs(default_axes(cpu));  // the CPU preset's; CUDA's in default_axes
   }
   std::map<std::string, metric_info> metrics() const override {
     return {
@@ -161,7 +162,7 @@ class latency_suite final : public suite {
       rec.extra["reference_s"] = t.reference_s;
       rec.extra["reference"] =
           "yardstick: frozen single-thread fp32 decode at the case's shape, "
-          "one untimed call after every timed call (suites/latency/yardstick)";
+          "one untimed call after every timed call (suites/common/timing/yardstick)";
     }
     rec.extra["repetitions"] = settings.timing.repetitions;
     rec.extra["min_time_s"] = settings.timing.min_time_s;

@@ -13,10 +13,10 @@
 
 #include "harness/error.hpp"
 #include "suites/common/suite_helpers.hpp"
-#include "suites/latency/cpu_ops.hpp"
-#include "suites/latency/op_axes.hpp"
-#include "suites/latency/op_clock.hpp"
-#include "suites/latency/op_math.hpp"
+#include "suites/common/ops/cpu_ops.hpp"
+#include "suites/common/ops/op_axes.hpp"
+#include "suites/common/timing/op_clock.hpp"
+#include "suites/common/ops/op_math.hpp"
 
 namespace attnbench {
 
@@ -38,6 +38,31 @@ method_instance with_budget(const method_instance& method, std::int64_t budget, 
   return resolve_method(text, method.info->backend);
 }
 
+// The operator axes' defaults: one decode step at 1K of the --shape's heads in fp32 on the CPU,
+// Llama 3 8B's heads in bf16 on CUDA.
+op_axes default_axes(const run_options& o) {
+  op_axes defaults;
+  defaults.phases = {"decode"};
+  defaults.batches = {1};
+  defaults.lengths = {1024};
+  defaults.causal = {true};
+  if (o.backend == "cuda") {
+    defaults.heads = {{32, 8}};
+    defaults.head_dims = {128};
+    defaults.dtypes = {"bf16"};
+  } else {
+    defaults.heads = {{o.shape.q_heads, o.shape.kv_heads}};
+    defaults.head_dims = {o.shape.head_dim};
+    defaults.dtypes = {"fp32"};
+  }
+  return defaults;
+}
+
+// Token budgets (`--budgets`); 0: each method runs with its own parameters, no budget axis value.
+axis_def budget_axis() {
+  return int64_axis("budget", {0}, {}, "--budgets; 0: each method's own parameters");
+}
+
 class memory_suite final : public suite {
  public:
   std::string name() const override { return k_suite; }
@@ -45,8 +70,15 @@ class memory_suite final : public suite {
     return "KV memory per length x budget x heads x head_dim x dtype: resident KV bytes (the "
            "method's accounting) and measured allocator bytes; a case that cannot fit is `oom`";
   }
-  std::vector<std::string> axes() const override {
-    return {"backend", "length", "budget", "batch", "q_heads", "kv_heads", "head_dim", "dtype"};
+  std::vector<axis_def> axes() const override {
+    run_options cpu;
+    cpu.shape = shape_preset("small");
+    std::vector<axis_def> out = op_axis_defs(default_axes(cpu));
+    std::erase_if(out, [](const axis_def& a) {
+      return a.name == "phase" || a.name == "causal" || a.name == "page_size";
+    });
+    out.insert(out.begin() + 2, budget_axis());
+    return out;
   }
   std::map<std::string, metric_info> metrics() const override {
     return {
@@ -67,24 +99,8 @@ class memory_suite final : public suite {
   bool exclusive() const override { return true; }
 
   std::vector<suite_case> cases(const run_options& o) const override {
-    op_axes defaults;
-    defaults.phases = {"decode"};
-    defaults.batches = {1};
-    defaults.lengths = {1024};
-    defaults.causal = {true};
-    if (o.backend == "cuda") {
-      defaults.heads = {{32, 8}};
-      defaults.head_dims = {128};
-      defaults.dtypes = {"bf16"};
-    } else {
-      defaults.heads = {{o.shape.q_heads, o.shape.kv_heads}};
-      defaults.head_dims = {o.shape.head_dim};
-      defaults.dtypes = {"fp32"};
-    }
-    const op_axes axes = parse_op_axes(o, k_suite, defaults);
-    // Without --budgets each method runs with its own parameters and the case has no budget.
-    std::vector<std::int64_t> budgets =
-        o.budgets.empty() ? std::vector<std::int64_t>{0} : o.budgets;
+    const op_axes axes = parse_op_axes(o, k_suite, default_axes(o));
+    const std::vector<std::int64_t> budgets = int64_values(o, k_suite, budget_axis());
     std::vector<suite_case> out;
     for (auto length : axes.lengths)
       for (auto budget : budgets)

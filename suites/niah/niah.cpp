@@ -20,8 +20,12 @@ class niah_suite final : public length_axis_suite {
   std::string description() const override {
     return "needle in a haystack: accuracy per (length, depth) cell, string_match_all";
   }
-  std::vector<std::string> axes() const override {
-    return {"length", "depth", "needle", "haystack"};
+  std::vector<axis_def> axes() const override {
+    return {int64_axis("length", {4096, 16384}, {1024, 4096}),
+            // --depths' default, 0:1:4.
+            real_axis("depth", {0.0, 0.333333, 0.666667, 1.0}, {},
+                      "--depths: a list or start:stop:count[:linear|:sigmoid]"),
+            needle_axis(), haystack_axis()};
   }
 
   std::map<std::string, metric_info> metrics() const override {
@@ -33,20 +37,17 @@ class niah_suite final : public length_axis_suite {
   }
 
   std::vector<suite_case> cases(const run_options& o) const override {
-    std::vector<std::int64_t> lengths =
-        o.lengths.empty() ? std::vector<std::int64_t>{4096, 16384} : o.lengths;
-    std::vector<double> depths = o.depths;
-    if (depths.empty())
-      for (int i = 0; i <= 10; ++i) depths.push_back(i / 10.0);
-    const needle_axes n = needle_axes_of(o);
+    const std::vector<axis_def> a = axes();
+    const std::vector<std::string> haystacks = haystack_values(o, "niah");
     std::vector<suite_case> out;
-    for (auto length : lengths)
-      for (double depth : depths)
-        for (const auto& needle : n.needles)
-          out.push_back(make_case("niah", {{"length", length},
-                                           {"depth", depth},
-                                           {"needle", needle},
-                                           {"haystack", n.haystack}}));
+    for (auto length : int64_values(o, "niah", a[0]))
+      for (double depth : real_values(o, "niah", a[1]))
+        for (const auto& needle : needle_values(o, "niah"))
+          for (const auto& haystack : haystacks)
+            out.push_back(make_case("niah", {{"length", length},
+                                             {"depth", depth},
+                                             {"needle", needle},
+                                             {"haystack", haystack}}));
     return out;
   }
 

@@ -44,7 +44,11 @@ class posir_suite final : public length_axis_suite {
     return "evidence in 20 relative-position bins per length: accuracy per bin; PSI, slope "
            "(primacy/recency) and middle dip per length";
   }
-  std::vector<std::string> axes() const override { return {"length", "bin", "needle", "haystack"}; }
+  std::vector<axis_def> axes() const override {
+    return {int64_axis("length", {4096, 16384}, {1024}, "a trace's own length with --trace"),
+            int64_axis("bin", {}, {}, "0 .. posir.bins - 1 (10; 5 in the quick preset)"),
+            needle_axis(), haystack_axis()};
+  }
   bool reads_traces() const override { return true; }
   std::vector<std::string> param_names() const override { return {"bins", "placement"}; }
 
@@ -62,18 +66,22 @@ class posir_suite final : public length_axis_suite {
     const int bins = quick_bins(o);
     uniform_placement(o);
     if (!o.trace.empty()) return trace_cases(o, bins);
-    std::vector<std::int64_t> lengths =
-        o.lengths.empty() ? std::vector<std::int64_t>{4096, 16384} : o.lengths;
-    // Quick preset: one short length (every CPU method runs every suite in under a minute).
-    if (o.quick) lengths = {1024};
-    const needle_axes n = needle_axes_of(o);
+    const std::vector<axis_def> a = axes();
+    std::vector<std::int64_t> bin_list = int64_values(o, "posir", a[1]);
+    if (bin_list.empty())
+      for (int bin = 0; bin < bins; ++bin) bin_list.push_back(bin);
+    for (auto bin : bin_list)
+      ATTNBENCH_CHECK(bin >= 0 && bin < bins, bad_input,
+                      "--axis posir.bin: bin " << bin << " is outside [0, " << bins << ")");
+    const std::vector<std::string> haystacks = haystack_values(o, "posir");
     std::vector<suite_case> out;
-    for (auto length : lengths)
-      for (int bin = 0; bin < bins; ++bin)
-        for (const auto& needle : n.needles)
-          out.push_back(make_case(
-              "posir",
-              {{"length", length}, {"bin", bin}, {"needle", needle}, {"haystack", n.haystack}}));
+    for (auto length : int64_values(o, "posir", a[0]))
+      for (auto bin : bin_list)
+        for (const auto& needle : needle_values(o, "posir"))
+          for (const auto& haystack : haystacks)
+            out.push_back(make_case(
+                "posir",
+                {{"length", length}, {"bin", bin}, {"needle", needle}, {"haystack", haystack}}));
     return out;
   }
 

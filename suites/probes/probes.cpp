@@ -169,7 +169,10 @@ class probes_suite final : public length_axis_suite {
     return "attention probes under dense attention: sink score, secondary sinks and their layer "
            "lifetime, entropy per head, RoPE locality vs length and base";
   }
-  std::vector<std::string> axes() const override { return {"length", "rope_base"}; }
+  std::vector<axis_def> axes() const override {
+    return {int64_axis("length", {1024, 4096}, {1024}, "a trace's own length with --trace"),
+            real_axis("rope_base", {}, {}, "probes.rope_bases (the first only in the quick preset)")};
+  }
   bool reads_traces() const override { return true; }
   std::vector<std::string> param_names() const override {
     return {"sink_threshold", "queries", "rope_bases", "rope_samples"};
@@ -199,9 +202,7 @@ class probes_suite final : public length_axis_suite {
     param_real(o, "probes.sink_threshold", k_default_threshold, 1e-9, 1.0);
     param_real(o, "probes.queries", k_default_queries, 1, 4096);
     param_real(o, "probes.rope_samples", k_default_rope_samples, 1, 1e7);
-    std::vector<std::int64_t> lengths = o.quick             ? std::vector<std::int64_t>{1024}
-                                        : o.lengths.empty() ? std::vector<std::int64_t>{1024, 4096}
-                                                            : o.lengths;
+    std::vector<std::int64_t> lengths = int64_values(o, "probes", axes()[0]);
     std::vector<double> bases = rope_bases(o);
     // Quick preset: one length and the first RoPE base.
     if (o.quick) bases.resize(1);

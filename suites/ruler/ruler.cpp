@@ -213,7 +213,11 @@ class ruler_suite final : public length_axis_suite {
     return "RULER's 13 tasks (niah x8, vt, cwe, fwe, qa_1, qa_2): score per (task, length), "
            "string_match_all / string_match_part; average and effective length per method";
   }
-  std::vector<std::string> axes() const override { return {"task", "length"}; }
+  // RULER's lengths, 4K to 128K; the quick preset runs every task once at 1K.
+  std::vector<axis_def> axes() const override {
+    return {text_axis("task", ruler_task_names(), {}, "--tasks"),
+            int64_axis("length", {4096, 8192, 16384, 32768, 65536, 131072}, {1024})};
+  }
 
   std::map<std::string, metric_info> metrics() const override {
     auto m = retrieval_metric_info();
@@ -233,12 +237,9 @@ class ruler_suite final : public length_axis_suite {
   }
 
   std::vector<suite_case> cases(const run_options& o) const override {
-    const std::vector<std::string> tasks = o.tasks.empty() ? ruler_task_names() : o.tasks;
-    // RULER's lengths, 4K to 128K; the quick preset runs every task once at 1K.
-    const std::vector<std::int64_t> lengths =
-        o.quick             ? std::vector<std::int64_t>{1024}
-        : o.lengths.empty() ? std::vector<std::int64_t>{4096, 8192, 16384, 32768, 65536, 131072}
-                            : o.lengths;
+    const std::vector<axis_def> a = axes();
+    const std::vector<std::string> tasks = text_values(o, "ruler", a[0]);
+    const std::vector<std::int64_t> lengths = int64_values(o, "ruler", a[1]);
     threshold_of(o);
     for (const auto& t : tasks) configured_task(t, o);  // bad task names and values: exit 2
     std::vector<suite_case> out;

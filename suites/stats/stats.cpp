@@ -564,8 +564,12 @@ class stats_suite final : public suite {
            "channel outliers) on the workload or a trace; each metric names its real-model "
            "range and source";
   }
-  std::vector<std::string> axes() const override {
-    return {"source", "shape", "length", "long_length"};
+  std::vector<axis_def> axes() const override {
+    return {text_axis("source", {"workload"}, {}, "trace with --trace"),
+            text_axis("shape", {"llama3-8b"}, {k_quick_shape.name}, "stats.shape"),
+            int64_axis("length", {k_default_length}, {k_quick_length}),
+            int64_axis("long_length", {k_default_long_length}, {k_quick_long_length},
+                       "stats.long_length")};
   }
   bool reads_traces() const override { return true; }
   // One heavy computation per case: it runs alone with every thread, parallel over layers.
@@ -606,10 +610,7 @@ class stats_suite final : public suite {
     const auto long_length = static_cast<std::int64_t>(param_real(
         o, "stats.long_length",
         static_cast<double>(o.quick ? k_quick_long_length : k_default_long_length), 128, 1 << 22));
-    const std::vector<std::int64_t> lengths = o.quick ? std::vector<std::int64_t>{k_quick_length}
-                                              : o.lengths.empty()
-                                                  ? std::vector<std::int64_t>{k_default_length}
-                                                  : o.lengths;
+    const std::vector<std::int64_t> lengths = int64_values(o, "stats", axes()[2]);
     std::vector<suite_case> out;
     for (auto length : lengths) {
       ATTNBENCH_CHECK(length >= 128, bad_input,

@@ -8,8 +8,8 @@
 #include "harness/error.hpp"
 #include "app/runner.hpp"
 #include "suite_test_util.hpp"
-#include "suites/latency/op_axes.hpp"
-#include "suites/latency/op_math.hpp"
+#include "suites/common/ops/op_axes.hpp"
+#include "suites/common/ops/op_math.hpp"
 
 using namespace attnbench;
 

@@ -105,12 +105,10 @@ TEST_CASE("stats: the quick preset's case and the default shape", "[stats]") {
   REQUIRE(s != nullptr);
   run_options o;
   o.quick = true;
-  o.lengths = {1024, 4096};
   auto quick = s->cases(o);
   REQUIRE(quick.size() == 1);
   CHECK(quick[0].name == "stats(source=workload,shape=4x8x4x64,length=1024,long_length=2048)");
   o.quick = false;
-  o.lengths.clear();
   auto full = s->cases(o);
   REQUIRE(full.size() == 1);
   CHECK(full[0].name == "stats(source=workload,shape=llama3-8b,length=10240,long_length=32768)");

@@ -66,7 +66,7 @@ def parse_heads(text):
 
 
 def quantile(samples, p):
-    """Type-7 quantile (numpy's default), as suites/latency/op_math.cpp computes it."""
+    """Type-7 quantile (numpy's default), as suites/common/ops/op_math.cpp computes it."""
     xs = sorted(samples)
     h = (len(xs) - 1) * p
     lo = math.floor(h)
@@ -75,7 +75,7 @@ def quantile(samples, p):
 
 
 def case_axes(phase, batch, length, q_heads, kv_heads, head_dim, dtype, causal):
-    """The latency suite's axes in its product order (suites/latency/op_axes.cpp)."""
+    """The latency suite's axes in its product order (suites/common/ops/op_axes.cpp)."""
     axes = [("backend", "cuda"), ("phase", phase), ("batch", batch), ("length", length),
             ("q_heads", q_heads), ("kv_heads", kv_heads), ("head_dim", head_dim),
             ("dtype", dtype)]

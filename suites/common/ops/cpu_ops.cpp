@@ -1,4 +1,4 @@
-#include "suites/latency/cpu_ops.hpp"
+#include "suites/common/ops/cpu_ops.hpp"
 
 #include <malloc.h>
 #include <unistd.h>
@@ -12,7 +12,7 @@
 
 #include "datasets/rng.hpp"
 #include "harness/error.hpp"
-#include "suites/latency/op_math.hpp"
+#include "suites/common/ops/op_math.hpp"
 
 namespace attnbench {
 

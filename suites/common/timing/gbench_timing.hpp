@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "harness/timed_op.hpp"
-#include "suites/latency/op_clock.hpp"
+#include "suites/common/timing/op_clock.hpp"
 
 namespace attnbench {
 

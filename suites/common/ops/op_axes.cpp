@@ -1,4 +1,5 @@
-#include "suites/latency/op_axes.hpp"
+#include <algorithm>
+#include "suites/common/ops/op_axes.hpp"
 
 #include <cmath>
 #include <sstream>
@@ -38,6 +39,13 @@ bool parse_bool(const std::string& name, const std::string& text) {
 
 std::vector<std::string> param_items(const run_options& options, const std::string& suite,
                                      const std::string& key) {
+  // `--axis SUITE.KEY=...` sets the same list as `--param SUITE.KEY=...`.
+  if (auto axis = options.axis_values.find(suite + "." + key); axis != options.axis_values.end()) {
+    std::vector<std::string> items;
+    for (const auto& v : axis->second)
+      items.push_back(v.is_string() ? v.get<std::string>() : v.dump());
+    return items;
+  }
   auto it = options.params.find(suite + "." + key);
   if (it == options.params.end()) return {};
   auto items = split_commas(it->second);
@@ -73,6 +81,23 @@ bool bool_setting(const run_options& options, const std::string& suite, const st
   return it == options.params.end() ? fallback : parse_bool(it->first, it->second);
 }
 
+std::vector<axis_def> op_axis_defs(const op_axes& defaults) {
+  std::vector<std::int64_t> batches(defaults.batches.begin(), defaults.batches.end()), qs, kvs,
+      dims(defaults.head_dims.begin(), defaults.head_dims.end()), causal;
+  for (const auto& [q, kv] : defaults.heads) qs.push_back(q), kvs.push_back(kv);
+  for (bool c : defaults.causal) causal.push_back(c ? 1 : 0);
+  return {text_axis("backend", {}, {}, "the run's --backend"),
+          text_axis("phase", defaults.phases, {}, "prefill, decode"),
+          int64_axis("batch", batches),
+          int64_axis("length", defaults.lengths, {}, "--lengths (not in the quick preset)"),
+          int64_axis("q_heads", qs),
+          int64_axis("kv_heads", kvs),
+          int64_axis("head_dim", dims),
+          text_axis("dtype", defaults.dtypes, {}, "bf16, fp16, fp32"),
+          int64_axis("causal", causal, {}, "1 or 0, prefill only"),
+          int64_axis("page_size", {defaults.page_size}, {}, "0: contiguous")};
+}
+
 op_axes parse_op_axes(const run_options& options, const std::string& suite,
                       const op_axes& defaults) {
   op_axes axes = defaults;
@@ -106,6 +131,29 @@ op_axes parse_op_axes(const run_options& options, const std::string& suite,
       axes.heads.emplace_back(q, kv);
     }
   }
+  // `--axis SUITE.q_heads=...` / `kv_heads=...`: the (query, KV) pairs of their product whose
+  // query heads are a multiple of the KV heads; an axis not given keeps the defaults' values.
+  const auto q_axis = param_items(options, suite, "q_heads");
+  const auto kv_axis = param_items(options, suite, "kv_heads");
+  if (!q_axis.empty() || !kv_axis.empty()) {
+    std::vector<int> qs, kvs;
+    for (const auto& q : q_axis) qs.push_back(static_cast<int>(parse_int(prefix + "q_heads", q, 1, 1024)));
+    for (const auto& kv : kv_axis)
+      kvs.push_back(static_cast<int>(parse_int(prefix + "kv_heads", kv, 1, 1024)));
+    for (const auto& [q, kv] : axes.heads) {
+      if (q_axis.empty()) qs.push_back(q);
+      if (kv_axis.empty()) kvs.push_back(kv);
+    }
+    axes.heads.clear();
+    for (int q : qs)
+      for (int kv : kvs)
+        if (q % kv == 0 && std::find(axes.heads.begin(), axes.heads.end(), std::pair{q, kv}) ==
+                               axes.heads.end())
+          axes.heads.emplace_back(q, kv);
+    ATTNBENCH_CHECK(!axes.heads.empty(), bad_input,
+                    "--axis " << prefix << "q_heads / kv_heads: no query head count is a multiple "
+                              << "of a KV head count");
+  }
   if (auto items = param_items(options, suite, "head_dim"); !items.empty()) {
     axes.head_dims.clear();
     for (const auto& d : items)
@@ -129,6 +177,10 @@ op_axes parse_op_axes(const run_options& options, const std::string& suite,
   // The quick preset's lengths are sized for the accuracy suites; operator suites keep their
   // own tiny default there so that timing every CPU method stays within the preset's minute.
   if (!options.lengths.empty() && !options.quick) axes.lengths = options.lengths;
+  if (auto items = param_items(options, suite, "length"); !items.empty()) {
+    axes.lengths.clear();
+    for (const auto& l : items) axes.lengths.push_back(parse_int(prefix + "length", l, 1, 1 << 30));
+  }
   for (auto length : axes.lengths)
     if (length < 1) ATTNBENCH_BAD_INPUT("length must be >= 1, got " << length);
   return axes;

@@ -1,7 +1,7 @@
 /// op_clock.hpp's CUDA entry points in a build without the CUDA backend: every one declines,
 /// so CUDA cases become `skipped` records.
 #include "harness/error.hpp"
-#include "suites/latency/op_clock.hpp"
+#include "suites/common/timing/op_clock.hpp"
 
 namespace attnbench {
 

@@ -4,7 +4,7 @@
 #include <chrono>
 #include <vector>
 
-#include "suites/latency/op_clock.hpp"
+#include "suites/common/timing/op_clock.hpp"
 
 namespace attnbench {
 

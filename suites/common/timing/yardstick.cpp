@@ -1,4 +1,4 @@
-#include "suites/latency/yardstick.hpp"
+#include "suites/common/timing/yardstick.hpp"
 
 #include <chrono>
 #include <cmath>

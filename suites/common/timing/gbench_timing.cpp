@@ -1,4 +1,4 @@
-#include "suites/latency/gbench_timing.hpp"
+#include "suites/common/timing/gbench_timing.hpp"
 
 #include <benchmark/benchmark.h>
 

@@ -48,6 +48,11 @@ bool bool_setting(const run_options& options, const std::string& suite, const st
 op_axes parse_op_axes(const run_options& options, const std::string& suite,
                       const op_axes& defaults);
 
+/// The typed axes of an operator suite as `attnbench list suites` shows them: backend, phase,
+/// batch, length, q_heads, kv_heads, head_dim, dtype, causal, page_size, with `defaults`'s values
+/// (the backend's; `--axis SUITE.KEY=...` and `--param SUITE.KEY=...` set the same lists).
+std::vector<axis_def> op_axis_defs(const op_axes& defaults);
+
 /// The canonical axes of one case, in product order: backend, phase, batch, length, q_heads,
 /// kv_heads, head_dim, dtype, then causal (prefill only) and page_size (when not 0).
 std::vector<std::pair<std::string, nlohmann::json>> op_case_axes(const std::string& backend,

@@ -5,7 +5,7 @@
 #include <sstream>
 
 #include "harness/error.hpp"
-#include "suites/latency/op_clock.hpp"
+#include "suites/common/timing/op_clock.hpp"
 
 namespace attnbench {
 

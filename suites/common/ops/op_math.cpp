@@ -1,4 +1,4 @@
-#include "suites/latency/op_math.hpp"
+#include "suites/common/ops/op_math.hpp"
 
 #include <algorithm>
 #include <cmath>

@@ -124,12 +124,12 @@ using method_factory = std::function<std::unique_ptr<kv_method>(const param_valu
 /// and simplifications live (the docs' methods table is generated from it, docs/methods.md).
 struct method_info {
   std::string name;
-  std::string backend;     // "cpu" or "cuda"
-  std::string paper;       // title, or "" for exact attention
-  std::string summary;     // one line: the rule
-  std::string simplified;  // one line: what this implementation simplifies relative to the paper
+  std::string backend;  // "cpu" or "cuda"
+  std::string paper;    // title, or "" for exact attention
+  std::string summary;  // one line: the rule
   std::vector<param_def> params;
   method_factory factory;
+  std::string simplified;  // one line: what this implementation simplifies relative to the paper
 };
 
 /// What a method states about itself, whatever its backend: method_info without the backend and

@@ -11,6 +11,7 @@
 #include "app/progress.hpp"
 #include "app/report_commands.hpp"
 #include "harness/error.hpp"
+#include "reports/methods_page.hpp"
 #include "reports/run_reporters.hpp"
 
 namespace po = boost::program_options;
@@ -44,11 +45,13 @@ const char* k_usage =
 // ---- list -------------------------------------------------------------------------------
 
 int cmd_list(const std::vector<std::string>& args) {
-  po::options_description desc("attnbench list [methods|suites] [--backend B]");
-  std::string what = "all", backend;
+  po::options_description desc("attnbench list [methods|suites] [--backend B] [--format md]");
+  std::string what = "all", backend, format = "text";
   desc.add_options()("help,h", "show this help")("what", po::value(&what),
                                                  "methods, suites or all (default)")(
-      "backend", po::value(&backend), "only methods of this backend (cpu, cuda)");
+      "backend", po::value(&backend), "only methods of this backend (cpu, cuda)")(
+      "format", po::value(&format),
+      "text (default), or md: the methods table of docs/methods.md (backend cpu unless given)");
   po::positional_options_description pos;
   pos.add("what", 1);
   po::variables_map vm;
@@ -60,6 +63,16 @@ int cmd_list(const std::vector<std::string>& args) {
   }
   if (what != "all" && what != "methods" && what != "suites")
     ATTNBENCH_BAD_INPUT("list: unknown topic '" << what << "' (known: methods, suites)");
+  if (format != "text" && format != "md")
+    ATTNBENCH_BAD_INPUT("list: unknown format '" << format << "' (known: text, md)");
+  if (format == "md") {
+    if (what != "methods") ATTNBENCH_BAD_INPUT("list: --format md lists methods only");
+    std::vector<const method_info*> methods;
+    for (const auto* m : method_registry::instance().all())
+      if (m->backend == (backend.empty() ? "cpu" : backend)) methods.push_back(m);
+    std::cout << methods_markdown(methods);
+    return 0;
+  }
   if (what != "suites") {
     std::cout << "methods:\n";
     for (const auto* m : method_registry::instance().all()) {

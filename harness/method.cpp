@@ -24,6 +24,18 @@ float attention_problem::softmax_scale() const {
   return scale > 0 ? scale : 1.0f / std::sqrt(static_cast<float>(shape.head_dim));
 }
 
+method_info make_method_info(std::string backend, method_doc doc, method_factory factory) {
+  method_info info;
+  info.name = std::move(doc.name);
+  info.backend = std::move(backend);
+  info.paper = std::move(doc.paper);
+  info.summary = std::move(doc.summary);
+  info.simplified = std::move(doc.simplified);
+  info.params = std::move(doc.params);
+  info.factory = std::move(factory);
+  return info;
+}
+
 method_registry& method_registry::instance() {
   static method_registry registry;
   return registry;

@@ -120,7 +120,8 @@ class kv_method {
 
 using method_factory = std::function<std::unique_ptr<kv_method>(const param_values&)>;
 
-/// Static description of a registered method.
+/// Static description of a registered method: the one place its name, paper, rule, parameters
+/// and simplifications live (the docs' methods table is generated from it, docs/methods.md).
 struct method_info {
   std::string name;
   std::string backend;  // "cpu" or "cuda"
@@ -128,7 +129,30 @@ struct method_info {
   std::string summary;  // one line: the rule
   std::vector<param_def> params;
   method_factory factory;
+  std::string simplified;  // one line: what this implementation simplifies relative to the paper
 };
+
+/// What a method states about itself, whatever its backend: method_info without the backend and
+/// the factory. Registrations write it once, as {name, paper, summary, simplified, params}.
+struct method_doc {
+  std::string name;
+  std::string paper;       // title, or "" for exact attention
+  std::string summary;     // one line: the rule
+  std::string simplified;  // one line: what this implementation simplifies
+  std::vector<param_def> params;
+};
+
+/// The one method_info builder: `doc` on `backend`, instances made by `factory`.
+method_info make_method_info(std::string backend, method_doc doc, method_factory factory);
+
+/// The same for a method class built from its validated parameters, as `Method(values)`.
+template <class Method>
+method_info make_method_info(std::string backend, method_doc doc) {
+  return make_method_info(std::move(backend), std::move(doc),
+                          [](const param_values& values) -> std::unique_ptr<kv_method> {
+                            return std::make_unique<Method>(values);
+                          });
+}
 
 class method_registry {
  public:

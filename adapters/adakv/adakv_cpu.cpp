@@ -5,8 +5,8 @@
 #include <string>
 
 #include "adapters/adakv/adakv.hpp"
-#include "adapters/common/attention_scores.hpp"
-#include "adapters/common/prompt_scores.hpp"
+#include "adapters/common/cpu/attention_scores.hpp"
+#include "adapters/common/cpu/prompt_scores.hpp"
 #include "adapters/knorm/knorm.hpp"
 #include "harness/error.hpp"
 
@@ -63,12 +63,16 @@ class adakv_method final : public prompt_score_method {
 };
 
 method_info adakv_info() {
-  return cpu_method_info(
-      "adakv",
-      "Ada-KV: Optimizing KV Cache Eviction by Adaptive Budget Allocation for Efficient LLM "
-      "Inference",
-      "share the layer's budget across KV heads by score mass (safeguard alpha), over a scorer",
-      adakv::schema(), [](const param_values& values) -> std::unique_ptr<kv_method> {
+  return make_method_info(
+      "cpu",
+      {"adakv",
+       "Ada-KV: Optimizing KV Cache Eviction by Adaptive Budget Allocation for Efficient LLM "
+       "Inference",
+       "share the layer's budget across KV heads by score mass (safeguard alpha), over a scorer",
+       "kvpress-style safeguard (exact layer total); knorm made comparable through a per-head "
+       "softmax of standardized −norms; tova = the last prompt query's attention",
+       adakv::schema()},
+      [](const param_values& values) -> std::unique_ptr<kv_method> {
         return std::make_unique<adakv_method>(make_scorer(values), values);
       });
 }

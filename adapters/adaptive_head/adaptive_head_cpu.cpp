@@ -5,8 +5,8 @@
 #include <limits>
 
 #include "adapters/adaptive_head/adaptive_head.hpp"
-#include "adapters/common/cache_method_cpu.hpp"
-#include "adapters/common/cpu_kv_cache.hpp"
+#include "adapters/common/cpu/cache_method_cpu.hpp"
+#include "adapters/common/cpu/cpu_kv_cache.hpp"
 
 namespace attnbench::cpu {
 namespace {
@@ -109,9 +109,12 @@ class adaptive_head_method : public cache_method {
 }  // namespace
 }  // namespace attnbench::cpu
 
-ATTNBENCH_REGISTER_METHOD(attnbench::cpu::cpu_method_info<attnbench::cpu::adaptive_head_method>(
-    "adaptive_head",
-    "Unveiling Simplicities of Attention: Adaptive Long-Context Head Identification",
-    "per query and KV head, read all tokens when a Gaussian model of the far scores predicts more "
-    "than `threshold` of the mass beyond the local window, else the sinks and the window",
-    attnbench::adaptive_head::schema()));
+ATTNBENCH_REGISTER_METHOD(attnbench::make_method_info<attnbench::cpu::adaptive_head_method>(
+    "cpu",
+    {"adaptive_head",
+     "Unveiling Simplicities of Attention: Adaptive Long-Context Head Identification",
+     "per query and KV head, read all tokens when a Gaussian model of the far scores predicts more "
+     "than `threshold` of the mass beyond the local window, else the sinks and the window",
+     "moments from the current window's scores, not offline key statistics; threshold default is "
+     "ours",
+     attnbench::adaptive_head::schema()}));

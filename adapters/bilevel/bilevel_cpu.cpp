@@ -5,8 +5,8 @@
 #include <vector>
 
 #include "adapters/bilevel/bilevel.hpp"
-#include "adapters/common/attention_scores.hpp"
-#include "adapters/common/cache_method_cpu.hpp"
+#include "adapters/common/cpu/attention_scores.hpp"
+#include "adapters/common/cpu/cache_method_cpu.hpp"
 
 namespace attnbench::cpu {
 
@@ -83,8 +83,10 @@ class bilevel_cpu final : public cache_method {
 
 }  // namespace attnbench::cpu
 
-ATTNBENCH_REGISTER_METHOD(attnbench::cpu::cpu_method_info<attnbench::cpu::bilevel_cpu>(
-    "bilevel", "BiFormer: Vision Transformer with Bi-Level Routing Attention",
-    "per decode query, route to the regions whose mean key matches it best, then attend to their "
-    "tokens and the current region",
-    attnbench::bilevel::schema()));
+ATTNBENCH_REGISTER_METHOD(attnbench::make_method_info<attnbench::cpu::bilevel_cpu>(
+    "cpu",
+    {"bilevel", "BiFormer: Vision Transformer with Bi-Level Routing Attention",
+     "per decode query, route to the regions whose mean key matches it best, then attend to their "
+     "tokens and the current region",
+     "1-D regions; the region-level query is the decode query itself",
+     attnbench::bilevel::schema()}));

@@ -5,8 +5,8 @@
 #include <vector>
 
 #include "adapters/block_oracle/block_oracle.hpp"
-#include "adapters/common/attention_scores.hpp"
-#include "adapters/common/block_summaries_cpu.hpp"
+#include "adapters/common/cpu/attention_scores.hpp"
+#include "adapters/common/cpu/block_summaries_cpu.hpp"
 
 namespace attnbench::cpu {
 namespace {
@@ -88,7 +88,7 @@ const selector_registrar block_registrar("block_oracle", [](const param_values& 
 }  // namespace attnbench::cpu
 
 ATTNBENCH_REGISTER_METHOD(attnbench::cpu::sparse_select_info(
-    "block_oracle", "Exact top-k block attention (oracle upper bound)",
-    "per query and KV head, read the blocks of largest exact attention mass (max over the group) "
-    "that fit the budget",
-    attnbench::block_oracle::schema()));
+    {"block_oracle", "Exact top-k block attention (oracle upper bound)",
+     "per query and KV head, read the blocks of largest exact attention mass (max over the group) "
+     "that fit the budget",
+     "none beyond float32 scores; every key is scored", attnbench::block_oracle::schema()}));

@@ -6,7 +6,7 @@
 #include <utility>
 #include <vector>
 
-#include "adapters/common/cache_method_cpu.hpp"
+#include "adapters/common/cpu/cache_method_cpu.hpp"
 #include "adapters/dhsa/dhsa.hpp"
 
 namespace attnbench::cpu {
@@ -129,8 +129,10 @@ class dhsa_cpu final : public cache_method {
 
 }  // namespace attnbench::cpu
 
-ATTNBENCH_REGISTER_METHOD(attnbench::cpu::cpu_method_info<attnbench::cpu::dhsa_cpu>(
-    "dhsa", "Long-Context Modeling with Dynamic Hierarchical Sparse Attention for On-Device LLMs",
-    "cut keys into chunks where adjacent-key cosine drops; per decode query, read the top budget "
-    "tokens by upsampled chunk score (key sum / sqrt(length))",
-    attnbench::dhsa::schema()));
+ATTNBENCH_REGISTER_METHOD(attnbench::make_method_info<attnbench::cpu::dhsa_cpu>(
+    "cpu",
+    {"dhsa", "Long-Context Modeling with Dynamic Hierarchical Sparse Attention for On-Device LLMs",
+     "cut keys into chunks where adjacent-key cosine drops; per decode query, read the top budget "
+     "tokens by upsampled chunk score (key sum / sqrt(length))",
+     "a fixed cosine rule instead of the trained boundary predictor; decode queries only",
+     attnbench::dhsa::schema()}));

@@ -9,9 +9,9 @@
 #include <string>
 #include <vector>
 
-#include "adapters/common/cache_method_cpu.hpp"
-#include "adapters/common/calibration_cpu.hpp"
-#include "adapters/common/cpu_attention.hpp"
+#include "adapters/common/cpu/cache_method_cpu.hpp"
+#include "adapters/common/cpu/calibration_cpu.hpp"
+#include "adapters/common/cpu/cpu_attention.hpp"
 #include "adapters/duo/duo.hpp"
 #include "harness/error.hpp"
 
@@ -181,7 +181,10 @@ class duo_method : public cache_method {
 
 }  // namespace attnbench::cpu
 
-ATTNBENCH_REGISTER_METHOD(attnbench::cpu::cpu_method_info<attnbench::cpu::duo_method>(
-    "duo", "DuoAttention: Efficient Long-Context LLM Inference with Retrieval and Streaming Heads",
-    "calibrated retrieval heads keep the full cache; streaming heads keep `sinks` + `window`",
-    attnbench::duo::schema()));
+ATTNBENCH_REGISTER_METHOD(attnbench::make_method_info<attnbench::cpu::duo_method>(
+    "cpu",
+    {"duo", "DuoAttention: Efficient Long-Context LLM Inference with Retrieval and Streaming Heads",
+     "calibrated retrieval heads keep the full cache; streaming heads keep `sinks` + `window`",
+     "a closed-form deviation score (RMS output change in units of the head's RMS value norm) "
+     "instead of distillation-trained gates; measured at the head's own output",
+     attnbench::duo::schema()}));

@@ -1,13 +1,13 @@
 /// h2o on the CPU. Protocol h2o: accumulated attention per cached row, the prompt streamed through
-/// the same rule (adapters/common/decode_eviction_cpu.hpp), greedy eviction when tokens arrive.
+/// the same rule (adapters/common/cpu/decode_eviction_cpu.hpp), greedy eviction when tokens arrive.
 /// Protocol kvpress: the prompt's mean observed attention, through the shared prompt-compression
-/// method (adapters/common/prompt_scores.hpp).
+/// method (adapters/common/cpu/prompt_scores.hpp).
 #include <memory>
 #include <vector>
 
-#include "adapters/common/cache_method_cpu.hpp"
-#include "adapters/common/decode_eviction_cpu.hpp"
-#include "adapters/common/prompt_scores.hpp"
+#include "adapters/common/cpu/cache_method_cpu.hpp"
+#include "adapters/common/cpu/decode_eviction_cpu.hpp"
+#include "adapters/common/cpu/prompt_scores.hpp"
 #include "adapters/h2o/h2o.hpp"
 #include "harness/error.hpp"
 
@@ -125,8 +125,14 @@ std::unique_ptr<kv_method> make_h2o(const param_values& values) {
 }  // namespace
 }  // namespace attnbench::cpu
 
-ATTNBENCH_REGISTER_METHOD(attnbench::cpu::cpu_method_info(
-    "h2o", "H2O: Heavy-Hitter Oracle for Efficient Generative Inference of Large Language Models",
-    "keep a recent window and the tokens with the largest attention accumulated over all queries "
-    "(protocol=kvpress: the prompt tokens with the largest mean attention, compressed once)",
-    attnbench::h2o::schema(), attnbench::cpu::make_h2o));
+ATTNBENCH_REGISTER_METHOD(attnbench::make_method_info(
+    "cpu",
+    {"h2o", "H2O: Heavy-Hitter Oracle for Efficient Generative Inference of Large Language Models",
+     "keep a recent window and the tokens with the largest attention accumulated over all queries "
+     "(protocol=kvpress: the prompt tokens with the largest mean attention, compressed once)",
+     "the prompt is streamed in chunks of `chunk` tokens, evicting after each chunk (`chunk=1` is "
+     "the exact greedy rule); decode evicts at append, before the new query attends, so the cache "
+     "never exceeds the budget. kvpress: `budget`/`keep` instead of `compression_ratio`; "
+     "`recent_ratio` and `chunk` ignored",
+     attnbench::h2o::schema()},
+    attnbench::cpu::make_h2o));

@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "adapters/common/cache_method_cpu.hpp"
-#include "adapters/common/sink_window_cpu.hpp"
+#include "adapters/common/cpu/cache_method_cpu.hpp"
+#include "adapters/common/cpu/sink_window_cpu.hpp"
 #include "adapters/head_sharing/head_sharing.hpp"
 #include "harness/error.hpp"
 
@@ -124,25 +124,29 @@ class head_sharing_method final : public kv_method {
   std::vector<float> m_pooled_k, m_pooled_v;  // [tokens, G, head_dim] of the current call
 };
 
-method_info head_sharing_info(std::string name, std::string paper, std::string summary,
-                              std::vector<param_def> params,
+method_info head_sharing_info(method_doc doc,
                               head_sharing::sharing_config (*config)(const param_values&)) {
-  return cpu_method_info(std::move(name), std::move(paper), std::move(summary), std::move(params),
-                         [config](const param_values& values) -> std::unique_ptr<kv_method> {
-                           return std::make_unique<head_sharing_method>(config(values));
-                         });
+  return make_method_info("cpu", std::move(doc),
+                          [config](const param_values& values) -> std::unique_ptr<kv_method> {
+                            return std::make_unique<head_sharing_method>(config(values));
+                          });
 }
 
 }  // namespace
 
 ATTNBENCH_REGISTER_METHOD(head_sharing_info(
-    "gqa", "GQA: Training Generalized Multi-Query Transformer Models from Multi-Head Checkpoints",
-    "pool the KV heads into G groups (mean, or key-norm weighted); query heads share them",
-    head_sharing::gqa_schema(), head_sharing::gqa_config));
+    {"gqa", "GQA: Training Generalized Multi-Query Transformer Models from Multi-Head Checkpoints",
+     "pool the KV heads into G groups (mean, or key-norm weighted); query heads share them",
+     "no uptraining; pools projected K/V rather than weights; `pool=norm` uses KDGQA's key norms "
+     "as pooling weights, not to reassign query heads",
+     head_sharing::gqa_schema()},
+    head_sharing::gqa_config));
 
 ATTNBENCH_REGISTER_METHOD(head_sharing_info(
-    "mqa", "Fast Transformer Decoding: One Write-Head is All You Need",
-    "pool all KV heads into one (mean, or key-norm weighted) shared by every query head",
-    head_sharing::mqa_schema(), head_sharing::mqa_config));
+    {"mqa", "Fast Transformer Decoding: One Write-Head is All You Need",
+     "pool all KV heads into one (mean, or key-norm weighted) shared by every query head",
+     "converted from a multi-head model without training (the paper trains MQA from scratch)",
+     head_sharing::mqa_schema()},
+    head_sharing::mqa_config));
 
 }  // namespace attnbench::cpu

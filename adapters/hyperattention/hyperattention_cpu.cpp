@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "adapters/common/cache_method_cpu.hpp"
+#include "adapters/common/cpu/cache_method_cpu.hpp"
 #include "adapters/hyperattention/hyperattention.hpp"
 
 namespace attnbench::cpu {
@@ -238,7 +238,8 @@ class hyperattention_method : public cache_method {
 
 }  // namespace attnbench::cpu
 
-ATTNBENCH_REGISTER_METHOD(attnbench::cpu::cpu_method_info<attnbench::cpu::hyperattention_method>(
-    "hyperattention", "HyperAttention: Long-context Attention in Near-Linear Time",
-    "the query's neighborhood in sortLSH order plus reweighted uniform samples of the rest",
-    attnbench::hyperattention::schema()));
+ATTNBENCH_REGISTER_METHOD(attnbench::make_method_info<attnbench::cpu::hyperattention_method>(
+    "cpu", {"hyperattention", "HyperAttention: Long-context Attention in Near-Linear Time",
+            "the query's neighborhood in sortLSH order plus reweighted uniform samples of the rest",
+            "prefill exact; applied per decode query; samples without replacement",
+            attnbench::hyperattention::schema()}));

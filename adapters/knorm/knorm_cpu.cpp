@@ -1,5 +1,5 @@
 /// knorm on the CPU: minus the key norms as scores, through the shared prompt-compression method.
-#include "adapters/common/prompt_scores.hpp"
+#include "adapters/common/cpu/prompt_scores.hpp"
 #include "adapters/knorm/knorm.hpp"
 
 namespace attnbench::cpu {
@@ -24,6 +24,6 @@ const scorer_registrar knorm_scorer("knorm", knorm_scores);
 }  // namespace attnbench::cpu
 
 ATTNBENCH_REGISTER_METHOD(attnbench::cpu::prompt_score_cpu_info(
-    "knorm", "A Simple and Effective L2 Norm-Based Strategy for KV Cache Compression",
-    "per KV head, keep the prompt tokens whose keys have the smallest L2 norm",
-    attnbench::knorm::schema()));
+    {"knorm", "A Simple and Effective L2 Norm-Based Strategy for KV Cache Compression",
+     "per KV head, keep the prompt tokens whose keys have the smallest L2 norm",
+     "no skipped layers or prune-after threshold", attnbench::knorm::schema()}));

@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "adapters/common/cache_method_cpu.hpp"
-#include "adapters/common/cpu_attention.hpp"
+#include "adapters/common/cpu/cache_method_cpu.hpp"
+#include "adapters/common/cpu/cpu_attention.hpp"
 #include "adapters/kv_quant/kv_quant.hpp"
 #include "harness/error.hpp"
 
@@ -344,11 +344,15 @@ class kv_quant_method final : public kv_method {
 
 }  // namespace
 
-ATTNBENCH_REGISTER_METHOD(cpu_method_info(
-    "kv_quant", "KIVI: A Tuning-Free Asymmetric 2bit Quantization for KV Cache",
-    "int8/int4 KV cache: keys per channel over G-token groups, values per token, the last R "
-    "tokens in float32",
-    kv_quant::schema(), [](const param_values& values) -> std::unique_ptr<kv_method> {
+ATTNBENCH_REGISTER_METHOD(make_method_info(
+    "cpu",
+    {"kv_quant", "KIVI: A Tuning-Free Asymmetric 2bit Quantization for KV Cache",
+     "int8/int4 KV cache: keys per channel over G-token groups, values per token, the last R "
+     "tokens in float32",
+     "one shared float32 tail for K and V; values quantized over the whole row; float32 scales and "
+     "zeros; 8 and 4 bits only (no 2-bit)",
+     kv_quant::schema()},
+    [](const param_values& values) -> std::unique_ptr<kv_method> {
       return std::make_unique<kv_quant_method>(kv_quant::make_config(values));
     }));
 

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <vector>
 
-#include "adapters/common/block_summaries_cpu.hpp"
+#include "adapters/common/cpu/block_summaries_cpu.hpp"
 #include "adapters/landmark/landmark.hpp"
 
 namespace attnbench::cpu {
@@ -76,6 +76,8 @@ const selector_registrar landmark_registrar("landmark", [](const param_values& v
 }  // namespace attnbench::cpu
 
 ATTNBENCH_REGISTER_METHOD(attnbench::cpu::sparse_select_info(
-    "landmark", "Landmark Attention: Random-Access Infinite Context Length for Transformers",
-    "per query and KV head, read a local window and the blocks whose mean key scores highest",
-    attnbench::landmark::schema()));
+    {"landmark", "Landmark Attention: Random-Access Infinite Context Length for Transformers",
+     "per query and KV head, read a local window and the blocks whose mean key scores highest",
+     "mean key instead of a trained landmark token; ordinary softmax over the chosen blocks (no "
+     "landmark-gated two-level softmax)",
+     attnbench::landmark::schema()}));

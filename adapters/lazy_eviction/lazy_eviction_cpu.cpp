@@ -6,8 +6,8 @@
 #include <sstream>
 #include <string>
 
-#include "adapters/common/cache_method_cpu.hpp"
-#include "adapters/common/decode_eviction_cpu.hpp"
+#include "adapters/common/cpu/cache_method_cpu.hpp"
+#include "adapters/common/cpu/decode_eviction_cpu.hpp"
 #include "adapters/lazy_eviction/lazy_eviction.hpp"
 
 namespace attnbench::cpu {
@@ -147,10 +147,13 @@ class lazy_eviction_method final : public decode_eviction_method {
 }  // namespace
 }  // namespace attnbench::cpu
 
-ATTNBENCH_REGISTER_METHOD(attnbench::cpu::cpu_method_info<attnbench::cpu::lazy_eviction_method>(
-    "lazy_eviction",
-    "LazyEviction: Lagged KV Eviction with Attention Pattern Observation for Efficient Long "
-    "Reasoning",
-    "every window steps, evict down to budget - window by maximum recurrence interval against "
-    "time since last attended",
-    attnbench::lazy_eviction::schema()));
+ATTNBENCH_REGISTER_METHOD(attnbench::make_method_info<attnbench::cpu::lazy_eviction_method>(
+    "cpu",
+    {"lazy_eviction",
+     "LazyEviction: Lagged KV Eviction with Attention Pattern Observation for Efficient Long "
+     "Reasoning",
+     "every window steps, evict down to budget - window by maximum recurrence interval against "
+     "time since last attended",
+     "priority formula and defaults from the abstract and a public reproduction; evicts to budget "
+     "− W so the budget is never exceeded; the prompt is batched between evictions",
+     attnbench::lazy_eviction::schema()}));

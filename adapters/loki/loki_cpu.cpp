@@ -8,9 +8,9 @@
 #include <string>
 #include <vector>
 
-#include "adapters/common/attention_scores.hpp"
-#include "adapters/common/cache_method_cpu.hpp"
-#include "adapters/common/calibration_cpu.hpp"
+#include "adapters/common/cpu/attention_scores.hpp"
+#include "adapters/common/cpu/cache_method_cpu.hpp"
+#include "adapters/common/cpu/calibration_cpu.hpp"
 #include "adapters/loki/loki.hpp"
 #include "harness/error.hpp"
 
@@ -184,7 +184,9 @@ class loki_method : public cache_method {
 
 }  // namespace attnbench::cpu
 
-ATTNBENCH_REGISTER_METHOD(attnbench::cpu::cpu_method_info<attnbench::cpu::loki_method>(
-    "loki", "Loki: Low-Rank Keys for Efficient Sparse Attention",
-    "score every key in a rank-r PCA basis of the keys, read the top-k exactly",
-    attnbench::loki::schema()));
+ATTNBENCH_REGISTER_METHOD(attnbench::make_method_info<attnbench::cpu::loki_method>(
+    "cpu", {"loki", "Loki: Low-Rank Keys for Efficient Sparse Attention",
+            "score every key in a rank-r PCA basis of the keys, read the top-k exactly",
+            "basis = uncentered PCA of the same layer's calibration keys; no forced window; a "
+            "rank-r score counts as r/d of a key and r floats read",
+            attnbench::loki::schema()}));

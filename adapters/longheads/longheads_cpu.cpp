@@ -5,8 +5,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "adapters/common/attention_scores.hpp"
-#include "adapters/common/cache_method_cpu.hpp"
+#include "adapters/common/cpu/attention_scores.hpp"
+#include "adapters/common/cpu/cache_method_cpu.hpp"
 #include "adapters/longheads/longheads.hpp"
 
 namespace attnbench::cpu {
@@ -84,8 +84,10 @@ class longheads_cpu final : public cache_method {
 
 }  // namespace attnbench::cpu
 
-ATTNBENCH_REGISTER_METHOD(attnbench::cpu::cpu_method_info<attnbench::cpu::longheads_cpu>(
-    "longheads", "LongHeads: Multi-Head Attention is Secretly a Long Context Processor",
-    "per decode query, read the first chunk, the query's chunk and the middle chunks whose "
-    "summary keys match the query best, up to the budget",
-    attnbench::longheads::schema()));
+ATTNBENCH_REGISTER_METHOD(attnbench::make_method_info<attnbench::cpu::longheads_cpu>(
+    "cpu", {"longheads", "LongHeads: Multi-Head Attention is Secretly a Long Context Processor",
+            "per decode query, read the first chunk, the query's chunk and the middle chunks whose "
+            "summary keys match the query best, up to the budget",
+            "chunk summary = keys weighted by their match to the chunk mean; no position "
+            "remapping; per KV head",
+            attnbench::longheads::schema()}));

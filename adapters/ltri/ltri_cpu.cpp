@@ -7,7 +7,7 @@
 #include <utility>
 #include <vector>
 
-#include "adapters/common/cache_method_cpu.hpp"
+#include "adapters/common/cpu/cache_method_cpu.hpp"
 #include "adapters/ltri/ltri.hpp"
 
 namespace attnbench::cpu {
@@ -201,10 +201,13 @@ class ltri_cpu final : public cache_method {
 
 }  // namespace attnbench::cpu
 
-ATTNBENCH_REGISTER_METHOD(attnbench::cpu::cpu_method_info<attnbench::cpu::ltri_cpu>(
-    "ltri",
-    "Ltri-LLM: Streaming Long Context Inference for LLMs with Training-Free Dynamic Triangular "
-    "Attention Pattern",
-    "cut keys into spans of mutual key affinity, index each by 1..vectors mean keys; per decode "
-    "query read sinks, a local window and the spans with the best index vector",
-    attnbench::ltri::schema()));
+ATTNBENCH_REGISTER_METHOD(attnbench::make_method_info<attnbench::cpu::ltri_cpu>(
+    "cpu",
+    {"ltri",
+     "Ltri-LLM: Streaming Long Context Inference for LLMs with Training-Free Dynamic Triangular "
+     "Attention Pattern",
+     "cut keys into spans of mutual key affinity, index each by 1..vectors mean keys; per decode "
+     "query read sinks, a local window and the spans with the best index vector",
+     "key-key affinity stands in for the local query-key attention map; greedy left-to-right cuts "
+     "instead of NMS; no persistent recall or retrieval-head voting; nothing offloaded",
+     attnbench::ltri::schema()}));

@@ -1,5 +1,5 @@
 /// neighborhood on the CPU: a sparse cache_method whose rows are the causal neighborhood.
-#include "adapters/common/cache_method_cpu.hpp"
+#include "adapters/common/cpu/cache_method_cpu.hpp"
 #include "adapters/neighborhood/neighborhood.hpp"
 
 namespace attnbench::cpu {
@@ -32,9 +32,11 @@ class neighborhood_method : public cache_method {
 }  // namespace
 }  // namespace attnbench::cpu
 
-ATTNBENCH_REGISTER_METHOD(attnbench::cpu::cpu_method_info<attnbench::cpu::neighborhood_method>(
-    "neighborhood",
-    "Faster Neighborhood Attention: Reducing the O(n^2) Cost of Self Attention at the Threadblock "
-    "Level",
-    "read the query's causal neighborhood of `budget` tokens with `dilation`",
-    attnbench::neighborhood::schema()));
+ATTNBENCH_REGISTER_METHOD(attnbench::make_method_info<attnbench::cpu::neighborhood_method>(
+    "cpu",
+    {"neighborhood",
+     "Faster Neighborhood Attention: Reducing the O(n^2) Cost of Self Attention at the Threadblock "
+     "Level",
+     "read the query's causal neighborhood of `budget` tokens with `dilation`",
+     "1-D causal rule only, per token, decode only, no fused kernel",
+     attnbench::neighborhood::schema()}));

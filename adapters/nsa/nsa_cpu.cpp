@@ -7,8 +7,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "adapters/common/attention_scores.hpp"
-#include "adapters/common/cache_method_cpu.hpp"
+#include "adapters/common/cpu/attention_scores.hpp"
+#include "adapters/common/cpu/cache_method_cpu.hpp"
 #include "adapters/nsa/nsa.hpp"
 
 namespace attnbench::cpu {
@@ -132,8 +132,12 @@ class nsa_cpu final : public cache_method {
 
 }  // namespace attnbench::cpu
 
-ATTNBENCH_REGISTER_METHOD(attnbench::cpu::cpu_method_info<attnbench::cpu::nsa_cpu>(
-    "nsa", "Native Sparse Attention: Hardware-Aligned and Natively Trainable Sparse Attention",
-    "per decode query, rank blocks by attention over mean-pooled block keys; read the first block, "
-    "the top blocks and a sliding window through one softmax",
-    attnbench::nsa::schema()));
+ATTNBENCH_REGISTER_METHOD(attnbench::make_method_info<attnbench::cpu::nsa_cpu>(
+    "cpu",
+    {"nsa", "Native Sparse Attention: Hardware-Aligned and Natively Trainable Sparse Attention",
+     "per decode query, rank blocks by attention over mean-pooled block keys; read the first "
+     "block, "
+     "the top blocks and a sliding window through one softmax",
+     "no training: mean pooling instead of the MLP; fixed gates (compressed branch gated to 0, "
+     "used for ranking only; selected + window merged exactly)",
+     attnbench::nsa::schema()}));

@@ -6,7 +6,7 @@
 #include <numeric>
 #include <utility>
 
-#include "adapters/common/cache_method_cpu.hpp"
+#include "adapters/common/cpu/cache_method_cpu.hpp"
 #include "adapters/parallel_context/parallel_context.hpp"
 
 namespace attnbench::cpu {
@@ -132,11 +132,13 @@ class parallel_context_method : public cache_method {
 }  // namespace
 }  // namespace attnbench::cpu
 
-ATTNBENCH_REGISTER_METHOD(attnbench::cpu::cpu_method_info<attnbench::cpu::parallel_context_method>(
-    "parallel_context",
-    "Attention Entropy is a Key Factor: An Analysis of Parallel Context Encoding with "
-    "Full-attention-based Pre-trained Language Models",
-    "independently encoded prompt pieces behind shared sinks; decode reads the sinks, the "
-    "pieces with the best query . mean-key score that fit the budget, and the tokens after "
-    "the prompt",
-    attnbench::parallel_context::schema()));
+ATTNBENCH_REGISTER_METHOD(attnbench::make_method_info<attnbench::cpu::parallel_context_method>(
+    "cpu", {"parallel_context",
+            "Attention Entropy is a Key Factor: An Analysis of Parallel Context Encoding with "
+            "Full-attention-based Pre-trained Language Models",
+            "independently encoded prompt pieces behind shared sinks; decode reads the sinks, the "
+            "pieces with the best query . mean-key score that fit the budget, and the tokens after "
+            "the prompt",
+            "K/V are not re-encoded per piece (the workload's positions are global): only "
+            "visibility changes",
+            attnbench::parallel_context::schema()}));

@@ -1,5 +1,5 @@
 /// power on the CPU: a sparse cache_method whose rows are the static PowerAttention pattern.
-#include "adapters/common/cache_method_cpu.hpp"
+#include "adapters/common/cpu/cache_method_cpu.hpp"
 #include "adapters/power/power.hpp"
 
 namespace attnbench::cpu {
@@ -31,8 +31,10 @@ class power_method : public cache_method {
 }  // namespace
 }  // namespace attnbench::cpu
 
-ATTNBENCH_REGISTER_METHOD(attnbench::cpu::cpu_method_info<attnbench::cpu::power_method>(
-    "power",
-    "PowerAttention: Exponentially Scaling of Receptive Fields for Effective Sparse Attention",
-    "read the sinks, a local window and the tokens at power-of-two distances",
-    attnbench::power::schema()));
+ATTNBENCH_REGISTER_METHOD(attnbench::make_method_info<attnbench::cpu::power_method>(
+    "cpu",
+    {"power",
+     "PowerAttention: Exponentially Scaling of Receptive Fields for Effective Sparse Attention",
+     "read the sinks, a local window and the tokens at power-of-two distances",
+     "per token rather than per block; decode only (prompt outputs exact)",
+     attnbench::power::schema()}));

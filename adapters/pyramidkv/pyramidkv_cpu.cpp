@@ -1,5 +1,5 @@
 /// pyramidkv on the CPU: snapkv's registered scorer with the pyramid layer schedule.
-#include "adapters/common/prompt_scores.hpp"
+#include "adapters/common/cpu/prompt_scores.hpp"
 #include "adapters/pyramidkv/pyramidkv.hpp"
 
 namespace attnbench::cpu {
@@ -23,6 +23,9 @@ const scorer_registrar pyramidkv_scorer("pyramidkv", make_pyramidkv_scorer);
 }  // namespace attnbench::cpu
 
 ATTNBENCH_REGISTER_METHOD(attnbench::cpu::prompt_score_cpu_info(
-    "pyramidkv", "PyramidKV: Dynamic KV Cache Compression based on Pyramidal Information Funneling",
-    "snapkv selection with layer budgets decreasing linearly from bottom to top (same total)",
-    attnbench::pyramidkv::schema()));
+    {"pyramidkv",
+     "PyramidKV: Dynamic KV Cache Compression based on Pyramidal Information Funneling",
+     "snapkv selection with layer budgets decreasing linearly from bottom to top (same total)",
+     "the reference code's integer-step schedule, capped at the prompt; its uniform fallback for "
+     "short prompts is not reproduced",
+     attnbench::pyramidkv::schema()}));

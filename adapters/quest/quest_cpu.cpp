@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <vector>
 
-#include "adapters/common/block_summaries_cpu.hpp"
+#include "adapters/common/cpu/block_summaries_cpu.hpp"
 #include "adapters/quest/quest.hpp"
 
 namespace attnbench::cpu {
@@ -76,7 +76,9 @@ const selector_registrar quest_registrar("quest", [](const param_values& values)
 }  // namespace attnbench::cpu
 
 ATTNBENCH_REGISTER_METHOD(attnbench::cpu::sparse_select_info(
-    "quest", "Quest: Query-Aware Sparsity for Efficient Long-Context LLM Inference",
-    "per query and KV head, read the current page and the pages of highest key min/max upper "
-    "bound",
-    attnbench::quest::schema()));
+    {"quest", "Quest: Query-Aware Sparsity for Efficient Long-Context LLM Inference",
+     "per query and KV head, read the current page and the pages of highest key min/max upper "
+     "bound",
+     "every layer sparse (the paper keeps the first two dense); group scores = max over heads of "
+     "per-head page log-softmax",
+     attnbench::quest::schema()}));

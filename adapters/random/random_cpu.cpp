@@ -1,5 +1,5 @@
 /// random on the CPU: seeded uniform scores, through the shared prompt-compression method.
-#include "adapters/common/prompt_scores.hpp"
+#include "adapters/common/cpu/prompt_scores.hpp"
 #include "adapters/random/random.hpp"
 
 namespace attnbench::cpu {
@@ -20,6 +20,6 @@ const scorer_registrar random_scorer("random", random_scores);
 }  // namespace attnbench::cpu
 
 ATTNBENCH_REGISTER_METHOD(attnbench::cpu::prompt_score_cpu_info(
-    "random", "Random eviction baseline (kvpress RandomPress)",
-    "per KV head, keep a seeded uniform random subset of the prompt (the floor)",
-    attnbench::random_keep::schema()));
+    {"random", "Random eviction baseline (kvpress RandomPress)",
+     "per KV head, keep a seeded uniform random subset of the prompt (the floor)",
+     "splitmix64 instead of torch.rand", attnbench::random_keep::schema()}));

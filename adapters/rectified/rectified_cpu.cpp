@@ -6,7 +6,7 @@
 #include <limits>
 #include <vector>
 
-#include "adapters/common/block_summaries_cpu.hpp"
+#include "adapters/common/cpu/block_summaries_cpu.hpp"
 #include "adapters/rectified/rectified.hpp"
 
 namespace attnbench::cpu {
@@ -148,8 +148,11 @@ class rectified_method final : public sparse_select_method {
 }  // namespace
 }  // namespace attnbench::cpu
 
-ATTNBENCH_REGISTER_METHOD(attnbench::cpu::cpu_method_info<attnbench::cpu::rectified_method>(
-    "rectified", "Rectified SpaAttn: Revisiting Attention Sparsity for Efficient Video Generation",
-    "a base selector's rows plus one pooled pseudo-row (mean key/value, logit + ln count) per "
-    "block of dropped rows",
-    attnbench::rectified::schema()));
+ATTNBENCH_REGISTER_METHOD(attnbench::make_method_info<attnbench::cpu::rectified_method>(
+    "cpu",
+    {"rectified", "Rectified SpaAttn: Revisiting Attention Sparsity for Efficient Video Generation",
+     "a base selector's rows plus one pooled pseudo-row (mean key/value, logit + ln count) per "
+     "block of dropped rows",
+     "decode queries instead of pooled query blocks; every dropped block added (no gain-aware "
+     "gating)",
+     attnbench::rectified::schema()}));

@@ -5,8 +5,8 @@
 #include <string>
 #include <vector>
 
-#include "adapters/common/attention_scores.hpp"
-#include "adapters/common/cache_method_cpu.hpp"
+#include "adapters/common/cpu/attention_scores.hpp"
+#include "adapters/common/cpu/cache_method_cpu.hpp"
 #include "adapters/recycled/recycled.hpp"
 
 namespace attnbench::cpu {
@@ -112,8 +112,10 @@ class recycled_method : public cache_method {
 
 }  // namespace attnbench::cpu
 
-ATTNBENCH_REGISTER_METHOD(attnbench::cpu::cpu_method_info<attnbench::cpu::recycled_method>(
-    "recycled", "Recycled Attention: Efficient inference for long-context language models",
-    "full attention every `stride` decode steps records the top-K rows; the steps between read "
-    "those plus a recent window",
-    attnbench::recycled::schema()));
+ATTNBENCH_REGISTER_METHOD(attnbench::make_method_info<attnbench::cpu::recycled_method>(
+    "cpu",
+    {"recycled", "Recycled Attention: Efficient inference for long-context language models",
+     "full attention every `stride` decode steps records the top-K rows; the steps between read "
+     "those plus a recent window",
+     "rows read in place (no gathered second cache); the first decode query is a full step",
+     attnbench::recycled::schema()}));

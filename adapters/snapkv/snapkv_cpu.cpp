@@ -1,7 +1,7 @@
 /// snapkv on the CPU: observation-window votes (window_votes), pooled per KV head, through the
 /// shared prompt-compression method.
-#include "adapters/common/attention_scores.hpp"
-#include "adapters/common/prompt_scores.hpp"
+#include "adapters/common/cpu/attention_scores.hpp"
+#include "adapters/common/cpu/prompt_scores.hpp"
 #include "adapters/snapkv/snapkv.hpp"
 #include "harness/error.hpp"
 
@@ -39,6 +39,8 @@ const scorer_registrar snapkv_scorer("snapkv", make_snapkv_scorer);
 }  // namespace attnbench::cpu
 
 ATTNBENCH_REGISTER_METHOD(attnbench::cpu::prompt_score_cpu_info(
-    "snapkv", "SnapKV: LLM Knows What You are Looking for Before Generation",
-    "per KV head, keep the window plus the top tokens by pooled observation-window attention",
-    attnbench::snapkv::schema()));
+    {"snapkv", "SnapKV: LLM Knows What You are Looking for Before Generation",
+     "per KV head, keep the window plus the top tokens by pooled observation-window attention",
+     "one row set per KV head (votes summed over its query group); the prompt is compressed once "
+     "and the cache grows during decoding",
+     attnbench::snapkv::schema()}));

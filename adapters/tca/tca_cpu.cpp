@@ -10,9 +10,9 @@
 #include <string>
 #include <vector>
 
-#include "adapters/common/attention_scores.hpp"
-#include "adapters/common/cache_method_cpu.hpp"
-#include "adapters/common/calibration_cpu.hpp"
+#include "adapters/common/cpu/attention_scores.hpp"
+#include "adapters/common/cpu/cache_method_cpu.hpp"
+#include "adapters/common/cpu/calibration_cpu.hpp"
 #include "adapters/snapkv/snapkv.hpp"
 #include "adapters/tca/tca.hpp"
 #include "harness/error.hpp"
@@ -271,7 +271,10 @@ class tca_method : public cache_method {
 
 }  // namespace attnbench::cpu
 
-ATTNBENCH_REGISTER_METHOD(attnbench::cpu::cpu_method_info<attnbench::cpu::tca_method>(
-    "tca", "Training-free Context-adaptive Attention for Efficient Long Context Modeling",
-    "calibrated per-head budgets; keep the window and the top-voted non-redundant tokens",
-    attnbench::tca::schema()));
+ATTNBENCH_REGISTER_METHOD(attnbench::make_method_info<attnbench::cpu::tca_method>(
+    "cpu", {"tca", "Training-free Context-adaptive Attention for Efficient Long Context Modeling",
+            "calibrated per-head budgets; keep the window and the top-voted non-redundant tokens",
+            "coverage counts turned into shares of a fixed budget instead of the paper's block "
+            "configurations; SnapKV-style pooled votes instead of its block ranking; redundancy "
+            "filter at prefill only",
+            attnbench::tca::schema()}));

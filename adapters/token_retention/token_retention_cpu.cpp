@@ -1,9 +1,9 @@
 /// token_retention on the CPU: per cached row, the probe attention that fixes its retention and
 /// then its beta; eviction of the lowest beta^age over budget, the prompt streamed through the
 /// same rule.
-#include "adapters/common/attention_scores.hpp"
-#include "adapters/common/cache_method_cpu.hpp"
-#include "adapters/common/decode_eviction_cpu.hpp"
+#include "adapters/common/cpu/attention_scores.hpp"
+#include "adapters/common/cpu/cache_method_cpu.hpp"
+#include "adapters/common/cpu/decode_eviction_cpu.hpp"
 #include "adapters/token_retention/token_retention.hpp"
 
 namespace attnbench::cpu {
@@ -110,8 +110,12 @@ class token_retention_method final : public decode_eviction_method {
 }  // namespace
 }  // namespace attnbench::cpu
 
-ATTNBENCH_REGISTER_METHOD(attnbench::cpu::cpu_method_info<attnbench::cpu::token_retention_method>(
-    "token_retention", "Cache What Lasts: Token Retention for Memory-Bounded KV Cache in LLMs",
-    "evict the lowest beta^age over budget, beta per token and head from the attention its "
-    "first queries give it",
-    attnbench::token_retention::schema()));
+ATTNBENCH_REGISTER_METHOD(attnbench::make_method_info<attnbench::cpu::token_retention_method>(
+    "cpu",
+    {"token_retention", "Cache What Lasts: Token Retention for Memory-Bounded KV Cache in LLMs",
+     "evict the lowest beta^age over budget, beta per token and head from the attention its "
+     "first queries give it",
+     "the learned gate is replaced by attention statistics: beta from the attention the token's "
+     "first `probe` queries give it (half-life 64 tokens × weight relative to uniform); protected "
+     "until probed; the prompt is evicted per chunk",
+     attnbench::token_retention::schema()}));

@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <vector>
 
-#include "adapters/common/attention_scores.hpp"
-#include "adapters/common/block_summaries_cpu.hpp"
+#include "adapters/common/cpu/attention_scores.hpp"
+#include "adapters/common/cpu/block_summaries_cpu.hpp"
 #include "adapters/topk_oracle/topk_oracle.hpp"
 
 namespace attnbench::cpu {
@@ -66,7 +66,9 @@ const selector_registrar topk_registrar("topk_oracle", [](const param_values&) {
 }  // namespace attnbench::cpu
 
 ATTNBENCH_REGISTER_METHOD(attnbench::cpu::sparse_select_info(
-    "topk_oracle", "Exact top-k attention (oracle upper bound)",
-    "per query and KV head, read the budget keys with the largest exact softmax weight (max over "
-    "the group)",
-    attnbench::topk_oracle::schema()));
+    {"topk_oracle", "Exact top-k attention (oracle upper bound)",
+     "per query and KV head, read the budget keys with the largest exact softmax weight (max over "
+     "the group)",
+     "none beyond float32 scores; saves no work: it bounds what a selection of k tokens can "
+     "achieve",
+     attnbench::topk_oracle::schema()}));

@@ -2,9 +2,9 @@
 /// step's last query, inside attend (cache_method::observe).
 #include <limits>
 
-#include "adapters/common/attention_scores.hpp"
-#include "adapters/common/cache_method_cpu.hpp"
-#include "adapters/common/decode_eviction_cpu.hpp"
+#include "adapters/common/cpu/attention_scores.hpp"
+#include "adapters/common/cpu/cache_method_cpu.hpp"
+#include "adapters/common/cpu/decode_eviction_cpu.hpp"
 #include "adapters/tova/tova.hpp"
 #include "harness/error.hpp"
 
@@ -74,7 +74,9 @@ class tova_method final : public decode_eviction_method {
 }  // namespace
 }  // namespace attnbench::cpu
 
-ATTNBENCH_REGISTER_METHOD(attnbench::cpu::cpu_method_info<attnbench::cpu::tova_method>(
-    "tova", "Transformers are Multi-State RNNs",
-    "after each query, evict the tokens it attends least (group average) over budget",
-    attnbench::tova::schema()));
+ATTNBENCH_REGISTER_METHOD(attnbench::make_method_info<attnbench::cpu::tova_method>(
+    "cpu", {"tova", "Transformers are Multi-State RNNs",
+            "after each query, evict the tokens it attends least (group average) over budget",
+            "per KV head instead of one set per layer averaged over all heads; a step attends "
+            "budget + new tokens before evicting (as in the paper)",
+            attnbench::tova::schema()}));

@@ -1,5 +1,6 @@
-/// Test helpers for the calibrated methods (duo, tca): a calibration source built from explicit
-/// Q/K/V, a run driver that hands it to prepare, and a per-query-head row check.
+/// Test helpers for the calibrated methods (duo, tca, loki): a calibration source built from
+/// explicit Q/K/V, the hand-built calibrations of duo (ranked heads) and tca (known coverage
+/// needs), a run driver that hands one to prepare, and a per-query-head row check.
 #pragma once
 
 #include <catch2/catch.hpp>
@@ -48,6 +49,58 @@ inline fake_calibration random_calibration(const model_shape& shape, int layers,
     fill_normal(c.edit(l).k, s + 2);
     fill_normal(c.edit(l).v, s + 3);
   }
+  return c;
+}
+
+/// A 2-layer calibration of `shape` (2 KV heads per layer) with 200 tokens, answers from 196,
+/// random keys of norm ~0.4 and N(0, 1) values. At the answer queries, KV head 0 of layer 1
+/// puts almost all of its mass on position 100 (a retrieval head), KV head 1 of layer 0 about
+/// 70% of it (a weaker one), the other two heads attend diffusely.
+inline fake_calibration ranked_calibration(const model_shape& shape) {
+  auto c = random_calibration(shape, 2, 200, 196, 5);
+  const int d = shape.head_dim, group = shape.group_size();
+  // (layer, kv head, key scale): the query is 8 e0 and the key at 100 is scale * e0, so the
+  // logit is 0.25 * 8 * scale: 16 (all the mass) or 6.1 = ln(200 * 0.7 / 0.3) (70% of it).
+  const struct {
+    int layer, head;
+    float key;
+  } peaked[] = {{1, 0, 8.0f}, {0, 1, 3.07f}};
+  for (int l = 0; l < 2; ++l)
+    for (int t = 0; t < 200; ++t)
+      for (int h = 0; h < shape.kv_heads; ++h)
+        for (int i = 0; i < d; ++i) row_of(c.edit(l).k, t, h)[i] *= 0.1f;
+  for (const auto& p : peaked) {
+    calibration_layer& layer = c.edit(p.layer);
+    for (int t = 196; t < 200; ++t)
+      for (int g = 0; g < group; ++g) {
+        float* q = row_of(layer.q, t, p.head * group + g);
+        for (int i = 0; i < d; ++i) q[i] = i == 0 ? 8.0f : 0.0f;
+      }
+    float* k = row_of(layer.k, 100, p.head);
+    for (int i = 0; i < d; ++i) k[i] = i == 0 ? p.key : 0.0f;
+  }
+  return c;
+}
+
+/// Sets row (token, head) of t to `scale` * e_axis (a unit vector of the standard basis).
+inline void set_axis(host_tensor& t, int token, int head, int axis, float scale) {
+  float* r = row_of(t, token, head);
+  for (int i = 0; i < t.head_dim(); ++i) r[i] = i == axis ? scale : 0.0f;
+}
+
+/// A one-layer calibration of 3 KV heads (6 query heads, head_dim 16), 104 tokens, answers from
+/// 100, whose coverage needs at 0.9 are exactly known: head 0 puts all its mass on one key
+/// (need 1), head 1 sees zero keys and attends uniformly (need ceil(0.9 * (p + 1)) for query p:
+/// 91, 92, 93, 94, mean 92.5), head 2 splits its mass over two keys (need 2).
+inline fake_calibration need_calibration(const model_shape& shape) {
+  fake_calibration c(shape, 1, 104, 100);
+  calibration_layer& l = c.edit(0);
+  fill_normal(l.v, 8);
+  for (int t = 100; t < 104; ++t)
+    for (int qh = 0; qh < shape.q_heads; ++qh) set_axis(l.q, t, qh, 0, 8.0f);
+  set_axis(l.k, 50, 0, 0, 8.0f);  // logit 0.25 * 8 * 8 = 16 against 0 for every other key
+  set_axis(l.k, 20, 2, 0, 8.0f);
+  set_axis(l.k, 30, 2, 0, 8.0f);
   return c;
 }
 

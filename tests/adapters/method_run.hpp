@@ -147,6 +147,11 @@ enum class dense_stats {
   resident,  // resident_tokens
   reads,     // resident_tokens and kv_bytes_read
   all,       // resident tokens and bytes, keys scored, bytes read, and no budget (-1)
+  /// A query-aware sparse method whose budget covers the sequence reads every row and spends
+  /// nothing on selection: resident tokens and bytes, keys scored, bytes read, not simulated.
+  sparse,
+  /// A method whose layer budget covers the prompt: resident tokens after prefill.
+  prompt_resident,
 };
 
 /// Runs `spec` (with `problem`) and dense over t and checks that the prompt and decode outputs
@@ -162,14 +167,19 @@ inline void check_equals_dense(const std::string& spec, qkv& t, const attention_
   CHECK(compare_to_dense(t, shape, method.decode_out, dense.decode_out, context) <= 1.0);
   const auto& ms = method.stats_after_step.back();
   const auto& ds = dense.stats_after_step.back();
+  if (same == dense_stats::prompt_resident) {
+    CHECK(method.stats_after_step[0].resident_tokens == dense.stats_after_step[0].resident_tokens);
+    return;
+  }
   if (same != dense_stats::outputs) CHECK(ms.resident_tokens == ds.resident_tokens);
-  if (same == dense_stats::reads || same == dense_stats::all)
+  if (same == dense_stats::reads || same == dense_stats::all || same == dense_stats::sparse)
     CHECK(ms.kv_bytes_read == ds.kv_bytes_read);
-  if (same == dense_stats::all) {
+  if (same == dense_stats::all || same == dense_stats::sparse) {
     CHECK(ms.resident_bytes == ds.resident_bytes);
     CHECK(ms.keys_scored == ds.keys_scored);
-    CHECK(ms.budget_tokens == -1);
   }
+  if (same == dense_stats::all) CHECK(ms.budget_tokens == -1);
+  if (same == dense_stats::sparse) CHECK_FALSE(ms.simulated);
 }
 
 /// check_equals_dense on seeded random Q/K/V (seed 3) of `shape`: `context` prompt tokens, then

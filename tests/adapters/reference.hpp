@@ -124,6 +124,15 @@ inline double error_ratio(const float* out_row, const reference_result& r,
   return worst;
 }
 
+/// Scales the keys of KV head h by (1 + h), so that key norms differ from head to head.
+inline void spread_key_norms(qkv& t) {
+  for (int tok = 0; tok < t.k.tokens(); ++tok)
+    for (int h = 0; h < t.k.heads(); ++h) {
+      float* k = row_of(t.k, tok, h);
+      for (int i = 0; i < t.k.head_dim(); ++i) k[i] *= static_cast<float>(1 + h);
+    }
+}
+
 /// Positions 0..last.
 inline std::vector<std::int64_t> prefix(std::int64_t last) {
   std::vector<std::int64_t> p;

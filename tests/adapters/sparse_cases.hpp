@@ -1,7 +1,6 @@
 /// Shared cases of the query-aware sparse method tests (topk_oracle, block_oracle, quest,
-/// landmark, rectified): equality with dense when the budget covers the context (outputs and
-/// every counter), keys planted where a decode query must find them, and the counters of one
-/// decode step.
+/// landmark, rectified): keys planted where a decode query must find them, and the counters of
+/// one decode step. Their equality with dense is a conformance row (tests/adapters/conformance.cpp).
 #pragma once
 
 #include <catch2/catch.hpp>
@@ -16,30 +15,6 @@
 #include "tests/adapters/reference.hpp"
 
 namespace attnbench::test {
-
-/// check_equals_dense for a sparse method whose budget covers the prompt and the decode tokens:
-/// outputs within the float32 tolerance, and resident tokens and bytes, keys scored and bytes
-/// read equal to dense's (a covering budget reads every row and spends nothing on selection).
-inline void check_sparse_equals_dense(const std::string& spec, const std::tuple<int, int>& heads,
-                                      int context) {
-  const model_shape shape = dense_case_shape(heads);
-  const std::vector<int> steps = decode_steps_within_budget(spec);
-  CAPTURE(spec, context, shape.q_heads, shape.kv_heads);
-  int tokens = context;
-  for (int s : steps) tokens += s;
-  auto t = random_qkv(shape, tokens, 3);
-  auto dense = run("dense", t, shape, context, steps);
-  auto method = run(spec, t, shape, context, steps);
-  CHECK(compare_to_dense(t, shape, method.prefill_out, dense.prefill_out, 0) <= 1.0);
-  CHECK(compare_to_dense(t, shape, method.decode_out, dense.decode_out, context) <= 1.0);
-  const auto& ms = method.stats_after_step.back();
-  const auto& ds = dense.stats_after_step.back();
-  CHECK(ms.resident_tokens == ds.resident_tokens);
-  CHECK(ms.resident_bytes == ds.resident_bytes);
-  CHECK(ms.keys_scored == ds.keys_scored);
-  CHECK(ms.kv_bytes_read == ds.kv_bytes_read);
-  CHECK_FALSE(ms.simulated);
-}
 
 /// Seeded random Q/K/V of `shape` over `tokens` tokens, with the key of each (q_head, position)
 /// in `plants` replaced by `strength` times the unit direction of q_head's query at

@@ -1,7 +1,7 @@
-// adakv: equal to dense when the budget covers the prompt (every scorer), the allocation rule,
-// budget moving from a concentrated head to a diffuse one on hand-built votes (with the
-// safeguard), alpha = 1 is the uniform scorer, knorm / tova / pyramidkv scorers, budget
-// resolution and stats, determinism, parameter validation.
+// adakv: the allocation rule, budget moving from a concentrated head to a diffuse one on hand-built
+// votes (with the safeguard), alpha = 1 is the uniform scorer, knorm / tova / pyramidkv scorers.
+// Equality with dense, budget / keep resolution, thread counts and parameter validation: the
+// conformance table (conformance.cpp).
 #include <catch2/catch.hpp>
 #include <cstdint>
 #include <numeric>
@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "adapters/adakv/adakv.hpp"
-#include "adapters/common/attention_scores.hpp"
+#include "adapters/common/cpu/attention_scores.hpp"
 #include "adapters/knorm/knorm.hpp"
 #include "harness/error.hpp"
 #include "harness/method.hpp"
@@ -35,17 +35,6 @@ std::int64_t sum(const std::vector<std::int64_t>& v) {
 }
 
 }  // namespace
-
-TEST_CASE("adakv equals dense when its budget covers the prompt", "[adapters][adakv]") {
-  const auto heads = GENERATE(table<int, int>({{8, 2}, {4, 4}}));
-  const std::string scorer =
-      GENERATE(as<std::string>{}, "snapkv", "pyramidkv", "knorm", "random", "tova");
-  const std::string budget = GENERATE(as<std::string>{}, "budget=400", "keep=1");
-  const int context = GENERATE(1, 120);
-  test::check_equals_dense("adakv:scorer=" + scorer + "," + budget,
-                           test::dense_case_shape(heads, 2), context, {1, 2, 1},
-                           test::dense_stats::resident);
-}
 
 TEST_CASE("adakv allocation rule", "[adapters][adakv]") {
   // Head 0 concentrated, head 1 spread out; 3 rows per head, 6 in all.
@@ -177,48 +166,3 @@ TEST_CASE("adakv with pyramidkv shares the layer's pyramid budget", "[adapters][
   }
 }
 
-TEST_CASE("adakv resolves budget and keep", "[adapters][adakv][params]") {
-  struct budget_case {
-    std::string spec;
-    int context;
-    std::int64_t budget;  // mean tokens per head
-  };
-  const auto c = GENERATE(values<budget_case>({
-      {"adakv", 2000, 1024},
-      {"adakv:budget=40", 100, 40},
-      {"adakv:keep=0.25", 100, 25},
-      {"adakv:keep=0.25,budget=3,scorer=random", 100, 25},
-      {"adakv:budget=10", 100, 10},
-      {"adakv:budget=20,scorer=knorm", 100, 20},
-  }));
-  CAPTURE(c.spec, c.context);
-  const model_shape shape{"test", 1, 8, 4, 16};
-  const auto s = test::prefill_stats(c.spec, make_problem(shape, c.context, c.context));
-  CHECK(s.budget_tokens == c.budget);
-  CHECK(sum(s.resident_tokens) == 4 * c.budget);
-  CHECK(s.resident_bytes == static_cast<std::uint64_t>(4 * c.budget) * (2 * 16 * 4));
-  CHECK_FALSE(s.simulated);
-}
-
-TEST_CASE("adakv runs identically at any thread count", "[adapters][adakv]") {
-  const model_shape shape{"test", 1, 8, 4, 64};
-  auto t = test::random_qkv(shape, 303, 37);
-  test::check_same_at_thread_counts("adakv:budget=60,window=16", t, make_problem(shape, 300, 303),
-                                    {1, 1, 1});
-}
-
-TEST_CASE("adakv validates its parameters", "[adapters][adakv][params]") {
-  check_bad_input(
-      "adakv:scorer=h2o",
-      "parameter 'scorer' = 'h2o' is not one of: snapkv, pyramidkv, knorm, random, tova");
-  check_bad_input("adakv:alpha=1.5", "parameter 'alpha' = 1.5 is out of range");
-  check_bad_input("adakv:alpha=-0.1", "parameter 'alpha' = -0.1 is out of range");
-  check_bad_input("adakv:kernel=2", "parameter 'kernel' = '2' is not one of");
-  check_bad_input("adakv:beta=0", "parameter 'beta' = 0 is out of range");
-  check_bad_input("adakv:budget=0", "parameter 'budget' = 0 is out of range");
-  check_bad_input("adakv:floor=0.2",
-                  "unknown parameter 'floor' (known: budget, keep, scorer, "
-                  "alpha, window, kernel, pooling, beta)");
-  CHECK(resolve_method("adakv", "cpu").canonical ==
-        "adakv:alpha=0.2,beta=20,budget=1024,kernel=7,pooling=max,scorer=snapkv,window=32");
-}

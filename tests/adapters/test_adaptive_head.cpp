@@ -1,7 +1,7 @@
-// adaptive_head: equal to dense when the budget covers the context, the local / full decision on
-// a hand-built case (a sink-dominated head stays local, a diffuse head reads everything), the
-// threshold's extremes, the honest sparse stats, budget / keep resolution and parameter
-// validation.
+// adaptive_head: the local / full decision on a hand-built case (a sink-dominated head stays local,
+// a diffuse head reads everything), the threshold's extremes, the honest sparse stats. Equality
+// with dense, budget / keep resolution, thread counts and parameter validation: the conformance
+// table (conformance.cpp).
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
@@ -35,16 +35,6 @@ std::vector<std::int64_t> local_rows(std::int64_t sinks, std::int64_t window, st
 }
 
 }  // namespace
-
-TEST_CASE("adaptive_head equals dense when its budget covers the context",
-          "[adapters][adaptive_head]") {
-  const auto heads = GENERATE(table<int, int>({{8, 2}, {4, 4}}));
-  const int context = GENERATE(1, 50, 300);
-  const std::string spec = GENERATE(as<std::string>{}, "adaptive_head", "adaptive_head:keep=1",
-                                    "adaptive_head:sinks=0,budget=304,threshold=1");
-  test::check_equals_dense(spec, test::dense_case_shape(heads), context,
-                           test::decode_steps_within_budget(spec), test::dense_stats::reads);
-}
 
 TEST_CASE("adaptive_head keeps sink heads local and sends diffuse heads to full attention",
           "[adapters][adaptive_head]") {
@@ -97,27 +87,3 @@ TEST_CASE("adaptive_head predicts the far share from Gaussian moments",
   CHECK(adaptive_head::far_share(1000, 0, 0, 20) < 1e-5);
 }
 
-TEST_CASE("adaptive_head is the same at any thread count", "[adapters][adaptive_head]") {
-  test::check_same_at_thread_counts("adaptive_head:budget=40");
-}
-
-TEST_CASE("adaptive_head resolves budget and keep and keeps every token",
-          "[adapters][adaptive_head][params]") {
-  const auto c = GENERATE(values<test::budget_case>({
-      {"adaptive_head", 2000, 1024, 2000},
-      {"adaptive_head:budget=12", 100, 12, 100},
-      {"adaptive_head:keep=0.25", 100, 25, 100},
-  }));
-  test::check_budget_resolution(c, model_shape{"test", 1, 4, 2, 8});
-}
-
-TEST_CASE("adaptive_head validates its parameters", "[adapters][adaptive_head][params]") {
-  test::check_bad_input("adaptive_head:threshold=1.5",
-                        "parameter 'threshold' = 1.5 is out of range");
-  test::check_bad_input("adaptive_head:threshold=-0.1",
-                        "parameter 'threshold' = -0.1 is out of range");
-  test::check_bad_input("adaptive_head:sinks=-1", "parameter 'sinks' = -1 is out of range");
-  test::check_bad_input("adaptive_head:budget=0", "parameter 'budget' = 0 is out of range");
-  test::check_bad_input("adaptive_head:window=3",
-                        "unknown parameter 'window' (known: sinks, budget, keep, threshold)");
-}

@@ -1,6 +1,6 @@
-// bilevel: equal to dense when the budget covers the sequence, region routing on a hand-built
-// case, exact cost and resident bytes, budget resolution, thread-count determinism, parameter
-// validation.
+// bilevel: region routing on a hand-built case, exact cost and resident bytes. Equality with dense,
+// budget / keep resolution, thread counts and parameter validation: the conformance table
+// (conformance.cpp).
 #include <catch2/catch.hpp>
 #include <cstdint>
 #include <string>
@@ -12,14 +12,6 @@
 #include "tests/adapters/reference.hpp"
 
 using namespace attnbench;
-
-TEST_CASE("bilevel equals dense when its budget covers the sequence", "[adapters][bilevel]") {
-  const auto heads = GENERATE(table<int, int>({{8, 2}, {4, 4}}));
-  const int context = GENERATE(1, 50, 300);
-  const std::string spec = GENERATE(as<std::string>{}, "bilevel:budget=400", "bilevel:keep=1");
-  test::check_equals_dense(spec, test::dense_case_shape(heads), context,
-                           test::decode_steps_within_budget(spec), test::dense_stats::reads);
-}
 
 TEST_CASE("bilevel routes to the regions of highest mean-key affinity", "[adapters][bilevel]") {
   // 257 visible keys in regions of 16; budget 64 = the current region (1 token) + 3 routed
@@ -50,22 +42,3 @@ TEST_CASE("bilevel routes to the regions of highest mean-key affinity", "[adapte
   test::check_sparse_stats(r, shape, context + 1, 64, test::expected_cost(shape, 49, 16, 16 * 64));
 }
 
-TEST_CASE("bilevel resolves budget and keep and keeps every row", "[adapters][bilevel][params]") {
-  const auto c = GENERATE(values<test::budget_case>({
-      {"bilevel", 2000, 1024, 2000},
-      {"bilevel:budget=40", 100, 40, 100},
-      {"bilevel:keep=0.25", 100, 25, 100},
-  }));
-  test::check_budget_resolution(c, model_shape{"test", 1, 6, 3, 16});
-}
-
-TEST_CASE("bilevel is deterministic across thread counts", "[adapters][bilevel]") {
-  test::check_same_at_thread_counts("bilevel:budget=64,region=8");
-  test::check_same_at_thread_counts("bilevel:budget=20,region=32");
-}
-
-TEST_CASE("bilevel rejects bad parameters", "[adapters][bilevel][params]") {
-  test::check_bad_input("bilevel:region=0", "region");
-  test::check_bad_input("bilevel:keep=0", "keep");
-  test::check_bad_input("bilevel:topk=3", "topk");
-}

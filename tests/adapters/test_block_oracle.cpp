@@ -1,5 +1,6 @@
-// block_oracle: equal to dense when the budget covers the context, the blocks of planted keys
-// on hand-built cases (a partial last block included), its counters, budget / keep, parameters.
+// block_oracle: the blocks of planted keys on hand-built cases (a partial last block included), its
+// counters. Equality with dense, budget / keep resolution, thread counts and parameter validation:
+// the conformance table (conformance.cpp).
 #include <catch2/catch.hpp>
 #include <string>
 #include <vector>
@@ -10,15 +11,6 @@
 #include "tests/adapters/sparse_cases.hpp"
 
 using namespace attnbench;
-
-TEST_CASE("block_oracle equals dense when its budget covers the context",
-          "[adapters][block_oracle]") {
-  const auto heads = GENERATE(table<int, int>({{8, 2}, {4, 4}}));
-  const int context = GENERATE(1, 50, 300);
-  const std::string spec = GENERATE(as<std::string>{}, "block_oracle:budget=400",
-                                    "block_oracle:block=7,budget=400", "block_oracle:keep=1");
-  test::check_sparse_equals_dense(spec, heads, context);
-}
 
 TEST_CASE("block_oracle reads the blocks of largest attention mass", "[adapters][block_oracle]") {
   // Query 63 sees 8 blocks of 8; budget 16 = the blocks of the keys planted for query head 0
@@ -43,23 +35,3 @@ TEST_CASE("block_oracle fits a partial last block into the budget", "[adapters][
   CHECK(test::check_row(t, shape, r.decode_out, 0, 60, expected) <= 1.0);
 }
 
-TEST_CASE("block_oracle resolves budget and keep and keeps the whole cache",
-          "[adapters][block_oracle][params]") {
-  const auto c = GENERATE(values<test::budget_case>({
-      {"block_oracle", 2000, 1024, 2000},
-      {"block_oracle:budget=10", 100, 10, 100},
-      {"block_oracle:keep=0.25", 100, 25, 100},
-  }));
-  test::check_budget_resolution(c, model_shape{"test", 1, 2, 1, 8});
-}
-
-TEST_CASE("block_oracle is deterministic across thread counts", "[adapters][block_oracle]") {
-  test::check_same_at_thread_counts("block_oracle:block=8,budget=40");
-}
-
-TEST_CASE("block_oracle validates its parameters", "[adapters][block_oracle][params]") {
-  test::check_bad_input("block_oracle:block=0", "parameter 'block' = 0 is out of range");
-  test::check_bad_input("block_oracle:keep=2", "parameter 'keep' = 2 is out of range");
-  test::check_bad_input("block_oracle:page=4",
-                        "unknown parameter 'page' (known: block, budget, keep)");
-}

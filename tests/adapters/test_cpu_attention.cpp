@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "adapters/common/cpu_attention.hpp"
+#include "adapters/common/cpu/cpu_attention.hpp"
 #include "tests/adapters/reference.hpp"
 
 using namespace attnbench;

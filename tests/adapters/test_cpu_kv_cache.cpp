@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "adapters/common/cpu_kv_cache.hpp"
+#include "adapters/common/cpu/cpu_kv_cache.hpp"
 
 using namespace attnbench;
 

@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "adapters/common/decode_eviction_cpu.hpp"
+#include "adapters/common/cpu/decode_eviction_cpu.hpp"
 #include "tests/adapters/reference.hpp"
 
 using namespace attnbench;

@@ -149,16 +149,6 @@ TEST_CASE("dense is stable for logits of magnitude 1e4", "[adapters][dense]") {
   CHECK(decode_error(*m2, t, shape, length, scale, true) <= 1.0);
 }
 
-TEST_CASE("dense takes no parameters", "[adapters][dense][params]") {
-  try {
-    resolve_method("dense:window=4", "cpu");
-    FAIL("expected bad_input");
-  } catch (const error& e) {
-    CHECK(e.id() == error_id::bad_input);
-    CHECK_THAT(std::string(e.what()), Catch::Contains("unknown parameter 'window'"));
-  }
-}
-
 TEST_CASE("dense reports unsupported head groupings", "[adapters][dense]") {
   auto m = resolve_method("dense", "cpu").create();
   attention_problem p = make_problem(model_shape{"odd", 1, 6, 4, 64}, 16, 16);

@@ -1,6 +1,6 @@
-// dhsa: equal to dense when the budget covers the sequence, chunking and length-scaled chunk
-// ranking on a hand-built case, exact cost and resident bytes, the boundary rule, budget
-// resolution, thread-count determinism, parameter validation.
+// dhsa: chunking and length-scaled chunk ranking on a hand-built case, exact cost and resident
+// bytes, the boundary rule. Equality with dense, budget / keep resolution, thread counts and
+// parameter validation: the conformance table (conformance.cpp).
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
@@ -14,14 +14,6 @@
 #include "tests/adapters/reference.hpp"
 
 using namespace attnbench;
-
-TEST_CASE("dhsa equals dense when its budget covers the sequence", "[adapters][dhsa]") {
-  const auto heads = GENERATE(table<int, int>({{8, 2}, {4, 4}}));
-  const int context = GENERATE(1, 50, 300);
-  const std::string spec = GENERATE(as<std::string>{}, "dhsa:budget=400", "dhsa:keep=1");
-  test::check_equals_dense(spec, test::dense_case_shape(heads), context,
-                           test::decode_steps_within_budget(spec), test::dense_stats::reads);
-}
 
 TEST_CASE("dhsa ranks chunks by key sum over sqrt(length) and fills the budget with tokens",
           "[adapters][dhsa]") {
@@ -67,23 +59,3 @@ TEST_CASE("dhsa starts a chunk on a similarity drop, within the length bounds",
   CHECK(dhsa::starts_chunk(32, a, a, 2, 0.5, 4, 32));  // full
 }
 
-TEST_CASE("dhsa resolves budget and keep and keeps every row", "[adapters][dhsa][params]") {
-  const auto c = GENERATE(values<test::budget_case>({
-      {"dhsa", 2000, 1024, 2000},
-      {"dhsa:budget=40", 100, 40, 100},
-      {"dhsa:keep=0.25", 100, 25, 100},
-  }));
-  test::check_budget_resolution(c, model_shape{"test", 1, 6, 3, 16});
-}
-
-TEST_CASE("dhsa is deterministic across thread counts", "[adapters][dhsa]") {
-  test::check_same_at_thread_counts("dhsa:budget=64");
-  test::check_same_at_thread_counts("dhsa:budget=30,threshold=-0.2,min_chunk=2,max_chunk=9");
-}
-
-TEST_CASE("dhsa rejects bad parameters", "[adapters][dhsa][params]") {
-  test::check_bad_input("dhsa:threshold=1.5", "threshold");
-  test::check_bad_input("dhsa:min_chunk=0", "min_chunk");
-  test::check_bad_input("dhsa:max_chunk=0", "max_chunk");
-  test::check_bad_input("dhsa:keep=2", "keep");
-}

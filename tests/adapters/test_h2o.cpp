@@ -1,10 +1,9 @@
-// h2o: equal to dense when the budget covers the sequence, heavy hitters plus the recent window
-// kept on a hand-built case (prompt streamed in any chunk size, then decoding), the last prompt
-// query counted once when the runner re-reads it, kvpress's protocol (the prompt compressed once
-// by mean observed attention, then no eviction) on a hand-built case, the budget held while
-// decoding, budget / keep resolution with resident bytes, the same results at any thread count,
-// parameter validation. Hand-built cases also answer the last prompt query right after prefill,
-// as the runner does in query-aware mode.
+// h2o: heavy hitters plus the recent window kept on a hand-built case (prompt streamed in any chunk
+// size, then decoding), the last prompt query counted once when the runner re-reads it, kvpress's
+// protocol (the prompt compressed once by mean observed attention, then no eviction) on a
+// hand-built case, the budget held while decoding. Hand-built cases also answer the last prompt
+// query right after prefill, as the runner does in query-aware mode. Equality with dense, budget /
+// keep resolution, thread counts and parameter validation: the conformance table (conformance.cpp).
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstdint>
@@ -67,18 +66,6 @@ std::vector<std::int64_t> join(std::vector<std::int64_t> a, std::int64_t first, 
 }
 
 }  // namespace
-
-TEST_CASE("h2o equals dense when its budget covers the sequence", "[adapters][h2o]") {
-  const auto heads = GENERATE(table<int, int>({{8, 2}, {4, 4}}));
-  const int context = GENERATE(1, 50, 300);
-  // protocol=kvpress never evicts while decoding: a budget covering the prompt is enough.
-  const std::string spec =
-      GENERATE(as<std::string>{}, "h2o:budget=400", "h2o:keep=1",
-               "h2o:budget=304,recent_ratio=0,chunk=7", "h2o:protocol=h2o,budget=400",
-               "h2o:protocol=kvpress,budget=300", "h2o:protocol=kvpress,keep=1");
-  test::check_equals_dense(spec, test::dense_case_shape(heads), context,
-                           test::decode_steps_within_budget(spec), test::dense_stats::reads);
-}
 
 TEST_CASE("h2o scoring changes nothing until the budget is reached", "[adapters][h2o]") {
   // Budget 302 for 300 prompt tokens: the prompt is streamed and scored but all kept; the first
@@ -223,42 +210,3 @@ TEST_CASE("h2o holds its budget over a long decode", "[adapters][h2o]") {
   CHECK(last.keys_scored == (50 * 99 + 50 * 100) * 8);
 }
 
-TEST_CASE("h2o gives the same results at any thread count", "[adapters][h2o]") {
-  test::check_same_at_thread_counts("h2o:budget=64,chunk=16");
-  test::check_same_at_thread_counts("h2o:protocol=kvpress,budget=64");
-}
-
-TEST_CASE("h2o resolves budget and keep", "[adapters][h2o][params]") {
-  const auto c = GENERATE(values<test::budget_case>({
-      {"h2o", 2000, 1024, 1024},
-      {"h2o:budget=12", 100, 12, 12},
-      {"h2o:keep=0.25", 100, 25, 25},
-      {"h2o:keep=0.25,budget=3", 100, 25, 25},
-      {"h2o:keep=0.001", 100, 1, 1},
-      {"h2o:budget=12", 8, 12, 8},
-      {"h2o:protocol=kvpress,budget=12", 100, 12, 12},
-      {"h2o:protocol=kvpress,keep=0.25", 100, 25, 25},
-      {"h2o:protocol=kvpress,budget=12", 8, 12, 8},
-  }));
-  test::check_budget_resolution(c, model_shape{"test", 1, 4, 2, 8}, {.decode_room = 1});
-}
-
-TEST_CASE("h2o validates its parameters", "[adapters][h2o][params]") {
-  check_bad_input("h2o:budget=0", "parameter 'budget' = 0 is out of range");
-  check_bad_input("h2o:keep=0", "parameter 'keep' = 0 is out of range");
-  check_bad_input("h2o:keep=1.5", "parameter 'keep' = 1.5 is out of range");
-  check_bad_input("h2o:recent_ratio=1.5", "parameter 'recent_ratio' = 1.5 is out of range");
-  check_bad_input("h2o:recent_ratio=-0.1", "parameter 'recent_ratio' = -0.1 is out of range");
-  check_bad_input("h2o:chunk=0", "parameter 'chunk' = 0 is out of range");
-  check_bad_input("h2o:chunk=x", "parameter 'chunk' expects an integer, got 'x'");
-  check_bad_input(
-      "h2o:recent=3",
-      "unknown parameter 'recent' (known: budget, keep, protocol, recent_ratio, chunk)");
-  check_bad_input("h2o:protocol=snapkv",
-                  "parameter 'protocol' = 'snapkv' is not one of: h2o, kvpress");
-  // protocol is unset unless given, so specs written before it keep their canonical form.
-  CHECK(resolve_method("h2o:budget=2k", "cpu").canonical ==
-        "h2o:budget=2048,chunk=64,recent_ratio=0.5");
-  CHECK(resolve_method("h2o:protocol=kvpress,budget=2k", "cpu").canonical ==
-        "h2o:budget=2048,chunk=64,protocol=kvpress,recent_ratio=0.5");
-}

@@ -1,6 +1,7 @@
-// gqa and mqa: equal to dense when nothing is pooled, equal to fp64 attention over explicitly
-// pooled K/V (mean and key-norm weights), the norm weighting on a hand-built case, stats of
-// the pooled cache, group resolution, unsupported shapes, and parameter validation.
+// gqa and mqa: equal to fp64 attention over explicitly pooled K/V (mean and key-norm weights), the
+// norm weighting on a hand-built case, stats of the pooled cache, group resolution, unsupported
+// shapes. Equality with dense, budget / keep resolution, thread counts and parameter validation:
+// the conformance table (conformance.cpp).
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
@@ -64,30 +65,7 @@ std::vector<double> norm_weights(const test::qkv& t, int context, int groups) {
   return w;
 }
 
-// Scales the keys of KV head h by (1 + h), so that key norms differ from head to head.
-void spread_key_norms(test::qkv& t) {
-  for (int tok = 0; tok < t.k.tokens(); ++tok)
-    for (int h = 0; h < t.k.heads(); ++h) {
-      float* k = test::row_of(t.k, tok, h);
-      for (int i = 0; i < t.k.head_dim(); ++i) k[i] *= static_cast<float>(1 + h);
-    }
-}
-
 }  // namespace
-
-TEST_CASE("gqa and mqa equal dense when no heads are pooled", "[adapters][head_sharing]") {
-  const auto heads = GENERATE(table<int, int>({{8, 2}, {4, 4}, {4, 1}}));
-  const int context = GENERATE(1, 50, 300);
-  const std::string spec =
-      GENERATE(as<std::string>{}, "gqa:reduce=1", "gqa:reduce=1,pool=norm", "mqa", "mqa:pool=norm");
-  const model_shape shape{"test", 1, std::get<0>(heads), std::get<1>(heads), 64};
-  // mqa pools nothing only when there is one KV head.
-  if (spec.rfind("mqa", 0) == 0 && shape.kv_heads != 1) return;
-  auto t = test::random_qkv(shape, context + 4, 5);
-  spread_key_norms(t);
-  test::check_equals_dense(spec, t, make_problem(shape, context, context + 4), {1, 2, 1},
-                           test::dense_stats::all);
-}
 
 TEST_CASE("gqa and mqa attend the pooled heads", "[adapters][head_sharing]") {
   struct pool_case {
@@ -110,7 +88,7 @@ TEST_CASE("gqa and mqa attend the pooled heads", "[adapters][head_sharing]") {
   const int context = 40;
   CAPTURE(c.spec, c.q_heads, c.kv_heads);
   auto t = test::random_qkv(shape, context + 5, 11);
-  spread_key_norms(t);
+  test::spread_key_norms(t);
   const int r = c.kv_heads / c.groups;
   const bool norm = c.spec.find("norm") != std::string::npos;
   const auto w = norm ? norm_weights(t, context, c.groups)
@@ -230,23 +208,3 @@ TEST_CASE("gqa resolves G and declines shapes it cannot pool", "[adapters][head_
         std::vector<std::int64_t>(static_cast<std::size_t>(c.groups), 10));
 }
 
-TEST_CASE("gqa and mqa are deterministic across thread counts", "[adapters][head_sharing]") {
-  const model_shape shape{"test", 1, 8, 4, 64};
-  auto t = test::random_qkv(shape, 1030, 8);
-  test::check_same_at_thread_counts("gqa:groups=2,pool=norm", t, make_problem(shape, 1024, 1030),
-                                    {1, 5});
-}
-
-TEST_CASE("gqa and mqa validate their parameters", "[adapters][head_sharing][params]") {
-  check_bad_input("gqa:groups=0", "parameter 'groups' = 0 is out of range");
-  check_bad_input("gqa:reduce=0", "parameter 'reduce' = 0 is out of range");
-  check_bad_input("gqa:groups=two", "parameter 'groups' expects an integer, got 'two'");
-  check_bad_input("gqa:pool=max", "parameter 'pool' = 'max' is not one of: mean, norm");
-  check_bad_input("gqa:budget=64", "unknown parameter 'budget' (known: groups, reduce, pool)");
-  check_bad_input("mqa:groups=2", "unknown parameter 'groups' (known: pool)");
-  check_bad_input("mqa:pool=sum", "parameter 'pool' = 'sum' is not one of: mean, norm");
-  CHECK(resolve_method("gqa", "cpu").canonical == "gqa:pool=mean,reduce=4");
-  CHECK(resolve_method("gqa:groups=2,pool=norm", "cpu").canonical ==
-        "gqa:groups=2,pool=norm,reduce=4");
-  CHECK(resolve_method("mqa", "cpu").canonical == "mqa:pool=mean");
-}

@@ -1,6 +1,6 @@
-// hip: equal to dense when the budget covers the sequence, the hierarchical search on a hand-built
-// unimodal score, exact cost and resident bytes, budget resolution, thread-count determinism,
-// parameter validation.
+// hip: the hierarchical search on a hand-built unimodal score, exact cost and resident bytes.
+// Equality with dense, budget / keep resolution, thread counts and parameter validation: the
+// conformance table (conformance.cpp).
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
@@ -13,14 +13,6 @@
 #include "tests/adapters/reference.hpp"
 
 using namespace attnbench;
-
-TEST_CASE("hip equals dense when its budget covers the sequence", "[adapters][hip]") {
-  const auto heads = GENERATE(table<int, int>({{8, 2}, {4, 4}}));
-  const int context = GENERATE(1, 50, 300);
-  const std::string spec = GENERATE(as<std::string>{}, "hip:budget=400", "hip:keep=1");
-  test::check_equals_dense(spec, test::dense_case_shape(heads), context,
-                           test::decode_steps_within_budget(spec), test::dense_stats::reads);
-}
 
 TEST_CASE("hip narrows the branches down to the leaves around the peak", "[adapters][hip]") {
   // Logit -|p - 300| / 10: unimodal around 300. 513 visible keys, budget 64, leaves of 16: k = 4.
@@ -61,26 +53,3 @@ TEST_CASE("hip reads its sinks and window besides the leaves", "[adapters][hip]"
   test::check_sparse_stats(r, shape, context + 1, 84, test::expected_cost(shape, 82, 24, 24 * 64));
 }
 
-TEST_CASE("hip resolves budget and keep and keeps every row", "[adapters][hip][params]") {
-  const auto c = GENERATE(values<test::budget_case>({
-      {"hip", 2000, 1024, 2000},
-      {"hip:budget=40", 100, 40, 100},
-      {"hip:keep=0.25", 100, 25, 100},
-      {"hip:keep=0.25,budget=3", 100, 25, 100},
-  }));
-  test::check_budget_resolution(c, model_shape{"test", 1, 6, 3, 16});
-}
-
-TEST_CASE("hip is deterministic across thread counts", "[adapters][hip]") {
-  test::check_same_at_thread_counts("hip:budget=64,block=8");
-  test::check_same_at_thread_counts("hip:budget=50,block=64");
-}
-
-TEST_CASE("hip rejects bad parameters", "[adapters][hip][params]") {
-  test::check_bad_input("hip:block=0", "block");
-  test::check_bad_input("hip:budget=0", "budget");
-  test::check_bad_input("hip:keep=1.5", "keep");
-  test::check_bad_input("hip:sinks=-1", "sinks");
-  test::check_bad_input("hip:window=-1", "window");
-  test::check_bad_input("hip:leaf=4", "leaf");
-}

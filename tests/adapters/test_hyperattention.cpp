@@ -1,6 +1,6 @@
-// hyperattention: equal to dense when the budget covers the sequence, the neighborhood in
-// sortLSH order and the reweighting of uniform samples on hand-built cases, exact cost
-// accounting, determinism, parameter validation.
+// hyperattention: the neighborhood in sortLSH order and the reweighting of uniform samples on
+// hand-built cases, exact cost accounting. Equality with dense, budget / keep resolution, thread
+// counts and parameter validation: the conformance table (conformance.cpp).
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
@@ -23,14 +23,6 @@ qkv one_bucket(const model_shape& shape) {
 }
 
 }  // namespace
-
-TEST_CASE("hyperattention equals dense when the budget covers the sequence", "[hyperattention]") {
-  const auto heads = GENERATE(std::make_tuple(8, 2), std::make_tuple(4, 4));
-  const model_shape shape = dense_case_shape(heads);
-  for (const std::string spec :
-       {"hyperattention:budget=104", "hyperattention:budget=1000,samples=0"})
-    check_equals_dense(spec, shape, 100, {1, 2, 1}, dense_stats::reads);
-}
 
 TEST_CASE("hyperattention reads the sortLSH neighborhood and reweights samples",
           "[hyperattention]") {
@@ -70,13 +62,3 @@ TEST_CASE("hyperattention reads the sortLSH neighborhood and reweights samples",
   CHECK(prefill_stats("hyperattention:keep=0.25", make_problem(shape, 64, 70)).budget_tokens == 16);
 }
 
-TEST_CASE("hyperattention is deterministic across thread counts", "[hyperattention]") {
-  check_same_at_thread_counts("hyperattention:budget=40,samples=8,hashes=4");
-}
-
-TEST_CASE("hyperattention rejects bad parameters", "[hyperattention]") {
-  check_bad_input("hyperattention:hashes=0", "hashes");
-  check_bad_input("hyperattention:hashes=17", "hashes");
-  check_bad_input("hyperattention:samples=-1", "samples");
-  check_bad_input("hyperattention:budget=0", "budget");
-}

@@ -1,6 +1,6 @@
-// knorm: equal to dense when the budget covers the prompt, exactly the smallest-norm keys kept on
-// a hand-built case (no window), budget resolution and stats, the comparable mass adakv uses,
-// parameter validation.
+// knorm: exactly the smallest-norm keys kept on a hand-built case (no window), the comparable mass
+// adakv uses. Equality with dense, budget / keep resolution, thread counts and parameter
+// validation: the conformance table (conformance.cpp).
 #include <catch2/catch.hpp>
 #include <cstdint>
 #include <numeric>
@@ -19,14 +19,6 @@ using test::check_bad_input;
 using test::compare_to_dense;
 using test::make_problem;
 using test::run;
-
-TEST_CASE("knorm equals dense when its budget covers the prompt", "[adapters][knorm]") {
-  const auto heads = GENERATE(table<int, int>({{8, 2}, {4, 4}}));
-  const int context = GENERATE(1, 50, 300);
-  const std::string spec = GENERATE(as<std::string>{}, "knorm:budget=400", "knorm:keep=1");
-  test::check_equals_dense(spec, test::dense_case_shape(heads), context, {1, 2, 1},
-                           test::dense_stats::resident);
-}
 
 TEST_CASE("knorm keeps exactly the keys of smallest norm", "[adapters][knorm]") {
   // 40 prompt tokens; per KV head, 5 chosen keys are shrunk to a tenth of their norm. Budget 5
@@ -49,18 +41,6 @@ TEST_CASE("knorm keeps exactly the keys of smallest norm", "[adapters][knorm]") 
   CHECK(r.stats_after_step[0].budget_tokens == 5);
 }
 
-TEST_CASE("knorm resolves budget and keep", "[adapters][knorm][params]") {
-  const auto c = GENERATE(values<test::budget_case>({
-      {"knorm", 2000, 1024, 1024},
-      {"knorm:budget=40", 100, 40, 40},
-      {"knorm:keep=0.25", 100, 25, 25},
-      {"knorm:keep=0.25,budget=3", 100, 25, 25},
-      {"knorm:budget=500", 100, 500, 100},
-  }));
-  // knorm needs no queries.
-  test::check_budget_resolution(c, model_shape{"test", 1, 6, 3, 16}, {.queries = false});
-}
-
 TEST_CASE("knorm mass is comparable across heads", "[adapters][knorm]") {
   const std::vector<float> norms = {3.0f, 1.0f, 2.0f, 2.5f};
   std::vector<float> a, b;
@@ -81,9 +61,3 @@ TEST_CASE("knorm mass is comparable across heads", "[adapters][knorm]") {
   for (float x : equal) CHECK(x == Approx(0.2));
 }
 
-TEST_CASE("knorm validates its parameters", "[adapters][knorm][params]") {
-  check_bad_input("knorm:budget=0", "parameter 'budget' = 0 is out of range");
-  check_bad_input("knorm:keep=2", "parameter 'keep' = 2 is out of range");
-  check_bad_input("knorm:window=8", "unknown parameter 'window' (known: budget, keep)");
-  CHECK(resolve_method("knorm", "cpu").canonical == "knorm:budget=1024");
-}

@@ -1,8 +1,8 @@
-// kv_quant: the quantizer's error, equality with dense when nothing is quantized, exact
-// equality with fp64 attention over the K/V the method stores (groups, tail, flushes), the
-// int8 / int4 error against exact attention within a bound from the quantization steps, the
-// outlier channel that per-channel key quantization handles, resident bytes and bytes read,
-// determinism, and parameter validation.
+// kv_quant: the quantizer's error, exact equality with fp64 attention over the K/V the method
+// stores (groups, tail, flushes), the int8 / int4 error against exact attention within a bound from
+// the quantization steps, the outlier channel that per-channel key quantization handles, resident
+// bytes and bytes read. Equality with dense, budget / keep resolution, thread counts and parameter
+// validation: the conformance table (conformance.cpp).
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
@@ -104,15 +104,6 @@ TEST_CASE("the kv_quant quantizer is within half a step", "[adapters][kv_quant]"
   // A zero-width range is exact.
   const auto flat = kv_quant::fit_range(1.5f, 1.5f, bits);
   CHECK(kv_quant::decode(kv_quant::encode(1.5f, flat, bits), flat) == 1.5f);
-}
-
-TEST_CASE("kv_quant equals dense when the residual covers the sequence", "[adapters][kv_quant]") {
-  const auto heads = GENERATE(table<int, int>({{8, 2}, {4, 4}}));
-  const int context = GENERATE(1, 50, 300);
-  const std::string spec =
-      GENERATE(as<std::string>{}, "kv_quant:residual=1000", "kv_quant:bits=4,residual=304");
-  test::check_equals_dense(spec, test::dense_case_shape(heads), context, {1, 2, 1},
-                           test::dense_stats::all);
 }
 
 TEST_CASE("kv_quant attends exactly the K/V it stores", "[adapters][kv_quant]") {
@@ -322,18 +313,3 @@ TEST_CASE("kv_quant int4 holds under 30% of dense at 16K", "[adapters][kv_quant]
   CHECK(ratio[1] <= 0.30);
 }
 
-TEST_CASE("kv_quant is deterministic across thread counts", "[adapters][kv_quant]") {
-  const model_shape shape{"test", 1, 8, 4, 64};
-  auto t = test::random_qkv(shape, 1030, 8);
-  test::check_same_at_thread_counts("kv_quant:bits=4", t, make_problem(shape, 1024, 1030), {1, 5});
-}
-
-TEST_CASE("kv_quant validates its parameters", "[adapters][kv_quant][params]") {
-  check_bad_input("kv_quant:bits=2", "parameter 'bits' = '2' is not one of: 8, 4");
-  check_bad_input("kv_quant:group=0", "parameter 'group' = 0 is out of range");
-  check_bad_input("kv_quant:residual=-1", "parameter 'residual' = -1 is out of range");
-  check_bad_input("kv_quant:residual=x", "parameter 'residual' expects an integer, got 'x'");
-  check_bad_input("kv_quant:budget=64",
-                  "unknown parameter 'budget' (known: bits, group, residual)");
-  CHECK(resolve_method("kv_quant", "cpu").canonical == "kv_quant:bits=8,group=32,residual=128");
-}

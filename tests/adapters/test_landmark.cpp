@@ -1,6 +1,6 @@
-// landmark: equal to dense when the budget covers the context, the local window plus the
-// blocks whose mean key the query scores highest on a hand-built case, its counters, the window
-// rule, budget / keep, parameters.
+// landmark: the local window plus the blocks whose mean key the query scores highest on a
+// hand-built case, its counters, the window rule. Equality with dense, budget / keep resolution,
+// thread counts and parameter validation: the conformance table (conformance.cpp).
 #include <catch2/catch.hpp>
 #include <string>
 #include <vector>
@@ -12,14 +12,6 @@
 #include "tests/adapters/sparse_cases.hpp"
 
 using namespace attnbench;
-
-TEST_CASE("landmark equals dense when its budget covers the context", "[adapters][landmark]") {
-  const auto heads = GENERATE(table<int, int>({{8, 2}, {4, 4}}));
-  const int context = GENERATE(1, 50, 300);
-  const std::string spec = GENERATE(as<std::string>{}, "landmark:budget=400",
-                                    "landmark:block=7,window=0,budget=400", "landmark:keep=1");
-  test::check_sparse_equals_dense(spec, heads, context);
-}
 
 TEST_CASE("landmark's window starts at a block boundary within the budget",
           "[adapters][landmark]") {
@@ -47,24 +39,3 @@ TEST_CASE("landmark reads the window and the blocks of highest mean-key score",
   test::check_one_step_costs(r.stats_after_step.back(), shape, 64, 24, 7 * 2, 7 * 16 * 4);
 }
 
-TEST_CASE("landmark resolves budget and keep and keeps the whole cache",
-          "[adapters][landmark][params]") {
-  const auto c = GENERATE(values<test::budget_case>({
-      {"landmark", 2000, 1024, 2000},
-      {"landmark:budget=10", 100, 10, 100},
-      {"landmark:keep=0.25", 100, 25, 100},
-  }));
-  test::check_budget_resolution(c, model_shape{"test", 1, 2, 1, 8});
-}
-
-TEST_CASE("landmark is deterministic across thread counts", "[adapters][landmark]") {
-  test::check_same_at_thread_counts("landmark:block=8,window=16,budget=40");
-}
-
-TEST_CASE("landmark validates its parameters", "[adapters][landmark][params]") {
-  test::check_bad_input("landmark:block=0", "parameter 'block' = 0 is out of range");
-  test::check_bad_input("landmark:window=-1", "parameter 'window' = -1 is out of range");
-  test::check_bad_input("landmark:budget=0", "parameter 'budget' = 0 is out of range");
-  test::check_bad_input("landmark:win=3",
-                        "unknown parameter 'win' (known: block, window, budget, keep)");
-}

@@ -1,9 +1,9 @@
-// lazy_eviction: equal to dense when the budget covers the sequence, a recurring token kept and
-// lagged evictions down to budget - window on a hand-built case (the same whether the prompt is
-// prefilled or decoded token by token), budget / keep resolution with resident bytes, the same
-// results at any thread count, nothing changed by the runner's re-read of the last prompt query,
-// parameter validation. Hand-built cases also answer the last prompt
-// query right after prefill, as the runner does in query-aware mode.
+// lazy_eviction: a recurring token kept and lagged evictions down to budget - window on a
+// hand-built case (the same whether the prompt is prefilled or decoded token by token), nothing
+// changed by the runner's re-read of the last prompt query. Hand-built cases also answer the last
+// prompt query right after prefill, as the runner does in query-aware mode. Equality with dense,
+// budget / keep resolution, thread counts and parameter validation: the conformance table
+// (conformance.cpp).
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstdint>
@@ -22,16 +22,6 @@ using test::check_row;
 using test::compare_to_dense;
 using test::make_problem;
 using test::run;
-
-TEST_CASE("lazy_eviction equals dense when its budget covers the sequence",
-          "[adapters][lazy_eviction]") {
-  const auto heads = GENERATE(table<int, int>({{8, 2}, {4, 4}}));
-  const int context = GENERATE(1, 50, 300);
-  const std::string spec = GENERATE(as<std::string>{}, "lazy_eviction:budget=400",
-                                    "lazy_eviction:keep=1", "lazy_eviction:budget=304,window=1");
-  test::check_equals_dense(spec, test::dense_case_shape(heads), context,
-                           test::decode_steps_within_budget(spec), test::dense_stats::resident);
-}
 
 namespace {
 
@@ -105,38 +95,8 @@ TEST_CASE("lazy_eviction never exceeds its budget", "[adapters][lazy_eviction]")
   CHECK(smallest <= 91);
 }
 
-TEST_CASE("lazy_eviction gives the same results at any thread count", "[adapters][lazy_eviction]") {
-  test::check_same_at_thread_counts("lazy_eviction:budget=64,window=8");
-}
-
 TEST_CASE("lazy_eviction's re-read of the last prompt query changes nothing",
           "[adapters][lazy_eviction]") {
   test::check_reread_changes_nothing("lazy_eviction:budget=64,window=8");
 }
 
-TEST_CASE("lazy_eviction resolves budget and keep", "[adapters][lazy_eviction][params]") {
-  // Resident after prefill: evictions go to budget - window every window + 1 tokens.
-  const auto c = GENERATE(values<test::budget_case>({
-      {"lazy_eviction", 2000, 1024, 960},                 // evicted at the last token (1999)
-      {"lazy_eviction:budget=12", 100, 12, 9},            // window 6: last eviction at 96
-      {"lazy_eviction:keep=0.25", 100, 25, 22},           // window 12: last eviction at 90
-      {"lazy_eviction:keep=0.25,budget=3", 100, 25, 22},  // keep wins
-      {"lazy_eviction:budget=12,window=1", 100, 12, 12},  // evicts every other token
-      {"lazy_eviction:budget=12", 8, 12, 8},
-  }));
-  test::check_budget_resolution(c, model_shape{"test", 1, 4, 2, 8}, {.decode_room = 1});
-}
-
-TEST_CASE("lazy_eviction validates its parameters", "[adapters][lazy_eviction][params]") {
-  check_bad_input("lazy_eviction:budget=0", "parameter 'budget' = 0 is out of range");
-  check_bad_input("lazy_eviction:keep=0", "parameter 'keep' = 0 is out of range");
-  check_bad_input("lazy_eviction:window=0", "parameter 'window' = 0 is out of range");
-  check_bad_input("lazy_eviction:threshold=0", "parameter 'threshold' = 0 is out of range");
-  check_bad_input("lazy_eviction:threshold=1.5", "parameter 'threshold' = 1.5 is out of range");
-  check_bad_input("lazy_eviction:threshold=high",
-                  "parameter 'threshold' expects a number, got 'high'");
-  check_bad_input("lazy_eviction:mri=3",
-                  "unknown parameter 'mri' (known: budget, keep, window, threshold)");
-  CHECK(resolve_method("lazy_eviction:window=32", "cpu").canonical ==
-        "lazy_eviction:budget=1024,threshold=0.0001,window=32");
-}

@@ -1,6 +1,6 @@
-// longheads: equal to dense when the budget covers the sequence, chunk selection on a hand-built
-// case, the chunk summary, exact cost and resident bytes, budget resolution, thread-count
-// determinism, parameter validation.
+// longheads: chunk selection on a hand-built case, the chunk summary, exact cost and resident
+// bytes. Equality with dense, budget / keep resolution, thread counts and parameter validation: the
+// conformance table (conformance.cpp).
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
@@ -14,14 +14,6 @@
 #include "tests/adapters/reference.hpp"
 
 using namespace attnbench;
-
-TEST_CASE("longheads equals dense when its budget covers the sequence", "[adapters][longheads]") {
-  const auto heads = GENERATE(table<int, int>({{8, 2}, {4, 4}}));
-  const int context = GENERATE(1, 50, 300);
-  const std::string spec = GENERATE(as<std::string>{}, "longheads:budget=400", "longheads:keep=1");
-  test::check_equals_dense(spec, test::dense_case_shape(heads), context,
-                           test::decode_steps_within_budget(spec), test::dense_stats::reads);
-}
 
 TEST_CASE("longheads reads the first chunk, the best chunks and the query's chunk",
           "[adapters][longheads]") {
@@ -64,23 +56,3 @@ TEST_CASE("longheads summary pools the keys typical of the chunk", "[adapters][l
   CHECK(out[1] == Approx(4 * e / (3 + e)));
 }
 
-TEST_CASE("longheads resolves budget and keep and keeps every row",
-          "[adapters][longheads][params]") {
-  const auto c = GENERATE(values<test::budget_case>({
-      {"longheads", 2000, 1024, 2000},
-      {"longheads:budget=40", 100, 40, 100},
-      {"longheads:keep=0.25", 100, 25, 100},
-  }));
-  test::check_budget_resolution(c, model_shape{"test", 1, 6, 3, 16});
-}
-
-TEST_CASE("longheads is deterministic across thread counts", "[adapters][longheads]") {
-  test::check_same_at_thread_counts("longheads:budget=64,chunk=8");
-  test::check_same_at_thread_counts("longheads:budget=20,chunk=32");
-}
-
-TEST_CASE("longheads rejects bad parameters", "[adapters][longheads][params]") {
-  test::check_bad_input("longheads:chunk=0", "chunk");
-  test::check_bad_input("longheads:budget=-3", "budget");
-  test::check_bad_input("longheads:chunks=4", "chunks");
-}

@@ -1,6 +1,6 @@
-// ltri: equal to dense when the budget covers the sequence, span discovery and span retrieval on
-// a hand-built case of key "triangles", the span rules, exact cost and resident bytes, budget
-// resolution, thread-count determinism, parameter validation.
+// ltri: span discovery and span retrieval on a hand-built case of key "triangles", the span rules,
+// exact cost and resident bytes. Equality with dense, budget / keep resolution, thread counts and
+// parameter validation: the conformance table (conformance.cpp).
 #include <catch2/catch.hpp>
 #include <cstdint>
 #include <string>
@@ -13,14 +13,6 @@
 #include "tests/adapters/reference.hpp"
 
 using namespace attnbench;
-
-TEST_CASE("ltri equals dense when its budget covers the sequence", "[adapters][ltri]") {
-  const auto heads = GENERATE(table<int, int>({{8, 2}, {4, 4}}));
-  const int context = GENERATE(1, 50, 300);
-  const std::string spec = GENERATE(as<std::string>{}, "ltri:budget=400", "ltri:keep=1");
-  test::check_equals_dense(spec, test::dense_case_shape(heads), context,
-                           test::decode_steps_within_budget(spec), test::dense_stats::reads);
-}
 
 TEST_CASE("ltri cuts runs of similar keys into spans and reads the best-scoring spans",
           "[adapters][ltri]") {
@@ -77,24 +69,3 @@ TEST_CASE("ltri span rules: boundaries and index vector counts", "[adapters][ltr
   CHECK(ltri::index_vectors(0.0, 4, 3, 4) == 1);
 }
 
-TEST_CASE("ltri resolves budget and keep and keeps every row", "[adapters][ltri][params]") {
-  const auto c = GENERATE(values<test::budget_case>({
-      {"ltri", 2000, 1024, 2000},
-      {"ltri:budget=40", 100, 40, 100},
-      {"ltri:keep=0.25", 100, 25, 100},
-  }));
-  test::check_budget_resolution(c, model_shape{"test", 1, 6, 3, 16});
-}
-
-TEST_CASE("ltri is deterministic across thread counts", "[adapters][ltri]") {
-  test::check_same_at_thread_counts("ltri:budget=64");
-  test::check_same_at_thread_counts("ltri:budget=40,sinks=2,window=8,span_min=2,span_max=9");
-}
-
-TEST_CASE("ltri rejects bad parameters", "[adapters][ltri][params]") {
-  test::check_bad_input("ltri:mass=1.5", "mass");
-  test::check_bad_input("ltri:span_min=0", "span_min");
-  test::check_bad_input("ltri:span_max=0", "span_max");
-  test::check_bad_input("ltri:vectors=0", "vectors");
-  test::check_bad_input("ltri:keep=2", "keep");
-}

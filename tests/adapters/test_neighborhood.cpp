@@ -1,6 +1,6 @@
-// neighborhood: equal to dense when the budget covers the context, the exact (dilated) causal
-// neighborhood on hand-built cases, the honest sparse stats, budget / keep resolution and
-// parameter validation.
+// neighborhood: the exact (dilated) causal neighborhood on hand-built cases, the honest sparse
+// stats. Equality with dense, budget / keep resolution, thread counts and parameter validation: the
+// conformance table (conformance.cpp).
 #include <catch2/catch.hpp>
 #include <cstdint>
 #include <string>
@@ -12,16 +12,6 @@
 
 using namespace attnbench;
 using test::check_row;
-
-TEST_CASE("neighborhood equals dense when its budget covers the context",
-          "[adapters][neighborhood]") {
-  const auto heads = GENERATE(table<int, int>({{8, 2}, {4, 4}}));
-  const int context = GENERATE(1, 50, 300);
-  const std::string spec = GENERATE(as<std::string>{}, "neighborhood", "neighborhood:budget=304",
-                                    "neighborhood:budget=304,dilation=3", "neighborhood:keep=1");
-  test::check_equals_dense(spec, test::dense_case_shape(heads), context,
-                           test::decode_steps_within_budget(spec), test::dense_stats::reads);
-}
 
 TEST_CASE("neighborhood reads exactly the query's causal neighborhood",
           "[adapters][neighborhood]") {
@@ -52,24 +42,3 @@ TEST_CASE("neighborhood reads exactly the query's causal neighborhood",
   }
 }
 
-TEST_CASE("neighborhood is the same at any thread count", "[adapters][neighborhood]") {
-  test::check_same_at_thread_counts("neighborhood:budget=40,dilation=2");
-}
-
-TEST_CASE("neighborhood resolves budget and keep and keeps every token",
-          "[adapters][neighborhood][params]") {
-  const auto c = GENERATE(values<test::budget_case>({
-      {"neighborhood", 2000, 1024, 2000},
-      {"neighborhood:budget=12", 100, 12, 100},
-      {"neighborhood:keep=0.1,dilation=4", 100, 10, 100},
-  }));
-  test::check_budget_resolution(c, model_shape{"test", 1, 4, 2, 8});
-}
-
-TEST_CASE("neighborhood validates its parameters", "[adapters][neighborhood][params]") {
-  test::check_bad_input("neighborhood:dilation=0", "parameter 'dilation' = 0 is out of range");
-  test::check_bad_input("neighborhood:budget=0", "parameter 'budget' = 0 is out of range");
-  test::check_bad_input("neighborhood:keep=0", "parameter 'keep' = 0 is out of range");
-  test::check_bad_input("neighborhood:window=8",
-                        "unknown parameter 'window' (known: budget, keep, dilation)");
-}

@@ -1,6 +1,6 @@
-// nsa: equal to dense when the budget covers the sequence, block selection by compressed
-// attention on a hand-built case, exact cost and resident bytes, budget resolution, thread-count
-// determinism, parameter validation.
+// nsa: block selection by compressed attention on a hand-built case, exact cost and resident bytes.
+// Equality with dense, budget / keep resolution, thread counts and parameter validation: the
+// conformance table (conformance.cpp).
 #include <catch2/catch.hpp>
 #include <cstdint>
 #include <string>
@@ -12,14 +12,6 @@
 #include "tests/adapters/reference.hpp"
 
 using namespace attnbench;
-
-TEST_CASE("nsa equals dense when its budget covers the sequence", "[adapters][nsa]") {
-  const auto heads = GENERATE(table<int, int>({{8, 2}, {4, 4}}));
-  const int context = GENERATE(1, 50, 300);
-  const std::string spec = GENERATE(as<std::string>{}, "nsa:budget=400", "nsa:keep=1");
-  test::check_equals_dense(spec, test::dense_case_shape(heads), context,
-                           test::decode_steps_within_budget(spec), test::dense_stats::reads);
-}
 
 TEST_CASE("nsa reads the first block, the blocks the compressed branch ranks first and the window",
           "[adapters][nsa]") {
@@ -52,24 +44,3 @@ TEST_CASE("nsa reads the first block, the blocks the compressed branch ranks fir
   test::check_sparse_stats(r, shape, context + 1, 64, test::expected_cost(shape, 64, 63, 63 * 64));
 }
 
-TEST_CASE("nsa resolves budget and keep and keeps every row", "[adapters][nsa][params]") {
-  const auto c = GENERATE(values<test::budget_case>({
-      {"nsa", 2000, 1024, 2000},
-      {"nsa:budget=40", 100, 40, 100},
-      {"nsa:keep=0.25", 100, 25, 100},
-  }));
-  test::check_budget_resolution(c, model_shape{"test", 1, 6, 3, 16});
-}
-
-TEST_CASE("nsa is deterministic across thread counts", "[adapters][nsa]") {
-  test::check_same_at_thread_counts("nsa:budget=100,window=20,block=16,compress=8,stride=4");
-  test::check_same_at_thread_counts("nsa:budget=30");
-}
-
-TEST_CASE("nsa rejects bad parameters", "[adapters][nsa][params]") {
-  test::check_bad_input("nsa:window=0", "window");
-  test::check_bad_input("nsa:block=0", "block");
-  test::check_bad_input("nsa:compress=0", "compress");
-  test::check_bad_input("nsa:stride=0", "stride");
-  test::check_bad_input("nsa:keep=0", "keep");
-}

@@ -1,7 +1,7 @@
-// parallel_context: equal to dense when one piece holds the prompt and the budget covers it,
-// block-diagonal prompt outputs, the decode read of sinks + tail + most recent piece + the piece
-// with the best mean-key score on a planted case, the honest sparse stats, budget / keep
-// resolution and parameter validation.
+// parallel_context: block-diagonal prompt outputs, the decode read of sinks + tail + most recent
+// piece + the piece with the best mean-key score on a planted case, the honest sparse stats.
+// Equality with dense, budget / keep resolution, thread counts and parameter validation: the
+// conformance table (conformance.cpp).
 #include <catch2/catch.hpp>
 #include <cstdint>
 #include <string>
@@ -26,17 +26,6 @@ std::vector<std::int64_t> positions(
 }
 
 }  // namespace
-
-TEST_CASE("parallel_context equals dense with one piece and a covering budget",
-          "[adapters][parallel_context]") {
-  const auto heads = GENERATE(table<int, int>({{8, 2}, {4, 4}}));
-  const int context = GENERATE(1, 50, 300);
-  const std::string spec =
-      GENERATE(as<std::string>{}, "parallel_context:piece=300", "parallel_context:pieces=1",
-               "parallel_context:sinks=0,pieces=1,budget=304");
-  test::check_equals_dense(spec, test::dense_case_shape(heads), context,
-                           test::decode_steps_within_budget(spec), test::dense_stats::reads);
-}
 
 TEST_CASE("parallel_context encodes pieces independently and reads the best piece",
           "[adapters][parallel_context]") {
@@ -85,31 +74,12 @@ TEST_CASE("parallel_context cuts the last piece it reads to the budget",
   CHECK(r.stats_after_step.back().keys_scored == 2 * 8 * 2);
 }
 
-TEST_CASE("parallel_context is the same at any thread count", "[adapters][parallel_context]") {
-  test::check_same_at_thread_counts("parallel_context:piece=16,budget=60");
-}
 
-TEST_CASE("parallel_context resolves budget and keep and keeps every token",
+TEST_CASE("parallel_context splits the prompt into `pieces` equal pieces",
           "[adapters][parallel_context][params]") {
-  const auto c = GENERATE(values<test::budget_case>({
-      {"parallel_context", 2000, 1024, 2000},
-      {"parallel_context:budget=12,pieces=3", 100, 12, 100},
-      {"parallel_context:keep=0.25", 100, 25, 100},
-  }));
-  test::check_budget_resolution(c, model_shape{"test", 1, 4, 2, 8});
   const auto values = resolve_method("parallel_context:sinks=4,pieces=3", "cpu").params;
   const auto l = parallel_context::make_layout(values, 100);
   CHECK(l.piece == 32);
   CHECK(l.count() == 3);
   CHECK(l.end(2) == 100);
-}
-
-TEST_CASE("parallel_context validates its parameters", "[adapters][parallel_context][params]") {
-  test::check_bad_input("parallel_context:piece=0", "parameter 'piece' = 0 is out of range");
-  test::check_bad_input("parallel_context:pieces=-2", "parameter 'pieces' = -2 is out of range");
-  test::check_bad_input("parallel_context:select=-1", "parameter 'select' = -1 is out of range");
-  test::check_bad_input("parallel_context:budget=0", "parameter 'budget' = 0 is out of range");
-  test::check_bad_input("parallel_context:peice=3",
-                        "unknown parameter 'peice' (known: sinks, piece, pieces, select, budget, "
-                        "keep)");
 }

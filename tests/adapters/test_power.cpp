@@ -1,6 +1,6 @@
-// power: equal to dense when the budget covers the context, the exact static pattern (sinks,
-// window, power-of-two positions) on a hand-computed case, the honest sparse stats, budget / keep
-// resolution and parameter validation.
+// power: the exact static pattern (sinks, window, power-of-two positions) on a hand-computed case,
+// the honest sparse stats. Equality with dense, budget / keep resolution, thread counts and
+// parameter validation: the conformance table (conformance.cpp).
 #include <catch2/catch.hpp>
 #include <cstdint>
 #include <string>
@@ -25,15 +25,6 @@ std::vector<std::int64_t> pattern(std::int64_t sinks, std::int64_t budget, std::
 }
 
 }  // namespace
-
-TEST_CASE("power equals dense when its budget covers the context", "[adapters][power]") {
-  const auto heads = GENERATE(table<int, int>({{8, 2}, {4, 4}}));
-  const int context = GENERATE(1, 50, 300);
-  const std::string spec =
-      GENERATE(as<std::string>{}, "power", "power:sinks=0,budget=304", "power:keep=1");
-  test::check_equals_dense(spec, test::dense_case_shape(heads), context,
-                           test::decode_steps_within_budget(spec), test::dense_stats::reads);
-}
 
 TEST_CASE("power reads the sinks, the window and the power-of-two positions", "[adapters][power]") {
   // Query 99 with sinks 2 and budget 12: a window of 10 would leave the jumps 16, 32, 64 (15
@@ -69,24 +60,3 @@ TEST_CASE("power reads the sinks, the window and the power-of-two positions", "[
   CHECK(last.resident_tokens == std::vector<std::int64_t>{103, 103});
 }
 
-TEST_CASE("power is the same at any thread count", "[adapters][power]") {
-  test::check_same_at_thread_counts("power:budget=40");
-}
-
-TEST_CASE("power resolves budget and keep and keeps every token", "[adapters][power][params]") {
-  const auto c = GENERATE(values<test::budget_case>({
-      {"power", 2000, 1024, 2000},
-      {"power:budget=12", 100, 12, 100},
-      {"power:keep=0.25", 100, 25, 100},
-      {"power:keep=0.25,budget=3", 100, 25, 100},
-  }));
-  test::check_budget_resolution(c, model_shape{"test", 1, 4, 2, 8});
-}
-
-TEST_CASE("power validates its parameters", "[adapters][power][params]") {
-  test::check_bad_input("power:budget=0", "parameter 'budget' = 0 is out of range");
-  test::check_bad_input("power:keep=2", "parameter 'keep' = 2 is out of range");
-  test::check_bad_input("power:sinks=-1", "parameter 'sinks' = -1 is out of range");
-  test::check_bad_input("power:window=4",
-                        "unknown parameter 'window' (known: sinks, budget, keep)");
-}

@@ -1,6 +1,6 @@
-// pyramidkv: the layer schedule (paper defaults, capping, uniform fallbacks), equal to dense when
-// the layer's budget covers the prompt, equal to snapkv at the layer's budget, budget resolution
-// and stats, parameter validation.
+// pyramidkv: the layer schedule (paper defaults, capping, uniform fallbacks), equal to snapkv at
+// the layer's budget. Equality with dense, budget / keep resolution, thread counts and parameter
+// validation: the conformance table (conformance.cpp).
 #include <catch2/catch.hpp>
 #include <cstdint>
 #include <cstring>
@@ -61,30 +61,6 @@ TEST_CASE("pyramidkv layer schedule", "[adapters][pyramidkv]") {
   CHECK(sum < 32 * 1024 + 32 * 31 / 2);
 }
 
-TEST_CASE("pyramidkv equals dense when the layer's budget covers the prompt",
-          "[adapters][pyramidkv]") {
-  const auto heads = GENERATE(table<int, int>({{8, 2}, {4, 4}}));
-  struct cover_case {
-    std::string spec;
-    int layer;
-  };
-  // budget=80 at layer 0 of 2 over 100 tokens: the capped bottom layer keeps all 100.
-  const auto c = GENERATE(values<cover_case>(
-      {{"pyramidkv:budget=400", 1}, {"pyramidkv:keep=1", 0}, {"pyramidkv:budget=80,window=8", 0}}));
-  const model_shape shape{"test", 2, std::get<0>(heads), std::get<1>(heads), 64};
-  CAPTURE(c.spec, c.layer, shape.q_heads, shape.kv_heads);
-  const int context = 100;
-  const std::vector<int> steps = {1, 2, 1};
-  auto t = test::random_qkv(shape, context + 4, 3);
-  const auto problem = layer_problem(shape, c.layer, context, context + 4);
-  auto dense = run_problem("dense", t, problem, steps);
-  auto method = run_problem(c.spec, t, problem, steps);
-  CHECK(compare_to_dense(t, shape, method.prefill_out, dense.prefill_out, 0) <= 1.0);
-  CHECK(compare_to_dense(t, shape, method.decode_out, dense.decode_out, context) <= 1.0);
-  CHECK(method.stats_after_step[0].resident_tokens ==
-        std::vector<std::int64_t>(static_cast<std::size_t>(shape.kv_heads), context));
-}
-
 TEST_CASE("pyramidkv is snapkv at each layer's budget", "[adapters][pyramidkv]") {
   // 3 layers, budget 40, window 8, beta 4 over 200 tokens: layers keep 64, 40, 16 per head.
   const model_shape shape{"test", 3, 4, 2, 64};
@@ -115,31 +91,3 @@ TEST_CASE("pyramidkv is snapkv at each layer's budget", "[adapters][pyramidkv]")
   CHECK(compare_to_dense(t, shape, p.decode_out, u.decode_out, context) > 10.0);
 }
 
-TEST_CASE("pyramidkv resolves budget and keep per layer", "[adapters][pyramidkv][params]") {
-  struct layer_case {
-    std::string spec;
-    int layer;
-    std::int64_t budget;  // per head at this layer
-  };
-  // keep=0.4 of 200 = 80: b = 72, top 18, bottom 126, step 54.
-  const auto c = GENERATE(values<layer_case>({
-      {"pyramidkv:keep=0.4,window=8,beta=4", 0, 134},
-      {"pyramidkv:keep=0.4,window=8,beta=4", 1, 80},
-      {"pyramidkv:keep=0.4,window=8,beta=4", 2, 26},
-      {"pyramidkv:budget=1000", 2, 1000},
-      {"pyramidkv:budget=20,window=32", 0, 20},
-  }));
-  test::check_budget_resolution({c.spec, 200, c.budget, std::min<std::int64_t>(200, c.budget)},
-                                model_shape{"test", 3, 2, 1, 64}, {.layer = c.layer, .seed = 2});
-}
-
-TEST_CASE("pyramidkv validates its parameters", "[adapters][pyramidkv][params]") {
-  check_bad_input("pyramidkv:beta=0", "parameter 'beta' = 0 is out of range");
-  check_bad_input("pyramidkv:beta=2.5", "parameter 'beta' expects an integer, got '2.5'");
-  check_bad_input("pyramidkv:kernel=2", "parameter 'kernel' = '2' is not one of");
-  check_bad_input("pyramidkv:budget=0", "parameter 'budget' = 0 is out of range");
-  check_bad_input("pyramidkv:alpha=1",
-                  "unknown parameter 'alpha' (known: budget, keep, window, kernel, pooling, beta)");
-  CHECK(resolve_method("pyramidkv", "cpu").canonical ==
-        "pyramidkv:beta=20,budget=1024,kernel=7,pooling=max,window=32");
-}

@@ -1,5 +1,6 @@
-// quest: equal to dense when the budget covers the context, the current page plus the pages of
-// planted keys on a hand-built case, its counters, budget / keep, parameters.
+// quest: the current page plus the pages of planted keys on a hand-built case, its counters.
+// Equality with dense, budget / keep resolution, thread counts and parameter validation: the
+// conformance table (conformance.cpp).
 #include <catch2/catch.hpp>
 #include <string>
 #include <vector>
@@ -11,14 +12,6 @@
 #include "tests/adapters/sparse_cases.hpp"
 
 using namespace attnbench;
-
-TEST_CASE("quest equals dense when its budget covers the context", "[adapters][quest]") {
-  const auto heads = GENERATE(table<int, int>({{8, 2}, {4, 4}}));
-  const int context = GENERATE(1, 50, 300);
-  const std::string spec =
-      GENERATE(as<std::string>{}, "quest:budget=400", "quest:page=7,budget=400", "quest:keep=1");
-  test::check_sparse_equals_dense(spec, heads, context);
-}
 
 TEST_CASE("quest's page bound bounds every key of the page", "[adapters][quest]") {
   const float q[3] = {1.0f, -2.0f, 0.5f};
@@ -57,23 +50,3 @@ TEST_CASE("quest keeps the last budget rows of a current page larger than the bu
   CHECK(test::check_row(t, shape, r.decode_out, 0, 39, test::with_range({}, 35, 40)) <= 1.0);
 }
 
-TEST_CASE("quest resolves budget and keep and keeps the whole cache", "[adapters][quest][params]") {
-  const auto c = GENERATE(values<test::budget_case>({
-      {"quest", 2000, 1024, 2000},
-      {"quest:budget=10", 100, 10, 100},
-      {"quest:keep=0.25", 100, 25, 100},
-      {"quest:page=8,keep=0.5,budget=3", 100, 50, 100},
-  }));
-  test::check_budget_resolution(c, model_shape{"test", 1, 2, 1, 8});
-}
-
-TEST_CASE("quest is deterministic across thread counts", "[adapters][quest]") {
-  test::check_same_at_thread_counts("quest:page=4,budget=40");
-}
-
-TEST_CASE("quest validates its parameters", "[adapters][quest][params]") {
-  test::check_bad_input("quest:page=0", "parameter 'page' = 0 is out of range");
-  test::check_bad_input("quest:budget=0", "parameter 'budget' = 0 is out of range");
-  test::check_bad_input("quest:keep=0", "parameter 'keep' = 0 is out of range");
-  test::check_bad_input("quest:pages=4", "unknown parameter 'pages' (known: page, budget, keep)");
-}

@@ -1,12 +1,12 @@
-// random: equal to dense when the budget covers the prompt, the kept rows are the seeded draw of
-// (seed, layer, head), determinism across runs and thread counts, uniformity of the draw, budget
-// resolution and stats, parameter validation.
+// random: the kept rows are the seeded draw of (seed, layer, head), uniformity of the draw.
+// Equality with dense, budget / keep resolution, thread counts and parameter validation: the
+// conformance table (conformance.cpp).
 #include <catch2/catch.hpp>
 #include <cstdint>
 #include <string>
 #include <vector>
 
-#include "adapters/common/prompt_scores.hpp"
+#include "adapters/common/cpu/prompt_scores.hpp"
 #include "adapters/random/random.hpp"
 #include "harness/error.hpp"
 #include "harness/method.hpp"
@@ -32,14 +32,6 @@ std::vector<std::int64_t> drawn(std::uint64_t seed, int layer, int head, int tok
 
 }  // namespace
 
-TEST_CASE("random equals dense when its budget covers the prompt", "[adapters][random]") {
-  const auto heads = GENERATE(table<int, int>({{8, 2}, {4, 4}}));
-  const int context = GENERATE(1, 50, 300);
-  const std::string spec = GENERATE(as<std::string>{}, "random:budget=400", "random:keep=1");
-  test::check_equals_dense(spec, test::dense_case_shape(heads), context, {1, 2, 1},
-                           test::dense_stats::resident);
-}
-
 TEST_CASE("random keeps the seeded draw of each layer and head", "[adapters][random]") {
   const model_shape shape{"test", 2, 4, 2, 32};
   const int context = 60, budget = 12;
@@ -61,17 +53,6 @@ TEST_CASE("random keeps the seeded draw of each layer and head", "[adapters][ran
   CHECK(r.stats_after_step[0].budget_tokens == 12);
 }
 
-TEST_CASE("random repeats for a seed at any thread count", "[adapters][random]") {
-  const model_shape shape{"test", 1, 8, 4, 32};
-  auto t = test::random_qkv(shape, 203, 9);
-  const auto problem = make_problem(shape, 200, 203);
-  test::check_same_at_thread_counts("random:keep=0.3", t, problem, {1, 1, 1}, 2, 42);
-  // Another seed draws another set.
-  auto a = run_problem("random:keep=0.3", t, problem, {1, 1, 1}, 1, 42);
-  auto c = run_problem("random:keep=0.3", t, problem, {1, 1, 1}, 2, 43);
-  CHECK_FALSE(same_floats(a.decode_out, c.decode_out));
-}
-
 TEST_CASE("random draws every token with the same probability", "[adapters][random]") {
   // 2000 draws of 16 of 64 tokens: each token is kept with probability 1/4; the binomial
   // standard deviation of a frequency is 0.0097, so 0.05 is a 5-sigma bound.
@@ -85,19 +66,13 @@ TEST_CASE("random draws every token with the same probability", "[adapters][rand
   }
 }
 
-TEST_CASE("random resolves budget and keep", "[adapters][random][params]") {
-  const auto c = GENERATE(values<test::budget_case>({
-      {"random", 2000, 1024, 1024},
-      {"random:budget=40", 100, 40, 40},
-      {"random:keep=0.25", 100, 25, 25},
-      {"random:keep=0.25,budget=3", 100, 25, 25},
-      {"random:budget=500", 100, 500, 100},
-  }));
-  test::check_budget_resolution(c, model_shape{"test", 1, 2, 2, 16}, {.queries = false});
-}
 
-TEST_CASE("random validates its parameters", "[adapters][random][params]") {
-  check_bad_input("random:budget=-1", "parameter 'budget' = -1 is out of range");
-  check_bad_input("random:keep=0", "parameter 'keep' = 0 is out of range");
-  check_bad_input("random:seed=1", "unknown parameter 'seed' (known: budget, keep)");
+TEST_CASE("random draws another set for another seed", "[adapters][random]") {
+  // The same seed repeats at any thread count: the conformance table's thread case.
+  const model_shape shape{"test", 1, 8, 4, 32};
+  auto t = test::random_qkv(shape, 203, 9);
+  const auto problem = make_problem(shape, 200, 203);
+  auto a = run_problem("random:keep=0.3", t, problem, {1, 1, 1}, 1, 42);
+  auto c = run_problem("random:keep=0.3", t, problem, {1, 1, 1}, 2, 43);
+  CHECK_FALSE(same_floats(a.decode_out, c.decode_out));
 }

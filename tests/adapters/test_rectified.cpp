@@ -1,6 +1,6 @@
-// rectified: equal to dense when the budget covers the context (every base), the pooled
-// pseudo-rows of the dropped rows against an fp64 reference on a hand-built case, closer to
-// dense than its base alone, its counters, budget / keep, parameters.
+// rectified: the pooled pseudo-rows of the dropped rows against an fp64 reference on a hand-built
+// case, closer to dense than its base alone, its counters. Equality with dense, budget / keep
+// resolution, thread counts and parameter validation: the conformance table (conformance.cpp).
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
@@ -81,15 +81,6 @@ test::reference_result pooled_reference(const test::qkv& t, const model_shape& s
 
 }  // namespace
 
-TEST_CASE("rectified equals dense when its budget covers the context", "[adapters][rectified]") {
-  const auto heads = GENERATE(table<int, int>({{8, 2}, {4, 4}}));
-  const int context = GENERATE(1, 50, 300);
-  const std::string spec = GENERATE(
-      as<std::string>{}, "rectified:budget=400", "rectified:base=landmark,budget=400",
-      "rectified:base=topk_oracle,pool=7,budget=400", "rectified:base=block_oracle,keep=1");
-  test::check_sparse_equals_dense(spec, heads, context);
-}
-
 TEST_CASE("rectified adds one pooled pseudo-row per block of dropped rows",
           "[adapters][rectified]") {
   // topk_oracle reads the 3 planted rows 5, 17, 40 of query 63 (64 visible rows, 8 blocks of 8);
@@ -118,30 +109,3 @@ TEST_CASE("rectified adds one pooled pseudo-row per block of dropped rows",
   CHECK(r.stats_after_step.back().budget_tokens == 3);
 }
 
-TEST_CASE("rectified resolves budget and keep and keeps the whole cache",
-          "[adapters][rectified][params]") {
-  const auto c = GENERATE(values<test::budget_case>({
-      {"rectified", 2000, 1024, 2000},
-      {"rectified:base=landmark,budget=10", 100, 10, 100},
-      {"rectified:keep=0.25", 100, 25, 100},
-  }));
-  test::check_budget_resolution(c, model_shape{"test", 1, 2, 1, 8});
-}
-
-TEST_CASE("rectified is deterministic across thread counts for every base",
-          "[adapters][rectified]") {
-  const std::string spec = GENERATE(as<std::string>{}, "rectified:page=4,budget=40",
-                                    "rectified:base=landmark,block=8,window=8,budget=40",
-                                    "rectified:base=topk_oracle,pool=16,budget=40",
-                                    "rectified:base=block_oracle,block=8,budget=40");
-  test::check_same_at_thread_counts(spec);
-}
-
-TEST_CASE("rectified validates its parameters", "[adapters][rectified][params]") {
-  test::check_bad_input("rectified:base=h2o",
-                        "parameter 'base' = 'h2o' is not one of: quest, landmark, topk_oracle, "
-                        "block_oracle");
-  test::check_bad_input("rectified:pool=0", "parameter 'pool' = 0 is out of range");
-  test::check_bad_input("rectified:page=0", "parameter 'page' = 0 is out of range");
-  test::check_bad_input("rectified:budget=0", "parameter 'budget' = 0 is out of range");
-}

@@ -1,6 +1,6 @@
-// recycled: equal to dense when the budget covers the sequence, full steps that record the top-K
-// rows and recycling steps that read only those plus the window, the dynamic switch, exact cost
-// accounting, parameter validation.
+// recycled: full steps that record the top-K rows and recycling steps that read only those plus the
+// window, the dynamic switch, exact cost accounting. Equality with dense, budget / keep resolution,
+// thread counts and parameter validation: the conformance table (conformance.cpp).
 #include <catch2/catch.hpp>
 
 #include "tests/adapters/method_run.hpp"
@@ -22,14 +22,6 @@ void plant(qkv& t, const model_shape& shape, int token, const std::vector<int>& 
 }
 
 }  // namespace
-
-TEST_CASE("recycled equals dense when the budget covers the sequence", "[recycled]") {
-  const auto heads = GENERATE(std::make_tuple(8, 2), std::make_tuple(4, 4));
-  const model_shape shape = dense_case_shape(heads);
-  for (const std::string spec : {"recycled:budget=104", "recycled:budget=500,stride=1,window=0"}) {
-    check_equals_dense(spec, shape, 100, {1, 2, 1}, dense_stats::reads);
-  }
-}
 
 TEST_CASE("recycled reads the last full step's top-K rows plus the window", "[recycled]") {
   const model_shape shape{"test", 1, 4, 2, 64};
@@ -81,13 +73,3 @@ TEST_CASE("recycled counts full and recycling steps exactly", "[recycled]") {
   CHECK(prefill_stats("recycled:keep=0.5", make_problem(shape, 64, 70)).budget_tokens == 32);
 }
 
-TEST_CASE("recycled is deterministic across thread counts", "[recycled]") {
-  check_same_at_thread_counts("recycled:budget=40,stride=3,window=8");
-}
-
-TEST_CASE("recycled rejects bad parameters", "[recycled]") {
-  check_bad_input("recycled:stride=0", "stride");
-  check_bad_input("recycled:window=-1", "window");
-  check_bad_input("recycled:switch_threshold=1.5", "switch_threshold");
-  check_bad_input("recycled:budget=0", "budget");
-}

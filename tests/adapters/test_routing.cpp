@@ -1,5 +1,6 @@
-// routing: equal to dense when the budget covers the sequence, the best-scoring clusters plus the
-// window on a planted case, exact cost accounting, determinism, parameter validation.
+// routing: the best-scoring clusters plus the window on a planted case, exact cost accounting.
+// Equality with dense, budget / keep resolution, thread counts and parameter validation: the
+// conformance table (conformance.cpp).
 #include <catch2/catch.hpp>
 
 #include "tests/adapters/method_run.hpp"
@@ -23,13 +24,6 @@ qkv planted(const model_shape& shape) {
 }
 
 }  // namespace
-
-TEST_CASE("routing equals dense when the budget covers the sequence", "[routing]") {
-  const auto heads = GENERATE(std::make_tuple(8, 2), std::make_tuple(4, 4));
-  const model_shape shape = dense_case_shape(heads);
-  for (const std::string spec : {"routing:budget=104", "routing:budget=1000,clusters=3"})
-    check_equals_dense(spec, shape, 100, {1, 2, 1}, dense_stats::reads);
-}
 
 TEST_CASE("routing reads the clusters whose centroids score best, plus the window", "[routing]") {
   const model_shape shape{"test", 1, 4, 2, 64};
@@ -59,13 +53,3 @@ TEST_CASE("routing counts its reads, centroid scores and member indices", "[rout
   CHECK(prefill_stats("routing:keep=0.25", make_problem(shape, 64, 70)).budget_tokens == 16);
 }
 
-TEST_CASE("routing is deterministic across thread counts", "[routing]") {
-  check_same_at_thread_counts("routing:budget=40,clusters=8,window=8");
-}
-
-TEST_CASE("routing rejects bad parameters", "[routing]") {
-  check_bad_input("routing:clusters=0", "clusters");
-  check_bad_input("routing:iterations=0", "iterations");
-  check_bad_input("routing:window=-1", "window");
-  check_bad_input("routing:keep=0", "keep");
-}

@@ -1,6 +1,6 @@
-// snapkv and the shared prompt-compression code: equal to dense when the budget covers the
-// prompt, exact keep sets on hand-built votes (kernel 1, max and avg pooling, budget <= window),
-// pooling and selection rules, budget resolution and stats, parameter validation.
+// snapkv and the shared prompt-compression code: exact keep sets on hand-built votes (kernel 1, max
+// and avg pooling, budget <= window), pooling and selection rules. Equality with dense, budget /
+// keep resolution, thread counts and parameter validation: the conformance table (conformance.cpp).
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "adapters/common/attention_scores.hpp"
-#include "adapters/common/prompt_scores.hpp"
+#include "adapters/common/cpu/attention_scores.hpp"
+#include "adapters/common/cpu/prompt_scores.hpp"
 #include "adapters/snapkv/snapkv.hpp"
 #include "harness/error.hpp"
 #include "harness/method.hpp"
@@ -26,16 +26,6 @@ using test::make_problem;
 using test::merged;
 using test::range;
 using test::run;
-
-TEST_CASE("snapkv equals dense when its budget covers the prompt", "[adapters][snapkv]") {
-  const auto heads = GENERATE(table<int, int>({{8, 2}, {4, 4}}));
-  const int context = GENERATE(1, 50, 300);
-  const std::string spec = GENERATE(as<std::string>{}, "snapkv:budget=400", "snapkv:keep=1",
-                                    "snapkv:budget=300,window=8,kernel=3,pooling=avg");
-  // Prompt compression only: decode tokens are appended, never evicted.
-  test::check_equals_dense(spec, test::dense_case_shape(heads), context, {1, 2, 1},
-                           test::dense_stats::resident);
-}
 
 TEST_CASE("snapkv keeps the window and the tokens the window attends to", "[adapters][snapkv]") {
   // 64 prompt tokens, window 8: the window's queries attend to 4 hot tokens per KV head, a
@@ -103,13 +93,6 @@ TEST_CASE("snapkv keeps the last budget tokens when the budget is within the win
   CHECK(r.stats_after_step[0].resident_tokens == std::vector<std::int64_t>{5, 5});
 }
 
-TEST_CASE("snapkv runs identically at any thread count", "[adapters][snapkv]") {
-  const model_shape shape{"test", 1, 8, 4, 64};
-  auto t = test::random_qkv(shape, 303, 21);
-  test::check_same_at_thread_counts("snapkv:budget=100,window=16", t, make_problem(shape, 300, 303),
-                                    {1, 1, 1});
-}
-
 TEST_CASE("snapkv pooling rule", "[adapters][snapkv]") {
   const std::vector<float> votes = {1, 0, 0, 4, 0, 2};
   using snapkv::pooling_kind;
@@ -173,29 +156,3 @@ TEST_CASE("prompt selection keeps forced rows and the best scores", "[adapters][
   CHECK(select_head({1, 1, 1, 1}, 4, 0, 2) == std::vector<std::int64_t>{0, 1});
 }
 
-TEST_CASE("snapkv resolves budget and keep", "[adapters][snapkv][params]") {
-  const auto c = GENERATE(values<test::budget_case>({
-      {"snapkv", 2000, 1024, 1024},
-      {"snapkv:budget=40", 100, 40, 40},
-      {"snapkv:keep=0.25", 100, 25, 25},
-      {"snapkv:keep=0.25,budget=3", 100, 25, 25},
-      {"snapkv:keep=0.001", 100, 1, 1},
-      {"snapkv:budget=10", 100, 10, 10},
-      {"snapkv:budget=500", 100, 500, 100},
-  }));
-  test::check_budget_resolution(c, model_shape{"test", 1, 4, 2, 16});
-}
-
-TEST_CASE("snapkv validates its parameters", "[adapters][snapkv][params]") {
-  check_bad_input("snapkv:kernel=4", "parameter 'kernel' = '4' is not one of: 1, 3, 5");
-  check_bad_input("snapkv:kernel=33", "parameter 'kernel' = '33' is not one of");
-  check_bad_input("snapkv:pooling=mean", "parameter 'pooling' = 'mean' is not one of: max, avg");
-  check_bad_input("snapkv:window=0", "parameter 'window' = 0 is out of range");
-  check_bad_input("snapkv:budget=0", "parameter 'budget' = 0 is out of range");
-  check_bad_input("snapkv:keep=0", "parameter 'keep' = 0 is out of range");
-  check_bad_input("snapkv:keep=1.5", "parameter 'keep' = 1.5 is out of range");
-  check_bad_input("snapkv:windw=3",
-                  "unknown parameter 'windw' (known: budget, keep, window, kernel, pooling)");
-  CHECK(resolve_method("snapkv", "cpu").canonical ==
-        "snapkv:budget=1024,kernel=7,pooling=max,window=32");
-}

@@ -1,8 +1,8 @@
-// tca: equal to dense when the budget covers the sequence, the head budget rule, budgets from a
-// hand-built calibration, exact prompt keep sets (votes, pooling, the redundancy filter), exact
-// decode evictions, the blocked vote kernel against window_votes, stats, parameter checks,
-// declining problems without calibration, and nothing changed by the runner's re-read of the last
-// prompt query.
+// tca: the head budget rule, budgets from a hand-built calibration, exact prompt keep sets (votes,
+// pooling, the redundancy filter), exact decode evictions, the blocked vote kernel against
+// window_votes, stats, declining problems without calibration, and nothing changed by the runner's
+// re-read of the last prompt query. Equality with dense, budget / keep resolution, thread counts
+// and parameter validation: the conformance table (conformance.cpp).
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "adapters/common/attention_scores.hpp"
+#include "adapters/common/cpu/attention_scores.hpp"
 #include "adapters/tca/tca.hpp"
 #include "harness/error.hpp"
 #include "harness/method.hpp"
@@ -27,28 +27,6 @@ using test::make_problem;
 using test::run_calibrated;
 
 namespace {
-
-// Sets row (token, head) of t to `scale` * e_axis (a unit vector of the standard basis).
-void set_axis(host_tensor& t, int token, int head, int axis, float scale) {
-  float* r = test::row_of(t, token, head);
-  for (int i = 0; i < t.head_dim(); ++i) r[i] = i == axis ? scale : 0.0f;
-}
-
-// A one-layer calibration of 3 KV heads (6 query heads, head_dim 16), 104 tokens, answers from
-// 100, whose coverage needs at 0.9 are exactly known: head 0 puts all its mass on one key
-// (need 1), head 1 sees zero keys and attends uniformly (need ceil(0.9 * (p + 1)) for query p:
-// 91, 92, 93, 94, mean 92.5), head 2 splits its mass over two keys (need 2).
-test::fake_calibration need_calibration(const model_shape& shape) {
-  test::fake_calibration c(shape, 1, 104, 100);
-  calibration_layer& l = c.edit(0);
-  test::fill_normal(l.v, 8);
-  for (int t = 100; t < 104; ++t)
-    for (int qh = 0; qh < shape.q_heads; ++qh) set_axis(l.q, t, qh, 0, 8.0f);
-  set_axis(l.k, 50, 0, 0, 8.0f);  // logit 0.25 * 8 * 8 = 16 against 0 for every other key
-  set_axis(l.k, 20, 2, 0, 8.0f);
-  set_axis(l.k, 30, 2, 0, 8.0f);
-  return c;
-}
 
 // Prepares `spec` with `calibration`, prefills `t` (its first `context` tokens) and returns the
 // method (for attend and stats).
@@ -74,24 +52,6 @@ double cached_positions_error(kv_method& m, test::qkv& t, const model_shape& sha
 }
 
 }  // namespace
-
-TEST_CASE("tca equals dense when its budget covers the sequence", "[adapters][tca]") {
-  const auto heads = GENERATE(table<int, int>({{8, 2}, {4, 4}}));
-  const int context = GENERATE(1, 50, 300);
-  const std::string spec = GENERATE(as<std::string>{}, "tca:budget=304", "tca:budget=304,floor=0",
-                                    "tca:budget=400,redundancy=0.5,kernel=1,window=1");
-  const model_shape shape{"test", 1, std::get<0>(heads), std::get<1>(heads), 64};
-  auto t = test::random_qkv(shape, context + 4, 3);
-  auto calibration = test::random_calibration(shape, 1, 64, 60, 11);
-  auto problem = make_problem(shape, context, context + 4);
-  problem.calibration = &calibration;
-  test::check_equals_dense(spec, t, problem, {1, 2, 1}, test::dense_stats::reads);
-
-  // keep=1 covers the prompt only, so it runs without decode steps.
-  auto t_prompt = test::random_qkv(shape, context, 4);
-  problem.max_tokens = context;
-  test::check_equals_dense("tca:keep=1", t_prompt, problem, {}, test::dense_stats::resident);
-}
 
 TEST_CASE("tca counts the keys covering the attention mass", "[adapters][tca]") {
   CHECK(tca::coverage_count({0.2f, 0.5f, 0.3f}, 0.9) == 3);
@@ -126,7 +86,7 @@ TEST_CASE("tca shares the layer budget in proportion to the calibrated needs", "
 
 TEST_CASE("tca head budgets follow the calibration", "[adapters][tca]") {
   const model_shape shape{"test", 1, 6, 3, 16};
-  const auto calibration = need_calibration(shape);
+  const auto calibration = test::need_calibration(shape);
   struct budget_case {
     std::string spec;
     std::vector<std::int64_t> resident;
@@ -161,17 +121,17 @@ TEST_CASE("tca keeps the window and the top-voted non-redundant tokens of the pr
   const auto calibration = test::random_calibration(shape, 1, 64, 60, 3);
   auto make = [&](bool duplicate_key, bool duplicate_value) {
     auto t = test::random_qkv(shape, 40, 12);
-    for (int p = 0; p < 40; ++p) set_axis(t.k, p, 0, 0, 0.0f);
+    for (int p = 0; p < 40; ++p) test::set_axis(t.k, p, 0, 0, 0.0f);
     for (int p = 36; p < 40; ++p)
       for (int qh = 0; qh < 2; ++qh) {
         float* q = test::row_of(t.q, p, qh);
         for (int i = 0; i < 16; ++i) q[i] = i < 4 ? 4.0f : i == 4 ? 2.0f : 0.0f;
       }
-    set_axis(t.k, 5, 0, 0, 3.0f);
-    set_axis(t.k, 12, 0, duplicate_key ? 0 : 1, 3.0f);
-    set_axis(t.k, 20, 0, 2, 3.0f);
-    set_axis(t.k, 30, 0, 3, 3.0f);
-    set_axis(t.k, 25, 0, 4, 3.0f);
+    test::set_axis(t.k, 5, 0, 0, 3.0f);
+    test::set_axis(t.k, 12, 0, duplicate_key ? 0 : 1, 3.0f);
+    test::set_axis(t.k, 20, 0, 2, 3.0f);
+    test::set_axis(t.k, 30, 0, 3, 3.0f);
+    test::set_axis(t.k, 25, 0, 4, 3.0f);
     if (duplicate_value) std::copy_n(test::row_of(t.v, 5, 0), 16, test::row_of(t.v, 12, 0));
     return t;
   };
@@ -214,8 +174,8 @@ TEST_CASE("tca evicts the lowest-scored non-recent token during decoding", "[ada
                        0.5f, 0.05f, 0.05f, 0.5f, 0.6f, 5.0f, 0.7f, 0.8f, 0.9f};
   auto t = test::random_qkv(shape, 18, 21);
   for (int p = 0; p < 18; ++p) {
-    set_axis(t.k, p, 0, 0, a[p]);
-    for (int qh = 0; qh < 2; ++qh) set_axis(t.q, p, qh, 0, 4.0f);
+    test::set_axis(t.k, p, 0, 0, a[p]);
+    for (int qh = 0; qh < 2; ++qh) test::set_axis(t.q, p, qh, 0, 4.0f);
   }
   auto r = run_calibrated("tca:budget=6,window=2,kernel=1,redundancy=1", t, shape, 12,
                           {1, 1, 1, 1, 1, 1}, calibration);
@@ -235,41 +195,15 @@ TEST_CASE("tca evicts the lowest-scored non-recent token during decoding", "[ada
     CHECK(check_row(t, shape, r.prefill_out, i, i, test::prefix(i)) <= 1);
 }
 
-TEST_CASE("tca validates its parameters", "[adapters][tca][params]") {
-  check_bad_input("tca:budget=0", "parameter 'budget' = 0 is out of range");
-  check_bad_input("tca:keep=0", "parameter 'keep' = 0 is out of range");
-  check_bad_input("tca:coverage=0", "parameter 'coverage' = 0 is out of range");
-  check_bad_input("tca:coverage=1.5", "parameter 'coverage' = 1.5 is out of range");
-  check_bad_input("tca:window=0", "parameter 'window' = 0 is out of range");
-  check_bad_input("tca:kernel=4", "kernel");
-  check_bad_input("tca:redundancy=1.5", "parameter 'redundancy' = 1.5 is out of range");
-  check_bad_input("tca:floor=-0.1", "parameter 'floor' = -0.1 is out of range");
-  check_bad_input("tca:tau=0.9",
-                  "unknown parameter 'tau' (known: budget, keep, coverage, window, "
-                  "kernel, redundancy, floor)");
-  CHECK(resolve_method("tca", "cpu").canonical ==
-        "tca:budget=1024,coverage=0.9,floor=0.2,kernel=7,redundancy=0.95,window=32");
-}
-
 TEST_CASE("tca declines problems without calibration", "[adapters][tca]") {
   const model_shape shape{"test", 1, 4, 2, 16};
   test::check_declines("tca", make_problem(shape, 100, 100), "calibration");
 }
 
-TEST_CASE("tca gives identical results at any thread count", "[adapters][tca]") {
-  const model_shape shape{"test", 1, 6, 3, 16};
-  const auto calibration = need_calibration(shape);
-  auto t = test::random_qkv(shape, 206, 9);
-  const std::vector<int> steps = {1, 2, 3};
-  auto problem = make_problem(shape, 200, 206);
-  problem.calibration = &calibration;
-  test::check_same_at_thread_counts("tca:budget=40", t, problem, steps, 4);
-}
-
 TEST_CASE("tca's re-read of the last prompt query changes nothing", "[adapters][tca]") {
   // Longer than the thread-count case so that decoding evicts for many steps.
   const model_shape shape{"test", 1, 6, 3, 16};
-  const auto calibration = need_calibration(shape);
+  const auto calibration = test::need_calibration(shape);
   auto t = test::random_qkv(shape, 260, 9);
   auto problem = make_problem(shape, 200, 260);
   problem.calibration = &calibration;

@@ -1,9 +1,9 @@
-// token_retention: equal to dense when the budget covers the sequence, tokens that their first
-// queries attend kept long and the others by age on a hand-built case (any prompt chunking, then
-// decoding), the budget held while decoding, budget / keep resolution with resident bytes, the same
-// results at any thread count, nothing changed by the runner's re-read of the last prompt query,
-// parameter validation. Hand-built cases also answer the last prompt
-// query right after prefill, as the runner does in query-aware mode.
+// token_retention: tokens that their first queries attend kept long and the others by age on a
+// hand-built case (any prompt chunking, then decoding), the budget held while decoding, nothing
+// changed by the runner's re-read of the last prompt query. Hand-built cases also answer the last
+// prompt query right after prefill, as the runner does in query-aware mode. Equality with dense,
+// budget / keep resolution, thread counts and parameter validation: the conformance table
+// (conformance.cpp).
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
@@ -24,17 +24,6 @@ using test::check_row;
 using test::compare_to_dense;
 using test::make_problem;
 using test::run;
-
-TEST_CASE("token_retention equals dense when its budget covers the sequence",
-          "[adapters][token_retention]") {
-  const auto heads = GENERATE(table<int, int>({{8, 2}, {4, 4}}));
-  const int context = GENERATE(1, 50, 300);
-  const std::string spec =
-      GENERATE(as<std::string>{}, "token_retention:budget=400", "token_retention:keep=1",
-               "token_retention:budget=304,probe=1,chunk=7");
-  test::check_equals_dense(spec, test::dense_case_shape(heads), context,
-                           test::decode_steps_within_budget(spec), test::dense_stats::resident);
-}
 
 TEST_CASE("token_retention scores decay with age at a rate set by the probe attention",
           "[adapters][token_retention]") {
@@ -88,35 +77,8 @@ TEST_CASE("token_retention holds its budget over a long decode", "[adapters][tok
   test::check_budget_held_during_decode("token_retention:budget=100,probe=8", 100);
 }
 
-TEST_CASE("token_retention gives the same results at any thread count",
-          "[adapters][token_retention]") {
-  test::check_same_at_thread_counts("token_retention:budget=64,probe=4,chunk=16");
-}
-
 TEST_CASE("token_retention's re-read of the last prompt query changes nothing",
           "[adapters][token_retention]") {
   test::check_reread_changes_nothing("token_retention:budget=64,probe=4,chunk=16");
 }
 
-TEST_CASE("token_retention resolves budget and keep", "[adapters][token_retention][params]") {
-  const auto c = GENERATE(values<test::budget_case>({
-      {"token_retention", 2000, 1024, 1024},
-      {"token_retention:budget=12", 100, 12, 12},
-      {"token_retention:budget=1,probe=5", 100, 1, 1},
-      {"token_retention:keep=0.25", 100, 25, 25},
-      {"token_retention:keep=0.25,budget=3", 100, 25, 25},
-      {"token_retention:budget=12", 8, 12, 8},
-  }));
-  test::check_budget_resolution(c, model_shape{"test", 1, 4, 2, 8}, {.decode_room = 1});
-}
-
-TEST_CASE("token_retention validates its parameters", "[adapters][token_retention][params]") {
-  check_bad_input("token_retention:budget=0", "parameter 'budget' = 0 is out of range");
-  check_bad_input("token_retention:keep=0", "parameter 'keep' = 0 is out of range");
-  check_bad_input("token_retention:probe=0", "parameter 'probe' = 0 is out of range");
-  check_bad_input("token_retention:chunk=0", "parameter 'chunk' = 0 is out of range");
-  check_bad_input("token_retention:beta=0.9",
-                  "unknown parameter 'beta' (known: budget, keep, probe, chunk)");
-  CHECK(resolve_method("token_retention:probe=4", "cpu").canonical ==
-        "token_retention:budget=1024,chunk=64,probe=4");
-}

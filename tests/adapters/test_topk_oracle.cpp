@@ -1,5 +1,6 @@
-// topk_oracle: equal to dense when the budget covers the context, exactly the planted top keys
-// (max over the GQA group) on a hand-built case, its counters, budget / keep, parameters.
+// topk_oracle: exactly the planted top keys (max over the GQA group) on a hand-built case, its
+// counters. Equality with dense, budget / keep resolution, thread counts and parameter validation:
+// the conformance table (conformance.cpp).
 #include <catch2/catch.hpp>
 #include <string>
 #include <vector>
@@ -10,15 +11,6 @@
 #include "tests/adapters/sparse_cases.hpp"
 
 using namespace attnbench;
-
-TEST_CASE("topk_oracle equals dense when its budget covers the context",
-          "[adapters][topk_oracle]") {
-  const auto heads = GENERATE(table<int, int>({{8, 2}, {4, 4}}));
-  const int context = GENERATE(1, 50, 300);
-  const std::string spec =
-      GENERATE(as<std::string>{}, "topk_oracle:budget=400", "topk_oracle:keep=1");
-  test::check_sparse_equals_dense(spec, heads, context);
-}
 
 TEST_CASE("topk_oracle reads exactly the top keys of each query head of the group",
           "[adapters][topk_oracle]") {
@@ -43,23 +35,3 @@ TEST_CASE("topk_oracle reads exactly the top keys of each query head of the grou
   CHECK(r.stats_after_step.back().budget_tokens == 3);
 }
 
-TEST_CASE("topk_oracle resolves budget and keep and keeps the whole cache",
-          "[adapters][topk_oracle][params]") {
-  const auto c = GENERATE(values<test::budget_case>({
-      {"topk_oracle", 2000, 1024, 2000},
-      {"topk_oracle:budget=10", 100, 10, 100},
-      {"topk_oracle:keep=0.25", 100, 25, 100},
-      {"topk_oracle:keep=0.25,budget=3", 100, 25, 100},
-  }));
-  test::check_budget_resolution(c, model_shape{"test", 1, 2, 1, 8});
-}
-
-TEST_CASE("topk_oracle is deterministic across thread counts", "[adapters][topk_oracle]") {
-  test::check_same_at_thread_counts("topk_oracle:budget=40");
-}
-
-TEST_CASE("topk_oracle validates its parameters", "[adapters][topk_oracle][params]") {
-  test::check_bad_input("topk_oracle:budget=0", "parameter 'budget' = 0 is out of range");
-  test::check_bad_input("topk_oracle:keep=1.5", "parameter 'keep' = 1.5 is out of range");
-  test::check_bad_input("topk_oracle:page=4", "unknown parameter 'page' (known: budget, keep)");
-}

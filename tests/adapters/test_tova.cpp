@@ -37,14 +37,6 @@ void set_key(test::qkv& t, int token, int dim, float value) {
 
 }  // namespace
 
-TEST_CASE("tova equals dense when its budget covers the sequence", "[adapters][tova]") {
-  const auto heads = GENERATE(table<int, int>({{8, 2}, {4, 4}}));
-  const int context = GENERATE(1, 50, 300);
-  const std::string spec = GENERATE(as<std::string>{}, "tova:budget=400", "tova:keep=1");
-  test::check_equals_dense(spec, test::dense_case_shape(heads), context,
-                           test::decode_steps_within_budget(spec), test::dense_stats::resident);
-}
-
 TEST_CASE("tova keeps what the current query attends", "[adapters][tova]") {
   const auto heads = GENERATE(table<int, int>({{4, 2}, {6, 3}}));
   const model_shape shape{"test", 1, std::get<0>(heads), std::get<1>(heads), 16};
@@ -110,30 +102,7 @@ TEST_CASE("tova holds its budget over a long decode", "[adapters][tova]") {
   CHECK(r.stats_after_step.back().keys_scored == std::uint64_t((50 * 101 + 50 * 102) * 8));
 }
 
-TEST_CASE("tova gives the same results at any thread count", "[adapters][tova]") {
-  test::check_same_at_thread_counts("tova:budget=64");
-}
-
 TEST_CASE("tova's re-read of the last prompt query changes nothing", "[adapters][tova]") {
   test::check_reread_changes_nothing("tova:budget=64");
 }
 
-TEST_CASE("tova resolves budget and keep", "[adapters][tova][params]") {
-  const auto c = GENERATE(values<test::budget_case>({
-      {"tova", 2000, 1024, 1024},
-      {"tova:budget=12", 100, 12, 12},
-      {"tova:keep=0.25", 100, 25, 25},
-      {"tova:keep=0.25,budget=3", 100, 25, 25},
-      {"tova:budget=12", 8, 12, 8},
-  }));
-  test::check_budget_resolution(c, model_shape{"test", 1, 4, 2, 8});
-}
-
-TEST_CASE("tova validates its parameters", "[adapters][tova][params]") {
-  check_bad_input("tova:budget=0", "parameter 'budget' = 0 is out of range");
-  check_bad_input("tova:keep=0", "parameter 'keep' = 0 is out of range");
-  check_bad_input("tova:keep=2", "parameter 'keep' = 2 is out of range");
-  check_bad_input("tova:budget=many", "parameter 'budget' expects an integer, got 'many'");
-  check_bad_input("tova:window=8", "unknown parameter 'window' (known: budget, keep)");
-  CHECK(resolve_method("tova:keep=0.5", "cpu").canonical == "tova:budget=1024,keep=0.5");
-}

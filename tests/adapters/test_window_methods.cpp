@@ -30,17 +30,6 @@ std::vector<std::int64_t> sinks_and_window(std::int64_t sinks, std::int64_t wind
 
 }  // namespace
 
-TEST_CASE("window methods equal dense when their budget covers the context", "[adapters][window]") {
-  const auto heads = GENERATE(table<int, int>({{8, 2}, {4, 4}}));
-  const int context = GENERATE(1, 50, 300);
-  const std::string spec =
-      GENERATE(as<std::string>{}, "sliding_window:window=400", "sliding_window:keep=1",
-               "streaming_llm:sinks=4,window=400", "streaming_llm:sinks=0,budget=400",
-               "streaming_llm:sinks=100,window=300");
-  test::check_equals_dense(spec, test::dense_case_shape(heads), context,
-                           test::decode_steps_within_budget(spec), test::dense_stats::reads);
-}
-
 TEST_CASE("streaming_llm keeps exactly the sinks and the last window tokens",
           "[adapters][window][streaming_llm]") {
   // 20 prompt tokens, 2 sinks, window 5: the cache holds positions {0, 1, 15..19}.
@@ -111,36 +100,3 @@ TEST_CASE("sliding_window keeps exactly the last window tokens",
   CHECK(last.kv_bytes_read == 4 * 5 * 3 * 24 * 4 * 2);
 }
 
-TEST_CASE("window methods resolve budget and keep", "[adapters][window][params]") {
-  const auto c = GENERATE(values<test::budget_case>({
-      {"sliding_window", 2000, 1024, 1024},
-      {"sliding_window:window=10", 100, 10, 10},
-      {"sliding_window:budget=12", 100, 12, 12},
-      {"sliding_window:window=10,budget=12", 100, 12, 12},
-      {"sliding_window:keep=0.25", 100, 25, 25},
-      {"sliding_window:keep=0.25,budget=3", 100, 25, 25},
-      {"streaming_llm", 2000, 1028, 1028},
-      {"streaming_llm:sinks=4,window=10", 100, 14, 14},
-      {"streaming_llm:sinks=4,budget=10", 100, 10, 10},
-      {"streaming_llm:keep=0.1", 100, 10, 10},
-      {"streaming_llm:sinks=8,budget=5", 100, 9, 9},
-      {"streaming_llm:sinks=4,window=10", 8, 14, 8},
-  }));
-  test::check_budget_resolution(c, model_shape{"test", 1, 2, 1, 8}, {.queries = false});
-}
-
-TEST_CASE("window methods validate their parameters", "[adapters][window][params]") {
-  check_bad_input("sliding_window:window=0", "parameter 'window' = 0 is out of range");
-  check_bad_input("sliding_window:budget=0", "parameter 'budget' = 0 is out of range");
-  check_bad_input("sliding_window:keep=1.5", "parameter 'keep' = 1.5 is out of range");
-  check_bad_input("sliding_window:keep=0", "parameter 'keep' = 0 is out of range");
-  check_bad_input("sliding_window:window=abc", "parameter 'window' expects an integer, got 'abc'");
-  check_bad_input("sliding_window:sinks=4",
-                  "unknown parameter 'sinks' (known: window, budget, keep)");
-  check_bad_input("streaming_llm:sinks=-1", "parameter 'sinks' = -1 is out of range");
-  check_bad_input("streaming_llm:window=0", "parameter 'window' = 0 is out of range");
-  check_bad_input("streaming_llm:windw=3",
-                  "unknown parameter 'windw' (known: sinks, window, budget, keep)");
-  CHECK(resolve_method("streaming_llm:window=2k", "cpu").canonical ==
-        "streaming_llm:sinks=4,window=2048");
-}

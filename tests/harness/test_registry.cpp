@@ -6,14 +6,9 @@
 
 using namespace attnbench;
 
-TEST_CASE("every expected method and suite is registered", "[registry]") {
-  for (const char* name : {"dense", "sliding_window", "streaming_llm"}) {
-    INFO(name);
-    const method_info* m = method_registry::instance().find(name, "cpu");
-    REQUIRE(m != nullptr);
-    CHECK_FALSE(m->summary.empty());
-    CHECK(m->factory);
-  }
+TEST_CASE("methods and suites register themselves", "[registry]") {
+  // Which methods: the adapters' conformance table (tests/adapters/conformance.cpp).
+  CHECK_FALSE(method_registry::instance().all().empty());
   CHECK(suite_registry::instance().find("niah") != nullptr);
 }
 

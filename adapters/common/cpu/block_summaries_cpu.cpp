@@ -1,4 +1,4 @@
-#include "adapters/common/block_summaries_cpu.hpp"
+#include "adapters/common/cpu/block_summaries_cpu.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -141,14 +141,12 @@ void sparse_select_method::select_rows(int, int head, const float* q, std::int64
   ATTNBENCH_ASSERT(out.rows() <= m_budget);
 }
 
-method_info sparse_select_info(std::string name, std::string paper, std::string summary,
-                               std::vector<param_def> params) {
-  const std::string selector = name;
-  return cpu_method_info(std::move(name), std::move(paper), std::move(summary), std::move(params),
-                         [selector](const param_values& values) -> std::unique_ptr<kv_method> {
-                           return std::make_unique<sparse_select_method>(
-                               values, make_row_selector(selector, values));
-                         });
+method_info sparse_select_info(method_doc doc) {
+  const std::string selector = doc.name;
+  return make_method_info(
+      "cpu", std::move(doc), [selector](const param_values& values) -> std::unique_ptr<kv_method> {
+        return std::make_unique<sparse_select_method>(values, make_row_selector(selector, values));
+      });
 }
 
 }  // namespace attnbench::cpu

@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "adapters/common/cpu_attention.hpp"
+#include "adapters/common/cpu/cpu_attention.hpp"
 #include "harness/tensor.hpp"
 
 namespace attnbench::cpu {

@@ -14,8 +14,8 @@
 #include <string>
 #include <vector>
 
-#include "adapters/common/cpu_attention.hpp"
-#include "adapters/common/cpu_kv_cache.hpp"
+#include "adapters/common/cpu/cpu_attention.hpp"
+#include "adapters/common/cpu/cpu_kv_cache.hpp"
 #include "adapters/common/sink_window.hpp"
 #include "harness/method.hpp"
 
@@ -23,20 +23,6 @@ namespace attnbench::cpu {
 
 /// Checks shared by every CPU adapter: positive sizes and q_heads divisible by kv_heads.
 std::optional<std::string> gqa_unsupported_reason(const attention_problem& problem);
-
-/// The method_info of a CPU adapter (backend "cpu"), which every CPU registration builds.
-method_info cpu_method_info(std::string name, std::string paper, std::string summary,
-                            std::vector<param_def> params, method_factory factory);
-
-/// The same for a method class built from its validated parameters, as `Method(values)`.
-template <class Method>
-method_info cpu_method_info(std::string name, std::string paper, std::string summary,
-                            std::vector<param_def> params) {
-  return cpu_method_info(std::move(name), std::move(paper), std::move(summary), std::move(params),
-                         [](const param_values& values) -> std::unique_ptr<kv_method> {
-                           return std::make_unique<Method>(values);
-                         });
-}
 
 /// Argument checks of the CPU adapters' entry points (internal errors: the caller broke the
 /// contract). k, v: [tokens, kv_heads, head_dim] of `shape`, with the same tokens.

@@ -1,11 +1,11 @@
-#include "adapters/common/cache_method_cpu.hpp"
+#include "adapters/common/cpu/cache_method_cpu.hpp"
 
 #include <omp.h>
 
 #include <algorithm>
 #include <sstream>
 
-#include "adapters/common/attention_scores.hpp"
+#include "adapters/common/cpu/attention_scores.hpp"
 #include "harness/error.hpp"
 
 namespace attnbench::cpu {
@@ -28,18 +28,6 @@ std::optional<std::string> gqa_unsupported_reason(const attention_problem& probl
     why << "q_heads (" << s.q_heads << ") is not a multiple of kv_heads (" << s.kv_heads << ")";
   if (why.str().empty()) return std::nullopt;
   return why.str();
-}
-
-method_info cpu_method_info(std::string name, std::string paper, std::string summary,
-                            std::vector<param_def> params, method_factory factory) {
-  method_info info;
-  info.name = std::move(name);
-  info.backend = "cpu";
-  info.paper = std::move(paper);
-  info.summary = std::move(summary);
-  info.params = std::move(params);
-  info.factory = std::move(factory);
-  return info;
 }
 
 void check_kv_shapes(tensor_view k, tensor_view v, const model_shape& shape) {

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "adapters/common/cache_method_cpu.hpp"
+#include "adapters/common/cpu/cache_method_cpu.hpp"
 #include "adapters/common/sink_window.hpp"
 #include "harness/method.hpp"
 
@@ -18,8 +18,7 @@ namespace attnbench::cpu {
 /// The method_info of a CPU adapter that is the sink/window rule with parameters resolved by
 /// `policy(values, context_tokens)`: dense, sliding_window and streaming_llm register through it.
 method_info sink_window_cpu_info(
-    std::string name, std::string paper, std::string summary, std::vector<param_def> params,
-    std::function<sink_window_policy(const param_values&, std::int64_t)> policy);
+    method_doc doc, std::function<sink_window_policy(const param_values&, std::int64_t)> policy);
 
 class sink_window_method : public cache_method {
  public:

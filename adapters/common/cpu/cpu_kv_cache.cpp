@@ -1,4 +1,4 @@
-#include "adapters/common/cpu_kv_cache.hpp"
+#include "adapters/common/cpu/cpu_kv_cache.hpp"
 
 #include <algorithm>
 #include <cstring>

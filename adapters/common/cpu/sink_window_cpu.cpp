@@ -1,4 +1,4 @@
-#include "adapters/common/sink_window_cpu.hpp"
+#include "adapters/common/cpu/sink_window_cpu.hpp"
 
 #include <memory>
 
@@ -48,15 +48,14 @@ void sink_window_method::after_append(int) {
 }
 
 method_info sink_window_cpu_info(
-    std::string name, std::string paper, std::string summary, std::vector<param_def> params,
-    std::function<sink_window_policy(const param_values&, std::int64_t)> policy) {
-  return cpu_method_info(std::move(name), std::move(paper), std::move(summary), std::move(params),
-                         [policy](const param_values& values) -> std::unique_ptr<kv_method> {
-                           return std::make_unique<sink_window_method>(
-                               [policy, values](const attention_problem& problem) {
-                                 return policy(values, problem.context_tokens);
-                               });
-                         });
+    method_doc doc, std::function<sink_window_policy(const param_values&, std::int64_t)> policy) {
+  return make_method_info("cpu", std::move(doc),
+                          [policy](const param_values& values) -> std::unique_ptr<kv_method> {
+                            return std::make_unique<sink_window_method>(
+                                [policy, values](const attention_problem& problem) {
+                                  return policy(values, problem.context_tokens);
+                                });
+                          });
 }
 
 }  // namespace attnbench::cpu

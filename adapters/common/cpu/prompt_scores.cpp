@@ -1,10 +1,10 @@
-#include "adapters/common/prompt_scores.hpp"
+#include "adapters/common/cpu/prompt_scores.hpp"
 
 #include <algorithm>
 #include <map>
 #include <memory>
 
-#include "adapters/common/attention_scores.hpp"
+#include "adapters/common/cpu/attention_scores.hpp"
 #include "harness/error.hpp"
 
 namespace attnbench::cpu {
@@ -99,13 +99,11 @@ std::vector<std::vector<std::int64_t>> prompt_score_method::select(const prompt_
   return kept;
 }
 
-method_info prompt_score_cpu_info(std::string name, std::string paper, std::string summary,
-                                  std::vector<param_def> params) {
-  auto factory = [name](const param_values& values) -> std::unique_ptr<kv_method> {
+method_info prompt_score_cpu_info(method_doc doc) {
+  auto factory = [name = doc.name](const param_values& values) -> std::unique_ptr<kv_method> {
     return std::make_unique<prompt_score_method>(make_prompt_scorer(name, values), values);
   };
-  return cpu_method_info(std::move(name), std::move(paper), std::move(summary), std::move(params),
-                         std::move(factory));
+  return make_method_info("cpu", std::move(doc), std::move(factory));
 }
 
 }  // namespace attnbench::cpu

@@ -1,4 +1,4 @@
-#include "adapters/common/cpu_attention.hpp"
+#include "adapters/common/cpu/cpu_attention.hpp"
 
 #include <algorithm>
 #include <bit>

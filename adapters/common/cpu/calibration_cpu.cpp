@@ -1,4 +1,4 @@
-#include "adapters/common/calibration_cpu.hpp"
+#include "adapters/common/cpu/calibration_cpu.hpp"
 
 #include "harness/error.hpp"
 

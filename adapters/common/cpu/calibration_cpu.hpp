@@ -7,7 +7,7 @@
 #include <optional>
 #include <string>
 
-#include "adapters/common/cpu_attention.hpp"
+#include "adapters/common/cpu/cpu_attention.hpp"
 #include "harness/method.hpp"
 
 namespace attnbench::cpu {

@@ -1,4 +1,4 @@
-#include "adapters/common/decode_eviction_cpu.hpp"
+#include "adapters/common/cpu/decode_eviction_cpu.hpp"
 
 #include <algorithm>
 #include <bit>
@@ -6,7 +6,7 @@
 #include <cstring>
 #include <limits>
 
-#include "adapters/common/attention_scores.hpp"
+#include "adapters/common/cpu/attention_scores.hpp"
 #include "harness/error.hpp"
 
 // The 8-float vector helpers are always inlined (into the AVX2 kernel), never called, so GCC's

@@ -14,8 +14,8 @@
 #include <string>
 #include <vector>
 
-#include "adapters/common/cache_method_cpu.hpp"
-#include "adapters/common/cpu_kv_cache.hpp"
+#include "adapters/common/cpu/cache_method_cpu.hpp"
+#include "adapters/common/cpu/cpu_kv_cache.hpp"
 #include "harness/method.hpp"
 
 namespace attnbench::cpu {
@@ -115,8 +115,8 @@ class sparse_select_method : public cache_method {
   std::unique_ptr<row_selector> m_selector;
 };
 
-/// The method_info of a method made of a registered selector and sparse_select_method.
-method_info sparse_select_info(std::string name, std::string paper, std::string summary,
-                               std::vector<param_def> params);
+/// The method_info of a method made of a registered selector (the one named doc.name) and
+/// sparse_select_method.
+method_info sparse_select_info(method_doc doc);
 
 }  // namespace attnbench::cpu

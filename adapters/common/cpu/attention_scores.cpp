@@ -1,4 +1,4 @@
-#include "adapters/common/attention_scores.hpp"
+#include "adapters/common/cpu/attention_scores.hpp"
 
 #include <omp.h>
 

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "adapters/common/cache_method_cpu.hpp"
+#include "adapters/common/cpu/cache_method_cpu.hpp"
 #include "harness/method.hpp"
 
 namespace attnbench::cpu {
@@ -98,8 +98,8 @@ struct scorer_registrar {
 prompt_scorer make_prompt_scorer(const std::string& name, const param_values& values);
 
 /// The method_info of a CPU prompt-compression method that selects with select_head: the scorer
-/// registered as `name` is built from the validated parameters each time an instance is created.
-method_info prompt_score_cpu_info(std::string name, std::string paper, std::string summary,
-                                  std::vector<param_def> params);
+/// registered as doc.name is built from the validated parameters each time an instance is
+/// created.
+method_info prompt_score_cpu_info(method_doc doc);
 
 }  // namespace attnbench::cpu

@@ -9,8 +9,8 @@
 #include <functional>
 #include <vector>
 
-#include "adapters/common/cache_method_cpu.hpp"
-#include "adapters/common/cpu_kv_cache.hpp"
+#include "adapters/common/cpu/cache_method_cpu.hpp"
+#include "adapters/common/cpu/cpu_kv_cache.hpp"
 #include "harness/params.hpp"
 #include "harness/tensor.hpp"
 

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <sstream>
 
-#include "adapters/common/cuda/select.cuh"
+#include "adapters/common/cuda/gather.cuh"
 #include "harness/error.hpp"
 
 namespace attnbench::cuda {

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "adapters/common/cuda/flash_prefill.cuh"
+#include "adapters/common/cuda/flash_prefill_hopper.cuh"
 #include "adapters/common/cuda/timed_ops_cuda.cuh"
 #include "harness/method.hpp"
 #include "harness/timed_op.hpp"

@@ -12,9 +12,9 @@
 #include <memory>
 
 #include "adapters/common/cuda/cache_method_cuda.hpp"
-#include "adapters/common/cuda/select.cuh"
 #include "adapters/common/cuda/timed_ops_cuda.cuh"
 #include "adapters/quest/quest.hpp"
+#include "adapters/quest/quest_kernels.cuh"
 
 namespace attnbench::cuda {
 namespace {

@@ -11,8 +11,9 @@
 #include <vector>
 
 #include "adapters/common/cuda/cache_method_cuda.hpp"
-#include "adapters/common/cuda/select.cuh"
+#include "adapters/common/cuda/topk.cuh"
 #include "adapters/snapkv/snapkv.hpp"
+#include "adapters/snapkv/snapkv_kernels.cuh"
 
 namespace attnbench::cuda {
 namespace {

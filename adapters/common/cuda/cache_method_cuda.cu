@@ -1,25 +1,18 @@
 #include "adapters/common/cuda/cache_method_cuda.hpp"
 
 #include <algorithm>
-#include <sstream>
 
-#include "adapters/common/cuda/select.cuh"
+#include "adapters/common/cuda/dispatch.cuh"
+#include "adapters/common/cuda/gather.cuh"
 #include "harness/error.hpp"
 
 namespace attnbench::cuda {
 
 std::optional<std::string> cuda_unsupported_reason(const attention_problem& problem) {
   const model_shape& s = problem.shape;
-  std::ostringstream why;
-  if (s.q_heads < 1 || s.kv_heads < 1 || s.q_heads % s.kv_heads != 0)
-    why << "q_heads (" << s.q_heads << ") must be a positive multiple of kv_heads (" << s.kv_heads
-        << ")";
-  else if (s.head_dim != 64 && s.head_dim != 128)
-    why << "the CUDA kernels support head_dim 64 and 128, not " << s.head_dim;
-  else if (s.group_size() != 1 && s.group_size() != 2 && s.group_size() != 4 && s.group_size() != 8)
-    why << "the CUDA decode kernel supports GQA groups 1, 2, 4, 8, not " << s.group_size();
-  if (why.str().empty()) return std::nullopt;
-  return why.str();
+  std::string why = unsupported_shape("the CUDA kernels", s.head_dim, s.q_heads, s.kv_heads);
+  if (why.empty()) return std::nullopt;
+  return why;
 }
 
 std::optional<std::string> device_cache_method::unsupported_reason(

@@ -24,8 +24,10 @@
 #include <type_traits>
 
 #include "adapters/common/cuda/cuda_common.cuh"
+#include "adapters/common/cuda/dispatch.cuh"
 #include "adapters/common/cuda/kernels.hpp"
 #include "adapters/common/cuda/mma.cuh"
+#include "adapters/common/cuda/online_softmax.cuh"
 
 namespace attnbench::cuda {
 
@@ -66,7 +68,7 @@ __device__ __forceinline__ void write_output(const decode_output<Out>& o, int q_
   o.out[b * o.batch_stride + head * D + d] = from_float<Out>(value);
   if (o.lse && d == 0)
     o.lse[static_cast<std::int64_t>(b) * q_heads + head] =
-        lse2 == -INFINITY ? -INFINITY : lse2 * 0.6931471805599453f;
+        lse2 == -INFINITY ? -INFINITY : lse2 * ln_2;
 }
 
 template <class T, class Out, int D, int G, row_mode Mode, int U = decode_unroll, int S = 0>
@@ -86,7 +88,7 @@ __global__ void __launch_bounds__(decode_threads)
   const int begin = split * a.split_rows;
   const int end = min(length, begin + a.split_rows);
   const int group_first = h * G;
-  const float scale_log2 = a.scale * 1.4426950408889634f;
+  const float scale_log2 = a.scale * log2_e;
 
   // This thread's 8 dims of each query head of the group, pre-scaled into log2 units.
   float q[G][8];
@@ -175,8 +177,7 @@ __global__ void __launch_bounds__(decode_threads)
       float mx = m[g];
 #pragma unroll
       for (int u = 0; u < U; ++u) mx = fmaxf(mx, s[u][g]);
-      const float use = mx == -INFINITY ? 0.0f : mx;
-      const float alpha = fast_exp2(m[g] - use);
+      const auto [use, alpha] = online_rescale(mx, m[g], 1.0f);
       m[g] = mx;
       l[g] *= alpha;
 #pragma unroll
@@ -244,8 +245,7 @@ __global__ void __launch_bounds__(decode_threads)
         float mx = m[g];
 #pragma unroll
         for (int u = 0; u < U; ++u) mx = fmaxf(mx, s[u][g]);
-        const float use = mx == -INFINITY ? 0.0f : mx;
-        const float alpha = fast_exp2(m[g] - use);
+        const auto [use, alpha] = online_rescale(mx, m[g], 1.0f);
         m[g] = mx;
         l[g] *= alpha;
 #pragma unroll
@@ -332,7 +332,7 @@ __global__ void __launch_bounds__(decode_threads)
     const int g = x / D, d = x % D;
     float mx = -INFINITY;
     for (int w = 0; w < groups; ++w) mx = fmaxf(mx, s_m[w][g]);
-    const float use = mx == -INFINITY ? 0.0f : mx;
+    const float use = softmax_base(mx, 1.0f);
     float sum = 0.0f, out = 0.0f;
     for (int w = 0; w < groups; ++w) {
       const float f = fast_exp2(s_m[w][g] - use);
@@ -368,7 +368,7 @@ __global__ void __launch_bounds__(decode_threads)
     const float* partials = a.part_out + head * a.splits * D + d;
     float mx = -INFINITY;
     for (int s = 0; s < a.splits; ++s) mx = fmaxf(mx, __ldcg(lse + s));
-    const float use = mx == -INFINITY ? 0.0f : mx;
+    const float use = softmax_base(mx, 1.0f);
     float sum = 0.0f, acc = 0.0f;
     for (int s = 0; s < a.splits; ++s) {
       const float w = exp2f(__ldcg(lse + s) - use);
@@ -411,24 +411,6 @@ void launch_decode_split(const decode_args<T>& a, const decode_output<Out>& o,
   ATTNBENCH_CUDA_LAUNCHED();
 }
 
-template <class T, class Out, int D, row_mode Mode>
-void dispatch_group(const decode_args<T>& a, const decode_output<Out>& o, int group,
-                    cudaStream_t stream) {
-  switch (group) {
-    case 1:
-      return launch_decode_split<T, Out, D, 1, Mode>(a, o, stream);
-    case 2:
-      return launch_decode_split<T, Out, D, 2, Mode>(a, o, stream);
-    case 4:
-      return launch_decode_split<T, Out, D, 4, Mode>(a, o, stream);
-    case 8:
-      return launch_decode_split<T, Out, D, 8, Mode>(a, o, stream);
-    default:
-      ATTNBENCH_CHECK(false, unsupported,
-                      "cuda decode supports GQA groups 1, 2, 4, 8, not " << group);
-  }
-}
-
 }  // namespace detail
 
 /// Split kernel with its fused merge: out [batch, q_heads, head_dim] (out_batch_stride apart) of
@@ -437,27 +419,21 @@ void dispatch_group(const decode_args<T>& a, const decode_output<Out>& o, int gr
 template <class T, class Out>
 void decode(const decode_args<T>& a, row_mode mode, Out* out, std::int64_t out_batch_stride,
             cudaStream_t stream, float* maybe_lse) {
-  const int group = a.q_heads / a.kv.kv_heads;
-  ATTNBENCH_CHECK(a.kv.head_dim == 64 || a.kv.head_dim == 128, unsupported,
-                  "cuda decode supports head_dim 64 and 128, not " << a.kv.head_dim);
-  ATTNBENCH_CHECK(a.q_heads % a.kv.kv_heads == 0, unsupported,
-                  "q_heads " << a.q_heads << " is not a multiple of kv_heads " << a.kv.kv_heads);
+  check_shape("cuda decode", a.kv.head_dim, a.q_heads, a.kv.kv_heads);
   const detail::decode_output<Out> o{out, out_batch_stride, maybe_lse};
-  auto run = [&](auto d_tag) {
-    constexpr int D = decltype(d_tag)::value;
-    switch (mode) {
-      case row_mode::dense:
-        return detail::dispatch_group<T, Out, D, row_mode::dense>(a, o, group, stream);
-      case row_mode::indices:
-        return detail::dispatch_group<T, Out, D, row_mode::indices>(a, o, group, stream);
-      case row_mode::page_list:
-        return detail::dispatch_group<T, Out, D, row_mode::page_list>(a, o, group, stream);
-    }
-  };
-  if (a.kv.head_dim == 64)
-    run(std::integral_constant<int, 64>{});
-  else
-    run(std::integral_constant<int, 128>{});
+  dispatch_head_dim(a.kv.head_dim, [&](auto d) {
+    dispatch_group(a.q_heads / a.kv.kv_heads, [&](auto g) {
+      constexpr int D = decltype(d)::value, G = decltype(g)::value;
+      switch (mode) {
+        case row_mode::dense:
+          return detail::launch_decode_split<T, Out, D, G, row_mode::dense>(a, o, stream);
+        case row_mode::indices:
+          return detail::launch_decode_split<T, Out, D, G, row_mode::indices>(a, o, stream);
+        case row_mode::page_list:
+          return detail::launch_decode_split<T, Out, D, G, row_mode::page_list>(a, o, stream);
+      }
+    });
+  });
 }
 
 }  // namespace attnbench::cuda

@@ -1,16 +1,13 @@
-/// Dense prefill attention on tensor cores, in two versions with one set of masks:
-/// - FlashAttention-2 style ("FlashAttention-2: Faster Attention with Better Parallelism and Work
-///   Partitioning", Dao, 2023), any sm_80+ build: one CTA per (query block, query head,
-///   sequence), warps of 16 or 32 query rows (prefill_tiling); K/V tiles stream through shared
-///   memory with cp.async double buffering (XOR-swizzled rows, so ldmatrix is free of bank
-///   conflicts); S = Q K^T and O += P V run as mma.m16n8k16 with float32 accumulators.
-/// - Hopper version for head_dim 128 when the build targets sm_90a (FlashAttention-3, Shah et
-///   al., 2024, without its producer warps and ping-pong): 2 warpgroups x 64 rows, wgmma on
-///   128-key tiles in the 128-byte-swizzle layout, three K/V stages.
-/// The softmax is online in registers with exp2 and the log2(e) factor folded into the scale.
-/// Masks: causal (query i of a q_len-row block sees keys j <= i + kv_len - q_len), and optionally
-/// attention sinks plus a sliding window (StreamingLLM / sliding_window prompt outputs): key j is
-/// visible when j < sinks or j > i + offset - window. Tiles no row can see are skipped.
+/// Dense prefill attention on tensor cores, FlashAttention-2 style ("FlashAttention-2: Faster
+/// Attention with Better Parallelism and Work Partitioning", Dao, 2023): the version any sm_80+
+/// build runs (the Hopper version, with the same masks and online softmax, is
+/// flash_prefill_hopper.cuh). One CTA per (query block, query head, sequence), warps of 16 or 32
+/// query rows (prefill_tiling); K/V tiles stream through shared memory with cp.async double
+/// buffering (XOR-swizzled rows, so ldmatrix is free of bank conflicts); S = Q K^T and O += P V
+/// run as mma.m16n8k16 with float32 accumulators.
+/// The softmax is online in registers with exp2 and the log2(e) factor folded into the scale
+/// (online_softmax.cuh). Masks: causal, and optionally attention sinks plus a sliding window
+/// (mask.cuh); tiles no row can see are skipped.
 /// GQA: query head h reads KV head h / group. Layout [batch, tokens, heads, head_dim], strides in
 /// elements. head_dim 64 or 128; bf16 or fp16 in and out. C++17.
 #pragma once
@@ -23,7 +20,9 @@
 
 #include "adapters/common/cuda/cuda_common.cuh"
 #include "adapters/common/cuda/kernels.hpp"
+#include "adapters/common/cuda/mask.cuh"
 #include "adapters/common/cuda/mma.cuh"
+#include "adapters/common/cuda/online_softmax.cuh"
 
 namespace attnbench::cuda {
 
@@ -80,15 +79,6 @@ __device__ __forceinline__ void load_tile(T* smem, const T* gmem, int row_stride
   }
 }
 
-// Visibility of key j to query i under the args' masks (offset = kv_len - q_len).
-__device__ __forceinline__ bool visible(const prefill_args& a, int i, int j, int offset) {
-  if (j >= a.kv_len) return false;
-  if (a.causal && j > i + offset) return false;
-  if (a.window > 0 && j >= a.sinks && j <= static_cast<std::int64_t>(i) + offset - a.window)
-    return false;
-  return true;
-}
-
 template <class T, int D, class C>
 __global__ void __launch_bounds__(C::threads, C::min_blocks)
     flash_prefill_kernel(const prefill_args a) {
@@ -103,39 +93,17 @@ __global__ void __launch_bounds__(C::threads, C::min_blocks)
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane / 4, t = lane % 4;
-  const int blocks = (a.q_len + BR - 1) / BR;
-  // Heads vary fastest over the grid, so all heads' blocks of one position run together; causal
-  // blocks near the end of the sequence do the most work, so they are launched first.
-  const int qb =
-      a.causal ? blocks - 1 - static_cast<int>(blockIdx.y) : static_cast<int>(blockIdx.y);
-  const int head = blockIdx.x, b = blockIdx.z;
-  const int kv_head = head / (a.q_heads / a.kv_heads);
-  const int q0 = qb * BR;
-  const int q_last = min(q0 + BR, a.q_len) - 1;
-  const int offset = a.kv_len - a.q_len;
   const int warp_row0 = warp * 16 * MT;  // this warp's first row within the block
-
-  const T* q = static_cast<const T*>(a.q) + b * a.q_batch_stride + head * D;
-  const T* k = static_cast<const T*>(a.k) + b * a.k_batch_stride + kv_head * D;
-  const T* v = static_cast<const T*>(a.v) + b * a.v_batch_stride + kv_head * D;
-  T* o = static_cast<T*>(a.o) + b * a.o_batch_stride + head * D;
+  const prefill_block<T> block = this_block<T, D, BR>(a);
+  const T *q = block.q, *k = block.k, *v = block.v;
+  T* o = block.o;
 
   // Tiles the block may see: [0, front) (sinks before the window), then [win_first, last].
-  const int last_key = a.causal ? min(a.kv_len - 1, q_last + offset) : a.kv_len - 1;
-  const int last_tile = last_key / BC;
-  int win_first = 0, front = 0;
-  if (a.window > 0) {
-    const std::int64_t lowest = static_cast<std::int64_t>(q0) + offset - a.window + 1;
-    win_first =
-        lowest > 0 ? static_cast<int>(min(lowest / BC, static_cast<std::int64_t>(last_tile))) : 0;
-    front = static_cast<int>(min((a.sinks + BC - 1) / BC, static_cast<std::int64_t>(win_first)));
-  }
-  const int tiles = last_key < 0 ? 0 : front + (last_tile - win_first + 1);
-  auto tile_at = [&](int idx) { return idx < front ? idx : win_first + (idx - front); };
+  const key_tiles range = visible_tiles<BC>(a, block.q0, block.q_last, block.offset);
 
-  load_tile<T, D, BR, threads>(sq, q, a.q_row_stride, q0, a.q_len);
-  if (tiles > 0) {
-    const int k0 = tile_at(0) * BC;
+  load_tile<T, D, BR, threads>(sq, q, a.q_row_stride, block.q0, a.q_len);
+  if (range.tiles > 0) {
+    const int k0 = range.at(0) * BC;
     load_tile<T, D, BC, threads>(sk, k, a.k_row_stride, k0, a.kv_len);
     load_tile<T, D, BC, threads>(sv, v, a.v_row_stride, k0, a.kv_len);
   }
@@ -163,7 +131,7 @@ __global__ void __launch_bounds__(C::threads, C::min_blocks)
     for (int r = 0; r < 2; ++r) {
       row_max[mt][r] = -INFINITY;
       row_sum[mt][r] = 0.0f;
-      row_i[mt][r] = q0 + warp_row0 + mt * 16 + g + 8 * r;
+      row_i[mt][r] = block.q0 + warp_row0 + mt * 16 + g + 8 * r;
     }
   }
   // ldmatrix offsets of this lane for 16-wide slices kk = 0..3 of head_dim. The swizzle XORs only
@@ -178,14 +146,14 @@ __global__ void __launch_bounds__(C::threads, C::min_blocks)
     k_off[lo] = swizzle<D>((lane / 16) * 8 + lane % 8, lo * 2 + (lane / 8) % 2);
     v_off[lo] = swizzle<D>(lane % 8 + ((lane / 8) % 2) * 8, lo * 2 + lane / 16);
   }
-  const float scale_log2 = a.scale * 1.4426950408889634f;
+  const float scale_log2 = a.scale * log2_e;
   // The last key this warp's rows may see under the causal mask: later tiles are skipped.
-  const int warp_last_key = q0 + warp_row0 + 16 * MT - 1 + offset;
+  const int warp_last_key = block.q0 + warp_row0 + 16 * MT - 1 + block.offset;
 
-  for (int idx = 0; idx < tiles; ++idx) {
+  for (int idx = 0; idx < range.tiles; ++idx) {
     const int buf = idx & 1;
-    if (idx + 1 < tiles) {
-      const int k1 = tile_at(idx + 1) * BC;
+    if (idx + 1 < range.tiles) {
+      const int k1 = range.at(idx + 1) * BC;
       load_tile<T, D, BC, threads>(sk + (buf ^ 1) * BC * D, k, a.k_row_stride, k1, a.kv_len);
       load_tile<T, D, BC, threads>(sv + (buf ^ 1) * BC * D, v, a.v_row_stride, k1, a.kv_len);
       cp_async_commit();
@@ -196,7 +164,7 @@ __global__ void __launch_bounds__(C::threads, C::min_blocks)
     __syncthreads();
     const T* tk = sk + buf * BC * D;
     const T* tv = sv + buf * BC * D;
-    const int k0 = tile_at(idx) * BC;
+    const int k0 = range.at(idx) * BC;
 
     // A diagonal tile that lies wholly above this warp's rows adds nothing to them (warp-uniform).
     if (!(a.causal && k0 > warp_last_key)) {
@@ -232,44 +200,19 @@ __global__ void __launch_bounds__(C::threads, C::min_blocks)
       }
 
       // Masks only where a boundary crosses the tile.
-      const int k_end = k0 + BC - 1;
-      const bool partial =
-          k_end >= a.kv_len || (a.causal && k_end > q0 + warp_row0 + offset) ||
-          (a.window > 0 && k_end >= a.sinks &&
-           static_cast<std::int64_t>(k0) <= static_cast<std::int64_t>(q_last) + offset - a.window);
-      if (partial) {
+      if_tile_masked<BC>(a, k0, block.q0 + warp_row0, block.q_last, block.offset, [&] {
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-          for (int n = 0; n < BC / 8; ++n)
-#pragma unroll
-            for (int e = 0; e < 4; ++e)
-              if (!visible(a, row_i[mt][e / 2], k0 + n * 8 + 2 * t + (e & 1), offset))
-                s[mt][n][e] = -INFINITY;
-      }
+          mask_fragment(a, flat(s[mt]), row_i[mt], k0, t, block.offset);
+      });
 
       // Online softmax: the running max of each row over its quad, the rescale of what came
       // before.
       float alpha[MT][2];
 #pragma unroll
       for (int mt = 0; mt < MT; ++mt) {
-        float tile_max[2] = {row_max[mt][0], row_max[mt][1]};
-#pragma unroll
-        for (int n = 0; n < BC / 8; ++n) {
-          tile_max[0] = fmaxf(tile_max[0], fmaxf(s[mt][n][0], s[mt][n][1]));
-          tile_max[1] = fmaxf(tile_max[1], fmaxf(s[mt][n][2], s[mt][n][3]));
-        }
         float base[2];
-#pragma unroll
-        for (int r = 0; r < 2; ++r) {
-          tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 1));
-          tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
-          // A row with nothing visible yet keeps max -inf; subtracting 0 then keeps exp2 at 0.
-          base[r] = tile_max[r] == -INFINITY ? 0.0f : tile_max[r] * scale_log2;
-          alpha[mt][r] = fast_exp2(row_max[mt][r] * scale_log2 - base[r]);
-          row_max[mt][r] = tile_max[r];
-          row_sum[mt][r] *= alpha[mt][r];
-        }
+        fragment_rescale(flat(s[mt]), row_max[mt], row_sum[mt], scale_log2, base, alpha[mt]);
 #pragma unroll
         for (int n = 0; n < BC / 8; ++n) {
 #pragma unroll
@@ -327,9 +270,7 @@ __global__ void __launch_bounds__(C::threads, C::min_blocks)
   for (int mt = 0; mt < MT; ++mt) {
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
-      float sum = row_sum[mt][r];
-      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-      sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+      const float sum = quad_sum(row_sum[mt][r]);
       const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
       if (row_i[mt][r] >= a.q_len) continue;
       T* out = o + static_cast<std::int64_t>(row_i[mt][r]) * a.o_row_stride;
@@ -365,305 +306,6 @@ void launch_flash_prefill(const prefill_args& a, cudaStream_t stream) {
   ATTNBENCH_CUDA_LAUNCHED();
 }
 
-// ---- Hopper (sm_90a) version: warpgroup MMAs -------------------------------------------------
-// FlashAttention-3's arithmetic without its producer warps: 2 warpgroups x 64 query rows share
-// 128-key K/V tiles that all 256 threads stream in with cp.async (double-buffered). S = Q K^T is
-// 8 wgmma.m64n128k16 per tile with Q's fragments in registers and K in shared memory; P stays in
-// registers as the A operand of O += P V (V read N-major, the "transposed" B). head_dim 128 only.
-constexpr int wg_rows = 128;
-constexpr int wg_keys = 128;
-constexpr int wg_threads = 256;
-
-// Element offset of 16-byte chunk `chunk` (0..15) of key row `row` in a [Rows, 128] K or V tile
-// laid out as wgmma's 128-byte-swizzle canonical form: two regions of 64 columns (128 bytes per
-// row, 8-row atoms of 1024 bytes), chunks XORed with the row's low three bits.
-template <int Rows>
-__device__ __forceinline__ int sw128_offset(int row, int chunk) {
-  return (chunk / 8) * Rows * 64 + row * 64 + (((chunk % 8) ^ (row & 7)) << 3);
-}
-
-template <class T, int Rows>
-__device__ __forceinline__ void load_tile_sw128(T* smem, const T* gmem, int row_stride, int first,
-                                                int limit) {
-  constexpr int chunks = Rows * 16;
-  static_assert(chunks % wg_threads == 0, "tile must split evenly over the CTA");
-#pragma unroll
-  for (int it = 0; it < chunks / wg_threads; ++it) {
-    const int c = it * wg_threads + static_cast<int>(threadIdx.x);
-    const int row = c / 16, chunk = c % 16;
-    const bool valid = first + row < limit;
-    const T* src =
-        gmem + (valid ? static_cast<std::int64_t>(first + row) * row_stride : 0) + chunk * 8;
-    cp_async_16(smem + sw128_offset<Rows>(row, chunk), src, valid);
-  }
-}
-
-// 1 in device code compiled for sm_90a, where the wgmma kernel is real; 0 elsewhere (stub).
-static __device__ int wgmma_compiled_flag =
-#ifdef ATTNBENCH_HAVE_WGMMA
-    1;
-#else
-    0;
-#endif
-
-// Stages 2: K/V double-buffered, each tile's P V waited for before the tile's closing barrier.
-// Stages 3: a third K/V buffer lets P V of tile i run on while tile i + 1's prefetch is issued
-// and its S = Q K^T queued behind it (one barrier per tile); 225 KB of shared memory.
-template <class T, int Stages>
-__global__ void __launch_bounds__(wg_threads, 1) flash_prefill_wgmma_kernel(const prefill_args a) {
-#ifdef ATTNBENCH_HAVE_WGMMA
-  constexpr int D = 128, BR = wg_rows, BC = wg_keys;
-  // The swizzle atoms must start 1024-byte aligned in the shared window: round up (the launch
-  // asks for 1024 bytes more).
-  extern __shared__ __align__(128) unsigned char smem_raw[];
-  const unsigned base = static_cast<unsigned>(__cvta_generic_to_shared(smem_raw));
-  // [Stages][BC, D] K and V tiles, then Q [BR, D], all in the wgmma layout.
-  T* sk = reinterpret_cast<T*>(smem_raw + ((1024 - (base & 1023)) & 1023));
-  T* sv = sk + Stages * BC * D;
-  T* sq = sv + Stages * BC * D;
-
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int g = lane / 4, t = lane % 4;
-  const int blocks = (a.q_len + BR - 1) / BR;
-  const int qb =
-      a.causal ? blocks - 1 - static_cast<int>(blockIdx.y) : static_cast<int>(blockIdx.y);
-  const int head = blockIdx.x, b = blockIdx.z;
-  const int kv_head = head / (a.q_heads / a.kv_heads);
-  const int q0 = qb * BR;
-  const int q_last = min(q0 + BR, a.q_len) - 1;
-  const int offset = a.kv_len - a.q_len;
-
-  const T* q = static_cast<const T*>(a.q) + b * a.q_batch_stride + head * D;
-  const T* k = static_cast<const T*>(a.k) + b * a.k_batch_stride + kv_head * D;
-  const T* v = static_cast<const T*>(a.v) + b * a.v_batch_stride + kv_head * D;
-  T* o = static_cast<T*>(a.o) + b * a.o_batch_stride + head * D;
-
-  const int last_key = a.causal ? min(a.kv_len - 1, q_last + offset) : a.kv_len - 1;
-  const int last_tile = last_key / BC;
-  int win_first = 0, front = 0;
-  if (a.window > 0) {
-    const std::int64_t lowest = static_cast<std::int64_t>(q0) + offset - a.window + 1;
-    win_first =
-        lowest > 0 ? static_cast<int>(min(lowest / BC, static_cast<std::int64_t>(last_tile))) : 0;
-    front = static_cast<int>(min((a.sinks + BC - 1) / BC, static_cast<std::int64_t>(win_first)));
-  }
-  const int tiles = last_key < 0 ? 0 : front + (last_tile - win_first + 1);
-  auto tile_at = [&](int idx) { return idx < front ? idx : win_first + (idx - front); };
-
-  load_tile_sw128<T, BR>(sq, q, a.q_row_stride, q0, a.q_len);
-  if (tiles > 0) {
-    const int k0 = tile_at(0) * BC;
-    load_tile_sw128<T, BC>(sk, k, a.k_row_stride, k0, a.kv_len);
-    load_tile_sw128<T, BC>(sv, v, a.v_row_stride, k0, a.kv_len);
-  }
-  cp_async_commit();
-  cp_async_wait<0>();
-  fence_proxy_async();
-  __syncthreads();
-
-  // Warp w of the CTA owns rows 16w..16w+15: warpgroup w / 4, its 16-row slice w % 4, which is
-  // the row order of the wgmma accumulator and A-register fragments. Q stays in shared memory
-  // as the A operand of S = Q K^T (FlashAttention-3 does the same; held in registers, its
-  // fragments were reallocated by ptxas across loop iterations, corrupting later tiles).
-  const T* q_group = sq + (warp / 4) * 64 * 64;
-
-  // o[4 j + e]: rows g (e < 2) and g + 8, columns 8 j + 2 t + (e & 1); s likewise over keys.
-  // O is written first by a wgmma with scale-d 0 (no other instruction may define wgmma
-  // accumulators while one is in flight, or ptxas serializes them); a row that no tile reaches
-  // stores 0 below without reading it.
-  float acc[D / 2];
-  bool pv_started = false;
-  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.0f, 0.0f};
-  const float scale_log2 = a.scale * 1.4426950408889634f;
-  const int row_i[2] = {q0 + warp * 16 + g, q0 + warp * 16 + g + 8};
-  // The last key this warpgroup's 64 rows may see under the causal mask (uniform over the
-  // warpgroup, as wgmma requires).
-  const int group_last_key = q0 + (warp / 4) * 64 + 63 + offset;
-
-  for (int idx = 0; idx < tiles; ++idx) {
-    const int buf = idx % Stages, next = (idx + 1) % Stages;
-    if constexpr (Stages == 2) {
-      if (idx + 1 < tiles) {
-        const int k1 = tile_at(idx + 1) * BC;
-        load_tile_sw128<T, BC>(sk + next * BC * D, k, a.k_row_stride, k1, a.kv_len);
-        load_tile_sw128<T, BC>(sv + next * BC * D, v, a.v_row_stride, k1, a.kv_len);
-        cp_async_commit();
-        cp_async_wait<1>();
-      } else {
-        cp_async_wait<0>();
-      }
-      fence_proxy_async();
-      __syncthreads();
-    } else {
-      // Tile idx landed (issued one tile ago). Past this barrier every warpgroup has waited for
-      // its P V of tile idx - 2, the last reader of buffer `next`.
-      if (idx > 0) {
-        cp_async_wait<0>();
-        fence_proxy_async();
-        __syncthreads();
-      }
-      if (idx + 1 < tiles) {
-        const int k1 = tile_at(idx + 1) * BC;
-        load_tile_sw128<T, BC>(sk + next * BC * D, k, a.k_row_stride, k1, a.kv_len);
-        load_tile_sw128<T, BC>(sv + next * BC * D, v, a.v_row_stride, k1, a.kv_len);
-        cp_async_commit();
-      }
-    }
-    const T* tk = sk + buf * BC * D;
-    const T* tv = sv + buf * BC * D;
-    const int k0 = tile_at(idx) * BC;
-
-    if (!(a.causal && k0 > group_last_key)) {
-      // S = Q K^T: Q and K are K-major operands; slice kk of head_dim sits in region kk / 4
-      // at byte 32 * (kk % 4) of the swizzle atom; 8-row atoms are 1024 bytes apart.
-      float s[BC / 2];
-      wgmma_fence();
-      wgmma_m64n128k16_ss<T, false>(s, smem_desc_sw128(q_group, 16, 1024),
-                                    smem_desc_sw128(tk, 16, 1024));
-#pragma unroll
-      for (int kk = 1; kk < D / 16; ++kk)
-        wgmma_m64n128k16_ss<T, true>(
-            s, smem_desc_sw128(q_group + (kk / 4) * BR * 64 + (kk % 4) * 16, 16, 1024),
-            smem_desc_sw128(tk + (kk / 4) * BC * 64 + (kk % 4) * 16, 16, 1024));
-      wgmma_commit();
-      wgmma_wait<0>();  // with Stages 3 also the P V of the previous tile
-      fence_operands(s);
-      fence_operands(acc);
-
-      const int k_end = k0 + BC - 1;
-      const bool partial =
-          k_end >= a.kv_len || (a.causal && k_end > q0 + warp * 16 + offset) ||
-          (a.window > 0 && k_end >= a.sinks &&
-           static_cast<std::int64_t>(k0) <= static_cast<std::int64_t>(q_last) + offset - a.window);
-      if (partial) {
-#pragma unroll
-        for (int n = 0; n < BC / 8; ++n)
-#pragma unroll
-          for (int e = 0; e < 4; ++e)
-            if (!visible(a, row_i[e / 2], k0 + n * 8 + 2 * t + (e & 1), offset))
-              s[4 * n + e] = -INFINITY;
-      }
-
-      float tile_max[2] = {row_max[0], row_max[1]};
-#pragma unroll
-      for (int n = 0; n < BC / 8; ++n) {
-        tile_max[0] = fmaxf(tile_max[0], fmaxf(s[4 * n], s[4 * n + 1]));
-        tile_max[1] = fmaxf(tile_max[1], fmaxf(s[4 * n + 2], s[4 * n + 3]));
-      }
-      float base[2], alpha[2];
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 1));
-        tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
-        base[r] = tile_max[r] == -INFINITY ? 0.0f : tile_max[r] * scale_log2;
-        alpha[r] = fast_exp2(row_max[r] * scale_log2 - base[r]);
-        row_max[r] = tile_max[r];
-        row_sum[r] *= alpha[r];
-      }
-      if (__any_sync(0xffffffffu, alpha[0] != 1.0f || alpha[1] != 1.0f)) {
-#pragma unroll
-        for (int i = 0; i < D / 8; ++i) {
-          acc[4 * i] *= alpha[0];
-          acc[4 * i + 1] *= alpha[0];
-          acc[4 * i + 2] *= alpha[1];
-          acc[4 * i + 3] *= alpha[1];
-        }
-      }
-      std::uint32_t pa[BC / 16][4];
-#pragma unroll
-      for (int n = 0; n < BC / 8; ++n) {
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          s[4 * n + e] = fast_exp2(fmaf(s[4 * n + e], scale_log2, -base[e / 2]));
-          row_sum[e / 2] += s[4 * n + e];
-        }
-        pa[n / 2][(n % 2) * 2] = pack2<T>(s[4 * n], s[4 * n + 1]);
-        pa[n / 2][(n % 2) * 2 + 1] = pack2<T>(s[4 * n + 2], s[4 * n + 3]);
-      }
-
-      // O += P V: V is the N-major B operand; keys 16 j.. start 16 rows (2048 bytes) further,
-      // the second 64 columns one region (BC * 128 bytes) further.
-      wgmma_fence();
-      fence_operands(acc);
-#pragma unroll
-      for (int j = 0; j < BC / 16; ++j)
-        wgmma_m64n128k16<T>(acc, pa[j], smem_desc_sw128(tv + j * 16 * 64, BC * 128, 1024),
-                            j > 0 || pv_started, true);
-      pv_started = true;
-      wgmma_commit();
-      if constexpr (Stages == 2) {
-        wgmma_wait<0>();
-        fence_operands(acc);
-      }
-    } else {
-      wgmma_wait<0>();  // the buffer argument above needs every tile's P V waited for
-    }
-    if constexpr (Stages == 2) __syncthreads();
-  }
-  wgmma_wait<0>();
-  fence_operands(acc);
-
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    float sum = row_sum[r];
-    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-    const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
-    if (row_i[r] >= a.q_len) continue;
-    T* out = o + static_cast<std::int64_t>(row_i[r]) * a.o_row_stride;
-#pragma unroll
-    for (int i = 0; i < D / 8; ++i)
-      *reinterpret_cast<std::uint32_t*>(out + i * 8 + 2 * t) =
-          sum > 0.0f ? pack2<T>(acc[4 * i + 2 * r] * inv, acc[4 * i + 2 * r + 1] * inv) : 0u;
-  }
-#else
-  __trap();
-#endif
-}
-
-/// Whether this build carries the sm_90a kernel (read once from the device flag).
-inline bool wgmma_available() {
-  static const bool available = [] {
-    int flag = 0;
-    return cudaMemcpyFromSymbol(&flag, wgmma_compiled_flag, sizeof(int)) == cudaSuccess &&
-           flag == 1;
-  }();
-  return available;
-}
-
-template <class T, int Stages = 3>
-void launch_flash_prefill_wgmma(const prefill_args& a, cudaStream_t stream) {
-  constexpr int smem = (2 * Stages * wg_keys + wg_rows) * 128 * static_cast<int>(sizeof(T)) + 1024;
-  static const bool configured = [] {
-    ATTNBENCH_CUDA(cudaFuncSetAttribute(flash_prefill_wgmma_kernel<T, Stages>,
-                                        cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    return true;
-  }();
-  (void)configured;
-  const dim3 grid(static_cast<unsigned>(a.q_heads),
-                  static_cast<unsigned>(ceil_div(a.q_len, wg_rows)),
-                  static_cast<unsigned>(a.batch));
-  flash_prefill_wgmma_kernel<T, Stages><<<grid, wg_threads, smem, stream>>>(a);
-  ATTNBENCH_CUDA_LAUNCHED();
-}
-
 }  // namespace detail
-
-template <class T>
-void flash_prefill(const prefill_args& a, cudaStream_t stream) {
-  ATTNBENCH_CHECK(a.head_dim == 64 || a.head_dim == 128, unsupported,
-                  "cuda prefill supports head_dim 64 and 128, not " << a.head_dim);
-  ATTNBENCH_CHECK(a.kv_heads > 0 && a.q_heads % a.kv_heads == 0, unsupported,
-                  "q_heads " << a.q_heads << " is not a multiple of kv_heads " << a.kv_heads);
-  ATTNBENCH_CHECK(a.q_row_stride % 8 == 0 && a.k_row_stride % 8 == 0 && a.v_row_stride % 8 == 0,
-                  internal, "prefill row strides must be multiples of 8 elements");
-  if (a.q_len <= 0) return;
-  if (a.head_dim == 64)
-    detail::launch_flash_prefill<T, 64>(a, stream);
-  else if (detail::wgmma_available())
-    detail::launch_flash_prefill_wgmma<T>(a, stream);
-  else
-    detail::launch_flash_prefill<T, 128>(a, stream);
-}
 
 }  // namespace attnbench::cuda

@@ -1,7 +1,8 @@
 /// The host-side interface of the attention kernels (flash prefill, split-KV decode): argument
-/// structs, the paged KV layout and the launch functions. The kernels are compiled once, in
-/// kernels.cu (explicit instantiations for bf16 and fp16), so an adapter's .cu file includes this
-/// header and not the kernel bodies. C++17.
+/// structs, the paged KV layout and the launch functions. The kernels are compiled once, in the
+/// instantiation files kernels_prefill.cu, kernels_prefill_hopper.cu (the one built for sm_90a)
+/// and kernels_decode_*.cu (one per (input, output) type pair), which nvcc builds in parallel;
+/// an adapter's .cu file includes this header and not the kernel bodies. C++17.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -30,10 +31,19 @@ struct prefill_args {
   std::int64_t window = 0;  // 0: no window; else keys j > i + offset - window are visible
 };
 
-/// Runs the prefill kernel (flash_prefill.cuh) for T = __nv_bfloat16 or __half. Throws
-/// unsupported for a head_dim other than 64 or 128 or q_heads not a multiple of kv_heads.
+/// Runs the prefill kernel for T = __nv_bfloat16 or __half: the Hopper version
+/// (flash_prefill_hopper.cuh) at head_dim 128 where the build and the device carry it, else the
+/// mma.sync version (flash_prefill.cuh). Throws unsupported for a head_dim other than 64 or 128
+/// or q_heads not a multiple of kv_heads (dispatch.cuh).
 template <class T>
 void flash_prefill(const prefill_args& a, cudaStream_t stream);
+
+namespace detail {
+/// Runs the Hopper prefill (kernels_prefill_hopper.cu) and returns true when this build carries
+/// its sm_90a code, the device runs it and head_dim is 128; else returns false, launching nothing.
+template <class T>
+bool flash_prefill_hopper(const prefill_args& a, cudaStream_t stream);
+}  // namespace detail
 
 /// A paged K/V cache on the device.
 template <class T>

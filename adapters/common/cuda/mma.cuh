@@ -65,8 +65,9 @@ __device__ __forceinline__ void mma_16816<__half>(float (&c)[4], const std::uint
 }
 
 /// Warpgroup MMA (sm_90a only: the kernels that use it compile to a trap elsewhere, see
-/// flash_prefill.cuh). The PTX ISA's "Asynchronous Warpgroup Level Matrix Multiply-Accumulate"
-/// section defines the operands; FlashAttention-3 (Shah et al., 2024) builds on the same set.
+/// flash_prefill_hopper.cuh). The PTX ISA's "Asynchronous Warpgroup Level Matrix
+/// Multiply-Accumulate" section defines the operands; FlashAttention-3 (Shah et al., 2024) builds
+/// on the same set.
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define ATTNBENCH_HAVE_WGMMA 1
 #endif

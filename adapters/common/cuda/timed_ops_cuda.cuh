@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "adapters/common/cuda/cuda_common.cuh"
+#include "adapters/common/cuda/dispatch.cuh"
 #include "adapters/common/cuda/kernels.hpp"
 #include "harness/timed_op.hpp"
 
@@ -18,16 +19,8 @@ namespace attnbench::cuda {
 
 /// Checks of every CUDA timed op; throws unsupported (record "skipped") with the reason.
 inline void check_op_shape(const op_shape& s) {
-  ATTNBENCH_CHECK(s.dtype == "bf16" || s.dtype == "fp16", unsupported,
-                  "cuda ops run bf16 or fp16, not " << s.dtype);
-  ATTNBENCH_CHECK(s.head_dim == 64 || s.head_dim == 128, unsupported,
-                  "cuda ops support head_dim 64 and 128, not " << s.head_dim);
-  const int group = s.kv_heads > 0 ? s.q_heads / s.kv_heads : 0;
-  ATTNBENCH_CHECK(
-      s.kv_heads > 0 && s.q_heads % s.kv_heads == 0 &&
-          (group == 1 || group == 2 || group == 4 || group == 8),
-      unsupported,
-      "cuda ops need q_heads / kv_heads in {1, 2, 4, 8}, got " << s.q_heads << " / " << s.kv_heads);
+  check_dtype(s.dtype);
+  check_shape("cuda ops", s.head_dim, s.q_heads, s.kv_heads);
   ATTNBENCH_CHECK(s.page_size == 0 || log2_exact(s.page_size) >= 3, unsupported,
                   "cuda page_size must be a power of two >= 8, not " << s.page_size);
   ATTNBENCH_CHECK(s.batch >= 1 && s.length >= 1 && s.length < (std::int64_t{1} << 31), unsupported,
@@ -182,8 +175,9 @@ class dense_cuda_op final : public timed_op {
 template <template <class> class Op, class... Args>
 std::unique_ptr<timed_op> make_typed_op(const op_shape& s, Args&&... args) {
   check_op_shape(s);
-  if (s.dtype == "fp16") return std::make_unique<Op<__half>>(s, std::forward<Args>(args)...);
-  return std::make_unique<Op<__nv_bfloat16>>(s, std::forward<Args>(args)...);
+  return dispatch_dtype(s.dtype, [&](auto tag) -> std::unique_ptr<timed_op> {
+    return std::make_unique<Op<typename decltype(tag)::type>>(s, std::forward<Args>(args)...);
+  });
 }
 
 }  // namespace attnbench::cuda

@@ -1,0 +1,260 @@
+/// Dense prefill attention on Hopper (sm_90a builds only; a trapping stub elsewhere), head_dim
+/// 128: FlashAttention-3's arithmetic ("FlashAttention-3: Fast and Accurate Attention with
+/// Asynchrony and Low-precision", Shah et al., 2024) without its producer warps and ping-pong.
+/// 2 warpgroups x 64 query rows share 128-key K/V tiles that all 256 threads stream in with
+/// cp.async (three stages by default) in wgmma's 128-byte-swizzle layout. S = Q K^T is 8
+/// wgmma.m64n128k16 per tile with Q and K in shared memory; P stays in registers as the A operand
+/// of O += P V (V read N-major, the "transposed" B). The masks (mask.cuh), the online softmax
+/// (online_softmax.cuh), the arguments and the layout are those of the mma.sync version
+/// (flash_prefill.cuh); kernels_prefill_hopper.cu is the one translation unit built for sm_90a.
+/// C++17.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdint>
+
+#include "adapters/common/cuda/cuda_common.cuh"
+#include "adapters/common/cuda/kernels.hpp"
+#include "adapters/common/cuda/mask.cuh"
+#include "adapters/common/cuda/mma.cuh"
+#include "adapters/common/cuda/online_softmax.cuh"
+
+namespace attnbench::cuda {
+
+namespace detail {
+
+constexpr int wg_rows = 128;
+constexpr int wg_keys = 128;
+constexpr int wg_threads = 256;
+
+// Element offset of 16-byte chunk `chunk` (0..15) of key row `row` in a [Rows, 128] K or V tile
+// laid out as wgmma's 128-byte-swizzle canonical form: two regions of 64 columns (128 bytes per
+// row, 8-row atoms of 1024 bytes), chunks XORed with the row's low three bits.
+template <int Rows>
+__device__ __forceinline__ int sw128_offset(int row, int chunk) {
+  return (chunk / 8) * Rows * 64 + row * 64 + (((chunk % 8) ^ (row & 7)) << 3);
+}
+
+template <class T, int Rows>
+__device__ __forceinline__ void load_tile_sw128(T* smem, const T* gmem, int row_stride, int first,
+                                                int limit) {
+  constexpr int chunks = Rows * 16;
+  static_assert(chunks % wg_threads == 0, "tile must split evenly over the CTA");
+#pragma unroll
+  for (int it = 0; it < chunks / wg_threads; ++it) {
+    const int c = it * wg_threads + static_cast<int>(threadIdx.x);
+    const int row = c / 16, chunk = c % 16;
+    const bool valid = first + row < limit;
+    const T* src =
+        gmem + (valid ? static_cast<std::int64_t>(first + row) * row_stride : 0) + chunk * 8;
+    cp_async_16(smem + sw128_offset<Rows>(row, chunk), src, valid);
+  }
+}
+
+// 1 in device code compiled for sm_90a, where the wgmma kernel is real; 0 elsewhere (stub).
+static __device__ int wgmma_compiled_flag =
+#ifdef ATTNBENCH_HAVE_WGMMA
+    1;
+#else
+    0;
+#endif
+
+// Stages 2: K/V double-buffered, each tile's P V waited for before the tile's closing barrier.
+// Stages 3: a third K/V buffer lets P V of tile i run on while tile i + 1's prefetch is issued
+// and its S = Q K^T queued behind it (one barrier per tile); 225 KB of shared memory.
+template <class T, int Stages>
+__global__ void __launch_bounds__(wg_threads, 1) flash_prefill_wgmma_kernel(const prefill_args a) {
+#ifdef ATTNBENCH_HAVE_WGMMA
+  constexpr int D = 128, BR = wg_rows, BC = wg_keys;
+  // The swizzle atoms must start 1024-byte aligned in the shared window: round up (the launch
+  // asks for 1024 bytes more).
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  const unsigned base = static_cast<unsigned>(__cvta_generic_to_shared(smem_raw));
+  // [Stages][BC, D] K and V tiles, then Q [BR, D], all in the wgmma layout.
+  T* sk = reinterpret_cast<T*>(smem_raw + ((1024 - (base & 1023)) & 1023));
+  T* sv = sk + Stages * BC * D;
+  T* sq = sv + Stages * BC * D;
+
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int g = lane / 4, t = lane % 4;
+  const prefill_block<T> block = this_block<T, D, BR>(a);
+  const T *q = block.q, *k = block.k, *v = block.v;
+  T* o = block.o;
+
+  const key_tiles range = visible_tiles<BC>(a, block.q0, block.q_last, block.offset);
+
+  load_tile_sw128<T, BR>(sq, q, a.q_row_stride, block.q0, a.q_len);
+  if (range.tiles > 0) {
+    const int k0 = range.at(0) * BC;
+    load_tile_sw128<T, BC>(sk, k, a.k_row_stride, k0, a.kv_len);
+    load_tile_sw128<T, BC>(sv, v, a.v_row_stride, k0, a.kv_len);
+  }
+  cp_async_commit();
+  cp_async_wait<0>();
+  fence_proxy_async();
+  __syncthreads();
+
+  // Warp w of the CTA owns rows 16w..16w+15: warpgroup w / 4, its 16-row slice w % 4, which is
+  // the row order of the wgmma accumulator and A-register fragments. Q stays in shared memory
+  // as the A operand of S = Q K^T (FlashAttention-3 does the same; held in registers, its
+  // fragments were reallocated by ptxas across loop iterations, corrupting later tiles).
+  const T* q_group = sq + (warp / 4) * 64 * 64;
+
+  // o[4 j + e]: rows g (e < 2) and g + 8, columns 8 j + 2 t + (e & 1); s likewise over keys.
+  // O is written first by a wgmma with scale-d 0 (no other instruction may define wgmma
+  // accumulators while one is in flight, or ptxas serializes them); a row that no tile reaches
+  // stores 0 below without reading it.
+  float acc[D / 2];
+  bool pv_started = false;
+  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.0f, 0.0f};
+  const float scale_log2 = a.scale * log2_e;
+  const int row_i[2] = {block.q0 + warp * 16 + g, block.q0 + warp * 16 + g + 8};
+  // The last key this warpgroup's 64 rows may see under the causal mask (uniform over the
+  // warpgroup, as wgmma requires).
+  const int group_last_key = block.q0 + (warp / 4) * 64 + 63 + block.offset;
+
+  for (int idx = 0; idx < range.tiles; ++idx) {
+    const int buf = idx % Stages, next = (idx + 1) % Stages;
+    if constexpr (Stages == 2) {
+      if (idx + 1 < range.tiles) {
+        const int k1 = range.at(idx + 1) * BC;
+        load_tile_sw128<T, BC>(sk + next * BC * D, k, a.k_row_stride, k1, a.kv_len);
+        load_tile_sw128<T, BC>(sv + next * BC * D, v, a.v_row_stride, k1, a.kv_len);
+        cp_async_commit();
+        cp_async_wait<1>();
+      } else {
+        cp_async_wait<0>();
+      }
+      fence_proxy_async();
+      __syncthreads();
+    } else {
+      // Tile idx landed (issued one tile ago). Past this barrier every warpgroup has waited for
+      // its P V of tile idx - 2, the last reader of buffer `next`.
+      if (idx > 0) {
+        cp_async_wait<0>();
+        fence_proxy_async();
+        __syncthreads();
+      }
+      if (idx + 1 < range.tiles) {
+        const int k1 = range.at(idx + 1) * BC;
+        load_tile_sw128<T, BC>(sk + next * BC * D, k, a.k_row_stride, k1, a.kv_len);
+        load_tile_sw128<T, BC>(sv + next * BC * D, v, a.v_row_stride, k1, a.kv_len);
+        cp_async_commit();
+      }
+    }
+    const T* tk = sk + buf * BC * D;
+    const T* tv = sv + buf * BC * D;
+    const int k0 = range.at(idx) * BC;
+
+    if (!(a.causal && k0 > group_last_key)) {
+      // S = Q K^T: Q and K are K-major operands; slice kk of head_dim sits in region kk / 4
+      // at byte 32 * (kk % 4) of the swizzle atom; 8-row atoms are 1024 bytes apart.
+      float s[BC / 2];
+      wgmma_fence();
+      wgmma_m64n128k16_ss<T, false>(s, smem_desc_sw128(q_group, 16, 1024),
+                                    smem_desc_sw128(tk, 16, 1024));
+#pragma unroll
+      for (int kk = 1; kk < D / 16; ++kk)
+        wgmma_m64n128k16_ss<T, true>(
+            s, smem_desc_sw128(q_group + (kk / 4) * BR * 64 + (kk % 4) * 16, 16, 1024),
+            smem_desc_sw128(tk + (kk / 4) * BC * 64 + (kk % 4) * 16, 16, 1024));
+      wgmma_commit();
+      wgmma_wait<0>();  // with Stages 3 also the P V of the previous tile
+      fence_operands(s);
+      fence_operands(acc);
+
+      if_tile_masked<BC>(a, k0, block.q0 + warp * 16, block.q_last, block.offset,
+                         [&] { mask_fragment(a, s, row_i, k0, t, block.offset); });
+
+      float base[2], alpha[2];
+      fragment_rescale(s, row_max, row_sum, scale_log2, base, alpha);
+      if (__any_sync(0xffffffffu, alpha[0] != 1.0f || alpha[1] != 1.0f)) {
+#pragma unroll
+        for (int i = 0; i < D / 8; ++i) {
+          acc[4 * i] *= alpha[0];
+          acc[4 * i + 1] *= alpha[0];
+          acc[4 * i + 2] *= alpha[1];
+          acc[4 * i + 3] *= alpha[1];
+        }
+      }
+      std::uint32_t pa[BC / 16][4];
+#pragma unroll
+      for (int n = 0; n < BC / 8; ++n) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          s[4 * n + e] = fast_exp2(fmaf(s[4 * n + e], scale_log2, -base[e / 2]));
+          row_sum[e / 2] += s[4 * n + e];
+        }
+        pa[n / 2][(n % 2) * 2] = pack2<T>(s[4 * n], s[4 * n + 1]);
+        pa[n / 2][(n % 2) * 2 + 1] = pack2<T>(s[4 * n + 2], s[4 * n + 3]);
+      }
+
+      // O += P V: V is the N-major B operand; keys 16 j.. start 16 rows (2048 bytes) further,
+      // the second 64 columns one region (BC * 128 bytes) further.
+      wgmma_fence();
+      fence_operands(acc);
+#pragma unroll
+      for (int j = 0; j < BC / 16; ++j)
+        wgmma_m64n128k16<T>(acc, pa[j], smem_desc_sw128(tv + j * 16 * 64, BC * 128, 1024),
+                            j > 0 || pv_started, true);
+      pv_started = true;
+      wgmma_commit();
+      if constexpr (Stages == 2) {
+        wgmma_wait<0>();
+        fence_operands(acc);
+      }
+    } else {
+      wgmma_wait<0>();  // the buffer argument above needs every tile's P V waited for
+    }
+    if constexpr (Stages == 2) __syncthreads();
+  }
+  wgmma_wait<0>();
+  fence_operands(acc);
+
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const float sum = quad_sum(row_sum[r]);
+    const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+    if (row_i[r] >= a.q_len) continue;
+    T* out = o + static_cast<std::int64_t>(row_i[r]) * a.o_row_stride;
+#pragma unroll
+    for (int i = 0; i < D / 8; ++i)
+      *reinterpret_cast<std::uint32_t*>(out + i * 8 + 2 * t) =
+          sum > 0.0f ? pack2<T>(acc[4 * i + 2 * r] * inv, acc[4 * i + 2 * r + 1] * inv) : 0u;
+  }
+#else
+  __trap();
+#endif
+}
+
+/// Whether this build carries the sm_90a kernel (read once from the device flag).
+inline bool wgmma_available() {
+  static const bool available = [] {
+    int flag = 0;
+    return cudaMemcpyFromSymbol(&flag, wgmma_compiled_flag, sizeof(int)) == cudaSuccess &&
+           flag == 1;
+  }();
+  return available;
+}
+
+template <class T, int Stages = 3>
+void launch_flash_prefill_wgmma(const prefill_args& a, cudaStream_t stream) {
+  constexpr int smem = (2 * Stages * wg_keys + wg_rows) * 128 * static_cast<int>(sizeof(T)) + 1024;
+  static const bool configured = [] {
+    ATTNBENCH_CUDA(cudaFuncSetAttribute(flash_prefill_wgmma_kernel<T, Stages>,
+                                        cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    return true;
+  }();
+  (void)configured;
+  const dim3 grid(static_cast<unsigned>(a.q_heads),
+                  static_cast<unsigned>(ceil_div(a.q_len, wg_rows)),
+                  static_cast<unsigned>(a.batch));
+  flash_prefill_wgmma_kernel<T, Stages><<<grid, wg_threads, smem, stream>>>(a);
+  ATTNBENCH_CUDA_LAUNCHED();
+}
+
+}  // namespace detail
+
+}  // namespace attnbench::cuda

@@ -4,6 +4,8 @@ import sys
 
 # Wall-clock units: measured, so they differ from run to run.
 TIMED_UNITS = {"s", "TFLOP/s", "GB/s"}
+# Measured on the host, not computed: the allocator's growth while an op is built.
+MEASURED_METRICS = {"measured_bytes"}
 # Suites whose extras hold timings or host facts.
 TIMED_SUITES = {"latency", "memory"}
 
@@ -16,7 +18,7 @@ def reduce(path):
         key = "|".join([path.rsplit("/", 2)[-2], r["suite"], r["case"], r["method_spec"], r["mode"],
                         r["backend"]])
         metrics = {k: v for k, v in r.get("metrics", {}).items()
-                   if info.get(k, {}).get("unit") not in TIMED_UNITS}
+                   if info.get(k, {}).get("unit") not in TIMED_UNITS and k not in MEASURED_METRICS}
         kept = {"status": r["status"], "metrics": metrics, "params": r.get("params")}
         if r["suite"] not in TIMED_SUITES:
             kept["extra"] = r.get("extra")
@@ -34,6 +36,10 @@ def main():
         print(f"record-identity: {len(snap)} records -> {sys.argv[2]}")
         return 0
     before, after = json.load(open(sys.argv[2])), json.load(open(sys.argv[3]))
+    for snap in (before, after):
+        for kept in snap.values():
+            for m in MEASURED_METRICS:
+                kept["metrics"].pop(m, None)
     diffs = [f"only before: {k}" for k in before.keys() - after.keys()]
     diffs += [f"only after: {k}" for k in after.keys() - before.keys()]
     for k in sorted(before.keys() & after.keys()):

@@ -7,27 +7,27 @@
 #include "adapters/bilevel/bilevel.hpp"
 #include "adapters/common/cpu/attention_scores.hpp"
 #include "adapters/common/cpu/cache_method_cpu.hpp"
+#include "adapters/common/cpu/per_head_sparse.hpp"
 
 namespace attnbench::cpu {
 
 namespace {
 
-class bilevel_cpu final : public cache_method {
+struct head_state {
+  std::vector<float> means;     // [complete regions, head_dim]
+  std::vector<float> affinity;  // [regions] scratch
+};
+
+class bilevel_cpu final : public per_head_sparse<head_state> {
  public:
   explicit bilevel_cpu(const param_values& values)
-      : m_values(values), m_region(values.get_int("region")) {}
+      : per_head_sparse(values),
+        m_region(values.get_int("region")) {}
 
  protected:
-  std::int64_t plan(const attention_problem& problem) override {
-    m_heads.assign(static_cast<std::size_t>(problem.shape.kv_heads), {});
-    return resolve_budget(m_values, problem.context_tokens);
-  }
-
-  bool sparse_attend() const override { return true; }
-
   void select_rows(int, int head, const float* q, std::int64_t visible,
                    row_selection& out) override {
-    head_state& st = m_heads[static_cast<std::size_t>(head)];
+    head_state& st = head_state_of(head);
     const int group = m_shape.group_size(), d = m_shape.head_dim;
     // The current region, clipped to the budget, then whole routed regions before it.
     const std::int64_t current = (visible - 1) / m_region;
@@ -51,14 +51,10 @@ class bilevel_cpu final : public cache_method {
   }
 
  private:
-  struct head_state {
-    std::vector<float> means;     // [complete regions, head_dim]
-    std::vector<float> affinity;  // [regions] scratch
-  };
 
   // Mean keys of the regions complete within rows' first rows.count rows.
   void extend_index(int head, const kv_rows& rows) override {
-    head_state& st = m_heads[static_cast<std::size_t>(head)];
+    head_state& st = head_state_of(head);
     const auto d = static_cast<std::size_t>(m_shape.head_dim);
     const auto done = static_cast<std::int64_t>(st.means.size() / d);
     const std::int64_t target = rows.count / m_region;
@@ -74,9 +70,7 @@ class bilevel_cpu final : public cache_method {
     st.affinity.reserve(static_cast<std::size_t>(target));
   }
 
-  param_values m_values;
   std::int64_t m_region;
-  std::vector<head_state> m_heads;  // per KV head (heads run on different threads)
 };
 
 }  // namespace

@@ -7,31 +7,35 @@
 #include <vector>
 
 #include "adapters/common/cpu/cache_method_cpu.hpp"
+#include "adapters/common/cpu/per_head_sparse.hpp"
 #include "adapters/dhsa/dhsa.hpp"
 
 namespace attnbench::cpu {
 
 namespace {
 
-class dhsa_cpu final : public cache_method {
+struct head_state {
+  std::vector<std::int64_t> starts;  // [chunks] first row of each chunk
+  std::vector<float> sums;           // [chunks, head_dim] key sums
+  std::int64_t rows = 0;             // rows chunked so far
+  // Scratch of select_rows.
+  std::vector<std::pair<float, std::int64_t>> order;  // (score, chunk)
+  std::vector<std::pair<std::int64_t, std::int64_t>> chosen;
+  std::vector<float> partial;
+};
+
+class dhsa_cpu final : public per_head_sparse<head_state> {
  public:
   explicit dhsa_cpu(const param_values& values)
-      : m_values(values),
+      : per_head_sparse(values),
         m_threshold(values.get_real("threshold")),
         m_min_chunk(values.get_int("min_chunk")),
         m_max_chunk(values.get_int("max_chunk")) {}
 
  protected:
-  std::int64_t plan(const attention_problem& problem) override {
-    m_heads.assign(static_cast<std::size_t>(problem.shape.kv_heads), {});
-    return resolve_budget(m_values, problem.context_tokens);
-  }
-
-  bool sparse_attend() const override { return true; }
-
   void select_rows(int, int head, const float* q, std::int64_t visible,
                    row_selection& out) override {
-    head_state& st = m_heads[static_cast<std::size_t>(head)];
+    head_state& st = head_state_of(head);
     const int group = m_shape.group_size(), d = m_shape.head_dim;
     const auto dim = static_cast<std::size_t>(d);
     const kv_rows rows = m_cache.rows(head);
@@ -83,15 +87,6 @@ class dhsa_cpu final : public cache_method {
   }
 
  private:
-  struct head_state {
-    std::vector<std::int64_t> starts;  // [chunks] first row of each chunk
-    std::vector<float> sums;           // [chunks, head_dim] key sums
-    std::int64_t rows = 0;             // rows chunked so far
-    // Scratch of select_rows.
-    std::vector<std::pair<float, std::int64_t>> order;  // (score, chunk)
-    std::vector<std::pair<std::int64_t, std::int64_t>> chosen;
-    std::vector<float> partial;
-  };
 
   static std::int64_t chunk_end(const head_state& st, std::int64_t c) {
     const auto next = static_cast<std::size_t>(c + 1);
@@ -100,7 +95,7 @@ class dhsa_cpu final : public cache_method {
 
   // Chunks the rows [st.rows, rows.count), extending the open chunk or starting new ones.
   void extend_index(int head, const kv_rows& rows) override {
-    head_state& st = m_heads[static_cast<std::size_t>(head)];
+    head_state& st = head_state_of(head);
     const int d = m_shape.head_dim;
     const auto dim = static_cast<std::size_t>(d);
     for (std::int64_t t = st.rows; t < rows.count; ++t) {
@@ -119,10 +114,8 @@ class dhsa_cpu final : public cache_method {
     st.order.reserve(st.starts.size());
   }
 
-  param_values m_values;
   double m_threshold;
   std::int64_t m_min_chunk, m_max_chunk;
-  std::vector<head_state> m_heads;  // per KV head (heads run on different threads)
 };
 
 }  // namespace

@@ -7,28 +7,29 @@
 
 #include "adapters/common/cpu/attention_scores.hpp"
 #include "adapters/common/cpu/cache_method_cpu.hpp"
+#include "adapters/common/cpu/per_head_sparse.hpp"
 #include "adapters/longheads/longheads.hpp"
 
 namespace attnbench::cpu {
 
 namespace {
 
-class longheads_cpu final : public cache_method {
+struct head_state {
+  std::vector<float> summaries;  // [complete chunks, head_dim]
+  std::vector<float> scores;     // [middle chunks] scratch
+  std::vector<float> weights;    // [chunk] scratch of the summary
+};
+
+class longheads_cpu final : public per_head_sparse<head_state> {
  public:
   explicit longheads_cpu(const param_values& values)
-      : m_values(values), m_chunk(values.get_int("chunk")) {}
+      : per_head_sparse(values),
+        m_chunk(values.get_int("chunk")) {}
 
  protected:
-  std::int64_t plan(const attention_problem& problem) override {
-    m_heads.assign(static_cast<std::size_t>(problem.shape.kv_heads), {});
-    return resolve_budget(m_values, problem.context_tokens);
-  }
-
-  bool sparse_attend() const override { return true; }
-
   void select_rows(int, int head, const float* q, std::int64_t visible,
                    row_selection& out) override {
-    head_state& st = m_heads[static_cast<std::size_t>(head)];
+    head_state& st = head_state_of(head);
     const int group = m_shape.group_size(), d = m_shape.head_dim;
     // The query's chunk (clipped to the budget), then the first chunk, then whole middle chunks.
     const std::int64_t last_begin = std::max((visible - 1) / m_chunk * m_chunk, visible - m_budget);
@@ -55,15 +56,10 @@ class longheads_cpu final : public cache_method {
   }
 
  private:
-  struct head_state {
-    std::vector<float> summaries;  // [complete chunks, head_dim]
-    std::vector<float> scores;     // [middle chunks] scratch
-    std::vector<float> weights;    // [chunk] scratch of the summary
-  };
 
   // Summaries of the chunks complete within rows' first rows.count rows.
   void extend_index(int head, const kv_rows& rows) override {
-    head_state& st = m_heads[static_cast<std::size_t>(head)];
+    head_state& st = head_state_of(head);
     const auto d = static_cast<std::size_t>(m_shape.head_dim);
     const auto done = static_cast<std::int64_t>(st.summaries.size() / d);
     const std::int64_t target = rows.count / m_chunk;
@@ -75,9 +71,7 @@ class longheads_cpu final : public cache_method {
     st.scores.reserve(static_cast<std::size_t>(target));
   }
 
-  param_values m_values;
   std::int64_t m_chunk;
-  std::vector<head_state> m_heads;  // per KV head (heads run on different threads)
 };
 
 }  // namespace

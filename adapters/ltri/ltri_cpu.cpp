@@ -8,16 +8,35 @@
 #include <vector>
 
 #include "adapters/common/cpu/cache_method_cpu.hpp"
+#include "adapters/common/cpu/per_head_sparse.hpp"
 #include "adapters/ltri/ltri.hpp"
 
 namespace attnbench::cpu {
 
 namespace {
 
-class ltri_cpu final : public cache_method {
+struct candidate {
+  float score;
+  std::int64_t begin, end;
+};
+
+struct head_state {
+  std::vector<std::int64_t> starts;        // [spans] first row of each span
+  std::vector<double> mass;                // [spans] summed in-span mass of its tokens
+  std::vector<std::int64_t> vector_begin;  // [closed spans + 1] offsets into `vectors`
+  std::vector<float> vectors;              // [index vectors, head_dim]
+  std::size_t closed = 0;                  // spans whose vectors are stored
+  std::int64_t rows = 0;                   // rows indexed so far
+  // Scratch.
+  std::vector<float> logits, scratch;
+  std::vector<candidate> order;
+  std::vector<std::pair<std::int64_t, std::int64_t>> chosen;
+};
+
+class ltri_cpu final : public per_head_sparse<head_state> {
  public:
   explicit ltri_cpu(const param_values& values)
-      : m_values(values),
+      : per_head_sparse(values),
         m_sinks(values.get_int("sinks")),
         m_window(values.get_int("window")),
         m_span_min(values.get_int("span_min")),
@@ -26,16 +45,9 @@ class ltri_cpu final : public cache_method {
         m_vectors(static_cast<int>(values.get_int("vectors"))) {}
 
  protected:
-  std::int64_t plan(const attention_problem& problem) override {
-    m_heads.assign(static_cast<std::size_t>(problem.shape.kv_heads), {});
-    return resolve_budget(m_values, problem.context_tokens);
-  }
-
-  bool sparse_attend() const override { return true; }
-
   void select_rows(int, int head, const float* q, std::int64_t visible,
                    row_selection& out) override {
-    head_state& st = m_heads[static_cast<std::size_t>(head)];
+    head_state& st = head_state_of(head);
     const auto dim = static_cast<std::size_t>(m_shape.head_dim);
     const int group = m_shape.group_size();
     const kv_rows rows = m_cache.rows(head);
@@ -98,22 +110,6 @@ class ltri_cpu final : public cache_method {
   }
 
  private:
-  struct candidate {
-    float score;
-    std::int64_t begin, end;
-  };
-  struct head_state {
-    std::vector<std::int64_t> starts;        // [spans] first row of each span
-    std::vector<double> mass;                // [spans] summed in-span mass of its tokens
-    std::vector<std::int64_t> vector_begin;  // [closed spans + 1] offsets into `vectors`
-    std::vector<float> vectors;              // [index vectors, head_dim]
-    std::size_t closed = 0;                  // spans whose vectors are stored
-    std::int64_t rows = 0;                   // rows indexed so far
-    // Scratch.
-    std::vector<float> logits, scratch;
-    std::vector<candidate> order;
-    std::vector<std::pair<std::int64_t, std::int64_t>> chosen;
-  };
 
   static std::int64_t span_end(const head_state& st, std::size_t c) {
     return c + 1 < st.starts.size() ? st.starts[c + 1] : st.rows;
@@ -152,7 +148,7 @@ class ltri_cpu final : public cache_method {
 
   // Cuts rows [st.rows, rows.count) into spans (ltri::starts_span on each key's affinity row).
   void extend_index(int head, const kv_rows& rows) override {
-    head_state& st = m_heads[static_cast<std::size_t>(head)];
+    head_state& st = head_state_of(head);
     const auto dim = static_cast<std::size_t>(m_shape.head_dim);
     if (st.vector_begin.empty()) st.vector_begin.push_back(0);
     for (std::int64_t t = st.rows; t < rows.count; ++t) {
@@ -190,11 +186,9 @@ class ltri_cpu final : public cache_method {
     st.rows = rows.count;
   }
 
-  param_values m_values;
   std::int64_t m_sinks, m_window, m_span_min, m_span_max;
   double m_mass;
   int m_vectors;
-  std::vector<head_state> m_heads;  // per KV head (heads run on different threads)
 };
 
 }  // namespace

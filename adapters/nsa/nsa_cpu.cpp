@@ -9,34 +9,38 @@
 
 #include "adapters/common/cpu/attention_scores.hpp"
 #include "adapters/common/cpu/cache_method_cpu.hpp"
+#include "adapters/common/cpu/per_head_sparse.hpp"
 #include "adapters/nsa/nsa.hpp"
 
 namespace attnbench::cpu {
 
 namespace {
 
-class nsa_cpu final : public cache_method {
+struct head_state {
+  std::vector<float> means;       // [compression blocks, head_dim] mean keys
+  std::vector<float> probs;       // [compression blocks] scratch: summed over the group
+  std::vector<float> logits;      // [compression blocks] scratch
+  std::vector<float> importance;  // [selection blocks] scratch
+};
+
+class nsa_cpu final : public per_head_sparse<head_state> {
  public:
   explicit nsa_cpu(const param_values& values)
-      : m_values(values),
+      : per_head_sparse(values),
         m_window(values.get_int("window")),
         m_block(values.get_int("block")),
         m_compress(values.get_int("compress")),
         m_stride(values.get_int("stride")) {}
 
  protected:
-  std::int64_t plan(const attention_problem& problem) override {
-    const std::int64_t budget = resolve_budget(m_values, problem.context_tokens);
+  std::int64_t planned(std::int64_t budget) override {
     m_split = nsa::split_budget(budget, m_window, m_block);
-    m_heads.assign(static_cast<std::size_t>(problem.shape.kv_heads), {});
     return budget;
   }
 
-  bool sparse_attend() const override { return true; }
-
   void select_rows(int, int head, const float* q, std::int64_t visible,
                    row_selection& out) override {
-    head_state& st = m_heads[static_cast<std::size_t>(head)];
+    head_state& st = head_state_of(head);
     const int group = m_shape.group_size(), d = m_shape.head_dim;
     const std::int64_t window_begin = visible - m_split.window;
     const std::int64_t blocks = std::min(m_split.blocks, (window_begin + m_block - 1) / m_block);
@@ -70,16 +74,10 @@ class nsa_cpu final : public cache_method {
   }
 
  private:
-  struct head_state {
-    std::vector<float> means;       // [compression blocks, head_dim] mean keys
-    std::vector<float> probs;       // [compression blocks] scratch: summed over the group
-    std::vector<float> logits;      // [compression blocks] scratch
-    std::vector<float> importance;  // [selection blocks] scratch
-  };
 
   // Mean keys of the compression blocks complete within rows' first rows.count rows.
   void extend_index(int head, const kv_rows& rows) override {
-    head_state& st = m_heads[static_cast<std::size_t>(head)];
+    head_state& st = head_state_of(head);
     const auto d = static_cast<std::size_t>(m_shape.head_dim);
     const std::int64_t done = static_cast<std::int64_t>(st.means.size() / d);
     const std::int64_t target = nsa::complete_compressed(rows.count, m_compress, m_stride);
@@ -122,10 +120,8 @@ class nsa_cpu final : public cache_method {
     }
   }
 
-  param_values m_values;
   std::int64_t m_window, m_block, m_compress, m_stride;
   nsa::split m_split;
-  std::vector<head_state> m_heads;  // per KV head (heads run on different threads)
 };
 
 }  // namespace

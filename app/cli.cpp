@@ -2,9 +2,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <iterator>
+#include <set>
 #include <sstream>
+#include <thread>
 
 #include <boost/program_options.hpp>
 
@@ -19,6 +23,16 @@ namespace po = boost::program_options;
 namespace attnbench {
 
 namespace {
+
+// Drops repeated values, keeping the first of each in order: `--lengths 1k,1k` or a repeated
+// --method runs once, so no report holds duplicate records.
+template <typename T>
+void drop_repeats(std::vector<T>& values) {
+  std::vector<T> kept;
+  for (auto& v : values)
+    if (std::find(kept.begin(), kept.end(), v) == kept.end()) kept.push_back(std::move(v));
+  values = std::move(kept);
+}
 
 std::vector<std::string> split(const std::string& text, char sep) {
   std::vector<std::string> out;
@@ -57,6 +71,8 @@ int cmd_list(const std::vector<std::string>& args) {
   po::variables_map vm;
   po::store(po::command_line_parser(args).options(desc).positional(pos).run(), vm);
   po::notify(vm);
+  if (!backend.empty() && backend != "cpu" && backend != "cuda")
+    ATTNBENCH_BAD_INPUT("unknown backend '" << backend << "' (known: cpu, cuda)");
   if (vm.count("help")) {
     std::cout << desc << "\n";
     return 0;
@@ -146,11 +162,16 @@ void add_axis(run_options& o, const std::string& item) {
 void apply_config_file(const std::string& path, run_config& cfg, std::string& lengths,
                        std::string& depths, std::string& shape, std::string& mode,
                        std::string& budgets) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec))
+    ATTNBENCH_BAD_INPUT("cannot read config file '" << path << "': not a regular file");
   std::ifstream in(path);
   if (!in) ATTNBENCH_BAD_INPUT("cannot read config file '" << path << "'");
+  const std::string content((std::istreambuf_iterator<char>(in)),
+                            std::istreambuf_iterator<char>());
   nlohmann::json j;
   try {
-    in >> j;
+    j = nlohmann::json::parse(content);  // the whole text: garbage after the object is an error
   } catch (const nlohmann::json::exception& e) {
     ATTNBENCH_BAD_INPUT("malformed config file '" << path << "': " << e.what());
   }
@@ -279,7 +300,7 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
       "depths", po::value<std::string>(),
       "needle depths: list 0,0.5,1 or start:stop:count[:linear|:sigmoid] (default 0:1:4)")(
       "samples", po::value<int>(), "samples per case (default: the suite's)")(
-      "seed", po::value<std::uint64_t>(), "base seed (default 0)")(
+      "seed", po::value<std::string>(), "base seed, 0 to 2^64 - 1 (default 0)")(
       "threads", po::value<int>(), "cases run in parallel (default: all cores)")(
       "backend", po::value<std::string>(), "cpu or cuda (default cpu)")(
       "mode", po::value<std::string>(), "query_aware or query_agnostic (default query_aware)")(
@@ -306,12 +327,32 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
       "config", po::value<std::string>(),
       "JSON file with the same fields; the command line overrides it");
   po::variables_map vm;
-  po::store(po::command_line_parser(args).options(desc).run(), vm);
+  // `run` takes no positional arguments: a stray word (`run niah`) is bad input naming it, not
+  // silently ignored.
+  po::options_description all = desc;
+  all.add_options()("stray", po::value<std::vector<std::string>>());
+  po::positional_options_description stray;
+  stray.add("stray", -1);
+  po::store(po::command_line_parser(args).options(all).positional(stray).run(), vm);
   po::notify(vm);
+  if (vm.count("stray")) {
+    const std::string word = vm["stray"].as<std::vector<std::string>>().front();
+    ATTNBENCH_BAD_INPUT("unexpected argument '" << word << "' (options start with --, e.g. --suite "
+                                                << word << ")");
+  }
   if (vm.count("help")) {
     std::cout << desc << "\n";
     return 0;
   }
+  // An empty value is bad input, never "the default".
+  for (const auto& [name, value] : vm) {
+    if (const auto* s = boost::any_cast<std::string>(&value.value()); s && s->empty())
+      ATTNBENCH_BAD_INPUT("--" << name << " has an empty value");
+    if (const auto* l = boost::any_cast<std::vector<std::string>>(&value.value()))
+      for (const auto& item : *l)
+        if (item.empty()) ATTNBENCH_BAD_INPUT("--" << name << " has an empty value");
+  }
+  std::set<std::string> seen_params;  // --param keys of the command line
   if (vm.count("config"))
     apply_config_file(vm["config"].as<std::string>(), cfg, lengths, depths, shape, mode, budgets);
   if (vm.count("suite")) cfg.suites = vm["suite"].as<std::vector<std::string>>();
@@ -319,7 +360,7 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
   if (vm.count("lengths")) lengths = vm["lengths"].as<std::string>();
   if (vm.count("depths")) depths = vm["depths"].as<std::string>();
   if (vm.count("samples")) cfg.options.samples = vm["samples"].as<int>();
-  if (vm.count("seed")) cfg.options.seed = vm["seed"].as<std::uint64_t>();
+  if (vm.count("seed")) cfg.options.seed = parse_seed(vm["seed"].as<std::string>());
   if (vm.count("threads")) cfg.threads = vm["threads"].as<int>();
   if (vm.count("backend")) cfg.options.backend = vm["backend"].as<std::string>();
   if (vm.count("mode")) mode = vm["mode"].as<std::string>();
@@ -338,6 +379,8 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
       auto eq = kv.find('=');
       if (eq == std::string::npos || kv.find('.') > eq)
         ATTNBENCH_BAD_INPUT("--param expects suite.key=value, got '" << kv << "'");
+      if (!seen_params.insert(kv.substr(0, eq)).second)
+        ATTNBENCH_BAD_INPUT("--param " << kv.substr(0, eq) << " is given twice");
       cfg.options.params[kv.substr(0, eq)] = kv.substr(eq + 1);
     }
   if (vm.count("workload")) {
@@ -346,6 +389,9 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
       auto eq = kv.find('=');
       if (eq == std::string::npos)
         ATTNBENCH_BAD_INPUT("--workload expects key=value, got '" << kv << "'");
+      for (const auto& [key, value] : overrides)
+        if (key == kv.substr(0, eq))
+          ATTNBENCH_BAD_INPUT("--workload " << key << " is given twice");
       overrides.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
     }
     apply_workload_overrides(cfg.workload, overrides);
@@ -363,9 +409,21 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
         ATTNBENCH_BAD_INPUT("malformed --budgets value '" << item << "' (expected e.g. 256,1024)");
       cfg.options.budgets.push_back(static_cast<std::int64_t>(*v));
     }
+  drop_repeats(cfg.suites);
+  drop_repeats(cfg.methods);
+  drop_repeats(cfg.options.needles);
+  drop_repeats(cfg.options.tasks);
+  drop_repeats(cfg.options.budgets);
   if (cfg.options.samples < 0 || (cfg.options.samples == 0 && vm.count("samples")))
     ATTNBENCH_BAD_INPUT("--samples must be >= 1, got " << cfg.options.samples);
   if (cfg.threads < 0) ATTNBENCH_BAD_INPUT("--threads must be >= 0, got " << cfg.threads);
+  // Cases run one per thread: more threads than 4x the hardware's only wait (and OpenMP fails
+  // outright far above it).
+  const int max_threads = 4 * std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  if (cfg.threads > max_threads)
+    ATTNBENCH_BAD_INPUT("--threads " << cfg.threads << " is above " << max_threads
+                                     << " (4 x this machine's " << max_threads / 4
+                                     << " hardware threads)");
   if (cfg.options.backend != "cpu" && cfg.options.backend != "cuda")
     ATTNBENCH_BAD_INPUT("unknown backend '" << cfg.options.backend << "' (known: cpu, cuda)");
 
@@ -384,6 +442,16 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
 }
 
 }  // namespace
+
+std::uint64_t parse_seed(const std::string& text) {
+  const bool digits = !text.empty() && text.size() <= 20 &&
+                      std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
+  errno = 0;
+  const unsigned long long v = digits ? std::strtoull(text.c_str(), nullptr, 10) : 0;
+  if (!digits || errno == ERANGE)
+    ATTNBENCH_BAD_INPUT("--seed '" << text << "' is not an integer in [0, 2^64 - 1]");
+  return v;
+}
 
 std::vector<std::int64_t> parse_lengths(const std::string& text) {
   std::vector<std::int64_t> out;
@@ -405,6 +473,7 @@ std::vector<std::int64_t> parse_lengths(const std::string& text) {
     out.push_back(v);
   }
   if (out.empty()) ATTNBENCH_BAD_INPUT("malformed --lengths value '" << text << "'");
+  drop_repeats(out);
   return out;
 }
 
@@ -443,6 +512,7 @@ std::vector<double> parse_depths(const std::string& text) {
   for (double d : out)
     if (d < 0 || d > 1) ATTNBENCH_BAD_INPUT("--depths value " << d << " is out of range [0, 1]");
   if (out.empty()) ATTNBENCH_BAD_INPUT("malformed --depths '" << text << "'");
+  drop_repeats(out);
   return out;
 }
 

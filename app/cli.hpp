@@ -13,6 +13,8 @@ namespace attnbench {
 int cli_main(int argc, char** argv);
 
 /// "4k,16k,128k" or "4096,16384" -> token counts (k = 1024, m = 1024^2).
+/// --seed: decimal digits, 0 to 2^64 - 1 (no sign, so -1 never wraps); throws bad_input.
+std::uint64_t parse_seed(const std::string& text);
 std::vector<std::int64_t> parse_lengths(const std::string& text);
 /// "0,0.5,1" or "start:stop:count[:linear|:sigmoid]" -> depths in [0, 1].
 std::vector<double> parse_depths(const std::string& text);

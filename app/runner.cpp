@@ -209,8 +209,14 @@ report run_benchmark(const run_config& config, reporter& out) {
       if (info->backend == config.options.backend)
         methods.push_back(resolve_method(info->name, info->backend));
     }
-  for (const auto& spec : config.methods)
-    methods.push_back(resolve_method(spec, config.options.backend));
+  // Specs that resolve to the same parameters (`dense` and `dense`, or `snapkv` and
+  // `snapkv:budget=1024`) run once, under the first spelling.
+  for (const auto& spec : config.methods) {
+    method_instance m = resolve_method(spec, config.options.backend);
+    if (std::none_of(methods.begin(), methods.end(),
+                     [&](const method_instance& x) { return x.canonical == m.canonical; }))
+      methods.push_back(std::move(m));
+  }
   ATTNBENCH_CHECK(!methods.empty(), bad_input,
                   "no method registered for backend '" << config.options.backend << "'");
 
@@ -227,6 +233,27 @@ report run_benchmark(const run_config& config, reporter& out) {
     if (!owner || std::find(names.begin(), names.end(), key.substr(dot + 1)) == names.end())
       ATTNBENCH_BAD_INPUT("unknown --param '" << key << "' for the selected suites (known: "
                                               << (known.empty() ? "none" : known) << ")");
+  }
+  // A shared option no selected suite has an axis for would be ignored: bad input instead.
+  const std::pair<const char*, bool> shared[] = {
+      {"budget", !config.options.budgets.empty()}, {"task", !config.options.tasks.empty()},
+      {"needle", !config.options.needles.empty()}, {"haystack", !config.options.haystack.empty()},
+      {"depth", !config.options.depths.empty()},   {"length", !config.options.lengths.empty()}};
+  for (const auto& [axis, given] : shared) {
+    if (!given) continue;
+    const bool used = std::any_of(suites.begin(), suites.end(), [&](const suite* s) {
+      const auto axes = s->axes();
+      return std::any_of(axes.begin(), axes.end(),
+                         [&](const axis_def& a) { return a.name == axis; });
+    });
+    if (!used) {
+      std::string option = std::string("--") + axis + (std::string(axis) == "haystack" ||
+                                                               std::string(axis) == "needle"
+                                                           ? ""
+                                                           : "s");
+      ATTNBENCH_BAD_INPUT(option << " is given but no selected suite has a '" << axis
+                                 << "' axis");
+    }
   }
   // --axis values were typed against their suite's declaration (parse_axis); the suite must be
   // one that runs.

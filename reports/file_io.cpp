@@ -95,6 +95,13 @@ void write_fully(int fd, std::string_view text, const fs::path& target) {
 void write_file_atomic(const std::string& text, const fs::path& path) {
   ATTNBENCH_CHECK(!path.empty() && path.has_filename(), io,
                   "cannot write '" << path.string() << "': not a file path");
+  // The rename would replace whatever the path names: a device node (-o /dev/null as root),
+  // a folder or a socket is refused rather than destroyed.
+  std::error_code ec;
+  const fs::file_status status = fs::symlink_status(path, ec);
+  ATTNBENCH_CHECK(!fs::exists(status) || fs::is_regular_file(status), bad_input,
+                  "refusing to write '" << path.string()
+                                        << "': it exists and is not a regular file");
   create_parent_folders(path);
   const fs::path folder = path.has_parent_path() ? path.parent_path() : fs::path(".");
 

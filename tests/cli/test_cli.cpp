@@ -1,6 +1,7 @@
 // Runs the real `attnbench` binary: exit codes, the one-line error contract, config files.
 #include <catch2/catch.hpp>
 
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -62,6 +63,8 @@ TEST_CASE("bad input exits 2 with one line naming the value and writes no report
   {
     std::ofstream(scratch() / "broken.json") << "{\"lengths\": [4096,";
     std::ofstream(scratch() / "unknown.json") << "{\"lenghts\": \"4k\"}";
+    std::ofstream(scratch() / "trailing.json") << "{\"lengths\": \"4k\"} garbage";
+    fs::create_directories(scratch() / "a_folder");
   }
   struct bad {
     std::string args, needle;
@@ -99,6 +102,25 @@ TEST_CASE("bad input exits 2 with one line naming the value and writes no report
       {"run --config " + (scratch() / "broken.json").string(), "broken.json"},
       {"run --config " + (scratch() / "unknown.json").string(), "'lenghts'"},
       {"run --no-such-flag", "no-such-flag"},
+      // The probe of issue 16: each of these once ran, crashed or exited 1.
+      {"run niah --method dense", "'niah'"},
+      {"run --lengths ''", "--lengths"},
+      {"run --budgets ''", "--budgets"},
+      {"run --trace ''", "--trace"},
+      {"run --haystack ''", "--haystack"},
+      {"run --tasks ''", "--tasks"},
+      {"run --out ''", "--out"},
+      {"run --seed=-1", "'-1'"},
+      {"run --seed 18446744073709551616", "18446744073709551616"},
+      {"run --threads 100000", "100000"},
+      {"run --suite niah --budgets 256", "--budgets"},
+      {"run --suite niah --tasks vt", "--tasks"},
+      {"run --suite ruler --needle word", "--needle"},
+      {"run --suite ruler --param ruler.num_needle_k=2 --param ruler.num_needle_k=3",
+       "ruler.num_needle_k"},
+      {"run --workload retrieval_temp=3 --workload retrieval_temp=4", "retrieval_temp"},
+      {"run --config " + (scratch() / "a_folder").string(), "a_folder"},
+      {"run --config " + (scratch() / "trailing.json").string(), "trailing.json"},
       {"frobnicate", "'frobnicate'"},
   };
   for (const auto& c : cases) {
@@ -109,6 +131,46 @@ TEST_CASE("bad input exits 2 with one line naming the value and writes no report
     CHECK(o.err.find(c.needle) != std::string::npos);
     CHECK_FALSE(fs::exists(out));
   }
+}
+
+TEST_CASE("report, compare and merge write only regular files", "[cli]") {
+  // A FIFO stands in for a device node: replacing either with a regular file is refused.
+  const fs::path fifo = scratch() / "a_fifo";
+  fs::remove(fifo);
+  REQUIRE(::mkfifo(fifo.c_str(), 0644) == 0);
+  const std::string report = std::string(ATTNBENCH_TEST_SOURCE_DIR) + "/ci/baseline/report.json";
+  for (const std::string& cmd : {"report " + report + " --format md -o " + fifo.string(),
+                                 "merge " + report + " -o " + fifo.string()}) {
+    INFO(cmd);
+    outcome o = run_cli(cmd);
+    CHECK(o.code == 2);
+    CHECK(lines(o.err) == 1);
+    CHECK(o.err.find("not a regular file") != std::string::npos);
+    CHECK(fs::is_fifo(fifo));
+  }
+}
+
+TEST_CASE("list refuses an unknown backend", "[cli]") {
+  outcome o = run_cli("list methods --backend tpu");
+  CHECK(o.code == 2);
+  CHECK(lines(o.err) == 1);
+  CHECK(o.err.find("'tpu'") != std::string::npos);
+}
+
+TEST_CASE("repeated values run once", "[cli]") {
+  fs::path out = scratch() / "repeats";
+  outcome o = run_cli("run --suite niah --method dense --method dense --method dense:budget=4 "
+                      "--lengths 1k,1k --depths 0.5,0.5 --needle number --needle number "
+                      "--samples 1 --threads 1 --out " + out.string());
+  INFO(o.err);
+  // dense takes no budget: the third spec is bad input, so drop it and run again.
+  CHECK(o.code == 2);
+  o = run_cli("run --suite niah --suite niah --method dense --method dense --lengths 1k,1k "
+              "--depths 0.5,0.5 --needle number --needle number --samples 1 --threads 1 --out " +
+              out.string());
+  REQUIRE(o.code == 0);
+  const auto report = nlohmann::json::parse(slurp(out / "report.json"));
+  CHECK(report["records"].size() == 1);
 }
 
 TEST_CASE("run writes a JSON report, a JSONL stream and a heatmap", "[cli]") {

@@ -135,7 +135,9 @@ TEST_CASE("compare: yardstick-normalized latency ignores a machine shift, not a 
 
   // On the slower machine one method is also 20% slower: caught, and only that one.
   const report slowed = yardstick_report(10, 1.5, "m4", 1.2, 2);
-  const auto regressions = with(compare_reports(base, slowed, {}), verdict::regression);
+  // The comparison must outlive the pointers `with` returns into it.
+  const comparison slowed_cmp = compare_reports(base, slowed, {});
+  const auto regressions = with(slowed_cmp, verdict::regression);
   REQUIRE(regressions.size() == 1);
   CHECK(regressions[0]->method_spec == "m4");
   CHECK(regressions[0]->change == Approx(0.2).margin(0.04));

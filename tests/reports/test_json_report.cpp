@@ -60,11 +60,11 @@ TEST_CASE("write_report_atomic into an impossible folder is an io error", "[repo
   CHECK(dir.entries() == std::vector<std::string>{"not_a_folder"});
 }
 
-TEST_CASE("a failed rename leaves no temp file behind", "[reports][json]") {
+TEST_CASE("a target that is not a regular file is refused and no temp file is left", "[reports][json]") {
   test::temp_dir dir;
   fs::create_directories(dir / "run.json/occupied");  // the target is a non-empty folder
   const std::string msg = error_message(
-      [&] { write_report_atomic(test::sample_report(), dir / "run.json"); }, error_id::io);
+      [&] { write_report_atomic(test::sample_report(), dir / "run.json"); }, error_id::bad_input);
   CHECK_THAT(msg, Catch::Contains((dir / "run.json").string()));
   CHECK(dir.entries() == std::vector<std::string>{"run.json"});
   CHECK(fs::is_directory(dir / "run.json/occupied"));

@@ -3,5 +3,5 @@
 # (every suite, every CPU method, the quick preset; writes attnbench-out/report.json).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash ci/setup.sh
+ATTNBENCH_SETUP=run bash ci/setup.sh
 ./build/attnbench run "$@"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages attnbench needs (only the missing ones) and configures and builds
-# a Release tree in ./build. Used by both README commands (ci/quickstart.sh and ci/test.sh).
+# a Release tree in ./build. Used by both README commands (ci/quickstart.sh: the attnbench binary
+# only; ci/test.sh: everything).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,11 +19,25 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# nvcc is optional: the CUDA backend is configured when it is found (on PATH or in /usr/local/cuda).
+# The CUDA backend is built where a GPU is present (nvidia-smi lists one) and nvcc is found (on
+# PATH or in /usr/local/cuda), or when asked: ATTNBENCH_CMAKE_ARGS=-DATTNBENCH_ENABLE_CUDA=ON.
+# Machines with nvcc and no GPU skip it, since nothing could run it.
 if ! command -v nvcc >/dev/null && [[ -x /usr/local/cuda/bin/nvcc ]]; then
   export PATH=/usr/local/cuda/bin:$PATH
 fi
+cuda=OFF
+if command -v nvidia-smi >/dev/null && nvidia-smi -L 2>/dev/null | grep -q '^GPU'; then cuda=ON; fi
 
+# ATTNBENCH_SETUP=run (ci/quickstart.sh): configure without tests and benchmarks and build only the
+# attnbench binary. ATTNBENCH_SETUP=all (ci/test.sh, the default): everything.
+what=${ATTNBENCH_SETUP:-all}
+tests=ON
+targets=()
+if [[ $what == run ]]; then
+  tests=OFF
+  targets=(--target attnbench)
+fi
 jobs=$(nproc)
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release ${ATTNBENCH_CMAKE_ARGS:-}
-cmake --build build -j"$jobs"
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DATTNBENCH_ENABLE_CUDA=$cuda \
+  -DATTNBENCH_BUILD_TESTS=$tests -DATTNBENCH_BUILD_BENCHMARKS=$tests ${ATTNBENCH_CMAKE_ARGS:-}
+cmake --build build -j"$jobs" "${targets[@]}"

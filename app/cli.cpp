@@ -53,19 +53,25 @@ const char* k_usage =
     "  compare BASE NEW        regression gate between two reports [--fail-on-regression]\n"
     "  merge FILES... -o OUT   combine shard reports into one\n"
     "\n"
+    "  --version               version, git commit and build options\n"
+    "\n"
+    "example: attnbench run --suite niah --method snapkv:budget=256 --lengths 4k,16k\n"
     "`attnbench <command> --help` describes each command. Exit codes: 0 ok, 1 failure,\n"
     "2 bad input.\n";
 
 // ---- list -------------------------------------------------------------------------------
 
 int cmd_list(const std::vector<std::string>& args) {
-  po::options_description desc("attnbench list [methods|suites] [--backend B] [--format md]");
+  po::options_description desc(
+      "attnbench list [methods|suites] [--backend B] [--format text|md|json|names]\n\n"
+      "example: attnbench list methods --format json");
   std::string what = "all", backend, format = "text";
   desc.add_options()("help,h", "show this help")("what", po::value(&what),
                                                  "methods, suites or all (default)")(
       "backend", po::value(&backend), "only methods of this backend (cpu, cuda)")(
       "format", po::value(&format),
-      "text (default), or md: the methods table of docs/methods.md (backend cpu unless given)");
+      "text (default); md: the methods table of docs/methods.md (backend cpu unless given); "
+      "json: every method and suite as JSON; names: one name per line (shell completion)");
   po::positional_options_description pos;
   pos.add("what", 1);
   po::variables_map vm;
@@ -79,8 +85,64 @@ int cmd_list(const std::vector<std::string>& args) {
   }
   if (what != "all" && what != "methods" && what != "suites")
     ATTNBENCH_BAD_INPUT("list: unknown topic '" << what << "' (known: methods, suites)");
-  if (format != "text" && format != "md")
-    ATTNBENCH_BAD_INPUT("list: unknown format '" << format << "' (known: text, md)");
+  if (format != "text" && format != "md" && format != "json" && format != "names")
+    ATTNBENCH_BAD_INPUT("list: unknown format '" << format << "' (known: text, md, json, names)");
+  if (format == "json" || format == "names") {
+    nlohmann::json out = nlohmann::json::object();
+    std::set<std::string> names;
+    if (what != "suites") {
+      out["methods"] = nlohmann::json::array();
+      for (const auto* m : method_registry::instance().all()) {
+        if (!backend.empty() && m->backend != backend) continue;
+        names.insert(m->name);
+        nlohmann::json params = nlohmann::json::array();
+        for (const auto& p : m->params) {
+          nlohmann::json j = {{"name", p.name},
+                              {"type", param_type_name(p.type)},
+                              {"default", p.default_text},
+                              {"doc", p.doc}};
+          if (p.type == param_type::integer || p.type == param_type::real) {
+            j["min"] = p.min;
+            j["max"] = p.max;
+          }
+          if (p.type == param_type::choice) j["choices"] = p.choices;
+          params.push_back(std::move(j));
+        }
+        out["methods"].push_back({{"name", m->name},
+                                  {"backend", m->backend},
+                                  {"paper", m->paper},
+                                  {"rule", m->summary},
+                                  {"simplified", m->simplified},
+                                  {"params", params}});
+      }
+    }
+    if (what != "methods") {
+      out["suites"] = nlohmann::json::array();
+      for (const auto* s : suite_registry::instance().all()) {
+        names.insert(s->name());
+        nlohmann::json axes = nlohmann::json::array();
+        for (const auto& a : s->axes())
+          axes.push_back({{"name", a.name},
+                          {"type", name_of(a.type)},
+                          {"defaults", a.defaults},
+                          {"quick", a.quick},
+                          {"doc", a.doc}});
+        nlohmann::json metrics = nlohmann::json::object();
+        for (const auto& [k, v] : s->metrics())
+          metrics[k] = {{"unit", v.unit}, {"higher_is_better", v.higher_is_better}, {"doc", v.doc}};
+        out["suites"].push_back({{"name", s->name()},
+                                 {"description", s->description()},
+                                 {"axes", axes},
+                                 {"params", s->param_names()},
+                                 {"metrics", metrics}});
+      }
+    }
+    if (format == "names")
+      for (const auto& n : names) std::cout << n << "\n";
+    else
+      std::cout << out.dump(2) << "\n";
+    return 0;
+  }
   if (format == "md") {
     if (what != "methods") ATTNBENCH_BAD_INPUT("list: --format md lists methods only");
     std::vector<const method_info*> methods;
@@ -290,7 +352,9 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
       "Runs suite cases x method specs and writes DIR/report.json (atomically) and "
       "DIR/report.jsonl\n"
       "(streamed as cases finish). With no --suite, --lengths or --config: the quick preset\n"
-      "(every suite, every CPU method with default parameters, small lengths, 2 samples)");
+      "(every suite, every CPU method with default parameters, small lengths, 2 samples)\n\n"
+      "example: attnbench run --suite ruler --tasks vt,qa_1 --method quest:budget=512 "
+      "--lengths 4k");
   desc.add_options()("help,h", "show this help")("suite", po::value<std::vector<std::string>>(),
                                                  "suite to run (repeatable; default: all)")(
       "method", po::value<std::vector<std::string>>(),
@@ -529,8 +593,8 @@ int cli_main(int argc, char** argv) {
       std::cout << k_usage;
       return 0;
     }
-    if (command == "--version") {
-      std::cout << "attnbench " << ATTNBENCH_VERSION << "\n";
+    if (command == "--version" || command == "version") {
+      std::cout << version_line() << "\n";
       return 0;
     }
     if (command == "list") return cmd_list(rest);

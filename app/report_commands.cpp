@@ -83,7 +83,8 @@ int cmd_report(const std::vector<std::string>& args) {
       "attnbench report FILES... [options]\n\n"
       "Renders one or more report files (merged in memory) as a leaderboard and per-suite\n"
       "tables: Markdown, CSV (the leaderboard) or a self-contained HTML page with NIAH\n"
-      "heatmaps, RULER / PosIR curves, an accuracy-vs-memory Pareto plot and latency curves");
+      "heatmaps, RULER / PosIR curves, an accuracy-vs-memory Pareto plot and latency curves\n\n"
+      "example: attnbench report attnbench-out/report.json --format html -o report.html");
   desc.add_options()("help,h", "show this help")("format", po::value(&format),
                                                  "md (default), csv or html")(
       "out,o", po::value(&out), "output file (default: standard output)")(
@@ -116,7 +117,9 @@ int cmd_compare(const std::vector<std::string>& args) {
       "Mann-Whitney U over the raw samples and a relative threshold; accuracy: two-proportion\n"
       "z test and a threshold in points. A change counts when it is significant and beyond its\n"
       "threshold. Exit codes: 1 when --fail-on-regression is given and a regression exists,\n"
-      "0 otherwise, 2 on bad input");
+      "0 otherwise, 2 on bad input\n\n"
+      "example: attnbench compare ci/baseline/report.json attnbench-out/report.json "
+      "--fail-on-regression");
   desc.add_options()("help,h", "show this help")(
       "threshold", po::value(&threshold), "relative latency threshold in percent (default 5%)")(
       "accuracy-threshold", po::value(&options.accuracy_points),
@@ -178,7 +181,8 @@ int cmd_merge(const std::vector<std::string>& args) {
   po::options_description desc(
       "attnbench merge FILES... -o OUT\n\n"
       "Combines shard reports into one: schema versions must share the major version, and a\n"
-      "record (suite, case, method, params, backend, mode, seed) may appear in one shard only");
+      "record (suite, case, method, params, backend, mode, seed) may appear in one shard only\n\n"
+      "example: attnbench merge shard-0/report.json shard-1/report.json -o all.json");
   desc.add_options()("help,h", "show this help")("out,o", po::value(&out), "output report file")(
       "files", po::value<std::vector<std::string>>(), "report files");
   const auto parsed = parse_files(args, desc);

@@ -168,6 +168,15 @@ nlohmann::json make_meta(const run_config& config, const std::string& start_time
   };
 }
 
+std::string version_line() {
+  const cuda_info cuda = query_cuda();
+  std::ostringstream os;
+  os << "attnbench " << ATTNBENCH_VERSION << " (git " << build_git_sha() << ", "
+     << ATTNBENCH_BUILD_TYPE << ", gcc " << __VERSION__ << ", CUDA backend "
+     << (cuda.built ? "built" : "not built") << ", OpenMP " << _OPENMP << ")";
+  return os.str();
+}
+
 report run_benchmark(const run_config& config, std::ostream& progress) {
   jsonl_reporter stream(config.out_dir / "report.jsonl");
   json_file_reporter file(config.out_dir / "report.json");

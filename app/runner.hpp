@@ -35,6 +35,10 @@ report run_benchmark(const run_config& config, reporter& out);
 /// (atomic) and the progress line on `progress`.
 report run_benchmark(const run_config& config, std::ostream& progress);
 
+/// One line for `attnbench --version`: version, git commit, build type, compiler, CUDA backend
+/// built or not, OpenMP.
+std::string version_line();
+
 /// The `meta` object of a report: tool, build, host and workload description.
 nlohmann::json make_meta(const run_config& config, const std::string& start_time);
 

@@ -13,3 +13,12 @@ if ! command -v chromium >/dev/null; then
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends chromium
 fi
 ctest --test-dir build --output-on-failure -j"$(nproc)" --timeout 900
+# The Debian package: built from the tree just tested, installed, run, removed.
+(cd build && cpack -G DEB >/dev/null)
+sudo_cmd=()
+[[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
+"${sudo_cmd[@]}" dpkg -i build/attnbench_*_amd64.deb >/dev/null
+/usr/bin/attnbench --version
+bash -n /usr/share/bash-completion/completions/attnbench
+"${sudo_cmd[@]}" dpkg -r attnbench >/dev/null
+echo "attnbench: the .deb installs, runs and uninstalls"

@@ -14,6 +14,7 @@
 
 #include "app/cli.hpp"
 #include "harness/error.hpp"
+#include "harness/suite.hpp"
 #include "reports/schema_validator.hpp"
 
 using namespace attnbench;
@@ -208,10 +209,30 @@ TEST_CASE("the command line overrides the config file", "[cli]") {
 }
 
 TEST_CASE("help and list", "[cli]") {
-  for (const char* cmd : {"--help", "run --help", "list --help"}) {
+  for (const char* cmd :
+       {"--help", "run --help", "list --help", "report --help", "compare --help", "merge --help"}) {
+    INFO(cmd);
     outcome o = run_cli(cmd);
     CHECK(o.code == 0);
-    CHECK_FALSE(o.out.empty());
+    CHECK(o.out.find("example: attnbench") != std::string::npos);
+  }
+  {
+    outcome v = run_cli("--version");
+    CHECK(v.code == 0);
+    CHECK(v.out.find("attnbench ") == 0);
+    CHECK(v.out.find("(git ") != std::string::npos);
+    CHECK(v.out.find("CUDA backend") != std::string::npos);
+  }
+  {
+    outcome j = run_cli("list --format json");
+    REQUIRE(j.code == 0);
+    const auto doc = nlohmann::json::parse(j.out);
+    CHECK(doc.at("methods").size() >= 36);
+    CHECK(doc.at("suites").size() == suite_registry::instance().all().size());
+    CHECK(doc.at("methods")[0].contains("simplified"));
+    const std::string names = run_cli("list methods --format names").out;
+    CHECK(names.find("snapkv\n") != std::string::npos);
+    CHECK(names.find(" ") == std::string::npos);
   }
   outcome o = run_cli("list methods");
   CHECK(o.code == 0);

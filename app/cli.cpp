@@ -494,10 +494,12 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
   jsonl_reporter stream(cfg.out_dir / "report.jsonl");
   json_file_reporter file(cfg.out_dir / "report.json");
   progress_reporter bar(std::cerr);
+  html_file_reporter html(cfg.out_dir / "report.html");
   console_reporter console(std::cout);
-  reporter_list out({&stream, &file, &bar, &console});
+  reporter_list out({&stream, &file, &html, &bar, &console});
   report rep = run_benchmark(cfg, out);
-  std::cout << "\nreport: " << (cfg.out_dir / "report.json").string() << "\n";
+  std::cout << "\nreport: " << (cfg.out_dir / "report.json").string()
+            << "\nhtml:   " << (cfg.out_dir / "report.html").string() << "\n";
   std::size_t not_ok = std::count_if(rep.records.begin(), rep.records.end(), [](const record& r) {
     return r.status == record_status::error || r.status == record_status::oom;
   });

@@ -19,6 +19,9 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# ATTNBENCH_SETUP=packages: install only (ci/sanitize.sh configures its own build).
+[[ ${ATTNBENCH_SETUP:-all} == packages ]] && exit 0
+
 # The CUDA backend is built where a GPU is present (nvidia-smi lists one) and nvcc is found (on
 # PATH or in /usr/local/cuda), or when asked: ATTNBENCH_CMAKE_ARGS=-DATTNBENCH_ENABLE_CUDA=ON.
 # Machines with nvcc and no GPU skip it, since nothing could run it.

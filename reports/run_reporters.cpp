@@ -4,7 +4,9 @@
 
 #include "reports/json_report.hpp"
 #include "reports/jsonl_stream.hpp"
+#include "reports/file_io.hpp"
 #include "reports/markdown.hpp"
+#include "reports/render_html.hpp"
 #include "reports/posir_summary.hpp"
 #include "reports/ruler_summary.hpp"
 
@@ -21,6 +23,10 @@ void jsonl_reporter::record_done(const record& r) { m_stream->write(r); }
 
 void json_file_reporter::finish(const report& complete) {
   write_report_atomic(complete, m_path);
+}
+
+void html_file_reporter::finish(const report& complete) {
+  write_file_atomic(render_html(complete), m_path);
 }
 
 void console_reporter::finish(const report& complete) {

@@ -35,6 +35,17 @@ class json_file_reporter final : public reporter {
   std::filesystem::path m_path;
 };
 
+/// Writes the self-contained HTML report (render_html) to `path` atomically when the run
+/// finishes, next to report.json.
+class html_file_reporter final : public reporter {
+ public:
+  explicit html_file_reporter(std::filesystem::path path) : m_path(std::move(path)) {}
+  void finish(const report& complete) override;
+
+ private:
+  std::filesystem::path m_path;
+};
+
 /// Prints the summary table, the NIAH heatmaps and the PosIR and RULER tables to `os` when the
 /// run finishes.
 class console_reporter final : public reporter {

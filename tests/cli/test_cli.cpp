@@ -187,6 +187,10 @@ TEST_CASE("run writes a JSON report, a JSONL stream and a heatmap", "[cli]") {
   auto problems = validate_report_json(report);
   CAPTURE(problems);
   CHECK(problems.empty());
+  // The HTML report is written next to report.json and its path printed.
+  REQUIRE(fs::exists(out / "report.html"));
+  CHECK(slurp(out / "report.html").find("<html") != std::string::npos);
+  CHECK(o.out.find((out / "report.html").string()) != std::string::npos);
   std::ifstream jsonl(out / "report.jsonl");
   std::string line;
   int n = 0;

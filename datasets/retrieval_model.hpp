@@ -48,7 +48,7 @@ class rng;
 
 /// Workload parameters with their defaults; written into every report's meta. `version` 2 (the
 /// default) is the real-model geometry of retrieval_model_v2.cpp, held to published statistics
-/// (README "How the workload compares with real models"); version 1 (for_version(1),
+/// (docs/workload.md "How the workload compares with real models"); version 1 (for_version(1),
 /// `--workload version=1`) is DESIGN §4's earlier construction, kept bit for bit.
 struct workload_config {
   int version = 2;
@@ -76,9 +76,9 @@ struct workload_config {
   // Version 2: 5% retrieval heads ("Retrieval Head Mechanistically Explains Long-Context
   // Factuality": fewer than 5% of heads score > 0.1), a quarter local (A-shape) heads, an eighth
   // diffuse, so that at least 10% of late heads are diffuse (H2O, MInference), and every late
-  // head has a sink (StreamingLLM; Gu et al. 2025); no vertical heads (their delimiter columns scatter a
-  // head's top keys over every sentence, which T7's page recall does not show). Version 1:
-  // 0.25 retrieval, 0.25 local, 0.125 noise.
+  // head has a sink (StreamingLLM; Gu et al. 2025); no vertical heads (their delimiter columns
+  // scatter a head's top keys over every sentence, which T7's page recall does not show).
+  // Version 1: 0.25 retrieval, 0.25 local, 0.125 noise.
   double retrieval_heads = 0.05;
   double local_heads = 0.25;
   double noise_heads = 0.125;

@@ -1,7 +1,7 @@
 /// Workload version 2 of the retrieval model (DESIGN §4 "Workload v2"): the head roles of
 /// version 1 rebuilt on the geometry that real decoder LLMs show, each property held to a
-/// published statistic that the `stats` suite measures (README "How the workload compares with
-/// real models"). Per KV head, pre-RoPE, the key of token t > 0 is
+/// published statistic that the `stats` suite measures (docs/workload.md, "How the workload
+/// compares with real models"). Per KV head, pre-RoPE, the key of token t > 0 is
 ///
 ///     k_t = (a * s(h, t) - tau |topic(t-1)|) * u  +  c_t  +  tau * topic(t-1)  +  pos * p
 ///

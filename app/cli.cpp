@@ -17,6 +17,7 @@
 #include "harness/error.hpp"
 #include "reports/methods_page.hpp"
 #include "reports/run_reporters.hpp"
+#include "reports/suites_page.hpp"
 
 namespace po = boost::program_options;
 
@@ -70,7 +71,8 @@ int cmd_list(const std::vector<std::string>& args) {
                                                  "methods, suites or all (default)")(
       "backend", po::value(&backend), "only methods of this backend (cpu, cuda)")(
       "format", po::value(&format),
-      "text (default); md: the methods table of docs/methods.md (backend cpu unless given); "
+      "text (default); md: docs/methods.md (backend cpu unless given) or "
+      "docs/suites-reference.md; "
       "json: every method and suite as JSON; names: one name per line (shell completion)");
   po::positional_options_description pos;
   pos.add("what", 1);
@@ -143,8 +145,14 @@ int cmd_list(const std::vector<std::string>& args) {
       std::cout << out.dump(2) << "\n";
     return 0;
   }
+  if (format == "md" && what == "suites") {
+    std::cout << suites_markdown(suite_registry::instance().all());
+    return 0;
+  }
   if (format == "md") {
-    if (what != "methods") ATTNBENCH_BAD_INPUT("list: --format md lists methods only");
+    if (what != "methods")
+      ATTNBENCH_BAD_INPUT("list: --format md takes methods or suites (docs/methods.md, "
+                          "docs/suites-reference.md)");
     std::vector<const method_info*> methods;
     for (const auto* m : method_registry::instance().all())
       if (m->backend == (backend.empty() ? "cpu" : backend)) methods.push_back(m);

@@ -1,7 +1,7 @@
 /// The docs' methods table (docs/methods.md) generated from the method registry, the one place a
 /// method's name, paper, rule, parameters and simplifications are written (STYLE.md: one fact,
 /// one place). `attnbench list methods --format md` prints it; a CTest keeps the committed page
-/// equal to it (tests/cli/check_methods_page.cmake).
+/// equal to it (tests/cli/check_docs_page.cmake).
 #pragma once
 
 #include <string>

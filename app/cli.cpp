@@ -192,14 +192,8 @@ int cmd_list(const std::vector<std::string>& args) {
       std::cout << "  " << s->name() << "  " << s->description() << "\n      axes:\n";
       for (const auto& a : s->axes()) {
         std::cout << "        " << a.name << " (" << name_of(a.type) << ")";
-        auto list = [](const std::vector<nlohmann::json>& values) {
-          std::string out;
-          for (const auto& v : values)
-            out += (out.empty() ? "" : ",") + (v.is_string() ? v.get<std::string>() : v.dump());
-          return out;
-        };
-        if (!a.defaults.empty()) std::cout << " default " << list(a.defaults);
-        if (!a.quick.empty()) std::cout << ", quick " << list(a.quick);
+        if (!a.defaults.empty()) std::cout << " default " << values_text(a.defaults);
+        if (!a.quick.empty()) std::cout << ", quick " << values_text(a.quick);
         if (!a.doc.empty()) std::cout << (a.defaults.empty() ? " " : "; ") << a.doc;
         std::cout << "\n";
       }

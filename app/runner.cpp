@@ -244,25 +244,16 @@ report run_benchmark(const run_config& config, reporter& out) {
                                               << (known.empty() ? "none" : known) << ")");
   }
   // A shared option no selected suite has an axis for would be ignored: bad input instead.
-  const std::pair<const char*, bool> shared[] = {
-      {"budget", !config.options.budgets.empty()}, {"task", !config.options.tasks.empty()},
-      {"needle", !config.options.needles.empty()}, {"haystack", !config.options.haystack.empty()},
-      {"depth", !config.options.depths.empty()},   {"length", !config.options.lengths.empty()}};
-  for (const auto& [axis, given] : shared) {
-    if (!given) continue;
+  for (const auto& [option, axis] : shared_options()) {
+    if (shared_option_values(config.options, axis).empty()) continue;
     const bool used = std::any_of(suites.begin(), suites.end(), [&](const suite* s) {
       const auto axes = s->axes();
       return std::any_of(axes.begin(), axes.end(),
                          [&](const axis_def& a) { return a.name == axis; });
     });
-    if (!used) {
-      std::string option = std::string("--") + axis + (std::string(axis) == "haystack" ||
-                                                               std::string(axis) == "needle"
-                                                           ? ""
-                                                           : "s");
+    if (!used)
       ATTNBENCH_BAD_INPUT(option << " is given but no selected suite has a '" << axis
                                  << "' axis");
-    }
   }
   // --axis values were typed against their suite's declaration (parse_axis); the suite must be
   // one that runs.

@@ -113,17 +113,37 @@ const axis_def& find_axis(const std::vector<axis_def>& axes, const std::string& 
                                 << ")");
 }
 
+const std::vector<shared_option>& shared_options() {
+  static const std::vector<shared_option> options = {
+      {"--lengths", "length"},   {"--depths", "depth"}, {"--needle", "needle"},
+      {"--haystack", "haystack"}, {"--tasks", "task"},  {"--budgets", "budget"}};
+  return options;
+}
+
+std::vector<nlohmann::json> shared_option_values(const run_options& o, const std::string& axis) {
+  if (axis == "length") return to_json_list(o.lengths);
+  if (axis == "depth") return to_json_list(o.depths);
+  if (axis == "needle") return to_json_list(o.needles);
+  if (axis == "haystack")
+    return o.haystack.empty() ? std::vector<nlohmann::json>{}
+                              : std::vector<nlohmann::json>{nlohmann::json(o.haystack)};
+  if (axis == "task") return to_json_list(o.tasks);
+  if (axis == "budget") return to_json_list(o.budgets);
+  return {};
+}
+
+std::string values_text(const std::vector<nlohmann::json>& values, const std::string& separator) {
+  std::string out;
+  for (const auto& v : values)
+    out += (out.empty() ? "" : separator) + (v.is_string() ? v.get<std::string>() : v.dump());
+  return out;
+}
+
 std::vector<nlohmann::json> axis_values(const run_options& o, const std::string& suite,
                                         const axis_def& axis) {
   if (auto it = o.axis_values.find(suite + "." + axis.name); it != o.axis_values.end())
     return it->second;
-  const std::string& n = axis.name;
-  if (n == "length" && !o.lengths.empty()) return to_json_list(o.lengths);
-  if (n == "depth" && !o.depths.empty()) return to_json_list(o.depths);
-  if (n == "needle" && !o.needles.empty()) return to_json_list(o.needles);
-  if (n == "haystack" && !o.haystack.empty()) return {nlohmann::json(o.haystack)};
-  if (n == "task" && !o.tasks.empty()) return to_json_list(o.tasks);
-  if (n == "budget" && !o.budgets.empty()) return to_json_list(o.budgets);
+  if (auto shared = shared_option_values(o, axis.name); !shared.empty()) return shared;
   if (o.quick && !axis.quick.empty()) return axis.quick;
   return axis.defaults;
 }

@@ -83,6 +83,20 @@ std::vector<nlohmann::json> parse_axis(const axis_def& axis, const std::string& 
 /// preset's values (in the quick preset); the declared defaults.
 std::vector<nlohmann::json> axis_values(const run_options& o, const std::string& suite,
                                         const axis_def& axis);
+/// The shared options and the axis each aliases: {"--lengths", "length"}, {"--depths", "depth"},
+/// {"--needle", "needle"}, {"--haystack", "haystack"}, {"--tasks", "task"}, {"--budgets", "budget"}.
+struct shared_option {
+  const char* option;
+  const char* axis;
+};
+const std::vector<shared_option>& shared_options();
+/// The values the shared option aliasing `axis` gives in `o`; empty when not given (or when no
+/// shared option aliases `axis`).
+std::vector<nlohmann::json> shared_option_values(const run_options& o, const std::string& axis);
+/// Axis values as text joined by `separator` ("4096,16384"; strings unquoted), for listings.
+std::string values_text(const std::vector<nlohmann::json>& values,
+                        const std::string& separator = ",");
+
 std::vector<std::int64_t> int64_values(const run_options& o, const std::string& suite,
                                        const axis_def& axis);
 std::vector<double> real_values(const run_options& o, const std::string& suite,

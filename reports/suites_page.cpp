@@ -6,17 +6,6 @@
 
 namespace attnbench {
 
-namespace {
-
-std::string values(const std::vector<nlohmann::json>& xs) {
-  std::string out;
-  for (const auto& v : xs)
-    out += (out.empty() ? "" : ", ") + (v.is_string() ? v.get<std::string>() : v.dump());
-  return out;
-}
-
-}  // namespace
-
 std::string suites_markdown(const std::vector<const suite*>& suites) {
   std::ostringstream md;
   md << "# Suites reference\n\n"
@@ -28,8 +17,8 @@ std::string suites_markdown(const std::vector<const suite*>& suites) {
     md << "\n## " << s->name() << "\n\n" << s->description() << "\n\n"
        << "| axis | type | default | quick preset | notes |\n| --- | --- | --- | --- | --- |\n";
     for (const auto& a : s->axes())
-      md << "| `" << a.name << "` | " << name_of(a.type) << " | " << escape_cell(values(a.defaults))
-         << " | " << escape_cell(values(a.quick)) << " | " << escape_cell(a.doc) << " |\n";
+      md << "| `" << a.name << "` | " << name_of(a.type) << " | " << escape_cell(values_text(a.defaults, ", "))
+         << " | " << escape_cell(values_text(a.quick, ", ")) << " | " << escape_cell(a.doc) << " |\n";
     std::string params;
     for (const auto& p : s->param_names())
       params += (params.empty() ? "" : ", ") + ("`" + s->name() + "." + p + "`");

@@ -39,10 +39,12 @@ class niah_suite final : public length_axis_suite {
   std::vector<suite_case> cases(const run_options& o) const override {
     const std::vector<axis_def> a = axes();
     const std::vector<std::string> haystacks = haystack_values(o, "niah");
+    const std::vector<std::string> needles = needle_values(o, "niah");
+    const std::vector<double> depths = real_values(o, "niah", a[1]);
     std::vector<suite_case> out;
     for (auto length : int64_values(o, "niah", a[0]))
-      for (double depth : real_values(o, "niah", a[1]))
-        for (const auto& needle : needle_values(o, "niah"))
+      for (double depth : depths)
+        for (const auto& needle : needles)
           for (const auto& haystack : haystacks)
             out.push_back(make_case("niah", {{"length", length},
                                              {"depth", depth},

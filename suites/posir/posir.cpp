@@ -74,10 +74,11 @@ class posir_suite final : public length_axis_suite {
       ATTNBENCH_CHECK(bin >= 0 && bin < bins, bad_input,
                       "--axis posir.bin: bin " << bin << " is outside [0, " << bins << ")");
     const std::vector<std::string> haystacks = haystack_values(o, "posir");
+    const std::vector<std::string> needles = needle_values(o, "posir");
     std::vector<suite_case> out;
     for (auto length : int64_values(o, "posir", a[0]))
       for (auto bin : bin_list)
-        for (const auto& needle : needle_values(o, "posir"))
+        for (const auto& needle : needles)
           for (const auto& haystack : haystacks)
             out.push_back(make_case(
                 "posir",

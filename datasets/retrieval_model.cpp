@@ -596,6 +596,13 @@ std::vector<float> retrieval_model::logits(const std::vector<tensor_view>& layer
       // Version 1 weighs every head 1, which leaves its sums bit for bit as they were.
       const float w = m_readout_weight[l * static_cast<std::size_t>(m_shape.q_heads) +
                                        static_cast<std::size_t>(h)];
+      // Version 2: local and diffuse heads write through their own output signs.
+      const head_role r = role(static_cast<int>(l), h / group);
+      if (!m_output_sign.empty() && (r == head_role::local || r == head_role::noise)) {
+        const float* sign = output_sign(static_cast<int>(l), h);
+        for (int i = 0; i < d; ++i) residual[static_cast<std::size_t>(i)] += w * sign[i] * x[i];
+        continue;
+      }
       for (int i = 0; i < d; ++i) residual[static_cast<std::size_t>(i)] += w * x[i];
     }
   // Inhibition: Gram-Schmidt the inhibited readout rows and remove their span from the residual.

@@ -209,6 +209,12 @@ class retrieval_model {
   // maybe_q->at(row_index, kv_head * group + g). Null pointers are skipped.
   void aggregation_row(int head_id, std::int64_t p, int tok, tensor_view* maybe_q, int row_index,
                        int kv_head, float* maybe_k, float* maybe_v) const;
+  // Version 2: the output signs of query head q_head of `layer` ([head_dim]).
+  const float* output_sign(int layer, int q_head) const {
+    return m_output_sign.data() +
+           static_cast<std::size_t>(layer * m_shape.q_heads + q_head) *
+               static_cast<std::size_t>(m_shape.head_dim);
+  }
   const float* row(const std::vector<float>& table, int token) const {
     return table.data() +
            static_cast<std::size_t>(token) * static_cast<std::size_t>(m_shape.head_dim);
@@ -244,6 +250,7 @@ class retrieval_model {
   std::vector<float> m_vertical_dir;    // [layers * kv_heads, content dims]
   std::vector<float> m_query_strength;  // [layers * q_heads] retrieval match strength
   std::vector<float> m_readout_weight;  // [layers * q_heads] weight in the residual readout
+  std::vector<float> m_output_sign;     // [layers * q_heads, d] output-projection signs
 
   // Aggregation logits (see the class comment): a bucket word, and BOS in every bucket.
   static constexpr float k_aggregation_logit = 20.0f;

@@ -196,6 +196,17 @@ void retrieval_model::build_v2(rng& gen) {
     for (int g = 0; g < group; ++g)
       m_readout_weight[static_cast<std::size_t>(h * group + g)] = other_weight;
   }
+
+  // Per query head, a sign pattern standing for its own output projection (W_O): every head
+  // has its own, so what the contextual heads read from the same tokens (their values are
+  // shared, see project_v2) reaches the residual in unrelated directions instead of adding up
+  // over hundreds of heads into one false answer. Local and diffuse heads apply it in the
+  // readout (logits); sink heads to their contextual values (the first sign pattern of their
+  // query group), so that their junk direction stays the one all sink heads share. Drawn
+  // last, so every table above is unchanged.
+  m_output_sign.resize(static_cast<std::size_t>(m_shape.layers * m_shape.q_heads) *
+                       static_cast<std::size_t>(d));
+  for (auto& s : m_output_sign) s = gen.uniform() < 0.5 ? -1.0f : 1.0f;
 }
 
 float retrieval_model::retrieval_strength(int q_head_id, int token) const {
@@ -367,9 +378,12 @@ void retrieval_model::project_v2(int layer, const std::vector<int>& tokens, std:
       } else {
         vv = value;
         if (r == head_role::sink) {
+          const float* sign = output_sign(layer, h * group);
           const float* j = row(m_readout, m_junk);
           for (int i = 0; i < d; ++i)
-            vv[static_cast<std::size_t>(i)] += static_cast<float>(c.sink_value_norm) * j[i];
+            vv[static_cast<std::size_t>(i)] =
+                sign[i] * vv[static_cast<std::size_t>(i)] +
+                static_cast<float>(c.sink_value_norm) * j[i];
         }
       }
 

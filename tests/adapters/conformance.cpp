@@ -813,6 +813,71 @@ std::vector<conformance_row> conformance_table() {
        {"adaptive_head:window=3",
         "unknown parameter 'window' (known: sinks, budget, keep, threshold)"}},
   });
+  rows.push_back({
+      "strided_heads",
+      // A budget covering the prompt is stride 1: every head reads every row.
+      {{{"strided_heads:budget=400", "strided_heads:keep=1"}, dense_stats::sparse}},
+      {{gqa_4x2_d8,
+        {{"strided_heads", 2000, 1024, 2000},
+         {"strided_heads:budget=12", 100, 12, 100},
+         {"strided_heads:keep=0.25", 100, 25, 100},
+         {"strided_heads:keep=0.25,budget=3", 100, 25, 100}}}},
+      {{"strided_heads:budget=40"}, {"strided_heads:budget=7"}},
+      {{"strided_heads:budget=0", "parameter 'budget' = 0 is out of range"},
+       {"strided_heads:keep=0", "parameter 'keep' = 0 is out of range"},
+       {"strided_heads:stride=4", "unknown parameter 'stride' (known: budget, keep)"}},
+      {{"strided_heads", "strided_heads:budget=1024"}},
+  });
+  rows.push_back({
+      "shifted_groups",
+      {{{"shifted_groups:budget=400", "shifted_groups:keep=1",
+         "shifted_groups:sinks=0,budget=304"},
+        dense_stats::sparse}},
+      // The budget is sinks + group, the group at least one token.
+      {{gqa_4x2_d8,
+        {{"shifted_groups", 2000, 1024, 2000},
+         {"shifted_groups:budget=12", 100, 12, 100},
+         {"shifted_groups:keep=0.25", 100, 25, 100},
+         {"shifted_groups:sinks=8,budget=5", 100, 9, 100}}}},
+      {{"shifted_groups:budget=40"}, {"shifted_groups:budget=9,sinks=2"}},
+      {{"shifted_groups:budget=0", "parameter 'budget' = 0 is out of range"},
+       {"shifted_groups:sinks=-1", "parameter 'sinks' = -1 is out of range"},
+       {"shifted_groups:keep=2", "parameter 'keep' = 2 is out of range"},
+       {"shifted_groups:group=8", "unknown parameter 'group' (known: budget, keep, sinks)"}},
+      {{"shifted_groups", "shifted_groups:budget=1024,sinks=4"}},
+  });
+  {
+    // Operator variants: no parameter makes them softmax attention. sigmoid equals dense where
+    // its weights are equal and normalized (q = 0: every logit 0, both output the mean value);
+    // gated equals dense when every gate is 1 (alpha 0, beta 100: sigmoid(100) is 1 in float32).
+    auto zero_queries = [](test::qkv& t) {
+      for (std::size_t i = 0; i < t.q.size(); ++i) t.q.data()[i] = 0.0f;
+    };
+    rows.push_back({
+        "sigmoid",
+        {{.specs = {"sigmoid:normalize=true", "sigmoid:normalize=true,bias=3"},
+          .same = dense_stats::all,
+          .steps = s::fixed,
+          .maybe_edit_qkv = zero_queries}},
+        {},
+        {{"sigmoid"}, {"sigmoid:bias=-2,normalize=true"}},
+        {{"sigmoid:bias=x", "parameter 'bias' expects a number, got 'x'"},
+         {"sigmoid:bias=1e7", "parameter 'bias' = 1e7 is out of range"},
+         {"sigmoid:normalize=maybe", "normalize"},
+         {"sigmoid:budget=4", "unknown parameter 'budget' (known: bias, normalize)"}},
+        {{"sigmoid", "sigmoid:normalize=false"}},
+    });
+  }
+  rows.push_back({
+      "gated",
+      {{{"gated:alpha=0,beta=100"}, dense_stats::all, s::fixed}},
+      {},
+      {{"gated"}, {"gated:alpha=-3,beta=0.5"}},
+      {{"gated:alpha=x", "parameter 'alpha' expects a number, got 'x'"},
+       {"gated:beta=-2e6", "parameter 'beta' = -2e6 is out of range"},
+       {"gated:gate=1", "unknown parameter 'gate' (known: alpha, beta)"}},
+      {{"gated", "gated:alpha=1,beta=0"}},
+  });
   return rows;
 }
 

@@ -19,7 +19,7 @@ namespace attnbench::strided_heads {
 /// Parameters:
 ///   budget  int >= 1, default 1024: tokens read per query head, which sets the stride
 ///           s = ceil(prompt tokens / budget) (s = 1, dense, when the budget covers the prompt).
-///           The paper fixes s (4 in its experiments); the budget form lets it sweep like every
+///           The paper fixes s as a hyperparameter; the budget form lets it sweep like every
 ///           selection method: keep=0.25 is s = 4.
 ///   keep    real in (0, 1], no default: budget = ceil(keep * prompt tokens); overrides budget.
 /// Simplifications: decode queries only (prompt outputs are exact); s is fixed at the prompt

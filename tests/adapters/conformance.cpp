@@ -878,6 +878,19 @@ std::vector<conformance_row> conformance_table() {
        {"gated:gate=1", "unknown parameter 'gate' (known: alpha, beta)"}},
       {{"gated", "gated:alpha=1,beta=0"}},
   });
+  rows.push_back({
+      "anchor",
+      // A threshold above every logit gap keeps every key: dense, in prefill and decode.
+      {{{"anchor:theta=1e6", "anchor:block=16,theta=1e6,decode=true", "anchor:block=1,theta=1e6"},
+        dense_stats::all,
+        s::fixed}},
+      {},
+      {{.spec = "anchor:block=16,theta=2,decode=true", .context = 100, .steps = {1, 2, 3}}},
+      {{"anchor:block=0", "parameter 'block' = 0 is out of range"},
+       {"anchor:theta=-1", "parameter 'theta' = -1 is out of range"},
+       {"anchor:budget=64", "unknown parameter 'budget' (known: block, theta, decode)"}},
+      {{"anchor", "anchor:block=128,decode=false,theta=12"}},
+  });
   return rows;
 }
 

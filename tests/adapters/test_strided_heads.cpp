@@ -10,18 +10,9 @@
 #include "tests/adapters/reference.hpp"
 
 using namespace attnbench;
+using test::check_head;
 
 namespace {
-
-// Worst error ratio of query head `q_head` of output row `out_row` (query token `token`)
-// against fp64 attention over `positions`.
-double check_head(test::qkv& t, const model_shape& shape, const host_tensor& out, int out_row,
-                  int token, int q_head, const std::vector<std::int64_t>& positions) {
-  const float scale = test::make_problem(shape, 0, 0).softmax_scale();
-  auto ref = test::reference_attention(test::row(t.q, token, q_head), q_head, t, shape, scale,
-                                       positions);
-  return test::error_ratio(test::row(out, out_row, q_head), ref);
-}
 
 std::vector<std::int64_t> residue_class(std::int64_t residue, std::int64_t stride,
                                         std::int64_t visible) {

@@ -891,6 +891,27 @@ std::vector<conformance_row> conformance_table() {
        {"anchor:budget=64", "unknown parameter 'budget' (known: block, theta, decode)"}},
       {{"anchor", "anchor:block=128,decode=false,theta=12"}},
   });
+  rows.push_back({
+      "infinite_hip",
+      // Resident counts the device cache: the budget group's last case holds 30 of 100 rows.
+      {{{"infinite_hip:budget=400", "infinite_hip:keep=1",
+         "infinite_hip:budget=304,sinks=0,window=0"},
+        dense_stats::sparse}},
+      {{gqa_6x3_d16,
+        {{"infinite_hip", 2000, 1024, 2000},
+         {"infinite_hip:budget=40", 100, 40, 100},
+         {"infinite_hip:keep=0.25", 100, 25, 100},
+         {"infinite_hip:budget=40,device=30", 100, 40, 30}}}},
+      {{"infinite_hip:budget=64,chunk=2,refresh=2"}, {"infinite_hip:budget=40,device=50"}},
+      {{"infinite_hip:chunk=0", "parameter 'chunk' = 0 is out of range"},
+       {"infinite_hip:refresh=0", "parameter 'refresh' = 0 is out of range"},
+       {"infinite_hip:device=0", "parameter 'device' = 0 is out of range"},
+       {"infinite_hip:sinks=-1", "parameter 'sinks' = -1 is out of range"},
+       {"infinite_hip:stages=2",
+        "unknown parameter 'stages' (known: budget, keep, sinks, window, chunk, refresh, device)"}},
+      {{"infinite_hip",
+        "infinite_hip:budget=1024,chunk=8,device=4096,refresh=8,sinks=4,window=64"}},
+  });
   return rows;
 }
 

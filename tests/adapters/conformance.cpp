@@ -912,6 +912,25 @@ std::vector<conformance_row> conformance_table() {
       {{"infinite_hip",
         "infinite_hip:budget=1024,chunk=8,device=4096,refresh=8,sinks=4,window=64"}},
   });
+  rows.push_back({
+      "block_sparse_icl",
+      // The prefill pattern is independent of the budget: enough neighbors make it dense.
+      {{{"block_sparse_icl:budget=400,neighbors=1000", "block_sparse_icl:keep=1,neighbors=1000",
+         "block_sparse_icl:budget=304,group=1,neighbors=400,window=0"},
+        dense_stats::sparse}},
+      {{gqa_4x2_d8,
+        {{"block_sparse_icl", 2000, 1024, 2000},
+         {"block_sparse_icl:budget=40", 100, 40, 100},
+         {"block_sparse_icl:keep=0.25", 100, 25, 100},
+         {"block_sparse_icl:keep=0.25,budget=3", 100, 25, 100}}}},
+      {{"block_sparse_icl:budget=40,group=8,window=8"}, {"block_sparse_icl:budget=30,group=64"}},
+      {{"block_sparse_icl:group=0", "parameter 'group' = 0 is out of range"},
+       {"block_sparse_icl:neighbors=-1", "parameter 'neighbors' = -1 is out of range"},
+       {"block_sparse_icl:window=-1", "parameter 'window' = -1 is out of range"},
+       {"block_sparse_icl:demos=4",
+        "unknown parameter 'demos' (known: budget, keep, group, neighbors, window)"}},
+      {{"block_sparse_icl", "block_sparse_icl:budget=1024,group=128,neighbors=1,window=64"}},
+  });
   return rows;
 }
 

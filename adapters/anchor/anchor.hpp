@@ -33,9 +33,10 @@ namespace attnbench::anchor {
 /// Simplifications: no fused kernel; stripes are chosen per query head (the paper's operator is
 /// per head too); the averaged query and anchor are float32 means.
 inline std::vector<param_def> schema() {
-  return {int_param("block", 128, 1, std::int64_t{1} << 20, "query / initial / local block (tokens)"),
-          real_param("theta", 12.0, 0.0, 1e30, "difference threshold (logits)"),
-          bool_param("decode", false, "apply the rule to decode queries too")};
+  return {
+      int_param("block", 128, 1, std::int64_t{1} << 20, "query / initial / local block (tokens)"),
+      real_param("theta", 12.0, 0.0, 1e30, "difference threshold (logits)"),
+      bool_param("decode", false, "apply the rule to decode queries too")};
 }
 
 }  // namespace attnbench::anchor

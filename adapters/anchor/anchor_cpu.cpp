@@ -58,7 +58,8 @@ class anchor_method final : public cache_method {
       const float* qg = q + static_cast<std::size_t>(g * d);
       float anchor = -INFINITY;
       for (std::int64_t j = 0; j < visible; ++j) {
-        const float s = m_scale * dot(qg, rows.k + static_cast<std::size_t>(j) * rows.row_stride, d);
+        const float s =
+            m_scale * dot(qg, rows.k + static_cast<std::size_t>(j) * rows.row_stride, d);
         st.scores[static_cast<std::size_t>(j)] = s;
         if (j < init_end || j >= local_begin) anchor = std::max(anchor, s);
       }
@@ -97,7 +98,7 @@ class anchor_method final : public cache_method {
 
  private:
   struct head_scratch {
-    std::vector<float> scores;       // [visible] logits of one query head
+    std::vector<float> scores;        // [visible] logits of one query head
     std::vector<unsigned char> read;  // [visible] whether the group kept the row
   };
 
@@ -108,7 +109,9 @@ class anchor_method final : public cache_method {
     const kv_rows rows = head_rows(k, v, h / m_shape.group_size());
     const std::int64_t b0 = b * m_block, b1 = std::min<std::int64_t>(k.tokens, b0 + m_block);
     const std::int64_t init_end = std::min(m_block, b0);
-    auto key = [&](std::int64_t j) { return rows.k + static_cast<std::size_t>(j) * rows.row_stride; };
+    auto key = [&](std::int64_t j) {
+      return rows.k + static_cast<std::size_t>(j) * rows.row_stride;
+    };
     row_selection stripes;
     if (b0 > 0) {
       // Anchors: each query's largest logit over the initial block and its local window.

@@ -29,6 +29,8 @@ namespace attnbench::block_sparse_icl {
 ///   group      int >= 1, default 128: tokens per group (a block of demonstrations).
 ///   neighbors  int >= 0, default 1: earlier groups each group attends in prefill.
 ///   window     int >= 0, default 64: last tokens at retrieval always read (the test input).
+/// Cost: the retrieval reads one mean key per group (metadata a serving system builds once),
+/// counted as selection work of the first decode query.
 /// Simplifications: the adapter sees no text, so groups are fixed-size runs of tokens rather
 /// than whole demonstrations, and retrieval scores a group by its mean key against the query
 /// instead of the paper's BM25 / embedding retrieval over the demonstrations' text; the

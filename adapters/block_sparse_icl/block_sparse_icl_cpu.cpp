@@ -14,7 +14,7 @@ namespace {
 
 struct head_state {
   bool retrieved = false;
-  std::int64_t pool_end = 0;                                 // rows from here on are always read
+  std::int64_t pool_end = 0;                                  // rows from here on are always read
   std::vector<std::pair<std::int64_t, std::int64_t>> picked;  // retrieved groups, sorted
 };
 
@@ -32,9 +32,10 @@ class block_sparse_icl_method final : public per_head_sparse<head_state> {
     const std::int64_t groups = (tokens + m_group - 1) / m_group;
     const int kv_heads = m_shape.kv_heads, group = m_shape.group_size();
     const auto d = static_cast<std::size_t>(m_shape.head_dim);
-    const auto multiply_adds = static_cast<std::uint64_t>(tokens) *
-                               static_cast<std::uint64_t>(std::min(tokens, (m_neighbors + 2) * m_group)) *
-                               static_cast<std::uint64_t>(m_shape.q_heads) * d;
+    const auto multiply_adds =
+        static_cast<std::uint64_t>(tokens) *
+        static_cast<std::uint64_t>(std::min(tokens, (m_neighbors + 2) * m_group)) *
+        static_cast<std::uint64_t>(m_shape.q_heads) * d;
 #pragma omp parallel for collapse(2) schedule(dynamic, 1) \
     num_threads(m_threads) if (parallel_worth_it(multiply_adds))
     for (int h = 0; h < kv_heads; ++h)
@@ -43,9 +44,10 @@ class block_sparse_icl_method final : public per_head_sparse<head_state> {
         const kv_rows rows = head_rows(k, v, h);
         for (std::int64_t i = b * m_group; i < std::min(tokens, (b + 1) * m_group); ++i) {
           sm.start(q.at(static_cast<int>(i), h * group), d, group, m_scale);
-          block_sparse_icl::for_each_prefill_range(
-              m_group, m_neighbors, i,
-              [&](std::int64_t begin, std::int64_t end) { sm.add(rows.slice(begin, end - begin)); });
+          block_sparse_icl::for_each_prefill_range(m_group, m_neighbors, i,
+                                                   [&](std::int64_t begin, std::int64_t end) {
+                                                     sm.add(rows.slice(begin, end - begin));
+                                                   });
           sm.finish(out.at(static_cast<int>(i), h * group), d);
         }
       }
@@ -80,7 +82,8 @@ class block_sparse_icl_method final : public per_head_sparse<head_state> {
       std::fill(mean.begin(), mean.end(), 0.0f);
       for (std::int64_t r = begin; r < end; ++r)
         for (int x = 0; x < d; ++x)
-          mean[static_cast<std::size_t>(x)] += rows.k[static_cast<std::size_t>(r) * rows.row_stride + static_cast<std::size_t>(x)];
+          mean[static_cast<std::size_t>(x)] +=
+              rows.k[static_cast<std::size_t>(r) * rows.row_stride + static_cast<std::size_t>(x)];
       float s = 0;
       for (int g = 0; g < group; ++g)
         for (int x = 0; x < d; ++x)

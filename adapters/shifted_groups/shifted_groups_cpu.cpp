@@ -44,7 +44,8 @@ class shifted_groups_method final : public cache_method {
     while (g0 < group) {
       const bool is_shifted = shifted_groups::shifted(head * group + g0, m_shape.q_heads);
       int g1 = g0 + 1;
-      while (g1 < group && shifted_groups::shifted(head * group + g1, m_shape.q_heads) == is_shifted)
+      while (g1 < group &&
+             shifted_groups::shifted(head * group + g1, m_shape.q_heads) == is_shifted)
         ++g1;
       const std::int64_t begin = shifted_groups::group_begin(p, m_group, is_shifted);
       const std::int64_t sinks = std::min(m_sinks, begin);
@@ -61,8 +62,8 @@ class shifted_groups_method final : public cache_method {
     // and every row from it up to the query.
     work.selection.add(0, std::min(m_sinks, lowest));
     work.selection.add(lowest, visible);
-    work.bytes_read += static_cast<std::uint64_t>(work.selection.rows()) *
-                       kv_cache::token_bytes(m_shape.head_dim);
+    work.bytes_read +=
+        static_cast<std::uint64_t>(work.selection.rows()) * kv_cache::token_bytes(m_shape.head_dim);
   }
 
  private:

@@ -27,8 +27,9 @@ namespace attnbench::sigmoid {
 /// Simplifications: an operator swap on a model's Q/K/V, not a model trained with it (the paper
 /// pre-trains); the cache keeps and reads every token, as dense does.
 inline std::vector<param_def> schema() {
-  return {real_param("bias", std::nullopt, -1e6, 1e6, "fixed logit bias b (default -log(keys seen))"),
-          bool_param("normalize", false, "divide by the sum of the sigmoid weights")};
+  return {
+      real_param("bias", std::nullopt, -1e6, 1e6, "fixed logit bias b (default -log(keys seen))"),
+      bool_param("normalize", false, "divide by the sum of the sigmoid weights")};
 }
 
 /// The bias of a query that sees `keys` keys: `fixed` when set, else -log(keys).
@@ -47,8 +48,7 @@ inline float logistic(float x) {
 /// out[d] = sum_r w_r v_r with w_r = sigmoid(scale * q . k_r + bias), divided by sum_r w_r when
 /// `normalize` (zeros when count is 0).
 inline void attend(const float* q, const float* k, const float* v, std::size_t stride,
-                   std::int64_t count, int d, float scale, float bias, bool normalize,
-                   float* out) {
+                   std::int64_t count, int d, float scale, float bias, bool normalize, float* out) {
   const auto dim = static_cast<std::size_t>(d);
   for (std::size_t x = 0; x < dim; ++x) out[x] = 0.0f;
   float total = 0.0f;

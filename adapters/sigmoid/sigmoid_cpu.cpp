@@ -25,9 +25,8 @@ class sigmoid_method final : public cache_method {
     const kv_rows rows = m_cache.rows(head);
     const float bias = sigmoid::bias_for(visible, m_has_bias, m_bias);
     for (int g = 0; g < group; ++g)
-      sigmoid::attend(q + static_cast<std::size_t>(g * d), rows.k, rows.v, rows.row_stride,
-                      visible, d, m_scale, bias, m_normalize,
-                      out + static_cast<std::size_t>(g * d));
+      sigmoid::attend(q + static_cast<std::size_t>(g * d), rows.k, rows.v, rows.row_stride, visible,
+                      d, m_scale, bias, m_normalize, out + static_cast<std::size_t>(g * d));
     work.selection.clear();
     work.selection.add(0, visible);
     work.keys_scored += static_cast<std::uint64_t>(visible) * static_cast<std::uint64_t>(group);

@@ -77,9 +77,8 @@ class strided_heads_method final : public cache_method {
 }  // namespace attnbench::cpu
 
 ATTNBENCH_REGISTER_METHOD(attnbench::make_method_info<attnbench::cpu::strided_heads_method>(
-    "cpu",
-    {"strided_heads", "Efficient Attentions for Long Document Summarization",
-     "query head h reads the positions j with j mod s == h mod s, s = ceil(prompt / budget)",
-     "causal self-attention over the cache instead of the paper's cross attention; decode "
-     "queries only; stride set by the budget at the prompt length",
-     attnbench::strided_heads::schema()}));
+    "cpu", {"strided_heads", "Efficient Attentions for Long Document Summarization",
+            "query head h reads the positions j with j mod s == h mod s, s = ceil(prompt / budget)",
+            "causal self-attention over the cache instead of the paper's cross attention; decode "
+            "queries only; stride set by the budget at the prompt length",
+            attnbench::strided_heads::schema()}));

@@ -830,8 +830,7 @@ std::vector<conformance_row> conformance_table() {
   });
   rows.push_back({
       "shifted_groups",
-      {{{"shifted_groups:budget=400", "shifted_groups:keep=1",
-         "shifted_groups:sinks=0,budget=304"},
+      {{{"shifted_groups:budget=400", "shifted_groups:keep=1", "shifted_groups:sinks=0,budget=304"},
         dense_stats::sparse}},
       // The budget is sinks + group, the group at least one token.
       {{gqa_4x2_d8,

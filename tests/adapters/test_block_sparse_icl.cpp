@@ -35,7 +35,8 @@ TEST_CASE("block_sparse_icl: a group attends the anchor, its neighbors and itsel
   CHECK(check_row(t, shape, two.prefill_out, 19, 19, wider) <= 1.0);
 }
 
-TEST_CASE("block_sparse_icl: decode retrieves the best groups once", "[adapters][block_sparse_icl]") {
+TEST_CASE("block_sparse_icl: decode retrieves the best groups once",
+          "[adapters][block_sparse_icl]") {
   // Logit -2 everywhere but group [20, 24) (+3) and group [32, 36) (+1). budget 20 = anchor 4 +
   // window 8 + two groups of 4. The query at 48 sees 49 rows: pool [4, 41), 10 groups scored;
   // it reads [0, 4), [20, 24), [32, 36) and [41, 49). The query at 49 reuses the retrieval and
@@ -59,9 +60,9 @@ TEST_CASE("block_sparse_icl: decode retrieves the best groups once", "[adapters]
   second.push_back(49);
   CHECK(check_row(t, shape, r.decode_out, 1, 49, second) <= 1.0);
   // Step 1: 10 group means scored and 20 rows read; step 2: 21 rows, nothing scored.
-  test::check_sparse_stats(r, shape, 50, 20,
-                           {test::expected_cost(shape, 20, 10, 10 * 64).keys +
-                                test::expected_cost(shape, 21, 0, 0).keys,
-                            test::expected_cost(shape, 20, 10, 10 * 64).bytes +
-                                test::expected_cost(shape, 21, 0, 0).bytes});
+  test::check_sparse_stats(
+      r, shape, 50, 20,
+      {test::expected_cost(shape, 20, 10, 10 * 64).keys + test::expected_cost(shape, 21, 0, 0).keys,
+       test::expected_cost(shape, 20, 10, 10 * 64).bytes +
+           test::expected_cost(shape, 21, 0, 0).bytes});
 }

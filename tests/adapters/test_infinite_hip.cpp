@@ -87,13 +87,12 @@ TEST_CASE("infinite_hip: the device cache holds `device` rows, least recently us
     CHECK(first.host_to_device_bytes > 0);
     CHECK(last.host_to_device_bytes == first.host_to_device_bytes);
     CHECK(last.resident_tokens == std::vector<std::int64_t>{100, 100});
-    CHECK(test::check_row(t, shape, r.decode_out, 1, context + 1,
-                          [] {
-                            std::vector<std::int64_t> p;
-                            add_range(p, 0, 4);
-                            add_range(p, 200, 204);
-                            add_range(p, 498, 514);
-                            return p;
-                          }()) <= 1.0);
+    CHECK(test::check_row(t, shape, r.decode_out, 1, context + 1, [] {
+            std::vector<std::int64_t> p;
+            add_range(p, 0, 4);
+            add_range(p, 200, 204);
+            add_range(p, 498, 514);
+            return p;
+          }()) <= 1.0);
   }
 }

@@ -34,11 +34,9 @@ TEST_CASE("shifted_groups: half the heads read shifted groups, every head the si
     CAPTURE(h);
     const bool shifted = h >= 2;
     // Position 40 opens an unshifted group; its shifted group began at 35.
-    CHECK(check_head(t, shape, r.decode_out, 0, 40, h, sinks_and(2, shifted ? 35 : 40, 41)) <=
-          1.0);
+    CHECK(check_head(t, shape, r.decode_out, 0, 40, h, sinks_and(2, shifted ? 35 : 40, 41)) <= 1.0);
     // Position 45 opens a shifted group; its unshifted group began at 40.
-    CHECK(check_head(t, shape, r.decode_out, 5, 45, h, sinks_and(2, shifted ? 45 : 40, 46)) <=
-          1.0);
+    CHECK(check_head(t, shape, r.decode_out, 5, 45, h, sinks_and(2, shifted ? 45 : 40, 46)) <= 1.0);
     CHECK(check_head(t, shape, r.decode_out, 0, 40, h, test::prefix(40)) > 10.0);
   }
   // Position 40: 2 heads x 3 keys + 2 heads x 8 keys; the KV head reads rows 0, 1 and 35..40.

@@ -62,7 +62,8 @@ double check(const test::qkv& t, const model_shape& shape, const host_tensor& ou
     const auto ref = reference(t, shape, token, h, bias, normalize);
     const float* o = test::row(out, out_row, h);
     for (int x = 0; x < shape.head_dim; ++x)
-      worst = std::max(worst, std::abs(o[x] - ref.out[static_cast<std::size_t>(x)]) / ref.tolerance);
+      worst =
+          std::max(worst, std::abs(o[x] - ref.out[static_cast<std::size_t>(x)]) / ref.tolerance);
   }
   return worst;
 }

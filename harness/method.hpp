@@ -85,6 +85,11 @@ struct cache_stats {
   std::uint64_t attend_calls = 0;             // decode queries answered (per token, not per head)
   std::int64_t budget_tokens = -1;            // resolved token budget per KV head; -1: unbounded
   bool simulated = false;                     // true when eviction only masks, nothing is freed
+  // Offloading methods (infinite_hip) keep the cache in host memory and only part of it on the
+  // device: resident_tokens / resident_bytes count the device, these the host side.
+  bool offloads = false;
+  std::uint64_t host_bytes = 0;            // K/V bytes held in host memory
+  std::uint64_t host_to_device_bytes = 0;  // K/V bytes copied host -> device by attend, cumulative
 };
 
 class kv_method {

@@ -17,6 +17,12 @@ std::map<std::string, metric_info> retrieval_metric_info() {
       {"keys_scored_per_step",
        {"keys", false, "query-key dot products per decoded token, all layers"}},
       {"kv_bytes_read_per_step", {"bytes", false, "KV bytes read per decoded token, all layers"}},
+      {"offloaded_kv_bytes",
+       {"bytes", false,
+        "KV bytes held in host memory after decoding, all layers (offloading methods)"}},
+      {"kv_bytes_copied_per_step",
+       {"bytes", false,
+        "KV bytes copied host to device per decoded token, all layers (offloading methods)"}},
   };
 }
 
@@ -34,6 +40,9 @@ void retrieval_accumulator::add(double score, const retrieval_result& r) {
   m_keys_per_step += static_cast<double>(r.keys_scored) / steps;
   m_bytes_per_step += static_cast<double>(r.kv_bytes_read) / steps;
   m_simulated = m_simulated || r.simulated;
+  m_offloads = m_offloads || r.offloads;
+  m_host_bytes += static_cast<double>(r.host_bytes);
+  m_copied_per_step += static_cast<double>(r.host_to_device_bytes) / steps;
   m_budget_tokens = std::max(m_budget_tokens, r.budget_tokens);
 }
 
@@ -48,6 +57,10 @@ void retrieval_accumulator::write(record& rec) const {
   rec.metrics["resident_tokens"] = m_resident_tokens / n;
   rec.metrics["keys_scored_per_step"] = m_keys_per_step / n;
   rec.metrics["kv_bytes_read_per_step"] = m_bytes_per_step / n;
+  if (m_offloads) {
+    rec.metrics["offloaded_kv_bytes"] = m_host_bytes / n;
+    rec.metrics["kv_bytes_copied_per_step"] = m_copied_per_step / n;
+  }
   rec.extra["simulated"] = m_simulated;
   // The resolved budget (from budget= or keep=) is a parameter of the record (DESIGN §3).
   if (m_budget_tokens >= 0) rec.params["budget_tokens"] = m_budget_tokens;

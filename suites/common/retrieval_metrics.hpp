@@ -26,7 +26,9 @@ class retrieval_accumulator {
   int m_mass_samples = 0;
   double m_resident_bytes = 0, m_dense_bytes = 0, m_resident_tokens = 0;
   double m_keys_per_step = 0, m_bytes_per_step = 0;
+  double m_host_bytes = 0, m_copied_per_step = 0;
   bool m_simulated = false;
+  bool m_offloads = false;
   std::int64_t m_budget_tokens = -1;
 };
 

@@ -75,6 +75,9 @@ void collect_cache_stats(const std::vector<std::unique_ptr<kv_method>>& adapters
     result.kv_bytes_read += s.kv_bytes_read;
     result.decode_steps = s.attend_calls;
     result.simulated = result.simulated || s.simulated;
+    result.offloads = result.offloads || s.offloads;
+    result.host_bytes += s.host_bytes;
+    result.host_to_device_bytes += s.host_to_device_bytes;
     result.budget_tokens = std::max(result.budget_tokens, s.budget_tokens);
     for (auto t : s.resident_tokens) tokens_sum += static_cast<double>(t);
     tokens_count += s.resident_tokens.size();

@@ -25,6 +25,9 @@ struct retrieval_result {
   std::uint64_t kv_bytes_read = 0;   // summed over layers and decode steps
   std::uint64_t decode_steps = 0;    // attend calls per layer
   bool simulated = false;
+  bool offloads = false;                   // some layer keeps its cache in host memory
+  std::uint64_t host_bytes = 0;            // summed over layers, after the last step
+  std::uint64_t host_to_device_bytes = 0;  // summed over layers and decode steps
   std::int64_t budget_tokens = -1;  // the method's resolved budget per KV head; -1: unbounded
   double needle_mass = -1;          // dense retrieval-head mass on `mass_position`, or -1
 };

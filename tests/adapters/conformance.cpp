@@ -813,6 +813,123 @@ std::vector<conformance_row> conformance_table() {
        {"adaptive_head:window=3",
         "unknown parameter 'window' (known: sinks, budget, keep, threshold)"}},
   });
+  rows.push_back({
+      "strided_heads",
+      // A budget covering the prompt is stride 1: every head reads every row.
+      {{{"strided_heads:budget=400", "strided_heads:keep=1"}, dense_stats::sparse}},
+      {{gqa_4x2_d8,
+        {{"strided_heads", 2000, 1024, 2000},
+         {"strided_heads:budget=12", 100, 12, 100},
+         {"strided_heads:keep=0.25", 100, 25, 100},
+         {"strided_heads:keep=0.25,budget=3", 100, 25, 100}}}},
+      {{"strided_heads:budget=40"}, {"strided_heads:budget=7"}},
+      {{"strided_heads:budget=0", "parameter 'budget' = 0 is out of range"},
+       {"strided_heads:keep=0", "parameter 'keep' = 0 is out of range"},
+       {"strided_heads:stride=4", "unknown parameter 'stride' (known: budget, keep)"}},
+      {{"strided_heads", "strided_heads:budget=1024"}},
+  });
+  rows.push_back({
+      "shifted_groups",
+      {{{"shifted_groups:budget=400", "shifted_groups:keep=1", "shifted_groups:sinks=0,budget=304"},
+        dense_stats::sparse}},
+      // The budget is sinks + group, the group at least one token.
+      {{gqa_4x2_d8,
+        {{"shifted_groups", 2000, 1024, 2000},
+         {"shifted_groups:budget=12", 100, 12, 100},
+         {"shifted_groups:keep=0.25", 100, 25, 100},
+         {"shifted_groups:sinks=8,budget=5", 100, 9, 100}}}},
+      {{"shifted_groups:budget=40"}, {"shifted_groups:budget=9,sinks=2"}},
+      {{"shifted_groups:budget=0", "parameter 'budget' = 0 is out of range"},
+       {"shifted_groups:sinks=-1", "parameter 'sinks' = -1 is out of range"},
+       {"shifted_groups:keep=2", "parameter 'keep' = 2 is out of range"},
+       {"shifted_groups:group=8", "unknown parameter 'group' (known: budget, keep, sinks)"}},
+      {{"shifted_groups", "shifted_groups:budget=1024,sinks=4"}},
+  });
+  {
+    // Operator variants: no parameter makes them softmax attention. sigmoid equals dense where
+    // its weights are equal and normalized (q = 0: every logit 0, both output the mean value);
+    // gated equals dense when every gate is 1 (alpha 0, beta 100: sigmoid(100) is 1 in float32).
+    auto zero_queries = [](test::qkv& t) {
+      for (std::size_t i = 0; i < t.q.size(); ++i) t.q.data()[i] = 0.0f;
+    };
+    rows.push_back({
+        "sigmoid",
+        {{.specs = {"sigmoid:normalize=true", "sigmoid:normalize=true,bias=3"},
+          .same = dense_stats::all,
+          .steps = s::fixed,
+          .maybe_edit_qkv = zero_queries}},
+        {},
+        {{"sigmoid"}, {"sigmoid:bias=-2,normalize=true"}},
+        {{"sigmoid:bias=x", "parameter 'bias' expects a number, got 'x'"},
+         {"sigmoid:bias=1e7", "parameter 'bias' = 1e7 is out of range"},
+         {"sigmoid:normalize=maybe", "normalize"},
+         {"sigmoid:budget=4", "unknown parameter 'budget' (known: bias, normalize)"}},
+        {{"sigmoid", "sigmoid:normalize=false"}},
+    });
+  }
+  rows.push_back({
+      "gated",
+      {{{"gated:alpha=0,beta=100"}, dense_stats::all, s::fixed}},
+      {},
+      {{"gated"}, {"gated:alpha=-3,beta=0.5"}},
+      {{"gated:alpha=x", "parameter 'alpha' expects a number, got 'x'"},
+       {"gated:beta=-2e6", "parameter 'beta' = -2e6 is out of range"},
+       {"gated:gate=1", "unknown parameter 'gate' (known: alpha, beta)"}},
+      {{"gated", "gated:alpha=1,beta=0"}},
+  });
+  rows.push_back({
+      "anchor",
+      // A threshold above every logit gap keeps every key: dense, in prefill and decode.
+      {{{"anchor:theta=1e6", "anchor:block=16,theta=1e6,decode=true", "anchor:block=1,theta=1e6"},
+        dense_stats::all,
+        s::fixed}},
+      {},
+      {{.spec = "anchor:block=16,theta=2,decode=true", .context = 100, .steps = {1, 2, 3}}},
+      {{"anchor:block=0", "parameter 'block' = 0 is out of range"},
+       {"anchor:theta=-1", "parameter 'theta' = -1 is out of range"},
+       {"anchor:budget=64", "unknown parameter 'budget' (known: block, theta, decode)"}},
+      {{"anchor", "anchor:block=128,decode=false,theta=12"}},
+  });
+  rows.push_back({
+      "infinite_hip",
+      // Resident counts the device cache: the budget group's last case holds 30 of 100 rows.
+      {{{"infinite_hip:budget=400", "infinite_hip:keep=1",
+         "infinite_hip:budget=304,sinks=0,window=0"},
+        dense_stats::sparse}},
+      {{gqa_6x3_d16,
+        {{"infinite_hip", 2000, 1024, 2000},
+         {"infinite_hip:budget=40", 100, 40, 100},
+         {"infinite_hip:keep=0.25", 100, 25, 100},
+         {"infinite_hip:budget=40,device=30", 100, 40, 30}}}},
+      {{"infinite_hip:budget=64,chunk=2,refresh=2"}, {"infinite_hip:budget=40,device=50"}},
+      {{"infinite_hip:chunk=0", "parameter 'chunk' = 0 is out of range"},
+       {"infinite_hip:refresh=0", "parameter 'refresh' = 0 is out of range"},
+       {"infinite_hip:device=0", "parameter 'device' = 0 is out of range"},
+       {"infinite_hip:sinks=-1", "parameter 'sinks' = -1 is out of range"},
+       {"infinite_hip:stages=2",
+        "unknown parameter 'stages' (known: budget, keep, sinks, window, chunk, refresh, device)"}},
+      {{"infinite_hip",
+        "infinite_hip:budget=1024,chunk=8,device=4096,refresh=8,sinks=4,window=64"}},
+  });
+  rows.push_back({
+      "block_sparse_icl",
+      // The prefill pattern is independent of the budget: enough neighbors make it dense.
+      {{{"block_sparse_icl:budget=400,neighbors=1000", "block_sparse_icl:keep=1,neighbors=1000",
+         "block_sparse_icl:budget=304,group=1,neighbors=400,window=0"},
+        dense_stats::sparse}},
+      {{gqa_4x2_d8,
+        {{"block_sparse_icl", 2000, 1024, 2000},
+         {"block_sparse_icl:budget=40", 100, 40, 100},
+         {"block_sparse_icl:keep=0.25", 100, 25, 100},
+         {"block_sparse_icl:keep=0.25,budget=3", 100, 25, 100}}}},
+      {{"block_sparse_icl:budget=40,group=8,window=8"}, {"block_sparse_icl:budget=30,group=64"}},
+      {{"block_sparse_icl:group=0", "parameter 'group' = 0 is out of range"},
+       {"block_sparse_icl:neighbors=-1", "parameter 'neighbors' = -1 is out of range"},
+       {"block_sparse_icl:window=-1", "parameter 'window' = -1 is out of range"},
+       {"block_sparse_icl:demos=4",
+        "unknown parameter 'demos' (known: budget, keep, group, neighbors, window)"}},
+      {{"block_sparse_icl", "block_sparse_icl:budget=1024,group=128,neighbors=1,window=64"}},
+  });
   return rows;
 }
 

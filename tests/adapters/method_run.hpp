@@ -110,6 +110,15 @@ inline double check_row(qkv& t, const model_shape& shape, const host_tensor& out
   return worst;
 }
 
+// Error ratio of query head `q_head` of output row `out_row` (query token `token`) against fp64
+// attention over `positions`: for patterns that differ between the heads of a GQA group.
+inline double check_head(qkv& t, const model_shape& shape, const host_tensor& out, int out_row,
+                         int token, int q_head, const std::vector<std::int64_t>& positions) {
+  const float scale = make_problem(shape, 0, 0).softmax_scale();
+  auto ref = reference_attention(row(t.q, token, q_head), q_head, t, shape, scale, positions);
+  return error_ratio(row(out, out_row, q_head), ref);
+}
+
 // Worst |a - b| / tolerance between two methods' outputs, the tolerance that of fp64 attention
 // over every position up to the token (what dense computes).
 inline double compare_to_dense(qkv& t, const model_shape& shape, const host_tensor& a,

@@ -813,6 +813,70 @@ std::vector<conformance_row> conformance_table() {
        {"adaptive_head:window=3",
         "unknown parameter 'window' (known: sinks, budget, keep, threshold)"}},
   });
+  rows.push_back({
+      "keydiff",
+      {{{"keydiff:budget=400", "keydiff:keep=1"}, dense_stats::resident, decode_steps::fixed}},
+      // keydiff needs no queries.
+      {{gqa_6x3_d16,
+        {{"keydiff", 2000, 1024, 1024},
+         {"keydiff:budget=40", 100, 40, 40},
+         {"keydiff:keep=0.25", 100, 25, 25},
+         {"keydiff:keep=0.25,budget=3", 100, 25, 25},
+         {"keydiff:budget=500", 100, 500, 100}},
+        {.queries = false}}},
+      {{.spec = "keydiff:keep=0.3", .context = 200, .steps = {1, 1, 1}}},
+      {{"keydiff:budget=0", "parameter 'budget' = 0 is out of range"},
+       {"keydiff:keep=2", "parameter 'keep' = 2 is out of range"},
+       {"keydiff:window=8", "unknown parameter 'window' (known: budget, keep)"}},
+      {{"keydiff", "keydiff:budget=1024"}},
+  });
+  rows.push_back({
+      "lagkv",
+      {{{"lagkv:budget=400", "lagkv:keep=1", "lagkv:budget=300,sinks=0,lag=8"},
+        dense_stats::resident,
+        decode_steps::fixed}},
+      // lagkv needs no queries; sinks + tail above the budget keep the last budget tokens.
+      {{gqa_6x3_d16,
+        {{"lagkv", 2000, 1024, 1024},
+         {"lagkv:budget=40,lag=8", 100, 40, 40},
+         {"lagkv:keep=0.25,lag=16", 100, 25, 25},
+         {"lagkv:keep=0.25,budget=3", 100, 25, 25},
+         {"lagkv:budget=10,lag=32", 100, 10, 10},
+         {"lagkv:budget=500", 100, 500, 100}},
+        {.queries = false}}},
+      {{.spec = "lagkv:keep=0.3,lag=16", .context = 200, .steps = {1, 1, 1}}},
+      {{"lagkv:budget=0", "parameter 'budget' = 0 is out of range"},
+       {"lagkv:lag=0", "parameter 'lag' = 0 is out of range"},
+       {"lagkv:sinks=-1", "parameter 'sinks' = -1 is out of range"},
+       {"lagkv:lag_size=8", "unknown parameter 'lag_size' (known: budget, keep, sinks, lag)"}},
+      {{"lagkv", "lagkv:budget=1024,lag=128,sinks=4"}},
+  });
+  rows.push_back({
+      "qfilter",
+      {{.specs = {"qfilter:budget=400", "qfilter:keep=1"},
+        .same = dense_stats::resident,
+        .steps = decode_steps::fixed,
+        .setup = with_random_calibration(1, 11)}},
+      // qfilter needs no prompt queries: its filters come from the calibration.
+      {{gqa_6x3_d16,
+        {{"qfilter", 2000, 1024, 1024},
+         {"qfilter:budget=40", 100, 40, 40},
+         {"qfilter:keep=0.25", 100, 25, 25},
+         {"qfilter:keep=0.25,budget=3", 100, 25, 25},
+         {"qfilter:budget=500", 100, 500, 100}},
+        {.queries = false},
+        resident_rule::every_head,
+        with_random_calibration(1, 4)}},
+      {{.spec = "qfilter:keep=0.3",
+        .context = 200,
+        .steps = {1, 1, 1},
+        .threads = 4,
+        .setup = with_random_calibration(1, 6)}},
+      {{"qfilter:budget=0", "parameter 'budget' = 0 is out of range"},
+       {"qfilter:keep=1.5", "parameter 'keep' = 1.5 is out of range"},
+       {"qfilter:rank=1", "unknown parameter 'rank' (known: budget, keep)"}},
+      {{"qfilter", "qfilter:budget=1024"}},
+  });
   return rows;
 }
 

@@ -877,6 +877,31 @@ std::vector<conformance_row> conformance_table() {
        {"qfilter:rank=1", "unknown parameter 'rank' (known: budget, keep)"}},
       {{"qfilter", "qfilter:budget=1024"}},
   });
+  rows.push_back({
+      "expected_attention",
+      {{{"expected_attention:budget=400", "expected_attention:keep=1",
+         "expected_attention:budget=300,sinks=0,covariance=false,vnorm=false",
+         "expected_attention:budget=300,window=20"},
+        dense_stats::resident,
+        decode_steps::fixed}},
+      {{gqa_6x3_d16,
+        {{"expected_attention", 2000, 1024, 1024},
+         {"expected_attention:budget=40", 100, 40, 40},
+         {"expected_attention:keep=0.25", 100, 25, 25},
+         {"expected_attention:keep=0.25,budget=3", 100, 25, 25},
+         {"expected_attention:budget=2,sinks=4", 100, 2, 2},
+         {"expected_attention:budget=500", 100, 500, 100}}}},
+      {{.spec = "expected_attention:keep=0.3", .context = 200, .steps = {1, 1, 1}, .threads = 3}},
+      {{"expected_attention:budget=0", "parameter 'budget' = 0 is out of range"},
+       {"expected_attention:sinks=-1", "parameter 'sinks' = -1 is out of range"},
+       {"expected_attention:window=-2", "parameter 'window' = -2 is out of range"},
+       {"expected_attention:covariance=maybe", "parameter 'covariance'"},
+       {"expected_attention:n_future_positions=512",
+        "unknown parameter 'n_future_positions' (known: budget, keep, sinks, window, covariance, "
+        "vnorm)"}},
+      {{"expected_attention",
+        "expected_attention:budget=1024,covariance=true,sinks=4,vnorm=true,window=0"}},
+  });
   return rows;
 }
 

@@ -902,6 +902,31 @@ std::vector<conformance_row> conformance_table() {
       {{"expected_attention",
         "expected_attention:budget=1024,covariance=true,sinks=4,vnorm=true,window=0"}},
   });
+  rows.push_back({
+      "compactor",
+      {{{"compactor:budget=400", "compactor:keep=1",
+         "compactor:budget=300,sinks=0,recent=0,chunk=7,sketch=4,blending=2"},
+        dense_stats::resident,
+        decode_steps::fixed}},
+      {{gqa_6x3_d16,
+        {{"compactor", 2000, 1024, 1024},
+         {"compactor:budget=40", 100, 40, 40},
+         {"compactor:keep=0.25", 100, 25, 25},
+         {"compactor:keep=0.25,budget=3", 100, 25, 25},
+         {"compactor:budget=3", 100, 3, 3},
+         {"compactor:budget=500", 100, 500, 100}}}},
+      {{.spec = "compactor:keep=0.3,chunk=32", .context = 200, .steps = {1, 1, 1}, .threads = 3,
+        .seed = 5}},
+      {{"compactor:budget=0", "parameter 'budget' = 0 is out of range"},
+       {"compactor:chunk=0", "parameter 'chunk' = 0 is out of range"},
+       {"compactor:sketch=0", "parameter 'sketch' = 0 is out of range"},
+       {"compactor:blending=-1", "parameter 'blending' = -1 is out of range"},
+       {"compactor:recent=-1", "parameter 'recent' = -1 is out of range"},
+       {"compactor:window=4",
+        "unknown parameter 'window' (known: budget, keep, sinks, recent, chunk, sketch, "
+        "blending)"}},
+      {{"compactor", "compactor:budget=1024,chunk=256,recent=4,sinks=8,sketch=48"}},
+  });
   return rows;
 }
 

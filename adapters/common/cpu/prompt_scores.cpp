@@ -94,7 +94,7 @@ std::vector<std::vector<std::int64_t>> prompt_score_method::select_prompt(tensor
                                                                           tensor_view v) {
   const std::int64_t tokens = k.tokens;
   if (m_budget >= tokens) return cache_method::select_prompt(q, k, v);
-  score_request request{q, k, v, &m_problem, m_scale, m_seed, m_threads};
+  score_request request{q, k, v, &m_problem, m_scale, m_seed, m_threads, m_budget};
   const prompt_scores scores = m_score(request);
   ATTNBENCH_ASSERT(scores.scores.size() == static_cast<std::size_t>(m_shape.kv_heads));
   return select(scores, tokens);

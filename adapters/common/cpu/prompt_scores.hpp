@@ -25,6 +25,7 @@ struct score_request {
   float scale = 1.0f;      // softmax scale
   std::uint64_t seed = 0;  // exec_context::seed
   int threads = 1;
+  std::int64_t budget = 0;  // tokens per KV head the method keeps (below the prompt's tokens)
 };
 
 /// A scorer's verdict on one prompt of `tokens` tokens.

@@ -927,6 +927,28 @@ std::vector<conformance_row> conformance_table() {
         "blending)"}},
       {{"compactor", "compactor:budget=1024,chunk=256,recent=4,sinks=8,sketch=48"}},
   });
+  rows.push_back({
+      "kvzip",
+      {{{"kvzip:budget=400", "kvzip:keep=1", "kvzip:budget=300,sinks=0,chunk=16"},
+        dense_stats::resident,
+        decode_steps::fixed}},
+      // The budget is the mean tokens per head.
+      {{{"test", 1, 8, 4, 16},
+        {{"kvzip", 2000, 1024, 1024},
+         {"kvzip:budget=40", 100, 40, 40},
+         {"kvzip:keep=0.25,chunk=32", 100, 25, 25},
+         {"kvzip:keep=0.25,budget=3", 100, 25, 25},
+         {"kvzip:budget=2", 100, 2, 2},
+         {"kvzip:budget=500", 100, 500, 100}},
+        {},
+        resident_rule::shared_by_heads}},
+      {{.spec = "kvzip:keep=0.3,chunk=64", .context = 200, .steps = {1, 1, 1}, .threads = 3}},
+      {{"kvzip:budget=0", "parameter 'budget' = 0 is out of range"},
+       {"kvzip:chunk=0", "parameter 'chunk' = 0 is out of range"},
+       {"kvzip:sinks=-1", "parameter 'sinks' = -1 is out of range"},
+       {"kvzip:layerwise=1", "unknown parameter 'layerwise' (known: budget, keep, sinks, chunk)"}},
+      {{"kvzip", "kvzip:budget=1024,chunk=2048,sinks=4"}},
+  });
   return rows;
 }
 

@@ -25,38 +25,50 @@ void chunk_scores(const score_request& r, int head, std::int64_t sinks, std::int
   const std::int64_t lead = std::min(sinks, begin);  // sinks outside the chunk
   const std::int64_t first = kvzip::first_query(begin);
   const std::int64_t len = end - begin;
-  // Logits over [lead sinks | the chunk | the re-fed copies of first..begin-1 up to the query].
-  // The copies of the chunk's own tokens up to the query have the chunk's keys, so their terms
-  // are the chunk's (counted twice in the softmax's sum) and are not computed again.
-  std::vector<float> logits(static_cast<std::size_t>(lead + len + (begin - first)));
-  const auto dot = [&](const float* q, std::int64_t t) {
-    const float* k = r.k.at(static_cast<int>(t), head);
-    float s = 0;
-#pragma omp simd reduction(+ : s)
-    for (int i = 0; i < d; ++i) s += q[i] * k[i];
-    return s * r.scale;
+  // The keys a reconstruction query may see, gathered once: [lead sinks | the chunk | the re-fed
+  // copies of first..begin-1], of which a query at i sees the copies up to i. The copies of the
+  // chunk's own tokens up to the query have the chunk's keys, so their terms are the chunk's
+  // (counted twice in the softmax's sum) and are not computed again.
+  const std::int64_t rows = lead + len + (begin - first);
+  const auto dim = static_cast<std::size_t>(d);
+  std::vector<float> keys(static_cast<std::size_t>(rows) * dim);
+  std::size_t n = 0;
+  const auto gather = [&](std::int64_t from, std::int64_t to) {
+    for (std::int64_t t = from; t < to; ++t, ++n)
+      std::copy_n(r.k.at(static_cast<int>(t), head), d, keys.data() + n * dim);
   };
-  for (std::int64_t i = first; i < end; ++i)
-    for (int g = 0; g < group; ++g) {
-      const float* q = r.q.at(static_cast<int>(i), head * group + g);
-      std::size_t n = 0;
-      for (std::int64_t t = 0; t < lead; ++t) logits[n++] = dot(q, t);
-      for (std::int64_t t = begin; t < end; ++t) logits[n++] = dot(q, t);
-      for (std::int64_t t = first; t < std::min(i + 1, begin); ++t) logits[n++] = dot(q, t);
-      const auto used = logits.begin() + static_cast<std::ptrdiff_t>(n);
-      const float top = *std::max_element(logits.begin(), used);
-      double sum = 0;
-      for (auto x = logits.begin(); x != used; ++x) sum += (*x = std::exp(*x - top));
-      const auto chunk_at = [&](std::int64_t t) {
-        return logits[static_cast<std::size_t>(lead + t - begin)];
-      };
-      for (std::int64_t t = begin; t <= std::min(i, end - 1); ++t) sum += chunk_at(t);
-      const auto inv = static_cast<float>(1.0 / sum);
-      for (std::int64_t t = begin; t < end; ++t) {
-        float& s = scores[static_cast<std::size_t>(t)];
-        s = std::max(s, chunk_at(t) * inv);
+  gather(0, lead);
+  gather(begin, end);
+  gather(first, begin);
+  // The group's queries of one token share every key row they read.
+  std::vector<float> logits(static_cast<std::size_t>(group * rows));
+  for (std::int64_t i = first; i < end; ++i) {
+    const float* q = r.q.at(static_cast<int>(i), head * group);  // [group, d]
+    const std::int64_t visible = lead + len + std::min(i + 1, begin) - first;
+    for (std::int64_t j = 0; j < visible; ++j) {
+      const float* k = keys.data() + static_cast<std::size_t>(j) * dim;
+      for (int g = 0; g < group; ++g) {
+        const float* qg = q + static_cast<std::size_t>(g) * dim;
+        float s = 0;
+#pragma omp simd reduction(+ : s)
+        for (int x = 0; x < d; ++x) s += qg[x] * k[x];
+        logits[static_cast<std::size_t>(g * rows + j)] = s * r.scale;
       }
     }
+    for (int g = 0; g < group; ++g) {
+      float* l = logits.data() + static_cast<std::size_t>(g * rows);
+      const float top = *std::max_element(l, l + visible);
+      double sum = 0;
+      for (std::int64_t j = 0; j < visible; ++j) sum += (l[j] = std::exp(l[j] - top));
+      const float* chunk = l + lead;  // the chunk's terms, token begin + j at chunk[j]
+      for (std::int64_t j = 0; j <= std::min(i - begin, len - 1); ++j) sum += chunk[j];
+      const auto inv = static_cast<float>(1.0 / sum);
+      for (std::int64_t j = 0; j < len; ++j) {
+        float& best = scores[static_cast<std::size_t>(begin + j)];
+        best = std::max(best, chunk[j] * inv);
+      }
+    }
+  }
 }
 
 prompt_scores kvzip_scores(const score_request& r, std::int64_t sinks, std::int64_t chunk) {

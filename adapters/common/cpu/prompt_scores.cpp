@@ -72,7 +72,16 @@ prompt_scorer make_prompt_scorer(const std::string& name, const param_values& va
   return it->second(values);
 }
 
+std::optional<std::string> prompt_score_method::unsupported_reason(
+    const attention_problem& problem) const {
+  if (auto why = cache_method::unsupported_reason(problem)) return why;
+  if (m_scorer.unsupported) return m_scorer.unsupported(problem);
+  return std::nullopt;
+}
+
 std::int64_t prompt_score_method::plan(const attention_problem& problem) {
+  m_score = m_scorer.bind ? m_scorer.bind(problem, m_threads) : m_scorer.score;
+  ATTNBENCH_ASSERT(m_score);
   const std::int64_t budget = resolve_budget(m_values, problem.context_tokens);
   const std::int64_t layer =
       m_scorer.layer_budget ? m_scorer.layer_budget(problem, budget) : budget;
@@ -85,8 +94,8 @@ std::vector<std::vector<std::int64_t>> prompt_score_method::select_prompt(tensor
                                                                           tensor_view v) {
   const std::int64_t tokens = k.tokens;
   if (m_budget >= tokens) return cache_method::select_prompt(q, k, v);
-  score_request request{q, k, v, &m_problem, m_scale, m_seed, m_threads};
-  const prompt_scores scores = m_scorer.score(request);
+  score_request request{q, k, v, &m_problem, m_scale, m_seed, m_threads, m_budget};
+  const prompt_scores scores = m_score(request);
   ATTNBENCH_ASSERT(scores.scores.size() == static_cast<std::size_t>(m_shape.kv_heads));
   return select(scores, tokens);
 }

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,7 @@ struct score_request {
   float scale = 1.0f;      // softmax scale
   std::uint64_t seed = 0;  // exec_context::seed
   int threads = 1;
+  std::int64_t budget = 0;  // tokens per KV head the method keeps (below the prompt's tokens)
 };
 
 /// A scorer's verdict on one prompt of `tokens` tokens.
@@ -43,6 +45,12 @@ struct prompt_scorer {
   /// (already resolved from budget / keep). Null means the budget itself.
   std::function<std::int64_t(const attention_problem&, std::int64_t budget)> layer_budget;
   score_function score;
+  /// For scorers that read the problem while it is prepared (calibration data is valid only
+  /// then): the score function for that problem, which replaces `score`, given the threads the
+  /// work may use. Null: `score` as is.
+  std::function<score_function(const attention_problem&, int threads)> bind;
+  /// Why the scorer cannot run a problem (e.g. no calibration), or nothing. Null: it always can.
+  std::function<std::optional<std::string>(const attention_problem&)> unsupported;
 };
 
 /// Rows (increasing) one head keeps of a `tokens`-token prompt whose last `forced_tail` rows are
@@ -58,12 +66,15 @@ std::vector<std::vector<std::int64_t>> select_counts(const prompt_scores& scores
                                                      const std::vector<std::int64_t>& counts);
 
 /// A cache_method that compresses the prompt with a scorer: plan resolves budget / keep and the
-/// scorer's layer budget; select_prompt keeps everything when the budget covers the prompt and
-/// otherwise scores it and calls select().
+/// scorer's layer budget and binds the scorer to the problem; select_prompt keeps everything when
+/// the budget covers the prompt and otherwise scores it and calls select().
 class prompt_score_method : public cache_method {
  public:
   prompt_score_method(prompt_scorer scorer, param_values values)
       : m_scorer(std::move(scorer)), m_values(std::move(values)) {}
+
+  /// The cache's own checks, then the scorer's.
+  std::optional<std::string> unsupported_reason(const attention_problem& problem) const override;
 
  protected:
   std::int64_t plan(const attention_problem& problem) override;
@@ -79,6 +90,7 @@ class prompt_score_method : public cache_method {
 
  private:
   prompt_scorer m_scorer;
+  score_function m_score;  // m_scorer.score, or what m_scorer.bind gave for the problem
   param_values m_values;
 };
 

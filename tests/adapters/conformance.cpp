@@ -813,6 +813,102 @@ std::vector<conformance_row> conformance_table() {
        {"adaptive_head:window=3",
         "unknown parameter 'window' (known: sinks, budget, keep, threshold)"}},
   });
+  {
+    std::vector<std::string> specs;
+    for (const char* scorer : {"snapkv", "pyramidkv", "knorm", "random"})
+      for (const char* budget : {"budget=400", "keep=1"})
+        specs.push_back(std::string("chunkkv:scorer=") + scorer + "," + budget);
+    specs.push_back("chunkkv:chunk=1,budget=400");
+    rows.push_back({
+        "chunkkv",
+        {{.specs = specs,
+          .same = dense_stats::resident,
+          .steps = s::fixed,
+          .contexts = {1, 120},
+          .layers = 2}},
+        {{{"test", 1, 4, 2, 16},
+          {{"chunkkv", 2000, 1024, 1024},
+           {"chunkkv:budget=40", 100, 40, 40},
+           {"chunkkv:budget=45,chunk=7", 100, 45, 45},
+           {"chunkkv:keep=0.25", 100, 25, 25},
+           {"chunkkv:keep=0.25,budget=3", 100, 25, 25},
+           {"chunkkv:budget=10", 100, 10, 10},
+           {"chunkkv:budget=33,scorer=knorm", 100, 33, 33},
+           {"chunkkv:budget=500", 100, 500, 100}}}},
+        {{.spec = "chunkkv:budget=100,window=16,chunk=8",
+          .shape = {"test", 1, 8, 4, 64},
+          .context = 300,
+          .steps = {1, 1, 1},
+          .qkv_seed = 41}},
+        {{"chunkkv:chunk=0", "parameter 'chunk' = 0 is out of range"},
+         {"chunkkv:chunk=2.5", "parameter 'chunk' expects an integer, got '2.5'"},
+         {"chunkkv:scorer=tova",
+          "parameter 'scorer' = 'tova' is not one of: snapkv, pyramidkv, knorm, random"},
+         {"chunkkv:budget=0", "parameter 'budget' = 0 is out of range"},
+         {"chunkkv:keep=1.5", "parameter 'keep' = 1.5 is out of range"},
+         {"chunkkv:size=10",
+          "unknown parameter 'size' (known: budget, keep, scorer, chunk, window, kernel, "
+          "pooling, beta)"}},
+        {{"chunkkv",
+          "chunkkv:beta=20,budget=1024,chunk=10,kernel=7,pooling=max,scorer=snapkv,window=32"}},
+    });
+  }
+  rows.push_back({
+      "criticalkv",
+      {{.specs = {"criticalkv:budget=400", "criticalkv:keep=1", "criticalkv:scorer=pyramidkv,keep=1",
+                  "criticalkv:scorer=pyramidkv,budget=400", "criticalkv:first_stage=0,budget=400"},
+        .same = dense_stats::resident,
+        .steps = s::fixed,
+        .contexts = {1, 120},
+        .layers = 2}},
+      {{{"test", 1, 4, 2, 16},
+        {{"criticalkv", 2000, 1024, 1024},
+         {"criticalkv:budget=40", 100, 40, 40},
+         {"criticalkv:budget=45,first_stage=0", 100, 45, 45},
+         {"criticalkv:keep=0.25", 100, 25, 25},
+         {"criticalkv:keep=0.25,budget=3", 100, 25, 25},
+         {"criticalkv:budget=10", 100, 10, 10},
+         {"criticalkv:budget=500", 100, 500, 100}}}},
+      {{.spec = "criticalkv:budget=100,window=16",
+        .shape = {"test", 1, 8, 4, 64},
+        .context = 300,
+        .steps = {1, 1, 1},
+        .qkv_seed = 43}},
+      {{"criticalkv:first_stage=1.5", "parameter 'first_stage' = 1.5 is out of range"},
+       {"criticalkv:epsilon=-1", "parameter 'epsilon' = -1 is out of range"},
+       {"criticalkv:scorer=knorm",
+        "parameter 'scorer' = 'knorm' is not one of: snapkv, pyramidkv"},
+       {"criticalkv:budget=0", "parameter 'budget' = 0 is out of range"},
+       {"criticalkv:alpha=0.2",
+        "unknown parameter 'alpha' (known: budget, keep, scorer, first_stage, epsilon, window, "
+        "kernel, pooling, beta)"}},
+      {{"criticalkv", "criticalkv:beta=20,budget=1024,epsilon=0.0001,first_stage=0.5,kernel=7,"
+                      "pooling=max,scorer=snapkv,window=32"}},
+  });
+  rows.push_back({
+      "simlayerkv",
+      // threshold=0 makes every layer lazy; a budget covering the sequence still equals dense.
+      {{{"simlayerkv:budget=400", "simlayerkv:keep=1", "simlayerkv:budget=400,threshold=0",
+         "simlayerkv:sinks=0,budget=400,threshold=0,last=8"},
+        dense_stats::resident}},
+      {{gqa_4x2_d8,
+        {{"simlayerkv:threshold=0", 2000, 1028, 1028},
+         {"simlayerkv:threshold=0,budget=40", 100, 40, 40},
+         {"simlayerkv:threshold=0,keep=0.25", 100, 25, 25},
+         {"simlayerkv:threshold=0,keep=0.25,budget=3", 100, 25, 25},
+         {"simlayerkv:threshold=0,sinks=8,budget=5", 100, 9, 9},
+         {"simlayerkv:threshold=0,budget=40", 8, 40, 8},
+         {"simlayerkv:threshold=1,budget=40", 100, 40, 100}},
+        {.decode_room = 1}}},
+      {{.spec = "simlayerkv:budget=64,threshold=0"}, {.spec = "simlayerkv:budget=64,threshold=1"}},
+      {{"simlayerkv:threshold=1.5", "parameter 'threshold' = 1.5 is out of range"},
+       {"simlayerkv:sinks=-1", "parameter 'sinks' = -1 is out of range"},
+       {"simlayerkv:last=0", "parameter 'last' = 0 is out of range"},
+       {"simlayerkv:budget=0", "parameter 'budget' = 0 is out of range"},
+       {"simlayerkv:window=8",
+        "unknown parameter 'window' (known: budget, keep, sinks, threshold, last)"}},
+      {{"simlayerkv", "simlayerkv:budget=1028,last=1,sinks=4,threshold=0.9"}},
+  });
   return rows;
 }
 

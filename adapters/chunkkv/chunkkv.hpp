@@ -52,8 +52,8 @@ inline std::vector<param_def> schema() {
 /// [i * chunk, (i + 1) * chunk) ranked by mean score (ties to the earlier chunk), taken whole
 /// while they fit; the first chunk that does not fit gives its best-scored rows (ties to the
 /// earlier row) for what is left. count >= the rows keeps every row.
-inline std::vector<std::int64_t> select_chunks(const std::vector<float>& scores,
-                                               std::int64_t count, std::int64_t chunk) {
+inline std::vector<std::int64_t> select_chunks(const std::vector<float>& scores, std::int64_t count,
+                                               std::int64_t chunk) {
   const auto n = static_cast<std::int64_t>(scores.size());
   std::vector<std::int64_t> rows;
   if (count >= n) {

@@ -25,8 +25,8 @@ namespace attnbench::criticalkv {
 /// Parameters:
 ///   budget       int >= 1, default 1024: tokens kept per KV head, window included (with
 ///                scorer=pyramidkv, the mean of the layer's pyramid budget).
-///   keep         real in (0, 1], no default: budget = ceil(keep * prompt tokens); overrides budget.
-///   scorer       snapkv | pyramidkv, default snapkv: the attention scores of stage 1.
+///   keep         real in (0, 1], no default: budget = ceil(keep * prompt tokens); overrides
+///   budget. scorer       snapkv | pyramidkv, default snapkv: the attention scores of stage 1.
 ///   first_stage  real in [0, 1], default 0.5 (the paper's and kvpress's): share of b chosen by
 ///                attention alone; 1 is the wrapped scorer.
 ///   epsilon      real in [0, 1], default 1e-4 (kvpress's): added to the scores before weighting.

@@ -32,8 +32,7 @@ class simlayerkv_method final : public cache_method {
                     "simlayerkv decides with the last prompt queries; prefill got q with "
                         << q.tokens << " tokens for " << k.tokens << " keys");
     const std::int64_t last = std::min<std::int64_t>(m_values.get_int("last"), tokens);
-    const auto votes =
-        window_votes(q, k, static_cast<int>(tokens - last), m_scale, m_threads);
+    const auto votes = window_votes(q, k, static_cast<int>(tokens - last), m_scale, m_threads);
     // The rows a lazy cache holds at the end of the prompt: the sinks, then the window.
     const std::int64_t sink_end = m_policy.sink_end(tokens - 1);
     const std::int64_t window_begin = m_policy.window_begin(tokens - 1);

@@ -855,8 +855,9 @@ std::vector<conformance_row> conformance_table() {
   }
   rows.push_back({
       "criticalkv",
-      {{.specs = {"criticalkv:budget=400", "criticalkv:keep=1", "criticalkv:scorer=pyramidkv,keep=1",
-                  "criticalkv:scorer=pyramidkv,budget=400", "criticalkv:first_stage=0,budget=400"},
+      {{.specs = {"criticalkv:budget=400", "criticalkv:keep=1",
+                  "criticalkv:scorer=pyramidkv,keep=1", "criticalkv:scorer=pyramidkv,budget=400",
+                  "criticalkv:first_stage=0,budget=400"},
         .same = dense_stats::resident,
         .steps = s::fixed,
         .contexts = {1, 120},
@@ -876,14 +877,14 @@ std::vector<conformance_row> conformance_table() {
         .qkv_seed = 43}},
       {{"criticalkv:first_stage=1.5", "parameter 'first_stage' = 1.5 is out of range"},
        {"criticalkv:epsilon=-1", "parameter 'epsilon' = -1 is out of range"},
-       {"criticalkv:scorer=knorm",
-        "parameter 'scorer' = 'knorm' is not one of: snapkv, pyramidkv"},
+       {"criticalkv:scorer=knorm", "parameter 'scorer' = 'knorm' is not one of: snapkv, pyramidkv"},
        {"criticalkv:budget=0", "parameter 'budget' = 0 is out of range"},
        {"criticalkv:alpha=0.2",
         "unknown parameter 'alpha' (known: budget, keep, scorer, first_stage, epsilon, window, "
         "kernel, pooling, beta)"}},
-      {{"criticalkv", "criticalkv:beta=20,budget=1024,epsilon=0.0001,first_stage=0.5,kernel=7,"
-                      "pooling=max,scorer=snapkv,window=32"}},
+      {{"criticalkv",
+        "criticalkv:beta=20,budget=1024,epsilon=0.0001,first_stage=0.5,kernel=7,"
+        "pooling=max,scorer=snapkv,window=32"}},
   });
   rows.push_back({
       "simlayerkv",

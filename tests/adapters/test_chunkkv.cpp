@@ -62,11 +62,12 @@ TEST_CASE("chunkkv keeps a chunk of moderate tokens over a lone strong one",
       // 10 scored rows: the best chunk of each head.
       {"14", test::range(20, 30), test::range(40, 50)},
       // 15: then the best 5 rows of the next chunk (the hot one, then the earliest).
-      {"19", merged(test::range(20, 30), {0, 1, 2, 3, 5}), merged(test::range(40, 50), {50, 51, 52, 53, 54})},
+      {"19", merged(test::range(20, 30), {0, 1, 2, 3, 5}),
+       merged(test::range(40, 50), {50, 51, 52, 53, 54})},
   }));
   CAPTURE(c.budget);
-  auto r = run("chunkkv:window=4,kernel=1,chunk=10,budget=" + c.budget, t, shape, context,
-               {1, 1, 1});
+  auto r =
+      run("chunkkv:window=4,kernel=1,chunk=10,budget=" + c.budget, t, shape, context, {1, 1, 1});
   const std::vector<rows> kept = {merged(c.head0, window), merged(c.head1, window)};
   CHECK(check_decode(t, shape, r.decode_out, context, kept) <= 1.0);
   CHECK(check_decode(t, shape, r.decode_out, context, {kept[1], kept[0]}) > 10.0);

@@ -910,6 +910,25 @@ std::vector<conformance_row> conformance_table() {
         "unknown parameter 'window' (known: budget, keep, sinks, threshold, last)"}},
       {{"simlayerkv", "simlayerkv:budget=1028,last=1,sinks=4,threshold=0.9"}},
   });
+  rows.push_back({
+      "think",
+      // Nothing pruned (ratio 0, or a recent window covering the prompt): dense, bytes included.
+      {{{"think:ratio=0", "think:recent=1000", "think:ratio=0.9,recent=300"},
+        dense_stats::all,
+        s::fixed}},
+      {},
+      {{.spec = "think:ratio=0.4,window=16",
+        .shape = {"test", 1, 8, 4, 64},
+        .context = 300,
+        .steps = {1, 5},
+        .qkv_seed = 8}},
+      {{"think:ratio=1.5", "parameter 'ratio' = 1.5 is out of range"},
+       {"think:ratio=-0.1", "parameter 'ratio' = -0.1 is out of range"},
+       {"think:window=0", "parameter 'window' = 0 is out of range"},
+       {"think:recent=-1", "parameter 'recent' = -1 is out of range"},
+       {"think:budget=64", "unknown parameter 'budget' (known: ratio, window, recent)"}},
+      {{"think", "think:ratio=0.4,recent=32,window=32"}},
+  });
   return rows;
 }
 

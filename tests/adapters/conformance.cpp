@@ -929,6 +929,39 @@ std::vector<conformance_row> conformance_table() {
        {"think:budget=64", "unknown parameter 'budget' (known: ratio, window, recent)"}},
       {{"think", "think:ratio=0.4,recent=32,window=32"}},
   });
+  rows.push_back({
+      "cake",
+      {{.specs = {"cake:budget=400", "cake:keep=1", "cake:budget=400,gamma=0"},
+        .same = dense_stats::resident,
+        .steps = s::fixed,
+        .contexts = {1, 120},
+        .layers = 2,
+        .setup = with_random_calibration(2, 5, 1)}},
+      // One calibration layer: the layer's share is the whole budget.
+      {{{"test", 1, 4, 2, 16},
+        {{"cake", 2000, 1024, 1024},
+         {"cake:budget=40", 100, 40, 40},
+         {"cake:keep=0.25", 100, 25, 25},
+         {"cake:keep=0.25,budget=3", 100, 25, 25},
+         {"cake:budget=10", 100, 10, 10},
+         {"cake:budget=500", 100, 500, 100}},
+        {},
+        r::every_head,
+        with_random_calibration(1, 3)}},
+      {{.spec = "cake:budget=60,window=16",
+        .shape = {"test", 1, 8, 4, 64},
+        .context = 300,
+        .steps = {1, 1, 1},
+        .qkv_seed = 47,
+        .setup = with_random_calibration(1, 9)}},
+      {{"cake:gamma=-1", "parameter 'gamma' = -1 is out of range"},
+       {"cake:tau1=0", "parameter 'tau1' = 0 is out of range"},
+       {"cake:window=0", "parameter 'window' = 0 is out of range"},
+       {"cake:budget=0", "parameter 'budget' = 0 is out of range"},
+       {"cake:kernel=5",
+        "unknown parameter 'kernel' (known: budget, keep, window, gamma, tau1, tau2)"}},
+      {{"cake", "cake:budget=1024,gamma=200,tau1=1.6,tau2=0.4,window=32"}},
+  });
   return rows;
 }
 

@@ -36,6 +36,8 @@ struct problem_setup {
   int layer = 0;
   /// Calibration of the case's shape (duo, tca, loki), or none.
   std::function<std::shared_ptr<const calibration_source>(const model_shape&)> maybe_calibration;
+  /// attention_problem::question_tokens: the prompt's last tokens are a question (finch).
+  std::int64_t question_tokens = 0;
 };
 
 /// Random calibration (test::random_calibration) of `layers` layers, 64 tokens, answers from 60.
@@ -962,6 +964,40 @@ std::vector<conformance_row> conformance_table() {
         "unknown parameter 'kernel' (known: budget, keep, window, gamma, tau1, tau2)"}},
       {{"cake", "cake:budget=1024,gamma=200,tau1=1.6,tau2=0.4,window=32"}},
   });
+  {
+    // A prompt whose last 4 tokens are the question (query-aware mode).
+    const problem_setup question{.layer = 0, .maybe_calibration = {}, .question_tokens = 4};
+    rows.push_back({
+        "finch",
+        {{.specs = {"finch:budget=400", "finch:keep=1", "finch:budget=304,chunk=7",
+                    "finch:budget=304,chunk=0"},
+          .same = dense_stats::resident,
+          .steps = s::fixed,
+          .setup = question}},
+        {{{"test", 1, 4, 2, 16},
+          {{"finch", 2000, 1024, 1024},
+           {"finch:budget=40", 100, 40, 40},
+           {"finch:budget=40,chunk=7", 100, 40, 40},
+           {"finch:keep=0.25", 100, 25, 25},
+           {"finch:keep=0.25,budget=3", 100, 25, 25},
+           {"finch:budget=3", 100, 3, 3},
+           {"finch:budget=500", 100, 500, 100}},
+          {},
+          r::every_head,
+          question}},
+        {{.spec = "finch:budget=60,chunk=50",
+          .shape = {"test", 1, 8, 4, 64},
+          .context = 300,
+          .steps = {1, 1, 1},
+          .qkv_seed = 53,
+          .setup = question}},
+        {{"finch:chunk=-1", "parameter 'chunk' = -1 is out of range"},
+         {"finch:budget=0", "parameter 'budget' = 0 is out of range"},
+         {"finch:keep=2", "parameter 'keep' = 2 is out of range"},
+         {"finch:window=8", "unknown parameter 'window' (known: budget, keep, chunk)"}},
+        {{"finch", "finch:budget=1024,chunk=3072"}},
+    });
+  }
   return rows;
 }
 
@@ -974,6 +1010,7 @@ const std::vector<conformance_row>& rows() {
 std::shared_ptr<const calibration_source> apply(const problem_setup& setup,
                                                 attention_problem& problem) {
   problem.layer = setup.layer;
+  problem.question_tokens = setup.question_tokens;
   if (!setup.maybe_calibration) return nullptr;
   auto calibration = setup.maybe_calibration(problem.shape);
   problem.calibration = calibration.get();
@@ -1001,7 +1038,8 @@ void check_budget_group(const budget_group& g) {
   const model_shape& shape = g.shape;
   const auto token_bytes = static_cast<std::uint64_t>(2 * shape.head_dim * 4);
   for (const auto& c : g.cases) {
-    if (g.rule == resident_rule::every_head && !g.problem.maybe_calibration) {
+    if (g.rule == resident_rule::every_head && !g.problem.maybe_calibration &&
+        g.problem.question_tokens == 0) {
       test::check_budget_resolution(c, shape, g.setup);
       continue;
     }

@@ -30,14 +30,19 @@ namespace attnbench::criticalkv {
 ///   first_stage  real in [0, 1], default 0.5 (the paper's and kvpress's): share of b chosen by
 ///                attention alone; 1 is the wrapped scorer.
 ///   epsilon      real in [0, 1], default 1e-4 (kvpress's): added to the scores before weighting.
+///   adaptive     bool, default false: CriticalAdaKV, the paper's head-adaptive variant: the
+///                layer's budget is shared by the KV heads as adakv does (safeguard alpha) over
+///                the wrapped scores, then each head's share goes through the two stages.
+///   alpha        real in [0, 1], default 0.2: adakv's safeguard (adaptive only).
 ///   window 32, kernel 7, pooling max: the scorer's; beta 20: pyramidkv's schedule.
 /// W_o: the adapter sees no weights. The workload's readout adds each head's output to the
 /// residual stream with a scalar weight per query head (datasets/retrieval_model.hpp), so its W_o
 /// is a scaled identity per head and ||W_o v||_1 ranks a KV head's tokens as ||v||_1 does; the
 /// norm used is ||v||_1 (kvpress: the mean over the group's query heads of ||W_o^h v||_1).
 /// Simplifications: the first stage counts the scored rows only (kvpress scores the window with
-/// the maximum, so its window sits inside floor(first_stage x budget)). The head-adaptive variant
-/// (CriticalAdaKV) is not offered here.
+/// the maximum, so its window sits inside floor(first_stage x budget)). adaptive: adakv's
+/// allocation (kvpress's AdaKVPress safeguard rule) over the scored rows, as kvpress's
+/// CriticalAdaKVPress does.
 inline std::vector<param_def> schema() {
   auto params = budget_params(1024);
   params.push_back(choice_param("scorer", "snapkv", {"snapkv", "pyramidkv"},
@@ -46,6 +51,10 @@ inline std::vector<param_def> schema() {
                               "share of the scored budget chosen by attention alone"));
   params.push_back(real_param("epsilon", 1e-4, 0.0, 1.0,
                               "added to the attention scores before the value-norm weighting"));
+  params.push_back(bool_param("adaptive", false,
+                              "CriticalAdaKV: share the layer's budget across heads as adakv"));
+  params.push_back(real_param("alpha", 0.2, 0.0, 1.0,
+                              "adaptive: each head's guaranteed share of the uniform budget"));
   for (auto& p : snapkv::scorer_params()) params.push_back(std::move(p));
   params.push_back(pyramidkv::beta_param());
   return params;

@@ -67,8 +67,9 @@ class finch_method final : public cache_method {
   // The `count` rows of `candidates` (increasing context positions) that the question's queries
   // [context, tokens) of KV head h's group attend to most, each query's weights over the
   // candidates and the question's keys up to it, scaled by the number of keys it sees.
-  std::vector<std::int64_t> compress(tensor_view q, tensor_view k, int h,
-                                     const std::vector<std::int64_t>& candidates,
+  std::vector<std::int64_t> compress(tensor_view q,  // [tokens, q_heads, head_dim]
+                                     tensor_view k,  // [tokens, kv_heads, head_dim]
+                                     int h, const std::vector<std::int64_t>& candidates,
                                      std::int64_t context, std::int64_t count) const {
     const int d = m_shape.head_dim, group = m_shape.group_size();
     const auto n = static_cast<std::int64_t>(candidates.size());

@@ -216,7 +216,7 @@ class think_method final : public kv_method {
   }
 
   // Exact causal attention of every prompt query over the whole prompt keys (ThinK prunes after
-  // prefill).
+  // prefill). q, out: [tokens, q_heads, head_dim]; k, v: [tokens, kv_heads, head_dim].
   void prompt_outputs(tensor_view q, tensor_view k, tensor_view v, tensor_view out) {
     const int tokens = k.tokens, kv_heads = m_shape.kv_heads, group = m_shape.group_size();
     const int d = m_shape.head_dim;

@@ -859,7 +859,8 @@ std::vector<conformance_row> conformance_table() {
       "criticalkv",
       {{.specs = {"criticalkv:budget=400", "criticalkv:keep=1",
                   "criticalkv:scorer=pyramidkv,keep=1", "criticalkv:scorer=pyramidkv,budget=400",
-                  "criticalkv:first_stage=0,budget=400"},
+                  "criticalkv:first_stage=0,budget=400", "criticalkv:adaptive=true,budget=400",
+                  "criticalkv:adaptive=true,keep=1"},
         .same = dense_stats::resident,
         .steps = s::fixed,
         .contexts = {1, 120},
@@ -871,8 +872,20 @@ std::vector<conformance_row> conformance_table() {
          {"criticalkv:keep=0.25", 100, 25, 25},
          {"criticalkv:keep=0.25,budget=3", 100, 25, 25},
          {"criticalkv:budget=10", 100, 10, 10},
-         {"criticalkv:budget=500", 100, 500, 100}}}},
+         {"criticalkv:budget=500", 100, 500, 100}}},
+       // adaptive: the layer holds kv_heads x budget, shared unevenly.
+       {{"test", 1, 8, 4, 16},
+        {{"criticalkv:adaptive=true,budget=40", 100, 40, 40},
+         {"criticalkv:adaptive=true,keep=0.25", 100, 25, 25},
+         {"criticalkv:adaptive=true,budget=10", 100, 10, 10}},
+        {},
+        r::shared_by_heads}},
       {{.spec = "criticalkv:budget=100,window=16",
+        .shape = {"test", 1, 8, 4, 64},
+        .context = 300,
+        .steps = {1, 1, 1},
+        .qkv_seed = 43},
+       {.spec = "criticalkv:adaptive=true,budget=60,window=16",
         .shape = {"test", 1, 8, 4, 64},
         .context = 300,
         .steps = {1, 1, 1},
@@ -881,11 +894,14 @@ std::vector<conformance_row> conformance_table() {
        {"criticalkv:epsilon=-1", "parameter 'epsilon' = -1 is out of range"},
        {"criticalkv:scorer=knorm", "parameter 'scorer' = 'knorm' is not one of: snapkv, pyramidkv"},
        {"criticalkv:budget=0", "parameter 'budget' = 0 is out of range"},
-       {"criticalkv:alpha=0.2",
-        "unknown parameter 'alpha' (known: budget, keep, scorer, first_stage, epsilon, window, "
-        "kernel, pooling, beta)"}},
+       {"criticalkv:gamma=0.2",
+        "unknown parameter 'gamma' (known: budget, keep, scorer, first_stage, epsilon, adaptive, "
+        "alpha, window, kernel, pooling, beta)"},
+       {"criticalkv:adaptive=maybe", "parameter 'adaptive'"},
+       {"criticalkv:alpha=2", "parameter 'alpha' = 2 is out of range"}},
       {{"criticalkv",
-        "criticalkv:beta=20,budget=1024,epsilon=0.0001,first_stage=0.5,kernel=7,"
+        "criticalkv:adaptive=false,alpha=0.2,beta=20,budget=1024,epsilon=0.0001,"
+        "first_stage=0.5,kernel=7,"
         "pooling=max,scorer=snapkv,window=32"}},
   });
   rows.push_back({

@@ -96,3 +96,17 @@ TEST_CASE("criticalkv with first_stage 1 is its scorer", "[adapters][criticalkv]
   CHECK(d.stats_after_step[0].resident_tokens == b.stats_after_step[0].resident_tokens);
   CHECK_FALSE(same_floats(d.decode_out, b.decode_out));
 }
+
+TEST_CASE("criticalkv adaptive shares the layer budget as adakv", "[adapters][criticalkv]") {
+  const model_shape shape{"test", 1, 8, 4, 64};
+  auto t = test::random_qkv(shape, 202, 37);
+  // alpha = 1: every head keeps its uniform share, the uniform method.
+  auto a = run("criticalkv:adaptive=true,alpha=1,budget=50,window=8", t, shape, 200, {1, 1});
+  auto u = run("criticalkv:budget=50,window=8", t, shape, 200, {1, 1});
+  CHECK(same_floats(a.decode_out, u.decode_out));
+  // The default safeguard: the layer total holds, per head it may differ.
+  auto d = run("criticalkv:adaptive=true,budget=50,window=8", t, shape, 200, {1, 1});
+  const auto& held = d.stats_after_step[0].resident_tokens;
+  CHECK(held[0] + held[1] + held[2] + held[3] == 4 * 50);
+  for (auto h : held) CHECK(h >= 8 + 8);  // window + floor(0.2 x 42) safeguard
+}

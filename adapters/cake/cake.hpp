@@ -20,7 +20,9 @@ namespace attnbench::cake {
 /// goes to the layers in proportion to P, each at most the prompt minus the window. Each KV head
 /// of a layer keeps the window and its best tokens by mean + gamma x variance of the window's
 /// attention (avg-pooled over 5 tokens, averaged over the query group). The prompt is compressed
-/// once, in prefill; decoding appends without eviction.
+/// in prefill; while decoding, the layer keeps its budget: after each step the step's last
+/// query's attention (group mean, avg-pooled over 5) ranks the rows before the window and the
+/// lowest go, as the reference's decode-time eviction.
 /// Parameters:
 ///   budget  int >= 1, default 1024: mean tokens per KV head over the layers, window included.
 ///   keep    real in (0, 1], no default: budget = ceil(keep * prompt tokens); overrides budget.
@@ -37,10 +39,8 @@ namespace attnbench::cake {
 /// allocation is per model rather than per input). The cascade (re-allocating and evicting layer
 /// by layer during prefill to bound peak memory) ends where a one-shot allocation with every
 /// layer's preference does, which is what is computed. Capped layers' excess is re-shared in
-/// proportion to the preferences (the reference spreads it evenly). The reference also evicts
-/// during decoding with the latest window's attention; here decoding appends, as in kvpress's
-/// protocol; prompts are compressed whenever the budget is below them (the reference only above
-/// budget + window).
+/// proportion to the preferences (the reference spreads it evenly). Prompts are compressed
+/// whenever the budget is below them (the reference only above budget + window).
 inline std::vector<param_def> schema() {
   auto params = budget_params(1024);
   params.push_back(int_param("window", 32, 1, std::int64_t{1} << 40,

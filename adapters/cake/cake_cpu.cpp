@@ -1,6 +1,6 @@
 /// cake on the CPU: window attention statistics of every calibration layer set the layer
 /// budgets (in prepare), the same statistics of the prompt score its tokens, through the shared
-/// prompt-compression method.
+/// prompt-compression method; each decode step's last query then keeps the layer's budget.
 #include <algorithm>
 #include <cmath>
 #include <memory>
@@ -8,6 +8,7 @@
 #include "adapters/cake/cake.hpp"
 #include "adapters/common/cpu/attention_scores.hpp"
 #include "adapters/common/cpu/calibration_cpu.hpp"
+#include "adapters/common/cpu/decode_eviction_cpu.hpp"
 #include "adapters/common/cpu/prompt_scores.hpp"
 #include "adapters/snapkv/snapkv.hpp"
 
@@ -139,12 +140,36 @@ prompt_scorer make_cake_scorer(const param_values& values) {
 
 class cake_method final : public prompt_score_method {
  public:
-  using prompt_score_method::prompt_score_method;
+  cake_method(prompt_scorer scorer, const param_values& values)
+      : prompt_score_method(std::move(scorer), values), m_window(values.get_int("window")) {}
 
   std::optional<std::string> unsupported_reason(const attention_problem& problem) const override {
     if (auto why = calibration_unsupported_reason(problem, "cake")) return why;
     return prompt_score_method::unsupported_reason(problem);
   }
+
+ protected:
+  // Decoding keeps the layer's budget, as the reference's decode-time eviction: after each step
+  // its last query's weights (group mean, avg-pooled over 5) rank the rows before the window,
+  // and the best of them plus the window stay.
+  bool observes_attention() const override { return m_budget < m_problem.max_tokens; }
+
+  void observe(int query, int head, const float* weights, std::int64_t rows) override {
+    if (query != m_attend_queries - 1 || rows <= m_budget) return;
+    const int group = m_shape.group_size();
+    const std::int64_t protect = std::min(m_window, m_budget);
+    const std::int64_t n = rows - protect;
+    std::vector<float> mean(static_cast<std::size_t>(n), 0.0f);
+    for (int g = 0; g < group; ++g)
+      for (std::int64_t r = 0; r < n; ++r)
+        mean[static_cast<std::size_t>(r)] +=
+            weights[static_cast<std::size_t>(g * rows + r)] / group;
+    const auto pooled = snapkv::pool(mean.data(), n, pool_width, snapkv::pooling_kind::avg);
+    m_cache.keep(head, keep_newest_and_best(pooled.data(), rows, protect, m_budget));
+  }
+
+ private:
+  std::int64_t m_window;
 };
 
 method_info cake_info() {
@@ -154,7 +179,7 @@ method_info cake_info() {
        "layer budgets in proportion to window-attention entropy^(1/tau1) x variance^(1/tau2); per "
        "KV head, keep the window and the top tokens by mean + gamma x variance of its attention",
        "layer preferences measured on the calibration prompt (per model, not per input); one-shot "
-       "allocation (the cascade's end state); no eviction while decoding",
+       "allocation (the cascade's end state)",
        cake::schema()},
       [](const param_values& values) -> std::unique_ptr<kv_method> {
         return std::make_unique<cake_method>(make_cake_scorer(values), values);

@@ -68,13 +68,13 @@ TEST_CASE("cake gives the budget to the layer whose attention shifts", "[adapter
 
 TEST_CASE("cake's variance term keeps the token one query looks at", "[adapters][cake]") {
   // 64 prompt tokens, window 4, five scored rows (budget 9): the average pool of width 5 gives
-  // the 5 positions around a hot token its score. Every window query but 61 gives token
-  // 10 logit 4 (weight ~0.46 each); query 61 looks along dimension 1, where token 30 has logit 6
-  // (weight ~0.8). Means 0.35 vs 0.2 (token 10 wins at gamma 0), variances 0.05 vs 0.16 (token
-  // 30 wins at gamma 200).
+  // the 5 positions around a hot token its score. One decode step: it attends before cake evicts.
+  // Every window query but 61 gives token 10 logit 4 (weight ~0.46 each); query 61 looks along
+  // dimension 1, where token 30 has logit 6 (weight ~0.8). Means 0.35 vs 0.2 (token 10 wins at
+  // gamma 0), variances 0.05 vs 0.16 (token 30 wins at gamma 200).
   const model_shape shape{"test", 1, 2, 1, 64};
   const int context = 64;
-  auto t = test::hot_token_qkv(shape, context + 2, context, 4, {{10}}, {4.0f}, 3);
+  auto t = test::hot_token_qkv(shape, context + 1, context, 4, {{10}}, {4.0f}, 3);
   for (int qh = 0; qh < 2; ++qh) {
     float* q = test::row_of(t.q, 61, qh);
     q[0] = 0.0f;
@@ -84,12 +84,12 @@ TEST_CASE("cake's variance term keeps the token one query looks at", "[adapters]
   test::row_of(t.k, 30, 0)[1] = 6.0f;
   const auto calibration = test::random_calibration(shape, 1, 64, 60, 2);
   const auto window = test::range(60, 64);
-  auto mean_only = test::run_calibrated("cake:budget=9,window=4,gamma=0", t, shape, context, {1, 1},
-                                        calibration);
+  auto mean_only =
+      test::run_calibrated("cake:budget=9,window=4,gamma=0", t, shape, context, {1}, calibration);
   CHECK(check_decode(t, shape, mean_only.decode_out, context,
                      {merged(test::range(8, 13), window)}) <= 1.0);
   auto with_var =
-      test::run_calibrated("cake:budget=9,window=4", t, shape, context, {1, 1}, calibration);
+      test::run_calibrated("cake:budget=9,window=4", t, shape, context, {1}, calibration);
   CHECK(check_decode(t, shape, with_var.decode_out, context,
                      {merged(test::range(28, 33), window)}) <= 1.0);
 }
@@ -100,4 +100,31 @@ TEST_CASE("cake needs calibration", "[adapters][cake]") {
   const auto why = m->unsupported_reason(test::make_problem(shape, 100, 100));
   REQUIRE(why.has_value());
   CHECK(why->find("cake") != std::string::npos);
+}
+
+TEST_CASE("cake keeps the layer budget while decoding", "[adapters][cake]") {
+  // Budget 12 of a 64-token prompt, window 4: every decode step's query sees 13 rows and the
+  // lowest-scored row before the window goes, so 12 stay and the newest 4 are always among them.
+  const model_shape shape{"test", 1, 4, 2, 16};
+  const int context = 64;
+  auto t = test::random_qkv(shape, context + 6, 41);
+  const auto calibration = test::random_calibration(shape, 1, 64, 60, 2);
+  auto problem = test::make_problem(shape, context, context + 6);
+  problem.calibration = &calibration;
+  auto m = resolve_method("cake:budget=12,window=4", "cpu").create();
+  m->prepare(problem, exec_context{});
+  m->prefill(t.q.view().rows(0, context), t.k.view().rows(0, context), t.v.view().rows(0, context),
+             nullptr);
+  CHECK(m->stats().resident_tokens == shares{12, 12});
+  host_tensor out(1, shape.q_heads, shape.head_dim);
+  for (int p = context; p < context + 6; ++p) {
+    m->append(t.k.view().rows(p, 1), t.v.view().rows(p, 1));
+    m->attend(t.q.view().rows(p, 1), out.view());
+    CHECK(m->stats().resident_tokens == shares{12, 12});
+    for (const auto& seen : m->read_positions()) {
+      REQUIRE(seen.size() == 13);
+      CHECK(seen.back() == p);
+      CHECK(seen[seen.size() - 4] == p - 3);
+    }
+  }
 }

@@ -64,6 +64,11 @@ struct attention_problem {
   /// Offline calibration data, or null where the suite has no model (the method then declines
   /// the problem). Valid during prepare only.
   const calibration_source* calibration = nullptr;
+  /// The last `question_tokens` tokens given to prefill are the question: query-aware runs of the
+  /// question-answering suites. 0 when the prompt holds none (query-agnostic mode, where the
+  /// question arrives as decode tokens after compression, or a suite without a question).
+  /// Prompt-guided methods (finch) compress with it and decline a problem without one.
+  std::int64_t question_tokens = 0;
 
   float softmax_scale() const;
 };

@@ -44,13 +44,15 @@ void add_retrieval_mass(const retrieval_model& model, int layer,
 
 attention_problem layer_problem(const model_shape& shape, int layer, std::int64_t context_tokens,
                                 std::int64_t max_tokens,
-                                const calibration_source* maybe_calibration) {
+                                const calibration_source* maybe_calibration,
+                                std::int64_t question_tokens) {
   attention_problem problem;
   problem.shape = shape;
   problem.layer = layer;
   problem.context_tokens = context_tokens;
   problem.max_tokens = max_tokens;
   problem.calibration = maybe_calibration;
+  problem.question_tokens = question_tokens;
   return problem;
 }
 
@@ -113,7 +115,8 @@ retrieval_result run_retrieval(const retrieval_model& model, const method_instan
 
   for (int l = 0; l < layers; ++l) {
     const attention_problem problem =
-        layer_problem(shape, l, prefill_len, prompt + answer_tokens, maybe_calibration);
+        layer_problem(shape, l, prefill_len, prompt + answer_tokens, maybe_calibration,
+                      prefill_len - static_cast<std::int64_t>(context.size()));
     auto adapter = prepared_adapter(method, problem, exec);
 
     host_tensor q(static_cast<int>(prompt), shape.q_heads, d);

@@ -33,10 +33,12 @@ struct retrieval_result {
 };
 
 /// The attention problem of layer `layer`: `context_tokens` prefilled, at most `max_tokens` in
-/// the sequence, with the offline calibration (or null where there is no model).
+/// the sequence, with the offline calibration (or null where there is no model); the last
+/// `question_tokens` prefilled tokens are the question (query-aware runs), 0 when none are.
 attention_problem layer_problem(const model_shape& shape, int layer, std::int64_t context_tokens,
                                 std::int64_t max_tokens,
-                                const calibration_source* maybe_calibration);
+                                const calibration_source* maybe_calibration,
+                                std::int64_t question_tokens = 0);
 
 /// A new adapter of `method` for `problem`, prepared (untimed). Throws error(unsupported) when
 /// the method declines the problem.

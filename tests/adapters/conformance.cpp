@@ -36,6 +36,8 @@ struct problem_setup {
   int layer = 0;
   /// Calibration of the case's shape (duo, tca, loki), or none.
   std::function<std::shared_ptr<const calibration_source>(const model_shape&)> maybe_calibration;
+  /// attention_problem::question_tokens: the prompt's last tokens are a question (finch).
+  std::int64_t question_tokens = 0;
 };
 
 /// Random calibration (test::random_calibration) of `layers` layers, 64 tokens, answers from 60.
@@ -1069,6 +1071,205 @@ std::vector<conformance_row> conformance_table() {
        {"kvzip:layerwise=1", "unknown parameter 'layerwise' (known: budget, keep, sinks, chunk)"}},
       {{"kvzip", "kvzip:budget=1024,chunk=2048,sinks=4"}},
   });
+  {
+    std::vector<std::string> specs;
+    for (const char* scorer : {"snapkv", "pyramidkv", "knorm", "random"})
+      for (const char* budget : {"budget=400", "keep=1"})
+        specs.push_back(std::string("chunkkv:scorer=") + scorer + "," + budget);
+    specs.push_back("chunkkv:chunk=1,budget=400");
+    rows.push_back({
+        "chunkkv",
+        {{.specs = specs,
+          .same = dense_stats::resident,
+          .steps = s::fixed,
+          .contexts = {1, 120},
+          .layers = 2}},
+        {{{"test", 1, 4, 2, 16},
+          {{"chunkkv", 2000, 1024, 1024},
+           {"chunkkv:budget=40", 100, 40, 40},
+           {"chunkkv:budget=45,chunk=7", 100, 45, 45},
+           {"chunkkv:keep=0.25", 100, 25, 25},
+           {"chunkkv:keep=0.25,budget=3", 100, 25, 25},
+           {"chunkkv:budget=10", 100, 10, 10},
+           {"chunkkv:budget=33,scorer=knorm", 100, 33, 33},
+           {"chunkkv:budget=500", 100, 500, 100}}}},
+        {{.spec = "chunkkv:budget=100,window=16,chunk=8",
+          .shape = {"test", 1, 8, 4, 64},
+          .context = 300,
+          .steps = {1, 1, 1},
+          .qkv_seed = 41}},
+        {{"chunkkv:chunk=0", "parameter 'chunk' = 0 is out of range"},
+         {"chunkkv:chunk=2.5", "parameter 'chunk' expects an integer, got '2.5'"},
+         {"chunkkv:scorer=tova",
+          "parameter 'scorer' = 'tova' is not one of: snapkv, pyramidkv, knorm, random"},
+         {"chunkkv:budget=0", "parameter 'budget' = 0 is out of range"},
+         {"chunkkv:keep=1.5", "parameter 'keep' = 1.5 is out of range"},
+         {"chunkkv:size=10",
+          "unknown parameter 'size' (known: budget, keep, scorer, chunk, window, kernel, "
+          "pooling, beta)"}},
+        {{"chunkkv",
+          "chunkkv:beta=20,budget=1024,chunk=10,kernel=7,pooling=max,scorer=snapkv,window=32"}},
+    });
+  }
+  rows.push_back({
+      "criticalkv",
+      {{.specs = {"criticalkv:budget=400", "criticalkv:keep=1",
+                  "criticalkv:scorer=pyramidkv,keep=1", "criticalkv:scorer=pyramidkv,budget=400",
+                  "criticalkv:first_stage=0,budget=400", "criticalkv:adaptive=true,budget=400",
+                  "criticalkv:adaptive=true,keep=1"},
+        .same = dense_stats::resident,
+        .steps = s::fixed,
+        .contexts = {1, 120},
+        .layers = 2}},
+      {{{"test", 1, 4, 2, 16},
+        {{"criticalkv", 2000, 1024, 1024},
+         {"criticalkv:budget=40", 100, 40, 40},
+         {"criticalkv:budget=45,first_stage=0", 100, 45, 45},
+         {"criticalkv:keep=0.25", 100, 25, 25},
+         {"criticalkv:keep=0.25,budget=3", 100, 25, 25},
+         {"criticalkv:budget=10", 100, 10, 10},
+         {"criticalkv:budget=500", 100, 500, 100}}},
+       // adaptive: the layer holds kv_heads x budget, shared unevenly.
+       {{"test", 1, 8, 4, 16},
+        {{"criticalkv:adaptive=true,budget=40", 100, 40, 40},
+         {"criticalkv:adaptive=true,keep=0.25", 100, 25, 25},
+         {"criticalkv:adaptive=true,budget=10", 100, 10, 10}},
+        {},
+        r::shared_by_heads}},
+      {{.spec = "criticalkv:budget=100,window=16",
+        .shape = {"test", 1, 8, 4, 64},
+        .context = 300,
+        .steps = {1, 1, 1},
+        .qkv_seed = 43},
+       {.spec = "criticalkv:adaptive=true,budget=60,window=16",
+        .shape = {"test", 1, 8, 4, 64},
+        .context = 300,
+        .steps = {1, 1, 1},
+        .qkv_seed = 43}},
+      {{"criticalkv:first_stage=1.5", "parameter 'first_stage' = 1.5 is out of range"},
+       {"criticalkv:epsilon=-1", "parameter 'epsilon' = -1 is out of range"},
+       {"criticalkv:scorer=knorm", "parameter 'scorer' = 'knorm' is not one of: snapkv, pyramidkv"},
+       {"criticalkv:budget=0", "parameter 'budget' = 0 is out of range"},
+       {"criticalkv:gamma=0.2",
+        "unknown parameter 'gamma' (known: budget, keep, scorer, first_stage, epsilon, adaptive, "
+        "alpha, window, kernel, pooling, beta)"},
+       {"criticalkv:adaptive=maybe", "parameter 'adaptive'"},
+       {"criticalkv:alpha=2", "parameter 'alpha' = 2 is out of range"}},
+      {{"criticalkv",
+        "criticalkv:adaptive=false,alpha=0.2,beta=20,budget=1024,epsilon=0.0001,"
+        "first_stage=0.5,kernel=7,"
+        "pooling=max,scorer=snapkv,window=32"}},
+  });
+  rows.push_back({
+      "simlayerkv",
+      // threshold=0 makes every layer lazy; a budget covering the sequence still equals dense.
+      {{{"simlayerkv:budget=400", "simlayerkv:keep=1", "simlayerkv:budget=400,threshold=0",
+         "simlayerkv:sinks=0,budget=400,threshold=0,last=8"},
+        dense_stats::resident}},
+      {{gqa_4x2_d8,
+        {{"simlayerkv:threshold=0", 2000, 1028, 1028},
+         {"simlayerkv:threshold=0,budget=40", 100, 40, 40},
+         {"simlayerkv:threshold=0,keep=0.25", 100, 25, 25},
+         {"simlayerkv:threshold=0,keep=0.25,budget=3", 100, 25, 25},
+         {"simlayerkv:threshold=0,sinks=8,budget=5", 100, 9, 9},
+         {"simlayerkv:threshold=0,budget=40", 8, 40, 8},
+         {"simlayerkv:threshold=1,budget=40", 100, 40, 100}},
+        {.decode_room = 1}}},
+      {{.spec = "simlayerkv:budget=64,threshold=0"}, {.spec = "simlayerkv:budget=64,threshold=1"}},
+      {{"simlayerkv:threshold=1.5", "parameter 'threshold' = 1.5 is out of range"},
+       {"simlayerkv:sinks=-1", "parameter 'sinks' = -1 is out of range"},
+       {"simlayerkv:last=0", "parameter 'last' = 0 is out of range"},
+       {"simlayerkv:budget=0", "parameter 'budget' = 0 is out of range"},
+       {"simlayerkv:window=8",
+        "unknown parameter 'window' (known: budget, keep, sinks, threshold, last)"}},
+      {{"simlayerkv", "simlayerkv:budget=1028,last=1,sinks=4,threshold=0.9"}},
+  });
+  rows.push_back({
+      "think",
+      // Nothing pruned (ratio 0, or a recent window covering the prompt): dense, bytes included.
+      {{{"think:ratio=0", "think:recent=1000", "think:ratio=0.9,recent=300"},
+        dense_stats::all,
+        s::fixed}},
+      {},
+      {{.spec = "think:ratio=0.4,window=16",
+        .shape = {"test", 1, 8, 4, 64},
+        .context = 300,
+        .steps = {1, 5},
+        .qkv_seed = 8}},
+      {{"think:ratio=1.5", "parameter 'ratio' = 1.5 is out of range"},
+       {"think:ratio=-0.1", "parameter 'ratio' = -0.1 is out of range"},
+       {"think:window=0", "parameter 'window' = 0 is out of range"},
+       {"think:recent=-1", "parameter 'recent' = -1 is out of range"},
+       {"think:budget=64", "unknown parameter 'budget' (known: ratio, window, recent)"}},
+      {{"think", "think:ratio=0.4,recent=32,window=32"}},
+  });
+  rows.push_back({
+      "cake",
+      // cake keeps its budget while decoding: keep=1 runs no decode step.
+      {{.specs = {"cake:budget=400", "cake:keep=1", "cake:budget=400,gamma=0"},
+        .same = dense_stats::resident,
+        .contexts = {1, 120},
+        .layers = 2,
+        .setup = with_random_calibration(2, 5, 1)}},
+      // One calibration layer: the layer's share is the whole budget.
+      {{{"test", 1, 4, 2, 16},
+        {{"cake", 2000, 1024, 1024},
+         {"cake:budget=40", 100, 40, 40},
+         {"cake:keep=0.25", 100, 25, 25},
+         {"cake:keep=0.25,budget=3", 100, 25, 25},
+         {"cake:budget=10", 100, 10, 10},
+         {"cake:budget=500", 100, 500, 100}},
+        {},
+        r::every_head,
+        with_random_calibration(1, 3)}},
+      {{.spec = "cake:budget=60,window=16",
+        .shape = {"test", 1, 8, 4, 64},
+        .context = 300,
+        .steps = {1, 1, 1},
+        .qkv_seed = 47,
+        .setup = with_random_calibration(1, 9)}},
+      {{"cake:gamma=-1", "parameter 'gamma' = -1 is out of range"},
+       {"cake:tau1=0", "parameter 'tau1' = 0 is out of range"},
+       {"cake:window=0", "parameter 'window' = 0 is out of range"},
+       {"cake:budget=0", "parameter 'budget' = 0 is out of range"},
+       {"cake:kernel=5",
+        "unknown parameter 'kernel' (known: budget, keep, window, gamma, tau1, tau2)"}},
+      {{"cake", "cake:budget=1024,gamma=200,tau1=1.6,tau2=0.4,window=32"}},
+  });
+  {
+    // A prompt whose last 4 tokens are the question (query-aware mode).
+    const problem_setup question{.layer = 0, .maybe_calibration = {}, .question_tokens = 4};
+    rows.push_back({
+        "finch",
+        {{.specs = {"finch:budget=400", "finch:keep=1", "finch:budget=304,chunk=7",
+                    "finch:budget=304,chunk=0"},
+          .same = dense_stats::resident,
+          .steps = s::fixed,
+          .setup = question}},
+        {{{"test", 1, 4, 2, 16},
+          {{"finch", 2000, 1024, 1024},
+           {"finch:budget=40", 100, 40, 40},
+           {"finch:budget=40,chunk=7", 100, 40, 40},
+           {"finch:keep=0.25", 100, 25, 25},
+           {"finch:keep=0.25,budget=3", 100, 25, 25},
+           {"finch:budget=3", 100, 3, 3},
+           {"finch:budget=500", 100, 500, 100}},
+          {},
+          r::every_head,
+          question}},
+        {{.spec = "finch:budget=60,chunk=50",
+          .shape = {"test", 1, 8, 4, 64},
+          .context = 300,
+          .steps = {1, 1, 1},
+          .qkv_seed = 53,
+          .setup = question}},
+        {{"finch:chunk=-1", "parameter 'chunk' = -1 is out of range"},
+         {"finch:budget=0", "parameter 'budget' = 0 is out of range"},
+         {"finch:keep=2", "parameter 'keep' = 2 is out of range"},
+         {"finch:window=8", "unknown parameter 'window' (known: budget, keep, chunk)"}},
+        {{"finch", "finch:budget=1024,chunk=3072"}},
+    });
+  }
   return rows;
 }
 
@@ -1081,6 +1282,7 @@ const std::vector<conformance_row>& rows() {
 std::shared_ptr<const calibration_source> apply(const problem_setup& setup,
                                                 attention_problem& problem) {
   problem.layer = setup.layer;
+  problem.question_tokens = setup.question_tokens;
   if (!setup.maybe_calibration) return nullptr;
   auto calibration = setup.maybe_calibration(problem.shape);
   problem.calibration = calibration.get();
@@ -1108,7 +1310,8 @@ void check_budget_group(const budget_group& g) {
   const model_shape& shape = g.shape;
   const auto token_bytes = static_cast<std::uint64_t>(2 * shape.head_dim * 4);
   for (const auto& c : g.cases) {
-    if (g.rule == resident_rule::every_head && !g.problem.maybe_calibration) {
+    if (g.rule == resident_rule::every_head && !g.problem.maybe_calibration &&
+        g.problem.question_tokens == 0) {
       test::check_budget_resolution(c, shape, g.setup);
       continue;
     }

@@ -17,16 +17,6 @@ using namespace attnbench;
 
 namespace {
 
-// Error ratio of output row `out_row`, query head `q_head`, against fp64 attention of query
-// `token` over `positions`.
-double check_head(test::qkv& t, const model_shape& shape, const host_tensor& out, int out_row,
-                  int token, int q_head, const std::vector<std::int64_t>& positions) {
-  const float scale = test::make_problem(shape, 0, 0).softmax_scale();
-  auto ref =
-      test::reference_attention(test::row(t.q, token, q_head), q_head, t, shape, scale, positions);
-  return test::error_ratio(test::row(out, out_row, q_head), ref);
-}
-
 std::vector<std::int64_t> local_rows(std::int64_t sinks, std::int64_t window, std::int64_t p) {
   std::vector<std::int64_t> rows;
   for (std::int64_t i = 0; i <= p; ++i)
@@ -55,9 +45,9 @@ TEST_CASE("adaptive_head keeps sink heads local and sends diffuse heads to full 
   test::row_of(t.k, 0, 0)[0] = 10.0f;
 
   auto r = test::run("adaptive_head:sinks=4,budget=20", t, shape, context, {1});
-  CHECK(check_head(t, shape, r.decode_out, 0, context, 0, local_rows(4, 16, context)) <= 1.0);
-  CHECK(check_head(t, shape, r.decode_out, 0, context, 1, test::prefix(context)) <= 1.0);
-  CHECK(check_head(t, shape, r.decode_out, 0, context, 1, local_rows(4, 16, context)) > 10.0);
+  CHECK(test::check_head(t, shape, r.decode_out, 0, context, 0, local_rows(4, 16, context)) <= 1.0);
+  CHECK(test::check_head(t, shape, r.decode_out, 0, context, 1, test::prefix(context)) <= 1.0);
+  CHECK(test::check_head(t, shape, r.decode_out, 0, context, 1, local_rows(4, 16, context)) > 10.0);
 
   // Head 0: 20 local rows read + 20 local keys scored again to decide (K only, 16 floats);
   // head 1: all 201 rows + the same 20. Every token stays resident.
@@ -71,10 +61,10 @@ TEST_CASE("adaptive_head keeps sink heads local and sends diffuse heads to full 
 
   // threshold=1 never reads beyond the window; threshold=0 always does.
   auto local = test::run("adaptive_head:sinks=4,budget=20,threshold=1", t, shape, context, {1});
-  CHECK(check_head(t, shape, local.decode_out, 0, context, 1, local_rows(4, 16, context)) <= 1.0);
+  CHECK(test::check_head(t, shape, local.decode_out, 0, context, 1, local_rows(4, 16, context)) <= 1.0);
   CHECK(local.stats_after_step.back().keys_scored == 2 * (20 + 20));
   auto full = test::run("adaptive_head:sinks=4,budget=20,threshold=0", t, shape, context, {1});
-  CHECK(check_head(t, shape, full.decode_out, 0, context, 0, test::prefix(context)) <= 1.0);
+  CHECK(test::check_head(t, shape, full.decode_out, 0, context, 0, test::prefix(context)) <= 1.0);
   CHECK(full.stats_after_step.back().keys_scored == 2 * (201 + 20));
 }
 

@@ -159,3 +159,21 @@ TEST_CASE("bad run configurations are rejected before anything is written", "[ru
   cfg.options.shape = shape_preset("llama3-8b");
   expect_bad(cfg, "MiB");
 }
+
+TEST_CASE("the question reaches prompt-guided methods in query-aware mode only", "[niah][runner]") {
+  // finch compresses with attention_problem::question_tokens and declines a prompt without one.
+  std::ostringstream progress;
+  run_config cfg = niah_config({"finch:keep=0.5"}, "question");
+  cfg.options.lengths = {1024};
+  cfg.options.depths = {0.5};
+  report aware = run_benchmark(cfg, progress);
+  REQUIRE(aware.records.size() == 1);
+  CHECK(aware.records[0].status == record_status::ok);
+  CHECK(aware.records[0].metrics.at("accuracy") == 100.0);
+  cfg.options.mode = run_mode::query_agnostic;
+  report agnostic = run_benchmark(cfg, progress);
+  REQUIRE(agnostic.records.size() == 1);
+  CHECK(agnostic.records[0].status == record_status::skipped);
+  CHECK(agnostic.records[0].reason.find("question") != std::string::npos);
+  std::filesystem::remove_all(cfg.out_dir);
+}

@@ -354,13 +354,16 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
       "Runs suite cases x method specs and writes DIR/report.json (atomically) and "
       "DIR/report.jsonl\n"
       "(streamed as cases finish). With no --suite, --lengths or --config: the quick preset\n"
-      "(every suite, every CPU method with default parameters, small lengths, 2 samples)\n\n"
+      "(every suite, 15 representative CPU methods at a quarter of the context, small lengths,\n"
+      "2 samples; `--method all` runs every method with its defaults). The terminal shows one\n"
+      "compact leaderboard; --verbose adds the per-suite tables (also in `attnbench report`)\n\n"
       "example: attnbench run --suite ruler --tasks vt,qa_1 --method quest:budget=512 "
       "--lengths 4k");
   desc.add_options()("help,h", "show this help")("suite", po::value<std::vector<std::string>>(),
                                                  "suite to run (repeatable; default: all)")(
       "method", po::value<std::vector<std::string>>(),
-      "method spec name:key=value,... (repeatable; default: all)")(
+      "method spec name:key=value,... (repeatable; `all`: every method of the backend; "
+      "default: all, or the quick preset's 15)")(
       "lengths", po::value<std::string>(),
       "context lengths, e.g. 4k,16k,128k (default: the suite's)")(
       "depths", po::value<std::string>(),
@@ -391,7 +394,9 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
       "retrieval_temp=13")("out", po::value<std::string>(),
                            "output folder (default attnbench-out)")(
       "config", po::value<std::string>(),
-      "JSON file with the same fields; the command line overrides it");
+      "JSON file with the same fields; the command line overrides it")(
+      "verbose", "print the per-suite tables, NIAH heatmaps and PosIR / RULER tables after the "
+                 "leaderboard");
   po::variables_map vm;
   // `run` takes no positional arguments: a stray word (`run niah`) is bad input naming it, not
   // silently ignored.
@@ -497,7 +502,7 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
   json_file_reporter file(cfg.out_dir / "report.json");
   progress_reporter bar(std::cerr);
   html_file_reporter html(cfg.out_dir / "report.html");
-  console_reporter console(std::cout);
+  console_reporter console(std::cout, vm.count("verbose") > 0);
   reporter_list out({&stream, &file, &html, &bar, &console});
   report rep = run_benchmark(cfg, out);
   std::cout << "\nreport: " << (cfg.out_dir / "report.json").string()

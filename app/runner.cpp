@@ -29,6 +29,27 @@
 
 namespace attnbench {
 
+const std::vector<std::string>& quick_preset_methods() {
+  static const std::vector<std::string> specs = {
+      "dense",                       // the reference
+      "topk_oracle:keep=0.25",       // ceiling of token selection at this budget
+      "random:keep=0.25",            // floor
+      "streaming_llm:keep=0.25",     // static sinks + window
+      "h2o:keep=0.25",               // decode-time eviction (heavy hitters)
+      "tova:keep=0.25",              // decode-time eviction (last query)
+      "snapkv:keep=0.25",            // prefill-time scoring (observation window)
+      "pyramidkv:keep=0.25",         // per-layer budgets
+      "adakv:keep=0.25",             // per-head budgets
+      "knorm:keep=0.25",             // query-free scoring (key norm)
+      "expected_attention:keep=0.25",  // query-free scoring (expected attention)
+      "duo:keep=0.25",               // retrieval / streaming head split
+      "quest:keep=0.25",             // query-aware sparse reads (pages)
+      "loki:keep=0.25",              // query-aware sparse reads (low-rank keys)
+      "kv_quant",                    // quantization
+  };
+  return specs;
+}
+
 // The built commit, from cmake/git_sha.cmake (a file generated at every build).
 const char* build_git_sha();
 
@@ -213,14 +234,24 @@ report run_benchmark(const run_config& config, reporter& out) {
                                       << readers << ")");
   }
   std::vector<method_instance> methods;
-  if (config.methods.empty())
-    for (const auto* info : method_registry::instance().all()) {
-      if (info->backend == config.options.backend)
-        methods.push_back(resolve_method(info->name, info->backend));
+  // No --method: every method of the backend with its defaults, or in the quick preset (CPU)
+  // the representative specs of quick_preset_methods. `all` among the specs: every method.
+  std::vector<std::string> specs = config.methods;
+  if (specs.empty())
+    specs = config.options.quick && config.options.backend == "cpu" ? quick_preset_methods()
+                                                                    : std::vector<std::string>{"all"};
+  std::vector<std::string> expanded;
+  for (const auto& spec : specs) {
+    if (spec != "all") {
+      expanded.push_back(spec);
+      continue;
     }
+    for (const auto* info : method_registry::instance().all())
+      if (info->backend == config.options.backend) expanded.push_back(info->name);
+  }
   // Specs that resolve to the same parameters (`dense` and `dense`, or `snapkv` and
   // `snapkv:budget=1024`) run once, under the first spelling.
-  for (const auto& spec : config.methods) {
+  for (const auto& spec : expanded) {
     method_instance m = resolve_method(spec, config.options.backend);
     if (std::none_of(methods.begin(), methods.end(),
                      [&](const method_instance& x) { return x.canonical == m.canonical; }))

@@ -31,6 +31,13 @@ struct run_config {
 /// bad input throws error(bad_input). Then runs the cases, telling `out` as they finish
 /// (harness/reporter.hpp), and returns the report.
 report run_benchmark(const run_config& config, reporter& out);
+
+/// The quick preset's methods (`attnbench run` with no --suite, --lengths, --config or
+/// --method): dense, the top-k oracle (ceiling) and random eviction (floor), and one or two
+/// methods of each family (static window, decode-time eviction, prefill-time scoring, head
+/// budgets, query-aware sparse reads, quantization), at keep=0.25 so that they select at the
+/// preset's 1K-4K lengths (DESIGN §2; docs/user-guide.md).
+const std::vector<std::string>& quick_preset_methods();
 /// run_benchmark with the standard writers: out_dir/report.jsonl (streamed), out_dir/report.json
 /// (atomic) and the progress line on `progress`.
 report run_benchmark(const run_config& config, std::ostream& progress);

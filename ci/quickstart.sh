@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # README command 1: install what is missing, build Release, run the default benchmark
-# (every suite, every CPU method, the quick preset; writes attnbench-out/report.json).
+# (every suite, the quick preset's 15 representative CPU methods; writes attnbench-out/report.json).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ATTNBENCH_SETUP=run bash ci/setup.sh

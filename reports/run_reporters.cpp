@@ -2,6 +2,7 @@
 
 #include <ostream>
 
+#include "reports/console_board.hpp"
 #include "reports/json_report.hpp"
 #include "reports/jsonl_stream.hpp"
 #include "reports/file_io.hpp"
@@ -30,6 +31,10 @@ void html_file_reporter::finish(const report& complete) {
 }
 
 void console_reporter::finish(const report& complete) {
+  if (!m_verbose) {
+    m_os << "\n" << compact_leaderboard(complete);
+    return;
+  }
   m_os << markdown_summary(complete) << "\n" << niah_heatmaps(complete);
   if (auto posir = posir_table(complete); !posir.empty()) m_os << "\n" << posir;
   if (auto ruler = ruler_table(complete); !ruler.empty()) m_os << "\n" << ruler;

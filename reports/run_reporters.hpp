@@ -46,15 +46,18 @@ class html_file_reporter final : public reporter {
   std::filesystem::path m_path;
 };
 
-/// Prints the summary table, the NIAH heatmaps and the PosIR and RULER tables to `os` when the
-/// run finishes.
+/// Prints the run's summary to `os` when it finishes: the compact leaderboard
+/// (compact_leaderboard, at most 100 characters wide); verbose, the per-suite summary table, the
+/// NIAH heatmaps and the PosIR and RULER tables instead.
 class console_reporter final : public reporter {
  public:
-  explicit console_reporter(std::ostream& os) : m_os(os) {}
+  explicit console_reporter(std::ostream& os, bool verbose = false)
+      : m_os(os), m_verbose(verbose) {}
   void finish(const report& complete) override;
 
  private:
   std::ostream& m_os;
+  bool m_verbose;
 };
 
 }  // namespace attnbench

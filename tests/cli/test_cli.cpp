@@ -174,13 +174,20 @@ TEST_CASE("repeated values run once", "[cli]") {
   CHECK(report["records"].size() == 1);
 }
 
-TEST_CASE("run writes a JSON report, a JSONL stream and a heatmap", "[cli]") {
+TEST_CASE("run writes a JSON report, a JSONL stream and a leaderboard; --verbose a heatmap",
+          "[cli]") {
   fs::path out = scratch() / "ok";
-  outcome o = run_cli(
+  const std::string args =
       "run --suite niah --method dense --lengths 512 --depths 0,1 --samples 1 --threads 1 --out " +
-      out.string());
+      out.string();
+  outcome o = run_cli(args);
   REQUIRE(o.code == 0);
-  CHECK(o.out.find("niah accuracy") != std::string::npos);
+  // The terminal shows the compact leaderboard only; --verbose adds the per-suite tables.
+  CHECK(o.out.find("method  NIAH %") != std::string::npos);
+  CHECK(o.out.find("niah accuracy") == std::string::npos);
+  outcome verbose = run_cli(args + " --verbose");
+  REQUIRE(verbose.code == 0);
+  CHECK(verbose.out.find("niah accuracy") != std::string::npos);
   auto report = nlohmann::json::parse(slurp(out / "report.json"));
   CHECK(report.at("records").size() == 2);
   CHECK(report.at("meta").at("workload").at("retrieval_temp") == 13.0);

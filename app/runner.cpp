@@ -92,8 +92,13 @@ record run_job(const job& j, const run_config& config, const run_context& ctx) {
       case param_type::choice:
         rec.params[def.name] = j.m->params.get_string(def.name);
         break;
+      case param_type::list:
+        rec.params[def.name] = j.m->params.get_list(def.name);
+        break;
     }
   }
+  // A wrapper's inner method, as its canonical spec (its parameters live there).
+  if (j.m->inner) rec.params["inner"] = j.m->inner->canonical;
   rec.backend = config.options.backend;
   rec.mode = name_of(config.options.mode);
   rec.seed = config.options.seed;
@@ -215,7 +220,8 @@ report run_benchmark(const run_config& config, reporter& out) {
   std::vector<method_instance> methods;
   if (config.methods.empty())
     for (const auto* info : method_registry::instance().all()) {
-      if (info->backend == config.options.backend)
+      // Wrappers need a method to wrap: they run only when a spec names one.
+      if (info->backend == config.options.backend && !info->is_wrapper())
         methods.push_back(resolve_method(info->name, info->backend));
     }
   // Specs that resolve to the same parameters (`dense` and `dense`, or `snapkv` and

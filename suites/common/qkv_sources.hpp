@@ -50,6 +50,10 @@ class qkv_source {
   virtual std::optional<rope_spec> rope() const { return std::nullopt; }
 };
 
+/// What adapters are told of a source's RoPE (attention_problem::rope): its rotary embedding
+/// when the source knows it and its positions are the token indices, else nothing.
+std::optional<rotary_embedding> adapter_rope(const qkv_source& src);
+
 /// The retrieval model applied to `tokens`.
 class model_qkv_source final : public qkv_source {
  public:

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,10 +31,15 @@ struct retrieval_result {
 };
 
 /// The attention problem of layer `layer`: `context_tokens` prefilled, at most `max_tokens` in
-/// the sequence, with the offline calibration (or null where there is no model).
+/// the sequence, with the offline calibration (or null where there is no model) and the RoPE of
+/// the Q/K (or none where the source does not know it).
 attention_problem layer_problem(const model_shape& shape, int layer, std::int64_t context_tokens,
                                 std::int64_t max_tokens,
-                                const calibration_source* maybe_calibration);
+                                const calibration_source* maybe_calibration,
+                                std::optional<rotary_embedding> rope = std::nullopt);
+
+/// The RoPE the retrieval model applies (positions are token indices).
+rotary_embedding model_rope(const retrieval_model& model);
 
 /// A new adapter of `method` for `problem`, prepared (untimed). Throws error(unsupported) when
 /// the method declines the problem.

@@ -43,27 +43,15 @@ structured_config structured_from(const run_options& o) {
   return c;
 }
 
-/// The method with its budget set to `budget` tokens (keep dropped), or nothing when the method
-/// has no budget parameter.
-std::optional<method_instance> with_budget(const method_instance& m, std::int64_t budget) {
-  const auto& defs = m.info->params;
-  if (std::none_of(defs.begin(), defs.end(), [](const param_def& p) { return p.name == "budget"; }))
-    return std::nullopt;
-  std::vector<std::pair<std::string, std::string>> args;
-  for (const auto& [k, v] : m.params.canonical())
-    if (k != "budget" && k != "keep") args.emplace_back(k, v);
-  args.emplace_back("budget", std::to_string(budget));
-  method_instance out;
-  out.info = m.info;
+/// The method with its budget set to `budget` tokens (harness with_budget), or nothing when it
+/// takes no budget.
+std::optional<method_instance> budgeted_method(const method_instance& m, std::int64_t budget) {
   try {
-    out.params = validate_params(m.info->name, defs, args);
+    return with_budget(m, budget);
   } catch (const error& e) {
     // A budget outside the method's range: the method does not take this case.
     ATTNBENCH_CHECK(false, unsupported, e.what());
   }
-  out.canonical = canonical_spec(m.info->name, out.params);
-  out.text = out.canonical;
-  return out;
 }
 
 // Sums over measured (query, head) pairs of one case.
@@ -249,7 +237,7 @@ class fidelity_suite final : public suite {
     // answers are shorter), so "full" sets the budget to that: nothing can be dropped.
     const std::int64_t budget =
         full ? length + std::max(steps, 8) : c.axes.at("budget").get<std::int64_t>();
-    std::optional<method_instance> budgeted = with_budget(method, budget);
+    std::optional<method_instance> budgeted = budgeted_method(method, budget);
     if (!budgeted && !full)
       ATTNBENCH_CHECK(
           false, unsupported,

@@ -65,6 +65,14 @@ scorer_registrar::scorer_registrar(const std::string& name, score_function score
         return s;
       }) {}
 
+bool has_prompt_scorer(const std::string& name) { return scorer_registry().count(name) != 0; }
+
+std::string prompt_scorer_names() {
+  std::string out;
+  for (const auto& [name, make] : scorer_registry()) out += (out.empty() ? "" : ", ") + name;
+  return out;
+}
+
 prompt_scorer make_prompt_scorer(const std::string& name, const param_values& values) {
   const auto it = scorer_registry().find(name);
   ATTNBENCH_CHECK(it != scorer_registry().end(), internal,
@@ -97,6 +105,23 @@ std::vector<std::vector<std::int64_t>> prompt_score_method::select(const prompt_
   for (const auto& s : scores.scores)
     kept.push_back(select_head(s, tokens, scores.forced_tail, m_budget));
   return kept;
+}
+
+void check_scorer_inner(const std::string& wrapper, const method_instance& inner) {
+  if (!has_prompt_scorer(inner.info->name))
+    ATTNBENCH_BAD_INPUT(wrapper << ": cannot wrap '" << inner.info->name
+                                << "': it has no prompt scorer (wrappable: "
+                                << prompt_scorer_names() << ")");
+}
+
+method_info prompt_wrapper_cpu_info(method_doc doc, wrapper_factory wrap) {
+  const std::string name = doc.name;
+  method_info info = make_method_info("cpu", std::move(doc), method_factory{});
+  info.wrap = std::move(wrap);
+  info.check_inner = [name](const method_instance& inner, const param_values&) {
+    check_scorer_inner(name, inner);
+  };
+  return info;
 }
 
 method_info prompt_score_cpu_info(method_doc doc) {

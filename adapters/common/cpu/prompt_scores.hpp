@@ -76,6 +76,7 @@ class prompt_score_method : public cache_method {
                                                         std::int64_t tokens);
 
   const param_values& values() const { return m_values; }
+  const prompt_scorer& scorer() const { return m_scorer; }
 
  private:
   prompt_scorer m_scorer;
@@ -93,9 +94,23 @@ struct scorer_registrar {
   scorer_registrar(const std::string& name, score_function score);
 };
 
+/// Whether a scorer is registered as `name` (the methods the kvpress-style wrappers accept).
+bool has_prompt_scorer(const std::string& name);
+/// The names of the registered scorers, sorted, comma-separated.
+std::string prompt_scorer_names();
+
 /// The scorer registered as `name`, built from `values` (which must hold every parameter the
 /// scorer reads). An unknown name is a programmer error (the caller's schema lists the names).
 prompt_scorer make_prompt_scorer(const std::string& name, const param_values& values);
+
+/// The check_inner of the kvpress-style wrappers (chunk, decoding, per_layer, key_rerotation):
+/// as kvpress's wrap a ScorerPress, they wrap a method with a registered prompt scorer; any other
+/// inner method is bad input, named with the wrappable ones.
+void check_scorer_inner(const std::string& wrapper, const method_instance& inner);
+
+/// The method_info of a CPU wrapper over a prompt scorer: `wrap` builds an instance around the
+/// inner method, check_scorer_inner guards it.
+method_info prompt_wrapper_cpu_info(method_doc doc, wrapper_factory wrap);
 
 /// The method_info of a CPU prompt-compression method that selects with select_head: the scorer
 /// registered as doc.name is built from the validated parameters each time an instance is

@@ -14,10 +14,10 @@
 #include <sstream>
 #include <thread>
 
-#include "datasets/calibration.hpp"
-#include "harness/error.hpp"
 #include "app/gpu_info.hpp"
 #include "app/progress.hpp"
+#include "datasets/calibration.hpp"
+#include "harness/error.hpp"
 #include "reports/run_reporters.hpp"
 
 #ifndef ATTNBENCH_BUILD_TYPE
@@ -258,8 +258,7 @@ report run_benchmark(const run_config& config, reporter& out) {
                          [&](const axis_def& a) { return a.name == axis; });
     });
     if (!used)
-      ATTNBENCH_BAD_INPUT(option << " is given but no selected suite has a '" << axis
-                                 << "' axis");
+      ATTNBENCH_BAD_INPUT(option << " is given but no selected suite has a '" << axis << "' axis");
   }
   // --axis values were typed against their suite's declaration (parse_axis); the suite must be
   // one that runs.

@@ -93,7 +93,8 @@ method_instance resolve_method(const std::string& text, const std::string& backe
 
 std::optional<method_instance> with_budget(const method_instance& method, std::int64_t budget) {
   const auto& defs = method.info->params;
-  if (std::none_of(defs.begin(), defs.end(), [](const param_def& p) { return p.name == "budget"; })) {
+  if (std::none_of(defs.begin(), defs.end(),
+                   [](const param_def& p) { return p.name == "budget"; })) {
     if (!method.inner || !method.info->budget_from_inner) return std::nullopt;
     auto inner = with_budget(*method.inner, budget);
     if (!inner) return std::nullopt;

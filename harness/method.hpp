@@ -202,8 +202,8 @@ class method_registry {
 struct method_instance {
   const method_info* info = nullptr;
   param_values params;
-  std::string canonical;  // canonical_spec(name, params, inner canonical)
-  std::string text;       // as typed
+  std::string canonical;                         // canonical_spec(name, params, inner canonical)
+  std::string text;                              // as typed
   std::shared_ptr<const method_instance> inner;  // the wrapped method, for wrappers
 
   std::unique_ptr<kv_method> create() const {

@@ -242,8 +242,8 @@ method_spec parse_method_spec(const std::string& text) {
                                           << "'");
     spec.inner = text.substr(name_end + 1, close - name_end - 1);
     if (spec.inner.empty())
-      ATTNBENCH_BAD_INPUT("method spec '" << text << "': empty parentheses (write "
-                                          << spec.name << "(METHOD))");
+      ATTNBENCH_BAD_INPUT("method spec '" << text << "': empty parentheses (write " << spec.name
+                                          << "(METHOD))");
     rest_begin = close + 1;
     if (rest_begin < text.size() && text[rest_begin] != ':')
       ATTNBENCH_BAD_INPUT("method spec '" << text << "': expected ':' or the end after ')', got '"

@@ -37,8 +37,7 @@ param_def bool_param(std::string name, bool def, std::string doc);
 param_def choice_param(std::string name, std::string def, std::vector<std::string> choices,
                        std::string doc);
 /// A list of integer or real items in [min, max], written `a/b/c`; unset unless given.
-param_def list_param(std::string name, param_type element, double min, double max,
-                     std::string doc);
+param_def list_param(std::string name, param_type element, double min, double max, std::string doc);
 
 /// Validated parameter values of one method instance (every declared parameter with a
 /// default is present; the others only when given).

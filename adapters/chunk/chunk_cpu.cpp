@@ -49,15 +49,15 @@ class chunk_method final : public prompt_score_method {
 
 method_info chunk_info() {
   method_info info = prompt_wrapper_cpu_info(
-    {"chunk", "FINCH: Prompt-guided Key-Value Cache Compression for Large Language Models",
-     "wrapper chunk(METHOD): score each prompt chunk of `chunk` tokens on its own with METHOD's "
-     "scorer and keep its share of METHOD's budget (kvpress ChunkPress)",
-     "shares add up to the budget exactly (kvpress: at least one token per chunk); METHOD must "
-     "have a prompt scorer; no question-guided chunk prompt as in FINCH",
-     chunk::schema()},
-    [](const param_values& values, const method_instance& inner) -> std::unique_ptr<kv_method> {
-      return std::make_unique<chunk_method>(inner, values.get_int("chunk"));
-    });
+      {"chunk", "FINCH: Prompt-guided Key-Value Cache Compression for Large Language Models",
+       "wrapper chunk(METHOD): score each prompt chunk of `chunk` tokens on its own with METHOD's "
+       "scorer and keep its share of METHOD's budget (kvpress ChunkPress)",
+       "shares add up to the budget exactly (kvpress: at least one token per chunk); METHOD must "
+       "have a prompt scorer; no question-guided chunk prompt as in FINCH",
+       chunk::schema()},
+      [](const param_values& values, const method_instance& inner) -> std::unique_ptr<kv_method> {
+        return std::make_unique<chunk_method>(inner, values.get_int("chunk"));
+      });
   info.budget_from_inner = true;
   return info;
 }

@@ -60,16 +60,18 @@ class decoding_method final : public cache_method {
  private:
   // Appends query rows [first, q.tokens) of q to the buffer, dropping the oldest past `buffer`.
   void note_rows(tensor_view q, std::int64_t first) {
-    const std::size_t row = static_cast<std::size_t>(q.heads) * static_cast<std::size_t>(q.head_dim);
+    const std::size_t row =
+        static_cast<std::size_t>(q.heads) * static_cast<std::size_t>(q.head_dim);
     for (std::int64_t i = first; i < q.tokens; ++i) {
       const float* src = q.at(static_cast<int>(i), 0);
       m_queries.insert(m_queries.end(), src, src + row);
     }
     m_buffered += q.tokens - first;
     if (m_buffered > m_buffer) {
-      m_queries.erase(m_queries.begin(),
-                      m_queries.begin() +
-                          static_cast<std::ptrdiff_t>(static_cast<std::size_t>(m_buffered - m_buffer) * row));
+      m_queries.erase(
+          m_queries.begin(),
+          m_queries.begin() +
+              static_cast<std::ptrdiff_t>(static_cast<std::size_t>(m_buffered - m_buffer) * row));
       m_buffered = m_buffer;
     }
   }
@@ -96,8 +98,8 @@ class decoding_method final : public cache_method {
     std::memcpy(q.view().at(static_cast<int>(rows - placed), 0),
                 m_queries.data() + static_cast<std::size_t>(m_buffered - placed) * row,
                 static_cast<std::size_t>(placed) * row * sizeof(float));
-    const score_request request{q.view(), k.view(), v.view(), &m_problem, m_scale, m_seed,
-                                m_threads};
+    const score_request request{q.view(), k.view(), v.view(), &m_problem,
+                                m_scale,  m_seed,   m_threads};
     const prompt_scores scores = m_scorer.score(request);
     for (int h = 0; h < kv_heads; ++h) {
       auto kept = select_head(scores.scores[static_cast<std::size_t>(h)], old, scores.forced_tail,

@@ -17,7 +17,8 @@ class key_rerotation_method final : public prompt_score_method {
   std::optional<std::string> unsupported_reason(const attention_problem& problem) const override {
     if (auto why = prompt_score_method::unsupported_reason(problem)) return why;
     if (!problem.rope)
-      return std::string("key_rerotation needs the RoPE of the keys, which this source does not give");
+      return std::string(
+          "key_rerotation needs the RoPE of the keys, which this source does not give");
     if (problem.rope->rotary_dims > problem.shape.head_dim ||
         problem.rope->inv_freq.size() * 2 != static_cast<std::size_t>(problem.rope->rotary_dims))
       return std::string("key_rerotation: the RoPE does not fit head_dim");

@@ -402,10 +402,10 @@ class kv_quant_method final : public kv_method {
       s.k_scale.push(range.scale);
       s.k_zero.push(range.zero);
       for (std::size_t r = 0; r < n; ++r)
-        put_code(s.k_codes.data() + first_code + r * static_cast<std::size_t>(m_row_bytes), c,
-                 kv_quant::encode(rows[r * stride + static_cast<std::size_t>(c)], range,
-                                  m_config.bits),
-                 m_config.bits);
+        put_code(
+            s.k_codes.data() + first_code + r * static_cast<std::size_t>(m_row_bytes), c,
+            kv_quant::encode(rows[r * stride + static_cast<std::size_t>(c)], range, m_config.bits),
+            m_config.bits);
     }
   }
 
@@ -471,7 +471,8 @@ method_info kv_quant_info() {
        "int8/int4/int2 KV cache: keys per channel over G-token groups, values per token, fp16 "
        "scales and zeros, recent tokens in float32 (one shared tail, or KIVI's key and value "
        "windows)",
-       "values quantized over the whole row (KIVI: channel groups of G); full precision is float32; "
+       "values quantized over the whole row (KIVI: channel groups of G); full precision is "
+       "float32; "
        "by default K and V share one tail of R to R + G - 1 tokens (key_residual / value_residual "
        "give KIVI's separate windows)",
        kv_quant::schema()},

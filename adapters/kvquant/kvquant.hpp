@@ -86,14 +86,14 @@ inline std::vector<float> fit_levels(std::vector<float> values, int k) {
     for (int j = 0; j < k; ++j) {
       std::size_t end = n;
       if (j + 1 < k) {
-        const float cut = 0.5f * (levels[static_cast<std::size_t>(j)] +
-                                  levels[static_cast<std::size_t>(j + 1)]);
+        const float cut =
+            0.5f * (levels[static_cast<std::size_t>(j)] + levels[static_cast<std::size_t>(j + 1)]);
         end = static_cast<std::size_t>(std::upper_bound(values.begin(), values.end(), cut) -
                                        values.begin());
       }
       if (end > begin)
-        levels[static_cast<std::size_t>(j)] = static_cast<float>(
-            (prefix[end] - prefix[begin]) / static_cast<double>(end - begin));
+        levels[static_cast<std::size_t>(j)] =
+            static_cast<float>((prefix[end] - prefix[begin]) / static_cast<double>(end - begin));
       begin = std::max(begin, end);
     }
     std::sort(levels.begin(), levels.end());

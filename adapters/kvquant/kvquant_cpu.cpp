@@ -40,8 +40,8 @@ struct outlier_table {
   void end_row() { offsets.push_back(static_cast<std::int32_t>(value.size())); }
   // Writes row r's outliers into out ([d]).
   void patch(std::int64_t r, float* out) const {
-    for (auto i = offsets[static_cast<std::size_t>(r)]; i < offsets[static_cast<std::size_t>(r) + 1];
-         ++i)
+    for (auto i = offsets[static_cast<std::size_t>(r)];
+         i < offsets[static_cast<std::size_t>(r) + 1]; ++i)
       out[channel[static_cast<std::size_t>(i)]] = value[static_cast<std::size_t>(i)];
   }
 };
@@ -54,8 +54,9 @@ class kvquant_method final : public kv_method {
     if (auto why = gqa_unsupported_reason(problem)) return why;
     if (auto why = calibration_unsupported_reason(problem, "kvquant")) return why;
     if (!problem.rope)
-      return std::string("kvquant quantizes pre-RoPE keys and needs the keys' RoPE, which this "
-                         "source does not give");
+      return std::string(
+          "kvquant quantizes pre-RoPE keys and needs the keys' RoPE, which this "
+          "source does not give");
     if (problem.rope->rotary_dims > problem.shape.head_dim ||
         problem.rope->inv_freq.size() * 2 != static_cast<std::size_t>(problem.rope->rotary_dims))
       return std::string("kvquant: the RoPE does not fit head_dim");
@@ -125,7 +126,8 @@ class kvquant_method final : public kv_method {
     check_kv(k, v);
     std::vector<float> row(static_cast<std::size_t>(m_shape.head_dim));
     for (int t = 0; t < k.tokens; ++t) {
-      for (int h = 0; h < m_shape.kv_heads; ++h) store(h, m_length, k.at(t, h), v.at(t, h), row.data());
+      for (int h = 0; h < m_shape.kv_heads; ++h)
+        store(h, m_length, k.at(t, h), v.at(t, h), row.data());
       ++m_length;
     }
   }
@@ -143,10 +145,11 @@ class kvquant_method final : public kv_method {
       const std::int64_t visible = m_length - n + i + 1;
       rows_total += static_cast<std::uint64_t>(visible);
       for (const auto& s : m_heads) {
-        const auto outliers = static_cast<std::int64_t>(s.k_out.offsets[static_cast<std::size_t>(visible)] +
-                                                        s.v_out.offsets[static_cast<std::size_t>(visible)]);
-        m_kv_bytes_read += static_cast<std::uint64_t>(
-            visible * (2 * m_row_bytes + 4 + 8) + 6 * outliers + 4 * d + level_bytes());
+        const auto outliers =
+            static_cast<std::int64_t>(s.k_out.offsets[static_cast<std::size_t>(visible)] +
+                                      s.v_out.offsets[static_cast<std::size_t>(visible)]);
+        m_kv_bytes_read += static_cast<std::uint64_t>(visible * (2 * m_row_bytes + 4 + 8) +
+                                                      6 * outliers + 4 * d + level_bytes());
       }
     }
     m_keys_scored += rows_total * static_cast<std::uint64_t>(kv_heads * group);
@@ -165,8 +168,10 @@ class kvquant_method final : public kv_method {
         for (std::int64_t first = 0; first < visible; first += block_rows) {
           const int rows = static_cast<int>(std::min<std::int64_t>(block_rows, visible - first));
           for (int r = 0; r < rows; ++r) {
-            load_key(h, first + r, b.k.data() + static_cast<std::size_t>(r) * static_cast<std::size_t>(d));
-            load_value(h, first + r, b.v.data() + static_cast<std::size_t>(r) * static_cast<std::size_t>(d));
+            load_key(h, first + r,
+                     b.k.data() + static_cast<std::size_t>(r) * static_cast<std::size_t>(d));
+            load_value(h, first + r,
+                       b.v.data() + static_cast<std::size_t>(r) * static_cast<std::size_t>(d));
           }
           sm.add(kv_rows{b.k.data(), b.v.data(), static_cast<std::size_t>(d), rows});
         }
@@ -182,7 +187,8 @@ class kvquant_method final : public kv_method {
     std::int64_t bytes = level_bytes();
     for (const auto& h : m_heads) {
       const auto outliers = static_cast<std::int64_t>(h.k_out.value.size() + h.v_out.value.size());
-      bytes += 2 * m_length * m_row_bytes + 4 * m_length + 4 * d + 6 * outliers + 8 * (m_length + 1);
+      bytes +=
+          2 * m_length * m_row_bytes + 4 * m_length + 4 * d + 6 * outliers + 8 * (m_length + 1);
     }
     s.resident_bytes = static_cast<std::uint64_t>(bytes);
     s.keys_scored = m_keys_scored;
@@ -195,11 +201,11 @@ class kvquant_method final : public kv_method {
 
  private:
   struct head_store {
-    std::vector<float> k_lo, k_width;    // [head_dim]: calibrated key range per channel (fp16 values)
-    std::vector<std::uint8_t> k_codes;   // [tokens, row_bytes]
-    std::vector<std::uint8_t> v_codes;   // [tokens, row_bytes]
+    std::vector<float> k_lo, k_width;  // [head_dim]: calibrated key range per channel (fp16 values)
+    std::vector<std::uint8_t> k_codes;         // [tokens, row_bytes]
+    std::vector<std::uint8_t> v_codes;         // [tokens, row_bytes]
     std::vector<std::uint16_t> v_lo, v_width;  // [tokens]: value range per token, fp16 bits
-    outlier_table k_out, v_out;          // pre-RoPE key and value outliers
+    outlier_table k_out, v_out;                // pre-RoPE key and value outliers
   };
   struct block_scratch {
     std::vector<float> k, v;  // [block_rows, head_dim]
@@ -232,7 +238,8 @@ class kvquant_method final : public kv_method {
   // the tables).
   void unrotate_exact(float* x, std::int64_t position, const rotary_embedding& rope) const {
     for (int j = 0; j < m_pairs; ++j) {
-      const double angle = -static_cast<double>(position) * rope.inv_freq[static_cast<std::size_t>(j)];
+      const double angle =
+          -static_cast<double>(position) * rope.inv_freq[static_cast<std::size_t>(j)];
       const float c = static_cast<float>(std::cos(angle)), s = static_cast<float>(std::sin(angle));
       const float a = x[j], b = x[j + m_pairs];
       x[j] = a * c - b * s;
@@ -413,9 +420,9 @@ class kvquant_method final : public kv_method {
   float m_scale = 1.0f;
   int m_threads = 1;
   std::int64_t m_row_bytes = 0;
-  int m_pairs = 0;                 // rotary_dims / 2
-  std::vector<float> m_cos, m_sin;  // [positions, pairs]
-  std::vector<key_range> m_ranges;  // per KV head
+  int m_pairs = 0;                                  // rotary_dims / 2
+  std::vector<float> m_cos, m_sin;                  // [positions, pairs]
+  std::vector<key_range> m_ranges;                  // per KV head
   std::vector<float> m_key_levels, m_value_levels;  // [2^bits], sorted, in [-1, 1] units
   std::vector<head_store> m_heads;
   std::int64_t m_length = 0;

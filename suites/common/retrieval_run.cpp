@@ -116,9 +116,8 @@ retrieval_result run_retrieval(const retrieval_model& model, const method_instan
   int mass_heads = 0;
 
   for (int l = 0; l < layers; ++l) {
-    const attention_problem problem =
-        layer_problem(shape, l, prefill_len, prompt + answer_tokens, maybe_calibration,
-                      model_rope(model));
+    const attention_problem problem = layer_problem(shape, l, prefill_len, prompt + answer_tokens,
+                                                    maybe_calibration, model_rope(model));
     auto adapter = prepared_adapter(method, problem, exec);
 
     host_tensor q(static_cast<int>(prompt), shape.q_heads, d);

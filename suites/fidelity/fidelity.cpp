@@ -160,8 +160,7 @@ class fidelity_suite final : public suite {
   std::vector<axis_def> axes() const override {
     return {int64_axis("length", {1024, 4096}, {1024}, "a trace's own length with --trace"),
             int64_axis("budget", k_default_budgets, {256}, "--budgets; every list ends with full"),
-            text_axis("source", {"retrieval", "structured"}, {"retrieval"},
-                      "trace with --trace")};
+            text_axis("source", {"retrieval", "structured"}, {"retrieval"}, "trace with --trace")};
   }
   bool reads_traces() const override { return true; }
   std::vector<std::string> param_names() const override {
@@ -205,7 +204,8 @@ class fidelity_suite final : public suite {
       for (const auto& kind : kinds)
         ATTNBENCH_CHECK(kind == "retrieval" || kind == "structured", bad_input,
                         "--axis fidelity.source: unknown source '"
-                            << kind << "' (known: retrieval, structured; trace comes with --trace)");
+                            << kind
+                            << "' (known: retrieval, structured; trace comes with --trace)");
       for (auto length : int64_values(o, "fidelity", a[0]))
         for (const auto& kind : kinds) sources.emplace_back(length, kind);
     }

@@ -12,11 +12,11 @@
 #include <algorithm>
 
 #include "harness/error.hpp"
-#include "suites/common/suite_helpers.hpp"
 #include "suites/common/ops/cpu_ops.hpp"
 #include "suites/common/ops/op_axes.hpp"
-#include "suites/common/timing/op_clock.hpp"
 #include "suites/common/ops/op_math.hpp"
+#include "suites/common/suite_helpers.hpp"
+#include "suites/common/timing/op_clock.hpp"
 
 namespace attnbench {
 
@@ -26,8 +26,7 @@ constexpr const char* k_suite = "memory";
 
 /// The method with its budget set to `budget` tokens (harness with_budget), or the method itself
 /// when it takes no budget (then the budget axis does not apply to it).
-method_instance budgeted_method(const method_instance& method, std::int64_t budget,
-                                bool& applied) {
+method_instance budgeted_method(const method_instance& method, std::int64_t budget, bool& applied) {
   std::optional<method_instance> budgeted = with_budget(method, budget);
   applied = budgeted.has_value();
   return budgeted ? *budgeted : method;

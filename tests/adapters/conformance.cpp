@@ -534,7 +534,8 @@ std::vector<conformance_row> conformance_table() {
   rows.push_back({
       "kv_quant",
       {{{"kv_quant:residual=1000", "kv_quant:bits=4,residual=304", "kv_quant:bits=2,residual=304",
-         "kv_quant:bits=2,key_residual=512,value_residual=400", "kv_quant:residual=304,scales=fp32"},
+         "kv_quant:bits=2,key_residual=512,value_residual=400",
+         "kv_quant:residual=304,scales=fp32"},
         dense_stats::all,
         s::fixed}},
       {},
@@ -855,8 +856,9 @@ std::vector<conformance_row> conformance_table() {
         .qkv_seed = 21}},
       {{"chunk", "chunk wraps a method: write chunk(METHOD)"},
        {"chunk:chunk=16", "chunk wraps a method"},
-       {"chunk(h2o)", "chunk: cannot wrap 'h2o': it has no prompt scorer (wrappable: knorm, "
-                      "pyramidkv, random, snapkv)"},
+       {"chunk(h2o)",
+        "chunk: cannot wrap 'h2o': it has no prompt scorer (wrappable: knorm, "
+        "pyramidkv, random, snapkv)"},
        {"chunk(chunk(snapkv))", "chunk: cannot wrap 'chunk'"},
        {"chunk(snapkv):chunk=0", "chunk: parameter 'chunk' = 0 is out of range"},
        {"chunk(snapkv:windw=3)", "snapkv: unknown parameter 'windw'"},
@@ -870,7 +872,8 @@ std::vector<conformance_row> conformance_table() {
   });
   rows.push_back({
       "per_layer",
-      {{{"per_layer(snapkv):budgets=400", "per_layer(knorm):keeps=1"}, dense_stats::resident,
+      {{{"per_layer(snapkv):budgets=400", "per_layer(knorm):keeps=1"},
+        dense_stats::resident,
         s::fixed},
        {.specs = {"per_layer(pyramidkv):budgets=10/400"},
         .same = dense_stats::resident,

@@ -65,7 +65,8 @@ TEST_CASE("chunk keeps the smallest keys of every chunk", "[adapters][chunk]") {
 TEST_CASE("chunk over the whole prompt is the inner method", "[adapters][chunk]") {
   const model_shape shape{"test", 1, 8, 4, 32};
   auto t = test::random_qkv(shape, 203, 14);
-  for (const char* inner : {"snapkv:budget=50,window=8", "pyramidkv:budget=50", "random:keep=0.3"}) {
+  for (const char* inner :
+       {"snapkv:budget=50,window=8", "pyramidkv:budget=50", "random:keep=0.3"}) {
     CAPTURE(inner);
     auto a = run(std::string(inner), t, shape, 200, {1, 1, 1});
     auto b = run("chunk(" + std::string(inner) + "):chunk=200", t, shape, 200, {1, 1, 1});

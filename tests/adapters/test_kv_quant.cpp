@@ -37,7 +37,8 @@ struct steps {
 
 // t with keys [0, Qk(length)) and values [0, Qv(length)) replaced by what the method stores for
 // them: keys quantized per channel over groups of G tokens, values per token (the rule of
-// kv_quant.hpp, applied here to whole tensors). The other rows are unchanged. Fills the quantization steps when given.
+// kv_quant.hpp, applied here to whole tensors). The other rows are unchanged. Fills the
+// quantization steps when given.
 test::qkv stored(const test::qkv& t, const kv_quant::config& c, std::int64_t length,
                  steps* maybe_steps = nullptr) {
   test::qkv s = t;
@@ -88,9 +89,9 @@ kv_quant::config config_of(int bits, int group, int residual, bool fp16 = false,
 }
 
 std::string spec_of(const kv_quant::config& c) {
-  std::string spec = "kv_quant:bits=" + std::to_string(c.bits) +
-                     ",group=" + std::to_string(c.group) + ",residual=" + std::to_string(c.residual) +
-                     ",scales=" + (c.fp16_scales ? "fp16" : "fp32");
+  std::string spec =
+      "kv_quant:bits=" + std::to_string(c.bits) + ",group=" + std::to_string(c.group) +
+      ",residual=" + std::to_string(c.residual) + ",scales=" + (c.fp16_scales ? "fp16" : "fp32");
   if (c.key_residual > 0) spec += ",key_residual=" + std::to_string(c.key_residual);
   if (c.value_residual >= 0) spec += ",value_residual=" + std::to_string(c.value_residual);
   return spec;
@@ -345,7 +346,6 @@ TEST_CASE("kv_quant int4 holds under 30% of dense at 16K", "[adapters][kv_quant]
   CHECK(ratio[1] <= 0.30);
 }
 
-
 TEST_CASE("kv_quant int2 holds under 20% of dense at 16K", "[adapters][kv_quant]") {
   // The defaults with bits=2 (KIVI's headline): fp16 scales, G = 32, R = 128, head_dim 64.
   // Q = 16256: codes 2 * 16256 * 16 = 520192, key scales 508 * 64 * 4 = 130048, value scales
@@ -384,8 +384,7 @@ TEST_CASE("kv_quant fp16 scales round to nearest even binary16", "[adapters][kv_
   CHECK(kv_quant::to_fp16_bits(-0.0f) == 0x8000);
 }
 
-TEST_CASE("kv_quant int2 stores the hand-built keys and values it should",
-          "[adapters][kv_quant]") {
+TEST_CASE("kv_quant int2 stores the hand-built keys and values it should", "[adapters][kv_quant]") {
   // One KV head, head_dim 4, G = 4, R = 0: the 4 prompt tokens form one key group and are all
   // quantized. Every range is chosen so that its scale and zero are exact in fp16.
   // Keys per channel (over the 4 tokens), 2 bits = 4 levels zero + {0, 1, 2, 3} * scale:

@@ -32,8 +32,8 @@ struct calibrated_problem {
 
 calibrated_problem make_calibrated(const model_shape& shape, int context, int total) {
   calibrated_problem c;
-  c.calibration = std::make_shared<const test::fake_calibration>(
-      test::random_calibration(shape, 1, 64, 60, 4));
+  c.calibration =
+      std::make_shared<const test::fake_calibration>(test::random_calibration(shape, 1, 64, 60, 4));
   c.problem = test::make_problem(shape, context, total);
   c.problem.calibration = c.calibration.get();
   c.problem.rope = rope_of(shape.head_dim / 2);
@@ -72,7 +72,8 @@ TEST_CASE("kvquant fits sorted levels by 1-D k-means", "[adapters][kvquant]") {
   std::vector<float> grid;
   for (int i = 0; i <= 800; ++i) grid.push_back(-1.0f + 2.0f * static_cast<float>(i) / 800.0f);
   const auto eight = kvquant::fit_levels(grid, 8);
-  for (int j = 0; j < 8; ++j) CHECK(eight[static_cast<std::size_t>(j)] == Approx(-0.875 + 0.25 * j).margin(0.01));
+  for (int j = 0; j < 8; ++j)
+    CHECK(eight[static_cast<std::size_t>(j)] == Approx(-0.875 + 0.25 * j).margin(0.01));
   CHECK(kvquant::nearest_level(eight, -5.0f) == 0);
   CHECK(kvquant::nearest_level(eight, 5.0f) == 7);
   CHECK(kvquant::nearest_level(eight, 0.13f) == 4);
@@ -89,7 +90,8 @@ TEST_CASE("kvquant packs codes bit by bit", "[adapters][kvquant]") {
     for (int i = 0; i < d; ++i)
       kvquant::put_code(row.data(), i, static_cast<unsigned>((i * 5 + 3) % (1 << bits)), bits);
     for (int i = 0; i < d; ++i)
-      CHECK(kvquant::get_code(row.data(), i, bits) == static_cast<unsigned>((i * 5 + 3) % (1 << bits)));
+      CHECK(kvquant::get_code(row.data(), i, bits) ==
+            static_cast<unsigned>((i * 5 + 3) % (1 << bits)));
   }
 }
 

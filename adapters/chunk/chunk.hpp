@@ -22,7 +22,8 @@ namespace attnbench::chunk {
 /// [s, e) of a T-token prompt keeps floor(B e / T) - floor(B s / T) tokens, so the chunks' shares
 /// add up to B exactly (kvpress keeps max(1, int(n (1 - ratio))) per chunk, which can differ from
 /// B by a token per chunk). METHOD must be a prompt-scoring method (snapkv, pyramidkv, knorm,
-/// random), as ChunkPress takes a ScorerPress.
+/// random, tova: kvpress's TOVAPress, the last prompt query's attention), as ChunkPress takes a
+/// ScorerPress.
 inline std::vector<param_def> schema() {
   return {int_param("chunk", 1024, 1, std::int64_t{1} << 40, "prompt tokens per chunk")};
 }

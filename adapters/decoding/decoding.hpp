@@ -26,7 +26,7 @@ namespace attnbench::decoding {
 /// emptied at a compression and starts with the prompt's last queries, so an observation window
 /// (snapkv) always has its queries; the buffered queries stand at the last rows of the cache.
 /// METHOD's own budget is replaced; it must be a prompt-scoring method (snapkv, pyramidkv, knorm,
-/// random), as DecodingPress takes a ScorerPress.
+/// random, tova), as DecodingPress takes a ScorerPress.
 inline std::vector<param_def> schema() {
   std::vector<param_def> params = {
       int_param("interval", 512, 1, std::int64_t{1} << 40, "decode steps between compressions")};

@@ -21,7 +21,7 @@ namespace attnbench::key_rerotation {
 /// Needs the RoPE of the keys (attention_problem::rope: the workload model gives its own; a
 /// trace gives it from its sidecar when its positions are the token indices); without it the
 /// problem is declined. METHOD must be a prompt-scoring method (snapkv, pyramidkv, knorm,
-/// random), as KeyRerotationPress takes a ScorerPress.
+/// random, tova), as KeyRerotationPress takes a ScorerPress.
 inline std::vector<param_def> schema() { return {}; }
 
 /// Rotates key x ([head_dim]) by `delta` positions of `rope` (NeoX pairs (j, j + r / 2)). The

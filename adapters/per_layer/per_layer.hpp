@@ -23,7 +23,7 @@ namespace attnbench::per_layer {
 ///   keeps    list of fractions in (0, 1], unset: share of the prompt kept, one per layer
 ///            (kvpress gives compression ratios, 1 - keep).
 /// METHOD's own `budget` / `keep` and layer schedule (pyramidkv) are replaced. METHOD must be a
-/// prompt-scoring method (snapkv, pyramidkv, knorm, random).
+/// prompt-scoring method (snapkv, pyramidkv, knorm, random, tova).
 inline std::vector<param_def> schema() {
   return {list_param("budgets", param_type::integer, 1, static_cast<double>(std::int64_t{1} << 40),
                      "tokens kept per KV head at each layer, a/b/c (one per layer)"),

@@ -841,7 +841,7 @@ std::vector<conformance_row> conformance_table() {
   rows.push_back({
       "chunk",
       {{{"chunk(snapkv:budget=400)", "chunk(knorm:keep=1):chunk=7", "chunk(pyramidkv:budget=400)",
-         "chunk(random:budget=300):chunk=16"},
+         "chunk(random:budget=300):chunk=16", "chunk(tova:budget=400)"},
         dense_stats::resident,
         s::fixed}},
       {{gqa_6x3_d16,
@@ -858,7 +858,7 @@ std::vector<conformance_row> conformance_table() {
        {"chunk:chunk=16", "chunk wraps a method"},
        {"chunk(h2o)",
         "chunk: cannot wrap 'h2o': it has no prompt scorer (wrappable: knorm, "
-        "pyramidkv, random, snapkv)"},
+        "pyramidkv, random, snapkv, tova)"},
        {"chunk(chunk(snapkv))", "chunk: cannot wrap 'chunk'"},
        {"chunk(snapkv):chunk=0", "chunk: parameter 'chunk' = 0 is out of range"},
        {"chunk(snapkv:windw=3)", "snapkv: unknown parameter 'windw'"},
@@ -899,7 +899,7 @@ std::vector<conformance_row> conformance_table() {
        {"per_layer(snapkv):budgets=4/0", "parameter 'budgets[1]' = 0 is out of range"},
        {"per_layer(snapkv):keeps=0.5/1.5", "parameter 'keeps[1]' = 1.5 is out of range"},
        {"per_layer(snapkv):budgets=4/x", "parameter 'budgets[1]' expects an integer, got 'x'"},
-       {"per_layer(tova):budgets=4", "per_layer: cannot wrap 'tova'"}},
+       {"per_layer(h2o):budgets=4", "per_layer: cannot wrap 'h2o'"}},
       {{"per_layer(knorm:budget=9):budgets=1k/2k", "per_layer(knorm:budget=9):budgets=1024/2048"},
        {"per_layer(knorm):keeps=.5/0.25", "per_layer(knorm:budget=1024):keeps=0.5/0.25"}},
   });
@@ -908,7 +908,7 @@ std::vector<conformance_row> conformance_table() {
       // The default interval (512) never comes within these runs; interval=1 with a budget
       // covering the sequence compresses every step and keeps everything.
       {{{"decoding(knorm)", "decoding(snapkv):budget=400,interval=1",
-         "decoding(random):budget=400,interval=2"},
+         "decoding(tova):budget=400,interval=1", "decoding(random):budget=400,interval=2"},
         dense_stats::resident,
         s::fixed}},
       {{gqa_4x2_d8,

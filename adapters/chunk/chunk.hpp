@@ -21,9 +21,9 @@ namespace attnbench::chunk {
 /// The budget is METHOD's own (`budget` / `keep`, and its layer schedule for pyramidkv). Chunk
 /// [s, e) of a T-token prompt keeps floor(B e / T) - floor(B s / T) tokens, so the chunks' shares
 /// add up to B exactly (kvpress keeps max(1, int(n (1 - ratio))) per chunk, which can differ from
-/// B by a token per chunk). METHOD must be a prompt-scoring method (snapkv, pyramidkv, knorm,
-/// random, tova: kvpress's TOVAPress, the last prompt query's attention), as ChunkPress takes a
-/// ScorerPress.
+/// B by a token per chunk). METHOD must compress the prompt by scores (snapkv, pyramidkv, knorm,
+/// random, adakv (its per-head allocation within each chunk), tova as kvpress's TOVAPress), as
+/// ChunkPress takes a ScorerPress, or wrap one (per_layer, key_rerotation).
 inline std::vector<param_def> schema() {
   return {int_param("chunk", 1024, 1, std::int64_t{1} << 40, "prompt tokens per chunk")};
 }

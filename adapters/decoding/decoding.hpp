@@ -25,8 +25,9 @@ namespace attnbench::decoding {
 /// same cache for every query as compressing right after the step); the query buffer is not
 /// emptied at a compression and starts with the prompt's last queries, so an observation window
 /// (snapkv) always has its queries; the buffered queries stand at the last rows of the cache.
-/// METHOD's own budget is replaced; it must be a prompt-scoring method (snapkv, pyramidkv, knorm,
-/// random, tova), as DecodingPress takes a ScorerPress.
+/// METHOD's own budget is replaced; it must be a prompt scorer with one budget for every KV head
+/// (snapkv, pyramidkv, knorm, random, tova), as DecodingPress takes a ScorerPress, and no
+/// wrapper.
 inline std::vector<param_def> schema() {
   std::vector<param_def> params = {
       int_param("interval", 512, 1, std::int64_t{1} << 40, "decode steps between compressions")};

@@ -20,8 +20,9 @@ namespace attnbench::key_rerotation {
 /// Parameters: none of its own; the budget is METHOD's.
 /// Needs the RoPE of the keys (attention_problem::rope: the workload model gives its own; a
 /// trace gives it from its sidecar when its positions are the token indices); without it the
-/// problem is declined. METHOD must be a prompt-scoring method (snapkv, pyramidkv, knorm,
-/// random, tova), as KeyRerotationPress takes a ScorerPress.
+/// problem is declined. METHOD must compress the prompt by scores (snapkv, pyramidkv, knorm,
+/// random, adakv, tova), as KeyRerotationPress takes a ScorerPress, or wrap one:
+/// key_rerotation(chunk(METHOD)) is FINCH's chunked selection with re-rotation.
 inline std::vector<param_def> schema() { return {}; }
 
 /// Rotates key x ([head_dim]) by `delta` positions of `rope` (NeoX pairs (j, j + r / 2)). The

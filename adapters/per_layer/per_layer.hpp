@@ -2,10 +2,9 @@
 /// PerLayerCompressionPress. Configuration, shared by backends. C++17-clean.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <optional>
-#include <string>
 #include <vector>
 
 #include "harness/error.hpp"
@@ -23,7 +22,8 @@ namespace attnbench::per_layer {
 ///   keeps    list of fractions in (0, 1], unset: share of the prompt kept, one per layer
 ///            (kvpress gives compression ratios, 1 - keep).
 /// METHOD's own `budget` / `keep` and layer schedule (pyramidkv) are replaced. METHOD must be a
-/// prompt-scoring method (snapkv, pyramidkv, knorm, random, tova).
+/// method that compresses the prompt by scores (snapkv, pyramidkv, knorm, random, adakv, tova)
+/// or wraps one (chunk, key_rerotation).
 inline std::vector<param_def> schema() {
   return {list_param("budgets", param_type::integer, 1, static_cast<double>(std::int64_t{1} << 40),
                      "tokens kept per KV head at each layer, a/b/c (one per layer)"),
@@ -37,13 +37,9 @@ inline void check_params(const param_values& values) {
     ATTNBENCH_BAD_INPUT("per_layer: give exactly one of budgets=B0/B1/... and keeps=K0/K1/...");
 }
 
-/// Why a model of `layers` layers cannot take these values, or nothing.
-inline std::optional<std::string> layers_mismatch(const param_values& values, int layers) {
-  const char* key = values.has("budgets") ? "budgets" : "keeps";
-  const auto n = values.get_list(key).size();
-  if (n == static_cast<std::size_t>(layers)) return std::nullopt;
-  return "per_layer: " + std::to_string(n) + " " + key + " for a " + std::to_string(layers) +
-         "-layer model (give one per layer)";
+/// The number of layers the values are written for.
+inline int entries(const param_values& values) {
+  return static_cast<int>(values.get_list(values.has("budgets") ? "budgets" : "keeps").size());
 }
 
 /// Tokens per KV head at `layer` for a prompt of `context_tokens`.

@@ -841,7 +841,8 @@ std::vector<conformance_row> conformance_table() {
   rows.push_back({
       "chunk",
       {{{"chunk(snapkv:budget=400)", "chunk(knorm:keep=1):chunk=7", "chunk(pyramidkv:budget=400)",
-         "chunk(random:budget=300):chunk=16", "chunk(tova:budget=400)"},
+         "chunk(random:budget=300):chunk=16", "chunk(tova:budget=400)",
+         "chunk(adakv:budget=400):chunk=32", "chunk(per_layer(knorm):budgets=400):chunk=16"},
         dense_stats::resident,
         s::fixed}},
       {{gqa_6x3_d16,
@@ -857,9 +858,10 @@ std::vector<conformance_row> conformance_table() {
       {{"chunk", "chunk wraps a method: write chunk(METHOD)"},
        {"chunk:chunk=16", "chunk wraps a method"},
        {"chunk(h2o)",
-        "chunk: cannot wrap 'h2o': it has no prompt scorer (wrappable: knorm, "
-        "pyramidkv, random, snapkv, tova)"},
-       {"chunk(chunk(snapkv))", "chunk: cannot wrap 'chunk'"},
+        "chunk: cannot wrap 'h2o': it does not compress the prompt by scores (wrappable: adakv, "
+        "knorm, pyramidkv, random, snapkv, tova, and wrappers of them)"},
+       {"chunk(chunk(snapkv))", "chunk: cannot wrap 'chunk(snapkv)': it is chunked already"},
+       {"chunk(decoding(snapkv))", "decoding keeps the prompt whole"},
        {"chunk(snapkv):chunk=0", "chunk: parameter 'chunk' = 0 is out of range"},
        {"chunk(snapkv:windw=3)", "snapkv: unknown parameter 'windw'"},
        {"chunk(snapkv", "unbalanced '(' after 'chunk'"},
@@ -872,7 +874,8 @@ std::vector<conformance_row> conformance_table() {
   });
   rows.push_back({
       "per_layer",
-      {{{"per_layer(snapkv):budgets=400", "per_layer(knorm):keeps=1"},
+      {{{"per_layer(snapkv):budgets=400", "per_layer(knorm):keeps=1",
+         "per_layer(adakv):budgets=400"},
         dense_stats::resident,
         s::fixed},
        {.specs = {"per_layer(pyramidkv):budgets=10/400"},
@@ -899,7 +902,8 @@ std::vector<conformance_row> conformance_table() {
        {"per_layer(snapkv):budgets=4/0", "parameter 'budgets[1]' = 0 is out of range"},
        {"per_layer(snapkv):keeps=0.5/1.5", "parameter 'keeps[1]' = 1.5 is out of range"},
        {"per_layer(snapkv):budgets=4/x", "parameter 'budgets[1]' expects an integer, got 'x'"},
-       {"per_layer(h2o):budgets=4", "per_layer: cannot wrap 'h2o'"}},
+       {"per_layer(h2o):budgets=4", "per_layer: cannot wrap 'h2o'"},
+       {"per_layer(per_layer(knorm):budgets=4):budgets=4", "its layers have budgets already"}},
       {{"per_layer(knorm:budget=9):budgets=1k/2k", "per_layer(knorm:budget=9):budgets=1024/2048"},
        {"per_layer(knorm):keeps=.5/0.25", "per_layer(knorm:budget=1024):keeps=0.5/0.25"}},
   });
@@ -924,12 +928,16 @@ std::vector<conformance_row> conformance_table() {
        {"decoding(snapkv):buffer=0", "parameter 'buffer' = 0 is out of range"},
        {"decoding(snapkv):budget=0", "parameter 'budget' = 0 is out of range"},
        {"decoding(lazy_eviction)", "decoding: cannot wrap 'lazy_eviction'"},
-       {"decoding", "decoding wraps a method"}},
+       {"decoding", "decoding wraps a method"},
+       {"decoding(adakv)", "decoding takes a method with one budget for every KV head"},
+       {"decoding(chunk(snapkv))", "decoding takes a method without other wrappers"}},
       {{"decoding(knorm)", "decoding(knorm:budget=1024):budget=2048,buffer=256,interval=512"}},
   });
   rows.push_back({
       "key_rerotation",
-      {{.specs = {"key_rerotation(snapkv:budget=400)", "key_rerotation(knorm:keep=1)"},
+      {{.specs = {"key_rerotation(snapkv:budget=400)", "key_rerotation(knorm:keep=1)",
+                  "key_rerotation(chunk(snapkv:budget=400):chunk=64)",
+                  "key_rerotation(adakv:budget=400)"},
         .same = dense_stats::resident,
         .steps = s::fixed,
         .setup = with_rope()}},
@@ -947,8 +955,11 @@ std::vector<conformance_row> conformance_table() {
         .setup = with_rope()}},
       {{"key_rerotation", "key_rerotation wraps a method"},
        {"key_rerotation(knorm):budget=3", "unknown parameter 'budget' (known: none)"},
-       {"key_rerotation(streaming_llm)", "key_rerotation: cannot wrap 'streaming_llm'"}},
-      {{"key_rerotation(knorm)", "key_rerotation(knorm:budget=1024)"}},
+       {"key_rerotation(streaming_llm)", "key_rerotation: cannot wrap 'streaming_llm'"},
+       {"key_rerotation(key_rerotation(knorm))", "its keys are re-rotated already"}},
+      {{"key_rerotation(knorm)", "key_rerotation(knorm:budget=1024)"},
+       {"key_rerotation(chunk(knorm:keep=0.5):chunk=2k)",
+        "key_rerotation(chunk(knorm:budget=1024,keep=0.5):chunk=2048)"}},
   });
   {
     // kvquant calibrates on the layer's calibration pass and un-rotates keys with the RoPE.

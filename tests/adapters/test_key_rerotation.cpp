@@ -83,6 +83,32 @@ TEST_CASE("key_rerotation moves the kept keys to contiguous positions",
   CHECK(test::check_decode(t, shape, plain.decode_out, context, {kept, kept}) <= 1.0);
 }
 
+TEST_CASE("key_rerotation over chunk re-rotates the chunks' picks (FINCH)",
+          "[adapters][key_rerotation]") {
+  // The chunk case of test_chunk.cpp: chunks of 10 of a 40-token prompt, knorm budget 8, keep
+  // 1, 3, 12, 15, 21, 29, 30, 31; then those keys move to positions 0..7.
+  const model_shape shape{"test", 1, 4, 2, 8};
+  const int context = 40;
+  auto t = test::random_qkv(shape, context + 2, 6);
+  const std::vector<std::int64_t> kept = {1, 3, 12, 15, 21, 29, 30, 31};
+  for (int h = 0; h < 2; ++h) {
+    for (auto p : kept)
+      for (int i = 0; i < 8; ++i) test::row_of(t.k, static_cast<int>(p), h)[i] *= 0.05f;
+    for (int p : {5, 7})
+      for (int i = 0; i < 8; ++i) test::row_of(t.k, p, h)[i] *= 0.1f;
+  }
+  auto problem = test::make_problem(shape, context, context + 2);
+  problem.rope = rope_of(8);
+  auto r = test::run_problem("key_rerotation(chunk(knorm:budget=8):chunk=10)", t, problem, {1, 1});
+  test::qkv moved = t;
+  for (int h = 0; h < 2; ++h)
+    for (std::size_t i = 0; i < kept.size(); ++i)
+      key_rerotation::rotate(test::row_of(moved.k, static_cast<int>(kept[i]), h),
+                             static_cast<std::int64_t>(i) - kept[i], *problem.rope);
+  CHECK(test::check_decode(moved, shape, r.decode_out, context, {kept, kept}) <= 1.0);
+  CHECK(r.stats_after_step[0].resident_tokens == std::vector<std::int64_t>{8, 8});
+}
+
 TEST_CASE("key_rerotation needs the keys' RoPE", "[adapters][key_rerotation]") {
   const model_shape shape{"test", 1, 4, 2, 8};
   test::check_declines("key_rerotation(snapkv)", test::make_problem(shape, 50, 51),

@@ -42,5 +42,5 @@ TEST_CASE("per_layer gives every layer its own budget", "[adapters][per_layer]")
 TEST_CASE("per_layer declines a model with another layer count", "[adapters][per_layer]") {
   const model_shape shape{"test", 3, 4, 2, 32};
   test::check_declines("per_layer(snapkv):budgets=64/128", test::make_problem(shape, 100, 101),
-                       "per_layer: 2 budgets for a 3-layer model");
+                       "per_layer: 2 layer budgets for a 3-layer model");
 }

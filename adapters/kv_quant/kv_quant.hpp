@@ -33,16 +33,19 @@ namespace attnbench::kv_quant {
 ///                   KIVI asserts); unset: keys use the shared tail of `residual`.
 ///   value_residual  int >= 0, unset: R_v, values kept in full precision; unset: the values
 ///                   follow the keys' tail.
+///   value_group     int >= 1, unset: channels per value quantization group (KIVI: G = 32);
+///                   unset: the whole row, as before the option.
 ///   scales          choice fp16 | fp32, default fp16: storage of scales and zeros (KIVI: fp16;
 ///                   fp32 reproduces this method's results before it had the option).
 /// Resident bytes per KV head, with Qk / Qv = quantized keys / values, L = all tokens,
 /// d = head_dim, s = 2 (fp16) or 4 (fp32) bytes per scale or zero:
 ///   (Qk + Qv) * ceil(d * bits / 8)   key and value codes (packed 8 / bits per byte)
 ///   + (Qk / G) * d * 2 * s           key scale and zero per channel per group
-///   + Qv * 2 * s                     value scale and zero per token
+///   + Qv * ceil(d / g_v) * 2 * s     value scale and zero per token and channel group (g_v =
+///                                    value_group, or d)
 ///   + (2L - Qk - Qv) * d * 4         float32 key and value rows of the full-precision tails
-/// Simplifications: values are quantized over the whole head_dim (KIVI splits a value row into
-/// channel groups of G); full precision is float32 (KIVI: fp16); the prompt's own outputs use
+/// Simplifications: by default values are quantized over the whole head_dim (value_group gives
+/// KIVI's channel groups); full precision is float32 (KIVI: fp16); the prompt's own outputs use
 /// full precision, as KIVI's prefill does. Defaults: `scales=fp16` follows the paper and moves
 /// results slightly from the earlier float32 scales; the shared tail is the earlier rule.
 inline std::vector<param_def> schema() {
@@ -57,6 +60,8 @@ inline std::vector<param_def> schema() {
                     "residual)"),
           int_param("value_residual", std::nullopt, 0, max_tokens,
                     "last values kept in float32 (tokens; unset: the keys' tail)"),
+          int_param("value_group", std::nullopt, 1, std::int64_t{1} << 20,
+                    "channels per value quantization group (unset: the whole row)"),
           choice_param("scales", "fp16", {"fp16", "fp32"}, "storage of scales and zero points")};
 }
 
@@ -67,6 +72,7 @@ struct config {
   std::int64_t key_residual = -1;    // -1: the shared tail of `residual`
   std::int64_t value_residual = -1;  // -1: the keys' tail
   bool fp16_scales = true;
+  std::int64_t value_group = -1;  // -1: the whole row
 };
 
 inline config make_config(const param_values& values) {
@@ -75,6 +81,7 @@ inline config make_config(const param_values& values) {
   if (values.has("key_residual")) c.key_residual = values.get_int("key_residual");
   if (values.has("value_residual")) c.value_residual = values.get_int("value_residual");
   c.fp16_scales = values.get_string("scales") == "fp16";
+  if (values.has("value_group")) c.value_group = values.get_int("value_group");
   return c;
 }
 
@@ -106,6 +113,15 @@ inline std::int64_t code_bytes(int head_dim, int bits) {
   return (static_cast<std::int64_t>(head_dim) * bits + 7) / 8;
 }
 
+/// Channels per value quantization group of a `head_dim` row, and the groups per row.
+inline int value_group_channels(int head_dim, const config& c) {
+  return c.value_group > 0 && c.value_group < head_dim ? static_cast<int>(c.value_group) : head_dim;
+}
+inline int value_groups(int head_dim, const config& c) {
+  const int g = value_group_channels(head_dim, c);
+  return (head_dim + g - 1) / g;
+}
+
 /// Bytes of one stored scale or zero point.
 inline std::int64_t scale_bytes(const config& c) { return c.fp16_scales ? 2 : 4; }
 
@@ -114,7 +130,8 @@ inline std::uint64_t head_bytes(std::int64_t length, int head_dim, const config&
   const std::int64_t qk = quantized_keys(length, c), qv = quantized_values(length, c);
   const std::int64_t d = head_dim, s = scale_bytes(c);
   const std::int64_t bytes = (qk + qv) * code_bytes(head_dim, c.bits) + (qk / c.group) * d * 2 * s +
-                             qv * 2 * s + (2 * length - qk - qv) * d * 4;
+                             qv * value_groups(head_dim, c) * 2 * s +
+                             (2 * length - qk - qv) * d * 4;
   return static_cast<std::uint64_t>(bytes);
 }
 

@@ -91,6 +91,28 @@ void dequantize_values(const std::uint8_t* codes, std::int64_t row_bytes, int ro
   }
 }
 
+// Code of element i of a packed row of `bits`-bit codes.
+inline std::uint8_t code_at(const std::uint8_t* row, int i, int bits) {
+  if (bits == 8) return row[i];
+  if (bits == 2) return code2(row, i);
+  return static_cast<std::uint8_t>((row[i / 2] >> (4 * (i & 1))) & 15);
+}
+
+// Dequantizes `rows` value rows quantized in `groups` channel groups of `channels` channels:
+// element i of row r uses scale[r * groups + i / channels]. out: [rows, d].
+void dequantize_value_groups(const std::uint8_t* codes, std::int64_t row_bytes, int rows,
+                             const float* scales, const float* zeros, int d, int bits, int channels,
+                             int groups, float* out) {
+  for (int r = 0; r < rows; ++r) {
+    const std::uint8_t* c = codes + static_cast<std::size_t>(r * row_bytes);
+    const float* s = scales + static_cast<std::size_t>(r) * static_cast<std::size_t>(groups);
+    const float* z = zeros + static_cast<std::size_t>(r) * static_cast<std::size_t>(groups);
+    float* o = out + static_cast<std::size_t>(r) * static_cast<std::size_t>(d);
+    for (int i = 0; i < d; ++i)
+      o[i] = static_cast<float>(code_at(c, i, bits)) * s[i / channels] + z[i / channels];
+  }
+}
+
 // Scales or zero points of a store: fp16 bits or float32, as the config says.
 class scale_column {
  public:
@@ -135,6 +157,8 @@ class kv_quant_method final : public kv_method {
     m_scale = problem.softmax_scale();
     m_threads = std::max(1, ctx.threads);
     m_row_bytes = kv_quant::code_bytes(m_shape.head_dim, m_config.bits);
+    m_value_channels = kv_quant::value_group_channels(m_shape.head_dim, m_config);
+    m_value_groups = kv_quant::value_groups(m_shape.head_dim, m_config);
 
     // Reserve what the whole sequence will hold, so the timed calls do not reallocate.
     const std::int64_t total = std::max(problem.max_tokens, problem.context_tokens);
@@ -153,8 +177,8 @@ class kv_quant_method final : public kv_method {
       h.v_codes.reserve(static_cast<std::size_t>(qv * m_row_bytes));
       h.k_scale.reserve(static_cast<std::size_t>(qk / m_config.group) * d);
       h.k_zero.reserve(static_cast<std::size_t>(qk / m_config.group) * d);
-      h.v_scale.reserve(static_cast<std::size_t>(qv));
-      h.v_zero.reserve(static_cast<std::size_t>(qv));
+      h.v_scale.reserve(static_cast<std::size_t>(qv * m_value_groups));
+      h.v_zero.reserve(static_cast<std::size_t>(qv * m_value_groups));
       h.tail_k.reserve(static_cast<std::size_t>(std::min(total, key_window)) * d);
       h.tail_v.reserve(static_cast<std::size_t>(std::min(total, value_window)) * d);
     }
@@ -169,8 +193,8 @@ class kv_quant_method final : public kv_method {
       // A block of block_rows rows touches at most block_rows key groups.
       ts.k_scale.resize(block_rows * d);
       ts.k_zero.resize(block_rows * d);
-      ts.v_scale.resize(block_rows);
-      ts.v_zero.resize(block_rows);
+      ts.v_scale.resize(static_cast<std::size_t>(block_rows * m_value_groups));
+      ts.v_zero.resize(static_cast<std::size_t>(block_rows * m_value_groups));
     }
     m_length = m_quantized_k = m_quantized_v = 0;
     m_keys_scored = m_kv_bytes_read = m_attend_calls = 0;
@@ -267,8 +291,8 @@ class kv_quant_method final : public kv_method {
       const std::int64_t qk = std::min(visible, m_quantized_k);
       const std::int64_t qv = std::min(visible, m_quantized_v);
       const std::int64_t groups = (qk + m_config.group - 1) / m_config.group;
-      const auto bytes = (qk + qv) * m_row_bytes + qv * 2 * sb + groups * d * 2 * sb +
-                         (2 * visible - qk - qv) * d * 4;
+      const auto bytes = (qk + qv) * m_row_bytes + qv * m_value_groups * 2 * sb +
+                         groups * d * 2 * sb + (2 * visible - qk - qv) * d * 4;
       rows_total += static_cast<std::uint64_t>(visible);
       m_kv_bytes_read += static_cast<std::uint64_t>(bytes) * static_cast<std::uint64_t>(kv_heads);
     }
@@ -330,7 +354,7 @@ class kv_quant_method final : public kv_method {
     std::vector<std::uint8_t> k_codes;  // [quantized keys, row_bytes]
     scale_column k_scale, k_zero;       // [quantized keys / group, head_dim]: per channel per group
     std::vector<std::uint8_t> v_codes;  // [quantized values, row_bytes]
-    scale_column v_scale, v_zero;       // [quantized values]: per token
+    scale_column v_scale, v_zero;       // [quantized values, value groups]: per token and group
     std::vector<float> tail_k;          // [key tail tokens, head_dim], float32
     std::vector<float> tail_v;          // [value tail tokens, head_dim], float32
   };
@@ -339,7 +363,7 @@ class kv_quant_method final : public kv_method {
   struct thread_scratch {
     std::vector<float> block_k, block_v;  // [block_rows, head_dim]
     std::vector<float> k_scale, k_zero;   // [block_rows, head_dim]: the block's key groups
-    std::vector<float> v_scale, v_zero;   // [block_rows]
+    std::vector<float> v_scale, v_zero;   // [block_rows, value groups]
   };
 
   bool parallel_worth_it(std::uint64_t multiply_adds) const {
@@ -375,11 +399,17 @@ class kv_quant_method final : public kv_method {
     const int d = m_shape.head_dim;
     if (first >= qv) return s.tail_v.data() + (first - m_quantized_v) * d;
     ATTNBENCH_ASSERT(first + rows <= qv);
-    const auto at = static_cast<std::size_t>(first);
-    dequantize_values(s.v_codes.data() + first * m_row_bytes, m_row_bytes, rows,
-                      s.v_scale.read(at, static_cast<std::size_t>(rows), ts.v_scale.data()),
-                      s.v_zero.read(at, static_cast<std::size_t>(rows), ts.v_zero.data()), d,
-                      m_config.bits, ts.block_v.data());
+    const auto at = static_cast<std::size_t>(first * m_value_groups);
+    const auto count = static_cast<std::size_t>(rows * m_value_groups);
+    const float* scales = s.v_scale.read(at, count, ts.v_scale.data());
+    const float* zeros = s.v_zero.read(at, count, ts.v_zero.data());
+    const std::uint8_t* codes = s.v_codes.data() + first * m_row_bytes;
+    if (m_value_groups == 1)
+      dequantize_values(codes, m_row_bytes, rows, scales, zeros, d, m_config.bits,
+                        ts.block_v.data());
+    else
+      dequantize_value_groups(codes, m_row_bytes, rows, scales, zeros, d, m_config.bits,
+                              m_value_channels, m_value_groups, ts.block_v.data());
     return ts.block_v.data();
   }
 
@@ -409,21 +439,26 @@ class kv_quant_method final : public kv_method {
     }
   }
 
-  // Appends the first `count` value rows of `v` (row stride `stride`), each over its channels.
+  // Appends the first `count` value rows of `v` (row stride `stride`), each over its channel
+  // groups (the whole row unless value_group is set).
   void quantize_values(head_store& s, const float* v, std::size_t stride,
                        std::int64_t count) const {
-    const int d = m_shape.head_dim, bits = m_config.bits;
+    const int d = m_shape.head_dim, bits = m_config.bits, channels = m_value_channels;
     const std::size_t first_code = s.v_codes.size();
     s.v_codes.resize(first_code + static_cast<std::size_t>(count * m_row_bytes), 0);
     for (std::size_t r = 0; r < static_cast<std::size_t>(count); ++r) {
       const float* row = v + r * stride;
-      const auto [lo, hi] = std::minmax_element(row, row + d);
-      const kv_quant::quant_range range = kv_quant::stored_range(*lo, *hi, m_config);
-      s.v_scale.push(range.scale);
-      s.v_zero.push(range.zero);
       std::uint8_t* codes =
           s.v_codes.data() + first_code + r * static_cast<std::size_t>(m_row_bytes);
-      for (int c = 0; c < d; ++c) put_code(codes, c, kv_quant::encode(row[c], range, bits), bits);
+      for (int begin = 0; begin < d; begin += channels) {
+        const int end = std::min(d, begin + channels);
+        const auto [lo, hi] = std::minmax_element(row + begin, row + end);
+        const kv_quant::quant_range range = kv_quant::stored_range(*lo, *hi, m_config);
+        s.v_scale.push(range.scale);
+        s.v_zero.push(range.zero);
+        for (int c = begin; c < end; ++c)
+          put_code(codes, c, kv_quant::encode(row[c], range, bits), bits);
+      }
     }
   }
 
@@ -452,6 +487,8 @@ class kv_quant_method final : public kv_method {
   float m_scale = 1.0f;
   int m_threads = 1;
   std::int64_t m_row_bytes = 0;  // bytes of one row of codes
+  int m_value_channels = 1;      // channels per value quantization group
+  int m_value_groups = 1;        // value quantization groups per row
   std::vector<head_store> m_heads;
   std::int64_t m_length = 0;       // tokens in the sequence
   std::int64_t m_quantized_k = 0;  // leading keys held quantized, the same for every head
@@ -471,10 +508,9 @@ method_info kv_quant_info() {
        "int8/int4/int2 KV cache: keys per channel over G-token groups, values per token, fp16 "
        "scales and zeros, recent tokens in float32 (one shared tail, or KIVI's key and value "
        "windows)",
-       "values quantized over the whole row (KIVI: channel groups of G); full precision is "
-       "float32; "
-       "by default K and V share one tail of R to R + G - 1 tokens (key_residual / value_residual "
-       "give KIVI's separate windows)",
+       "by default values are quantized over the whole row (value_group gives KIVI's channel "
+       "groups) and K and V share one tail of R to R + G - 1 tokens (key_residual / "
+       "value_residual give KIVI's separate windows); full precision is float32",
        kv_quant::schema()},
       [](const param_values& values) -> std::unique_ptr<kv_method> {
         return std::make_unique<kv_quant_method>(kv_quant::make_config(values));

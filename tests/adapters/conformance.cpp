@@ -534,8 +534,8 @@ std::vector<conformance_row> conformance_table() {
   rows.push_back({
       "kv_quant",
       {{{"kv_quant:residual=1000", "kv_quant:bits=4,residual=304", "kv_quant:bits=2,residual=304",
-         "kv_quant:bits=2,key_residual=512,value_residual=400",
-         "kv_quant:residual=304,scales=fp32"},
+         "kv_quant:bits=2,key_residual=512,value_residual=400", "kv_quant:residual=304,scales=fp32",
+         "kv_quant:residual=304,value_group=32"},
         dense_stats::all,
         s::fixed}},
       {},
@@ -544,7 +544,7 @@ std::vector<conformance_row> conformance_table() {
         .context = 1024,
         .steps = {1, 5},
         .qkv_seed = 8},
-       {.spec = "kv_quant:bits=2,group=8,key_residual=16,value_residual=5",
+       {.spec = "kv_quant:bits=2,group=8,key_residual=16,value_residual=5,value_group=16",
         .shape = {"test", 1, 8, 4, 64},
         .context = 1024,
         .steps = {1, 5, 20},
@@ -557,10 +557,11 @@ std::vector<conformance_row> conformance_table() {
        {"kv_quant:value_residual=-1", "parameter 'value_residual' = -1 is out of range"},
        {"kv_quant:key_residual=48", "key_residual = 48 is not a multiple of group = 32"},
        {"kv_quant:scales=bf16", "parameter 'scales' = 'bf16' is not one of: fp16, fp32"},
+       {"kv_quant:value_group=0", "parameter 'value_group' = 0 is out of range"},
        {"kv_quant:budget=64",
         "unknown parameter 'budget' (known: bits, group, residual, key_residual, value_residual, "
-        "scales)"}},
-      // key_residual and value_residual are unset unless given.
+        "value_group, scales)"}},
+      // key_residual, value_residual and value_group are unset unless given.
       {{"kv_quant", "kv_quant:bits=8,group=32,residual=128,scales=fp16"},
        {"kv_quant:bits=2,key_residual=128,value_residual=128",
         "kv_quant:bits=2,group=32,key_residual=128,residual=128,scales=fp16,value_residual=128"}},

@@ -66,13 +66,19 @@ test::qkv stored(const test::qkv& t, const kv_quant::config& c, std::int64_t len
             maybe_steps->key[(static_cast<std::size_t>(tok) * heads + h) * d + i] = range.scale;
         }
       }
+    const int channels = kv_quant::value_group_channels(d, c);
     for (int tok = 0; tok < qv; ++tok) {
       float* v = test::row_of(s.v, tok, h);
-      const auto [lo, hi] = std::minmax_element(v, v + d);
-      const auto range = kv_quant::stored_range(*lo, *hi, c);
-      for (int i = 0; i < d; ++i)
-        v[i] = kv_quant::decode(kv_quant::encode(v[i], range, c.bits), range);
-      if (maybe_steps) maybe_steps->value[static_cast<std::size_t>(tok) * heads + h] = range.scale;
+      for (int begin = 0; begin < d; begin += channels) {
+        const int end = std::min(d, begin + channels);
+        const auto [lo, hi] = std::minmax_element(v + begin, v + end);
+        const auto range = kv_quant::stored_range(*lo, *hi, c);
+        for (int i = begin; i < end; ++i)
+          v[i] = kv_quant::decode(kv_quant::encode(v[i], range, c.bits), range);
+        if (maybe_steps)
+          maybe_steps->value[static_cast<std::size_t>(tok) * heads + h] =
+              std::max(maybe_steps->value[static_cast<std::size_t>(tok) * heads + h], range.scale);
+      }
     }
   }
   return s;
@@ -80,11 +86,13 @@ test::qkv stored(const test::qkv& t, const kv_quant::config& c, std::int64_t len
 
 // float32 scales unless asked: the bounds below take the stored range as fit_range gives it.
 kv_quant::config config_of(int bits, int group, int residual, bool fp16 = false,
-                           std::int64_t key_residual = -1, std::int64_t value_residual = -1) {
+                           std::int64_t key_residual = -1, std::int64_t value_residual = -1,
+                           std::int64_t value_group = -1) {
   kv_quant::config c{bits, group, residual};
   c.fp16_scales = fp16;
   c.key_residual = key_residual;
   c.value_residual = value_residual;
+  c.value_group = value_group;
   return c;
 }
 
@@ -94,6 +102,7 @@ std::string spec_of(const kv_quant::config& c) {
       ",residual=" + std::to_string(c.residual) + ",scales=" + (c.fp16_scales ? "fp16" : "fp32");
   if (c.key_residual > 0) spec += ",key_residual=" + std::to_string(c.key_residual);
   if (c.value_residual >= 0) spec += ",value_residual=" + std::to_string(c.value_residual);
+  if (c.value_group > 0) spec += ",value_group=" + std::to_string(c.value_group);
   return spec;
 }
 
@@ -125,10 +134,12 @@ TEST_CASE("kv_quant attends exactly the K/V it stores", "[adapters][kv_quant]") 
   // the middle of a multi-token append. KIVI's windows: R_k = 16 quantizes 16 keys at a time
   // (96 of 100, then 112 at 112, ...), R_v = 5 quantizes one value per token; R_v = 30 with
   // R_k = 8 leaves more values than keys in float32.
-  const auto c = GENERATE(config_of(8, 8, 20), config_of(4, 8, 20), config_of(4, 5, 0),
-                          config_of(8, 1, 3), config_of(2, 8, 20), config_of(2, 8, 20, true),
-                          config_of(4, 8, 20, true, 16, 5), config_of(2, 4, 0, true, 8, 30),
-                          config_of(8, 8, 20, false, -1, 0), config_of(4, 8, 3, true, 16, -1));
+  const auto c =
+      GENERATE(config_of(8, 8, 20), config_of(4, 8, 20), config_of(4, 5, 0), config_of(8, 1, 3),
+               config_of(2, 8, 20), config_of(2, 8, 20, true), config_of(4, 8, 20, true, 16, 5),
+               config_of(2, 4, 0, true, 8, 30), config_of(8, 8, 20, false, -1, 0),
+               config_of(4, 8, 3, true, 16, -1), config_of(2, 8, 20, true, 16, 5, 4),
+               config_of(4, 8, 20, false, -1, -1, 7));
   const int head_dim = GENERATE(16, 15);
   const model_shape shape{"test", 1, 6, 2, head_dim};
   const int context = 100;
@@ -323,6 +334,11 @@ TEST_CASE("kv_quant counts resident bytes and bytes read exactly", "[adapters][k
   CHECK(r2.stats_after_step[0].resident_bytes == 2 * (144 + 256 + 80 + 640));
   // At 24 tokens: Qk = 24 (the key tail reached R_k and was quantized), Qv = 21.
   CHECK(r2.stats_after_step[1].resident_bytes == 2 * (180 + 384 + 84 + 192));
+  // KIVI's value channel groups: value_group = 4 gives 4 scale and zero pairs per value row,
+  // 20 * 4 * 4 = 320 bytes instead of 80.
+  auto g2 = run("kv_quant:bits=2,group=4,key_residual=8,value_residual=3,value_group=4", t2, shape,
+                23, {1});
+  CHECK(g2.stats_after_step[0].resident_bytes == 2 * (144 + 256 + 320 + 640));
 }
 
 TEST_CASE("kv_quant int4 holds under 30% of dense at 16K", "[adapters][kv_quant]") {

@@ -18,9 +18,9 @@ namespace attnbench::key_rerotation {
 /// kept keys sit at positions 0, 1, ..., n - 1 as if the evicted tokens had never been there.
 /// Decode queries and keys keep their own positions, as in kvpress.
 /// Parameters: none of its own; the budget is METHOD's.
-/// Needs the RoPE of the keys (attention_problem::rope: the workload model gives its own; a
-/// trace gives it from its sidecar when its positions are the token indices); without it the
-/// problem is declined. METHOD must compress the prompt by scores (snapkv, pyramidkv, knorm,
+/// Needs the RoPE of the keys (attention_problem::rope: the workload model gives its own, except
+/// version 1, which rotates only its local heads; a trace gives it from its sidecar when its
+/// positions are the token indices); without it the problem is declined. METHOD must compress the prompt by scores (snapkv, pyramidkv, knorm,
 /// random, adakv, tova), as KeyRerotationPress takes a ScorerPress, or wrap one:
 /// key_rerotation(chunk(METHOD)) is FINCH's chunked selection with re-rotation.
 inline std::vector<param_def> schema() { return {}; }

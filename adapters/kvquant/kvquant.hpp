@@ -31,8 +31,8 @@ namespace attnbench::kvquant {
 ///             element, so the cache is exact).
 /// Drives the model as the paper does offline: the level sets and key ranges come from the same
 /// layer's calibration Q/K/V (problem.calibration: a passkey prompt through the workload model),
-/// with keys un-rotated by the RoPE the source reports (problem.rope); without either the
-/// problem is declined.
+/// with keys un-rotated by the RoPE the source reports (problem.rope: workload version 2 and
+/// traces with a RoPE sidecar); without either the problem is declined.
 /// Resident bytes per KV head, L tokens, d = head_dim, n_k / n_v outliers of K / V:
 ///   2 L ceil(d b / 8)        packed key and value codes
 ///   + 4 L                    value range (low, width) per token, fp16

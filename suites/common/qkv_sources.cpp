@@ -179,6 +179,8 @@ void model_qkv_source::probe_layer(int layer, const std::vector<std::int64_t>& q
 }
 
 std::optional<rotary_embedding> adapter_rope(const qkv_source& src) {
+  if (const auto* m = dynamic_cast<const model_qkv_source*>(&src))
+    if (m->model().config().version == 1) return std::nullopt;
   const std::optional<rope_spec> r = src.rope();
   if (!r) return std::nullopt;
   for (std::size_t i = 0; i < r->positions.size(); ++i)

@@ -42,7 +42,8 @@ void add_retrieval_mass(const retrieval_model& model, int layer,
 
 }  // namespace
 
-rotary_embedding model_rope(const retrieval_model& model) {
+std::optional<rotary_embedding> model_rope(const retrieval_model& model) {
+  if (model.config().version == 1) return std::nullopt;
   const std::vector<float>& inv_freq = model.inv_freq();
   return rotary_embedding{model.rotary_dims(), {inv_freq.begin(), inv_freq.end()}};
 }

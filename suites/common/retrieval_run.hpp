@@ -38,8 +38,9 @@ attention_problem layer_problem(const model_shape& shape, int layer, std::int64_
                                 const calibration_source* maybe_calibration,
                                 std::optional<rotary_embedding> rope = std::nullopt);
 
-/// The RoPE the retrieval model applies (positions are token indices).
-rotary_embedding model_rope(const retrieval_model& model);
+/// The RoPE the retrieval model applies to every key (positions are token indices); none for
+/// workload version 1, which rotates only its local heads.
+std::optional<rotary_embedding> model_rope(const retrieval_model& model);
 
 /// A new adapter of `method` for `problem`, prepared (untimed). Throws error(unsupported) when
 /// the method declines the problem.

@@ -70,12 +70,6 @@ scorer_registrar::scorer_registrar(const std::string& name, score_function score
 
 bool has_prompt_scorer(const std::string& name) { return scorer_registry().count(name) != 0; }
 
-std::string prompt_scorer_names() {
-  std::string out;
-  for (const auto& [name, make] : scorer_registry()) out += (out.empty() ? "" : ", ") + name;
-  return out;
-}
-
 prompt_scorer make_prompt_scorer(const std::string& name, const param_values& values) {
   const auto it = scorer_registry().find(name);
   ATTNBENCH_CHECK(it != scorer_registry().end(), internal,

@@ -143,10 +143,8 @@ struct scorer_registrar {
   scorer_registrar(const std::string& name, score_function score);
 };
 
-/// Whether a scorer is registered as `name` (the methods the kvpress-style wrappers accept).
+/// Whether a scorer is registered as `name`.
 bool has_prompt_scorer(const std::string& name);
-/// The names of the registered scorers, sorted, comma-separated.
-std::string prompt_scorer_names();
 
 /// The scorer registered as `name`, built from `values` (which must hold every parameter the
 /// scorer reads). An unknown name is a programmer error (the caller's schema lists the names).

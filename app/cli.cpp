@@ -103,10 +103,12 @@ int cmd_list(const std::vector<std::string>& args) {
                               {"type", param_type_name(p.type)},
                               {"default", p.default_text},
                               {"doc", p.doc}};
-          if (p.type == param_type::integer || p.type == param_type::real) {
+          if (p.type == param_type::integer || p.type == param_type::real ||
+              p.type == param_type::list) {
             j["min"] = p.min;
             j["max"] = p.max;
           }
+          if (p.type == param_type::list) j["element"] = param_type_name(p.element);
           if (p.type == param_type::choice) j["choices"] = p.choices;
           params.push_back(std::move(j));
         }
@@ -167,13 +169,16 @@ int cmd_list(const std::vector<std::string>& args) {
       if (!m->paper.empty()) std::cout << "      paper: " << m->paper << "\n";
       for (const auto& p : m->params) {
         std::cout << "      " << p.name << " (" << param_type_name(p.type);
-        if (p.type == param_type::integer || p.type == param_type::real)
+        if (p.type == param_type::list) std::cout << " of " << param_type_name(p.element);
+        // A list's items have the element type's range.
+        const param_type ranged = p.type == param_type::list ? p.element : p.type;
+        if (ranged == param_type::integer || ranged == param_type::real)
           std::cout << ", "
-                    << (p.type == param_type::integer
+                    << (ranged == param_type::integer
                             ? std::to_string(static_cast<long long>(p.min))
                             : std::to_string(p.min))
                     << ".."
-                    << (p.type == param_type::integer
+                    << (ranged == param_type::integer
                             ? std::to_string(static_cast<long long>(p.max))
                             : std::to_string(p.max));
         if (p.type == param_type::choice) {
@@ -346,8 +351,7 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
   cfg.argv = argv;
   // With no --suite, --lengths or --config: the quick preset (every suite and CPU method, small
   // sizes, < 60 s on 2 cores). Otherwise lengths and samples left unset take each suite's default.
-  std::string lengths, depths, shape = "small", mode = "query_aware", config_file,
-                       budgets;
+  std::string lengths, depths, shape = "small", mode = "query_aware", config_file, budgets;
   std::vector<std::string> workload_overrides;
   po::options_description desc(
       "attnbench run [options]\n\n"
@@ -461,8 +465,7 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
       if (eq == std::string::npos)
         ATTNBENCH_BAD_INPUT("--workload expects key=value, got '" << kv << "'");
       for (const auto& [key, value] : overrides)
-        if (key == kv.substr(0, eq))
-          ATTNBENCH_BAD_INPUT("--workload " << key << " is given twice");
+        if (key == kv.substr(0, eq)) ATTNBENCH_BAD_INPUT("--workload " << key << " is given twice");
       overrides.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
     }
     apply_workload_overrides(cfg.workload, overrides);
@@ -517,8 +520,9 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
 }  // namespace
 
 std::uint64_t parse_seed(const std::string& text) {
-  const bool digits = !text.empty() && text.size() <= 20 &&
-                      std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
+  const bool digits =
+      !text.empty() && text.size() <= 20 &&
+      std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
   errno = 0;
   const unsigned long long v = digits ? std::strtoull(text.c_str(), nullptr, 10) : 0;
   if (!digits || errno == ERANGE)

@@ -14,10 +14,10 @@
 #include <sstream>
 #include <thread>
 
-#include "datasets/calibration.hpp"
-#include "harness/error.hpp"
 #include "app/gpu_info.hpp"
 #include "app/progress.hpp"
+#include "datasets/calibration.hpp"
+#include "harness/error.hpp"
 #include "reports/run_reporters.hpp"
 
 #ifndef ATTNBENCH_BUILD_TYPE
@@ -113,8 +113,13 @@ record run_job(const job& j, const run_config& config, const run_context& ctx) {
       case param_type::choice:
         rec.params[def.name] = j.m->params.get_string(def.name);
         break;
+      case param_type::list:
+        rec.params[def.name] = j.m->params.get_list(def.name);
+        break;
     }
   }
+  // A wrapper's inner method, as its canonical spec (its parameters live there).
+  if (j.m->inner) rec.params["inner"] = j.m->inner->canonical;
   rec.backend = config.options.backend;
   rec.mode = name_of(config.options.mode);
   rec.seed = config.options.seed;
@@ -247,7 +252,9 @@ report run_benchmark(const run_config& config, reporter& out) {
       continue;
     }
     for (const auto* info : method_registry::instance().all())
-      if (info->backend == config.options.backend) expanded.push_back(info->name);
+      // Wrappers need a method to wrap: they run only when a spec names one.
+      if (info->backend == config.options.backend && !info->is_wrapper())
+        expanded.push_back(info->name);
   }
   // Specs that resolve to the same parameters (`dense` and `dense`, or `snapkv` and
   // `snapkv:budget=1024`) run once, under the first spelling.
@@ -283,8 +290,7 @@ report run_benchmark(const run_config& config, reporter& out) {
                          [&](const axis_def& a) { return a.name == axis; });
     });
     if (!used)
-      ATTNBENCH_BAD_INPUT(option << " is given but no selected suite has a '" << axis
-                                 << "' axis");
+      ATTNBENCH_BAD_INPUT(option << " is given but no selected suite has a '" << axis << "' axis");
   }
   // --axis values were typed against their suite's declaration (parse_axis); the suite must be
   // one that runs.

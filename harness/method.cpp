@@ -74,10 +74,48 @@ method_instance resolve_method(const std::string& text, const std::string& backe
   }
   method_instance inst;
   inst.info = info;
+  if (info->is_wrapper() && spec.inner.empty())
+    ATTNBENCH_BAD_INPUT(spec.name << " wraps a method: write " << spec.name
+                                  << "(METHOD):key=value,..., e.g. " << spec.name
+                                  << "(snapkv:keep=0.5)");
+  if (!info->is_wrapper() && !spec.inner.empty())
+    ATTNBENCH_BAD_INPUT(spec.name << " does not wrap a method, got '" << spec.name << "("
+                                  << spec.inner << ")'");
+  if (!spec.inner.empty())
+    inst.inner = std::make_shared<const method_instance>(resolve_method(spec.inner, backend));
   inst.params = validate_params(spec.name, info->params, spec.args);
-  inst.canonical = canonical_spec(spec.name, inst.params);
+  if (info->check) info->check(inst.params);
+  if (inst.inner && info->check_inner) info->check_inner(*inst.inner, inst.params);
+  inst.canonical = canonical_spec(spec.name, inst.params, inst.inner ? inst.inner->canonical : "");
   inst.text = text;
   return inst;
+}
+
+std::optional<method_instance> with_budget(const method_instance& method, std::int64_t budget) {
+  const auto& defs = method.info->params;
+  if (std::none_of(defs.begin(), defs.end(),
+                   [](const param_def& p) { return p.name == "budget"; })) {
+    if (!method.inner || !method.info->budget_from_inner) return std::nullopt;
+    auto inner = with_budget(*method.inner, budget);
+    if (!inner) return std::nullopt;
+    method_instance out = method;
+    out.inner = std::make_shared<const method_instance>(std::move(*inner));
+    if (method.info->check_inner) method.info->check_inner(*out.inner, out.params);
+    out.canonical = canonical_spec(method.info->name, out.params, out.inner->canonical);
+    out.text = out.canonical;
+    return out;
+  }
+  std::vector<std::pair<std::string, std::string>> args;
+  for (const auto& [k, v] : method.params.canonical())
+    if (k != "budget" && k != "keep") args.emplace_back(k, v);
+  args.emplace_back("budget", std::to_string(budget));
+  method_instance out = method;
+  out.params = validate_params(method.info->name, defs, args);
+  if (method.info->check) method.info->check(out.params);
+  out.canonical =
+      canonical_spec(method.info->name, out.params, method.inner ? method.inner->canonical : "");
+  out.text = out.canonical;
+  return out;
 }
 
 }  // namespace attnbench

@@ -54,6 +54,15 @@ class calibration_source {
   virtual const calibration_layer& layer(int layer) const = 0;
 };
 
+/// The rotary embedding (RoPE) already applied to the queries and keys an adapter receives, when
+/// the source knows it: NeoX pairing, dims (i, i + rotary_dims / 2) of the token at position p
+/// rotated by the angle p * inv_freq[i], dims from rotary_dims on not rotated. Positions are the
+/// token indices of the sequence.
+struct rotary_embedding {
+  int rotary_dims = 0;
+  std::vector<double> inv_freq;  // [rotary_dims / 2] radians per position
+};
+
 /// What one adapter instance is asked to handle.
 struct attention_problem {
   model_shape shape;
@@ -69,6 +78,9 @@ struct attention_problem {
   /// question arrives as decode tokens after compression, or a suite without a question).
   /// Prompt-guided methods (finch) compress with it and decline a problem without one.
   std::int64_t question_tokens = 0;
+  /// The RoPE of the Q/K, or none where the source does not know it (methods that move keys to
+  /// other positions, key_rerotation and kvquant, then decline the problem).
+  std::optional<rotary_embedding> rope;
 
   float softmax_scale() const;
 };
@@ -130,6 +142,12 @@ class kv_method {
 
 using method_factory = std::function<std::unique_ptr<kv_method>(const param_values&)>;
 
+struct method_instance;
+
+/// A wrapper's factory: an instance around the validated inner method (`chunk(snapkv)`).
+using wrapper_factory =
+    std::function<std::unique_ptr<kv_method>(const param_values&, const method_instance& inner)>;
+
 /// Static description of a registered method: the one place its name, paper, rule, parameters
 /// and simplifications live (the docs' methods table is generated from it, docs/methods.md).
 struct method_info {
@@ -140,6 +158,20 @@ struct method_info {
   std::vector<param_def> params;
   method_factory factory;
   std::string simplified;  // one line: what this implementation simplifies relative to the paper
+  /// Optional check across parameters, run by resolve_method once every value is valid on its
+  /// own: throws bad_input with one line naming the values (kv_quant: key_residual must be a
+  /// multiple of group).
+  std::function<void(const param_values&)> check;
+  /// Wrappers only (`chunk(snapkv:keep=0.5):chunk=1024`, docs/user-guide.md): instances are
+  /// built around the inner method by `wrap` (`factory` is unset), and `check_inner` throws
+  /// bad_input with one line when the inner method cannot be wrapped.
+  wrapper_factory wrap;
+  std::function<void(const method_instance& inner, const param_values&)> check_inner;
+  /// Wrappers only: the budget is the inner method's (chunk, key_rerotation), so with_budget
+  /// sets it there.
+  bool budget_from_inner = false;
+
+  bool is_wrapper() const { return static_cast<bool>(wrap); }
 };
 
 /// What a method states about itself, whatever its backend: method_info without the backend and
@@ -180,15 +212,25 @@ class method_registry {
 struct method_instance {
   const method_info* info = nullptr;
   param_values params;
-  std::string canonical;  // canonical_spec(name, params)
-  std::string text;       // as typed
+  std::string canonical;                         // canonical_spec(name, params, inner canonical)
+  std::string text;                              // as typed
+  std::shared_ptr<const method_instance> inner;  // the wrapped method, for wrappers
 
-  std::unique_ptr<kv_method> create() const { return info->factory(params); }
+  std::unique_ptr<kv_method> create() const {
+    return info->is_wrapper() ? info->wrap(params, *inner) : info->factory(params);
+  }
 };
 
 /// Parses and validates `text` for `backend`; throws bad_input for unknown methods
-/// ("unknown method 'foo' (known: dense, ...)") and bad parameters.
+/// ("unknown method 'foo' (known: dense, ...)"), bad parameters, a wrapper without an inner
+/// method or with one it cannot wrap, and an inner method given to a method that wraps none.
 method_instance resolve_method(const std::string& text, const std::string& backend);
+
+/// The method with its budget set to `budget` tokens (`keep` dropped, since it would win): on
+/// the method itself when it has a `budget` parameter, else on the method a wrapper wraps when
+/// the wrapper's budget is the inner one's (method_info::budget_from_inner).
+/// Nothing when neither takes a budget. Throws bad_input when `budget` is out of range.
+std::optional<method_instance> with_budget(const method_instance& method, std::int64_t budget);
 
 struct method_registrar {
   explicit method_registrar(method_info info) { method_registry::instance().add(std::move(info)); }

@@ -21,6 +21,8 @@ const char* param_type_name(param_type t) {
       return "bool";
     case param_type::choice:
       return "choice";
+    case param_type::list:
+      return "list";
   }
   return "?";
 }
@@ -69,6 +71,27 @@ std::string known_names(const std::vector<param_def>& schema) {
 // Validates one textual value against its definition; returns the canonical text.
 std::string canonicalize(const std::string& method, const param_def& def, const std::string& text) {
   switch (def.type) {
+    case param_type::list: {
+      // Each item as a parameter of the element type with the list's bounds, named after the
+      // list and the item's index in messages.
+      std::string out;
+      std::size_t begin = 0, index = 0;
+      while (true) {
+        const std::size_t end = text.find('/', begin);
+        const std::string item = text.substr(begin, end == std::string::npos ? end : end - begin);
+        if (item.empty())
+          ATTNBENCH_BAD_INPUT(method << ": parameter '" << def.name << "' = '" << text
+                                     << "' has an empty item (write items as a/b/c)");
+        param_def one = def;
+        one.type = def.element;
+        one.name = def.name + "[" + std::to_string(index) + "]";
+        out += (out.empty() ? "" : "/") + canonicalize(method, one, item);
+        if (end == std::string::npos) break;
+        begin = end + 1;
+        ++index;
+      }
+      return out;
+    }
     case param_type::integer: {
       auto v = parse_int(text);
       if (!v)
@@ -165,6 +188,18 @@ param_def choice_param(std::string name, std::string def, std::vector<std::strin
   return p;
 }
 
+param_def list_param(std::string name, param_type element, double min, double max,
+                     std::string doc) {
+  param_def p;
+  p.name = std::move(name);
+  p.type = param_type::list;
+  p.element = element;
+  p.min = min;
+  p.max = max;
+  p.doc = std::move(doc);
+  return p;
+}
+
 const std::string& param_values::raw(const std::string& name) const {
   auto it = m_values.find(name);
   ATTNBENCH_CHECK(it != m_values.end(), internal, "parameter '" << name << "' is not set");
@@ -179,15 +214,46 @@ double param_values::get_real(const std::string& name) const {
 }
 bool param_values::get_bool(const std::string& name) const { return raw(name) == "true"; }
 const std::string& param_values::get_string(const std::string& name) const { return raw(name); }
+std::vector<double> param_values::get_list(const std::string& name) const {
+  std::vector<double> items;
+  std::stringstream ss(raw(name));
+  std::string item;
+  while (std::getline(ss, item, '/')) items.push_back(std::strtod(item.c_str(), nullptr));
+  return items;
+}
 
 method_spec parse_method_spec(const std::string& text) {
   method_spec spec;
   spec.text = text;
-  auto colon = text.find(':');
-  spec.name = text.substr(0, colon);
+  const std::size_t name_end = text.find_first_of(":(");
+  spec.name = text.substr(0, name_end);
   if (spec.name.empty()) ATTNBENCH_BAD_INPUT("method spec '" << text << "' has no method name");
-  if (colon == std::string::npos) return spec;
-  std::string rest = text.substr(colon + 1);
+  std::size_t rest_begin = name_end;
+  if (name_end != std::string::npos && text[name_end] == '(') {
+    // The wrapped spec runs to the matching ')'; it may hold ':', ',' and wrappers of its own.
+    int depth = 0;
+    std::size_t close = std::string::npos;
+    for (std::size_t i = name_end; i < text.size() && close == std::string::npos; ++i) {
+      if (text[i] == '(') ++depth;
+      if (text[i] == ')' && --depth == 0) close = i;
+    }
+    if (close == std::string::npos)
+      ATTNBENCH_BAD_INPUT("method spec '" << text << "': unbalanced '(' after '" << spec.name
+                                          << "'");
+    spec.inner = text.substr(name_end + 1, close - name_end - 1);
+    if (spec.inner.empty())
+      ATTNBENCH_BAD_INPUT("method spec '" << text << "': empty parentheses (write " << spec.name
+                                          << "(METHOD))");
+    rest_begin = close + 1;
+    if (rest_begin < text.size() && text[rest_begin] != ':')
+      ATTNBENCH_BAD_INPUT("method spec '" << text << "': expected ':' or the end after ')', got '"
+                                          << text.substr(rest_begin) << "'");
+  }
+  if (rest_begin == std::string::npos || rest_begin >= text.size()) return spec;
+  std::string rest = text.substr(rest_begin + 1);
+  if (rest.find_first_of("()") != std::string::npos)
+    ATTNBENCH_BAD_INPUT("method spec '" << text << "': unexpected parenthesis in the parameters '"
+                                        << rest << "'");
   std::set<std::string> seen;
   std::stringstream ss(rest);
   std::string item;
@@ -221,8 +287,10 @@ param_values validate_params(const std::string& method, const std::vector<param_
   return values;
 }
 
-std::string canonical_spec(const std::string& name, const param_values& values) {
+std::string canonical_spec(const std::string& name, const param_values& values,
+                           const std::string& inner_canonical) {
   std::string out = name;
+  if (!inner_canonical.empty()) out += "(" + inner_canonical + ")";
   char sep = ':';
   for (const auto& [k, v] : values.canonical()) {
     out += sep + k + "=" + v;

@@ -11,7 +11,8 @@
 
 namespace attnbench {
 
-enum class param_type { integer, real, boolean, choice };
+/// `list`: '/'-separated items of `param_def::element` type within [min, max] (`512/1024`).
+enum class param_type { integer, real, boolean, choice, list };
 
 const char* param_type_name(param_type t);
 
@@ -25,6 +26,7 @@ struct param_def {
   double max = 0;
   std::vector<std::string> choices;  // for param_type::choice
   std::string doc;
+  param_type element = param_type::real;  // for param_type::list: integer or real items
 };
 
 param_def int_param(std::string name, std::optional<std::int64_t> def, std::int64_t min,
@@ -34,6 +36,8 @@ param_def real_param(std::string name, std::optional<double> def, double min, do
 param_def bool_param(std::string name, bool def, std::string doc);
 param_def choice_param(std::string name, std::string def, std::vector<std::string> choices,
                        std::string doc);
+/// A list of integer or real items in [min, max], written `a/b/c`; unset unless given.
+param_def list_param(std::string name, param_type element, double min, double max, std::string doc);
 
 /// Validated parameter values of one method instance (every declared parameter with a
 /// default is present; the others only when given).
@@ -44,6 +48,8 @@ class param_values {
   double get_real(const std::string& name) const;
   bool get_bool(const std::string& name) const;
   const std::string& get_string(const std::string& name) const;
+  /// The items of a list parameter.
+  std::vector<double> get_list(const std::string& name) const;
   /// Canonical text form of every value, in declaration order of the map (sorted by name).
   const std::map<std::string, std::string>& canonical() const { return m_values; }
   void set(const std::string& name, std::string canonical_text) {
@@ -55,14 +61,17 @@ class param_values {
   std::map<std::string, std::string> m_values;
 };
 
-/// `name:key=value,key=value` as typed by a user, before validation.
+/// `name:key=value,key=value` as typed by a user, before validation. A wrapper method names the
+/// method it wraps in parentheses: `chunk(snapkv:keep=0.5):chunk=1024` (docs/user-guide.md).
 struct method_spec {
   std::string name;
+  std::string inner;                                      // the wrapped method's spec, or ""
   std::vector<std::pair<std::string, std::string>> args;  // in the order given
   std::string text;                                       // as typed
 };
 
-/// Splits a spec; throws bad_input on empty names, missing '=', or repeated keys.
+/// Splits a spec; throws bad_input on empty names, missing '=', repeated keys, unbalanced or
+/// empty parentheses.
 method_spec parse_method_spec(const std::string& text);
 
 /// Checks `given` against `schema` for method `method`: unknown keys, type errors, ranges and
@@ -71,8 +80,10 @@ method_spec parse_method_spec(const std::string& text);
 param_values validate_params(const std::string& method, const std::vector<param_def>& schema,
                              const std::vector<std::pair<std::string, std::string>>& given);
 
-/// Canonical `name:k=v,...` string of a validated instance (sorted keys, all values shown).
-std::string canonical_spec(const std::string& name, const param_values& values);
+/// Canonical `name:k=v,...` string of a validated instance (sorted keys, all values shown); a
+/// wrapper's is `name(inner canonical):k=v,...`.
+std::string canonical_spec(const std::string& name, const param_values& values,
+                           const std::string& inner_canonical = "");
 
 /// A finite real number spelled exactly (no trailing characters), or nothing.
 std::optional<double> parse_real(const std::string& text);

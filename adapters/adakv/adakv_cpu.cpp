@@ -1,11 +1,11 @@
-/// adakv on the CPU: any registered prompt scorer (or tova's last-query attention) with the
-/// head-adaptive allocation of adakv.hpp, through the shared prompt-compression method.
+/// adakv on the CPU: any registered prompt scorer (snapkv, pyramidkv, knorm, random, tova's
+/// last-query attention) with the head-adaptive allocation of adakv.hpp, through the shared
+/// prompt-compression method.
 #include <algorithm>
 #include <memory>
 #include <string>
 
 #include "adapters/adakv/adakv.hpp"
-#include "adapters/common/cpu/attention_scores.hpp"
 #include "adapters/common/cpu/prompt_scores.hpp"
 #include "adapters/knorm/knorm.hpp"
 #include "harness/error.hpp"
@@ -14,29 +14,10 @@ namespace attnbench::cpu {
 
 namespace {
 
-// TOVA's score ("Transformers are Multi-State RNNs"): the attention of the last prompt query,
-// per KV head (summed over its query heads); the last token itself is always kept.
-prompt_scores tova_scores(const score_request& r) {
-  ATTNBENCH_CHECK(r.q.data && r.q.tokens == r.k.tokens, internal,
-                  "tova scores the prompt with its last query; prefill got q with "
-                      << r.q.tokens << " tokens for " << r.k.tokens << " keys");
-  const int tokens = r.k.tokens;
-  prompt_scores out;
-  out.forced_tail = std::min(1, tokens);
-  out.scores =
-      window_votes(r.q, r.k, tokens - static_cast<int>(out.forced_tail), r.scale, r.threads);
-  for (auto& s : out.scores) s.resize(static_cast<std::size_t>(tokens - out.forced_tail));
-  return out;
-}
-
 prompt_scorer make_scorer(const param_values& values) {
   const std::string& name = values.get_string("scorer");
-  prompt_scorer s;
-  if (name == "tova") {
-    s.score = tova_scores;
-    return s;
-  }
-  s = make_prompt_scorer(name, values);
+  // Every choice is a registered prompt scorer (tova's: the last prompt query's attention).
+  prompt_scorer s = make_prompt_scorer(name, values);
   if (name == "knorm")
     s.score = [norms = std::move(s.score)](const score_request& r) {
       prompt_scores out = norms(r);

@@ -37,15 +37,15 @@ std::vector<std::vector<float>> value_l1_norms(tensor_view v,  // [tokens, kv_he
 class criticalkv_method final : public prompt_score_method {
  public:
   criticalkv_method(prompt_scorer base, param_values values)
-      : prompt_score_method(base, values), m_base(std::move(base)) {}
+      : prompt_score_method(std::move(base), std::move(values)) {}
 
  protected:
   std::vector<std::vector<std::int64_t>> select_prompt(tensor_view q, tensor_view k,
                                                        tensor_view v) override {
     const std::int64_t tokens = k.tokens;
     if (m_budget >= tokens) return cache_method::select_prompt(q, k, v);
-    score_request request{q, k, v, &m_problem, m_scale, m_seed, m_threads};
-    prompt_scores scores = m_base.score(request);
+    score_request request{q, k, v, &m_problem, m_scale, m_seed, m_threads, m_budget};
+    prompt_scores scores = score(request);
     const std::int64_t forced = std::clamp<std::int64_t>(scores.forced_tail, 0, tokens);
     if (m_budget <= forced) return select(scores, tokens);
     const std::int64_t rows = tokens - forced;
@@ -60,9 +60,6 @@ class criticalkv_method final : public prompt_score_method {
                          values().get_real("epsilon"));
     return select_counts(scores, tokens, counts);
   }
-
- private:
-  prompt_scorer m_base;
 };
 
 method_info criticalkv_info() {

@@ -1,15 +1,35 @@
 /// tova on the CPU: the prompt cut to the last query's top tokens, then eviction by each decode
 /// step's last query, inside attend (cache_method::observe).
+#include <algorithm>
 #include <limits>
 
 #include "adapters/common/cpu/attention_scores.hpp"
 #include "adapters/common/cpu/cache_method_cpu.hpp"
 #include "adapters/common/cpu/decode_eviction_cpu.hpp"
+#include "adapters/common/cpu/prompt_scores.hpp"
 #include "adapters/tova/tova.hpp"
 #include "harness/error.hpp"
 
 namespace attnbench::cpu {
 namespace {
+
+// TOVA's score of a prompt ("Transformers are Multi-State RNNs", kvpress TOVAPress): the
+// attention of the last prompt query, per KV head (summed over its query heads); the last token
+// itself is always kept. Registered as the `tova` prompt scorer for adakv and the wrappers.
+prompt_scores tova_scores(const score_request& r) {
+  ATTNBENCH_CHECK(r.q.data && r.q.tokens == r.k.tokens, internal,
+                  "tova scores the prompt with its last query; prefill got q with "
+                      << r.q.tokens << " tokens for " << r.k.tokens << " keys");
+  const int tokens = r.k.tokens;
+  prompt_scores out;
+  out.forced_tail = std::min(1, tokens);
+  out.scores =
+      window_votes(r.q, r.k, tokens - static_cast<int>(out.forced_tail), r.scale, r.threads);
+  for (auto& s : out.scores) s.resize(static_cast<std::size_t>(tokens - out.forced_tail));
+  return out;
+}
+
+const scorer_registrar tova_scorer("tova", tova_scores);
 
 class tova_method final : public decode_eviction_method {
  public:

@@ -82,7 +82,8 @@ void teacher_force(const qkv_source& src, const method_instance& method, const e
   host_tensor q, k, v, out(1, shape.q_heads, shape.head_dim);
   for (int l = 0; l < shape.layers; ++l) {
     src.layer(l, q, k, v);
-    const attention_problem problem = layer_problem(shape, l, prefill, total, maybe_calibration);
+    const attention_problem problem =
+        layer_problem(shape, l, prefill, total, maybe_calibration, adapter_rope(src));
     auto adapter = prepared_adapter(method, problem, exec);
     adapter->prefill(q.view().rows(0, static_cast<int>(prefill)),
                      k.view().rows(0, static_cast<int>(prefill)),
@@ -175,6 +176,16 @@ void model_qkv_source::probe_layer(int layer, const std::vector<std::int64_t>& q
                     q.view().rows(static_cast<int>(i), static_cast<int>(j - i)), none, none);
     i = j;
   }
+}
+
+std::optional<rotary_embedding> adapter_rope(const qkv_source& src) {
+  if (const auto* m = dynamic_cast<const model_qkv_source*>(&src))
+    if (m->model().config().version == 1) return std::nullopt;
+  const std::optional<rope_spec> r = src.rope();
+  if (!r) return std::nullopt;
+  for (std::size_t i = 0; i < r->positions.size(); ++i)
+    if (r->positions[i] != static_cast<std::int64_t>(i)) return std::nullopt;
+  return rotary_embedding{r->rotary_dims, r->inv_freq};
 }
 
 std::optional<rope_spec> model_qkv_source::rope() const {

@@ -50,6 +50,11 @@ class qkv_source {
   virtual std::optional<rope_spec> rope() const { return std::nullopt; }
 };
 
+/// What adapters are told of a source's RoPE (attention_problem::rope): its rotary embedding
+/// when the source knows it, applies it to every key (not workload version 1, which rotates
+/// only its local heads) and its positions are the token indices; else nothing.
+std::optional<rotary_embedding> adapter_rope(const qkv_source& src);
+
 /// The retrieval model applied to `tokens`.
 class model_qkv_source final : public qkv_source {
  public:
@@ -61,6 +66,7 @@ class model_qkv_source final : public qkv_source {
   void probe_layer(int layer, const std::vector<std::int64_t>& q_rows, host_tensor& q,
                    host_tensor& k, host_tensor* maybe_v) const override;
   std::optional<rope_spec> rope() const override;
+  const retrieval_model& model() const { return m_model; }
 
  private:
   const retrieval_model& m_model;

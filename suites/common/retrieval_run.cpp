@@ -42,11 +42,19 @@ void add_retrieval_mass(const retrieval_model& model, int layer,
 
 }  // namespace
 
+std::optional<rotary_embedding> model_rope(const retrieval_model& model) {
+  if (model.config().version == 1) return std::nullopt;
+  const std::vector<float>& inv_freq = model.inv_freq();
+  return rotary_embedding{model.rotary_dims(), {inv_freq.begin(), inv_freq.end()}};
+}
+
 attention_problem layer_problem(const model_shape& shape, int layer, std::int64_t context_tokens,
                                 std::int64_t max_tokens,
                                 const calibration_source* maybe_calibration,
+                                std::optional<rotary_embedding> rope,
                                 std::int64_t question_tokens) {
   attention_problem problem;
+  problem.rope = std::move(rope);
   problem.shape = shape;
   problem.layer = layer;
   problem.context_tokens = context_tokens;
@@ -116,7 +124,7 @@ retrieval_result run_retrieval(const retrieval_model& model, const method_instan
   for (int l = 0; l < layers; ++l) {
     const attention_problem problem =
         layer_problem(shape, l, prefill_len, prompt + answer_tokens, maybe_calibration,
-                      prefill_len - static_cast<std::int64_t>(context.size()));
+                      model_rope(model), prefill_len - static_cast<std::int64_t>(context.size()));
     auto adapter = prepared_adapter(method, problem, exec);
 
     host_tensor q(static_cast<int>(prompt), shape.q_heads, d);

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -33,12 +34,18 @@ struct retrieval_result {
 };
 
 /// The attention problem of layer `layer`: `context_tokens` prefilled, at most `max_tokens` in
-/// the sequence, with the offline calibration (or null where there is no model); the last
-/// `question_tokens` prefilled tokens are the question (query-aware runs), 0 when none are.
+/// the sequence, with the offline calibration (or null where there is no model) and the RoPE of
+/// the Q/K (or none where the source does not know it); the last `question_tokens` prefilled
+/// tokens are the question (query-aware runs), 0 when none are.
 attention_problem layer_problem(const model_shape& shape, int layer, std::int64_t context_tokens,
                                 std::int64_t max_tokens,
                                 const calibration_source* maybe_calibration,
+                                std::optional<rotary_embedding> rope = std::nullopt,
                                 std::int64_t question_tokens = 0);
+
+/// The RoPE the retrieval model applies to every key (positions are token indices); none for
+/// workload version 1, which rotates only its local heads.
+std::optional<rotary_embedding> model_rope(const retrieval_model& model);
 
 /// A new adapter of `method` for `problem`, prepared (untimed). Throws error(unsupported) when
 /// the method declines the problem.

@@ -43,27 +43,15 @@ structured_config structured_from(const run_options& o) {
   return c;
 }
 
-/// The method with its budget set to `budget` tokens (keep dropped), or nothing when the method
-/// has no budget parameter.
-std::optional<method_instance> with_budget(const method_instance& m, std::int64_t budget) {
-  const auto& defs = m.info->params;
-  if (std::none_of(defs.begin(), defs.end(), [](const param_def& p) { return p.name == "budget"; }))
-    return std::nullopt;
-  std::vector<std::pair<std::string, std::string>> args;
-  for (const auto& [k, v] : m.params.canonical())
-    if (k != "budget" && k != "keep") args.emplace_back(k, v);
-  args.emplace_back("budget", std::to_string(budget));
-  method_instance out;
-  out.info = m.info;
+/// The method with its budget set to `budget` tokens (harness with_budget), or nothing when it
+/// takes no budget.
+std::optional<method_instance> budgeted_method(const method_instance& m, std::int64_t budget) {
   try {
-    out.params = validate_params(m.info->name, defs, args);
+    return with_budget(m, budget);
   } catch (const error& e) {
     // A budget outside the method's range: the method does not take this case.
     ATTNBENCH_CHECK(false, unsupported, e.what());
   }
-  out.canonical = canonical_spec(m.info->name, out.params);
-  out.text = out.canonical;
-  return out;
 }
 
 // Sums over measured (query, head) pairs of one case.
@@ -172,8 +160,7 @@ class fidelity_suite final : public suite {
   std::vector<axis_def> axes() const override {
     return {int64_axis("length", {1024, 4096}, {1024}, "a trace's own length with --trace"),
             int64_axis("budget", k_default_budgets, {256}, "--budgets; every list ends with full"),
-            text_axis("source", {"retrieval", "structured"}, {"retrieval"},
-                      "trace with --trace")};
+            text_axis("source", {"retrieval", "structured"}, {"retrieval"}, "trace with --trace")};
   }
   bool reads_traces() const override { return true; }
   std::vector<std::string> param_names() const override {
@@ -217,7 +204,8 @@ class fidelity_suite final : public suite {
       for (const auto& kind : kinds)
         ATTNBENCH_CHECK(kind == "retrieval" || kind == "structured", bad_input,
                         "--axis fidelity.source: unknown source '"
-                            << kind << "' (known: retrieval, structured; trace comes with --trace)");
+                            << kind
+                            << "' (known: retrieval, structured; trace comes with --trace)");
       for (auto length : int64_values(o, "fidelity", a[0]))
         for (const auto& kind : kinds) sources.emplace_back(length, kind);
     }
@@ -249,7 +237,7 @@ class fidelity_suite final : public suite {
     // answers are shorter), so "full" sets the budget to that: nothing can be dropped.
     const std::int64_t budget =
         full ? length + std::max(steps, 8) : c.axes.at("budget").get<std::int64_t>();
-    std::optional<method_instance> budgeted = with_budget(method, budget);
+    std::optional<method_instance> budgeted = budgeted_method(method, budget);
     if (!budgeted && !full)
       ATTNBENCH_CHECK(
           false, unsupported,

@@ -12,11 +12,11 @@
 #include <algorithm>
 
 #include "harness/error.hpp"
-#include "suites/common/suite_helpers.hpp"
 #include "suites/common/ops/cpu_ops.hpp"
 #include "suites/common/ops/op_axes.hpp"
-#include "suites/common/timing/op_clock.hpp"
 #include "suites/common/ops/op_math.hpp"
+#include "suites/common/suite_helpers.hpp"
+#include "suites/common/timing/op_clock.hpp"
 
 namespace attnbench {
 
@@ -24,18 +24,12 @@ namespace {
 
 constexpr const char* k_suite = "memory";
 
-/// The method with its budget set to `budget` tokens (`keep` dropped, since it would win), or
-/// the method itself when it takes no budget (then the budget axis does not apply to it).
-method_instance with_budget(const method_instance& method, std::int64_t budget, bool& applied) {
-  const auto& params = method.info->params;
-  applied = std::any_of(params.begin(), params.end(),
-                        [](const param_def& p) { return p.name == "budget"; });
-  if (!applied) return method;
-  method_spec spec = parse_method_spec(method.text);
-  std::string text = spec.name + ":budget=" + std::to_string(budget);
-  for (const auto& [k, v] : spec.args)
-    if (k != "budget" && k != "keep") text += "," + k + "=" + v;
-  return resolve_method(text, method.info->backend);
+/// The method with its budget set to `budget` tokens (harness with_budget), or the method itself
+/// when it takes no budget (then the budget axis does not apply to it).
+method_instance budgeted_method(const method_instance& method, std::int64_t budget, bool& applied) {
+  std::optional<method_instance> budgeted = with_budget(method, budget);
+  applied = budgeted.has_value();
+  return budgeted ? *budgeted : method;
 }
 
 // The operator axes' defaults: one decode step at 1K of the --shape's heads in fp32 on the CPU,
@@ -136,7 +130,7 @@ class memory_suite final : public suite {
     bool budget_applied = false;
     method_instance m = method;
     if (c.axes.contains("budget")) {
-      m = with_budget(method, c.axes.at("budget").get<std::int64_t>(), budget_applied);
+      m = budgeted_method(method, c.axes.at("budget").get<std::int64_t>(), budget_applied);
       rec.method_spec = m.canonical;
       if (budget_applied) rec.params["budget"] = c.axes.at("budget").get<std::int64_t>();
       rec.params.erase("keep");

@@ -149,11 +149,11 @@ retrieval_result run_items(const retrieval_model& model, const method_instance& 
   std::vector<host_tensor> outs;
   std::vector<tensor_view> out_views;
   for (int l = 0; l < layers; ++l) {
-    auto adapter =
-        prepared_adapter(method,
-                         layer_problem(shape, l, prefill_len, prompt + decode_tokens, calibration,
-                                       prefill_len - static_cast<std::int64_t>(s.context.size())),
-                         exec);
+    auto adapter = prepared_adapter(
+        method,
+        layer_problem(shape, l, prefill_len, prompt + decode_tokens, calibration, model_rope(model),
+                      prefill_len - static_cast<std::int64_t>(s.context.size())),
+        exec);
     host_tensor q(static_cast<int>(prefill_len), shape.q_heads, d);
     host_tensor k(static_cast<int>(prefill_len), shape.kv_heads, d);
     host_tensor v(static_cast<int>(prefill_len), shape.kv_heads, d);

@@ -11,6 +11,7 @@
 // registered CPU method without a row fails "every registered CPU method has a conformance row".
 #include <algorithm>
 #include <catch2/catch.hpp>
+#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -38,7 +39,11 @@ struct problem_setup {
   std::function<std::shared_ptr<const calibration_source>(const model_shape&)> maybe_calibration;
   /// attention_problem::question_tokens: the prompt's last tokens are a question (finch).
   std::int64_t question_tokens = 0;
+  bool rope = false;  // give the problem a RoPE over every dim (base 10000): key_rerotation
 };
+
+/// A problem_setup with a RoPE.
+problem_setup with_rope() { return {.rope = true}; }
 
 /// Random calibration (test::random_calibration) of `layers` layers, 64 tokens, answers from 60.
 problem_setup with_random_calibration(int layers, std::uint64_t seed, int layer = 0) {
@@ -530,19 +535,38 @@ std::vector<conformance_row> conformance_table() {
   }
   rows.push_back({
       "kv_quant",
-      {{{"kv_quant:residual=1000", "kv_quant:bits=4,residual=304"}, dense_stats::all, s::fixed}},
+      {{{"kv_quant:residual=1000", "kv_quant:bits=4,residual=304", "kv_quant:bits=2,residual=304",
+         "kv_quant:bits=2,key_residual=512,value_residual=400", "kv_quant:residual=304,scales=fp32",
+         "kv_quant:residual=304,value_group=32"},
+        dense_stats::all,
+        s::fixed}},
       {},
       {{.spec = "kv_quant:bits=4",
         .shape = {"test", 1, 8, 4, 64},
         .context = 1024,
         .steps = {1, 5},
+        .qkv_seed = 8},
+       {.spec = "kv_quant:bits=2,group=8,key_residual=16,value_residual=5,value_group=16",
+        .shape = {"test", 1, 8, 4, 64},
+        .context = 1024,
+        .steps = {1, 5, 20},
         .qkv_seed = 8}},
-      {{"kv_quant:bits=2", "parameter 'bits' = '2' is not one of: 8, 4"},
+      {{"kv_quant:bits=3", "parameter 'bits' = '3' is not one of: 8, 4, 2"},
        {"kv_quant:group=0", "parameter 'group' = 0 is out of range"},
        {"kv_quant:residual=-1", "parameter 'residual' = -1 is out of range"},
        {"kv_quant:residual=x", "parameter 'residual' expects an integer, got 'x'"},
-       {"kv_quant:budget=64", "unknown parameter 'budget' (known: bits, group, residual)"}},
-      {{"kv_quant", "kv_quant:bits=8,group=32,residual=128"}},
+       {"kv_quant:key_residual=0", "parameter 'key_residual' = 0 is out of range"},
+       {"kv_quant:value_residual=-1", "parameter 'value_residual' = -1 is out of range"},
+       {"kv_quant:key_residual=48", "key_residual = 48 is not a multiple of group = 32"},
+       {"kv_quant:scales=bf16", "parameter 'scales' = 'bf16' is not one of: fp16, fp32"},
+       {"kv_quant:value_group=0", "parameter 'value_group' = 0 is out of range"},
+       {"kv_quant:budget=64",
+        "unknown parameter 'budget' (known: bits, group, residual, key_residual, value_residual, "
+        "value_group, scales)"}},
+      // key_residual, value_residual and value_group are unset unless given.
+      {{"kv_quant", "kv_quant:bits=8,group=32,residual=128,scales=fp16"},
+       {"kv_quant:bits=2,key_residual=128,value_residual=128",
+        "kv_quant:bits=2,group=32,key_residual=128,residual=128,scales=fp16,value_residual=128"}},
   });
   // Query-aware sparse methods: they keep every row and read a budget of them per query.
   rows.push_back({
@@ -1270,6 +1294,157 @@ std::vector<conformance_row> conformance_table() {
         {{"finch", "finch:budget=1024,chunk=3072"}},
     });
   }
+  // Wrappers (kvpress presses around a prompt scorer): the budget is the inner method's, except
+  // per_layer (one per layer) and decoding (its own target).
+  rows.push_back({
+      "chunk",
+      {{{"chunk(snapkv:budget=400)", "chunk(knorm:keep=1):chunk=7", "chunk(pyramidkv:budget=400)",
+         "chunk(random:budget=300):chunk=16", "chunk(tova:budget=400)",
+         "chunk(adakv:budget=400):chunk=32", "chunk(per_layer(knorm):budgets=400):chunk=16"},
+        dense_stats::resident,
+        s::fixed}},
+      {{gqa_6x3_d16,
+        {{"chunk(knorm)", 2000, 1024, 1024},
+         {"chunk(knorm:budget=40):chunk=16", 100, 40, 40},
+         {"chunk(knorm:keep=0.25):chunk=7", 100, 25, 25},
+         {"chunk(snapkv:budget=500)", 100, 500, 100}}}},
+      {{.spec = "chunk(snapkv:budget=100,window=16):chunk=64",
+        .shape = {"test", 1, 8, 4, 64},
+        .context = 300,
+        .steps = {1, 1, 1},
+        .qkv_seed = 21}},
+      {{"chunk", "chunk wraps a method: write chunk(METHOD)"},
+       {"chunk:chunk=16", "chunk wraps a method"},
+       {"chunk(h2o)",
+        "chunk: cannot wrap 'h2o': it does not compress the prompt by scores (wrappable: adakv, "
+        "cake, chunkkv, compactor, criticalkv, expected_attention, keydiff, knorm, kvzip, lagkv, "
+        "pyramidkv, qfilter, random, snapkv, tova, and wrappers of them)"},
+       {"chunk(chunk(snapkv))", "chunk: cannot wrap 'chunk(snapkv)': it is chunked already"},
+       {"chunk(decoding(snapkv))", "decoding keeps the prompt whole"},
+       {"chunk(snapkv):chunk=0", "chunk: parameter 'chunk' = 0 is out of range"},
+       {"chunk(snapkv:windw=3)", "snapkv: unknown parameter 'windw'"},
+       {"chunk(snapkv", "unbalanced '(' after 'chunk'"},
+       {"chunk()", "empty parentheses"},
+       {"chunk(snapkv)x", "expected ':' or the end after ')'"},
+       {"snapkv(knorm)", "snapkv does not wrap a method"},
+       {"chunk(snapkv):budget=5", "unknown parameter 'budget' (known: chunk)"}},
+      {{"chunk(knorm:keep=0.5):chunk=2k", "chunk(knorm:budget=1024,keep=0.5):chunk=2048"},
+       {"chunk(snapkv)", "chunk(snapkv:budget=1024,kernel=7,pooling=max,window=32):chunk=1024"}},
+  });
+  rows.push_back({
+      "per_layer",
+      {{{"per_layer(snapkv):budgets=400", "per_layer(knorm):keeps=1",
+         "per_layer(adakv):budgets=400"},
+        dense_stats::resident,
+        s::fixed},
+       {.specs = {"per_layer(pyramidkv):budgets=10/400"},
+        .same = dense_stats::resident,
+        .steps = s::fixed,
+        .layers = 2,
+        .setup = {1, {}}}},
+      {{{"test", 2, 4, 2, 16},
+        {{"per_layer(knorm):budgets=12/40", 100, 12, 12},
+         {"per_layer(knorm:budget=3):keeps=0.25/0.5", 100, 25, 25},
+         {"per_layer(snapkv):budgets=500/7", 100, 500, 100}}},
+       {{"test", 2, 4, 2, 16},
+        {{"per_layer(knorm):budgets=12/40", 100, 40, 40},
+         {"per_layer(knorm):keeps=0.25/0.5", 100, 50, 50}},
+        {.layer = 1}}},
+      {{.spec = "per_layer(snapkv:window=16):budgets=100",
+        .shape = {"test", 1, 8, 4, 64},
+        .context = 300,
+        .steps = {1, 1, 1},
+        .qkv_seed = 21}},
+      {{"per_layer(snapkv)", "per_layer: give exactly one of budgets=B0/B1/... and keeps"},
+       {"per_layer(snapkv):budgets=4/8,keeps=0.5/0.5", "give exactly one of"},
+       {"per_layer(snapkv):budgets=4//8", "parameter 'budgets' = '4//8' has an empty item"},
+       {"per_layer(snapkv):budgets=4/0", "parameter 'budgets[1]' = 0 is out of range"},
+       {"per_layer(snapkv):keeps=0.5/1.5", "parameter 'keeps[1]' = 1.5 is out of range"},
+       {"per_layer(snapkv):budgets=4/x", "parameter 'budgets[1]' expects an integer, got 'x'"},
+       {"per_layer(h2o):budgets=4", "per_layer: cannot wrap 'h2o'"},
+       {"per_layer(per_layer(knorm):budgets=4):budgets=4", "its layers have budgets already"}},
+      {{"per_layer(knorm:budget=9):budgets=1k/2k", "per_layer(knorm:budget=9):budgets=1024/2048"},
+       {"per_layer(knorm):keeps=.5/0.25", "per_layer(knorm:budget=1024):keeps=0.5/0.25"}},
+  });
+  rows.push_back({
+      "decoding",
+      // The default interval (512) never comes within these runs; interval=1 with a budget
+      // covering the sequence compresses every step and keeps everything.
+      {{{"decoding(knorm)", "decoding(snapkv):budget=400,interval=1",
+         "decoding(tova):budget=400,interval=1", "decoding(random):budget=400,interval=2"},
+        dense_stats::resident,
+        s::fixed}},
+      {{gqa_4x2_d8,
+        {{"decoding(knorm)", 2000, 2048, 2000},
+         {"decoding(knorm):budget=12", 100, 12, 100},
+         {"decoding(snapkv:budget=3):keep=0.25", 100, 25, 100}}}},
+      {{.spec = "decoding(snapkv:window=8):budget=150,interval=4,buffer=16",
+        .shape = {"test", 1, 8, 4, 64},
+        .context = 200,
+        .steps = std::vector<int>(20, 1),
+        .qkv_seed = 21}},
+      {{"decoding(snapkv):interval=0", "parameter 'interval' = 0 is out of range"},
+       {"decoding(snapkv):buffer=0", "parameter 'buffer' = 0 is out of range"},
+       {"decoding(snapkv):budget=0", "parameter 'budget' = 0 is out of range"},
+       {"decoding(lazy_eviction)", "decoding: cannot wrap 'lazy_eviction'"},
+       {"decoding", "decoding wraps a method"},
+       {"decoding(adakv)", "decoding takes a method with one budget for every KV head"},
+       {"decoding(chunk(snapkv))", "decoding takes a method without other wrappers"}},
+      {{"decoding(knorm)", "decoding(knorm:budget=1024):budget=2048,buffer=256,interval=512"}},
+  });
+  rows.push_back({
+      "key_rerotation",
+      {{.specs = {"key_rerotation(snapkv:budget=400)", "key_rerotation(knorm:keep=1)",
+                  "key_rerotation(chunk(snapkv:budget=400):chunk=64)",
+                  "key_rerotation(adakv:budget=400)"},
+        .same = dense_stats::resident,
+        .steps = s::fixed,
+        .setup = with_rope()}},
+      {{gqa_6x3_d16,
+        {{"key_rerotation(knorm:budget=40)", 100, 40, 40},
+         {"key_rerotation(knorm:keep=0.25)", 100, 25, 25}},
+        {},
+        r::every_head,
+        with_rope()}},
+      {{.spec = "key_rerotation(snapkv:budget=100,window=16)",
+        .shape = {"test", 1, 8, 4, 64},
+        .context = 300,
+        .steps = {1, 1, 1},
+        .qkv_seed = 21,
+        .setup = with_rope()}},
+      {{"key_rerotation", "key_rerotation wraps a method"},
+       {"key_rerotation(knorm):budget=3", "unknown parameter 'budget' (known: none)"},
+       {"key_rerotation(streaming_llm)", "key_rerotation: cannot wrap 'streaming_llm'"},
+       {"key_rerotation(key_rerotation(knorm))", "its keys are re-rotated already"}},
+      {{"key_rerotation(knorm)", "key_rerotation(knorm:budget=1024)"},
+       {"key_rerotation(chunk(knorm:keep=0.5):chunk=2k)",
+        "key_rerotation(chunk(knorm:budget=1024,keep=0.5):chunk=2048)"}},
+  });
+  {
+    // kvquant calibrates on the layer's calibration pass and un-rotates keys with the RoPE.
+    const problem_setup calibrated{
+        .layer = 0, .maybe_calibration = with_random_calibration(1, 3).maybe_calibration, .rope = true};
+    rows.push_back({
+        "kvquant",
+        // Every element an outlier: the cache holds every K/V exactly (up to the RoPE round trip).
+        {{.specs = {"kvquant:outliers=1", "kvquant:bits=2,outliers=1"},
+          .same = dense_stats::resident,
+          .steps = s::fixed,
+          .setup = calibrated}},
+        {},
+        {{.spec = "kvquant",
+          .shape = {"test", 1, 8, 4, 64},
+          .context = 300,
+          .steps = {1, 5},
+          .qkv_seed = 8,
+          .setup = calibrated}},
+        {{"kvquant:bits=8", "parameter 'bits' = '8' is not one of: 2, 3, 4"},
+         {"kvquant:outliers=1.5", "parameter 'outliers' = 1.5 is out of range"},
+         {"kvquant:outliers=-0.1", "parameter 'outliers' = -0.1 is out of range"},
+         {"kvquant:budget=64", "unknown parameter 'budget' (known: bits, outliers)"}},
+        {{"kvquant", "kvquant:bits=3,outliers=0.01"}},
+    });
+  }
   return rows;
 }
 
@@ -1283,6 +1458,12 @@ std::shared_ptr<const calibration_source> apply(const problem_setup& setup,
                                                 attention_problem& problem) {
   problem.layer = setup.layer;
   problem.question_tokens = setup.question_tokens;
+  if (setup.rope) {
+    rotary_embedding rope{problem.shape.head_dim, {}};
+    for (int i = 0; i < rope.rotary_dims / 2; ++i)
+      rope.inv_freq.push_back(std::pow(10000.0, -2.0 * i / rope.rotary_dims));
+    problem.rope = rope;
+  }
   if (!setup.maybe_calibration) return nullptr;
   auto calibration = setup.maybe_calibration(problem.shape);
   problem.calibration = calibration.get();
@@ -1311,7 +1492,7 @@ void check_budget_group(const budget_group& g) {
   const auto token_bytes = static_cast<std::uint64_t>(2 * shape.head_dim * 4);
   for (const auto& c : g.cases) {
     if (g.rule == resident_rule::every_head && !g.problem.maybe_calibration &&
-        g.problem.question_tokens == 0) {
+        g.problem.question_tokens == 0 && !g.problem.rope) {
       test::check_budget_resolution(c, shape, g.setup);
       continue;
     }
@@ -1369,11 +1550,11 @@ TEST_CASE("every registered method documents itself", "[adapters][conformance][r
   for (const method_info* info : method_registry::instance().all()) {
     CAPTURE(info->name, info->backend);
     CHECK_FALSE(info->summary.empty());
-    CHECK(info->factory);
+    CHECK(static_cast<bool>(info->factory) != info->is_wrapper());
     if (info->backend != "cpu") continue;
     CHECK_FALSE(info->simplified.empty());
     CHECK((info->name == "dense") == info->paper.empty());
-    CHECK((info->name == "dense" || !info->params.empty()));
+    CHECK((info->name == "dense" || info->is_wrapper() || !info->params.empty()));
     for (const auto& p : info->params) CHECK_FALSE(p.doc.empty());
   }
 }

@@ -1,6 +1,7 @@
-// kv_quant: the quantizer's error, exact equality with fp64 attention over the K/V the method
-// stores (groups, tail, flushes), the int8 / int4 error against exact attention within a bound from
-// the quantization steps, the outlier channel that per-channel key quantization handles, resident
+// kv_quant: the quantizer's error, fp16 scale storage, exact equality with fp64 attention over the
+// K/V the method stores (groups, tails, KIVI's separate key and value windows, flushes), a
+// hand-built 2-bit case, the int8 / int4 error against exact attention within a bound from the
+// quantization steps, the outlier channel that per-channel key quantization handles, resident
 // bytes and bytes read. Equality with dense, budget / keep resolution, thread counts and parameter
 // validation: the conformance table (conformance.cpp).
 #include <algorithm>
@@ -34,28 +35,30 @@ struct steps {
   std::vector<float> value;  // [tokens, heads]
 };
 
-// t with rows [0, Q(length)) replaced by what the method stores for them: keys quantized per
-// channel over groups of G tokens, values per token (the rule of kv_quant.hpp, applied here
-// to whole tensors). Rows from Q on are unchanged. Fills the quantization steps when given.
+// t with keys [0, Qk(length)) and values [0, Qv(length)) replaced by what the method stores for
+// them: keys quantized per channel over groups of G tokens, values per token (the rule of
+// kv_quant.hpp, applied here to whole tensors). The other rows are unchanged. Fills the
+// quantization steps when given.
 test::qkv stored(const test::qkv& t, const kv_quant::config& c, std::int64_t length,
                  steps* maybe_steps = nullptr) {
   test::qkv s = t;
   const int heads = t.k.heads(), d = t.k.head_dim();
-  const auto q = static_cast<int>(kv_quant::quantized_tokens(length, c));
+  const auto qk = static_cast<int>(kv_quant::quantized_keys(length, c));
+  const auto qv = static_cast<int>(kv_quant::quantized_values(length, c));
   const int g = static_cast<int>(c.group);
   if (maybe_steps) {
     maybe_steps->key.assign(static_cast<std::size_t>(t.k.tokens()) * heads * d, 0.0f);
     maybe_steps->value.assign(static_cast<std::size_t>(t.k.tokens()) * heads, 0.0f);
   }
   for (int h = 0; h < heads; ++h) {
-    for (int first = 0; first < q; first += g)
+    for (int first = 0; first < qk; first += g)
       for (int i = 0; i < d; ++i) {
         float lo = std::numeric_limits<float>::infinity(), hi = -lo;
         for (int tok = first; tok < first + g; ++tok) {
           lo = std::min(lo, test::row(t.k, tok, h)[i]);
           hi = std::max(hi, test::row(t.k, tok, h)[i]);
         }
-        const auto range = kv_quant::fit_range(lo, hi, c.bits);
+        const auto range = kv_quant::stored_range(lo, hi, c);
         for (int tok = first; tok < first + g; ++tok) {
           float& x = test::row_of(s.k, tok, h)[i];
           x = kv_quant::decode(kv_quant::encode(x, range, c.bits), range);
@@ -63,31 +66,50 @@ test::qkv stored(const test::qkv& t, const kv_quant::config& c, std::int64_t len
             maybe_steps->key[(static_cast<std::size_t>(tok) * heads + h) * d + i] = range.scale;
         }
       }
-    for (int tok = 0; tok < q; ++tok) {
+    const int channels = kv_quant::value_group_channels(d, c);
+    for (int tok = 0; tok < qv; ++tok) {
       float* v = test::row_of(s.v, tok, h);
-      const auto [lo, hi] = std::minmax_element(v, v + d);
-      const auto range = kv_quant::fit_range(*lo, *hi, c.bits);
-      for (int i = 0; i < d; ++i)
-        v[i] = kv_quant::decode(kv_quant::encode(v[i], range, c.bits), range);
-      if (maybe_steps) maybe_steps->value[static_cast<std::size_t>(tok) * heads + h] = range.scale;
+      for (int begin = 0; begin < d; begin += channels) {
+        const int end = std::min(d, begin + channels);
+        const auto [lo, hi] = std::minmax_element(v + begin, v + end);
+        const auto range = kv_quant::stored_range(*lo, *hi, c);
+        for (int i = begin; i < end; ++i)
+          v[i] = kv_quant::decode(kv_quant::encode(v[i], range, c.bits), range);
+        if (maybe_steps)
+          maybe_steps->value[static_cast<std::size_t>(tok) * heads + h] =
+              std::max(maybe_steps->value[static_cast<std::size_t>(tok) * heads + h], range.scale);
+      }
     }
   }
   return s;
 }
 
-kv_quant::config config_of(int bits, int group, int residual) {
-  return kv_quant::config{bits, group, residual};
+// float32 scales unless asked: the bounds below take the stored range as fit_range gives it.
+kv_quant::config config_of(int bits, int group, int residual, bool fp16 = false,
+                           std::int64_t key_residual = -1, std::int64_t value_residual = -1,
+                           std::int64_t value_group = -1) {
+  kv_quant::config c{bits, group, residual};
+  c.fp16_scales = fp16;
+  c.key_residual = key_residual;
+  c.value_residual = value_residual;
+  c.value_group = value_group;
+  return c;
 }
 
 std::string spec_of(const kv_quant::config& c) {
-  return "kv_quant:bits=" + std::to_string(c.bits) + ",group=" + std::to_string(c.group) +
-         ",residual=" + std::to_string(c.residual);
+  std::string spec =
+      "kv_quant:bits=" + std::to_string(c.bits) + ",group=" + std::to_string(c.group) +
+      ",residual=" + std::to_string(c.residual) + ",scales=" + (c.fp16_scales ? "fp16" : "fp32");
+  if (c.key_residual > 0) spec += ",key_residual=" + std::to_string(c.key_residual);
+  if (c.value_residual >= 0) spec += ",value_residual=" + std::to_string(c.value_residual);
+  if (c.value_group > 0) spec += ",value_group=" + std::to_string(c.value_group);
+  return spec;
 }
 
 }  // namespace
 
 TEST_CASE("the kv_quant quantizer is within half a step", "[adapters][kv_quant]") {
-  const int bits = GENERATE(8, 4);
+  const int bits = GENERATE(8, 4, 2);
   std::mt19937_64 rng(7);
   std::normal_distribution<float> dist(0.0f, 3.0f);
   for (int trial = 0; trial < 200; ++trial) {
@@ -109,9 +131,15 @@ TEST_CASE("the kv_quant quantizer is within half a step", "[adapters][kv_quant]"
 TEST_CASE("kv_quant attends exactly the K/V it stores", "[adapters][kv_quant]") {
   // Context 100, G = 8, R = 20: the prompt keeps 80 tokens quantized and 20 in float32; the
   // tail reaches R + G = 28 at length 108 and 116, ... and flushes a group each time, also in
-  // the middle of a multi-token append.
+  // the middle of a multi-token append. KIVI's windows: R_k = 16 quantizes 16 keys at a time
+  // (96 of 100, then 112 at 112, ...), R_v = 5 quantizes one value per token; R_v = 30 with
+  // R_k = 8 leaves more values than keys in float32.
   const auto c =
-      GENERATE(config_of(8, 8, 20), config_of(4, 8, 20), config_of(4, 5, 0), config_of(8, 1, 3));
+      GENERATE(config_of(8, 8, 20), config_of(4, 8, 20), config_of(4, 5, 0), config_of(8, 1, 3),
+               config_of(2, 8, 20), config_of(2, 8, 20, true), config_of(4, 8, 20, true, 16, 5),
+               config_of(2, 4, 0, true, 8, 30), config_of(8, 8, 20, false, -1, 0),
+               config_of(4, 8, 3, true, 16, -1), config_of(2, 8, 20, true, 16, 5, 4),
+               config_of(4, 8, 20, false, -1, -1, 7));
   const int head_dim = GENERATE(16, 15);
   const model_shape shape{"test", 1, 6, 2, head_dim};
   const int context = 100;
@@ -238,7 +266,7 @@ TEST_CASE("kv_quant keys per channel survive an outlier channel", "[adapters][kv
     const int token = context + s;
     // Per-token keys: every stored row's key quantized over its own channels.
     auto tokenwise = stored(t, c, token + 1);
-    const auto q = kv_quant::quantized_tokens(token + 1, c);
+    const auto q = kv_quant::quantized_keys(token + 1, c);
     for (int tok = 0; tok < q; ++tok) {
       const float* exact = test::row(t.k, tok, 0);
       float* k = test::row_of(tokenwise.k, tok, 0);
@@ -269,7 +297,7 @@ TEST_CASE("kv_quant counts resident bytes and bytes read exactly", "[adapters][k
   // zeros 4 * 16 * 8 = 512, value scales and zeros 16 * 8 = 128, tail 7 * 16 * 8 = 896.
   const model_shape shape{"test", 1, 4, 2, 16};
   auto t = test::random_qkv(shape, 26, 4);
-  auto r4 = run("kv_quant:bits=4,group=4,residual=6", t, shape, 23, {1, 1, 1});
+  auto r4 = run("kv_quant:bits=4,group=4,residual=6,scales=fp32", t, shape, 23, {1, 1, 1});
   // Lengths 23, 24, 25: the tail grows to 9; at 26 it reaches R + G = 10 and a group is
   // quantized: Q = 20 (5 groups), tail 6: 320 + 640 + 160 + 768 = 1888.
   const std::vector<std::uint64_t> int4 = {1792, 1920, 2048, 1888};
@@ -283,7 +311,7 @@ TEST_CASE("kv_quant counts resident bytes and bytes read exactly", "[adapters][k
   }
   // int8 at 23 tokens: codes 16 * 2 * 16 = 512 instead of 256.
   auto t8 = test::random_qkv(shape, 24, 4);
-  auto r8 = run("kv_quant:group=4,residual=6", t8, shape, 23, {1});
+  auto r8 = run("kv_quant:group=4,residual=6,scales=fp32", t8, shape, 23, {1});
   CHECK(r8.stats_after_step[0].resident_bytes == 2 * (512 + 512 + 128 + 896));
   // One query at position 23 (length 24, Q = 16): per head 16 * (2 * 16 + 8) codes and value
   // scales, 4 groups of key scales 4 * 16 * 8, 8 tail rows 8 * 16 * 8.
@@ -291,6 +319,26 @@ TEST_CASE("kv_quant counts resident bytes and bytes read exactly", "[adapters][k
   CHECK(s8.attend_calls == 1);
   CHECK(s8.keys_scored == 24 * 2 * 2);
   CHECK(s8.kv_bytes_read == 2 * (16 * 40 + 4 * 128 + 8 * 128));
+
+  // fp16 scales and zeros, 2 bytes each: key scales 4 * 16 * 4 = 256, value scales 16 * 4 = 64.
+  auto t16 = test::random_qkv(shape, 24, 4);
+  auto r16 = run("kv_quant:group=4,residual=6", t16, shape, 23, {1});
+  CHECK(r16.stats_after_step[0].resident_bytes == 2 * (512 + 256 + 64 + 896));
+  CHECK(r16.stats_after_step[1].kv_bytes_read == 2 * (16 * 36 + 4 * 64 + 8 * 128));
+
+  // 2 bits, KIVI's windows R_k = 8, R_v = 3 at 23 tokens: Qk = 16 keys (4 groups), Qv = 20
+  // values. Codes (16 + 20) * 4, key scales 4 * 16 * 4, value scales 20 * 4, float32 tails
+  // (7 + 3) * 16 * 4.
+  auto t2 = test::random_qkv(shape, 24, 4);
+  auto r2 = run("kv_quant:bits=2,group=4,key_residual=8,value_residual=3", t2, shape, 23, {1});
+  CHECK(r2.stats_after_step[0].resident_bytes == 2 * (144 + 256 + 80 + 640));
+  // At 24 tokens: Qk = 24 (the key tail reached R_k and was quantized), Qv = 21.
+  CHECK(r2.stats_after_step[1].resident_bytes == 2 * (180 + 384 + 84 + 192));
+  // KIVI's value channel groups: value_group = 4 gives 4 scale and zero pairs per value row,
+  // 20 * 4 * 4 = 320 bytes instead of 80.
+  auto g2 = run("kv_quant:bits=2,group=4,key_residual=8,value_residual=3,value_group=4", t2, shape,
+                23, {1});
+  CHECK(g2.stats_after_step[0].resident_bytes == 2 * (144 + 256 + 320 + 640));
 }
 
 TEST_CASE("kv_quant int4 holds under 30% of dense at 16K", "[adapters][kv_quant]") {
@@ -301,7 +349,8 @@ TEST_CASE("kv_quant int4 holds under 30% of dense at 16K", "[adapters][kv_quant]
   const double dense_bytes = double(context) * 2 * 64 * 4;
   double ratio[2];
   for (int b = 0; b < 2; ++b) {
-    auto m = resolve_method(b == 0 ? "kv_quant" : "kv_quant:bits=4", "cpu").create();
+    auto m = resolve_method(b == 0 ? "kv_quant:scales=fp32" : "kv_quant:bits=4,scales=fp32", "cpu")
+                 .create();
     m->prepare(make_problem(shape, context, context), exec_context{});
     m->prefill(tensor_view{}, t.k.view(), t.v.view(), nullptr);
     ratio[b] = double(m->stats().resident_bytes) / dense_bytes;
@@ -313,3 +362,81 @@ TEST_CASE("kv_quant int4 holds under 30% of dense at 16K", "[adapters][kv_quant]
   CHECK(ratio[1] <= 0.30);
 }
 
+TEST_CASE("kv_quant int2 holds under 20% of dense at 16K", "[adapters][kv_quant]") {
+  // The defaults with bits=2 (KIVI's headline): fp16 scales, G = 32, R = 128, head_dim 64.
+  // Q = 16256: codes 2 * 16256 * 16 = 520192, key scales 508 * 64 * 4 = 130048, value scales
+  // 16256 * 4 = 65024, tails 2 * 128 * 256 = 65536: 780800 of 8388608 bytes (9.3%).
+  const model_shape shape{"test", 1, 1, 1, 64};
+  const int context = 16384;
+  auto t = test::random_qkv(shape, context, 6);
+  auto m = resolve_method("kv_quant:bits=2", "cpu").create();
+  m->prepare(make_problem(shape, context, context), exec_context{});
+  m->prefill(tensor_view{}, t.k.view(), t.v.view(), nullptr);
+  const double ratio = double(m->stats().resident_bytes) / (double(context) * 2 * 64 * 4);
+  CAPTURE(ratio);
+  CHECK(ratio == Approx(780800.0 / 8388608.0).epsilon(1e-12));
+  CHECK(ratio <= 0.20);
+}
+
+TEST_CASE("kv_quant fp16 scales round to nearest even binary16", "[adapters][kv_quant]") {
+  CHECK(kv_quant::to_fp16_bits(1.0f) == 0x3c00);
+  CHECK(kv_quant::to_fp16_bits(-2.0f) == 0xc000);
+  CHECK(kv_quant::to_fp16_bits(0.1f) == 0x2e66);
+  CHECK(kv_quant::to_fp16_bits(65504.0f) == 0x7bff);
+  CHECK(kv_quant::to_fp16_bits(65519.0f) == 0x7bff);
+  CHECK(kv_quant::to_fp16_bits(65520.0f) == 0x7c00);
+  CHECK(kv_quant::to_fp16_bits(std::ldexp(1.0f, -24)) == 0x0001);
+  CHECK(kv_quant::to_fp16_bits(std::ldexp(1.0f, -26)) == 0x0000);
+  // 1 + 2^-11 is halfway between 1 and 1 + 2^-10: ties to the even mantissa (1).
+  CHECK(kv_quant::to_fp16_bits(1.0f + std::ldexp(1.0f, -11)) == 0x3c00);
+  CHECK(kv_quant::to_fp16_bits(1.0f + 3 * std::ldexp(1.0f, -11)) == 0x3c02);
+  // Every finite binary16 value survives the round trip.
+  for (std::uint32_t h = 0; h < 65536; ++h) {
+    if (((h >> 10) & 31) == 31) continue;
+    const float x = kv_quant::from_fp16_bits(static_cast<std::uint16_t>(h));
+    if (x == 0) continue;  // -0 and +0 both map back to their own bits, checked below
+    REQUIRE(kv_quant::to_fp16_bits(x) == h);
+  }
+  CHECK(kv_quant::to_fp16_bits(-0.0f) == 0x8000);
+}
+
+TEST_CASE("kv_quant int2 stores the hand-built keys and values it should", "[adapters][kv_quant]") {
+  // One KV head, head_dim 4, G = 4, R = 0: the 4 prompt tokens form one key group and are all
+  // quantized. Every range is chosen so that its scale and zero are exact in fp16.
+  // Keys per channel (over the 4 tokens), 2 bits = 4 levels zero + {0, 1, 2, 3} * scale:
+  //   channel 0: 0, 1, 2, 3         levels 0..3, exact;
+  //   channel 1: 0, 0.75, 2.25, 3   -> 0, 1, 2, 3: every inner key off by a quarter step;
+  //   channel 2: 5, 5, 5, 5         a zero-width range, exact;
+  //   channel 3: -3, 0, 0, 3        step 2, levels -3, -1, 1, 3: 0 is a tie and rounds up to 1.
+  // Values per token (over the 4 channels):
+  //   token 0: 0, 1, 2, 3 exact; token 1: 0, 0.5, 3, 1 -> 0, 1, 3, 1 (0.5 is a tie, rounds up);
+  //   token 2: -6, 0, 6, -6: step 4, levels -6, -2, 2, 6 -> -6, 2, 6, -6 (0 ties up to 2);
+  //   token 3: 1, 1, 1, 1 exact.
+  // So the key error lies along channels 1 and 3 of the group and the value error along tokens 1
+  // and 2: the shape of per-channel keys and per-token values.
+  const model_shape shape{"test", 1, 1, 1, 4};
+  const float keys[4][4] = {{0, 0, 5, -3}, {1, 0.75f, 5, 0}, {2, 2.25f, 5, 0}, {3, 3, 5, 3}};
+  const float values[4][4] = {{0, 1, 2, 3}, {0, 0.5f, 3, 1}, {-6, 0, 6, -6}, {1, 1, 1, 1}};
+  const float stored_keys[4][4] = {{0, 0, 5, -3}, {1, 1, 5, 1}, {2, 2, 5, 1}, {3, 3, 5, 3}};
+  const float stored_values[4][4] = {{0, 1, 2, 3}, {0, 1, 3, 1}, {-6, 2, 6, -6}, {1, 1, 1, 1}};
+  // Three decode tokens appended after the prompt stay in float32 (the tail of R + G = 4 never
+  // fills); their queries probe the stored keys from several directions.
+  const int context = 4, tokens = 7;
+  test::qkv t = test::random_qkv(shape, tokens, 5);
+  test::qkv expect = t;
+  for (int tok = 0; tok < context; ++tok)
+    for (int i = 0; i < 4; ++i) {
+      test::row_of(t.k, tok, 0)[i] = keys[tok][i];
+      test::row_of(t.v, tok, 0)[i] = values[tok][i];
+      test::row_of(expect.k, tok, 0)[i] = stored_keys[tok][i];
+      test::row_of(expect.v, tok, 0)[i] = stored_values[tok][i];
+    }
+  auto r = run("kv_quant:bits=2,group=4,residual=0", t, shape, context, {1, 1, 1});
+  for (int s = 0; s < 3; ++s) {
+    const int token = context + s;
+    CAPTURE(token);
+    CHECK(check_row(expect, shape, r.decode_out, s, token, test::prefix(token)) <= 1.0);
+    // The exact K/V give a different answer: the error is real.
+    CHECK(check_row(t, shape, r.decode_out, s, token, test::prefix(token)) > 10.0);
+  }
+}

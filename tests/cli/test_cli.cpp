@@ -116,6 +116,13 @@ TEST_CASE("bad input exits 2 with one line naming the value and writes no report
       {"run --threads 100000", "100000"},
       {"run --suite niah --budgets 256", "--budgets"},
       {"run --suite niah --tasks vt", "--tasks"},
+      // Wrapper specs (docs/user-guide.md): the inner method, the parentheses, list items.
+      {"run --suite niah --method 'chunk(h2o)'", "cannot wrap 'h2o'"},
+      {"run --suite niah --method 'chunk(snapkv'", "unbalanced '('"},
+      {"run --suite niah --method chunk", "chunk wraps a method"},
+      {"run --suite niah --method 'snapkv(knorm)'", "snapkv does not wrap a method"},
+      {"run --suite niah --method 'per_layer(snapkv):budgets=4/0'", "'budgets[1]' = 0"},
+      {"run --suite niah --method kv_quant:key_residual=48", "key_residual = 48"},
       {"run --suite ruler --needle word", "--needle"},
       {"run --suite ruler --param ruler.num_needle_k=2 --param ruler.num_needle_k=3",
        "ruler.num_needle_k"},
@@ -318,4 +325,21 @@ TEST_CASE("the run option workload version resets the other workload fields what
   CHECK(run_cli("run --workload version=3").code == 2);
   // A version-2 field under version 1.
   CHECK(run_cli("run --workload version=1 --workload offset_norm=3").code == 2);
+}
+
+TEST_CASE("a wrapper spec runs and records its canonical form", "[cli]") {
+  fs::path out = scratch() / "wrapper";
+  fs::remove_all(out);
+  outcome o = run_cli("run --suite niah --method 'chunk(knorm:keep=0.5):chunk=256' --lengths 1k "
+                      "--depths 0.5 --samples 1 --threads 1 --out " + out.string());
+  INFO(o.err);
+  REQUIRE(o.code == 0);
+  const auto report = nlohmann::json::parse(slurp(out / "report.json"));
+  REQUIRE(report.at("records").size() == 1);
+  const auto& rec = report.at("records").at(0);
+  CHECK(rec.at("status") == "ok");
+  CHECK(rec.at("method") == "chunk");
+  CHECK(rec.at("method_spec") == "chunk(knorm:budget=1024,keep=0.5):chunk=256");
+  CHECK(rec.at("params").at("inner") == "knorm:budget=1024,keep=0.5");
+  CHECK(rec.at("params").at("chunk") == 256);
 }

@@ -82,3 +82,51 @@ TEST_CASE("budget resolves from tokens or from the kept fraction", "[params]") {
   auto tiny = validate_params("m", schema(), {{"keep", "1e-6"}});
   CHECK(resolve_budget(tiny, 10) == 1);
 }
+
+TEST_CASE("wrapper specs carry the wrapped spec in parentheses", "[params]") {
+  auto spec = parse_method_spec("chunk(snapkv:budget=64,window=8):chunk=1024");
+  CHECK(spec.name == "chunk");
+  CHECK(spec.inner == "snapkv:budget=64,window=8");
+  REQUIRE(spec.args.size() == 1);
+  CHECK(spec.args[0] == std::make_pair(std::string("chunk"), std::string("1024")));
+  // Nested wrappers, and a wrapper without parameters.
+  auto nested = parse_method_spec("per_layer(chunk(knorm:keep=0.5):chunk=16):budgets=4/8");
+  CHECK(nested.inner == "chunk(knorm:keep=0.5):chunk=16");
+  CHECK(nested.args.size() == 1);
+  CHECK(parse_method_spec("key_rerotation(knorm)").args.empty());
+  CHECK(parse_method_spec("snapkv:budget=1").inner.empty());
+  CHECK(bad_input_message([] {
+          parse_method_spec("chunk(snapkv");
+        }).find("unbalanced '(' after 'chunk'") != std::string::npos);
+  CHECK(bad_input_message([] { parse_method_spec("chunk()"); }).find("empty parentheses") !=
+        std::string::npos);
+  CHECK(bad_input_message([] {
+          parse_method_spec("chunk(knorm)=3");
+        }).find("expected ':' or the end after ')'") != std::string::npos);
+  CHECK(bad_input_message([] {
+          parse_method_spec("chunk:a=(1)");
+        }).find("unexpected parenthesis") != std::string::npos);
+  CHECK(bad_input_message([] { parse_method_spec("(knorm)"); }).find("no method name") !=
+        std::string::npos);
+  CHECK(canonical_spec("chunk", validate_params("chunk", {}, {}), "knorm:budget=8") ==
+        "chunk(knorm:budget=8)");
+}
+
+TEST_CASE("list parameters validate every item", "[params]") {
+  const std::vector<param_def> s = {
+      list_param("budgets", param_type::integer, 1, 1 << 20, "per layer"),
+      list_param("keeps", param_type::real, 1e-9, 1.0, "per layer")};
+  auto v = validate_params("per_layer", s, {{"budgets", "1k/512/3"}, {"keeps", ".5/1"}});
+  CHECK(v.get_list("budgets") == std::vector<double>{1024, 512, 3});
+  CHECK(v.get_list("keeps") == std::vector<double>{0.5, 1});
+  CHECK(canonical_spec("per_layer", v) == "per_layer:budgets=1024/512/3,keeps=0.5/1");
+  CHECK(bad_input_message([&] {
+          validate_params("per_layer", s, {{"budgets", "4/0"}});
+        }) == "per_layer: parameter 'budgets[1]' = 0 is out of range [1, 1048576]");
+  CHECK(bad_input_message([&] {
+          validate_params("per_layer", s, {{"budgets", "4/"}});
+        }) == "per_layer: parameter 'budgets' = '4/' has an empty item (write items as a/b/c)");
+  CHECK(bad_input_message([&] {
+          validate_params("per_layer", s, {{"keeps", "0.5/x"}});
+        }) == "per_layer: parameter 'keeps[1]' expects a number, got 'x'");
+}

@@ -25,6 +25,22 @@ TEST_CASE("resolve_method rejects unknown methods with the known list", "[regist
   CHECK(inst.canonical == "streaming_llm:sinks=4,window=64");
 }
 
+TEST_CASE("with_budget sets a wrapper's own budget or its inner one", "[registry]") {
+  // chunk's budget is the inner method's.
+  auto chunk = with_budget(resolve_method("chunk(knorm:keep=0.5):chunk=64", "cpu"), 256);
+  REQUIRE(chunk);
+  CHECK(chunk->canonical == "chunk(knorm:budget=256):chunk=64");
+  CHECK(chunk->create() != nullptr);
+  // decoding has its own.
+  auto decoding = with_budget(resolve_method("decoding(knorm):keep=0.5", "cpu"), 100);
+  REQUIRE(decoding);
+  CHECK(decoding->canonical == "decoding(knorm:budget=1024):budget=100,buffer=256,interval=512");
+  // per_layer takes a list per layer, kv_quant no budget at all.
+  CHECK_FALSE(with_budget(resolve_method("per_layer(knorm):budgets=4", "cpu"), 100));
+  CHECK_FALSE(with_budget(resolve_method("kv_quant", "cpu"), 100));
+  CHECK_THROWS_AS(with_budget(resolve_method("snapkv", "cpu"), 0), error);
+}
+
 TEST_CASE("shape presets", "[registry]") {
   auto s = shape_preset("llama3-8b");
   CHECK(s.q_heads == 32);

@@ -173,6 +173,7 @@ void cache_method::prefill(tensor_view q, tensor_view k, tensor_view v, tensor_v
   m_length = tokens;
   m_prompt_queries = q.data ? tokens : 0;
   m_prefilled = true;
+  after_prefill();
 }
 
 void cache_method::append(tensor_view k, tensor_view v) {
@@ -192,6 +193,8 @@ void cache_method::attend(tensor_view q, tensor_view out) {
   m_attend_queries = n;
   m_attend_calls += static_cast<std::uint64_t>(n);
   m_read_length = m_length;
+  const std::int64_t first_new = std::max<std::int64_t>(0, m_prompt_queries - (m_length - n));
+  if (first_new < n) note_queries(q, static_cast<int>(first_new));
   if (sparse_attend()) {
     attend_sparse(q, out);
     return;

@@ -99,9 +99,18 @@ class cache_method : public kv_method {
   /// causal attention over the whole prompt (the outputs before any compression).
   virtual void prompt_outputs(tensor_view q, tensor_view k, tensor_view v, tensor_view out);
 
+  /// Called at the end of prefill, once the kept prompt rows are in the cache (key_rerotation
+  /// rewrites them here).
+  virtual void after_prefill() {}
+
   /// Called after `tokens` new tokens were appended at the end of every head's rows (m_length
   /// already counts them). Methods that evict during decoding restore their budget here.
   virtual void after_append(int tokens) {}
+
+  /// The queries of an attend call that are not prompt re-reads (kv_method::attend), before
+  /// they attend: rows [first, q.tokens) of q ([queries, q_heads, head_dim]), in order. For
+  /// methods that score with recent queries (the decoding wrapper's query buffer).
+  virtual void note_queries(tensor_view q, int first) {}
 
   /// When true, attend computes explicit softmax weights and passes them to observe().
   virtual bool observes_attention() const { return false; }

@@ -34,6 +34,11 @@ kv_rows kv_cache::rows(int head) const {
                  static_cast<std::size_t>(m_head_dim), h.count};
 }
 
+float* kv_cache::keys(int head) {
+  auto& h = m_heads[static_cast<std::size_t>(head)];
+  return h.k.data() + idx(h.start, m_head_dim);
+}
+
 const std::int64_t* kv_cache::positions(int head) const {
   const auto& h = m_heads[static_cast<std::size_t>(head)];
   return h.positions.data() + h.start;

@@ -34,6 +34,9 @@ class kv_cache {
   /// The stored rows of one head, in position order.
   kv_rows rows(int head) const;
   const std::int64_t* positions(int head) const;
+  /// The K rows of one head, for methods that rewrite stored keys in place (key_rerotation):
+  /// [tokens(head), head_dim].
+  float* keys(int head);
   /// Number of leading rows of `head` whose position is <= `position`.
   std::int64_t rows_up_to(int head, std::int64_t position) const;
 

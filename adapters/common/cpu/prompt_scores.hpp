@@ -3,10 +3,13 @@
 /// rows every head keeps (an observation window); one selection routine keeps, per head, the
 /// forced rows and the best-scored rows up to the budget. `prompt_score_method` applies it once,
 /// in prefill; during decoding the cache grows without eviction, as in the papers and kvpress.
+/// The kvpress-style wrappers (chunk, per_layer, key_rerotation, decoding) change how it applies
+/// through prompt_wrapping, so they compose (`key_rerotation(chunk(snapkv))`).
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -65,21 +68,53 @@ std::vector<std::vector<std::int64_t>> select_counts(const prompt_scores& scores
                                                      std::int64_t tokens,
                                                      const std::vector<std::int64_t>& counts);
 
+/// How the kvpress-style wrappers (chunk, per_layer, key_rerotation, decoding) change a
+/// prompt_score_method; several may apply to one instance (`key_rerotation(chunk(snapkv))`, as
+/// FINCH chunks and re-rotates), except decoding, which takes a plain method.
+struct prompt_wrapping {
+  /// chunk: > 0 scores and selects the prompt chunk by chunk, each chunk keeping its share of the
+  /// budget (chunk.hpp).
+  std::int64_t chunk = 0;
+  /// per_layer: the layer's budget per KV head (replacing budget / keep and the scorer's layer
+  /// schedule), and the layer count it is written for.
+  std::function<std::int64_t(const attention_problem&)> layer_budget;
+  int layers = 0;
+  /// key_rerotation: the kept prompt keys are rotated to contiguous positions (the problem must
+  /// give its RoPE).
+  bool rerotate = false;
+  /// decoding: > 0 keeps the prompt whole and cuts the cache to decode_budget every
+  /// decode_interval decode steps, scoring with the last decode_buffer queries (decoding.hpp).
+  std::int64_t decode_interval = 0;
+  std::function<std::int64_t(const attention_problem&)> decode_budget;
+  std::int64_t decode_buffer = 0;
+
+  bool any() const { return chunk > 0 || layer_budget || rerotate || decode_interval > 0; }
+};
+
 /// A cache_method that compresses the prompt with a scorer: plan resolves budget / keep and the
 /// scorer's layer budget and binds the scorer to the problem; select_prompt keeps everything when
-/// the budget covers the prompt and otherwise scores it and calls select().
+/// the budget covers the prompt and otherwise scores it and calls select(). Wrappers change it
+/// through wrapping().
 class prompt_score_method : public cache_method {
  public:
   prompt_score_method(prompt_scorer scorer, param_values values)
       : m_scorer(std::move(scorer)), m_values(std::move(values)) {}
 
-  /// The cache's own checks, then the scorer's.
+  /// The cache's own checks, then the scorer's, then the wrappers'.
   std::optional<std::string> unsupported_reason(const attention_problem& problem) const override;
+  cache_stats stats() const override;
+
+  /// What the wrappers around this instance ask of it; set before prepare.
+  prompt_wrapping& wrapping() { return m_wrapping; }
+  const prompt_wrapping& wrapping() const { return m_wrapping; }
 
  protected:
   std::int64_t plan(const attention_problem& problem) override;
   std::vector<std::vector<std::int64_t>> select_prompt(tensor_view q, tensor_view k,
                                                        tensor_view v) override;
+  void after_prefill() override;
+  void note_queries(tensor_view q, int first) override;
+  void after_append(int tokens) override;
 
   /// Rows each KV head keeps of a prompt of `tokens` tokens (tokens > m_budget). The default
   /// is select_head with the uniform budget m_budget.
@@ -87,11 +122,26 @@ class prompt_score_method : public cache_method {
                                                         std::int64_t tokens);
 
   const param_values& values() const { return m_values; }
+  const prompt_scorer& scorer() const { return m_scorer; }
+  /// The scorer's rule for this problem (bound in plan): score a prompt.
+  prompt_scores score(const score_request& request) const { return m_score(request); }
 
  private:
+  // select() over chunks of the prompt, each with its share of m_budget (chunk wrapper).
+  std::vector<std::vector<std::int64_t>> select_chunks(tensor_view q, tensor_view k, tensor_view v);
+  // decoding: appends query rows [first, q.tokens) to the buffer, keeping the last decode_buffer.
+  void buffer_queries(tensor_view q, std::int64_t first);
+  // decoding: cuts the first `old` rows of every head to the target with the buffered queries.
+  void compress_cache(std::int64_t old);
+
   prompt_scorer m_scorer;
   score_function m_score;  // m_scorer.score, or what m_scorer.bind gave for the problem
   param_values m_values;
+  prompt_wrapping m_wrapping;
+  std::int64_t m_decode_target = 0;
+  std::vector<float> m_queries;  // decoding: [buffered, q_heads, head_dim], oldest first
+  std::int64_t m_buffered = 0;
+  std::int64_t m_steps = 0;  // decoding: decode queries since the last compression
 };
 
 /// Builds a method's scorer from its validated parameters.
@@ -105,9 +155,32 @@ struct scorer_registrar {
   scorer_registrar(const std::string& name, score_function score);
 };
 
+/// Whether a scorer is registered as `name`.
+bool has_prompt_scorer(const std::string& name);
+
 /// The scorer registered as `name`, built from `values` (which must hold every parameter the
 /// scorer reads). An unknown name is a programmer error (the caller's schema lists the names).
 prompt_scorer make_prompt_scorer(const std::string& name, const param_values& values);
+
+/// The prompt_score_method a wrapper works on for `inner`: the inner method's own instance when
+/// it is one (snapkv, pyramidkv, knorm, random, adakv, and wrappers of them), else a plain one
+/// over the scorer registered under its name (tova: kvpress's TOVAPress), else null.
+std::unique_ptr<prompt_score_method> wrappable_instance(const method_instance& inner);
+
+/// Why a wrapper refuses the inner method's wrappable instance (a combination of wrappers, a
+/// method type), or "".
+using wrap_conflict = std::function<std::string(const prompt_score_method&)>;
+
+/// The check_inner of the wrappers: `inner` must have a wrappable instance (any other method is
+/// bad input, named with the wrappable ones) that `conflict` accepts.
+void check_wrappable_inner(const std::string& wrapper, const method_instance& inner,
+                           const wrap_conflict& conflict);
+
+/// The method_info of a CPU wrapper: `configure` sets the wrapping of the inner method's
+/// wrappable instance from the wrapper's parameters; `conflict` as in check_wrappable_inner.
+method_info prompt_wrapper_cpu_info(
+    method_doc doc, std::function<void(const param_values&, prompt_wrapping&)> configure,
+    wrap_conflict conflict);
 
 /// The method_info of a CPU prompt-compression method that selects with select_head: the scorer
 /// registered as doc.name is built from the validated parameters each time an instance is

@@ -17,16 +17,6 @@ using namespace attnbench;
 
 namespace {
 
-// Error ratio of output row `out_row`, query head `q_head`, against fp64 attention of query
-// `token` over `positions`.
-double check_head(test::qkv& t, const model_shape& shape, const host_tensor& out, int out_row,
-                  int token, int q_head, const std::vector<std::int64_t>& positions) {
-  const float scale = test::make_problem(shape, 0, 0).softmax_scale();
-  auto ref =
-      test::reference_attention(test::row(t.q, token, q_head), q_head, t, shape, scale, positions);
-  return test::error_ratio(test::row(out, out_row, q_head), ref);
-}
-
 std::vector<std::int64_t> local_rows(std::int64_t sinks, std::int64_t window, std::int64_t p) {
   std::vector<std::int64_t> rows;
   for (std::int64_t i = 0; i <= p; ++i)
@@ -86,4 +76,3 @@ TEST_CASE("adaptive_head predicts the far share from Gaussian moments",
   CHECK(adaptive_head::far_share(0, 0, 1, 0) == 0);
   CHECK(adaptive_head::far_share(1000, 0, 0, 20) < 1e-5);
 }
-

@@ -227,8 +227,10 @@ std::vector<std::string> haystack_values(const run_options& o, const std::string
 
 niah_outcome run_niah_sample(const run_context& ctx, const method_instance& method,
                              std::int64_t length, double depth, haystack_kind haystack,
-                             value_kind needle, std::uint64_t seed) {
+                             value_kind needle, std::uint64_t seed,
+                             const std::function<void(niah_sample&)>& maybe_edit) {
   niah_sample sample = make_niah(length, depth, haystack, needle, seed);
+  if (maybe_edit) maybe_edit(sample);
   niah_outcome out;
   out.result =
       run_retrieval(*ctx.model, method, ctx.exec, ctx.calibration, ctx.options->mode,

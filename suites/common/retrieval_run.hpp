@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -101,8 +102,12 @@ struct niah_outcome {
   retrieval_result result;
   nlohmann::json sample;
 };
+/// `maybe_edit`, when given, rewrites the prompt before it runs (a suite that reorders the
+/// context, posir's attention sorting): it must keep needle_begin and value_begin pointing at
+/// the needle; `sample` then gets the edited actual_depth.
 niah_outcome run_niah_sample(const run_context& ctx, const method_instance& method,
                              std::int64_t length, double depth, haystack_kind haystack,
-                             value_kind needle, std::uint64_t seed);
+                             value_kind needle, std::uint64_t seed,
+                             const std::function<void(niah_sample&)>& maybe_edit = {});
 
 }  // namespace attnbench

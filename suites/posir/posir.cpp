@@ -7,12 +7,18 @@
 /// the accuracy-vs-position slope (primacy / recency) and a middle-dip index.
 #include <algorithm>
 #include <cmath>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "datasets/haystack.hpp"
 #include "harness/error.hpp"
 #include "suites/common/qkv_sources.hpp"
 #include "suites/common/retrieval_metrics.hpp"
 #include "suites/common/retrieval_run.hpp"
+#include "suites/common/shared_results.hpp"
 #include "suites/common/suite_helpers.hpp"
 
 namespace attnbench {
@@ -37,6 +43,213 @@ int quick_bins(const run_options& o) {
   return param_int(o, "posir.bins", k_default_bins, 2, 1000);
 }
 
+// Prompt reordering the suite drives for a mitigation that permutes documents (the cache
+// contract cannot: an adapter holds one layer and never sees the token sequence).
+//   none               the prompt as built.
+//   attention_sorting  "Attention Sorting Combats Recency Bias in Long Context Language Models"
+//                      (Peysakhovich & Lerer, 2023): decode one step (the last prompt query, which
+//                      predicts the first answer token), score each document by the attention it
+//                      receives (its tokens' mass, averaged over every layer and query head of
+//                      the model's exact attention), stable-sort the documents so the most
+//                      attended goes last, and repeat `posir.sort_iterations` times; the method
+//                      under test then answers from the sorted prompt.
+//   attnrank           "Attention Basin: Why Contextual Position Matters in Large Language
+//                      Models" (AttnRank): the model's attention per document slot is measured
+//                      once per (length, haystack, needle) on `k_profile_prompts` calibration
+//                      prompts of their own seeds (the slot holding the needle left out, so the
+//                      profile is content-free); each sample's documents are ranked by a TF-IDF
+//                      retriever score against the question, and the most salient document goes
+//                      to the slot of highest profile attention, the next to the next, and so on.
+// Documents: the context after BOS cut into `posir.documents` equal spans, a cut that would split
+// the needle sentence moved to its start (the workload has no document boundaries; the paper
+// permutes retrieved passages).
+enum class reorder_kind { none, attention_sorting, attnrank };
+
+reorder_kind reorder_of(const run_options& o) {
+  auto it = o.params.find("posir.reorder");
+  if (it == o.params.end() || it->second == "none") return reorder_kind::none;
+  if (it->second == "attention_sorting") return reorder_kind::attention_sorting;
+  if (it->second == "attnrank") return reorder_kind::attnrank;
+  ATTNBENCH_BAD_INPUT("--param posir.reorder='"
+                      << it->second << "' is not one of: none, attention_sorting, attnrank");
+}
+
+const char* name_of(reorder_kind k) {
+  switch (k) {
+    case reorder_kind::attention_sorting:
+      return "attention_sorting";
+    case reorder_kind::attnrank:
+      return "attnrank";
+    default:
+      return "none";
+  }
+}
+
+// AttnRank's calibration set: a few prompts (the paper uses a small calibration set), needles
+// spread over the depths so that every slot is measured without evidence most of the time.
+constexpr int k_profile_prompts = 4;
+
+// The paper sorts 20-30 retrieved documents; 20 matches posir's bins. Two sorts: the paper
+// reports most of the gain within the first sorts (the count is ours).
+constexpr int k_default_documents = 20;
+constexpr int k_default_sort_iterations = 2;
+
+// Document spans [begin, end) of `s.context` after BOS, the needle sentence inside one span.
+std::vector<std::pair<std::int64_t, std::int64_t>> document_spans(const niah_sample& s,
+                                                                  int documents) {
+  const auto n = static_cast<std::int64_t>(s.context.size());
+  const std::int64_t needle_end = s.value_begin + s.answer_tokens + 1;
+  std::vector<std::int64_t> cuts{1};
+  for (int j = 1; j < documents; ++j) {
+    std::int64_t c = 1 + (n - 1) * j / documents;
+    if (c > s.needle_begin && c < needle_end) c = s.needle_begin;
+    if (c > cuts.back() && c < n) cuts.push_back(c);
+  }
+  cuts.push_back(n);
+  std::vector<std::pair<std::int64_t, std::int64_t>> spans;
+  for (std::size_t i = 0; i + 1 < cuts.size(); ++i) spans.emplace_back(cuts[i], cuts[i + 1]);
+  return spans;
+}
+
+// Attention mass of the last prompt token on each span, averaged over every layer and query head
+// of the model's exact (float64) attention.
+std::vector<double> span_attention(
+    const retrieval_model& model, const std::vector<int>& prompt,
+    const std::vector<std::pair<std::int64_t, std::int64_t>>& spans) {
+  const model_shape& shape = model.shape();
+  const auto n = static_cast<std::int64_t>(prompt.size());
+  const double scale = 1.0 / std::sqrt(static_cast<double>(shape.head_dim));
+  std::vector<double> score(spans.size(), 0.0), w;
+  host_tensor q(1, shape.q_heads, shape.head_dim);
+  host_tensor k(static_cast<int>(n), shape.kv_heads, shape.head_dim);
+  for (int l = 0; l < shape.layers; ++l) {
+    model.project(l, prompt, 0, n, tensor_view{}, k.view(), tensor_view{});
+    model.project(l, prompt, n - 1, n, q.view(), tensor_view{}, tensor_view{});
+    for (int qh = 0; qh < shape.q_heads; ++qh) {
+      exact_weights(q.view().at(0, qh), k.view(), qh / shape.group_size(), n, scale, w);
+      for (std::size_t d = 0; d < spans.size(); ++d)
+        for (std::int64_t t = spans[d].first; t < spans[d].second; ++t)
+          score[d] += w[static_cast<std::size_t>(t)];
+    }
+  }
+  for (auto& x : score) x /= static_cast<double>(shape.layers * shape.q_heads);
+  return score;
+}
+
+// Puts `s`'s documents (spans) in the order `order` (order[i]: the span that goes i-th);
+// needle_begin, value_begin and actual_depth follow the needle's document.
+void permute_documents(niah_sample& s,
+                       const std::vector<std::pair<std::int64_t, std::int64_t>>& spans,
+                       const std::vector<std::size_t>& order) {
+  std::vector<int> context{s.context.front()};
+  const std::int64_t needle_offset = s.value_begin - s.needle_begin;
+  std::int64_t needle_begin = s.needle_begin;
+  for (std::size_t d : order) {
+    const auto [begin, end] = spans[d];
+    if (s.needle_begin >= begin && s.needle_begin < end)
+      needle_begin = static_cast<std::int64_t>(context.size()) + (s.needle_begin - begin);
+    context.insert(context.end(), s.context.begin() + begin, s.context.begin() + end);
+  }
+  s.needle_begin = needle_begin;
+  s.value_begin = needle_begin + needle_offset;
+  s.context = std::move(context);
+  s.actual_depth = static_cast<double>(s.needle_begin - 1) /
+                   static_cast<double>(std::max<std::size_t>(1, s.context.size() - 1));
+}
+
+// Attention sorting of `s` in place (see reorder_kind): the same documents are scored and
+// re-sorted each iteration; needle_begin, value_begin and actual_depth follow the needle's.
+void attention_sort(const retrieval_model& model, niah_sample& s, int documents, int iterations) {
+  auto spans = document_spans(s, documents);
+  for (int it = 0; it < iterations; ++it) {
+    std::vector<int> prompt = s.context;
+    prompt.insert(prompt.end(), s.question.begin(), s.question.end());
+    const std::vector<double> score = span_attention(model, prompt, spans);
+    std::vector<std::size_t> order(spans.size());
+    for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::stable_sort(order.begin(), order.end(),
+                     [&](std::size_t a, std::size_t b) { return score[a] < score[b]; });
+    permute_documents(s, spans, order);
+    std::vector<std::pair<std::int64_t, std::int64_t>> moved;
+    std::int64_t at = 1;
+    for (std::size_t d : order) {
+      const std::int64_t length = spans[d].second - spans[d].first;
+      moved.emplace_back(at, at + length);
+      at += length;
+    }
+    spans = std::move(moved);
+  }
+}
+
+// AttnRank's position profile: mean attention per document slot over the calibration prompts,
+// each prompt's needle slot left out.
+std::vector<double> attention_profile(const retrieval_model& model, std::int64_t length,
+                                      haystack_kind haystack, value_kind needle, int documents,
+                                      std::uint64_t seed) {
+  std::vector<double> sum(static_cast<std::size_t>(documents), 0.0);
+  std::vector<int> count(static_cast<std::size_t>(documents), 0);
+  for (int c = 0; c < k_profile_prompts; ++c) {
+    const niah_sample s = make_niah(
+        length, (c + 0.5) / k_profile_prompts, haystack, needle,
+        hash_seed(hash_seed(seed, "posir.attnrank.profile"), static_cast<std::uint64_t>(c)));
+    const auto spans = document_spans(s, documents);
+    std::vector<int> prompt = s.context;
+    prompt.insert(prompt.end(), s.question.begin(), s.question.end());
+    const auto score = span_attention(model, prompt, spans);
+    for (std::size_t d = 0; d < spans.size() && d < sum.size(); ++d) {
+      if (s.needle_begin >= spans[d].first && s.needle_begin < spans[d].second) continue;
+      sum[d] += score[d];
+      ++count[d];
+    }
+  }
+  for (std::size_t d = 0; d < sum.size(); ++d) sum[d] = count[d] ? sum[d] / count[d] : 0.0;
+  return sum;
+}
+
+// TF-IDF retriever score of each span against the question's tokens: sum over the question's
+// distinct tokens present in the span of log((D + 1) / (df + 0.5)), df the spans holding it.
+std::vector<double> retriever_scores(
+    const niah_sample& s, const std::vector<std::pair<std::int64_t, std::int64_t>>& spans) {
+  std::vector<int> terms = s.question;
+  std::sort(terms.begin(), terms.end());
+  terms.erase(std::unique(terms.begin(), terms.end()), terms.end());
+  std::vector<std::vector<char>> present(spans.size(), std::vector<char>(terms.size(), 0));
+  for (std::size_t d = 0; d < spans.size(); ++d)
+    for (std::int64_t t = spans[d].first; t < spans[d].second; ++t) {
+      auto it =
+          std::lower_bound(terms.begin(), terms.end(), s.context[static_cast<std::size_t>(t)]);
+      if (it != terms.end() && *it == s.context[static_cast<std::size_t>(t)])
+        present[d][static_cast<std::size_t>(it - terms.begin())] = 1;
+    }
+  const auto docs = static_cast<double>(spans.size());
+  std::vector<double> score(spans.size(), 0.0);
+  for (std::size_t i = 0; i < terms.size(); ++i) {
+    double df = 0;
+    for (const auto& p : present) df += p[i];
+    const double idf = std::log((docs + 1) / (df + 0.5));
+    for (std::size_t d = 0; d < spans.size(); ++d)
+      if (present[d][i]) score[d] += idf;
+  }
+  return score;
+}
+
+// AttnRank of `s` in place: the k-th most salient document into the k-th most attended slot.
+void attnrank(niah_sample& s, int documents, const std::vector<double>& profile) {
+  const auto spans = document_spans(s, documents);
+  const auto salience = retriever_scores(s, spans);
+  std::vector<std::size_t> by_salience(spans.size()), by_slot(spans.size());
+  for (std::size_t i = 0; i < spans.size(); ++i) by_salience[i] = by_slot[i] = i;
+  std::stable_sort(by_salience.begin(), by_salience.end(),
+                   [&](std::size_t a, std::size_t b) { return salience[a] > salience[b]; });
+  auto slot_attention = [&](std::size_t i) { return i < profile.size() ? profile[i] : 0.0; };
+  std::stable_sort(by_slot.begin(), by_slot.end(), [&](std::size_t a, std::size_t b) {
+    return slot_attention(a) > slot_attention(b);
+  });
+  std::vector<std::size_t> order(spans.size());
+  for (std::size_t k = 0; k < spans.size(); ++k) order[by_slot[k]] = by_salience[k];
+  permute_documents(s, spans, order);
+}
+
 class posir_suite final : public length_axis_suite {
  public:
   std::string name() const override { return "posir"; }
@@ -50,7 +263,9 @@ class posir_suite final : public length_axis_suite {
             needle_axis(), haystack_axis()};
   }
   bool reads_traces() const override { return true; }
-  std::vector<std::string> param_names() const override { return {"bins", "placement"}; }
+  std::vector<std::string> param_names() const override {
+    return {"bins", "placement", "reorder", "documents", "sort_iterations"};
+  }
 
   std::map<std::string, metric_info> metrics() const override {
     auto m = retrieval_metric_info();
@@ -65,6 +280,7 @@ class posir_suite final : public length_axis_suite {
   std::vector<suite_case> cases(const run_options& o) const override {
     const int bins = quick_bins(o);
     uniform_placement(o);
+    static_cast<void>(reorder_settings{o});
     if (!o.trace.empty()) return trace_cases(o, bins);
     const std::vector<axis_def> a = axes();
     std::vector<std::int64_t> bin_list = int64_values(o, "posir", a[1]);
@@ -97,6 +313,23 @@ class posir_suite final : public length_axis_suite {
     const bool uniform = uniform_placement(o);
     const auto needle = parse_value_kind(c.axes.at("needle").get<std::string>());
     const auto haystack = parse_haystack_kind(c.axes.at("haystack").get<std::string>());
+    const reorder_settings reorder(o);
+    std::function<void(niah_sample&)> maybe_edit;
+    std::shared_ptr<const std::vector<double>> profile;
+    if (reorder.kind == reorder_kind::attention_sorting)
+      maybe_edit = [&](niah_sample& sample) {
+        attention_sort(*ctx.model, sample, reorder.documents, reorder.iterations);
+      };
+    if (reorder.kind == reorder_kind::attnrank) {
+      const std::string key = std::to_string(length) + "/" + name_of(haystack) + "/" +
+                              name_of(needle) + "/" + std::to_string(reorder.documents) + "/" +
+                              std::to_string(o.seed);
+      profile = m_profiles.get(key, [&] {
+        return std::make_shared<const std::vector<double>>(
+            attention_profile(*ctx.model, length, haystack, needle, reorder.documents, o.seed));
+      });
+      maybe_edit = [&](niah_sample& sample) { attnrank(sample, reorder.documents, *profile); };
+    }
 
     retrieval_accumulator acc;
     nlohmann::json per_sample = nlohmann::json::array();
@@ -105,7 +338,8 @@ class posir_suite final : public length_axis_suite {
       rng place(hash_seed(seed, "posir.placement"));
       const double u = uniform ? place.uniform() : 0.5;
       const double depth = (bin + u) / bins;
-      niah_outcome r = run_niah_sample(ctx, method, length, depth, haystack, needle, seed);
+      niah_outcome r =
+          run_niah_sample(ctx, method, length, depth, haystack, needle, seed, maybe_edit);
       acc.add(r.score, r.result);
       r.sample["target_depth"] = depth;
       per_sample.push_back(std::move(r.sample));
@@ -114,9 +348,37 @@ class posir_suite final : public length_axis_suite {
     rec.extra["samples"] = per_sample;
     rec.extra["bins"] = bins;
     rec.extra["position"] = (bin + 0.5) / bins;  // bin centre, relative to the haystack
+    if (reorder.kind == reorder_kind::attention_sorting)
+      rec.extra["reorder"] = {{"kind", name_of(reorder.kind)},
+                              {"documents", reorder.documents},
+                              {"sort_iterations", reorder.iterations},
+                              {"scored_by", "the model's exact attention (every layer and head)"}};
+    if (reorder.kind == reorder_kind::attnrank)
+      rec.extra["reorder"] = {{"kind", name_of(reorder.kind)},
+                              {"documents", reorder.documents},
+                              {"profile", *profile},
+                              {"profile_prompts", k_profile_prompts},
+                              {"ranked_by", "TF-IDF overlap with the question"}};
   }
 
  private:
+  // posir.reorder and its settings, validated.
+  struct reorder_settings {
+    reorder_kind kind;
+    int documents;
+    int iterations;
+    explicit reorder_settings(const run_options& o)
+        : kind(reorder_of(o)),
+          documents(param_int(o, "posir.documents", k_default_documents, 2, 1000)),
+          iterations(param_int(o, "posir.sort_iterations", k_default_sort_iterations, 1, 100)) {
+      ATTNBENCH_CHECK(kind == reorder_kind::none || o.trace.empty(), bad_input,
+                      "--param posir.reorder needs the workload model, not --trace");
+    }
+  };
+
+  // AttnRank's position profiles, measured once per (length, haystack, needle, documents, seed).
+  mutable shared_results<std::vector<double>> m_profiles;
+
   // A trace is one prompt with its evidence where the capture put it: one case, in the bin of
   // the first evidence span's start (relative to the prompt).
   std::vector<suite_case> trace_cases(const run_options& o, int bins) const {

@@ -1445,6 +1445,27 @@ std::vector<conformance_row> conformance_table() {
         {{"kvquant", "kvquant:bits=3,outliers=0.01"}},
     });
   }
+  rows.push_back({
+      "found_in_the_middle",
+      // One bucket has nothing to calibrate against (its share is the whole region), and with
+      // layers=0 no layer is calibrated: both are dense. Random Q/K/V of 300 tokens in 20
+      // buckets run the calibration at 1 and 2 threads.
+      {{{"found_in_the_middle:buckets=1", "found_in_the_middle:layers=0",
+         "found_in_the_middle:buckets=1,sinks=0,temperature=0.01"},
+        dense_stats::all,
+        s::fixed}},
+      {},
+      {{.spec = "found_in_the_middle", .context = 300},
+       {.spec = "found_in_the_middle:buckets=7,sinks=0,temperature=0.1", .context = 100}},
+      {{"found_in_the_middle:buckets=0", "parameter 'buckets' = 0 is out of range"},
+       {"found_in_the_middle:sinks=-1", "parameter 'sinks' = -1 is out of range"},
+       {"found_in_the_middle:temperature=0", "parameter 'temperature' = 0 is out of range"},
+       {"found_in_the_middle:layers=1.5", "parameter 'layers' = 1.5 is out of range"},
+       {"found_in_the_middle:budget=64",
+        "unknown parameter 'budget' (known: buckets, sinks, temperature, layers)"}},
+      {{"found_in_the_middle",
+        "found_in_the_middle:buckets=20,layers=0.5,sinks=4,temperature=0.5"}},
+  });
   return rows;
 }
 

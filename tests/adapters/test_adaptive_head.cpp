@@ -76,4 +76,3 @@ TEST_CASE("adaptive_head predicts the far share from Gaussian moments",
   CHECK(adaptive_head::far_share(0, 0, 1, 0) == 0);
   CHECK(adaptive_head::far_share(1000, 0, 0, 20) < 1e-5);
 }
-

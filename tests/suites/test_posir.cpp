@@ -4,8 +4,8 @@
 #include <filesystem>
 #include <sstream>
 
-#include "harness/error.hpp"
 #include "app/runner.hpp"
+#include "harness/error.hpp"
 #include "reports/posir_summary.hpp"
 #include "suite_test_util.hpp"
 
@@ -148,7 +148,46 @@ TEST_CASE("posir: StreamingLLM is recency-biased, dense is position-insensitive"
 
 TEST_CASE("posir rejects bad parameters as bad input", "[posir]") {
   test::check_bad_params(test::suite_config("posir", {"dense"}, {512}, "bad"),
-                         {{"posir.bins", "1"}, {"posir.bins", "x"}, {"posir.placement", "left"}});
+                         {{"posir.bins", "1"},
+                          {"posir.bins", "x"},
+                          {"posir.placement", "left"},
+                          {"posir.reorder", "shuffle"},
+                          {"posir.documents", "1"},
+                          {"posir.sort_iterations", "0"}});
+}
+
+TEST_CASE("posir: reordering mitigations move the evidence into StreamingLLM's window",
+          "[posir][reorder]") {
+  // Without reordering the 512-token window answers only the last bins (the case above). Both
+  // reorderings bring the evidence's document to the end of the context: attention sorting
+  // because the retrieval heads attend it most, AttnRank because the retriever ranks it first
+  // and the workload's last slot draws the most attention (its local heads). Every bin answers.
+  for (const std::string reorder : {"attention_sorting", "attnrank"}) {
+    DYNAMIC_SECTION(reorder) {
+      std::ostringstream progress;
+      run_config cfg =
+          test::suite_config("posir", {"streaming_llm:sinks=4,window=512"}, {2048}, reorder);
+      cfg.options.samples = 2;
+      cfg.options.seed = 3;
+      cfg.options.params["posir.bins"] = "5";
+      cfg.options.params["posir.reorder"] = reorder;
+      cfg.options.params["posir.documents"] = "8";
+      report r = run_benchmark(cfg, progress);
+      REQUIRE(r.records.size() == 5);
+      for (const auto& rec : r.records) {
+        INFO(rec.case_name << " " << rec.reason);
+        REQUIRE(rec.status == record_status::ok);
+        CHECK(rec.extra.at("reorder").at("kind") == reorder);
+        for (const auto& sample : rec.extra.at("samples"))
+          CHECK(sample.at("actual_depth").get<double>() > 0.8);
+      }
+      auto s = posir_summary(r);
+      REQUIRE(s.size() == 1);
+      CHECK(s[0].psi == 0.0);
+      CHECK(s[0].mean_accuracy == 100.0);
+      std::filesystem::remove_all(cfg.out_dir);
+    }
+  }
 }
 
 TEST_CASE("posir's mass probe runs on a trace with evidence spans", "[posir][trace]") {

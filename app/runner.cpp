@@ -45,7 +45,7 @@ const std::vector<std::string>& quick_preset_methods() {
       "duo:keep=0.25",               // retrieval / streaming head split
       "quest:keep=0.25",             // query-aware sparse reads (pages)
       "loki:keep=0.25",              // query-aware sparse reads (low-rank keys)
-      "kv_quant",                    // quantization
+      "kv_quant:bits=2",             // quantization (KIVI-2)
   };
   return specs;
 }

@@ -31,13 +31,16 @@ namespace attnbench::expected_attention {
 ///   vnorm       bool, default true: weight the expected attention by |v|.
 /// The queries are the model's own prompt queries, as kvpress's ExpectedAttentionPress takes
 /// them from the prompt's hidden states.
-/// Simplifications: the paper and kvpress take the statistics of the queries before RoPE and
-/// rotate them by the rotation averaged over the next 512 positions. The adapter is handed
-/// queries already rotated to their positions and is not told the rotary frequencies, so the
-/// statistics here are those of the rotated prompt queries, with no further rotation: exact in
-/// the channels RoPE leaves alone (three quarters of head_dim in the default workload); in the
-/// rotated channels the spread of positions shrinks the mean as the averaged rotation would, but
-/// around the prompt's positions rather than the next 512.
+///   future      int >= 1, default 512: future positions the averaged RoPE rotation spans
+///               (kvpress's n_future_positions).
+/// RoPE: where the source gives the keys' RoPE (attention_problem::rope: the workload, traces
+/// with token-index positions), each query is rotated back to its pre-RoPE form, the statistics
+/// are taken there and moved to the next `future` positions by the rotation averaged over them
+/// (mean R(p) over p in [n, n + future)): mu' = R mu, S' = R S R', as the paper and kvpress do.
+/// Simplifications: without a RoPE, and for a part of the prompt (the chunk wrapper's chunks,
+/// the decoding wrapper's buffer), the statistics are those of the queries as given (already
+/// rotated) with no further rotation; the paper's per-layer query statistics come from hidden
+/// states here they come from the prompt's queries themselves (the same thing in this harness).
 inline std::vector<param_def> schema() {
   auto params = budget_params(1024);
   params.push_back(int_param("sinks", 4, 0, std::int64_t{1} << 40,
@@ -47,6 +50,8 @@ inline std::vector<param_def> schema() {
                              "(0: all of them)"));
   params.push_back(bool_param("covariance", true, "include the query covariance term"));
   params.push_back(bool_param("vnorm", true, "weight the expected attention by the value norm"));
+  params.push_back(int_param("future", 512, 1, std::int64_t{1} << 30,
+                             "future positions the averaged RoPE rotation spans (positions)"));
   return params;
 }
 
@@ -76,6 +81,64 @@ inline void moments(const float* x, std::size_t row_stride, std::int64_t count, 
     for (std::size_t j = i; j < n; ++j) {
       const auto v = static_cast<float>(count > 0 ? c[i * n + j] / static_cast<double>(count) : 0);
       cov[i * n + j] = cov[j * n + i] = v;
+    }
+}
+
+/// Rotates x ([d], NeoX pairs (i, i + rotary_dims / 2)) by the angle -position * inv_freq[i]: a
+/// post-RoPE row back to its pre-RoPE form.
+inline void unrotate(float* x, std::int64_t position, int rotary_dims,
+                     const std::vector<double>& inv_freq) {
+  const int half = rotary_dims / 2;
+  for (int i = 0; i < half; ++i) {
+    const double a = static_cast<double>(position) * inv_freq[static_cast<std::size_t>(i)];
+    const double c = std::cos(a), s = std::sin(a);
+    const double x0 = x[i], x1 = x[i + half];
+    x[i] = static_cast<float>(x0 * c + x1 * s);
+    x[i + half] = static_cast<float>(-x0 * s + x1 * c);
+  }
+}
+
+/// The rotation averaged over positions [first, first + count): per rotary pair i the 2 x 2 block
+/// [[c, -s], [s, c]] with c, s the mean cosine and sine of position * inv_freq[i], applied to
+/// mean ([d]) and to cov ([d * d]) on both sides (cov -> R cov R').
+inline void rotate_to_future(std::vector<double>& mean, std::vector<float>& cov, int d,
+                             int rotary_dims, const std::vector<double>& inv_freq,
+                             std::int64_t first, std::int64_t count) {
+  const int half = rotary_dims / 2;
+  const auto n = static_cast<std::size_t>(d);
+  // R as a dense matrix (identity outside the rotary dims); d is a head_dim, so d^3 is small.
+  std::vector<double> r(n * n, 0.0);
+  for (std::size_t i = 0; i < n; ++i) r[i * n + i] = 1.0;
+  for (int i = 0; i < half; ++i) {
+    double c = 0, s = 0;
+    for (std::int64_t p = first; p < first + count; ++p) {
+      const double a = static_cast<double>(p) * inv_freq[static_cast<std::size_t>(i)];
+      c += std::cos(a);
+      s += std::sin(a);
+    }
+    c /= static_cast<double>(count);
+    s /= static_cast<double>(count);
+    const auto a = static_cast<std::size_t>(i), b = static_cast<std::size_t>(i + half);
+    r[a * n + a] = c;
+    r[a * n + b] = -s;
+    r[b * n + a] = s;
+    r[b * n + b] = c;
+  }
+  std::vector<double> m(n, 0.0), rc(n * n, 0.0);
+  for (std::size_t i = 0; i < n; ++i)
+    for (std::size_t j = 0; j < n; ++j) m[i] += r[i * n + j] * mean[j];
+  mean = m;
+  for (std::size_t i = 0; i < n; ++i)
+    for (std::size_t k = 0; k < n; ++k) {
+      const double rik = r[i * n + k];
+      if (rik == 0) continue;
+      for (std::size_t j = 0; j < n; ++j) rc[i * n + j] += rik * cov[k * n + j];
+    }
+  for (std::size_t i = 0; i < n; ++i)
+    for (std::size_t j = 0; j < n; ++j) {
+      double v = 0;
+      for (std::size_t k = 0; k < n; ++k) v += rc[i * n + k] * r[j * n + k];
+      cov[i * n + j] = static_cast<float>(v);
     }
 }
 

@@ -21,6 +21,7 @@ struct ea_config {
   std::int64_t window = 0;
   bool covariance = true;
   bool vnorm = true;
+  std::int64_t future = 512;
 };
 
 prompt_scores expected_attention_scores(const score_request& r, const ea_config& c) {
@@ -34,7 +35,27 @@ prompt_scores expected_attention_scores(const score_request& r, const ea_config&
   // The statistics come from the last `window` queries after the sinks (all of them when 0).
   const std::int64_t first =
       c.window > 0 ? std::max<std::int64_t>(sinks, tokens - c.window) : sinks;
-  const auto q_stride = static_cast<std::size_t>(r.q.heads) * static_cast<std::size_t>(d);
+  auto q_stride = static_cast<std::size_t>(r.q.heads) * static_cast<std::size_t>(d);
+  // With the keys' RoPE and the whole prompt (rows at positions 0 .. tokens - 1), the queries
+  // are rotated back to pre-RoPE, and their statistics moved to the next `future` positions.
+  const attention_problem* problem = r.problem;
+  const bool rope = problem && problem->rope && problem->rope->rotary_dims > 0 &&
+                    problem->rope->rotary_dims <= d &&
+                    tokens == problem->context_tokens;
+  std::vector<float> unrotated;
+  const float* q_base = r.q.data ? r.q.at(static_cast<int>(first), 0) : nullptr;
+  if (rope) {
+    const auto rows = static_cast<std::size_t>(tokens - first);
+    unrotated.resize(rows * q_stride);
+    for (std::size_t i = 0; i < rows; ++i)
+      for (int qh = 0; qh < r.q.heads; ++qh) {
+        float* x = unrotated.data() + i * q_stride + static_cast<std::size_t>(qh) * d;
+        std::copy_n(r.q.at(static_cast<int>(first + static_cast<std::int64_t>(i)), qh), d, x);
+        ea::unrotate(x, first + static_cast<std::int64_t>(i), problem->rope->rotary_dims,
+                     problem->rope->inv_freq);
+      }
+    q_base = unrotated.data();
+  }
   prompt_scores out;
   out.scores.assign(static_cast<std::size_t>(r.k.heads),
                     std::vector<float>(static_cast<std::size_t>(tokens)));
@@ -44,7 +65,11 @@ prompt_scores expected_attention_scores(const score_request& r, const ea_config&
     std::vector<float> cov;
     for (int g = 0; g < group; ++g) {
       const int qh = h * group + g;
-      ea::moments(r.q.at(static_cast<int>(first), qh), q_stride, tokens - first, d, mean, cov);
+      ea::moments(q_base + static_cast<std::size_t>(qh) * d, q_stride, tokens - first, d, mean,
+                  cov);
+      if (rope)
+        ea::rotate_to_future(mean, cov, d, problem->rope->rotary_dims, problem->rope->inv_freq,
+                             tokens, c.future);
       logits.resize(static_cast<std::size_t>(rest));
       for (std::int64_t j = 0; j < rest; ++j)
         logits[static_cast<std::size_t>(j)] = ea::expected_logit(
@@ -73,7 +98,8 @@ prompt_scores expected_attention_scores(const score_request& r, const ea_config&
 prompt_scorer make_expected_attention_scorer(const param_values& values) {
   prompt_scorer s;
   const ea_config c{values.get_int("sinks"), values.get_int("window"),
-                    values.get_bool("covariance"), values.get_bool("vnorm")};
+                    values.get_bool("covariance"), values.get_bool("vnorm"),
+                    values.get_int("future")};
   s.score = [c](const score_request& r) { return expected_attention_scores(r, c); };
   return s;
 }
@@ -91,6 +117,6 @@ ATTNBENCH_REGISTER_METHOD(attnbench::cpu::prompt_score_cpu_info(
      "Distribution",
      "per KV head, keep the sinks and the tokens of largest expected softmax weight under a "
      "Gaussian fit of the prompt's queries (mean and covariance), times the value norm",
-     "statistics of the queries as given (already rotated), with no averaged future RoPE "
-     "rotation: the adapter is not told the rotary frequencies",
+     "without the source's RoPE (and within a chunk or decoding wrapper) the statistics are "
+     "those of the rotated queries, with no averaged future rotation",
      attnbench::expected_attention::schema()}));

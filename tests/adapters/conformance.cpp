@@ -1041,9 +1041,10 @@ std::vector<conformance_row> conformance_table() {
        {"expected_attention:covariance=maybe", "parameter 'covariance'"},
        {"expected_attention:n_future_positions=512",
         "unknown parameter 'n_future_positions' (known: budget, keep, sinks, window, covariance, "
-        "vnorm)"}},
+        "vnorm, future)"},
+       {"expected_attention:future=0", "parameter 'future' = 0 is out of range"}},
       {{"expected_attention",
-        "expected_attention:budget=1024,covariance=true,sinks=4,vnorm=true,window=0"}},
+        "expected_attention:budget=1024,covariance=true,future=512,sinks=4,vnorm=true,window=0"}},
   });
   rows.push_back({
       "compactor",

@@ -110,3 +110,58 @@ TEST_CASE("expected_attention's window fits the statistics to the last queries",
   CHECK(test::kept_prompt_rows("expected_attention:budget=2,sinks=0,window=10", t, problem)[0] ==
         std::vector<std::int64_t>{3, 11});
 }
+
+TEST_CASE("expected_attention's RoPE: queries rotated back, statistics moved to the future",
+          "[adapters][expected_attention]") {
+  const int d = 8, rotary = 4;
+  const std::vector<double> inv_freq = {0.3, 0.05};
+  // unrotate undoes RoPE at the same position; only the rotary dims move.
+  const std::vector<float> x = {1.0f, -2.0f, 0.5f, 3.0f, 7.0f, -1.0f, 2.0f, 4.0f};
+  std::vector<float> rotated = x;
+  for (int i = 0; i < rotary / 2; ++i) {
+    const double a = 11.0 * inv_freq[static_cast<std::size_t>(i)];
+    const double x0 = x[static_cast<std::size_t>(i)], x1 = x[static_cast<std::size_t>(i + 2)];
+    rotated[static_cast<std::size_t>(i)] = static_cast<float>(x0 * std::cos(a) - x1 * std::sin(a));
+    rotated[static_cast<std::size_t>(i + 2)] =
+        static_cast<float>(x0 * std::sin(a) + x1 * std::cos(a));
+  }
+  std::vector<float> back = rotated;
+  expected_attention::unrotate(back.data(), 11, rotary, inv_freq);
+  for (int i = 0; i < d; ++i) CHECK(back[static_cast<std::size_t>(i)] == Approx(x[static_cast<std::size_t>(i)]).margin(1e-5));
+  // Averaged over one position the rotation is RoPE at that position: the mean turns with it
+  // and the covariance of a single direction stays that direction's outer product.
+  std::vector<double> mean(x.begin(), x.end());
+  std::vector<float> cov(static_cast<std::size_t>(d * d));
+  for (int i = 0; i < d; ++i)
+    for (int j = 0; j < d; ++j)
+      cov[static_cast<std::size_t>(i * d + j)] = x[static_cast<std::size_t>(i)] * x[static_cast<std::size_t>(j)];
+  expected_attention::rotate_to_future(mean, cov, d, rotary, inv_freq, 11, 1);
+  for (int i = 0; i < d; ++i) {
+    CHECK(mean[static_cast<std::size_t>(i)] == Approx(rotated[static_cast<std::size_t>(i)]).margin(1e-5));
+    for (int j = 0; j < d; ++j)
+      CHECK(cov[static_cast<std::size_t>(i * d + j)] ==
+            Approx(rotated[static_cast<std::size_t>(i)] * rotated[static_cast<std::size_t>(j)])
+                .margin(1e-4));
+  }
+  // Averaged over many positions a fast pair's mean shrinks towards zero, a slow pair's barely.
+  std::vector<double> m2(x.begin(), x.end());
+  std::vector<float> c2(static_cast<std::size_t>(d * d), 0.0f);
+  expected_attention::rotate_to_future(m2, c2, d, rotary, {3.0, 1e-4}, 100, 512);
+  CHECK(std::hypot(m2[0], m2[2]) < 0.1 * std::hypot(x[0], x[2]));
+  CHECK(std::hypot(m2[1], m2[3]) == Approx(std::hypot(x[1], x[3])).epsilon(0.01));
+  CHECK(m2[4] == Approx(x[4]));
+}
+
+TEST_CASE("expected_attention with a RoPE of zero frequencies keeps what it keeps without one",
+          "[adapters][expected_attention]") {
+  const model_shape shape{"test", 1, 4, 2, 16};
+  auto t = test::random_qkv(shape, 41, 12);
+  auto problem = test::make_problem(shape, 40, 41);
+  const auto plain = test::kept_prompt_rows("expected_attention:budget=9", t, problem);
+  problem.rope = rotary_embedding{8, {0.0, 0.0, 0.0, 0.0}};
+  CHECK(test::kept_prompt_rows("expected_attention:budget=9", t, problem) == plain);
+  // A real RoPE changes the statistics (the queries of random_qkv are not rotated, so undoing a
+  // rotation they never had moves them).
+  problem.rope = rotary_embedding{8, {1.0, 0.5, 0.1, 0.01}};
+  CHECK(test::kept_prompt_rows("expected_attention:budget=9", t, problem) != plain);
+}

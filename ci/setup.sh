@@ -36,11 +36,16 @@ if command -v nvidia-smi >/dev/null && nvidia-smi -L 2>/dev/null | grep -q '^GPU
 what=${ATTNBENCH_SETUP:-all}
 tests=ON
 targets=()
+unity=OFF
 if [[ $what == run ]]; then
+  # A one-off build: the adapters as unity batches (ATTNBENCH_UNITY_ADAPTERS) parse their shared
+  # headers once per batch.
   tests=OFF
+  unity=ON
   targets=(--target attnbench)
 fi
 jobs=$(nproc)
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DATTNBENCH_ENABLE_CUDA=$cuda \
-  -DATTNBENCH_BUILD_TESTS=$tests -DATTNBENCH_BUILD_BENCHMARKS=$tests ${ATTNBENCH_CMAKE_ARGS:-}
+  -DATTNBENCH_BUILD_TESTS=$tests -DATTNBENCH_BUILD_BENCHMARKS=$tests \
+  -DATTNBENCH_UNITY_ADAPTERS=$unity ${ATTNBENCH_CMAKE_ARGS:-}
 cmake --build build -j"$jobs" "${targets[@]}"

@@ -243,6 +243,8 @@ struct method_registrar {
 
 /// Registers a method: ATTNBENCH_REGISTER_METHOD(make_info_expression). The expression yields a
 /// method_info. Put it in the .cpp/.cu next to the class; the library must be an OBJECT library.
+/// The registrar's name is unique per translation unit (__COUNTER__), so a unity build may put
+/// several adapters in one.
 #define ATTNBENCH_REGISTER_METHOD(...)                                                      \
   static const ::attnbench::method_registrar ATTNBENCH_CONCAT_(attnbench_method_registrar_, \
-                                                               __LINE__)(__VA_ARGS__)
+                                                               __COUNTER__)(__VA_ARGS__)

@@ -5,17 +5,12 @@
 #include <cstdint>
 #include <vector>
 
+#include "adapters/common/cpu/block_summaries_cpu.hpp"
 #include "adapters/anchor/anchor.hpp"
 #include "adapters/common/cpu/cache_method_cpu.hpp"
 
 namespace attnbench::cpu {
 namespace {
-
-float dot(const float* a, const float* b, int d) {
-  float s = 0.0f;
-  for (int x = 0; x < d; ++x) s += a[x] * b[x];
-  return s;
-}
 
 class anchor_method final : public cache_method {
  public:

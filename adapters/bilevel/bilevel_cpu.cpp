@@ -13,12 +13,12 @@ namespace attnbench::cpu {
 
 namespace {
 
-struct head_state {
+struct bilevel_head_state {
   std::vector<float> means;     // [complete regions, head_dim]
   std::vector<float> affinity;  // [regions] scratch
 };
 
-class bilevel_cpu final : public per_head_sparse<head_state> {
+class bilevel_cpu final : public per_head_sparse<bilevel_head_state> {
  public:
   explicit bilevel_cpu(const param_values& values)
       : per_head_sparse(values),
@@ -27,7 +27,7 @@ class bilevel_cpu final : public per_head_sparse<head_state> {
  protected:
   void select_rows(int, int head, const float* q, std::int64_t visible,
                    row_selection& out) override {
-    head_state& st = head_state_of(head);
+    bilevel_head_state& st = head_state_of(head);
     const int group = m_shape.group_size(), d = m_shape.head_dim;
     // The current region, clipped to the budget, then whole routed regions before it.
     const std::int64_t current = (visible - 1) / m_region;
@@ -54,7 +54,7 @@ class bilevel_cpu final : public per_head_sparse<head_state> {
 
   // Mean keys of the regions complete within rows' first rows.count rows.
   void extend_index(int head, const kv_rows& rows) override {
-    head_state& st = head_state_of(head);
+    bilevel_head_state& st = head_state_of(head);
     const auto d = static_cast<std::size_t>(m_shape.head_dim);
     const auto done = static_cast<std::int64_t>(st.means.size() / d);
     const std::int64_t target = rows.count / m_region;

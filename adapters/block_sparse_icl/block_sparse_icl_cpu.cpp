@@ -12,13 +12,13 @@
 namespace attnbench::cpu {
 namespace {
 
-struct head_state {
+struct block_sparse_icl_head_state {
   bool retrieved = false;
   std::int64_t pool_end = 0;                                  // rows from here on are always read
   std::vector<std::pair<std::int64_t, std::int64_t>> picked;  // retrieved groups, sorted
 };
 
-class block_sparse_icl_method final : public per_head_sparse<head_state> {
+class block_sparse_icl_method final : public per_head_sparse<block_sparse_icl_head_state> {
  public:
   explicit block_sparse_icl_method(const param_values& values)
       : per_head_sparse(values),
@@ -56,7 +56,7 @@ class block_sparse_icl_method final : public per_head_sparse<head_state> {
   // Rows are positions (the cache never evicts).
   void select_rows(int, int head, const float* q, std::int64_t visible,
                    row_selection& out) override {
-    head_state& st = head_state_of(head);
+    block_sparse_icl_head_state& st = head_state_of(head);
     const std::int64_t anchor_end = std::min(m_group, m_budget);
     if (!st.retrieved) retrieve(head, q, visible, anchor_end, st, out);
     out.add(0, anchor_end);
@@ -68,7 +68,7 @@ class block_sparse_icl_method final : public per_head_sparse<head_state> {
   // The one retrieval: groups [g * group, (g + 1) * group) of the pool [group, pool_end), scored
   // by the query against their mean key; the best ones that fit the budget, in order.
   void retrieve(int head, const float* q, std::int64_t visible, std::int64_t anchor_end,
-                head_state& st, row_selection& out) {
+                block_sparse_icl_head_state& st, row_selection& out) {
     const int group = m_shape.group_size(), d = m_shape.head_dim;
     const kv_rows rows = m_cache.rows(head);
     const std::int64_t window = std::min(m_window, m_budget - anchor_end);

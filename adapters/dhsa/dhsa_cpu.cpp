@@ -14,7 +14,7 @@ namespace attnbench::cpu {
 
 namespace {
 
-struct head_state {
+struct dhsa_head_state {
   std::vector<std::int64_t> starts;  // [chunks] first row of each chunk
   std::vector<float> sums;           // [chunks, head_dim] key sums
   std::int64_t rows = 0;             // rows chunked so far
@@ -24,7 +24,7 @@ struct head_state {
   std::vector<float> partial;
 };
 
-class dhsa_cpu final : public per_head_sparse<head_state> {
+class dhsa_cpu final : public per_head_sparse<dhsa_head_state> {
  public:
   explicit dhsa_cpu(const param_values& values)
       : per_head_sparse(values),
@@ -35,7 +35,7 @@ class dhsa_cpu final : public per_head_sparse<head_state> {
  protected:
   void select_rows(int, int head, const float* q, std::int64_t visible,
                    row_selection& out) override {
-    head_state& st = head_state_of(head);
+    dhsa_head_state& st = head_state_of(head);
     const int group = m_shape.group_size(), d = m_shape.head_dim;
     const auto dim = static_cast<std::size_t>(d);
     const kv_rows rows = m_cache.rows(head);
@@ -88,14 +88,14 @@ class dhsa_cpu final : public per_head_sparse<head_state> {
 
  private:
 
-  static std::int64_t chunk_end(const head_state& st, std::int64_t c) {
+  static std::int64_t chunk_end(const dhsa_head_state& st, std::int64_t c) {
     const auto next = static_cast<std::size_t>(c + 1);
     return next < st.starts.size() ? st.starts[next] : st.rows;
   }
 
   // Chunks the rows [st.rows, rows.count), extending the open chunk or starting new ones.
   void extend_index(int head, const kv_rows& rows) override {
-    head_state& st = head_state_of(head);
+    dhsa_head_state& st = head_state_of(head);
     const int d = m_shape.head_dim;
     const auto dim = static_cast<std::size_t>(d);
     for (std::int64_t t = st.rows; t < rows.count; ++t) {

@@ -54,7 +54,7 @@ class device_cache {
   std::uint64_t m_misses = 0;
 };
 
-struct head_state {
+struct infinite_hip_head_state {
   std::array<std::vector<infinite_hip::chunk>, infinite_hip::stages> stage_out;
   std::vector<infinite_hip::chunk> input;  // scratch: the first stage's candidates
   std::int64_t steps = 0;                  // selections made (decode steps past the budget)
@@ -90,7 +90,7 @@ class infinite_hip_method final : public cache_method {
 
  protected:
   std::int64_t plan(const attention_problem& problem) override {
-    m_heads.assign(static_cast<std::size_t>(problem.shape.kv_heads), head_state{});
+    m_heads.assign(static_cast<std::size_t>(problem.shape.kv_heads), infinite_hip_head_state{});
     for (auto& st : m_heads) st.device = device_cache(m_device);
     return resolve_budget(m_values, problem.context_tokens);
   }
@@ -100,7 +100,7 @@ class infinite_hip_method final : public cache_method {
   // New rows are produced on the device: the prompt in order (leaving its last `device` rows),
   // then each decoded token.
   void extend_index(int head, const kv_rows& rows) override {
-    head_state& st = m_heads[static_cast<std::size_t>(head)];
+    infinite_hip_head_state& st = m_heads[static_cast<std::size_t>(head)];
     for (; st.written < rows.count; ++st.written) st.device.write(st.written);
   }
 
@@ -108,7 +108,7 @@ class infinite_hip_method final : public cache_method {
   // device cache sees the scored keys and the rows read, in that order.
   void attend_head(int query, int head, const float* q, std::int64_t visible, float* out,
                    sparse_work& work) override {
-    head_state& st = m_heads[static_cast<std::size_t>(head)];
+    infinite_hip_head_state& st = m_heads[static_cast<std::size_t>(head)];
     st.scored.clear();
     cache_method::attend_head(query, head, q, visible, out, work);
     for (auto row : st.scored) st.device.use(row);
@@ -118,7 +118,7 @@ class infinite_hip_method final : public cache_method {
 
   void select_rows(int, int head, const float* q, std::int64_t visible,
                    row_selection& out) override {
-    head_state& st = m_heads[static_cast<std::size_t>(head)];
+    infinite_hip_head_state& st = m_heads[static_cast<std::size_t>(head)];
     const int group = m_shape.group_size(), d = m_shape.head_dim;
     const kv_rows rows = m_cache.rows(head);
     const std::int64_t sinks = std::min(m_sinks, m_budget);
@@ -161,7 +161,7 @@ class infinite_hip_method final : public cache_method {
  private:
   param_values m_values;
   std::int64_t m_sinks, m_window, m_chunk, m_refresh, m_device;
-  std::vector<head_state> m_heads;  // per KV head (heads run on different threads)
+  std::vector<infinite_hip_head_state> m_heads;  // per KV head (heads run on different threads)
 };
 
 }  // namespace

@@ -14,13 +14,13 @@ namespace attnbench::cpu {
 
 namespace {
 
-struct head_state {
+struct longheads_head_state {
   std::vector<float> summaries;  // [complete chunks, head_dim]
   std::vector<float> scores;     // [middle chunks] scratch
   std::vector<float> weights;    // [chunk] scratch of the summary
 };
 
-class longheads_cpu final : public per_head_sparse<head_state> {
+class longheads_cpu final : public per_head_sparse<longheads_head_state> {
  public:
   explicit longheads_cpu(const param_values& values)
       : per_head_sparse(values),
@@ -29,7 +29,7 @@ class longheads_cpu final : public per_head_sparse<head_state> {
  protected:
   void select_rows(int, int head, const float* q, std::int64_t visible,
                    row_selection& out) override {
-    head_state& st = head_state_of(head);
+    longheads_head_state& st = head_state_of(head);
     const int group = m_shape.group_size(), d = m_shape.head_dim;
     // The query's chunk (clipped to the budget), then the first chunk, then whole middle chunks.
     const std::int64_t last_begin = std::max((visible - 1) / m_chunk * m_chunk, visible - m_budget);
@@ -59,7 +59,7 @@ class longheads_cpu final : public per_head_sparse<head_state> {
 
   // Summaries of the chunks complete within rows' first rows.count rows.
   void extend_index(int head, const kv_rows& rows) override {
-    head_state& st = head_state_of(head);
+    longheads_head_state& st = head_state_of(head);
     const auto d = static_cast<std::size_t>(m_shape.head_dim);
     const auto done = static_cast<std::int64_t>(st.summaries.size() / d);
     const std::int64_t target = rows.count / m_chunk;

@@ -20,7 +20,7 @@ struct candidate {
   std::int64_t begin, end;
 };
 
-struct head_state {
+struct ltri_head_state {
   std::vector<std::int64_t> starts;        // [spans] first row of each span
   std::vector<double> mass;                // [spans] summed in-span mass of its tokens
   std::vector<std::int64_t> vector_begin;  // [closed spans + 1] offsets into `vectors`
@@ -33,7 +33,7 @@ struct head_state {
   std::vector<std::pair<std::int64_t, std::int64_t>> chosen;
 };
 
-class ltri_cpu final : public per_head_sparse<head_state> {
+class ltri_cpu final : public per_head_sparse<ltri_head_state> {
  public:
   explicit ltri_cpu(const param_values& values)
       : per_head_sparse(values),
@@ -47,7 +47,7 @@ class ltri_cpu final : public per_head_sparse<head_state> {
  protected:
   void select_rows(int, int head, const float* q, std::int64_t visible,
                    row_selection& out) override {
-    head_state& st = head_state_of(head);
+    ltri_head_state& st = head_state_of(head);
     const auto dim = static_cast<std::size_t>(m_shape.head_dim);
     const int group = m_shape.group_size();
     const kv_rows rows = m_cache.rows(head);
@@ -111,12 +111,12 @@ class ltri_cpu final : public per_head_sparse<head_state> {
 
  private:
 
-  static std::int64_t span_end(const head_state& st, std::size_t c) {
+  static std::int64_t span_end(const ltri_head_state& st, std::size_t c) {
     return c + 1 < st.starts.size() ? st.starts[c + 1] : st.rows;
   }
 
   // Mean in-span mass over the span's tokens after its first (the first has no span before it).
-  static double confidence(const head_state& st, std::size_t c) {
+  static double confidence(const ltri_head_state& st, std::size_t c) {
     const std::int64_t n = span_end(st, c) - st.starts[c] - 1;
     return n > 0 ? st.mass[c] / static_cast<double>(n) : 0.0;
   }
@@ -136,7 +136,7 @@ class ltri_cpu final : public per_head_sparse<head_state> {
     }
   }
 
-  void close_span(head_state& st, const kv_rows& rows) {
+  void close_span(ltri_head_state& st, const kv_rows& rows) {
     const std::size_t c = st.closed;
     const std::int64_t length = span_end(st, c) - st.starts[c];
     const int n = ltri::index_vectors(confidence(st, c), m_vectors, length, m_span_min);
@@ -148,7 +148,7 @@ class ltri_cpu final : public per_head_sparse<head_state> {
 
   // Cuts rows [st.rows, rows.count) into spans (ltri::starts_span on each key's affinity row).
   void extend_index(int head, const kv_rows& rows) override {
-    head_state& st = head_state_of(head);
+    ltri_head_state& st = head_state_of(head);
     const auto dim = static_cast<std::size_t>(m_shape.head_dim);
     if (st.vector_begin.empty()) st.vector_begin.push_back(0);
     for (std::int64_t t = st.rows; t < rows.count; ++t) {

@@ -16,14 +16,14 @@ namespace attnbench::cpu {
 
 namespace {
 
-struct head_state {
+struct nsa_head_state {
   std::vector<float> means;       // [compression blocks, head_dim] mean keys
   std::vector<float> probs;       // [compression blocks] scratch: summed over the group
   std::vector<float> logits;      // [compression blocks] scratch
   std::vector<float> importance;  // [selection blocks] scratch
 };
 
-class nsa_cpu final : public per_head_sparse<head_state> {
+class nsa_cpu final : public per_head_sparse<nsa_head_state> {
  public:
   explicit nsa_cpu(const param_values& values)
       : per_head_sparse(values),
@@ -40,7 +40,7 @@ class nsa_cpu final : public per_head_sparse<head_state> {
 
   void select_rows(int, int head, const float* q, std::int64_t visible,
                    row_selection& out) override {
-    head_state& st = head_state_of(head);
+    nsa_head_state& st = head_state_of(head);
     const int group = m_shape.group_size(), d = m_shape.head_dim;
     const std::int64_t window_begin = visible - m_split.window;
     const std::int64_t blocks = std::min(m_split.blocks, (window_begin + m_block - 1) / m_block);
@@ -77,7 +77,7 @@ class nsa_cpu final : public per_head_sparse<head_state> {
 
   // Mean keys of the compression blocks complete within rows' first rows.count rows.
   void extend_index(int head, const kv_rows& rows) override {
-    head_state& st = head_state_of(head);
+    nsa_head_state& st = head_state_of(head);
     const auto d = static_cast<std::size_t>(m_shape.head_dim);
     const std::int64_t done = static_cast<std::int64_t>(st.means.size() / d);
     const std::int64_t target = nsa::complete_compressed(rows.count, m_compress, m_stride);
@@ -95,7 +95,7 @@ class nsa_cpu final : public per_head_sparse<head_state> {
   }
 
   // st.probs[i] = sum over the group of softmax_i(scale * q_g . mean_i), i < compressed.
-  void compressed_probabilities(head_state& st, const float* q, std::int64_t compressed) const {
+  void compressed_probabilities(nsa_head_state& st, const float* q, std::int64_t compressed) const {
     const auto d = static_cast<std::size_t>(m_shape.head_dim);
     const auto n = static_cast<std::size_t>(compressed);
     st.probs.assign(n, 0.0f);

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "adapters/common/cpu/block_summaries_cpu.hpp"
 #include "adapters/common/cpu/cache_method_cpu.hpp"
 #include "adapters/routing/routing.hpp"
 
@@ -23,12 +24,6 @@ std::uint64_t splitmix64(std::uint64_t& state) {
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
   return z ^ (z >> 31);
-}
-
-float dot(const float* a, const float* b, int d) {
-  float s = 0;
-  for (int i = 0; i < d; ++i) s += a[i] * b[i];
-  return s;
 }
 
 void normalize(float* x, int d) {

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "adapters/common/cpu/block_summaries_cpu.hpp"
 #include "adapters/common/cpu/attention_scores.hpp"
 #include "adapters/common/cpu/cache_method_cpu.hpp"
 #include "adapters/common/cpu/calibration_cpu.hpp"
@@ -60,13 +61,6 @@ float inverse_norm(const float* x, int d) {
 #pragma omp simd reduction(+ : s)
   for (int i = 0; i < d; ++i) s += x[i] * x[i];
   return s > 0 ? 1.0f / std::sqrt(s) : 0.0f;
-}
-
-float dot(const float* a, const float* b, int d) {
-  float s = 0;
-#pragma omp simd reduction(+ : s)
-  for (int i = 0; i < d; ++i) s += a[i] * b[i];
-  return s;
 }
 
 // Whether unit rows (c_k, c_v) are redundant to one of the `count` unit rows of (kept_k,

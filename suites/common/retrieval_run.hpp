@@ -73,6 +73,26 @@ retrieval_result run_retrieval(const retrieval_model& model, const method_instan
                                const std::vector<int>& context, const std::vector<int>& question,
                                int answer_tokens, std::int64_t mass_position);
 
+/// Attention Buckets' merge of the passes' next-token logits ("Fortify the Shortest Stave in
+/// Attention", Chen et al.; the rule of the authors' released code): pass j's logits z_j weigh
+/// w_j = softmax over the passes of max_v z_j[v] (the more confident pass counts more), and the
+/// merged logits are sum_j w_j z_j (float64, returned as float). One pass: its logits unchanged.
+/// Throws bad_input on no pass or passes of different sizes.
+std::vector<float> merge_bucket_logits(const std::vector<std::vector<float>>& pass_logits);
+
+/// run_retrieval through Attention Buckets: one pass per model of `passes` (the same workload,
+/// each with its own RoPE base), each with its own adapters of `method` (its own cache),
+/// prefilled and decoded in lockstep; every answer token is the argmax (lowest id on ties) of
+/// merge_bucket_logits over the passes, fed back to every pass. needle_mass is the first pass's;
+/// cache bytes and reads are summed over the passes (dense_bytes: one dense cache per pass),
+/// resident_tokens is their mean.
+retrieval_result run_bucket_retrieval(const std::vector<const retrieval_model*>& passes,
+                                      const method_instance& method, const exec_context& exec,
+                                      const calibration_source* maybe_calibration, run_mode mode,
+                                      const std::vector<int>& context,
+                                      const std::vector<int>& question, int answer_tokens,
+                                      std::int64_t mass_position);
+
 /// Peak host bytes of run_retrieval for a prompt of `tokens`: the dense K/V of every layer plus
 /// one layer's Q/K/V projection.
 std::uint64_t retrieval_case_bytes(const model_shape& shape, std::int64_t tokens);
@@ -104,10 +124,13 @@ struct niah_outcome {
 };
 /// `maybe_edit`, when given, rewrites the prompt before it runs (a suite that reorders the
 /// context, posir's attention sorting): it must keep needle_begin and value_begin pointing at
-/// the needle; `sample` then gets the edited actual_depth.
+/// the needle; `sample` then gets the edited actual_depth. `bucket_passes`, when not empty, runs
+/// the prompt through run_bucket_retrieval over those models instead of ctx.model (posir's
+/// attention buckets).
 niah_outcome run_niah_sample(const run_context& ctx, const method_instance& method,
                              std::int64_t length, double depth, haystack_kind haystack,
                              value_kind needle, std::uint64_t seed,
-                             const std::function<void(niah_sample&)>& maybe_edit = {});
+                             const std::function<void(niah_sample&)>& maybe_edit = {},
+                             const std::vector<const retrieval_model*>& bucket_passes = {});
 
 }  // namespace attnbench

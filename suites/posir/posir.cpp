@@ -15,6 +15,7 @@
 
 #include "datasets/haystack.hpp"
 #include "harness/error.hpp"
+#include "harness/params.hpp"
 #include "suites/common/qkv_sources.hpp"
 #include "suites/common/retrieval_metrics.hpp"
 #include "suites/common/retrieval_run.hpp"
@@ -83,6 +84,55 @@ const char* name_of(reorder_kind k) {
     default:
       return "none";
   }
+}
+
+// Attention Buckets ("Fortify the Shortest Stave in Attention: Enhancing Context Awareness of
+// Large Language Models for Effective Tool Use", Chen et al., 2023), `posir.buckets`:
+//   none               one pass of the workload model.
+//   attention_buckets  the prompt runs through one copy of the workload model per RoPE base of
+//                      `posir.bucket_bases`, each copy with its own adapters of the method under
+//                      test; the copies are prefilled and decoded in lockstep and every answer
+//                      token is the argmax of the merged logits (merge_bucket_logits: each pass
+//                      weighted by the softmax over passes of its top logit, as the authors'
+//                      released code does), fed back to every copy.
+// The bases are given in the paper's units, for Llama-2's RoPE base 10000 (default: the set the
+// authors release for ToolBench, 10000, 17500, 18000, 19000, 20000, 25000), and scaled by the
+// workload's rope_base / 10000, so the default runs bases 500000 .. 1250000 (the first is the
+// workload's own). The paper picks its set by a search on validation data; we keep theirs.
+enum class buckets_kind { none, attention_buckets };
+
+constexpr const char* k_default_bucket_bases = "10000,17500,18000,19000,20000,25000";
+constexpr double k_paper_rope_base = 10000.0;
+constexpr int k_max_bucket_passes = 16;
+
+buckets_kind buckets_of(const run_options& o) {
+  auto it = o.params.find("posir.buckets");
+  if (it == o.params.end() || it->second == "none") return buckets_kind::none;
+  if (it->second == "attention_buckets") return buckets_kind::attention_buckets;
+  ATTNBENCH_BAD_INPUT("--param posir.buckets='" << it->second
+                                                << "' is not one of: none, attention_buckets");
+}
+
+// The bases of `posir.bucket_bases` (paper units), validated: 1 to 16 numbers in [100, 1e9].
+std::vector<double> bucket_bases_of(const run_options& o) {
+  auto it = o.params.find("posir.bucket_bases");
+  const std::string text = it == o.params.end() ? k_default_bucket_bases : it->second;
+  std::vector<double> bases;
+  std::size_t at = 0;
+  while (true) {
+    const std::size_t comma = text.find(',', at);
+    const std::string item = text.substr(at, comma == std::string::npos ? comma : comma - at);
+    const auto v = parse_real(item);
+    if (!v || !(*v >= 100 && *v <= 1e9) ||
+        bases.size() == static_cast<std::size_t>(k_max_bucket_passes))
+      ATTNBENCH_BAD_INPUT("--param posir.bucket_bases='"
+                          << text << "' is not a comma list of 1 to " << k_max_bucket_passes
+                          << " RoPE bases in [100, 1e9] (paper units, base 10000)");
+    bases.push_back(*v);
+    if (comma == std::string::npos) break;
+    at = comma + 1;
+  }
+  return bases;
 }
 
 // AttnRank's calibration set: a few prompts (the paper uses a small calibration set), needles
@@ -264,7 +314,15 @@ class posir_suite final : public length_axis_suite {
   }
   bool reads_traces() const override { return true; }
   std::vector<std::string> param_names() const override {
-    return {"bins", "placement", "reorder", "documents", "sort_iterations"};
+    return {"bins",    "placement",   "reorder", "documents", "sort_iterations",
+            "buckets", "bucket_bases"};
+  }
+
+  std::uint64_t estimate_bytes(const suite_case& c, const run_options& o) const override {
+    // Attention buckets hold one cache per pass.
+    const buckets_settings buckets(o);
+    const std::uint64_t passes = buckets.kind == buckets_kind::none ? 1 : buckets.bases.size();
+    return passes * length_axis_suite::estimate_bytes(c, o);
   }
 
   std::map<std::string, metric_info> metrics() const override {
@@ -281,6 +339,7 @@ class posir_suite final : public length_axis_suite {
     const int bins = quick_bins(o);
     uniform_placement(o);
     static_cast<void>(reorder_settings{o});
+    static_cast<void>(buckets_settings{o});
     if (!o.trace.empty()) return trace_cases(o, bins);
     const std::vector<axis_def> a = axes();
     std::vector<std::int64_t> bin_list = int64_values(o, "posir", a[1]);
@@ -331,6 +390,25 @@ class posir_suite final : public length_axis_suite {
       maybe_edit = [&](niah_sample& sample) { attnrank(sample, reorder.documents, *profile); };
     }
 
+    const buckets_settings buckets(o);
+    std::vector<std::shared_ptr<const retrieval_model>> bucket_models;
+    std::vector<const retrieval_model*> bucket_passes;
+    std::vector<double> scaled_bases;
+    if (buckets.kind == buckets_kind::attention_buckets)
+      for (double base : buckets.bases) {
+        workload_config config = ctx.model->config();
+        config.rope_base = base * ctx.model->config().rope_base / k_paper_rope_base;
+        const model_shape& shape = ctx.model->shape();
+        const std::string key = config.to_json().dump() + "/" + std::to_string(shape.layers) + "/" +
+                                std::to_string(shape.q_heads) + "/" +
+                                std::to_string(shape.kv_heads) + "/" +
+                                std::to_string(shape.head_dim);
+        bucket_models.push_back(m_bucket_models.get(
+            key, [&] { return std::make_shared<const retrieval_model>(shape, config); }));
+        bucket_passes.push_back(bucket_models.back().get());
+        scaled_bases.push_back(config.rope_base);
+      }
+
     retrieval_accumulator acc;
     nlohmann::json per_sample = nlohmann::json::array();
     for (int s = 0; s < samples; ++s) {
@@ -338,8 +416,8 @@ class posir_suite final : public length_axis_suite {
       rng place(hash_seed(seed, "posir.placement"));
       const double u = uniform ? place.uniform() : 0.5;
       const double depth = (bin + u) / bins;
-      niah_outcome r =
-          run_niah_sample(ctx, method, length, depth, haystack, needle, seed, maybe_edit);
+      niah_outcome r = run_niah_sample(ctx, method, length, depth, haystack, needle, seed,
+                                       maybe_edit, bucket_passes);
       acc.add(r.score, r.result);
       r.sample["target_depth"] = depth;
       per_sample.push_back(std::move(r.sample));
@@ -359,6 +437,17 @@ class posir_suite final : public length_axis_suite {
                               {"profile", *profile},
                               {"profile_prompts", k_profile_prompts},
                               {"ranked_by", "TF-IDF overlap with the question"}};
+    if (buckets.kind == buckets_kind::attention_buckets)
+      rec.extra["buckets"] = {
+          {"kind", "attention_buckets"},
+          {"paper_bases", buckets.bases},
+          {"rope_bases", scaled_bases},
+          {"scaled_by", ctx.model->config().rope_base / k_paper_rope_base},
+          {"passes", scaled_bases.size()},
+          {"merge",
+           "next token = argmax of sum_j w_j logits_j, w = softmax over passes of each pass's "
+           "top logit; every pass prefilled and decoded in lockstep with its own cache"},
+          {"needle_mass_from", "the first pass"}};
   }
 
  private:
@@ -375,6 +464,25 @@ class posir_suite final : public length_axis_suite {
                       "--param posir.reorder needs the workload model, not --trace");
     }
   };
+
+  // posir.buckets and its bases, validated.
+  struct buckets_settings {
+    buckets_kind kind;
+    std::vector<double> bases;
+    explicit buckets_settings(const run_options& o) : kind(buckets_of(o)) {
+      auto given = o.params.find("posir.bucket_bases");
+      ATTNBENCH_CHECK(kind != buckets_kind::none || given == o.params.end(), bad_input,
+                      "--param posir.bucket_bases='"
+                          << (given == o.params.end() ? "" : given->second)
+                          << "' needs --param posir.buckets=attention_buckets");
+      ATTNBENCH_CHECK(kind == buckets_kind::none || o.trace.empty(), bad_input,
+                      "--param posir.buckets needs the workload model, not --trace");
+      if (kind != buckets_kind::none) bases = bucket_bases_of(o);
+    }
+  };
+
+  // The workload model at each bucket's RoPE base, built once per configuration.
+  mutable shared_results<retrieval_model> m_bucket_models;
 
   // AttnRank's position profiles, measured once per (length, haystack, needle, documents, seed).
   mutable shared_results<std::vector<double>> m_profiles;

@@ -5,9 +5,12 @@
 #include <sstream>
 
 #include "app/runner.hpp"
+#include "datasets/haystack.hpp"
+#include "datasets/retrieval_model.hpp"
 #include "harness/error.hpp"
 #include "reports/posir_summary.hpp"
 #include "suite_test_util.hpp"
+#include "suites/common/retrieval_run.hpp"
 
 using namespace attnbench;
 
@@ -153,7 +156,25 @@ TEST_CASE("posir rejects bad parameters as bad input", "[posir]") {
                           {"posir.placement", "left"},
                           {"posir.reorder", "shuffle"},
                           {"posir.documents", "1"},
-                          {"posir.sort_iterations", "0"}});
+                          {"posir.sort_iterations", "0"},
+                          {"posir.buckets", "all"},
+                          {"posir.bucket_bases", "10000"}});  // without posir.buckets
+  run_config cfg = test::suite_config("posir", {"dense"}, {512}, "bad_bases");
+  for (const std::string bases : {"x", "50", "10000,,20000", "10000,2e9",
+                                  "1e4,1e4,1e4,1e4,1e4,1e4,1e4,1e4,1e4,1e4,1e4,1e4,1e4,1e4,1e4,"
+                                  "1e4,1e4"}) {
+    std::ostringstream progress;
+    cfg.options.params = {{"posir.buckets", "attention_buckets"}, {"posir.bucket_bases", bases}};
+    try {
+      run_benchmark(cfg, progress);
+      FAIL("accepted posir.bucket_bases=" << bases);
+    } catch (const error& e) {
+      CHECK(e.id() == error_id::bad_input);
+      CHECK(std::string(e.what()).find(bases) != std::string::npos);
+      CHECK(std::string(e.what()).find('\n') == std::string::npos);
+    }
+  }
+  CHECK_FALSE(std::filesystem::exists(cfg.out_dir));
 }
 
 TEST_CASE("posir: reordering mitigations move the evidence into StreamingLLM's window",
@@ -210,4 +231,101 @@ TEST_CASE("posir's mass probe runs on a trace with evidence spans", "[posir][tra
   CHECK(r.records[1].metrics.at("evidence_read") == 0.0);  // the evidence left the window
   CHECK(posir_summary(r).empty());                         // no accuracy to summarize
   std::filesystem::remove_all(cfg.out_dir);
+}
+
+TEST_CASE("attention buckets: the merge weighs each pass by the softmax of its top logit",
+          "[posir][buckets]") {
+  // Tops 2 and 3: w = (1, e) / (1 + e); merged = w0 (0, 2, 1) + w1 (3, 0, 0).
+  const double e = std::exp(1.0);
+  auto m = merge_bucket_logits({{0.0f, 2.0f, 1.0f}, {3.0f, 0.0f, 0.0f}});
+  REQUIRE(m.size() == 3);
+  CHECK(m[0] == Approx(3 * e / (1 + e)));
+  CHECK(m[1] == Approx(2 / (1 + e)));
+  CHECK(m[2] == Approx(1 / (1 + e)));
+  // Equally confident passes average; a single pass comes back unchanged, bit for bit.
+  auto avg = merge_bucket_logits({{4.0f, 1.0f}, {0.0f, 4.0f}});
+  CHECK(avg[0] == Approx(2.0));
+  CHECK(avg[1] == Approx(2.5));
+  const std::vector<float> one{0.1f, -3.7f, 2.25f};
+  CHECK(merge_bucket_logits({one}) == one);
+  // The more confident pass decides where a plain mean would not: tops 2 and 4, w = (e^2, e^4)
+  // / z = (.119, .881); the mean (1, -.5) picks token 0, the merge (.24, 2.93) token 1.
+  auto c = merge_bucket_logits({{2.0f, -5.0f}, {0.0f, 4.0f}});
+  const double w0 = 1 / (1 + std::exp(2.0));
+  CHECK(c[0] == Approx(2 * w0));
+  CHECK(c[1] == Approx(-5 * w0 + 4 * (1 - w0)));
+  CHECK(c[1] > c[0]);
+  CHECK_THROWS_AS(merge_bucket_logits({}), error);
+  CHECK_THROWS_AS(merge_bucket_logits({{1.0f}, {1.0f, 2.0f}}), error);
+}
+
+TEST_CASE("attention buckets: one pass at the workload's base is the plain run, bit for bit",
+          "[posir][buckets]") {
+  const model_shape shape = shape_preset("small");
+  const workload_config config;
+  const retrieval_model model(shape, config);
+  const retrieval_model copy(shape, config);  // built apart, as posir builds its passes
+  const niah_sample s = make_niah(2048, 0.3, haystack_kind::essay, value_kind::number, 11);
+  for (const std::string spec : {"dense", "streaming_llm:sinks=4,window=256", "snapkv:keep=0.25"})
+    for (run_mode mode : {run_mode::query_aware, run_mode::query_agnostic}) {
+      INFO(spec << " " << static_cast<int>(mode));
+      const method_instance m = resolve_method(spec, "cpu");
+      const auto plain = run_retrieval(model, m, exec_context{}, nullptr, mode, s.context,
+                                       s.question, s.answer_tokens, s.value_begin);
+      const auto bucket = run_bucket_retrieval({&copy}, m, exec_context{}, nullptr, mode, s.context,
+                                               s.question, s.answer_tokens, s.value_begin);
+      CHECK(bucket.generated == plain.generated);
+      CHECK(bucket.needle_mass == plain.needle_mass);
+      CHECK(bucket.resident_bytes == plain.resident_bytes);
+      CHECK(bucket.resident_tokens == plain.resident_tokens);
+      CHECK(bucket.keys_scored == plain.keys_scored);
+      CHECK(bucket.dense_bytes == plain.dense_bytes);
+      // Two passes hold two caches.
+      const auto two = run_bucket_retrieval({&model, &copy}, m, exec_context{}, nullptr, mode,
+                                            s.context, s.question, s.answer_tokens, s.value_begin);
+      CHECK(two.generated == plain.generated);  // identical passes: identical merge
+      CHECK(two.resident_bytes == 2 * plain.resident_bytes);
+      CHECK(two.dense_bytes == 2 * plain.dense_bytes);
+    }
+}
+
+TEST_CASE("posir.buckets: the suite runs the paper's bases scaled to the workload's",
+          "[posir][buckets]") {
+  std::ostringstream progress;
+  run_config plain = test::suite_config("posir", {"dense", "streaming_llm:sinks=4,window=512"},
+                                        {2048}, "buckets_plain");
+  plain.options.samples = 2;
+  plain.options.seed = 3;
+  plain.options.params["posir.bins"] = "4";
+  run_config one = plain;
+  one.out_dir = test::temp_out("posir", "buckets_one");
+  one.options.params["posir.buckets"] = "attention_buckets";
+  one.options.params["posir.bucket_bases"] = "10000";  // the workload's own base only
+  run_config paper = plain;
+  paper.out_dir = test::temp_out("posir", "buckets_paper");
+  paper.options.params["posir.buckets"] = "attention_buckets";
+  const report a = run_benchmark(plain, progress);
+  const report b = run_benchmark(one, progress);
+  const report c = run_benchmark(paper, progress);
+  REQUIRE(a.records.size() == 8);
+  REQUIRE(b.records.size() == 8);
+  REQUIRE(c.records.size() == 8);
+  for (std::size_t i = 0; i < a.records.size(); ++i) {
+    INFO(a.records[i].case_name << " " << a.records[i].method_spec);
+    REQUIRE(b.records[i].status == record_status::ok);
+    REQUIRE(c.records[i].status == record_status::ok);
+    CHECK_FALSE(a.records[i].extra.contains("buckets"));
+    CHECK(b.records[i].extra.at("samples") == a.records[i].extra.at("samples"));
+    CHECK(b.records[i].metrics.at("accuracy") == a.records[i].metrics.at("accuracy"));
+    const auto& x = c.records[i].extra.at("buckets");
+    CHECK(x.at("kind") == "attention_buckets");
+    CHECK(x.at("passes") == 6);
+    CHECK(x.at("rope_bases") ==
+          nlohmann::json::array({500000.0, 875000.0, 900000.0, 950000.0, 1e6, 1.25e6}));
+    // The first pass is the workload's own: the needle mass is the plain run's.
+    for (std::size_t k = 0; k < a.records[i].extra.at("samples").size(); ++k)
+      CHECK(c.records[i].extra.at("samples")[k].at("needle_mass") ==
+            a.records[i].extra.at("samples")[k].at("needle_mass"));
+  }
+  for (const auto& cfg : {plain, one, paper}) std::filesystem::remove_all(cfg.out_dir);
 }

@@ -393,22 +393,8 @@ class kvquant_method final : public kv_method {
 
   // Exact causal attention of every prompt query over the float32 prompt rows.
   void prompt_outputs(tensor_view q, tensor_view k, tensor_view v, tensor_view out) {
-    const int tokens = k.tokens, kv_heads = m_shape.kv_heads, group = m_shape.group_size();
-    const int d = m_shape.head_dim;
-    check_prefill_shapes(q, out, tokens, m_shape);
-    const auto multiply_adds = static_cast<std::uint64_t>(tokens) *
-                               static_cast<std::uint64_t>(tokens + 1) / 2 *
-                               static_cast<std::uint64_t>(m_shape.q_heads * d);
-#pragma omp parallel for collapse(2) schedule(dynamic, 8) \
-    num_threads(m_threads) if (parallel_worth_it(multiply_adds))
-    for (int i = 0; i < tokens; ++i) {
-      for (int h = 0; h < kv_heads; ++h) {
-        online_softmax& sm = m_scratch[static_cast<std::size_t>(omp_get_thread_num())];
-        sm.start(q.at(i, h * group), static_cast<std::size_t>(d), group, m_scale);
-        sm.add(head_rows(k, v, h).slice(0, i + 1));
-        sm.finish(out.at(i, h * group), static_cast<std::size_t>(d));
-      }
-    }
+    exact_prompt_outputs(q, k, v, out, m_shape, m_scale, m_threads,
+                         parallel_worth_it(prompt_multiply_adds(k.tokens, m_shape)), m_scratch);
   }
 
   struct key_range {

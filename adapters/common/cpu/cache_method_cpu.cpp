@@ -129,6 +129,28 @@ std::vector<std::vector<std::int64_t>> cache_method::select_prompt(tensor_view, 
   return std::vector<std::vector<std::int64_t>>(static_cast<std::size_t>(m_shape.kv_heads), all);
 }
 
+std::uint64_t prompt_multiply_adds(std::int64_t tokens, const model_shape& shape) {
+  return static_cast<std::uint64_t>(tokens) * static_cast<std::uint64_t>(tokens + 1) / 2 *
+         static_cast<std::uint64_t>(shape.q_heads * shape.head_dim);
+}
+
+void exact_prompt_outputs(tensor_view q, tensor_view k, tensor_view v, tensor_view out,
+                          const model_shape& shape, float scale, int threads, bool parallel,
+                          std::vector<online_softmax>& scratch) {
+  const int tokens = k.tokens, kv_heads = shape.kv_heads, group = shape.group_size();
+  const int d = shape.head_dim;
+  check_prefill_shapes(q, out, tokens, shape);
+#pragma omp parallel for collapse(2) schedule(dynamic, 8) num_threads(threads) if (parallel)
+  for (int i = 0; i < tokens; ++i) {
+    for (int h = 0; h < kv_heads; ++h) {
+      online_softmax& sm = scratch[static_cast<std::size_t>(omp_get_thread_num())];
+      sm.start(q.at(i, h * group), static_cast<std::size_t>(d), group, scale);
+      sm.add(head_rows(k, v, h).slice(0, i + 1));
+      sm.finish(out.at(i, h * group), static_cast<std::size_t>(d));
+    }
+  }
+}
+
 void cache_method::prompt_outputs(tensor_view q, tensor_view k, tensor_view v, tensor_view out) {
   windowed_prompt_outputs(sink_window_policy{}, q, k, v, out);
 }

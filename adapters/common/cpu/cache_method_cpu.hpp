@@ -38,6 +38,17 @@ void check_attend_shapes(tensor_view q, tensor_view out, const model_shape& shap
 /// Rows of KV head `head` of a [tokens, kv_heads, head_dim] K/V pair, as kv_rows.
 kv_rows head_rows(tensor_view k, tensor_view v, int head);
 
+/// Exact causal attention of every prompt query over the prompt's own float32 rows: out[i, h] is
+/// query head h of token i over keys 0 .. i. `scratch` holds one online_softmax per thread;
+/// the rows are spread over `threads` when `parallel`. For methods that store the cache in
+/// another form (kv_quant, kvquant) and answer prompt queries exactly.
+void exact_prompt_outputs(tensor_view q, tensor_view k, tensor_view v, tensor_view out,
+                          const model_shape& shape, float scale, int threads, bool parallel,
+                          std::vector<online_softmax>& scratch);
+
+/// Multiply-adds of exact causal attention over a prompt of `tokens` tokens.
+std::uint64_t prompt_multiply_adds(std::int64_t tokens, const model_shape& shape);
+
 /// Keeps entries[rows[i]] for the strictly increasing `rows`, in order: the companion of
 /// kv_cache::keep for per-row state a method keeps beside the cache.
 template <class T>

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "harness/footprint.hpp"
 #include "harness/params.hpp"
 #include "harness/tensor.hpp"
 
@@ -170,6 +171,9 @@ struct method_info {
   /// Wrappers only: the budget is the inner method's (chunk, key_rerotation), so with_budget
   /// sets it there.
   bool budget_from_inner = false;
+  /// The method's closed-form accounting (harness/footprint.hpp), for `attnbench plan`; unset
+  /// for methods whose holdings depend on the data (plan then declines them, naming why).
+  footprint_fn footprint;
 
   bool is_wrapper() const { return static_cast<bool>(wrap); }
 };

@@ -13,6 +13,7 @@
 #include <boost/program_options.hpp>
 
 #include "app/progress.hpp"
+#include "app/plan_command.hpp"
 #include "app/report_commands.hpp"
 #include "harness/error.hpp"
 #include "reports/methods_page.hpp"
@@ -53,6 +54,7 @@ const char* k_usage =
     "  report FILES...         leaderboard and tables: --format md|csv|html [-o PATH]\n"
     "  compare BASE NEW        regression gate between two reports [--fail-on-regression]\n"
     "  merge FILES... -o OUT   combine shard reports into one\n"
+    "  plan --model M --gpu G  capacity planning: what fits, how fast (docs/planning.md)\n"
     "\n"
     "  --version               version, git commit and build options\n"
     "\n"
@@ -615,8 +617,9 @@ int cli_main(int argc, char** argv) {
     if (command == "report") return cmd_report(rest);
     if (command == "compare") return cmd_compare(rest);
     if (command == "merge") return cmd_merge(rest);
+    if (command == "plan") return cmd_plan(rest, all);
     ATTNBENCH_BAD_INPUT("unknown command '" << command
-                                            << "' (known: list, run, report, compare, merge)");
+                                            << "' (known: list, run, report, compare, merge, plan)");
   } catch (const po::error& e) {
     std::cerr << "attnbench: " << e.what() << "\n";
     return 2;

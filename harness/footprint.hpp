@@ -38,6 +38,9 @@ struct kv_footprint {
   double resident_tokens = 0;  // summed over KV heads
   double resident_bytes = 0;   // K + V (+ codes, scales, summaries) physically held
   double read_bytes = 0;       // cache_stats::kv_bytes_read of the one decode query
+  /// The part of read_bytes spent choosing what to read (page or block summaries, keys scored
+  /// only to select): a plan times it as its own pass.
+  double selection_bytes = 0;
   double keys_scored = 0;      // cache_stats::keys_scored of the one decode query
   double host_bytes = 0;       // offloading methods: bytes held in host memory
   bool simulated = false;      // eviction masks instead of freeing (stats().simulated)

@@ -681,6 +681,91 @@ document.querySelectorAll('table.sortable').forEach(function (table) {
 
 }  // namespace
 
+// ---- capacity plan ------------------------------------------------------------------------
+
+/// `attnbench plan`'s frontier per method: rows = context lengths, columns = batches, each
+/// feasible cell coloured by its modelled TPOT (green fast to red slow, log scale over the
+/// section) and labelled in ms; an infeasible cell is grey and names the term that binds it
+/// (kv: the KV pool is full; weights: the weights leave no pool), an SLO miss says "slo".
+std::string plan_section(const report& r) {
+  struct cell {
+    double tpot = k_nan;
+    std::string binding;
+  };
+  std::map<std::string, std::map<double, std::map<double, cell>>> grids;
+  double lo = 1e30, hi = 0;
+  for (const record& rec : r.records) {
+    if (rec.suite != "plan" || !rec.axes.contains("context") || !rec.axes.contains("batch"))
+      continue;
+    const double context = rec.axes["context"].get<double>();
+    const double batch = rec.axes["batch"].get<double>();
+    cell c;
+    if (auto t = rec.metrics.find("tpot_s"); t != rec.metrics.end() && std::isfinite(t->second)) {
+      c.tpot = t->second;
+      lo = std::min(lo, c.tpot);
+      hi = std::max(hi, c.tpot);
+    }
+    c.binding = rec.extra.value("binding", std::string());
+    grids[rec.method_spec][context][batch] = c;
+  }
+  if (grids.empty()) return "";
+  std::ostringstream os;
+  os << "<section id=\"plan\"><h2>Capacity plan</h2>\n<p class=\"note\">Per method: context "
+        "(rows) x batch (columns). A feasible cell shows the modelled time per output token in ms "
+        "(green fast, red slow); a grey cell does not fit and names what binds it: kv (the KV "
+        "pool is full), weights (the weights leave no pool); slo marks a cell over "
+        "--slo-tpot-ms.</p>\n";
+  const double span = hi > lo ? std::log(hi / lo) : 1.0;
+  for (const auto& [spec, rows] : grids) {
+    std::set<double> batches;
+    for (const auto& [context, cols] : rows)
+      for (const auto& [batch, c] : cols) batches.insert(batch);
+    const double cw = 44, ch = 20, left = 56, top = 26;
+    const double width = std::max(left + cw * static_cast<double>(batches.size()) + 8,
+                                  8.6 * static_cast<double>(spec.size()));
+    const double height = top + ch * static_cast<double>(rows.size()) + 34;
+    os << "<svg class=\"heatmap plan\" width=\"" << num(width) << "\" height=\"" << num(height)
+       << "\" viewBox=\"0 0 " << num(width) << ' ' << num(height) << "\" role=\"img\">\n<title>"
+       << escape(spec) << "</title>\n<text class=\"ctitle\" x=\"0\" y=\"14\">" << escape(spec)
+       << "</text>\n";
+    std::size_t row = 0;
+    for (const auto& [context, cols] : rows) {
+      const double y = top + ch * static_cast<double>(row++);
+      os << "<text class=\"tick\" x=\"" << num(left - 4) << "\" y=\"" << num(y + ch / 2 + 4)
+         << "\" text-anchor=\"end\">" << length_text(context) << "</text>\n";
+      std::size_t col = 0;
+      for (double batch : batches) {
+        const double x = left + cw * static_cast<double>(col++);
+        cell c;
+        if (auto it = cols.find(batch); it != cols.end()) c = it->second;
+        const bool fits = std::isfinite(c.tpot);
+        // 100 (green) at the fastest TPOT of the section, 0 (red) at the slowest.
+        const double score = fits ? 100.0 * (1.0 - std::log(c.tpot / lo) / span) : k_nan;
+        const std::string label = fits && c.binding != "slo" ? fmt("%.3g", c.tpot * 1e3)
+                                  : fits                     ? std::string("slo")
+                                                             : c.binding;
+        os << "<rect class=\"cell\" data-context=\"" << fmt("%.0f", context) << "\" data-batch=\""
+           << fmt("%.0f", batch) << "\" data-value=\"" << (fits ? fmt("%g", c.tpot) : "")
+           << "\" x=\"" << num(x) << "\" y=\"" << num(y) << "\" width=\"" << num(cw - 1)
+           << "\" height=\"" << num(ch - 1) << "\" fill=\"" << (fits ? score_color(score) : "#d0d0d0")
+           << "\"><title>context " << length_text(context) << ", batch " << fmt("%.0f", batch) << ": "
+           << (fits ? fmt("TPOT %.3g ms", c.tpot * 1e3) : "does not fit (" + c.binding + ")")
+           << "</title></rect><text class=\"cval\" x=\"" << num(x + cw / 2) << "\" y=\""
+           << num(y + ch / 2 + 4) << "\" text-anchor=\"middle\">" << escape(label) << "</text>\n";
+      }
+    }
+    std::size_t col = 0;
+    for (double batch : batches)
+      os << "<text class=\"tick\" x=\"" << num(left + cw * static_cast<double>(col++) + cw / 2)
+         << "\" y=\"" << num(top + ch * static_cast<double>(rows.size()) + 14)
+         << "\" text-anchor=\"middle\">" << fmt("%.0f", batch) << "</text>\n";
+    os << "<text class=\"alabel\" x=\"" << num(left) << "\" y=\"" << num(height - 4)
+       << "\">batch (sequences) →</text>\n</svg>\n";
+  }
+  os << "</section>\n";
+  return os.str();
+}
+
 std::string render_html(const report& r, const html_options& options) {
   const style_book styles(r);
   std::set<std::string> modes, backends;
@@ -729,11 +814,12 @@ std::string render_html(const report& r, const html_options& options) {
       posir_section(r, styles, show_mode, show_backend),
       pareto_section(leaderboard, styles, show_mode, show_backend),
       latency_section(r, styles, show_mode, show_backend),
+      plan_section(r),
   };
-  const char* ids[] = {"niah", "ruler", "posir", "pareto", "latency"};
-  const char* names[] = {"NIAH", "RULER", "PosIR", "accuracy vs memory", "latency"};
+  const char* ids[] = {"niah", "ruler", "posir", "pareto", "latency", "plan"};
+  const char* names[] = {"NIAH", "RULER", "PosIR", "accuracy vs memory", "latency", "capacity plan"};
   os << "<nav><a href=\"#leaderboard\">leaderboard</a>";
-  for (std::size_t i = 0; i < 5; ++i)
+  for (std::size_t i = 0; i < std::size(sections); ++i)
     if (!sections[i].empty()) os << "<a href=\"#" << ids[i] << "\">" << names[i] << "</a>";
   os << "<a href=\"#suites\">suite tables</a></nav>\n";
 

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "adapters/common/cuda/cache_method_cuda.hpp"
+#include "adapters/common/cuda/timed_ops_cuda.cuh"
 #include "adapters/common/cuda/topk.cuh"
 #include "adapters/snapkv/snapkv.hpp"
 #include "adapters/snapkv/snapkv_kernels.cuh"
@@ -117,3 +118,10 @@ ATTNBENCH_REGISTER_METHOD(attnbench::cuda::cuda_method_info<attnbench::cuda::sna
     "per KV head, keep the window plus the top tokens by pooled observation-window attention "
     "(bf16 CUDA kernels)",
     attnbench::snapkv::schema()));
+
+ATTNBENCH_REGISTER_TIMED_OP("snapkv", "cuda",
+                            [](const attnbench::method_instance& m, const attnbench::op_shape& s,
+                               const attnbench::exec_context&) {
+                              return attnbench::cuda::make_compacted_decode_op(
+                                  s, attnbench::resolve_budget(m.params, s.length), "snapkv");
+                            });

@@ -71,6 +71,9 @@ struct gpu_preset {
   double bandwidth_bytes_per_s = 0;  // DRAM (HBM / GDDR) bandwidth
   double bf16_flops = 0;             // dense bf16 tensor FLOP/s (fp32 accumulation), no sparsity
   double fp8_flops = 0;              // dense fp8 tensor FLOP/s; 0 where the GPU has none
+  /// GPU-to-GPU bandwidth per direction (NVLink; PCIe where there is none), for tensor-parallel
+  /// all-reduces; 0: unknown (a plan then leaves communication out and says so).
+  double interconnect_bytes_per_s = 0;
   bool measured = false;             // from a latency report of the device (measured:REPORT)
 };
 

@@ -180,4 +180,16 @@ std::unique_ptr<timed_op> make_typed_op(const op_shape& s, Args&&... args) {
   });
 }
 
+/// The decode op of a method that compresses its cache once and then reads all of it (snapkv's
+/// compacted cache, a sink/window cache): the dense split-KV decode over the `kept` rows each
+/// sequence holds. Its prefill (scoring, compaction) is not timed here: unsupported.
+inline std::unique_ptr<timed_op> make_compacted_decode_op(const op_shape& s, std::int64_t kept,
+                                                         const std::string& method) {
+  ATTNBENCH_CHECK(s.phase == "decode", unsupported,
+                  "cuda " << method << " times decode only (a dense decode over its kept rows)");
+  op_shape kept_shape = s;
+  kept_shape.length = std::max<std::int64_t>(1, std::min(kept, s.length));
+  return make_typed_op<dense_cuda_op>(kept_shape);
+}
+
 }  // namespace attnbench::cuda

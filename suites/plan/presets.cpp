@@ -95,8 +95,7 @@ class object_reader {
   double number(const char* key, bool allow_zero = false) const {
     const json& v = require(key);
     if (!v.is_number())
-      ATTNBENCH_BAD_INPUT(m_where << ": field '" << key << "' must be a number, got "
-                                  << v.dump());
+      ATTNBENCH_BAD_INPUT(m_where << ": field '" << key << "' must be a number, got " << v.dump());
     const double x = v.get<double>();
     if (!std::isfinite(x) || x < 0 || (x == 0 && !allow_zero))
       ATTNBENCH_BAD_INPUT(m_where << ": field '" << key << "' must be "
@@ -208,11 +207,11 @@ double model_preset::dense_kv_bytes(std::int64_t tokens, int element_bytes) cons
 
 model_preset parse_model(const std::string& json_text, const std::string& origin) {
   const json j = parse_json(json_text, origin);
-  const object_reader r(j, origin,
-                        {"name", "display_name", "source", "layers", "hidden_size", "q_heads",
-                         "kv_heads", "head_dim", "intermediate_size", "vocab_size",
-                         "max_position_embeddings", "parameters", "tie_word_embeddings",
-                         "sliding_window", "sliding_window_pattern", "mla", "moe"});
+  const object_reader r(
+      j, origin,
+      {"name", "display_name", "source", "layers", "hidden_size", "q_heads", "kv_heads", "head_dim",
+       "intermediate_size", "vocab_size", "max_position_embeddings", "parameters",
+       "tie_word_embeddings", "sliding_window", "sliding_window_pattern", "mla", "moe"});
   model_preset m;
   m.name = r.text("name");
   check_name(m.name, origin);
@@ -236,20 +235,19 @@ model_preset parse_model(const std::string& json_text, const std::string& origin
 
   // The window and its pattern come together: one without the other says nothing.
   if (r.has("sliding_window") != r.has("sliding_window_pattern"))
-    ATTNBENCH_BAD_INPUT(origin << ": field '"
-                               << (r.has("sliding_window") ? "sliding_window_pattern"
-                                                           : "sliding_window")
-                               << "' is missing (sliding_window and sliding_window_pattern "
-                                  "go together)");
+    ATTNBENCH_BAD_INPUT(
+        origin << ": field '"
+               << (r.has("sliding_window") ? "sliding_window_pattern" : "sliding_window")
+               << "' is missing (sliding_window and sliding_window_pattern "
+                  "go together)");
   if (r.has("sliding_window")) {
     m.sliding_window = r.integer("sliding_window", 1, big);
-    m.sliding_window_pattern =
-        static_cast<int>(r.integer("sliding_window_pattern", 1, m.layers));
+    m.sliding_window_pattern = static_cast<int>(r.integer("sliding_window_pattern", 1, m.layers));
   }
 
   if (r.has("mla")) {
-    const object_reader o = r.object(
-        "mla", {"kv_lora_rank", "qk_rope_head_dim", "qk_nope_head_dim", "v_head_dim"});
+    const object_reader o =
+        r.object("mla", {"kv_lora_rank", "qk_rope_head_dim", "qk_nope_head_dim", "v_head_dim"});
     mla_config c;
     c.kv_lora_rank = static_cast<int>(o.integer("kv_lora_rank", 1));
     c.qk_rope_head_dim = static_cast<int>(o.integer("qk_rope_head_dim", 1));
@@ -306,8 +304,8 @@ model_preset load_model(const std::string& name_or_path) {
   const auto& table = detail::embedded_models();
   if (const auto* p = find_embedded(table, name_or_path))
     return parse_model(p->text, std::string("model preset '") + p->name + "'");
-  ATTNBENCH_BAD_INPUT("unknown model preset '" << name_or_path << "' (known: "
-                                               << joined(model_names())
+  ATTNBENCH_BAD_INPUT("unknown model preset '" << name_or_path
+                                               << "' (known: " << joined(model_names())
                                                << "; or the path of a .json file)");
 }
 

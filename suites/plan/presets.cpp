@@ -285,7 +285,7 @@ gpu_preset parse_gpu(const std::string& json_text, const std::string& origin) {
   const json j = parse_json(json_text, origin);
   const object_reader r(j, origin,
                         {"name", "display_name", "source", "memory_gb", "bandwidth_tb_per_s",
-                         "bf16_tflops", "fp8_tflops"});
+                         "bf16_tflops", "fp8_tflops", "interconnect_gb_per_s"});
   gpu_preset g;
   g.name = r.text("name");
   check_name(g.name, origin);
@@ -295,6 +295,10 @@ gpu_preset parse_gpu(const std::string& json_text, const std::string& origin) {
   g.bandwidth_bytes_per_s = r.number("bandwidth_tb_per_s") * k_tera;
   g.bf16_flops = r.number("bf16_tflops") * k_tera;
   g.fp8_flops = r.number("fp8_tflops", /*allow_zero=*/true) * k_tera;  // 0: no fp8 (A100)
+  // Optional: the datasheet's GPU-to-GPU figure (NVLink, or PCIe where there is none), which
+  // counts both directions; a ring all-reduce moves data one way per link, so half of it.
+  if (r.has("interconnect_gb_per_s"))
+    g.interconnect_bytes_per_s = r.number("interconnect_gb_per_s") * 1e9 / 2;
   return g;
 }
 

@@ -119,6 +119,7 @@ int cmd_list(const std::vector<std::string>& args) {
                                   {"paper", m->paper},
                                   {"rule", m->summary},
                                   {"simplified", m->simplified},
+                                  {"plannable", static_cast<bool>(m->footprint)},
                                   {"params", params}});
       }
     }

@@ -24,6 +24,24 @@ float attention_problem::softmax_scale() const {
   return scale > 0 ? scale : 1.0f / std::sqrt(static_cast<float>(shape.head_dim));
 }
 
+attention_problem footprint_problem(const footprint_query& query) {
+  attention_problem problem;
+  problem.shape.layers = query.layers;
+  problem.shape.q_heads = query.q_heads;
+  problem.shape.kv_heads = query.kv_heads;
+  problem.shape.head_dim = query.head_dim;
+  problem.layer = query.layer;
+  problem.context_tokens = query.prompt_tokens;
+  problem.max_tokens = query.tokens;
+  problem.question_tokens = query.question_tokens;
+  return problem;
+}
+
+method_info with_footprint(method_info info, footprint_fn footprint) {
+  info.footprint = std::move(footprint);
+  return info;
+}
+
 method_info make_method_info(std::string backend, method_doc doc, method_factory factory) {
   method_info info;
   info.name = std::move(doc.name);

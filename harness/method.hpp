@@ -86,6 +86,11 @@ struct attention_problem {
   float softmax_scale() const;
 };
 
+/// The problem an adapter instance of a footprint query (harness/footprint.hpp) is given: its
+/// shape, layer, prompt (context_tokens) and sequence length (max_tokens). No calibration and no
+/// RoPE: a footprint depends on neither. For footprints that reuse a method's own planning code.
+attention_problem footprint_problem(const footprint_query& query);
+
 /// Where and how to run. `stream` is an opaque backend handle (a cudaStream_t for `cuda`).
 struct exec_context {
   std::string backend = "cpu";
@@ -190,6 +195,9 @@ struct method_doc {
 
 /// The one method_info builder: `doc` on `backend`, instances made by `factory`.
 method_info make_method_info(std::string backend, method_doc doc, method_factory factory);
+
+/// `info` with its closed-form accounting set (method_info::footprint).
+method_info with_footprint(method_info info, footprint_fn footprint);
 
 /// The same for a method class built from its validated parameters, as `Method(values)`.
 template <class Method>

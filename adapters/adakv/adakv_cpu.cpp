@@ -44,7 +44,11 @@ class adakv_method final : public prompt_score_method {
 };
 
 method_info adakv_info() {
-  return make_method_info(
+  // The heads' shares sum to the layer's total: on average each head keeps the uniform budget.
+  auto footprint = [](const param_values& values, const footprint_query& query) {
+    return prompt_score_footprint(make_scorer(values), values, query);
+  };
+  return with_footprint(make_method_info(
       "cpu",
       {"adakv",
        "Ada-KV: Optimizing KV Cache Eviction by Adaptive Budget Allocation for Efficient LLM "
@@ -55,7 +59,7 @@ method_info adakv_info() {
        adakv::schema()},
       [](const param_values& values) -> std::unique_ptr<kv_method> {
         return std::make_unique<adakv_method>(make_scorer(values), values);
-      });
+      }), footprint);
 }
 
 }  // namespace

@@ -63,7 +63,12 @@ class criticalkv_method final : public prompt_score_method {
 };
 
 method_info criticalkv_info() {
-  return make_method_info(
+  // Each head's share (or adakv's allocation, which sums to the layer's total) of the budget.
+  auto footprint = [](const param_values& values, const footprint_query& query) {
+    return prompt_score_footprint(make_prompt_scorer(values.get_string("scorer"), values), values,
+                                  query);
+  };
+  return with_footprint(make_method_info(
       "cpu",
       {"criticalkv",
        "Identify Critical KV Cache in LLM Inference from an Output Perturbation Perspective",
@@ -76,7 +81,7 @@ method_info criticalkv_info() {
       [](const param_values& values) -> std::unique_ptr<kv_method> {
         return std::make_unique<criticalkv_method>(
             make_prompt_scorer(values.get_string("scorer"), values), values);
-      });
+      }), footprint);
 }
 
 }  // namespace

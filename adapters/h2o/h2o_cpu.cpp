@@ -125,7 +125,20 @@ std::unique_ptr<kv_method> make_h2o(const param_values& values) {
 }  // namespace
 }  // namespace attnbench::cpu
 
-ATTNBENCH_REGISTER_METHOD(attnbench::make_method_info(
+namespace attnbench::cpu {
+namespace {
+
+// Both protocols hold the budget: kvpress cuts the prompt once (decoding then grows the cache),
+// the streaming rule evicts at append, before the new query attends.
+kv_footprint h2o_footprint(const param_values& values, const footprint_query& query) {
+  if (h2o::kvpress_protocol(values)) return prompt_score_footprint({}, values, query);
+  return decode_eviction_footprint(values, query, 0);
+}
+
+}  // namespace
+}  // namespace attnbench::cpu
+
+ATTNBENCH_REGISTER_METHOD(attnbench::with_footprint(attnbench::make_method_info(
     "cpu",
     {"h2o", "H2O: Heavy-Hitter Oracle for Efficient Generative Inference of Large Language Models",
      "keep a recent window and the tokens with the largest attention accumulated over all queries "
@@ -135,4 +148,4 @@ ATTNBENCH_REGISTER_METHOD(attnbench::make_method_info(
      "never exceeds the budget. kvpress: `budget`/`keep` instead of `compression_ratio`; "
      "`recent_ratio` and `chunk` ignored",
      attnbench::h2o::schema()},
-    attnbench::cpu::make_h2o));
+    attnbench::cpu::make_h2o), attnbench::cpu::h2o_footprint));

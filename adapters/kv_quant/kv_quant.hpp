@@ -125,13 +125,31 @@ inline int value_groups(int head_dim, const config& c) {
 /// Bytes of one stored scale or zero point.
 inline std::int64_t scale_bytes(const config& c) { return c.fp16_scales ? 2 : 4; }
 
-/// Resident bytes of one KV head holding `length` tokens (the formula above).
-inline std::uint64_t head_bytes(std::int64_t length, int head_dim, const config& c) {
+/// Resident bytes of one KV head holding `length` tokens (the formula above), with tail rows of
+/// `element_bytes` per element (4: this adapter's float32; a plan asks for bf16's 2).
+inline std::uint64_t head_bytes(std::int64_t length, int head_dim, const config& c,
+                                int element_bytes = 4) {
   const std::int64_t qk = quantized_keys(length, c), qv = quantized_values(length, c);
   const std::int64_t d = head_dim, s = scale_bytes(c);
   const std::int64_t bytes = (qk + qv) * code_bytes(head_dim, c.bits) + (qk / c.group) * d * 2 * s +
                              qv * value_groups(head_dim, c) * 2 * s +
-                             (2 * length - qk - qv) * d * 4;
+                             (2 * length - qk - qv) * d * element_bytes;
+  return static_cast<std::uint64_t>(bytes);
+}
+
+/// Bytes one decode query of one KV head reads when it sees `visible` tokens of a cache whose
+/// first `held_k` keys and `held_v` values are quantized: the codes of every quantized row seen,
+/// its value scales and zeros, the key scales and zeros of every group it touches, and the
+/// full-precision tail rows seen (`element_bytes` per element).
+inline std::uint64_t query_read_bytes(std::int64_t visible, std::int64_t held_k,
+                                      std::int64_t held_v, int head_dim, const config& c,
+                                      int element_bytes = 4) {
+  const std::int64_t qk = std::min(visible, held_k), qv = std::min(visible, held_v);
+  const std::int64_t d = head_dim, s = scale_bytes(c);
+  const std::int64_t groups = (qk + c.group - 1) / c.group;
+  const std::int64_t bytes = (qk + qv) * code_bytes(head_dim, c.bits) +
+                             qv * value_groups(head_dim, c) * 2 * s + groups * d * 2 * s +
+                             (2 * visible - qk - qv) * d * element_bytes;
   return static_cast<std::uint64_t>(bytes);
 }
 

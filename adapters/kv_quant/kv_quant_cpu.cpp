@@ -284,17 +284,13 @@ class kv_quant_method final : public kv_method {
     // quantized keys and values, then prefixes of the float32 tails. Bytes read: the codes of
     // every quantized row seen, its value scale and zero, the key scales and zeros of every
     // group it touches, and the float32 tail rows seen.
-    const std::int64_t sb = kv_quant::scale_bytes(m_config);
     std::uint64_t rows_total = 0;
     for (int i = 0; i < n; ++i) {
       const std::int64_t visible = m_length - n + i + 1;
-      const std::int64_t qk = std::min(visible, m_quantized_k);
-      const std::int64_t qv = std::min(visible, m_quantized_v);
-      const std::int64_t groups = (qk + m_config.group - 1) / m_config.group;
-      const auto bytes = (qk + qv) * m_row_bytes + qv * m_value_groups * 2 * sb +
-                         groups * d * 2 * sb + (2 * visible - qk - qv) * d * 4;
       rows_total += static_cast<std::uint64_t>(visible);
-      m_kv_bytes_read += static_cast<std::uint64_t>(bytes) * static_cast<std::uint64_t>(kv_heads);
+      m_kv_bytes_read +=
+          kv_quant::query_read_bytes(visible, m_quantized_k, m_quantized_v, d, m_config) *
+          static_cast<std::uint64_t>(kv_heads);
     }
     m_keys_scored += rows_total * static_cast<std::uint64_t>(kv_heads * group);
     m_attend_calls += static_cast<std::uint64_t>(n);
@@ -502,6 +498,23 @@ method_info kv_quant_info() {
         return std::make_unique<kv_quant_method>(kv_quant::make_config(values));
       });
   info.check = kv_quant::check_params;
+  // Nothing is evicted: every token held, in the form its age gives it, and read by the last query.
+  info.footprint = [](const param_values& values, const footprint_query& query) {
+    const kv_quant::config c = kv_quant::make_config(values);
+    const std::int64_t length = query.tokens;
+    kv_footprint f;
+    f.resident_tokens = static_cast<double>(length) * query.kv_heads;
+    f.resident_bytes = static_cast<double>(kv_quant::head_bytes(length, query.head_dim, c,
+                                                                query.element_bytes)) *
+                       query.kv_heads;
+    f.read_bytes = static_cast<double>(kv_quant::query_read_bytes(
+                       length, kv_quant::quantized_keys(length, c),
+                       kv_quant::quantized_values(length, c), query.head_dim, c,
+                       query.element_bytes)) *
+                   query.kv_heads;
+    f.keys_scored = static_cast<double>(length) * query.q_heads;
+    return f;
+  };
   return info;
 }
 

@@ -112,7 +112,11 @@ prompt_scorer make_kvzip_scorer(const param_values& values) {
 const scorer_registrar kvzip_scorer("kvzip", make_kvzip_scorer);
 
 method_info kvzip_info() {
-  return make_method_info(
+  // The layer keeps budget x kv_heads rows over its heads together.
+  auto footprint = [](const param_values& values, const footprint_query& query) {
+    return prompt_score_footprint(make_kvzip_scorer(values), values, query);
+  };
+  return with_footprint(make_method_info(
       "cpu",
       {"kvzip", "KVzip: Query-Agnostic KV Cache Compression with Context Reconstruction",
        "keep the sinks and the KV pairs of the layer (budget x kv_heads, shared by heads) that "
@@ -123,7 +127,7 @@ method_info kvzip_info() {
        kvzip::schema()},
       [](const param_values& values) -> std::unique_ptr<kv_method> {
         return std::make_unique<kvzip_method>(make_kvzip_scorer(values), values);
-      });
+      }), footprint);
 }
 
 }  // namespace

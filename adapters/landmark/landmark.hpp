@@ -47,4 +47,11 @@ inline std::int64_t window_begin(std::int64_t visible, std::int64_t window, std:
   return std::min(visible, (first + block - 1) / block * block);
 }
 
+/// Blocks read beside the window of a query seeing `visible` rows whose window starts at `local`:
+/// as many whole blocks as the rest of the budget holds (at most the local / block candidates).
+inline std::int64_t chosen_blocks(std::int64_t visible, std::int64_t local, std::int64_t budget,
+                                  std::int64_t block) {
+  return (budget - (visible - local)) / block;
+}
+
 }  // namespace attnbench::landmark

@@ -33,7 +33,7 @@ class landmark_selector final : public row_selector {
     const auto h = static_cast<std::size_t>(head);
     const std::int64_t local = landmark::window_begin(visible, m_window, budget, m_block);
     const std::int64_t candidates = local / m_block;
-    const std::int64_t chosen = (budget - (visible - local)) / m_block;
+    const std::int64_t chosen = landmark::chosen_blocks(visible, local, budget, m_block);
     auto& logits = m_logits[h];
     auto& score = m_scores[h];
     logits.resize(static_cast<std::size_t>(group) * static_cast<std::size_t>(candidates));
@@ -80,4 +80,19 @@ ATTNBENCH_REGISTER_METHOD(attnbench::cpu::sparse_select_info(
      "per query and KV head, read a local window and the blocks whose mean key scores highest",
      "mean key instead of a trained landmark token; ordinary softmax over the chosen blocks (no "
      "landmark-gated two-level softmax)",
-     attnbench::landmark::schema()}));
+     attnbench::landmark::schema()},
+    [](const attnbench::param_values& values, const attnbench::footprint_query& query,
+       std::int64_t visible, std::int64_t budget) {
+      namespace landmark = attnbench::landmark;
+      const std::int64_t block = values.get_int("block");
+      const std::int64_t local =
+          landmark::window_begin(visible, values.get_int("window"), budget, block);
+      const std::int64_t candidates = local / block;
+      const std::int64_t chosen = std::clamp<std::int64_t>(
+          landmark::chosen_blocks(visible, local, budget, block), 0, candidates);
+      // One dot product per candidate and query head over its float32 key sum.
+      return attnbench::cpu::selection_cost{
+          static_cast<double>(chosen * block + visible - local),
+          static_cast<double>(candidates * (query.q_heads / query.kv_heads)),
+          static_cast<double>(candidates * query.head_dim * 4)};
+    }));

@@ -40,4 +40,37 @@ inline float page_bound(const float* q, const float* key_min, const float* key_m
   return s;
 }
 
+/// What one decode query of one KV head reads when it sees `visible` rows and the budget is
+/// below them: the `current` complete pages before the current one are scored, the best `pages`
+/// of them are read whole, then the current page from `current_begin` (its start, or later when
+/// the budget is smaller than the page's visible rows).
+struct page_read {
+  std::int64_t current = 0;
+  std::int64_t current_begin = 0;
+  std::int64_t pages = 0;
+
+  /// Rows read: the chosen pages and the current one's tail.
+  std::int64_t rows(std::int64_t visible, std::int64_t page) const {
+    return std::min(pages, current) * page + visible - current_begin;
+  }
+  /// Selection cost: 2 dot products per page and query head (the bound of q against the min and
+  /// max rows), and the pages' min/max read (2 d floats each, float32 whatever the K/V dtype).
+  std::uint64_t selection_keys(int group) const {
+    return 2 * static_cast<std::uint64_t>(current) * static_cast<std::uint64_t>(group);
+  }
+  std::uint64_t selection_bytes(int head_dim) const {
+    return static_cast<std::uint64_t>(current) * 2 * static_cast<std::uint64_t>(head_dim) *
+           sizeof(float);
+  }
+};
+
+/// The page_read of a query seeing `visible` rows under `budget` (< visible) with pages of `page`.
+inline page_read plan_page_read(std::int64_t visible, std::int64_t budget, std::int64_t page) {
+  page_read r;
+  r.current = (visible - 1) / page;
+  r.current_begin = std::max(r.current * page, visible - budget);
+  r.pages = std::max<std::int64_t>(0, (budget - (visible - r.current_begin)) / page);
+  return r;
+}
+
 }  // namespace attnbench::quest

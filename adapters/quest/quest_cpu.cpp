@@ -33,10 +33,8 @@ class quest_selector final : public row_selector {
     const auto h = static_cast<std::size_t>(head);
     // The page of the current token (the last visible row) is always read, its last `budget`
     // rows when it alone exceeds the budget; complete pages before it are the candidates.
-    const std::int64_t current = (visible - 1) / m_page;
-    const std::int64_t current_begin = std::max(current * m_page, visible - budget);
-    const std::int64_t pages =
-        std::max<std::int64_t>(0, (budget - (visible - current_begin)) / m_page);
+    const quest::page_read read = quest::plan_page_read(visible, budget, m_page);
+    const std::int64_t current = read.current;
     auto& bounds = m_bounds[h];
     auto& score = m_scores[h];
     bounds.resize(static_cast<std::size_t>(group) * static_cast<std::size_t>(current));
@@ -49,13 +47,11 @@ class quest_selector final : public row_selector {
             m_scale * quest::page_bound(qg, m_pages.key_min(head, p), m_pages.key_max(head, p), d);
     }
     group_log_softmax_max(bounds.data(), group, current, score.data());
-    top_items(score.data(), current, pages, m_order[h]);
+    top_items(score.data(), current, read.pages, m_order[h]);
     for (auto p : m_order[h]) out.add(p * m_page, (p + 1) * m_page);
-    out.add(current_begin, visible);
-    out.selection_keys +=
-        2 * static_cast<std::uint64_t>(current) * static_cast<std::uint64_t>(group);
-    out.selection_bytes +=
-        static_cast<std::uint64_t>(current) * 2 * static_cast<std::uint64_t>(d) * sizeof(float);
+    out.add(read.current_begin, visible);
+    out.selection_keys += read.selection_keys(group);
+    out.selection_bytes += read.selection_bytes(d);
   }
 
  private:
@@ -81,4 +77,12 @@ ATTNBENCH_REGISTER_METHOD(attnbench::cpu::sparse_select_info(
      "bound",
      "every layer sparse (the paper keeps the first two dense); group scores = max over heads of "
      "per-head page log-softmax",
-     attnbench::quest::schema()}));
+     attnbench::quest::schema()},
+    [](const attnbench::param_values& values, const attnbench::footprint_query& query,
+       std::int64_t visible, std::int64_t budget) {
+      const auto read = attnbench::quest::plan_page_read(visible, budget, values.get_int("page"));
+      return attnbench::cpu::selection_cost{
+          static_cast<double>(read.rows(visible, values.get_int("page"))),
+          static_cast<double>(read.selection_keys(query.q_heads / query.kv_heads)),
+          static_cast<double>(read.selection_bytes(query.head_dim))};
+    }));

@@ -110,7 +110,9 @@ class token_retention_method final : public decode_eviction_method {
 }  // namespace
 }  // namespace attnbench::cpu
 
-ATTNBENCH_REGISTER_METHOD(attnbench::make_method_info<attnbench::cpu::token_retention_method>(
+// The cache never exceeds the budget: evicted at append, before the new query attends.
+ATTNBENCH_REGISTER_METHOD(attnbench::with_footprint(
+    attnbench::make_method_info<attnbench::cpu::token_retention_method>(
     "cpu",
     {"token_retention", "Cache What Lasts: Token Retention for Memory-Bounded KV Cache in LLMs",
      "evict the lowest beta^age over budget, beta per token and head from the attention its "
@@ -118,4 +120,7 @@ ATTNBENCH_REGISTER_METHOD(attnbench::make_method_info<attnbench::cpu::token_rete
      "the learned gate is replaced by attention statistics: beta from the attention the token's "
      "first `probe` queries give it (half-life 64 tokens × weight relative to uniform); protected "
      "until probed; the prompt is evicted per chunk",
-     attnbench::token_retention::schema()}));
+     attnbench::token_retention::schema()}),
+    [](const attnbench::param_values& values, const attnbench::footprint_query& query) {
+      return attnbench::cpu::decode_eviction_footprint(values, query, 0);
+    }));

@@ -2,6 +2,7 @@
 /// Configuration, shared by backends. C++17-clean.
 #pragma once
 
+#include <cstdint>
 #include <vector>
 
 #include "harness/params.hpp"
@@ -22,5 +23,15 @@ namespace attnbench::topk_oracle {
 /// then reads k K/V rows. It saves no work; it bounds what a selection of k tokens can achieve.
 /// Simplifications: none beyond float32 scores (ties go to the earlier token).
 inline std::vector<param_def> schema() { return budget_params(1024); }
+
+/// Selection cost of one decode query of one KV head over `visible` rows: every visible key
+/// scored by each query head of the group, and read once (`element_bytes` per element).
+inline std::uint64_t selection_keys(std::int64_t visible, int group) {
+  return static_cast<std::uint64_t>(visible) * static_cast<std::uint64_t>(group);
+}
+inline std::uint64_t selection_bytes(std::int64_t visible, int head_dim, int element_bytes) {
+  return static_cast<std::uint64_t>(visible) * static_cast<std::uint64_t>(head_dim) *
+         static_cast<std::uint64_t>(element_bytes);
+}
 
 }  // namespace attnbench::topk_oracle

@@ -45,9 +45,8 @@ class topk_selector final : public row_selector {
                        static_cast<std::size_t>(r)]);
     top_items(score.data(), visible, budget, m_order[h]);
     out.add_rows(m_order[h]);
-    out.selection_keys += static_cast<std::uint64_t>(visible) * static_cast<std::uint64_t>(group);
-    out.selection_bytes +=
-        static_cast<std::uint64_t>(visible) * static_cast<std::uint64_t>(d) * sizeof(float);
+    out.selection_keys += topk_oracle::selection_keys(visible, group);
+    out.selection_bytes += topk_oracle::selection_bytes(visible, d, sizeof(float));
   }
 
  private:
@@ -71,4 +70,12 @@ ATTNBENCH_REGISTER_METHOD(attnbench::cpu::sparse_select_info(
      "the group)",
      "none beyond float32 scores; saves no work: it bounds what a selection of k tokens can "
      "achieve",
-     attnbench::topk_oracle::schema()}));
+     attnbench::topk_oracle::schema()},
+    [](const attnbench::param_values&, const attnbench::footprint_query& query,
+       std::int64_t visible, std::int64_t budget) {
+      namespace topk = attnbench::topk_oracle;
+      return attnbench::cpu::selection_cost{
+          static_cast<double>(budget),
+          static_cast<double>(topk::selection_keys(visible, query.q_heads / query.kv_heads)),
+          static_cast<double>(topk::selection_bytes(visible, query.head_dim, query.element_bytes))};
+    }));

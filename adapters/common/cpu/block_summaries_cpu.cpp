@@ -141,12 +141,31 @@ void sparse_select_method::select_rows(int, int head, const float* q, std::int64
   ATTNBENCH_ASSERT(out.rows() <= m_budget);
 }
 
-method_info sparse_select_info(method_doc doc) {
+method_info sparse_select_info(method_doc doc, selection_cost_fn cost) {
   const std::string selector = doc.name;
-  return make_method_info(
+  method_info info = make_method_info(
       "cpu", std::move(doc), [selector](const param_values& values) -> std::unique_ptr<kv_method> {
         return std::make_unique<sparse_select_method>(values, make_row_selector(selector, values));
       });
+  if (!cost) return info;
+  return with_footprint(std::move(info),
+                        [cost](const param_values& values, const footprint_query& query) {
+                          return sparse_select_footprint(values, query, cost);
+                        });
+}
+
+kv_footprint sparse_select_footprint(const param_values& values, const footprint_query& query,
+                                     const selection_cost_fn& cost) {
+  // The budget is resolved as plan does; attend_head reads every visible row when it covers them.
+  const std::int64_t budget = resolve_budget(values, query.prompt_tokens);
+  const std::int64_t visible = query.tokens;
+  kv_footprint f = rows_footprint(query, static_cast<double>(visible));
+  if (visible <= budget) return f;
+  const selection_cost c = cost(values, query, visible, budget);
+  const double group = static_cast<double>(query.q_heads / query.kv_heads);
+  f.read_bytes = query.kv_heads * (c.rows * kv_row_bytes(query) + c.selection_bytes);
+  f.keys_scored = query.kv_heads * (c.rows * group + c.selection_keys);
+  return f;
 }
 
 }  // namespace attnbench::cpu

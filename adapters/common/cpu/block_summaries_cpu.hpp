@@ -115,8 +115,26 @@ class sparse_select_method : public cache_method {
   std::unique_ptr<row_selector> m_selector;
 };
 
+/// What a selector's rule costs one decode query of one KV head, in closed form: rows read,
+/// and the dot products and bytes spent choosing them (row_selection's counters).
+struct selection_cost {
+  double rows = 0;
+  double selection_keys = 0;
+  double selection_bytes = 0;
+};
+
+/// A selector's cost for a query seeing `visible` rows under `budget` (< visible), or null for a
+/// rule whose reads depend on the data.
+using selection_cost_fn = std::function<selection_cost(
+    const param_values&, const footprint_query&, std::int64_t visible, std::int64_t budget)>;
+
 /// The method_info of a method made of a registered selector (the one named doc.name) and
-/// sparse_select_method.
-method_info sparse_select_info(method_doc doc);
+/// sparse_select_method; with `cost`, its footprint (sparse_select_footprint).
+method_info sparse_select_info(method_doc doc, selection_cost_fn cost = {});
+
+/// The closed-form accounting of a sparse_select_method: every row held; the last query reads
+/// all of them when the budget covers them, else what `cost` says, on every KV head.
+kv_footprint sparse_select_footprint(const param_values& values, const footprint_query& query,
+                                     const selection_cost_fn& cost);
 
 }  // namespace attnbench::cpu

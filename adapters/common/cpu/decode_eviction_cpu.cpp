@@ -284,6 +284,19 @@ void prompt_stream::keep(const std::vector<std::int64_t>& rows) {
   keep_entries(m_positions, rows);
 }
 
+kv_footprint decode_eviction_footprint(const param_values& values, const footprint_query& query,
+                                       std::int64_t attend_overshoot) {
+  const std::int64_t budget = resolve_budget(values, query.prompt_tokens);
+  const bool decoded = query.tokens > query.prompt_tokens;
+  const std::int64_t read =
+      std::min(query.tokens, decoded ? budget + attend_overshoot : budget);
+  kv_footprint f = rows_footprint(query, static_cast<double>(read));
+  const kv_footprint held = rows_footprint(query, static_cast<double>(std::min(query.tokens, budget)));
+  f.resident_tokens = held.resident_tokens;
+  f.resident_bytes = held.resident_bytes;
+  return f;
+}
+
 std::int64_t decode_eviction_method::plan(const attention_problem& problem) {
   const std::int64_t budget = resolve_budget(m_values, problem.context_tokens);
   m_evicts = std::max(problem.max_tokens, problem.context_tokens) > budget;

@@ -42,6 +42,13 @@ class decode_eviction_method : public cache_method {
   bool m_evicts = false;  // the sequence can outgrow the budget
 };
 
+/// The closed-form accounting of a decode_eviction_method that holds its budget B after every
+/// step: min(tokens, B) rows per head. The last query reads them, or, when the method evicts
+/// only after a decode query attends (tova), the B + `attend_overshoot` rows the step's
+/// appended token pushed the cache to (a re-read of the last prompt query sees the prompt's B).
+kv_footprint decode_eviction_footprint(const param_values& values, const footprint_query& query,
+                                       std::int64_t attend_overshoot);
+
 /// One KV head's replay of a prompt as a token stream. The head holds a subset of the prompt rows
 /// streamed so far; advance() streams the next tokens: they join the held rows and each of their
 /// queries attends the rows held before the call plus the new rows up to itself (causal), as a

@@ -115,11 +115,22 @@ std::int64_t prompt_score_method::plan(const attention_problem& problem) {
     return -1;
   }
   if (m_wrapping.layer_budget) return m_wrapping.layer_budget(problem);
-  const std::int64_t budget = resolve_budget(m_values, problem.context_tokens);
-  const std::int64_t layer =
-      m_scorer.layer_budget ? m_scorer.layer_budget(problem, budget) : budget;
+  return prompt_layer_budget(m_scorer, m_values, problem);
+}
+
+std::int64_t prompt_layer_budget(const prompt_scorer& scorer, const param_values& values,
+                                 const attention_problem& problem) {
+  const std::int64_t budget = resolve_budget(values, problem.context_tokens);
+  const std::int64_t layer = scorer.layer_budget ? scorer.layer_budget(problem, budget) : budget;
   ATTNBENCH_ASSERT(layer >= 1);
   return layer;
+}
+
+kv_footprint prompt_score_footprint(const prompt_scorer& scorer, const param_values& values,
+                                    const footprint_query& query) {
+  const std::int64_t layer = prompt_layer_budget(scorer, values, footprint_problem(query));
+  const std::int64_t kept = std::min(query.prompt_tokens, layer) + query.tokens - query.prompt_tokens;
+  return rows_footprint(query, static_cast<double>(kept));
 }
 
 std::vector<std::vector<std::int64_t>> prompt_score_method::select_prompt(tensor_view q,
@@ -312,7 +323,11 @@ method_info prompt_score_cpu_info(method_doc doc) {
   auto factory = [name = doc.name](const param_values& values) -> std::unique_ptr<kv_method> {
     return std::make_unique<prompt_score_method>(make_prompt_scorer(name, values), values);
   };
-  return make_method_info("cpu", std::move(doc), std::move(factory));
+  auto footprint = [name = doc.name](const param_values& values, const footprint_query& query) {
+    return prompt_score_footprint(make_prompt_scorer(name, values), values, query);
+  };
+  return with_footprint(make_method_info("cpu", std::move(doc), std::move(factory)),
+                        std::move(footprint));
 }
 
 }  // namespace attnbench::cpu

@@ -144,6 +144,18 @@ class prompt_score_method : public cache_method {
   std::int64_t m_steps = 0;  // decoding: decode queries since the last compression
 };
 
+/// Tokens per KV head a prompt_score_method without wrappers keeps of the prompt of `problem`:
+/// budget / keep resolved, then the scorer's layer budget (its plan).
+std::int64_t prompt_layer_budget(const prompt_scorer& scorer, const param_values& values,
+                                 const attention_problem& problem);
+
+/// The closed-form accounting of a prompt_score_method without wrappers whose select() keeps
+/// exactly the layer budget per head on average (select_head; adakv's shares sum to it): the
+/// prompt cut to min(prompt, budget) rows per head, then every decoded token kept, all read by
+/// the last query.
+kv_footprint prompt_score_footprint(const prompt_scorer& scorer, const param_values& values,
+                                    const footprint_query& query);
+
 /// Builds a method's scorer from its validated parameters.
 using scorer_factory = std::function<prompt_scorer(const param_values&)>;
 

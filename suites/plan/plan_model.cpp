@@ -192,15 +192,20 @@ sequence_cost memory_model::layer(int layer, std::int64_t prompt, std::int64_t t
   q.layers = m.layers;
   q.prompt_tokens = prompt;
   q.tokens = tokens;
-  if (m.is_local_layer(layer)) {
-    q.prompt_tokens = std::min(prompt, m.sliding_window);
-    q.tokens = std::min(tokens, m.sliding_window);
-  }
   q.element_bytes = static_cast<int>(m_kv_element);
-  const kv_footprint f = m_in.method.info->footprint(m_in.method.params, q);
+  kv_footprint f = m_in.method.info->footprint(m_in.method.params, q);
+  double per_head = f.resident_tokens / m_kv_heads;
+  // A sliding-window layer holds at most its window of what the method keeps, and reads no more.
+  if (m.is_local_layer(layer) && per_head > static_cast<double>(m.sliding_window)) {
+    const double cut = static_cast<double>(m.sliding_window) / per_head;
+    f.resident_bytes *= cut;
+    f.read_bytes *= cut;
+    f.selection_bytes *= cut;
+    f.keys_scored *= cut;
+    per_head = static_cast<double>(m.sliding_window);
+  }
   sequence_cost c;
   c.kv_bytes = f.resident_bytes;
-  const double per_head = f.resident_tokens / m_kv_heads;
   if (per_head > 0 && m_page > 1)
     c.kv_bytes *= std::ceil(per_head / m_page) * m_page / per_head;
   c.host_bytes = f.host_bytes;

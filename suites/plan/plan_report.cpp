@@ -102,12 +102,14 @@ std::int64_t slo_batch(const speed_model& speed, std::int64_t memory_limit,
   return lo;
 }
 
+constexpr std::int64_t k_max_context_searched = std::int64_t{1} << 24;
+
 // The largest context (a multiple of 1024, up to 16M) whose sequences still fit `batch` at a
 // time; 0 when not even 1024 tokens do.
 std::int64_t max_context(const memory_model& memory, std::int64_t batch) {
   auto fits = [&](std::int64_t c) { return memory.max_batch(c) >= batch; };
   if (!fits(1024)) return 0;
-  std::int64_t lo = 1, hi = 16384;  // in units of 1024 tokens
+  std::int64_t lo = 1, hi = k_max_context_searched / 1024;  // in units of 1024 tokens
   if (fits(hi * 1024)) return hi * 1024;
   while (hi - lo > 1) {
     const std::int64_t mid = (lo + hi) / 2;
@@ -277,7 +279,9 @@ plan_result run_plan(const plan_request& request, const device_curves& curves) {
     std::vector<std::vector<std::string>> ctx_rows;
     for (std::int64_t batch : {1, 8, 32, 128}) {
       const std::int64_t c = max_context(memory, batch);
-      ctx_rows.push_back({std::to_string(batch), c > 0 ? tokens_text(c) : "-"});
+      const bool capped = c >= k_max_context_searched;
+      ctx_rows.push_back(
+          {std::to_string(batch), c == 0 ? "-" : (capped ? ">= " : "") + tokens_text(c)});
       record rec = base_record(in, method);
       rec.axes["batch"] = batch;
       rec.case_name = case_name(rec.axes);

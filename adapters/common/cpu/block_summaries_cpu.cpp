@@ -164,6 +164,7 @@ kv_footprint sparse_select_footprint(const param_values& values, const footprint
   const selection_cost c = cost(values, query, visible, budget);
   const double group = static_cast<double>(query.q_heads / query.kv_heads);
   f.read_bytes = query.kv_heads * (c.rows * kv_row_bytes(query) + c.selection_bytes);
+  f.selection_bytes = query.kv_heads * c.selection_bytes;
   f.keys_scored = query.kv_heads * (c.rows * group + c.selection_keys);
   return f;
 }

@@ -15,6 +15,7 @@
 #include "app/cli.hpp"
 #include "harness/error.hpp"
 #include "harness/suite.hpp"
+#include "reports/json_report.hpp"
 #include "reports/schema_validator.hpp"
 
 using namespace attnbench;
@@ -342,4 +343,42 @@ TEST_CASE("a wrapper spec runs and records its canonical form", "[cli]") {
   CHECK(rec.at("method_spec") == "chunk(knorm:budget=1024,keep=0.5):chunk=256");
   CHECK(rec.at("params").at("inner") == "knorm:budget=1024,keep=0.5");
   CHECK(rec.at("params").at("chunk") == 256);
+}
+
+TEST_CASE("plan prints the frontier and writes a schema-valid report, CSV and HTML", "[cli][plan]") {
+  const fs::path out = scratch() / "plan";
+  outcome o = run_cli("plan --model llama-3.1-8b --gpu h100-sxm-80gb --method dense "
+                      "--method snapkv:budget=2048 --method kv_quant:bits=4 --method "
+                      "quest:budget=4096 --out " + out.string());
+  REQUIRE(o.code == 0);
+  CHECK_THAT(o.out, Catch::Contains("== snapkv:budget=2048") && Catch::Contains("128K") &&
+                        Catch::Contains("GPU KV cache size:") &&
+                        Catch::Contains("Maximum concurrency for 131,072 tokens per request"));
+  const report r = read_report(out / "plan.json");  // validates against the schema
+  CHECK(r.records.size() > 4 * 9);
+  CHECK(slurp(out / "plan.csv").rfind("method_spec,", 0) == 0);
+  CHECK_THAT(slurp(out / "plan.html"), Catch::Contains("Capacity plan"));
+}
+
+TEST_CASE("plan refuses bad input with one line and exit 2", "[cli][plan]") {
+  const std::string base = "plan --out " + (scratch() / "plan-bad").string() + " ";
+  for (const auto& [args, names] : std::vector<std::pair<std::string, std::string>>{
+           {"--model llama-9 --gpu h100-sxm-80gb", "llama-9"},
+           {"--model llama-3.1-8b --gpu tpu-v5", "tpu-v5"},
+           {"--model llama-3.1-8b --gpu h100-sxm-80gb --budget vllm:1.5", "1.5"},
+           {"--model llama-3.1-8b --gpu h100-sxm-80gb --budget tgi:0.9", "tgi"},
+           {"--model llama-3.1-8b --gpu h100-sxm-80gb --tp 3", "--tp 3"},
+           {"--model llama-3.1-8b --gpu h100-sxm-80gb --dtype int3", "int3"},
+           {"--model llama-3.1-8b --gpu h100-sxm-80gb --method hyperattention",
+            "no planning model"},
+           {"--model llama-3.1-8b --gpu h100-sxm-80gb --method snapkv:budget=0", "budget"},
+           {"--gpu h100-sxm-80gb", "--model"},
+           {"--model llama-3.1-8b --gpu h100-sxm-80gb --calibration /nonexistent.json",
+            "nonexistent"}}) {
+    outcome o = run_cli(base + args);
+    INFO(args << " -> " << o.err);
+    CHECK(o.code == 2);
+    CHECK(lines(o.err) == 1);
+    CHECK_THAT(o.err, Catch::Contains(names));
+  }
 }

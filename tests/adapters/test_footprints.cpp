@@ -25,7 +25,7 @@ const std::set<std::string> declining = {
     "adaptive_head", "anchor", "bilevel", "block_oracle", "block_sparse_icl", "cake", "chunk",
     "chunkkv", "decoding", "dhsa", "duo", "finch",
     "found_in_the_middle", "gqa", "mqa", "hip", "hyperattention", "infinite_hip",
-    "key_rerotation", "kvquant", "lazy_eviction", "loki",
+    "key_rerotation", "kvquant", "loki",
     "longheads", "ltri", "nsa", "parallel_context", "per_layer",
     "rectified", "recycled", "routing", "shifted_groups", "simlayerkv", "strided_heads",
     "tca", "think"};
@@ -41,6 +41,7 @@ const std::map<std::string, std::vector<std::string>> extra_specs = {
     {"h2o", {"h2o:budget=64,protocol=kvpress"}},
     {"adakv", {"adakv:budget=64,scorer=pyramidkv", "adakv:budget=64,scorer=knorm"}},
     {"pyramidkv", {"pyramidkv:budget=100,window=8"}},
+    {"lazy_eviction", {"lazy_eviction:budget=64,window=10", "lazy_eviction:budget=100,window=7"}},
     {"streaming_llm", {"streaming_llm:sinks=4,window=50"}},
 };
 

@@ -44,6 +44,9 @@ struct kv_footprint {
   double keys_scored = 0;      // cache_stats::keys_scored of the one decode query
   double host_bytes = 0;       // offloading methods: bytes held in host memory
   bool simulated = false;      // eviction masks instead of freeing (stats().simulated)
+  /// Summaries held beside the K/V that stats() leaves out of resident_bytes by convention
+  /// (Quest's page min/max, landmark's block key sums; float32), for a plan to add to memory.
+  double metadata_bytes = 0;
 };
 
 using footprint_fn = std::function<kv_footprint(const param_values&, const footprint_query&)>;

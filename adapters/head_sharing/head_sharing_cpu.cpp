@@ -126,10 +126,21 @@ class head_sharing_method final : public kv_method {
 
 method_info head_sharing_info(method_doc doc,
                               head_sharing::sharing_config (*config)(const param_values&)) {
-  return make_method_info("cpu", std::move(doc),
-                          [config](const param_values& values) -> std::unique_ptr<kv_method> {
-                            return std::make_unique<head_sharing_method>(config(values));
-                          });
+  auto factory = [config](const param_values& values) -> std::unique_ptr<kv_method> {
+    return std::make_unique<head_sharing_method>(config(values));
+  };
+  // A dense cache of the G pooled heads, every query head reading its pooled head.
+  auto footprint = [config, name = doc.name](const param_values& values,
+                                             const footprint_query& query) {
+    const std::int64_t groups = head_sharing::resolved_groups(config(values), query.kv_heads);
+    if (auto why = head_sharing::unsupported_groups(groups, query.kv_heads))
+      ATTNBENCH_BAD_INPUT(name << ": " << *why);
+    footprint_query pooled = query;
+    pooled.kv_heads = static_cast<int>(groups);
+    return rows_footprint(pooled, static_cast<double>(query.tokens));
+  };
+  return with_footprint(make_method_info("cpu", std::move(doc), std::move(factory)),
+                        std::move(footprint));
 }
 
 }  // namespace

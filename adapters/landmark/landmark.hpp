@@ -26,7 +26,8 @@ namespace attnbench::landmark {
 ///   keep    real in (0, 1], no default: budget = ceil(keep * prompt tokens); overrides budget.
 /// Cost: one dot product per complete block and query head, the representatives read (d floats
 /// each), then the chosen rows. Metadata held: d floats per block, 1 / (2 block) of the K/V
-/// bytes (not in resident_bytes, which is K/V only and equals dense).
+/// bytes (not in resident_bytes, which is K/V only and equals dense; a footprint gives them as
+/// metadata_bytes).
 /// Simplifications: the paper trains a landmark token per block whose key the model learns to
 /// make the block's gate; training-free, the mean key of the block stands in for it, and the
 /// chosen blocks are read with ordinary softmax attention (no landmark-gated two-level softmax).
@@ -45,6 +46,13 @@ inline std::int64_t window_begin(std::int64_t visible, std::int64_t window, std:
                                  std::int64_t block) {
   const std::int64_t first = std::max<std::int64_t>(0, visible - std::min(window, budget));
   return std::min(visible, (first + block - 1) / block * block);
+}
+
+/// Bytes of the block summaries one KV head keeps for `tokens` rows: a float32 key sum per
+/// block, the last (partial) block included.
+inline std::uint64_t metadata_bytes(std::int64_t tokens, std::int64_t block, int head_dim) {
+  return static_cast<std::uint64_t>((tokens + block - 1) / block) *
+         static_cast<std::uint64_t>(head_dim) * sizeof(float);
 }
 
 /// Blocks read beside the window of a query seeing `visible` rows whose window starts at `local`:

@@ -94,5 +94,6 @@ ATTNBENCH_REGISTER_METHOD(attnbench::cpu::sparse_select_info(
       return attnbench::cpu::selection_cost{
           static_cast<double>(chosen * block + visible - local),
           static_cast<double>(candidates * (query.q_heads / query.kv_heads)),
-          static_cast<double>(candidates * query.head_dim * 4)};
+          static_cast<double>(candidates * query.head_dim * 4),
+          static_cast<double>(landmark::metadata_bytes(visible, block, query.head_dim))};
     }));

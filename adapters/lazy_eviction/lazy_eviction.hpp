@@ -56,6 +56,24 @@ inline std::int64_t evict_to(std::int64_t budget, std::int64_t window) {
   return std::max<std::int64_t>(1, budget - effective_window(budget, window));
 }
 
+/// Tokens a head holds once a sequence of `tokens` tokens has arrived, the first `prompt` of
+/// them streamed as a prompt: the cache fills to the budget B and drops to E = evict_to (the
+/// prompt stream to E - 1, since the next streamed token joins before the next check), a sawtooth
+/// whose phase depends on the lengths alone. Without eviction (the sequence fits) everything.
+inline std::int64_t held_tokens(std::int64_t prompt, std::int64_t tokens, std::int64_t budget,
+                                std::int64_t window) {
+  if (tokens <= budget) return tokens;
+  const std::int64_t e = evict_to(budget, window);
+  // The prompt: filled to B, then refilled by B - E + 1 tokens after each eviction to E - 1.
+  std::int64_t held = prompt;
+  if (prompt > budget) held = e - 1 + (prompt - budget - 1) % (budget - e + 1) + 1;
+  // Decoding: one token at a time; past B the head drops to E, then refills by B - E + 1.
+  const std::int64_t decoded = tokens - prompt;
+  if (held + decoded <= budget) return held + decoded;
+  const std::int64_t first = budget - held + 1;  // the step of the first decode eviction
+  return e + (decoded - first) % (budget - e + 1);
+}
+
 /// Eviction priority of a token at step `now` (higher is kept): its maximum recurrence interval
 /// against the steps since it was last attended.
 inline float priority(std::int64_t now, std::int64_t last_attended, std::int64_t mri) {

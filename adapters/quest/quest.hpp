@@ -23,7 +23,8 @@ namespace attnbench::quest {
 ///   keep    real in (0, 1], no default: budget = ceil(keep * prompt tokens); overrides budget.
 /// Cost: 2 d multiply-adds per page and query head (counted as 2 dot products), the pages'
 /// min/max read (2 d floats each), then the chosen rows. Metadata held: 2 d floats per page, 1 /
-/// page of the K/V bytes (not in resident_bytes, which is K/V only and equals dense).
+/// page of the K/V bytes (not in resident_bytes, which is K/V only and equals dense; a
+/// footprint gives them as metadata_bytes).
 /// Simplifications: the paper leaves the first two layers dense; here every layer is sparse
 /// (the harness's models are 2 layers deep). Bounds and scores are float32.
 inline std::vector<param_def> schema() {
@@ -63,6 +64,13 @@ struct page_read {
            sizeof(float);
   }
 };
+
+/// Bytes of the page summaries one KV head keeps for `tokens` rows: a float32 min and max row
+/// per page, the last (partial) page included.
+inline std::uint64_t metadata_bytes(std::int64_t tokens, std::int64_t page, int head_dim) {
+  return static_cast<std::uint64_t>((tokens + page - 1) / page) * 2 *
+         static_cast<std::uint64_t>(head_dim) * sizeof(float);
+}
 
 /// The page_read of a query seeing `visible` rows under `budget` (< visible) with pages of `page`.
 inline page_read plan_page_read(std::int64_t visible, std::int64_t budget, std::int64_t page) {

@@ -49,4 +49,25 @@ inline std::int64_t group_begin(std::int64_t p, std::int64_t group, bool is_shif
   return p - (p - offset) % group;
 }
 
+/// What the `group` query heads of KV head `head` (of `q_heads`) cost one query at position p
+/// (past the budget): the keys they score, each head its sinks below its group and its group up
+/// to p, and the rows the KV head reads, the union: the sinks below the lowest group and every
+/// row from it up to p.
+struct group_reads {
+  std::int64_t keys = 0;
+  std::int64_t rows = 0;
+};
+inline group_reads group_reads_of(int head, int group, int q_heads, std::int64_t group_tokens,
+                                  std::int64_t sinks, std::int64_t p) {
+  group_reads r;
+  std::int64_t lowest = p + 1;
+  for (int g = 0; g < group; ++g) {
+    const std::int64_t begin = group_begin(p, group_tokens, shifted(head * group + g, q_heads));
+    r.keys += std::min(sinks, begin) + p + 1 - begin;
+    lowest = std::min(lowest, begin);
+  }
+  r.rows = std::min(sinks, lowest) + p + 1 - lowest;
+  return r;
+}
+
 }  // namespace attnbench::shifted_groups

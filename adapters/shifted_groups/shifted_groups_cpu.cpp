@@ -54,16 +54,17 @@ class shifted_groups_method final : public cache_method {
       if (sinks > 0) work.softmax.add(rows.slice(0, sinks));
       work.softmax.add(rows.slice(begin, visible - begin));
       work.softmax.finish(out + static_cast<std::size_t>(g0) * d, d);
-      work.keys_scored += static_cast<std::uint64_t>((sinks + visible - begin) * n);
       lowest = std::min(lowest, begin);
       g0 = g1;
     }
-    // The group's K/V traffic: the union of the runs' rows, the sinks below the lowest group
-    // and every row from it up to the query.
+    // The rows read (the union of the runs': shifted_groups::group_reads_of) and what they cost.
     work.selection.add(0, std::min(m_sinks, lowest));
     work.selection.add(lowest, visible);
+    const auto reads =
+        shifted_groups::group_reads_of(head, group, m_shape.q_heads, m_group, m_sinks, p);
+    work.keys_scored += static_cast<std::uint64_t>(reads.keys);
     work.bytes_read +=
-        static_cast<std::uint64_t>(work.selection.rows()) * kv_cache::token_bytes(m_shape.head_dim);
+        static_cast<std::uint64_t>(reads.rows) * kv_cache::token_bytes(m_shape.head_dim);
   }
 
  private:
@@ -75,7 +76,8 @@ class shifted_groups_method final : public cache_method {
 }  // namespace
 }  // namespace attnbench::cpu
 
-ATTNBENCH_REGISTER_METHOD(attnbench::make_method_info<attnbench::cpu::shifted_groups_method>(
+ATTNBENCH_REGISTER_METHOD(attnbench::with_footprint(
+    attnbench::make_method_info<attnbench::cpu::shifted_groups_method>(
     "cpu",
     {"shifted_groups",
      "SinkLoRA: Enhanced Efficiency and Chat Capabilities for Long-Context Large Language Models",
@@ -83,4 +85,22 @@ ATTNBENCH_REGISTER_METHOD(attnbench::make_method_info<attnbench::cpu::shifted_gr
      "query heads uses groups shifted by half a group",
      "static decode-time pattern of a training-time attention (prompt outputs exact); no cyclic "
      "wrap of the shifted groups",
-     attnbench::shifted_groups::schema()}));
+     attnbench::shifted_groups::schema()}),
+    [](const attnbench::param_values& values, const attnbench::footprint_query& query) {
+      // Every token kept; past sinks + group tokens each KV head reads its heads' groups.
+      namespace shifted = attnbench::shifted_groups;
+      const std::int64_t sinks = values.get_int("sinks");
+      const std::int64_t group_tokens =
+          shifted::group_size(attnbench::resolve_budget(values, query.prompt_tokens), sinks);
+      attnbench::kv_footprint f = attnbench::rows_footprint(query, static_cast<double>(query.tokens));
+      if (query.tokens <= sinks + group_tokens) return f;
+      f.read_bytes = f.keys_scored = 0;
+      const int group = query.q_heads / query.kv_heads;
+      for (int h = 0; h < query.kv_heads; ++h) {
+        const auto reads =
+            shifted::group_reads_of(h, group, query.q_heads, group_tokens, sinks, query.tokens - 1);
+        f.keys_scored += static_cast<double>(reads.keys);
+        f.read_bytes += static_cast<double>(reads.rows) * attnbench::kv_row_bytes(query);
+      }
+      return f;
+    }));

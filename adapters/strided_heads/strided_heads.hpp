@@ -38,4 +38,22 @@ inline std::int64_t positions_of(std::int64_t residue, std::int64_t stride, std:
   return residue < visible ? (visible - residue + stride - 1) / stride : 0;
 }
 
+/// What the `group` query heads of KV head `head` cost one query seeing `visible` rows: the keys
+/// they score (each its own class) and the rows the group reads, the union of its classes (the
+/// group's heads hold consecutive residues: min(group, stride) distinct classes, each read once).
+struct group_reads {
+  std::int64_t keys = 0;
+  std::int64_t rows = 0;
+};
+inline group_reads group_reads_of(int head, int group, std::int64_t stride, std::int64_t visible) {
+  group_reads r;
+  for (int g = 0; g < group; ++g)
+    r.keys += positions_of((static_cast<std::int64_t>(head) * group + g) % stride, stride, visible);
+  const std::int64_t first = static_cast<std::int64_t>(head) * group % stride;
+  const std::int64_t classes = std::min<std::int64_t>(group, stride);
+  for (std::int64_t c = 0; c < classes; ++c)
+    r.rows += positions_of((first + c) % stride, stride, visible);
+  return r;
+}
+
 }  // namespace attnbench::strided_heads

@@ -39,7 +39,6 @@ class strided_heads_method final : public cache_method {
       work.softmax.finish(out, d);
       return;
     }
-    std::uint64_t keys = 0;
     for (int g = 0; g < group; ++g) {
       const std::int64_t residue = (static_cast<std::int64_t>(head) * group + g) % m_stride;
       const std::int64_t count = strided_heads::positions_of(residue, m_stride, visible);
@@ -49,18 +48,13 @@ class strided_heads_method final : public cache_method {
       work.softmax.start(q + static_cast<std::size_t>(g) * d, d, 1, m_scale);
       if (count > 0) work.softmax.add(view);
       work.softmax.finish(out + static_cast<std::size_t>(g) * d, d);
-      keys += static_cast<std::uint64_t>(count);
     }
-    // The group's heads hold consecutive residues: min(group, s) distinct classes, each read once.
+    const auto reads = strided_heads::group_reads_of(head, group, m_stride, visible);
+    work.keys_scored += static_cast<std::uint64_t>(reads.keys);
+    work.bytes_read += static_cast<std::uint64_t>(reads.rows) * kv_cache::token_bytes(m_shape.head_dim);
+    if (!last) return;
     const std::int64_t first = static_cast<std::int64_t>(head) * group % m_stride;
     const std::int64_t classes = std::min<std::int64_t>(group, m_stride);
-    std::uint64_t rows_read = 0;
-    for (std::int64_t c = 0; c < classes; ++c)
-      rows_read += static_cast<std::uint64_t>(
-          strided_heads::positions_of((first + c) % m_stride, m_stride, visible));
-    work.keys_scored += keys;
-    work.bytes_read += rows_read * kv_cache::token_bytes(m_shape.head_dim);
-    if (!last) return;
     // The positions the group read, for read_positions (the last query only).
     for (std::int64_t p = 0; p < visible; ++p) {
       const std::int64_t offset = ((p - first) % m_stride + m_stride) % m_stride;
@@ -76,9 +70,25 @@ class strided_heads_method final : public cache_method {
 }  // namespace
 }  // namespace attnbench::cpu
 
-ATTNBENCH_REGISTER_METHOD(attnbench::make_method_info<attnbench::cpu::strided_heads_method>(
+ATTNBENCH_REGISTER_METHOD(attnbench::with_footprint(
+    attnbench::make_method_info<attnbench::cpu::strided_heads_method>(
     "cpu", {"strided_heads", "Efficient Attentions for Long Document Summarization",
             "query head h reads the positions j with j mod s == h mod s, s = ceil(prompt / budget)",
             "causal self-attention over the cache instead of the paper's cross attention; decode "
             "queries only; stride set by the budget at the prompt length",
-            attnbench::strided_heads::schema()}));
+            attnbench::strided_heads::schema()}),
+    [](const attnbench::param_values& values, const attnbench::footprint_query& query) {
+      // Every token kept; each KV head's group reads its residue classes of them.
+      namespace strided = attnbench::strided_heads;
+      const std::int64_t stride = strided::stride_for(
+          attnbench::resolve_budget(values, query.prompt_tokens), query.prompt_tokens);
+      attnbench::kv_footprint f = attnbench::rows_footprint(query, static_cast<double>(query.tokens));
+      f.read_bytes = f.keys_scored = 0;
+      const int group = query.q_heads / query.kv_heads;
+      for (int h = 0; h < query.kv_heads; ++h) {
+        const auto reads = strided::group_reads_of(h, group, stride, query.tokens);
+        f.keys_scored += static_cast<double>(reads.keys);
+        f.read_bytes += static_cast<double>(reads.rows) * attnbench::kv_row_bytes(query);
+      }
+      return f;
+    }));

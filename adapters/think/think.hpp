@@ -58,14 +58,25 @@ inline std::vector<int> kept_channels(const std::vector<double>& scores, int pru
 }
 
 /// Bytes one KV head holds: `pruned_tokens` rows with `kept` key channels and whole values, the
-/// other `tokens - pruned_tokens` rows whole, float32, plus the channel mask when pruning.
+/// other `tokens - pruned_tokens` rows whole, `element_bytes` per element (float32 here), plus
+/// the one-byte-per-channel mask when pruning.
 inline std::uint64_t head_bytes(std::int64_t tokens, std::int64_t pruned_tokens, int head_dim,
-                                int kept) {
+                                int kept, int element_bytes = 4) {
   const auto d = static_cast<std::uint64_t>(head_dim);
   const auto p = static_cast<std::uint64_t>(pruned_tokens);
+  const auto e = static_cast<std::uint64_t>(element_bytes);
   const std::uint64_t mask = kept < head_dim ? d : 0;
-  return p * (static_cast<std::uint64_t>(kept) + d) * 4 +
-         static_cast<std::uint64_t>(tokens - pruned_tokens) * 2 * d * 4 + mask;
+  return p * (static_cast<std::uint64_t>(kept) + d) * e +
+         static_cast<std::uint64_t>(tokens - pruned_tokens) * 2 * d * e + mask;
+}
+
+/// Bytes one decode query of one KV head reads seeing `visible` rows: a prefix of the pruned rows
+/// (kept key channels and whole values), then whole rows.
+inline std::uint64_t query_read_bytes(std::int64_t visible, std::int64_t pruned_tokens,
+                                      int head_dim, int kept, int element_bytes = 4) {
+  const std::int64_t pruned = std::min(visible, pruned_tokens);
+  const std::int64_t d = head_dim, e = element_bytes;
+  return static_cast<std::uint64_t>(pruned * (kept + d) * e + (visible - pruned) * 2 * d * e);
 }
 
 }  // namespace attnbench::think

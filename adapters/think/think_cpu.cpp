@@ -136,10 +136,9 @@ class think_method final : public kv_method {
     std::uint64_t rows_total = 0;
     for (int i = 0; i < n; ++i) {
       const std::int64_t visible = m_length - n + i + 1;
-      const std::int64_t pruned = std::min(visible, m_pruned);
       rows_total += static_cast<std::uint64_t>(visible);
       m_kv_bytes_read +=
-          static_cast<std::uint64_t>(pruned * (kept + d) * 4 + (visible - pruned) * 2 * d * 4) *
+          think::query_read_bytes(visible, m_pruned, d, static_cast<int>(kept)) *
           static_cast<std::uint64_t>(kv_heads);
     }
     m_keys_scored += rows_total * static_cast<std::uint64_t>(kv_heads * group);
@@ -257,11 +256,30 @@ class think_method final : public kv_method {
 
 }  // namespace attnbench::cpu
 
-ATTNBENCH_REGISTER_METHOD(attnbench::make_method_info<attnbench::cpu::think_method>(
+ATTNBENCH_REGISTER_METHOD(attnbench::with_footprint(
+    attnbench::make_method_info<attnbench::cpu::think_method>(
     "cpu",
     {"think", "ThinK: Thinner Key Cache by Query-Driven Pruning",
      "per KV head, drop the key channels of least query-weighted magnitude (||Q_c|| x ||K_c||, "
      "observation-window queries) from every prompt key but the recent ones",
      "channels per KV head (group queries summed), not per query head; float32 storage; no value "
      "pruning",
-     attnbench::think::schema()}));
+     attnbench::think::schema()}),
+    [](const attnbench::param_values& values, const attnbench::footprint_query& query) {
+      // Which channels go depends on the data, how many does not: every head drops as many.
+      namespace think = attnbench::think;
+      const std::int64_t pruned =
+          std::max<std::int64_t>(0, query.prompt_tokens - values.get_int("recent"));
+      const int d = query.head_dim;
+      const int kept = pruned > 0 ? d - think::pruned_channels(d, values.get_real("ratio")) : d;
+      attnbench::kv_footprint f;
+      f.resident_tokens = static_cast<double>(query.tokens) * query.kv_heads;
+      f.resident_bytes = static_cast<double>(think::head_bytes(query.tokens, pruned, d, kept,
+                                                               query.element_bytes)) *
+                         query.kv_heads;
+      f.read_bytes = static_cast<double>(think::query_read_bytes(query.tokens, pruned, d, kept,
+                                                                 query.element_bytes)) *
+                     query.kv_heads;
+      f.keys_scored = static_cast<double>(query.tokens) * query.q_heads;
+      return f;
+    }));

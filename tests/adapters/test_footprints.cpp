@@ -24,11 +24,11 @@ namespace {
 const std::set<std::string> declining = {
     "adaptive_head", "anchor", "bilevel", "block_oracle", "block_sparse_icl", "cake", "chunk",
     "chunkkv", "decoding", "dhsa", "duo", "finch",
-    "found_in_the_middle", "gqa", "mqa", "hip", "hyperattention", "infinite_hip",
-    "key_rerotation", "kvquant", "lazy_eviction", "loki",
+    "found_in_the_middle", "hip", "hyperattention", "infinite_hip",
+    "key_rerotation", "kvquant", "loki",
     "longheads", "ltri", "nsa", "parallel_context", "per_layer",
-    "rectified", "recycled", "routing", "shifted_groups", "simlayerkv", "strided_heads",
-    "tca", "think"};
+    "rectified", "recycled", "routing", "simlayerkv",
+    "tca"};
 
 // Settings beyond the defaults and the generic small budgets, where a method has parameters that
 // change its accounting (page size, quantization layout, protocol, scorer).
@@ -41,6 +41,10 @@ const std::map<std::string, std::vector<std::string>> extra_specs = {
     {"h2o", {"h2o:budget=64,protocol=kvpress"}},
     {"adakv", {"adakv:budget=64,scorer=pyramidkv", "adakv:budget=64,scorer=knorm"}},
     {"pyramidkv", {"pyramidkv:budget=100,window=8"}},
+    {"lazy_eviction", {"lazy_eviction:budget=64,window=10", "lazy_eviction:budget=100,window=7"}},
+    {"shifted_groups", {"shifted_groups:budget=50,sinks=0", "shifted_groups:budget=64,sinks=7"}},
+    {"gqa", {"gqa:groups=2,pool=norm", "gqa:reduce=2"}},
+    {"think", {"think:ratio=0.5,recent=40", "think:ratio=0.1,recent=0"}},
     {"streaming_llm", {"streaming_llm:sinks=4,window=50"}},
 };
 
@@ -199,6 +203,12 @@ TEST_CASE("footprints scale full-precision rows by the element size", "[footprin
   const kv_footprint f = kvq.info->footprint(kvq.params, q);
   const double per_head = 2.0 * 3968 * 64 + 124.0 * 128 * 2 * 2 + 3968.0 * 2 * 2 + 2.0 * 128 * 128 * 2;
   CHECK(f.resident_bytes == 2 * per_head);
+  CHECK(f.metadata_bytes == 0);
+  // quest keeps a float32 min and max row per page of 16 beside the bf16 K/V: 256 pages per head.
+  const auto quest = resolve_method("quest:page=16", "cpu");
+  const kv_footprint pages = quest.info->footprint(quest.params, q);
+  CHECK(pages.resident_bytes == dense.resident_bytes);
+  CHECK(pages.metadata_bytes == 2.0 * 256 * 2 * 128 * 4);
 }
 
 TEST_CASE("the methods without a footprint are the declared ones", "[footprint]") {

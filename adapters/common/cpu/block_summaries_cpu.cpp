@@ -160,8 +160,9 @@ kv_footprint sparse_select_footprint(const param_values& values, const footprint
   const std::int64_t budget = resolve_budget(values, query.prompt_tokens);
   const std::int64_t visible = query.tokens;
   kv_footprint f = rows_footprint(query, static_cast<double>(visible));
-  if (visible <= budget) return f;
   const selection_cost c = cost(values, query, visible, budget);
+  f.metadata_bytes = query.kv_heads * c.metadata_bytes;
+  if (visible <= budget) return f;
   const double group = static_cast<double>(query.q_heads / query.kv_heads);
   f.read_bytes = query.kv_heads * (c.rows * kv_row_bytes(query) + c.selection_bytes);
   f.selection_bytes = query.kv_heads * c.selection_bytes;

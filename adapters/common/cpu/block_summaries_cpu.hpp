@@ -116,15 +116,17 @@ class sparse_select_method : public cache_method {
 };
 
 /// What a selector's rule costs one decode query of one KV head, in closed form: rows read,
-/// and the dot products and bytes spent choosing them (row_selection's counters).
+/// and the dot products and bytes spent choosing them (row_selection's counters); and the
+/// summaries the head keeps for it (kv_footprint::metadata_bytes).
 struct selection_cost {
   double rows = 0;
   double selection_keys = 0;
   double selection_bytes = 0;
+  double metadata_bytes = 0;
 };
 
-/// A selector's cost for a query seeing `visible` rows under `budget` (< visible), or null for a
-/// rule whose reads depend on the data.
+/// A selector's cost for a query seeing `visible` rows under `budget`, or null for a rule whose
+/// reads depend on the data. Only metadata_bytes is used when the budget covers the rows.
 using selection_cost_fn = std::function<selection_cost(
     const param_values&, const footprint_query&, std::int64_t visible, std::int64_t budget)>;
 

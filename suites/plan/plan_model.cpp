@@ -178,6 +178,7 @@ memory_model::memory_model(plan_inputs in) : m_in(std::move(in)) {
     m_pool = m_in.budget.fraction * total - m_weights;
   else
     m_pool = m_in.budget.bytes;
+  m_lookback = sawtooth_lookback();
 }
 
 sequence_cost memory_model::layer(int layer, std::int64_t prompt, std::int64_t tokens) const {
@@ -201,13 +202,16 @@ sequence_cost memory_model::layer(int layer, std::int64_t prompt, std::int64_t t
     f.resident_bytes *= cut;
     f.read_bytes *= cut;
     f.selection_bytes *= cut;
+    f.metadata_bytes *= cut;
     f.keys_scored *= cut;
     per_head = static_cast<double>(m.sliding_window);
   }
   sequence_cost c;
   c.kv_bytes = f.resident_bytes;
   if (per_head > 0 && m_page > 1)
-    c.kv_bytes *= std::ceil(per_head / m_page) * m_page / per_head;
+    c.kv_bytes = c.kv_bytes * (std::ceil(per_head / m_page) * m_page) / per_head;
+  // Summaries kept beside the rows (Quest's page bounds) hold device memory too.
+  c.kv_bytes += f.metadata_bytes;
   c.host_bytes = f.host_bytes;
   c.read_bytes = f.read_bytes;
   c.selection_bytes = f.selection_bytes;
@@ -219,12 +223,25 @@ sequence_cost memory_model::layer(int layer, std::int64_t prompt, std::int64_t t
 sequence_cost memory_model::sequence(std::int64_t context) const {
   sequence_cost sum;
   const std::int64_t tokens = context + m_in.output_tokens;
-  // Layers with the same footprint (all but layer-wise budgets and local layers) repeat: the
-  // sum is over every layer all the same, so a 1M-token x 80-layer plan stays cheap because a
-  // footprint is closed-form.
+  std::map<std::pair<bool, double>, double> peaks;
   for (int l = 0; l < m_in.model.layers; ++l) {
     const sequence_cost c = layer(l, context, tokens);
-    sum.kv_bytes += c.kv_bytes;
+    double held = c.kv_bytes;
+    // A method whose holdings shrink at some steps (lagged eviction, group quantization): what
+    // a sequence of at most `context` tokens may hold, its sawtooth's peaks in the look-back.
+    // Layers of one kind holding the same now peak the same: the look-back runs once per kind.
+    if (m_lookback > 0) {
+      const auto key = std::make_pair(m_in.model.is_local_layer(l), c.kv_bytes);
+      auto it = peaks.find(key);
+      if (it == peaks.end()) {
+        for (std::int64_t shorter = std::max<std::int64_t>(1, context - m_lookback);
+             shorter < context; ++shorter)
+          held = std::max(held, layer(l, shorter, shorter + m_in.output_tokens).kv_bytes);
+        it = peaks.emplace(key, held).first;
+      }
+      held = it->second;
+    }
+    sum.kv_bytes += held;
     sum.host_bytes += c.host_bytes;
     sum.read_bytes += c.read_bytes;
     sum.selection_bytes += c.selection_bytes;
@@ -232,6 +249,33 @@ sequence_cost memory_model::sequence(std::int64_t context) const {
     sum.simulated = sum.simulated || c.simulated;
   }
   return sum;
+}
+
+std::int64_t memory_model::sawtooth_lookback() const {
+  // Probe the first two layers (a local and a global one where they alternate) over stretches
+  // of prompt lengths and of decode steps for a fall in what they hold; the look-back spans
+  // twice the widest stretch between falls (at least 256 tokens).
+  std::int64_t widest = 0;
+  bool falls = false;
+  for (int l = 0; l < std::min(2, m_in.model.layers); ++l) {
+    for (std::int64_t start : {std::int64_t{3000}, std::int64_t{70000}}) {
+      std::int64_t last_fall = -1;
+      double prompt_before = layer(l, start, start).kv_bytes, decode_before = prompt_before;
+      for (std::int64_t n = start + 1; n <= start + 2048; ++n) {
+        const double prompt_now = layer(l, n, n).kv_bytes;
+        const double decode_now = layer(l, start, n).kv_bytes;
+        if (prompt_now < prompt_before || decode_now < decode_before) {
+          falls = true;
+          if (last_fall >= 0) widest = std::max(widest, n - last_fall);
+          last_fall = n;
+        }
+        prompt_before = prompt_now;
+        decode_before = decode_now;
+      }
+    }
+  }
+  if (!falls) return 0;
+  return std::min<std::int64_t>(65536, std::max<std::int64_t>(256, 2 * widest));
 }
 
 double memory_model::dense_layer_read(int layer, std::int64_t tokens) const {

@@ -97,7 +97,9 @@ class memory_model {
   /// them prefilled.
   sequence_cost layer(int layer, std::int64_t prompt, std::int64_t tokens) const;
   /// All layers: a sequence of `context` prompt tokens plus output_tokens generated (memory at
-  /// its largest; the step read at its end).
+  /// its largest; the step read at its end). For a method whose holdings shrink at some steps
+  /// (lazy_eviction's lagged evictions, kv_quant's group quantization) the memory is the most a
+  /// sequence of at most `context` prompt tokens holds, so a longer context never fits more.
   sequence_cost sequence(std::int64_t context) const;
   /// The same for dense attention at the same dtype (for ratios and engine token counts).
   double dense_kv_bytes(std::int64_t tokens) const;
@@ -110,7 +112,11 @@ class memory_model {
   std::vector<std::string> engine_lines(std::int64_t context) const;
 
  private:
+  // Tokens a sawtooth method's memory looks back over (0: its holdings never shrink).
+  std::int64_t sawtooth_lookback() const;
+
   plan_inputs m_in;
+  std::int64_t m_lookback = 0;
   int m_q_heads = 0, m_kv_heads = 0, m_page = 1;
   bool m_replicated = false;
   double m_weights = 0, m_activation = 0, m_runtime = 0, m_pool = 0;

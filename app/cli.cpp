@@ -14,6 +14,7 @@
 
 #include "app/progress.hpp"
 #include "app/plan_command.hpp"
+#include "suites/plan/presets.hpp"
 #include "app/report_commands.hpp"
 #include "harness/error.hpp"
 #include "reports/methods_page.hpp"
@@ -70,7 +71,7 @@ int cmd_list(const std::vector<std::string>& args) {
       "example: attnbench list methods --format json");
   std::string what = "all", backend, format = "text";
   desc.add_options()("help,h", "show this help")("what", po::value(&what),
-                                                 "methods, suites or all (default)")(
+                                                 "methods, suites, models, gpus or all (default)")(
       "backend", po::value(&backend), "only methods of this backend (cpu, cuda)")(
       "format", po::value(&format),
       "text (default); md: docs/methods.md (backend cpu unless given) or "
@@ -87,8 +88,31 @@ int cmd_list(const std::vector<std::string>& args) {
     std::cout << desc << "\n";
     return 0;
   }
+  if (what == "models" || what == "gpus") {
+    // The presets of `attnbench plan` (docs/planning.md): one name per line, or with what they
+    // are and where their numbers come from.
+    for (const std::string& name : what == "models" ? plan::model_names() : plan::gpu_names()) {
+      if (format == "names") {
+        std::cout << name << "\n";
+      } else if (what == "models") {
+        const plan::model_preset m = plan::load_model(name);
+        std::cout << name << "  " << m.display_name << ": " << m.layers << " layers, "
+                  << m.q_heads << "/" << m.kv_heads << " heads, head_dim " << m.head_dim
+                  << (m.mla ? ", MLA" : "") << (m.moe ? ", MoE" : "")
+                  << (m.sliding_window ? ", sliding-window layers" : "") << "  (" << m.source
+                  << ")\n";
+      } else {
+        const plan::gpu_preset g = plan::load_gpu(name);
+        std::cout << name << "  " << g.display_name << ": " << g.memory_bytes / (1 << 30)
+                  << " GiB, " << g.bandwidth_bytes_per_s / 1e12 << " TB/s, "
+                  << g.bf16_flops / 1e12 << " bf16 TFLOP/s  (" << g.source << ")\n";
+      }
+    }
+    return 0;
+  }
   if (what != "all" && what != "methods" && what != "suites")
-    ATTNBENCH_BAD_INPUT("list: unknown topic '" << what << "' (known: methods, suites)");
+    ATTNBENCH_BAD_INPUT("list: unknown topic '" << what
+                                                << "' (known: methods, suites, models, gpus)");
   if (format != "text" && format != "md" && format != "json" && format != "names")
     ATTNBENCH_BAD_INPUT("list: unknown format '" << format << "' (known: text, md, json, names)");
   if (format == "json" || format == "names") {

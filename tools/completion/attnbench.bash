@@ -1,7 +1,8 @@
 # Bash completion for attnbench: commands, options, suite names (--suite, --axis SUITE.),
 # method names (--method) and plan presets (--model, --gpu). Names come from the binary itself
-# (`attnbench list ... --format names`), so they follow the registries. Installed by `cmake --install` and the .deb into
-# share/bash-completion/completions; or: source tools/completion/attnbench.bash
+# (`attnbench list ... --format names`), so they follow the registries. Installed by `cmake
+# --install` and the .deb into share/bash-completion/completions; or: source
+# tools/completion/attnbench.bash
 _attnbench() {
   local cur prev cmd
   cur=${COMP_WORDS[COMP_CWORD]}

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -123,6 +124,10 @@ class memory_model {
   double m_kv_element = 2;
 };
 
+/// A one-layer model of the attention shape of a latency or memory record (heads, head_dim,
+/// dtype of its axes) running `method`: what `plan --validate` predicts the record from.
+plan_inputs op_plan_inputs(const record& rec, const method_instance& method);
+
 /// Dense decode and prefill curves of one device, from a latency report (`plan --calibration`),
 /// or the spec sheet's roofline when there is none.
 class device_curves {
@@ -134,11 +139,16 @@ class device_curves {
   /// Bandwidth and bf16 TFLOP/s of the preset, no latency floor.
   static device_curves from_spec(const gpu_preset& gpu);
 
-  /// Seconds of a dense decode call of `batch` sequences reading `bytes` of K/V in all:
-  /// interpolated in bytes along each measured batch's curve (linear, extrapolated with the
-  /// asymptotic bandwidth above the largest point and held at the smallest point's time below),
-  /// then across batches in log(batch).
+  /// Seconds of a dense decode call of `batch` sequences reading `bytes` of K/V in all: along
+  /// each measured batch's curve of time against bytes per sequence, a power law between
+  /// neighbouring points (the last segment's bandwidth past the largest, a straight line to the
+  /// latency floor below the smallest), then a power law in
+  /// the batch between the measured batches around it.
   double decode_seconds(double batch, double bytes) const;
+  /// Seconds per byte of selection metadata that `method`'s selection costs beyond reading it
+  /// (scoring and top-k), fitted by least squares on the method's decode records in the
+  /// calibration report; 0 when the report has none.
+  double selection_seconds_per_byte(const std::string& method) const;
   /// Achieved dense prefill FLOP/s at `length` prompt tokens (log-length interpolation).
   double prefill_flops(std::int64_t length, bool causal) const;
   /// The asymptotic bandwidth (bytes/s) and the best tensor throughput (FLOP/s) measured.
@@ -149,13 +159,14 @@ class device_curves {
 
  private:
   struct decode_point {
-    double bytes = 0, seconds = 0;
+    double bytes = 0, seconds = 0;  // bytes read per sequence
   };
   struct prefill_point {
     double length = 0, flops = 0;
   };
   std::vector<std::pair<double, std::vector<decode_point>>> m_decode;  // by batch
   std::vector<prefill_point> m_prefill_causal, m_prefill_full;
+  std::map<std::string, double> m_selection;  // method -> seconds per selection byte
   double m_bandwidth = 0, m_flops = 0;
   std::string m_source;
   bool m_measured = false;

@@ -360,25 +360,6 @@ double axis_number(const nlohmann::json& axes, const char* key, double fallback)
   return it != axes.end() && it->is_number() ? it->get<double>() : fallback;
 }
 
-// A one-layer model of the record's attention shape, for predicting a latency or memory op.
-plan_inputs op_inputs(const record& rec, const method_instance& method) {
-  plan_inputs in;
-  in.model.name = "op";
-  in.model.display_name = "op";
-  in.model.layers = 1;
-  in.model.q_heads = static_cast<int>(axis_number(rec.axes, "q_heads", 32));
-  in.model.kv_heads = static_cast<int>(axis_number(rec.axes, "kv_heads", 8));
-  in.model.head_dim = static_cast<int>(axis_number(rec.axes, "head_dim", 128));
-  in.model.hidden_size = in.model.q_heads * in.model.head_dim;
-  in.model.max_position_embeddings = std::int64_t{1} << 40;
-  in.kv_dtype = rec.axes.value("dtype", std::string("bf16"));
-  in.method = method;
-  in.budget.engine = "bytes";
-  in.budget.bytes = 1;
-  in.page_tokens = 1;
-  return in;
-}
-
 }  // namespace
 
 std::vector<validation_row> validate(const report& measured, const device_curves& curves) {
@@ -393,7 +374,7 @@ std::vector<validation_row> validate(const report& measured, const device_curves
     const method_info* info = method_registry::instance().find(rec.method, "cpu");
     if (!info || !info->footprint) continue;
     method_instance method = resolve_method(rec.method_spec, "cpu");
-    const plan_inputs in = op_inputs(rec, method);
+    const plan_inputs in = op_plan_inputs(rec, method);
     const memory_model memory(in);
     const auto length = static_cast<std::int64_t>(axis_number(rec.axes, "length", 0));
     const double batch = axis_number(rec.axes, "batch", 1);

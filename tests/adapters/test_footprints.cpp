@@ -21,14 +21,35 @@ namespace {
 
 // The CPU methods whose holdings or reads depend on the data (or on calibration), so they have no
 // closed form, and the wrappers whose accounting is not exact from the shape alone.
-const std::set<std::string> declining = {
-    "adaptive_head", "anchor", "bilevel", "block_oracle", "block_sparse_icl", "cake", "chunk",
-    "chunkkv", "decoding", "dhsa", "duo", "finch",
-    "found_in_the_middle", "hip", "hyperattention", "infinite_hip",
-    "key_rerotation", "kvquant", "loki",
-    "longheads", "ltri", "nsa", "parallel_context", "per_layer",
-    "rectified", "recycled", "routing", "simlayerkv",
-    "tca"};
+const std::set<std::string> declining = {"adaptive_head",
+                                         "anchor",
+                                         "bilevel",
+                                         "block_oracle",
+                                         "block_sparse_icl",
+                                         "cake",
+                                         "chunk",
+                                         "chunkkv",
+                                         "decoding",
+                                         "dhsa",
+                                         "duo",
+                                         "finch",
+                                         "found_in_the_middle",
+                                         "hip",
+                                         "hyperattention",
+                                         "infinite_hip",
+                                         "key_rerotation",
+                                         "kvquant",
+                                         "loki",
+                                         "longheads",
+                                         "ltri",
+                                         "nsa",
+                                         "parallel_context",
+                                         "per_layer",
+                                         "rectified",
+                                         "recycled",
+                                         "routing",
+                                         "simlayerkv",
+                                         "tca"};
 
 // Settings beyond the defaults and the generic small budgets, where a method has parameters that
 // change its accounting (page size, quantization layout, protocol, scorer).
@@ -201,7 +222,8 @@ TEST_CASE("footprints scale full-precision rows by the element size", "[footprin
   // 128-token bf16 tail.
   const auto kvq = resolve_method("kv_quant:bits=4", "cpu");
   const kv_footprint f = kvq.info->footprint(kvq.params, q);
-  const double per_head = 2.0 * 3968 * 64 + 124.0 * 128 * 2 * 2 + 3968.0 * 2 * 2 + 2.0 * 128 * 128 * 2;
+  const double per_head =
+      2.0 * 3968 * 64 + 124.0 * 128 * 2 * 2 + 3968.0 * 2 * 2 + 2.0 * 128 * 128 * 2;
   CHECK(f.resident_bytes == 2 * per_head);
   CHECK(f.metadata_bytes == 0);
   // quest keeps a float32 min and max row per page of 16 beside the bf16 K/V: 256 pages per head.

@@ -39,7 +39,6 @@ const std::set<std::string> declining = {"adaptive_head",
                                          "infinite_hip",
                                          "key_rerotation",
                                          "kvquant",
-                                         "loki",
                                          "longheads",
                                          "ltri",
                                          "nsa",
@@ -66,6 +65,7 @@ const std::map<std::string, std::vector<std::string>> extra_specs = {
     {"shifted_groups", {"shifted_groups:budget=50,sinks=0", "shifted_groups:budget=64,sinks=7"}},
     {"gqa", {"gqa:groups=2,pool=norm", "gqa:reduce=2"}},
     {"think", {"think:ratio=0.5,recent=40", "think:ratio=0.1,recent=0"}},
+    {"loki", {"loki:budget=40,rank=5"}},
     {"streaming_llm", {"streaming_llm:sinks=4,window=50"}},
 };
 

@@ -23,7 +23,6 @@ namespace {
 // closed form, and the wrappers whose accounting is not exact from the shape alone.
 const std::set<std::string> declining = {"adaptive_head",
                                          "anchor",
-                                         "bilevel",
                                          "block_oracle",
                                          "block_sparse_icl",
                                          "cake",
@@ -65,6 +64,7 @@ const std::map<std::string, std::vector<std::string>> extra_specs = {
     {"shifted_groups", {"shifted_groups:budget=50,sinks=0", "shifted_groups:budget=64,sinks=7"}},
     {"gqa", {"gqa:groups=2,pool=norm", "gqa:reduce=2"}},
     {"think", {"think:ratio=0.5,recent=40", "think:ratio=0.1,recent=0"}},
+    {"bilevel", {"bilevel:budget=100,region=16", "bilevel:budget=64,region=8"}},
     {"loki", {"loki:budget=40,rank=5"}},
     {"streaming_llm", {"streaming_llm:sinks=4,window=50"}},
 };

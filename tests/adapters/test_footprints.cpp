@@ -21,33 +21,19 @@ namespace {
 
 // The CPU methods whose holdings or reads depend on the data (or on calibration), so they have no
 // closed form, and the wrappers whose accounting is not exact from the shape alone.
-const std::set<std::string> declining = {"adaptive_head",
-                                         "anchor",
-                                         "block_oracle",
-                                         "block_sparse_icl",
-                                         "cake",
-                                         "chunk",
-                                         "chunkkv",
-                                         "decoding",
-                                         "dhsa",
-                                         "duo",
-                                         "finch",
-                                         "found_in_the_middle",
-                                         "hip",
-                                         "hyperattention",
-                                         "infinite_hip",
-                                         "key_rerotation",
-                                         "kvquant",
-                                         "longheads",
-                                         "ltri",
-                                         "nsa",
-                                         "parallel_context",
-                                         "per_layer",
-                                         "rectified",
-                                         "recycled",
-                                         "routing",
-                                         "simlayerkv",
-                                         "tca"};
+const std::set<std::string> declining = {"adaptive_head", "anchor",
+                                         "block_oracle",  "block_sparse_icl",
+                                         "cake",          "chunk",
+                                         "chunkkv",       "decoding",
+                                         "dhsa",          "duo",
+                                         "finch",         "found_in_the_middle",
+                                         "hip",           "hyperattention",
+                                         "infinite_hip",  "key_rerotation",
+                                         "kvquant",       "ltri",
+                                         "nsa",           "parallel_context",
+                                         "per_layer",     "rectified",
+                                         "recycled",      "routing",
+                                         "simlayerkv",    "tca"};
 
 // Settings beyond the defaults and the generic small budgets, where a method has parameters that
 // change its accounting (page size, quantization layout, protocol, scorer).
@@ -65,6 +51,7 @@ const std::map<std::string, std::vector<std::string>> extra_specs = {
     {"gqa", {"gqa:groups=2,pool=norm", "gqa:reduce=2"}},
     {"think", {"think:ratio=0.5,recent=40", "think:ratio=0.1,recent=0"}},
     {"bilevel", {"bilevel:budget=100,region=16", "bilevel:budget=64,region=8"}},
+    {"longheads", {"longheads:budget=100,chunk=16", "longheads:budget=64,chunk=20"}},
     {"loki", {"loki:budget=40,rank=5"}},
     {"streaming_llm", {"streaming_llm:sinks=4,window=50"}},
 };

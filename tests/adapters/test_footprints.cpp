@@ -21,19 +21,31 @@ namespace {
 
 // The CPU methods whose holdings or reads depend on the data (or on calibration), so they have no
 // closed form, and the wrappers whose accounting is not exact from the shape alone.
-const std::set<std::string> declining = {"adaptive_head", "anchor",
-                                         "block_oracle",  "block_sparse_icl",
-                                         "cake",          "chunk",
-                                         "chunkkv",       "decoding",
-                                         "dhsa",          "duo",
-                                         "finch",         "found_in_the_middle",
-                                         "hip",           "hyperattention",
-                                         "infinite_hip",  "key_rerotation",
-                                         "kvquant",       "ltri",
-                                         "nsa",           "parallel_context",
-                                         "per_layer",     "rectified",
-                                         "recycled",      "routing",
-                                         "simlayerkv",    "tca"};
+const std::set<std::string> declining = {"adaptive_head",
+                                         "anchor",
+                                         "block_oracle",
+                                         "block_sparse_icl",
+                                         "cake",
+                                         "chunk",
+                                         "chunkkv",
+                                         "decoding",
+                                         "dhsa",
+                                         "duo",
+                                         "finch",
+                                         "hip",
+                                         "hyperattention",
+                                         "infinite_hip",
+                                         "key_rerotation",
+                                         "kvquant",
+                                         "ltri",
+                                         "nsa",
+                                         "parallel_context",
+                                         "per_layer",
+                                         "rectified",
+                                         "recycled",
+                                         "routing",
+                                         "simlayerkv",
+                                         "tca"};
 
 // Settings beyond the defaults and the generic small budgets, where a method has parameters that
 // change its accounting (page size, quantization layout, protocol, scorer).

@@ -48,18 +48,21 @@ method_info adakv_info() {
   auto footprint = [](const param_values& values, const footprint_query& query) {
     return prompt_score_footprint(make_scorer(values), values, query);
   };
-  return with_footprint(make_method_info(
-      "cpu",
-      {"adakv",
-       "Ada-KV: Optimizing KV Cache Eviction by Adaptive Budget Allocation for Efficient LLM "
-       "Inference",
-       "share the layer's budget across KV heads by score mass (safeguard alpha), over a scorer",
-       "kvpress-style safeguard (exact layer total); knorm made comparable through a per-head "
-       "softmax of standardized −norms; tova = the last prompt query's attention",
-       adakv::schema()},
-      [](const param_values& values) -> std::unique_ptr<kv_method> {
-        return std::make_unique<adakv_method>(make_scorer(values), values);
-      }), footprint);
+  return with_footprint(
+      make_method_info(
+          "cpu",
+          {"adakv",
+           "Ada-KV: Optimizing KV Cache Eviction by Adaptive Budget Allocation for Efficient LLM "
+           "Inference",
+           "share the layer's budget across KV heads by score mass (safeguard alpha), over a "
+           "scorer",
+           "kvpress-style safeguard (exact layer total); knorm made comparable through a per-head "
+           "softmax of standardized −norms; tova = the last prompt query's attention",
+           adakv::schema()},
+          [](const param_values& values) -> std::unique_ptr<kv_method> {
+            return std::make_unique<adakv_method>(make_scorer(values), values);
+          }),
+      footprint);
 }
 
 }  // namespace

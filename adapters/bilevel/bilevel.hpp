@@ -34,4 +34,26 @@ inline std::vector<param_def> schema() {
   return params;
 }
 
+/// What one decode query of one KV head reads when it sees `visible` rows past the budget: the
+/// current region from `current_begin` (clipped to the budget), and `routed` whole regions of
+/// the `current` complete ones before it (none scored when none can be routed).
+struct region_read {
+  std::int64_t current = 0;
+  std::int64_t current_begin = 0;
+  std::int64_t routed = 0;
+
+  bool scores() const { return routed > 0 && current > 0; }
+  std::int64_t rows(std::int64_t visible, std::int64_t region) const {
+    return (scores() ? std::min(routed, current) * region : 0) + visible - current_begin;
+  }
+};
+inline region_read plan_region_read(std::int64_t visible, std::int64_t budget,
+                                    std::int64_t region) {
+  region_read r;
+  r.current = (visible - 1) / region;
+  r.current_begin = std::max(r.current * region, visible - budget);
+  r.routed = (budget - (visible - r.current_begin)) / region;
+  return r;
+}
+
 }  // namespace attnbench::bilevel

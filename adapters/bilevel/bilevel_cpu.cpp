@@ -6,6 +6,7 @@
 
 #include "adapters/bilevel/bilevel.hpp"
 #include "adapters/common/cpu/attention_scores.hpp"
+#include "adapters/common/cpu/block_summaries_cpu.hpp"
 #include "adapters/common/cpu/cache_method_cpu.hpp"
 #include "adapters/common/cpu/per_head_sparse.hpp"
 
@@ -21,8 +22,7 @@ struct bilevel_head_state {
 class bilevel_cpu final : public per_head_sparse<bilevel_head_state> {
  public:
   explicit bilevel_cpu(const param_values& values)
-      : per_head_sparse(values),
-        m_region(values.get_int("region")) {}
+      : per_head_sparse(values), m_region(values.get_int("region")) {}
 
  protected:
   void select_rows(int, int head, const float* q, std::int64_t visible,
@@ -30,10 +30,10 @@ class bilevel_cpu final : public per_head_sparse<bilevel_head_state> {
     bilevel_head_state& st = head_state_of(head);
     const int group = m_shape.group_size(), d = m_shape.head_dim;
     // The current region, clipped to the budget, then whole routed regions before it.
-    const std::int64_t current = (visible - 1) / m_region;
-    const std::int64_t current_begin = std::max(current * m_region, visible - m_budget);
-    const std::int64_t routed = (m_budget - (visible - current_begin)) / m_region;
-    if (routed > 0 && current > 0) {
+    const bilevel::region_read read = bilevel::plan_region_read(visible, m_budget, m_region);
+    const std::int64_t current = read.current, current_begin = read.current_begin;
+    const std::int64_t routed = read.routed;
+    if (read.scores()) {
       st.affinity.resize(static_cast<std::size_t>(current));
       for (std::int64_t r = 0; r < current; ++r) {
         const float* mean = st.means.data() + static_cast<std::size_t>(r * d);
@@ -51,7 +51,6 @@ class bilevel_cpu final : public per_head_sparse<bilevel_head_state> {
   }
 
  private:
-
   // Mean keys of the regions complete within rows' first rows.count rows.
   void extend_index(int head, const kv_rows& rows) override {
     bilevel_head_state& st = head_state_of(head);
@@ -77,10 +76,27 @@ class bilevel_cpu final : public per_head_sparse<bilevel_head_state> {
 
 }  // namespace attnbench::cpu
 
-ATTNBENCH_REGISTER_METHOD(attnbench::make_method_info<attnbench::cpu::bilevel_cpu>(
-    "cpu",
-    {"bilevel", "BiFormer: Vision Transformer with Bi-Level Routing Attention",
-     "per decode query, route to the regions whose mean key matches it best, then attend to their "
-     "tokens and the current region",
-     "1-D regions; the region-level query is the decode query itself",
-     attnbench::bilevel::schema()}));
+// The whole cache resident; past the budget a query scores the complete regions' mean keys
+// (float32 metadata) and reads its routed regions and the current one.
+ATTNBENCH_REGISTER_METHOD(attnbench::with_footprint(
+    attnbench::make_method_info<attnbench::cpu::bilevel_cpu>(
+        "cpu", {"bilevel", "BiFormer: Vision Transformer with Bi-Level Routing Attention",
+                "per decode query, route to the regions whose mean key matches it best, then "
+                "attend to their "
+                "tokens and the current region",
+                "1-D regions; the region-level query is the decode query itself",
+                attnbench::bilevel::schema()}),
+    [](const attnbench::param_values& values, const attnbench::footprint_query& query) {
+      const auto cost = [](const attnbench::param_values& v, const attnbench::footprint_query& q,
+                           std::int64_t visible, std::int64_t budget) {
+        const std::int64_t region = v.get_int("region");
+        const auto read = attnbench::bilevel::plan_region_read(visible, budget, region);
+        const std::int64_t scored = read.scores() ? read.current : 0;
+        return attnbench::cpu::selection_cost{
+            static_cast<double>(read.rows(visible, region)),
+            static_cast<double>(scored * (q.q_heads / q.kv_heads)),
+            static_cast<double>(scored * q.head_dim * 4),
+            static_cast<double>(visible / region * q.head_dim * 4)};
+      };
+      return attnbench::cpu::sparse_select_footprint(values, query, cost);
+    }));

@@ -68,20 +68,24 @@ method_info criticalkv_info() {
     return prompt_score_footprint(make_prompt_scorer(values.get_string("scorer"), values), values,
                                   query);
   };
-  return with_footprint(make_method_info(
-      "cpu",
-      {"criticalkv",
-       "Identify Critical KV Cache in LLM Inference from an Output Perturbation Perspective",
-       "per KV head, keep the window, first_stage of the rest by the scorer's attention, then the "
-       "best by attention x ||W_o v||_1",
-       "W_o is the identity (the workload's per-head readout is a scaled identity: same ranking); "
-       "first stage counted without the window; adaptive=true (CriticalAdaKV) allocates head "
-       "budgets with adakv's safeguard over the wrapped scores",
-       criticalkv::schema()},
-      [](const param_values& values) -> std::unique_ptr<kv_method> {
-        return std::make_unique<criticalkv_method>(
-            make_prompt_scorer(values.get_string("scorer"), values), values);
-      }), footprint);
+  return with_footprint(
+      make_method_info(
+          "cpu",
+          {"criticalkv",
+           "Identify Critical KV Cache in LLM Inference from an Output Perturbation Perspective",
+           "per KV head, keep the window, first_stage of the rest by the scorer's attention, then "
+           "the "
+           "best by attention x ||W_o v||_1",
+           "W_o is the identity (the workload's per-head readout is a scaled identity: same "
+           "ranking); "
+           "first stage counted without the window; adaptive=true (CriticalAdaKV) allocates head "
+           "budgets with adakv's safeguard over the wrapped scores",
+           criticalkv::schema()},
+          [](const param_values& values) -> std::unique_ptr<kv_method> {
+            return std::make_unique<criticalkv_method>(
+                make_prompt_scorer(values.get_string("scorer"), values), values);
+          }),
+      footprint);
 }
 
 }  // namespace

@@ -76,14 +76,19 @@ class found_in_the_middle_method final : public cache_method {
 }  // namespace
 }  // namespace attnbench::cpu
 
-ATTNBENCH_REGISTER_METHOD(attnbench::make_method_info<attnbench::cpu::found_in_the_middle_method>(
-    "cpu",
-    {"found_in_the_middle",
-     "Found in the Middle: Calibrating Positional Attention Bias Improves Long Context "
-     "Utilization",
-     "per decode query and head, rescale each prompt position bucket's attention to n_k "
-     "softmax((mean - dummy baseline) / t), the prompt's mass kept; last `layers` share only",
-     "dummy-document attention estimated in context (the bucket's median token weight) instead "
-     "of a dummy pass per slot; equal position buckets, not document boundaries; all heads of "
-     "the calibrated layers; prompt outputs exact",
-     attnbench::found_in_the_middle::schema()}));
+// Every token kept and read: the calibration reweights attention, it does not skip rows.
+ATTNBENCH_REGISTER_METHOD(attnbench::with_footprint(
+    attnbench::make_method_info<attnbench::cpu::found_in_the_middle_method>(
+        "cpu",
+        {"found_in_the_middle",
+         "Found in the Middle: Calibrating Positional Attention Bias Improves Long Context "
+         "Utilization",
+         "per decode query and head, rescale each prompt position bucket's attention to n_k "
+         "softmax((mean - dummy baseline) / t), the prompt's mass kept; last `layers` share only",
+         "dummy-document attention estimated in context (the bucket's median token weight) instead "
+         "of a dummy pass per slot; equal position buckets, not document boundaries; all heads of "
+         "the calibrated layers; prompt outputs exact",
+         attnbench::found_in_the_middle::schema()}),
+    [](const attnbench::param_values&, const attnbench::footprint_query& query) {
+      return attnbench::rows_footprint(query, static_cast<double>(query.tokens));
+    }));

@@ -44,13 +44,14 @@ class gated_method final : public cache_method {
 
 ATTNBENCH_REGISTER_METHOD(attnbench::with_footprint(
     attnbench::make_method_info<attnbench::cpu::gated_method>(
-    "cpu", {"gated",
-            "Gated Attention for Large Language Models: Non-linearity, Sparsity, and "
-            "Attention-Sink-Free",
-            "dense attention whose output is gated element-wise by sigmoid(alpha * q + beta), the "
-            "head's own query standing in for the gate projection (position G1)",
-            "training-free gate: W_theta = W_q (the query is the gate input), no trained gate",
-            attnbench::gated::schema()}),
+        "cpu",
+        {"gated",
+         "Gated Attention for Large Language Models: Non-linearity, Sparsity, and "
+         "Attention-Sink-Free",
+         "dense attention whose output is gated element-wise by sigmoid(alpha * q + beta), the "
+         "head's own query standing in for the gate projection (position G1)",
+         "training-free gate: W_theta = W_q (the query is the gate input), no trained gate",
+         attnbench::gated::schema()}),
     [](const attnbench::param_values&, const attnbench::footprint_query& query) {
       // Every token kept and read by every query.
       return attnbench::rows_footprint(query, static_cast<double>(query.tokens));

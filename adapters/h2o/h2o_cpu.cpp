@@ -138,14 +138,20 @@ kv_footprint h2o_footprint(const param_values& values, const footprint_query& qu
 }  // namespace
 }  // namespace attnbench::cpu
 
-ATTNBENCH_REGISTER_METHOD(attnbench::with_footprint(attnbench::make_method_info(
-    "cpu",
-    {"h2o", "H2O: Heavy-Hitter Oracle for Efficient Generative Inference of Large Language Models",
-     "keep a recent window and the tokens with the largest attention accumulated over all queries "
-     "(protocol=kvpress: the prompt tokens with the largest mean attention, compressed once)",
-     "the prompt is streamed in chunks of `chunk` tokens, evicting after each chunk (`chunk=1` is "
-     "the exact greedy rule); decode evicts at append, before the new query attends, so the cache "
-     "never exceeds the budget. kvpress: `budget`/`keep` instead of `compression_ratio`; "
-     "`recent_ratio` and `chunk` ignored",
-     attnbench::h2o::schema()},
-    attnbench::cpu::make_h2o), attnbench::cpu::h2o_footprint));
+ATTNBENCH_REGISTER_METHOD(attnbench::with_footprint(
+    attnbench::make_method_info(
+        "cpu",
+        {"h2o",
+         "H2O: Heavy-Hitter Oracle for Efficient Generative Inference of Large Language Models",
+         "keep a recent window and the tokens with the largest attention accumulated over all "
+         "queries "
+         "(protocol=kvpress: the prompt tokens with the largest mean attention, compressed once)",
+         "the prompt is streamed in chunks of `chunk` tokens, evicting after each chunk (`chunk=1` "
+         "is "
+         "the exact greedy rule); decode evicts at append, before the new query attends, so the "
+         "cache "
+         "never exceeds the budget. kvpress: `budget`/`keep` instead of `compression_ratio`; "
+         "`recent_ratio` and `chunk` ignored",
+         attnbench::h2o::schema()},
+        attnbench::cpu::make_h2o),
+    attnbench::cpu::h2o_footprint));

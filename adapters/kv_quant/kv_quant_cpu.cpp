@@ -504,14 +504,14 @@ method_info kv_quant_info() {
     const std::int64_t length = query.tokens;
     kv_footprint f;
     f.resident_tokens = static_cast<double>(length) * query.kv_heads;
-    f.resident_bytes = static_cast<double>(kv_quant::head_bytes(length, query.head_dim, c,
-                                                                query.element_bytes)) *
-                       query.kv_heads;
-    f.read_bytes = static_cast<double>(kv_quant::query_read_bytes(
-                       length, kv_quant::quantized_keys(length, c),
-                       kv_quant::quantized_values(length, c), query.head_dim, c,
-                       query.element_bytes)) *
-                   query.kv_heads;
+    f.resident_bytes =
+        static_cast<double>(kv_quant::head_bytes(length, query.head_dim, c, query.element_bytes)) *
+        query.kv_heads;
+    f.read_bytes =
+        static_cast<double>(kv_quant::query_read_bytes(length, kv_quant::quantized_keys(length, c),
+                                                       kv_quant::quantized_values(length, c),
+                                                       query.head_dim, c, query.element_bytes)) *
+        query.kv_heads;
     f.keys_scored = static_cast<double>(length) * query.q_heads;
     return f;
   };

@@ -116,18 +116,21 @@ method_info kvzip_info() {
   auto footprint = [](const param_values& values, const footprint_query& query) {
     return prompt_score_footprint(make_kvzip_scorer(values), values, query);
   };
-  return with_footprint(make_method_info(
-      "cpu",
-      {"kvzip", "KVzip: Query-Agnostic KV Cache Compression with Context Reconstruction",
-       "keep the sinks and the KV pairs of the layer (budget x kv_heads, shared by heads) that "
-       "get the most attention while the context is repeated",
-       "the reconstruction queries are the prompt's own queries over the whole chunk (no repeat "
-       "instruction; copies keep their positions); the budget is shared per layer, not across "
-       "layers",
-       kvzip::schema()},
-      [](const param_values& values) -> std::unique_ptr<kv_method> {
-        return std::make_unique<kvzip_method>(make_kvzip_scorer(values), values);
-      }), footprint);
+  return with_footprint(
+      make_method_info(
+          "cpu",
+          {"kvzip", "KVzip: Query-Agnostic KV Cache Compression with Context Reconstruction",
+           "keep the sinks and the KV pairs of the layer (budget x kv_heads, shared by heads) that "
+           "get the most attention while the context is repeated",
+           "the reconstruction queries are the prompt's own queries over the whole chunk (no "
+           "repeat "
+           "instruction; copies keep their positions); the budget is shared per layer, not across "
+           "layers",
+           kvzip::schema()},
+          [](const param_values& values) -> std::unique_ptr<kv_method> {
+            return std::make_unique<kvzip_method>(make_kvzip_scorer(values), values);
+          }),
+      footprint);
 }
 
 }  // namespace

@@ -150,15 +150,16 @@ class lazy_eviction_method final : public decode_eviction_method {
 // The head's size follows the sawtooth of lazy_eviction::held_tokens; the last query reads it.
 ATTNBENCH_REGISTER_METHOD(attnbench::with_footprint(
     attnbench::make_method_info<attnbench::cpu::lazy_eviction_method>(
-    "cpu",
-    {"lazy_eviction",
-     "LazyEviction: Lagged KV Eviction with Attention Pattern Observation for Efficient Long "
-     "Reasoning",
-     "every window steps, evict down to budget - window by maximum recurrence interval against "
-     "time since last attended",
-     "priority formula and defaults from the abstract and a public reproduction; evicts to budget "
-     "− W so the budget is never exceeded; the prompt is batched between evictions",
-     attnbench::lazy_eviction::schema()}),
+        "cpu",
+        {"lazy_eviction",
+         "LazyEviction: Lagged KV Eviction with Attention Pattern Observation for Efficient Long "
+         "Reasoning",
+         "every window steps, evict down to budget - window by maximum recurrence interval against "
+         "time since last attended",
+         "priority formula and defaults from the abstract and a public reproduction; evicts to "
+         "budget "
+         "− W so the budget is never exceeded; the prompt is batched between evictions",
+         attnbench::lazy_eviction::schema()}),
     [](const attnbench::param_values& values, const attnbench::footprint_query& query) {
       const std::int64_t budget = attnbench::resolve_budget(values, query.prompt_tokens);
       const std::int64_t held = attnbench::lazy_eviction::held_tokens(

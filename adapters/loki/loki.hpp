@@ -41,4 +41,21 @@ inline int resolve_rank(const param_values& values, int head_dim) {
   return static_cast<int>(std::min<std::int64_t>(rank, head_dim));
 }
 
+/// The selection cost of one decode query of one KV head scanning `visible` projected keys of
+/// `rank` floats (the convention above): dot products, and float32 bytes read.
+inline std::uint64_t selection_keys(std::int64_t visible, int rank, int head_dim) {
+  const auto scanned = static_cast<std::uint64_t>(visible) * static_cast<std::uint64_t>(rank);
+  return (scanned + static_cast<std::uint64_t>(head_dim) - 1) /
+         static_cast<std::uint64_t>(head_dim);
+}
+inline std::uint64_t selection_bytes(std::int64_t visible, int rank) {
+  return static_cast<std::uint64_t>(visible) * static_cast<std::uint64_t>(rank) * sizeof(float);
+}
+
+/// Metadata one KV head holds for `tokens` rows: the projected keys and the basis, float32.
+inline std::uint64_t metadata_bytes(std::int64_t tokens, int rank, int head_dim) {
+  return (static_cast<std::uint64_t>(tokens) + static_cast<std::uint64_t>(head_dim)) *
+         static_cast<std::uint64_t>(rank) * sizeof(float);
+}
+
 }  // namespace attnbench::loki

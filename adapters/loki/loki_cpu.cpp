@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "adapters/common/cpu/attention_scores.hpp"
+#include "adapters/common/cpu/block_summaries_cpu.hpp"
 #include "adapters/common/cpu/cache_method_cpu.hpp"
 #include "adapters/common/cpu/calibration_cpu.hpp"
 #include "adapters/loki/loki.hpp"
@@ -145,10 +146,8 @@ class loki_method : public cache_method {
     }
     out.add_rows(top_indices(scores.data(), visible, m_budget));
     // One rank-r dot product per key for the whole group, counted as rank / head_dim of a key.
-    const auto scanned = static_cast<std::uint64_t>(visible) * static_cast<std::uint64_t>(m_rank);
-    out.selection_keys +=
-        (scanned + static_cast<std::uint64_t>(d) - 1) / static_cast<std::uint64_t>(d);
-    out.selection_bytes += scanned * sizeof(float);
+    out.selection_keys += loki::selection_keys(visible, m_rank, d);
+    out.selection_bytes += loki::selection_bytes(visible, m_rank);
   }
 
  private:
@@ -184,9 +183,24 @@ class loki_method : public cache_method {
 
 }  // namespace attnbench::cpu
 
-ATTNBENCH_REGISTER_METHOD(attnbench::make_method_info<attnbench::cpu::loki_method>(
-    "cpu", {"loki", "Loki: Low-Rank Keys for Efficient Sparse Attention",
-            "score every key in a rank-r PCA basis of the keys, read the top-k exactly",
-            "basis = uncentered PCA of the same layer's calibration keys; no forced window; a "
-            "rank-r score counts as r/d of a key and r floats read",
-            attnbench::loki::schema()}));
+// The whole cache resident; past the budget a query reads its top-k rows after scanning every
+// projected key: the accounting of a sparse_select_method with Loki's selection cost.
+ATTNBENCH_REGISTER_METHOD(attnbench::with_footprint(
+    attnbench::make_method_info<attnbench::cpu::loki_method>(
+        "cpu", {"loki", "Loki: Low-Rank Keys for Efficient Sparse Attention",
+                "score every key in a rank-r PCA basis of the keys, read the top-k exactly",
+                "basis = uncentered PCA of the same layer's calibration keys; no forced window; a "
+                "rank-r score counts as r/d of a key and r floats read",
+                attnbench::loki::schema()}),
+    [](const attnbench::param_values& values, const attnbench::footprint_query& query) {
+      const auto cost = [](const attnbench::param_values& v, const attnbench::footprint_query& q,
+                           std::int64_t visible, std::int64_t budget) {
+        const int rank = attnbench::loki::resolve_rank(v, q.head_dim);
+        return attnbench::cpu::selection_cost{
+            static_cast<double>(budget),
+            static_cast<double>(attnbench::loki::selection_keys(visible, rank, q.head_dim)),
+            static_cast<double>(attnbench::loki::selection_bytes(visible, rank)),
+            static_cast<double>(attnbench::loki::metadata_bytes(visible, rank, q.head_dim))};
+      };
+      return attnbench::cpu::sparse_select_footprint(values, query, cost);
+    }));

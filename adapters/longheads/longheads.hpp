@@ -36,6 +36,29 @@ inline std::vector<param_def> schema() {
   return params;
 }
 
+/// What one decode query of one KV head reads when it sees `visible` rows past the budget: the
+/// query's chunk from `last_begin` (clipped to the budget), the first chunk up to `first_end`,
+/// and `count` whole middle chunks of the `middle` scored (none scored when none fit).
+struct chunk_read {
+  std::int64_t last_begin = 0;
+  std::int64_t first_end = 0;
+  std::int64_t middle = 0;
+  std::int64_t count = 0;
+
+  bool scores() const { return count > 0 && middle > 0; }
+  std::int64_t rows(std::int64_t visible, std::int64_t chunk) const {
+    return first_end + (scores() ? std::min(count, middle) * chunk : 0) + visible - last_begin;
+  }
+};
+inline chunk_read plan_chunk_read(std::int64_t visible, std::int64_t budget, std::int64_t chunk) {
+  chunk_read r;
+  r.last_begin = std::max((visible - 1) / chunk * chunk, visible - budget);
+  r.first_end = std::min({chunk, r.last_begin, budget - (visible - r.last_begin)});
+  r.middle = std::max<std::int64_t>(0, r.last_begin / chunk - 1);
+  r.count = (budget - (visible - r.last_begin) - r.first_end) / chunk;
+  return r;
+}
+
 /// The summary of `count` keys (row r at keys + r * stride, head_dim d) into out[d].
 inline void summarize(const float* keys, std::size_t stride, std::int64_t count, int d, float scale,
                       float* out, std::vector<float>& weights) {

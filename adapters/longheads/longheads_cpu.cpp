@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "adapters/common/cpu/attention_scores.hpp"
+#include "adapters/common/cpu/block_summaries_cpu.hpp"
 #include "adapters/common/cpu/cache_method_cpu.hpp"
 #include "adapters/common/cpu/per_head_sparse.hpp"
 #include "adapters/longheads/longheads.hpp"
@@ -23,8 +24,7 @@ struct longheads_head_state {
 class longheads_cpu final : public per_head_sparse<longheads_head_state> {
  public:
   explicit longheads_cpu(const param_values& values)
-      : per_head_sparse(values),
-        m_chunk(values.get_int("chunk")) {}
+      : per_head_sparse(values), m_chunk(values.get_int("chunk")) {}
 
  protected:
   void select_rows(int, int head, const float* q, std::int64_t visible,
@@ -32,13 +32,10 @@ class longheads_cpu final : public per_head_sparse<longheads_head_state> {
     longheads_head_state& st = head_state_of(head);
     const int group = m_shape.group_size(), d = m_shape.head_dim;
     // The query's chunk (clipped to the budget), then the first chunk, then whole middle chunks.
-    const std::int64_t last_begin = std::max((visible - 1) / m_chunk * m_chunk, visible - m_budget);
-    const std::int64_t first_end =
-        std::min({m_chunk, last_begin, m_budget - (visible - last_begin)});
-    const std::int64_t middle = std::max<std::int64_t>(0, last_begin / m_chunk - 1);
-    const std::int64_t count = (m_budget - (visible - last_begin) - first_end) / m_chunk;
-    out.add(0, first_end);
-    if (count > 0 && middle > 0) {
+    const longheads::chunk_read read = longheads::plan_chunk_read(visible, m_budget, m_chunk);
+    const std::int64_t last_begin = read.last_begin, middle = read.middle, count = read.count;
+    out.add(0, read.first_end);
+    if (read.scores()) {
       st.scores.resize(static_cast<std::size_t>(middle));
       for (std::int64_t c = 0; c < middle; ++c) {
         const float* summary = st.summaries.data() + static_cast<std::size_t>((c + 1) * d);
@@ -56,7 +53,6 @@ class longheads_cpu final : public per_head_sparse<longheads_head_state> {
   }
 
  private:
-
   // Summaries of the chunks complete within rows' first rows.count rows.
   void extend_index(int head, const kv_rows& rows) override {
     longheads_head_state& st = head_state_of(head);
@@ -78,10 +74,28 @@ class longheads_cpu final : public per_head_sparse<longheads_head_state> {
 
 }  // namespace attnbench::cpu
 
-ATTNBENCH_REGISTER_METHOD(attnbench::make_method_info<attnbench::cpu::longheads_cpu>(
-    "cpu", {"longheads", "LongHeads: Multi-Head Attention is Secretly a Long Context Processor",
-            "per decode query, read the first chunk, the query's chunk and the middle chunks whose "
-            "summary keys match the query best, up to the budget",
-            "chunk summary = keys weighted by their match to the chunk mean; no position "
-            "remapping; per KV head",
-            attnbench::longheads::schema()}));
+// The whole cache resident; past the budget a query scores the middle chunks' summaries
+// (float32 metadata) and reads the first chunk, its best middle chunks and its own.
+ATTNBENCH_REGISTER_METHOD(attnbench::with_footprint(
+    attnbench::make_method_info<attnbench::cpu::longheads_cpu>(
+        "cpu",
+        {"longheads", "LongHeads: Multi-Head Attention is Secretly a Long Context Processor",
+         "per decode query, read the first chunk, the query's chunk and the middle chunks whose "
+         "summary keys match the query best, up to the budget",
+         "chunk summary = keys weighted by their match to the chunk mean; no position "
+         "remapping; per KV head",
+         attnbench::longheads::schema()}),
+    [](const attnbench::param_values& values, const attnbench::footprint_query& query) {
+      const auto cost = [](const attnbench::param_values& v, const attnbench::footprint_query& q,
+                           std::int64_t visible, std::int64_t budget) {
+        const std::int64_t chunk = v.get_int("chunk");
+        const auto read = attnbench::longheads::plan_chunk_read(visible, budget, chunk);
+        const std::int64_t scored = read.scores() ? read.middle : 0;
+        return attnbench::cpu::selection_cost{
+            static_cast<double>(read.rows(visible, chunk)),
+            static_cast<double>(scored * (q.q_heads / q.kv_heads)),
+            static_cast<double>(scored * q.head_dim * 4),
+            static_cast<double>(visible / chunk * q.head_dim * 4)};
+      };
+      return attnbench::cpu::sparse_select_footprint(values, query, cost);
+    }));

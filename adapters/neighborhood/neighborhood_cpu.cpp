@@ -34,13 +34,13 @@ class neighborhood_method : public cache_method {
 
 ATTNBENCH_REGISTER_METHOD(attnbench::with_footprint(
     attnbench::make_method_info<attnbench::cpu::neighborhood_method>(
-    "cpu",
-    {"neighborhood",
-     "Faster Neighborhood Attention: Reducing the O(n^2) Cost of Self Attention at the Threadblock "
-     "Level",
-     "read the query's causal neighborhood of `budget` tokens with `dilation`",
-     "1-D causal rule only, per token, decode only, no fused kernel",
-     attnbench::neighborhood::schema()}),
+        "cpu", {"neighborhood",
+                "Faster Neighborhood Attention: Reducing the O(n^2) Cost of Self Attention at the "
+                "Threadblock "
+                "Level",
+                "read the query's causal neighborhood of `budget` tokens with `dilation`",
+                "1-D causal rule only, per token, decode only, no fused kernel",
+                attnbench::neighborhood::schema()}),
     [](const attnbench::param_values& values, const attnbench::footprint_query& query) {
       // Every token kept; the last query reads its static pattern (no selection cost).
       const std::int64_t budget = attnbench::resolve_budget(values, query.prompt_tokens);
@@ -53,7 +53,8 @@ ATTNBENCH_REGISTER_METHOD(attnbench::with_footprint(
         add(0, query.tokens);
       else
         attnbench::neighborhood::for_each_range(budget, values.get_int("dilation"), last, add);
-      attnbench::kv_footprint f = attnbench::rows_footprint(query, static_cast<double>(query.tokens));
+      attnbench::kv_footprint f =
+          attnbench::rows_footprint(query, static_cast<double>(query.tokens));
       f.read_bytes = rows * query.kv_heads * attnbench::kv_row_bytes(query);
       f.keys_scored = rows * query.q_heads;
       return f;

@@ -33,12 +33,12 @@ class power_method : public cache_method {
 
 ATTNBENCH_REGISTER_METHOD(attnbench::with_footprint(
     attnbench::make_method_info<attnbench::cpu::power_method>(
-    "cpu",
-    {"power",
-     "PowerAttention: Exponentially Scaling of Receptive Fields for Effective Sparse Attention",
-     "read the sinks, a local window and the tokens at power-of-two distances",
-     "per token rather than per block; decode only (prompt outputs exact)",
-     attnbench::power::schema()}),
+        "cpu",
+        {"power",
+         "PowerAttention: Exponentially Scaling of Receptive Fields for Effective Sparse Attention",
+         "read the sinks, a local window and the tokens at power-of-two distances",
+         "per token rather than per block; decode only (prompt outputs exact)",
+         attnbench::power::schema()}),
     [](const attnbench::param_values& values, const attnbench::footprint_query& query) {
       // Every token kept; the last query reads its static pattern (no selection cost).
       const std::int64_t budget = attnbench::resolve_budget(values, query.prompt_tokens);
@@ -51,7 +51,8 @@ ATTNBENCH_REGISTER_METHOD(attnbench::with_footprint(
         add(0, query.tokens);
       else
         attnbench::power::for_each_range(values.get_int("sinks"), budget, last, add);
-      attnbench::kv_footprint f = attnbench::rows_footprint(query, static_cast<double>(query.tokens));
+      attnbench::kv_footprint f =
+          attnbench::rows_footprint(query, static_cast<double>(query.tokens));
       f.read_bytes = rows * query.kv_heads * attnbench::kv_row_bytes(query);
       f.keys_scored = rows * query.q_heads;
       return f;

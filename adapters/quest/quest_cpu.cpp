@@ -85,6 +85,6 @@ ATTNBENCH_REGISTER_METHOD(attnbench::cpu::sparse_select_info(
           static_cast<double>(read.rows(visible, values.get_int("page"))),
           static_cast<double>(read.selection_keys(query.q_heads / query.kv_heads)),
           static_cast<double>(read.selection_bytes(query.head_dim)),
-          static_cast<double>(attnbench::quest::metadata_bytes(visible, values.get_int("page"),
-                                                               query.head_dim))};
+          static_cast<double>(
+              attnbench::quest::metadata_bytes(visible, values.get_int("page"), query.head_dim))};
     }));

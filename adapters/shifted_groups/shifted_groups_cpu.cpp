@@ -78,21 +78,24 @@ class shifted_groups_method final : public cache_method {
 
 ATTNBENCH_REGISTER_METHOD(attnbench::with_footprint(
     attnbench::make_method_info<attnbench::cpu::shifted_groups_method>(
-    "cpu",
-    {"shifted_groups",
-     "SinkLoRA: Enhanced Efficiency and Chat Capabilities for Long-Context Large Language Models",
-     "a query reads the sinks and its own group of budget - sinks tokens; the second half of the "
-     "query heads uses groups shifted by half a group",
-     "static decode-time pattern of a training-time attention (prompt outputs exact); no cyclic "
-     "wrap of the shifted groups",
-     attnbench::shifted_groups::schema()}),
+        "cpu", {"shifted_groups",
+                "SinkLoRA: Enhanced Efficiency and Chat Capabilities for Long-Context Large "
+                "Language Models",
+                "a query reads the sinks and its own group of budget - sinks tokens; the second "
+                "half of the "
+                "query heads uses groups shifted by half a group",
+                "static decode-time pattern of a training-time attention (prompt outputs exact); "
+                "no cyclic "
+                "wrap of the shifted groups",
+                attnbench::shifted_groups::schema()}),
     [](const attnbench::param_values& values, const attnbench::footprint_query& query) {
       // Every token kept; past sinks + group tokens each KV head reads its heads' groups.
       namespace shifted = attnbench::shifted_groups;
       const std::int64_t sinks = values.get_int("sinks");
       const std::int64_t group_tokens =
           shifted::group_size(attnbench::resolve_budget(values, query.prompt_tokens), sinks);
-      attnbench::kv_footprint f = attnbench::rows_footprint(query, static_cast<double>(query.tokens));
+      attnbench::kv_footprint f =
+          attnbench::rows_footprint(query, static_cast<double>(query.tokens));
       if (query.tokens <= sinks + group_tokens) return f;
       f.read_bytes = f.keys_scored = 0;
       const int group = query.q_heads / query.kv_heads;

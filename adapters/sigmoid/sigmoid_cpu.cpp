@@ -61,12 +61,12 @@ class sigmoid_method final : public cache_method {
 
 ATTNBENCH_REGISTER_METHOD(attnbench::with_footprint(
     attnbench::make_method_info<attnbench::cpu::sigmoid_method>(
-    "cpu",
-    {"sigmoid", "When Attention Sink Emerges in Language Models: An Empirical View",
-     "unnormalized sigmoid attention: out = sum_j sigmoid(scale q.k_j + b) v_j, b = -log(keys "
-     "seen)",
-     "operator swap on the workload's Q/K/V (the paper pre-trains with it); every token kept",
-     attnbench::sigmoid::schema()}),
+        "cpu",
+        {"sigmoid", "When Attention Sink Emerges in Language Models: An Empirical View",
+         "unnormalized sigmoid attention: out = sum_j sigmoid(scale q.k_j + b) v_j, b = -log(keys "
+         "seen)",
+         "operator swap on the workload's Q/K/V (the paper pre-trains with it); every token kept",
+         attnbench::sigmoid::schema()}),
     [](const attnbench::param_values&, const attnbench::footprint_query& query) {
       // Every token kept and read by every query.
       return attnbench::rows_footprint(query, static_cast<double>(query.tokens));

@@ -51,7 +51,8 @@ class strided_heads_method final : public cache_method {
     }
     const auto reads = strided_heads::group_reads_of(head, group, m_stride, visible);
     work.keys_scored += static_cast<std::uint64_t>(reads.keys);
-    work.bytes_read += static_cast<std::uint64_t>(reads.rows) * kv_cache::token_bytes(m_shape.head_dim);
+    work.bytes_read +=
+        static_cast<std::uint64_t>(reads.rows) * kv_cache::token_bytes(m_shape.head_dim);
     if (!last) return;
     const std::int64_t first = static_cast<std::int64_t>(head) * group % m_stride;
     const std::int64_t classes = std::min<std::int64_t>(group, m_stride);
@@ -72,17 +73,19 @@ class strided_heads_method final : public cache_method {
 
 ATTNBENCH_REGISTER_METHOD(attnbench::with_footprint(
     attnbench::make_method_info<attnbench::cpu::strided_heads_method>(
-    "cpu", {"strided_heads", "Efficient Attentions for Long Document Summarization",
-            "query head h reads the positions j with j mod s == h mod s, s = ceil(prompt / budget)",
-            "causal self-attention over the cache instead of the paper's cross attention; decode "
-            "queries only; stride set by the budget at the prompt length",
-            attnbench::strided_heads::schema()}),
+        "cpu",
+        {"strided_heads", "Efficient Attentions for Long Document Summarization",
+         "query head h reads the positions j with j mod s == h mod s, s = ceil(prompt / budget)",
+         "causal self-attention over the cache instead of the paper's cross attention; decode "
+         "queries only; stride set by the budget at the prompt length",
+         attnbench::strided_heads::schema()}),
     [](const attnbench::param_values& values, const attnbench::footprint_query& query) {
       // Every token kept; each KV head's group reads its residue classes of them.
       namespace strided = attnbench::strided_heads;
       const std::int64_t stride = strided::stride_for(
           attnbench::resolve_budget(values, query.prompt_tokens), query.prompt_tokens);
-      attnbench::kv_footprint f = attnbench::rows_footprint(query, static_cast<double>(query.tokens));
+      attnbench::kv_footprint f =
+          attnbench::rows_footprint(query, static_cast<double>(query.tokens));
       f.read_bytes = f.keys_scored = 0;
       const int group = query.q_heads / query.kv_heads;
       for (int h = 0; h < query.kv_heads; ++h) {

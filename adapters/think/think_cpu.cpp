@@ -137,9 +137,8 @@ class think_method final : public kv_method {
     for (int i = 0; i < n; ++i) {
       const std::int64_t visible = m_length - n + i + 1;
       rows_total += static_cast<std::uint64_t>(visible);
-      m_kv_bytes_read +=
-          think::query_read_bytes(visible, m_pruned, d, static_cast<int>(kept)) *
-          static_cast<std::uint64_t>(kv_heads);
+      m_kv_bytes_read += think::query_read_bytes(visible, m_pruned, d, static_cast<int>(kept)) *
+                         static_cast<std::uint64_t>(kv_heads);
     }
     m_keys_scored += rows_total * static_cast<std::uint64_t>(kv_heads * group);
     m_attend_calls += static_cast<std::uint64_t>(n);
@@ -258,13 +257,14 @@ class think_method final : public kv_method {
 
 ATTNBENCH_REGISTER_METHOD(attnbench::with_footprint(
     attnbench::make_method_info<attnbench::cpu::think_method>(
-    "cpu",
-    {"think", "ThinK: Thinner Key Cache by Query-Driven Pruning",
-     "per KV head, drop the key channels of least query-weighted magnitude (||Q_c|| x ||K_c||, "
-     "observation-window queries) from every prompt key but the recent ones",
-     "channels per KV head (group queries summed), not per query head; float32 storage; no value "
-     "pruning",
-     attnbench::think::schema()}),
+        "cpu",
+        {"think", "ThinK: Thinner Key Cache by Query-Driven Pruning",
+         "per KV head, drop the key channels of least query-weighted magnitude (||Q_c|| x ||K_c||, "
+         "observation-window queries) from every prompt key but the recent ones",
+         "channels per KV head (group queries summed), not per query head; float32 storage; no "
+         "value "
+         "pruning",
+         attnbench::think::schema()}),
     [](const attnbench::param_values& values, const attnbench::footprint_query& query) {
       // Which channels go depends on the data, how many does not: every head drops as many.
       namespace think = attnbench::think;

@@ -113,14 +113,16 @@ class token_retention_method final : public decode_eviction_method {
 // The cache never exceeds the budget: evicted at append, before the new query attends.
 ATTNBENCH_REGISTER_METHOD(attnbench::with_footprint(
     attnbench::make_method_info<attnbench::cpu::token_retention_method>(
-    "cpu",
-    {"token_retention", "Cache What Lasts: Token Retention for Memory-Bounded KV Cache in LLMs",
-     "evict the lowest beta^age over budget, beta per token and head from the attention its "
-     "first queries give it",
-     "the learned gate is replaced by attention statistics: beta from the attention the token's "
-     "first `probe` queries give it (half-life 64 tokens × weight relative to uniform); protected "
-     "until probed; the prompt is evicted per chunk",
-     attnbench::token_retention::schema()}),
+        "cpu",
+        {"token_retention", "Cache What Lasts: Token Retention for Memory-Bounded KV Cache in LLMs",
+         "evict the lowest beta^age over budget, beta per token and head from the attention its "
+         "first queries give it",
+         "the learned gate is replaced by attention statistics: beta from the attention the "
+         "token's "
+         "first `probe` queries give it (half-life 64 tokens × weight relative to uniform); "
+         "protected "
+         "until probed; the prompt is evicted per chunk",
+         attnbench::token_retention::schema()}),
     [](const attnbench::param_values& values, const attnbench::footprint_query& query) {
       return attnbench::cpu::decode_eviction_footprint(values, query, 0);
     }));

@@ -95,12 +95,13 @@ class tova_method final : public decode_eviction_method {
 }  // namespace attnbench::cpu
 
 // A decode step attends the budget plus its new token, then evicts back to the budget.
-ATTNBENCH_REGISTER_METHOD(attnbench::with_footprint(attnbench::make_method_info<attnbench::cpu::tova_method>(
-    "cpu", {"tova", "Transformers are Multi-State RNNs",
-            "after each query, evict the tokens it attends least (group average) over budget",
-            "per KV head instead of one set per layer averaged over all heads; a step attends "
-            "budget + new tokens before evicting (as in the paper)",
-            attnbench::tova::schema()}),
+ATTNBENCH_REGISTER_METHOD(attnbench::with_footprint(
+    attnbench::make_method_info<attnbench::cpu::tova_method>(
+        "cpu", {"tova", "Transformers are Multi-State RNNs",
+                "after each query, evict the tokens it attends least (group average) over budget",
+                "per KV head instead of one set per layer averaged over all heads; a step attends "
+                "budget + new tokens before evicting (as in the paper)",
+                attnbench::tova::schema()}),
     [](const attnbench::param_values& values, const attnbench::footprint_query& query) {
       return attnbench::cpu::decode_eviction_footprint(values, query, 1);
     }));

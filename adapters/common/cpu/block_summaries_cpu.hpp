@@ -127,8 +127,8 @@ struct selection_cost {
 
 /// A selector's cost for a query seeing `visible` rows under `budget`, or null for a rule whose
 /// reads depend on the data. Only metadata_bytes is used when the budget covers the rows.
-using selection_cost_fn = std::function<selection_cost(
-    const param_values&, const footprint_query&, std::int64_t visible, std::int64_t budget)>;
+using selection_cost_fn = std::function<selection_cost(const param_values&, const footprint_query&,
+                                                       std::int64_t visible, std::int64_t budget)>;
 
 /// The method_info of a method made of a registered selector (the one named doc.name) and
 /// sparse_select_method; with `cost`, its footprint (sparse_select_footprint).

@@ -288,10 +288,10 @@ kv_footprint decode_eviction_footprint(const param_values& values, const footpri
                                        std::int64_t attend_overshoot) {
   const std::int64_t budget = resolve_budget(values, query.prompt_tokens);
   const bool decoded = query.tokens > query.prompt_tokens;
-  const std::int64_t read =
-      std::min(query.tokens, decoded ? budget + attend_overshoot : budget);
+  const std::int64_t read = std::min(query.tokens, decoded ? budget + attend_overshoot : budget);
   kv_footprint f = rows_footprint(query, static_cast<double>(read));
-  const kv_footprint held = rows_footprint(query, static_cast<double>(std::min(query.tokens, budget)));
+  const kv_footprint held =
+      rows_footprint(query, static_cast<double>(std::min(query.tokens, budget)));
   f.resident_tokens = held.resident_tokens;
   f.resident_bytes = held.resident_bytes;
   return f;

@@ -129,7 +129,8 @@ std::int64_t prompt_layer_budget(const prompt_scorer& scorer, const param_values
 kv_footprint prompt_score_footprint(const prompt_scorer& scorer, const param_values& values,
                                     const footprint_query& query) {
   const std::int64_t layer = prompt_layer_budget(scorer, values, footprint_problem(query));
-  const std::int64_t kept = std::min(query.prompt_tokens, layer) + query.tokens - query.prompt_tokens;
+  const std::int64_t kept =
+      std::min(query.prompt_tokens, layer) + query.tokens - query.prompt_tokens;
   return rows_footprint(query, static_cast<double>(kept));
 }
 
@@ -257,8 +258,8 @@ void prompt_score_method::compress_cache(std::int64_t old) {
   std::memcpy(q.view().at(static_cast<int>(rows - placed), 0),
               m_queries.data() + static_cast<std::size_t>(m_buffered - placed) * row,
               static_cast<std::size_t>(placed) * row * sizeof(float));
-  const score_request request{q.view(), k.view(), v.view(), &m_problem, m_scale,
-                              m_seed,   m_threads, m_decode_target};
+  const score_request request{q.view(), k.view(), v.view(),  &m_problem,
+                              m_scale,  m_seed,   m_threads, m_decode_target};
   const prompt_scores scores = m_score(request);
   const std::int64_t budget = m_budget;
   m_budget = m_decode_target;

@@ -50,10 +50,9 @@ void sink_window_method::after_append(int) {
 method_info sink_window_cpu_info(
     method_doc doc, std::function<sink_window_policy(const param_values&, std::int64_t)> policy) {
   auto factory = [policy](const param_values& values) -> std::unique_ptr<kv_method> {
-    return std::make_unique<sink_window_method>(
-        [policy, values](const attention_problem& problem) {
-          return policy(values, problem.context_tokens);
-        });
+    return std::make_unique<sink_window_method>([policy, values](const attention_problem& problem) {
+      return policy(values, problem.context_tokens);
+    });
   };
   // Every head keeps the rule's rows of the sequence, and the last query reads them all.
   auto footprint = [policy](const param_values& values, const footprint_query& query) {

@@ -109,7 +109,8 @@ int cmd_plan(const std::vector<std::string>& args, const std::vector<std::string
       "prefill chunk the activation estimate is sized for (default 8192)")(
       "slo-tpot-ms", po::value(&slo_ms), "largest batch meeting this time per output token")(
       "calibration", po::value(&calibration),
-      "latency report of the device (dense decode + prefill); default: the spec sheet")(
+      "latency report of the device (dense decode + prefill); default: the one shipped for the "
+      "GPU preset (datasets/gpus/calibration), else the spec sheet; `spec`: the spec sheet")(
       "confirm", "confirm the SLO batch with up to 3 measured probes on this machine's GPU")(
       "validate", po::value(&validate_path),
       "compare the models with a report's latency (decode) and memory records, then exit")(
@@ -123,7 +124,8 @@ int cmd_plan(const std::vector<std::string>& args, const std::vector<std::string
   }
 
   std::optional<plan::device_curves> measured;
-  if (!calibration.empty()) measured = plan::device_curves::from_report(read_report(calibration), calibration);
+  if (!calibration.empty() && calibration != "spec")
+    measured = plan::device_curves::from_report(read_report(calibration), calibration);
   if (!validate_path.empty()) {
     if (!measured) ATTNBENCH_BAD_INPUT("--validate needs --calibration REPORT (dense curves)");
     const auto rows = plan::validate(read_report(validate_path), *measured);
@@ -164,6 +166,15 @@ int cmd_plan(const std::vector<std::string>& args, const std::vector<std::string
     if (query_device_memory().total_bytes == 0)
       ATTNBENCH_BAD_INPUT("--confirm needs a GPU and the CUDA backend");
     request.probe = probe_attention;
+  }
+  // The speed model's curves: --calibration, else the calibration measured on this GPU preset
+  // that ships with attnbench, else the spec sheet (`--calibration spec` asks for it).
+  if (!measured && calibration != "spec") {
+    if (std::optional<std::string> text = plan::builtin_calibration(in.gpu.name)) {
+      const std::string origin = "datasets/gpus/calibration/" + in.gpu.name + ".json";
+      measured = plan::device_curves::from_report(
+          report_from_json(nlohmann::json::parse(*text)), origin);
+    }
   }
   const plan::device_curves curves =
       measured ? *measured : plan::device_curves::from_spec(in.gpu);

@@ -1,10 +1,14 @@
-# Writes the shipped model and GPU presets (datasets/models/*.json, datasets/gpus/*.json) into a
-# C++ source, so `attnbench plan --model llama-3.1-8b` needs no data files at run time.
+# Writes the shipped model and GPU presets (datasets/models/*.json, datasets/gpus/*.json) and the
+# GPUs' measured calibrations (datasets/gpus/calibration/*.json) into a C++ source, so `attnbench plan --model llama-3.1-8b` needs no data files at run time.
 # Called with -DOUT=<file.cpp> -DDATA_DIR=<datasets dir>. Each table is sorted by file stem.
 set(content "// Generated from datasets/models and datasets/gpus by suites/plan/embed_presets.cmake. Do not edit.\n")
 string(APPEND content "#include \"suites/plan/embedded_presets.hpp\"\n\nnamespace attnbench::plan::detail {\n")
-foreach(kind models gpus)
-  file(GLOB files "${DATA_DIR}/${kind}/*.json")
+foreach(kind models gpus calibrations)
+  set(dir "${DATA_DIR}/${kind}")
+  if(kind STREQUAL "calibrations")
+    set(dir "${DATA_DIR}/gpus/calibration")  # latency reports measured on a preset's GPU
+  endif()
+  file(GLOB files "${dir}/*.json")
   list(SORT files)
   string(APPEND content "\nconst std::vector<embedded_preset>& embedded_${kind}() {\n")
   string(APPEND content "  static const std::vector<embedded_preset> table = {\n")

@@ -13,5 +13,7 @@ struct embedded_preset {
 
 const std::vector<embedded_preset>& embedded_models();
 const std::vector<embedded_preset>& embedded_gpus();
+/// Latency reports measured on a preset's GPU (datasets/gpus/calibration/NAME.json), by preset.
+const std::vector<embedded_preset>& embedded_calibrations();
 
 }  // namespace attnbench::plan::detail

@@ -331,6 +331,12 @@ gpu_preset load_gpu(const std::string& name_or_path) {
                       << "; or the path of a .json file, or measured:REPORT.json)");
 }
 
+std::optional<std::string> builtin_calibration(const std::string& gpu_name) {
+  for (const auto& c : detail::embedded_calibrations())
+    if (gpu_name == c.name) return std::string(c.text);
+  return std::nullopt;
+}
+
 std::vector<std::string> model_names() { return names_of(detail::embedded_models()); }
 std::vector<std::string> gpu_names() { return names_of(detail::embedded_gpus()); }
 

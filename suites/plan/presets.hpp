@@ -89,6 +89,10 @@ gpu_preset load_gpu(const std::string& name_or_path);
 model_preset parse_model(const std::string& json_text, const std::string& origin);
 gpu_preset parse_gpu(const std::string& json_text, const std::string& origin);
 
+/// The latency report measured on the GPU of preset `gpu_name` that ships with attnbench
+/// (datasets/gpus/calibration/NAME.json), or nothing.
+std::optional<std::string> builtin_calibration(const std::string& gpu_name);
+
 std::vector<std::string> model_names();  // the built-in presets, sorted
 std::vector<std::string> gpu_names();
 

@@ -364,8 +364,8 @@ device_curves device_curves::from_report(const report& r, const std::string& ori
     const std::string phase = rec.axes.value("phase", std::string());
     if (phase == "decode" && !rec.axes.contains("page_size")) {
       const double bytes = json_number(rec.extra, "kv_bytes_per_call", 0);
-      const double batch = json_number(rec.axes, "batch", 1);
-      if (bytes > 0) decode[batch].push_back({bytes / batch, median->second});
+      if (bytes > 0)
+        decode[json_number(rec.axes, "batch", 1)].push_back({bytes, median->second});
     } else if (phase == "prefill") {
       auto tflops = rec.metrics.find("tflops");
       if (tflops == rec.metrics.end()) continue;
@@ -382,7 +382,7 @@ device_curves device_curves::from_report(const report& r, const std::string& ori
     std::sort(points.begin(), points.end(),
               [](const decode_point& a, const decode_point& b) { return a.bytes < b.bytes; });
     for (const decode_point& p : points)
-      c.m_bandwidth = std::max(c.m_bandwidth, batch * p.bytes / p.seconds);
+      c.m_bandwidth = std::max(c.m_bandwidth, p.bytes / p.seconds);
     c.m_decode.emplace_back(batch, std::move(points));
   }
   for (auto* curve : {&c.m_prefill_causal, &c.m_prefill_full})
@@ -390,10 +390,11 @@ device_curves device_curves::from_report(const report& r, const std::string& ori
               [](const prefill_point& a, const prefill_point& b) { return a.length < b.length; });
   if (c.m_flops <= 0) c.m_flops = 0;  // prefill unmeasured: decode-only calibration
 
-  // Selection beyond reading its metadata (Quest scores pages and takes a top-k): per method,
-  // the seconds per selection byte that least-squares fit what its decode records measured
-  // over what reading its rows and metadata explains.
-  std::map<std::string, std::pair<double, double>> fit;  // method -> (sum r s, sum s^2)
+  // Selection beyond reading its metadata (Quest scores pages and takes a top-k, one more kernel
+  // per step): per method, a fixed cost per step plus a cost per selection byte, the
+  // least-squares line (both terms >= 0) through what its decode records measured over what
+  // reading its rows and metadata explains.
+  std::map<std::string, std::vector<std::pair<double, double>>> residuals;  // (bytes, seconds)
   for (const record& rec : r.records) {
     if (rec.suite != "latency" || rec.method == "dense" || rec.status != record_status::ok ||
         rec.axes.value("phase", std::string()) != "decode" || rec.axes.contains("page_size"))
@@ -408,12 +409,33 @@ device_curves device_curves::from_report(const report& r, const std::string& ori
     if (!(one.selection_bytes > 0)) continue;
     const double rows = c.decode_seconds(batch, batch * (one.read_bytes - one.selection_bytes));
     const double meta = c.decode_seconds(batch, batch * one.selection_bytes);
-    const double s = batch * one.selection_bytes;
-    fit[rec.method].first += (median->second - rows - meta) * s;
-    fit[rec.method].second += s * s;
+    residuals[rec.method].emplace_back(batch * one.selection_bytes, median->second - rows - meta);
   }
-  for (const auto& [method, sums] : fit)
-    c.m_selection[method] = std::max(0.0, sums.first / sums.second);
+  for (const auto& [method, points] : residuals) {
+    const double n = static_cast<double>(points.size());
+    double sx = 0, sy = 0, sxx = 0, sxy = 0;
+    for (const auto& [x, y] : points) {
+      sx += x;
+      sy += y;
+      sxx += x * x;
+      sxy += x * y;
+    }
+    const double det = n * sxx - sx * sx;
+    double fixed = 0, per_byte = 0;
+    if (points.size() >= 2 && det > 0) {
+      per_byte = (n * sxy - sx * sy) / det;
+      fixed = (sy - per_byte * sx) / n;
+    }
+    if (per_byte < 0 || points.size() < 2 || det <= 0) {
+      per_byte = 0;
+      fixed = sy / n;
+    }
+    if (fixed < 0) {
+      fixed = 0;
+      per_byte = sxx > 0 ? sxy / sxx : 0;
+    }
+    c.m_selection[method] = {std::max(0.0, fixed), std::max(0.0, per_byte)};
+  }
   std::string device = "the device";
   if (auto g = r.meta.find("gpus"); g != r.meta.end() && g->is_array() && !g->empty())
     device = g->front().value("name", device);
@@ -431,45 +453,44 @@ device_curves device_curves::from_spec(const gpu_preset& gpu) {
 
 double device_curves::decode_seconds(double batch, double bytes) const {
   if (m_decode.empty()) return bytes / m_bandwidth;
-  const double x = bytes / batch;  // bytes read per sequence
-  // Along one batch's curve (points sorted by bytes per sequence): power-law interpolation
-  // (linear in log-log) between points; past the last point, its last segment's bandwidth; below
-  // the first, the straight line to the latency floor its first two points extend to.
+  // Along one batch's curve: linear between points, the asymptotic bandwidth past the last one,
+  // and below the first, the straight line to the latency floor its first two points extend to.
   auto along = [&](const std::vector<decode_point>& pts) {
-    if (pts.size() == 1) return pts[0].seconds * std::max(x / pts[0].bytes, 0.0);
-    if (x >= pts.back().bytes) {
-      const auto& a = pts[pts.size() - 2];
-      const auto& b = pts.back();
-      const double slope = std::max(0.0, (b.seconds - a.seconds) / (b.bytes - a.bytes));
-      return b.seconds + (x - b.bytes) * slope;
+    if (bytes >= pts.back().bytes) {
+      double slope_bw = m_bandwidth;
+      if (pts.size() >= 2) {
+        const auto& a = pts[pts.size() - 2];
+        const auto& b = pts.back();
+        if (b.seconds > a.seconds) slope_bw = (b.bytes - a.bytes) / (b.seconds - a.seconds);
+      }
+      return pts.back().seconds + (bytes - pts.back().bytes) / slope_bw;
     }
-    if (x <= pts.front().bytes) {
-      const double slope = (pts[1].seconds - pts[0].seconds) / (pts[1].bytes - pts[0].bytes);
-      const double floor = std::clamp(pts[0].seconds - slope * pts[0].bytes, 0.0, pts[0].seconds);
-      return floor + (pts[0].seconds - floor) * x / pts[0].bytes;
+    if (bytes <= pts.front().bytes) {
+      double floor = 0;
+      if (pts.size() >= 2) {
+        const double slope = (pts[1].seconds - pts[0].seconds) / (pts[1].bytes - pts[0].bytes);
+        floor = std::clamp(pts[0].seconds - slope * pts[0].bytes, 0.0, pts[0].seconds);
+      }
+      return floor + (pts[0].seconds - floor) * bytes / pts[0].bytes;
     }
-    std::size_t i = 1;
-    while (pts[i].bytes < x) ++i;
-    const auto& a = pts[i - 1];
-    const auto& b = pts[i];
-    const double f = std::log(x / a.bytes) / std::log(b.bytes / a.bytes);
-    return a.seconds * std::pow(b.seconds / a.seconds, f);
+    std::vector<std::pair<double, double>> xy;
+    for (const auto& p : pts) xy.emplace_back(p.bytes, p.seconds);
+    return interpolate(xy, bytes);
   };
-  // Across batches: power law in the batch between the two measured batches around it, and
-  // beyond them that of the two nearest (exponent within [0, 1.2]).
-  if (m_decode.size() == 1) return along(m_decode.front().second) * batch / m_decode.front().first;
-  std::size_t hi = 1;
-  while (hi + 1 < m_decode.size() && m_decode[hi].first < batch) ++hi;
-  const double b0 = m_decode[hi - 1].first, b1 = m_decode[hi].first;
-  const double t0 = along(m_decode[hi - 1].second), t1 = along(m_decode[hi].second);
-  double e = std::log(t1 / t0) / std::log(b1 / b0);
-  if (batch < b0 || batch > b1) e = std::clamp(e, 0.0, 1.2);
-  return t0 * std::pow(batch / b0, e);
+  if (batch <= m_decode.front().first) return along(m_decode.front().second);
+  if (batch >= m_decode.back().first) return along(m_decode.back().second);
+  for (std::size_t i = 1; i < m_decode.size(); ++i) {
+    if (batch > m_decode[i].first) continue;
+    const double b0 = m_decode[i - 1].first, b1 = m_decode[i].first;
+    const double t = (std::log(batch) - std::log(b0)) / (std::log(b1) - std::log(b0));
+    return (1 - t) * along(m_decode[i - 1].second) + t * along(m_decode[i].second);
+  }
+  return along(m_decode.back().second);
 }
 
-double device_curves::selection_seconds_per_byte(const std::string& method) const {
+double device_curves::selection_seconds(const std::string& method, double bytes) const {
   auto it = m_selection.find(method);
-  return it == m_selection.end() ? 0.0 : it->second;
+  return it == m_selection.end() ? 0.0 : it->second.first + it->second.second * bytes;
 }
 
 double device_curves::prefill_flops(std::int64_t length, bool causal) const {
@@ -496,8 +517,8 @@ double speed_model::attention_from_cost(double batch, const sequence_cost& one) 
   double t = m_curves.decode_seconds(batch, batch * rows);
   if (one.selection_bytes > 0)
     t += m_curves.decode_seconds(batch, batch * one.selection_bytes) +
-         batch * one.selection_bytes *
-             m_curves.selection_seconds_per_byte(m_memory.inputs().method.info->name);
+         m_curves.selection_seconds(m_memory.inputs().method.info->name,
+                                    batch * one.selection_bytes);
   return t;
 }
 

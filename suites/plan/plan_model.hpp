@@ -140,15 +140,15 @@ class device_curves {
   static device_curves from_spec(const gpu_preset& gpu);
 
   /// Seconds of a dense decode call of `batch` sequences reading `bytes` of K/V in all: along
-  /// each measured batch's curve of time against bytes per sequence, a power law between
-  /// neighbouring points (the last segment's bandwidth past the largest, a straight line to the
-  /// latency floor below the smallest), then a power law in
-  /// the batch between the measured batches around it.
+  /// each measured batch's curve of time against bytes, linear between points (the last
+  /// segment's bandwidth past the largest, a straight line to the latency floor below the
+  /// smallest), then across the measured batches around it, linear in log(batch) at the same
+  /// bytes (a bandwidth-bound step costs what it reads, whatever the batch).
   double decode_seconds(double batch, double bytes) const;
-  /// Seconds per byte of selection metadata that `method`'s selection costs beyond reading it
-  /// (scoring and top-k), fitted by least squares on the method's decode records in the
-  /// calibration report; 0 when the report has none.
-  double selection_seconds_per_byte(const std::string& method) const;
+  /// Seconds `method`'s selection costs beyond reading its `bytes` of metadata (scoring, top-k,
+  /// its own kernel): a fixed cost per step plus a cost per byte, fitted by least squares on the
+  /// method's decode records in the calibration report; 0 when the report has none.
+  double selection_seconds(const std::string& method, double bytes) const;
   /// Achieved dense prefill FLOP/s at `length` prompt tokens (log-length interpolation).
   double prefill_flops(std::int64_t length, bool causal) const;
   /// The asymptotic bandwidth (bytes/s) and the best tensor throughput (FLOP/s) measured.
@@ -159,14 +159,15 @@ class device_curves {
 
  private:
   struct decode_point {
-    double bytes = 0, seconds = 0;  // bytes read per sequence
+    double bytes = 0, seconds = 0;  // bytes read by the call, all sequences
   };
   struct prefill_point {
     double length = 0, flops = 0;
   };
   std::vector<std::pair<double, std::vector<decode_point>>> m_decode;  // by batch
   std::vector<prefill_point> m_prefill_causal, m_prefill_full;
-  std::map<std::string, double> m_selection;  // method -> seconds per selection byte
+  // method -> (seconds per step, seconds per selection byte)
+  std::map<std::string, std::pair<double, double>> m_selection;
   double m_bandwidth = 0, m_flops = 0;
   std::string m_source;
   bool m_measured = false;

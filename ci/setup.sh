@@ -5,8 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# ATTNBENCH_SETUP=run (ci/quickstart.sh): what the attnbench binary needs; Catch2 only for the
+# tests (ATTNBENCH_SETUP=all, the default, and packages).
+what=${ATTNBENCH_SETUP:-all}
 packages=(build-essential cmake ninja-build libboost-program-options-dev nlohmann-json3-dev
-          catch2 libbenchmark-dev)
+          libbenchmark-dev)
+[[ $what == run ]] || packages+=(catch2)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -20,7 +24,7 @@ if ((${#missing[@]})); then
 fi
 
 # ATTNBENCH_SETUP=packages: install only (ci/sanitize.sh configures its own build).
-[[ ${ATTNBENCH_SETUP:-all} == packages ]] && exit 0
+[[ $what == packages ]] && exit 0
 
 # The CUDA backend is built where a GPU is present (nvidia-smi lists one) and nvcc is found (on
 # PATH or in /usr/local/cuda), or when asked: ATTNBENCH_CMAKE_ARGS=-DATTNBENCH_ENABLE_CUDA=ON.
@@ -33,13 +37,12 @@ if command -v nvidia-smi >/dev/null && nvidia-smi -L 2>/dev/null | grep -q '^GPU
 
 # ATTNBENCH_SETUP=run (ci/quickstart.sh): configure without tests and benchmarks and build only the
 # attnbench binary. ATTNBENCH_SETUP=all (ci/test.sh, the default): everything.
-what=${ATTNBENCH_SETUP:-all}
 tests=ON
 targets=()
 unity=OFF
 if [[ $what == run ]]; then
-  # A one-off build: the adapters as unity batches (ATTNBENCH_UNITY_ADAPTERS) parse their shared
-  # headers once per batch.
+  # A one-off build: the libraries as unity batches (ATTNBENCH_UNITY) parse their shared headers
+  # once per batch.
   tests=OFF
   unity=ON
   targets=(--target attnbench)
@@ -47,5 +50,5 @@ fi
 jobs=$(nproc)
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DATTNBENCH_ENABLE_CUDA=$cuda \
   -DATTNBENCH_BUILD_TESTS=$tests -DATTNBENCH_BUILD_BENCHMARKS=$tests \
-  -DATTNBENCH_UNITY_ADAPTERS=$unity ${ATTNBENCH_CMAKE_ARGS:-}
+  -DATTNBENCH_UNITY=$unity ${ATTNBENCH_CMAKE_ARGS:-}
 cmake --build build -j"$jobs" "${targets[@]}"

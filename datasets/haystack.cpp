@@ -47,8 +47,6 @@ const char* name_of(value_kind k) {
 
 namespace {
 
-const vocabulary& vocab() { return vocabulary::instance(); }
-
 // Zipf-like sampler over a ranked list: P(rank r) proportional to 1 / (r + offset).
 class zipf_table {
  public:
@@ -67,10 +65,6 @@ class zipf_table {
  private:
   std::vector<double> m_cdf;
 };
-
-void append(std::vector<int>& dst, const std::vector<int>& src) {
-  dst.insert(dst.end(), src.begin(), src.end());
-}
 
 // One essay sentence: 6 to 18 words mixing function words (about 45%, as in English prose) and
 // filler words, both Zipf-distributed, with an occasional comma.
@@ -118,7 +112,7 @@ haystack make_haystack(haystack_kind kind, std::int64_t tokens, value_kind distr
   while (static_cast<std::int64_t>(h.tokens.size()) < tokens) {
     switch (kind) {
       case haystack_kind::noise:
-        append(h.tokens, noise_sentences[noise_next++ % noise_sentences.size()]);
+        append_tokens(h.tokens, noise_sentences[noise_next++ % noise_sentences.size()]);
         break;
       case haystack_kind::essay:
         essay_sentence(h.tokens, gen);
@@ -127,8 +121,8 @@ haystack make_haystack(haystack_kind kind, std::int64_t tokens, value_kind distr
         int key;
         do key = keys[gen.below(keys.size())];
         while (std::find(exclude_keys.begin(), exclude_keys.end(), key) != exclude_keys.end());
-        append(h.tokens,
-               needle_sentence(key, distractor_values, make_value(distractor_values, gen).tokens));
+        append_tokens(h.tokens, needle_sentence(key, distractor_values,
+                                                make_value(distractor_values, gen).tokens));
         break;
       }
     }
@@ -182,8 +176,8 @@ std::vector<int> needle_sentence(int key, value_kind kind, const std::vector<int
   std::vector<int> out =
       vocab().tokenize(std::string("one of the special magic ") + value_noun(kind, true) + " for");
   out.push_back(key);
-  append(out, vocab().tokenize("is:"));
-  append(out, value_tokens);
+  append_tokens(out, vocab().tokenize("is:"));
+  append_tokens(out, value_tokens);
   out.push_back(vocab().id("."));
   return out;
 }
@@ -192,10 +186,10 @@ std::vector<int> niah_question(int key, value_kind kind) {
   std::vector<int> out = vocab().tokenize(std::string("what is the special magic ") +
                                           value_noun(kind, false) + " for");
   out.push_back(key);
-  append(out, vocab().tokenize("mentioned in the provided text? answer: the special magic"));
-  append(out, vocab().tokenize(std::string(value_noun(kind, false)) + " for"));
+  append_tokens(out, vocab().tokenize("mentioned in the provided text? answer: the special magic"));
+  append_tokens(out, vocab().tokenize(std::string(value_noun(kind, false)) + " for"));
   out.push_back(key);
-  append(out, vocab().tokenize("is:"));
+  append_tokens(out, vocab().tokenize("is:"));
   return out;
 }
 
@@ -230,7 +224,7 @@ niah_sample make_niah(std::int64_t length, double depth, haystack_kind haystack_
   s.needle_begin = static_cast<std::int64_t>(s.context.size());
   s.value_begin =
       s.needle_begin + static_cast<std::int64_t>(needle.size() - value.tokens.size() - 1);
-  append(s.context, needle);
+  append_tokens(s.context, needle);
   s.context.insert(s.context.end(), h.tokens.begin() + at, h.tokens.end());
   s.answers = {value.text};
   s.answer_tokens = static_cast<int>(value.tokens.size());

@@ -13,12 +13,7 @@ namespace attnbench {
 
 namespace {
 
-const vocabulary& vocab() { return vocabulary::instance(); }
 std::vector<int> tok(const std::string& text) { return vocab().tokenize(text); }
-
-void append(std::vector<int>& dst, const std::vector<int>& src) {
-  dst.insert(dst.end(), src.begin(), src.end());
-}
 
 const char* plural(value_kind k) {
   switch (k) {
@@ -92,14 +87,14 @@ std::vector<int> insert_pieces(const haystack& h, haystack_kind kind,
                    [&](std::size_t a, std::size_t b) { return at[a] < at[b]; });
 
   std::vector<int> context{vocab().bos()};
-  append(context, preface);
+  append_tokens(context, preface);
   starts.assign(n, 0);
   std::int64_t done = 0;
   for (auto i : order) {
     context.insert(context.end(), h.tokens.begin() + done, h.tokens.begin() + at[i]);
     done = at[i];
     starts[i] = static_cast<std::int64_t>(context.size());
-    append(context, pieces[i]);
+    append_tokens(context, pieces[i]);
   }
   context.insert(context.end(), h.tokens.begin() + done, h.tokens.end());
   return context;
@@ -116,9 +111,9 @@ needle_value clean_value(value_kind kind, rng& gen) {
 // RULER's needle: "One of the special magic {type_needle_v} for {key} is: {value}."
 std::vector<int> needle(const std::vector<int>& key, value_kind v, const std::vector<int>& value) {
   std::vector<int> out = tok(std::string("one of the special magic ") + plural(v) + " for");
-  append(out, key);
-  append(out, tok("is:"));
-  append(out, value);
+  append_tokens(out, key);
+  append_tokens(out, tok("is:"));
+  append_tokens(out, value);
   out.push_back(vocab().id("."));
   return out;
 }
@@ -132,7 +127,7 @@ haystack needle_lines(std::int64_t tokens, value_kind k, value_kind v,
   while (static_cast<std::int64_t>(h.tokens.size()) < tokens) {
     needle_value key = clean_value(k, gen);
     if (std::find(exclude.begin(), exclude.end(), key.text) != exclude.end()) continue;
-    append(h.tokens, needle(key.tokens, v, clean_value(v, gen).tokens));
+    append_tokens(h.tokens, needle(key.tokens, v, clean_value(v, gen).tokens));
     h.boundaries.push_back(static_cast<std::int64_t>(h.tokens.size()));
   }
   h.tokens.resize(static_cast<std::size_t>(tokens));
@@ -188,17 +183,17 @@ ruler_sample make_niah_task(const ruler_task_config& c, std::int64_t length, rng
   // for KEY is:"), so the retrieval context of the question equals the needle's.
   auto prefix = [&](int key) {
     std::vector<int> out = tok("the special magic " + noun + " for");
-    append(out, keys[static_cast<std::size_t>(key)].tokens);
-    append(out, tok("is:"));
+    append_tokens(out, keys[static_cast<std::size_t>(key)].tokens);
+    append_tokens(out, tok("is:"));
     return out;
   };
   s.question = tok("what are all the special magic " + noun + " for");
   for (std::size_t q = 0; q < query_keys.size(); ++q) {
-    if (q > 0) append(s.question, tok(q + 1 == query_keys.size() ? "and" : ","));
-    append(s.question, keys[static_cast<std::size_t>(query_keys[q])].tokens);
+    if (q > 0) append_tokens(s.question, tok(q + 1 == query_keys.size() ? "and" : ","));
+    append_tokens(s.question, keys[static_cast<std::size_t>(query_keys[q])].tokens);
   }
-  append(s.question, tok("mentioned in the provided text? answer:"));
-  append(s.question, prefix(query_keys.front()));
+  append_tokens(s.question, tok("mentioned in the provided text? answer:"));
+  append_tokens(s.question, prefix(query_keys.front()));
   for (std::size_t q = 0; q < query_keys.size(); ++q) {
     const auto& vs = values[static_cast<std::size_t>(query_keys[q])];
     int span = 0;
@@ -207,7 +202,7 @@ ruler_sample make_niah_task(const ruler_task_config& c, std::int64_t length, rng
       ruler_item item;
       if (q > 0 || j > 0) {
         item.cue = tok(",");
-        append(item.cue, prefix(query_keys[q]));
+        append_tokens(item.cue, prefix(query_keys[q]));
       }
       item.tokens = span;
       s.items.push_back(item);
@@ -326,7 +321,7 @@ ruler_sample make_cwe_task(const ruler_task_config& c, std::int64_t length, rng&
   haystack h;
   h.boundaries.push_back(0);
   for (std::size_t i = 0; i < list.size(); ++i) {
-    append(h.tokens, tok(std::to_string(i + 1) + "."));
+    append_tokens(h.tokens, tok(std::to_string(i + 1) + "."));
     h.tokens.push_back(list[i]);
     h.boundaries.push_back(static_cast<std::int64_t>(h.tokens.size()));
   }
@@ -404,8 +399,8 @@ ruler_sample make_fwe_task(const ruler_task_config& c, std::int64_t length, rng&
     for (std::int64_t r = 0; r < cs[k]; ++r) groups.push_back({words[k - 1]});
   shuffle(groups, gen);
   s.context = {vocab().bos()};
-  append(s.context, preface);
-  for (const auto& g : groups) append(s.context, g);
+  append_tokens(s.context, preface);
+  for (const auto& g : groups) append_tokens(s.context, g);
   s.context.resize(s.context.size() + static_cast<std::size_t>(available - tokens(lo)), period);
   for (int k = 0; k < 3; ++k) {
     s.items.push_back({{}, 1});
@@ -420,10 +415,10 @@ ruler_sample make_fwe_task(const ruler_task_config& c, std::int64_t length, rng&
 std::vector<int> fact(int relation, int entity, const std::vector<int>& value) {
   std::vector<int> out = tok("the");
   out.push_back(relation);
-  append(out, tok("of"));
+  append_tokens(out, tok("of"));
   out.push_back(entity);
-  append(out, tok("is :"));
-  append(out, value);
+  append_tokens(out, tok("is :"));
+  append_tokens(out, value);
   out.push_back(vocab().id("."));
   return out;
 }
@@ -441,7 +436,7 @@ std::vector<int> document(int title, const std::vector<int>& maybe_fact, rng& ge
   const std::int64_t at = body.boundaries[gen.below(body.boundaries.size())];
   out.insert(out.end(), body.tokens.begin(), body.tokens.begin() + at);
   fact_at = maybe_fact.empty() ? -1 : static_cast<std::int64_t>(out.size());
-  append(out, maybe_fact);
+  append_tokens(out, maybe_fact);
   out.insert(out.end(), body.tokens.begin() + at, body.tokens.end());
   return out;
 }
@@ -461,13 +456,13 @@ ruler_sample make_qa_task(const ruler_task_config& c, std::int64_t length, rng& 
   // "<ask> REL1 of E1 ? answer: the REL1 of E1 is :": the question ends on the first hop's
   // phrase, and the answer prefix repeats it before the value (or the bridge entity).
   std::vector<int> r1_of_e1{r1};
-  append(r1_of_e1, tok("of"));
+  append_tokens(r1_of_e1, tok("of"));
   r1_of_e1.push_back(e1);
   auto question = [&](std::vector<int> ask) {
-    append(ask, r1_of_e1);
-    append(ask, tok("? answer: the"));
-    append(ask, r1_of_e1);
-    append(ask, tok("is :"));
+    append_tokens(ask, r1_of_e1);
+    append_tokens(ask, tok("? answer: the"));
+    append_tokens(ask, r1_of_e1);
+    append_tokens(ask, tok("is :"));
     return ask;
   };
   if (!c.multi_hop) {
@@ -489,7 +484,7 @@ ruler_sample make_qa_task(const ruler_task_config& c, std::int64_t length, rng& 
     gold_fact.push_back(at);
     std::vector<int> ask = tok("what is the");
     ask.push_back(r2);
-    append(ask, tok("of the"));
+    append_tokens(ask, tok("of the"));
     s.question = question(ask);
     s.items.push_back({{}, 1});
     s.items.push_back({tok("is :"), 1});
@@ -528,15 +523,15 @@ ruler_sample make_qa_task(const ruler_task_config& c, std::int64_t length, rng& 
   for (std::size_t g = 0; g < gold.size(); ++g)
     gold_at.push_back(gen.below(docs.empty() ? 1 : docs.size()));
   s.context = {vocab().bos()};
-  append(s.context, preface);
+  append_tokens(s.context, preface);
   s.evidence.resize(gold.size());
   for (std::size_t d = 0; d <= docs.size(); ++d) {
     for (std::size_t g = 0; g < gold.size(); ++g)
       if (gold_at[g] == d) {
         s.evidence[g] = static_cast<std::int64_t>(s.context.size()) + gold_fact[g];
-        append(s.context, gold[g]);
+        append_tokens(s.context, gold[g]);
       }
-    if (d < docs.size()) append(s.context, docs[d]);
+    if (d < docs.size()) append_tokens(s.context, docs[d]);
   }
   return s;
 }

@@ -48,4 +48,12 @@ class vocabulary {
   std::vector<int> m_keys, m_fillers, m_function;
 };
 
+/// The shipped vocabulary, vocabulary::instance(), for code that reads it on every line.
+inline const vocabulary& vocab() { return vocabulary::instance(); }
+
+/// Appends the token ids of `src` to `dst`.
+inline void append_tokens(std::vector<int>& dst, const std::vector<int>& src) {
+  dst.insert(dst.end(), src.begin(), src.end());
+}
+
 }  // namespace attnbench

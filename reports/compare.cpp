@@ -189,12 +189,6 @@ verdict decide(bool significant, bool beyond, bool worse) {
   return worse ? verdict::regression : verdict::improvement;
 }
 
-std::string fmt(const char* format, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, format, v);
-  return buf;
-}
-
 }  // namespace
 
 std::string record_join_key(const record& r) {
@@ -252,7 +246,8 @@ comparison compare_reports(const report& base, const report& now, const compare_
       std::string note = backend + " latency: " + std::to_string(r.size()) +
                          " records compared as op / yardstick time per sample";
       if (applied)
-        note += "; the new run's normalized times are " + fmt("%+.1f%%", 100.0 * (f - 1.0)) +
+        note += "; the new run's normalized times are " +
+                format_real("%+.1f%%", 100.0 * (f - 1.0)) +
                 " vs the base's overall (median), a shift divided out before testing";
       else
         note += "; too few records (< " + std::to_string(options.min_factor_records) +
@@ -260,7 +255,8 @@ comparison compare_reports(const report& base, const report& now, const compare_
       out.notes.push_back(note + " (--raw-latency: raw seconds)");
       if (applied && std::abs(f - 1.0) > options.threshold)
         out.warnings.push_back(
-            "every " + backend + " latency record moved by " + fmt("%+.1f%%", 100.0 * (f - 1.0)) +
+            "every " + backend + " latency record moved by " +
+            format_real("%+.1f%%", 100.0 * (f - 1.0)) +
             " against the yardstick together: a different machine state, or a change to code "
             "every method shares; not gated (compare with --raw-latency to see raw times)");
     }
@@ -309,9 +305,9 @@ comparison compare_reports(const report& base, const report& now, const compare_
         auto& [nb, nn] = pair->second;
         for (double& x : nn) x /= f->second;
         // base / new above stay raw seconds; the change is the normalized one, spelled out.
-        c.note = "op / yardstick " + fmt("%.3g", sample_median(nb)) + " -> " +
-                 fmt("%.3g", sample_median(nn)) + " (machine factor " + fmt("%.3f", f->second) +
-                 " divided out)";
+        c.note = "op / yardstick " + format_real("%.3g", sample_median(nb)) + " -> " +
+                 format_real("%.3g", sample_median(nn)) + " (machine factor " +
+                 format_real("%.3f", f->second) + " divided out)";
         xb = std::move(nb);
         xn = std::move(nn);
         normalized = " (normalized)";
@@ -407,18 +403,18 @@ namespace {
 
 std::string change_text(const metric_change& c) {
   if (!std::isfinite(c.change)) return "-";
-  if (c.change_in_points) return fmt("%+.1f pts", c.change);
-  return fmt("%+.1f%%", 100.0 * c.change);
+  if (c.change_in_points) return format_real("%+.1f pts", c.change);
+  return format_real("%+.1f%%", 100.0 * c.change);
 }
 
 std::string p_text(double p) {
   if (!std::isfinite(p)) return "-";
-  return p < 1e-4 ? std::string("<1e-4") : fmt("%.4f", p);
+  return p < 1e-4 ? std::string("<1e-4") : format_real("%.4f", p);
 }
 
 std::string value_text(double v, const std::string& unit) {
   if (!std::isfinite(v)) return "-";
-  if (unit == "%") return fmt("%.1f%%", v);
+  if (unit == "%") return format_real("%.1f%%", v);
   return format_value(v, unit);
 }
 
@@ -483,9 +479,9 @@ std::string comparison_markdown(const comparison& c) {
      << " matched records; " << c.added.size() << " added, " << c.removed.size() << " removed.\n\n";
   if (!c.base_label.empty()) os << "- base: " << c.base_label << "\n";
   if (!c.new_label.empty()) os << "- new: " << c.new_label << "\n";
-  os << "- gate: p < " << fmt("%g", c.options.alpha) << " and a change beyond "
-     << fmt("%g", 100.0 * c.options.threshold) << "% (latency medians, Mann-Whitney U) or "
-     << fmt("%g", c.options.accuracy_points)
+  os << "- gate: p < " << format_real("%g", c.options.alpha) << " and a change beyond "
+     << format_real("%g", 100.0 * c.options.threshold) << "% (latency medians, Mann-Whitney U) or "
+     << format_real("%g", c.options.accuracy_points)
      << " points (accuracy, two-proportion z); a case that stops running is a regression\n";
   for (const std::string& note : c.notes) os << "- " << note << "\n";
   os << '\n';

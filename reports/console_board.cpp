@@ -60,12 +60,6 @@ std::string fit(const std::string& text, std::size_t width) {
   return out + "~";
 }
 
-std::string pad(const std::string& s, std::size_t width, bool right) {
-  const std::size_t w = display_width(s);
-  const std::string fill(w < width ? width - w : 0, ' ');
-  return right ? fill + s : s + fill;
-}
-
 }  // namespace
 
 std::vector<std::string> short_spec_names(const std::vector<std::string>& specs) {
@@ -152,8 +146,9 @@ std::string compact_leaderboard(const report& r, std::size_t width) {
 
   std::ostringstream os;
   auto emit = [&](const std::vector<std::string>& line) {
-    std::string text = pad(fit(line[0], widths[0]), widths[0], false);
-    for (std::size_t c = 1; c < line.size(); ++c) text += "  " + pad(line[c], widths[c], true);
+    std::string text = pad_to_width(fit(line[0], widths[0]), widths[0], false);
+    for (std::size_t c = 1; c < line.size(); ++c)
+      text += "  " + pad_to_width(line[c], widths[c], true);
     while (!text.empty() && text.back() == ' ') text.pop_back();
     os << text << "\n";
   };

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "reports/posir_summary.hpp"
+#include "reports/render_md_csv.hpp"
 #include "reports/ruler_summary.hpp"
 
 namespace attnbench {
@@ -13,12 +14,6 @@ namespace attnbench {
 namespace {
 
 using nlohmann::json;
-
-std::string fmt(const char* format, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, format, v);
-  return buf;
-}
 
 /// Running mean.
 struct mean_acc {
@@ -99,28 +94,28 @@ std::string length_text(double tokens) {
     if (n % 1024 == 0) return std::to_string(n / 1024) + "k";
     return std::to_string(n);
   }
-  return fmt("%g", tokens);
+  return format_real("%g", tokens);
 }
 
 std::string format_value(double v, const std::string& unit) {
   if (!std::isfinite(v)) return "-";
   const double a = std::abs(v);
   if (unit == "bytes" || unit == "B") {
-    if (a >= 1024.0 * 1024 * 1024) return fmt("%.3g GiB", v / (1024.0 * 1024 * 1024));
-    if (a >= 1024.0 * 1024) return fmt("%.3g MiB", v / (1024.0 * 1024));
-    if (a >= 1024.0) return fmt("%.3g KiB", v / 1024.0);
-    return fmt("%.0f B", v);
+    if (a >= 1024.0 * 1024 * 1024) return format_real("%.3g GiB", v / (1024.0 * 1024 * 1024));
+    if (a >= 1024.0 * 1024) return format_real("%.3g MiB", v / (1024.0 * 1024));
+    if (a >= 1024.0) return format_real("%.3g KiB", v / 1024.0);
+    return format_real("%.0f B", v);
   }
   if (unit == "s") {
-    if (a >= 1.0 || a == 0) return fmt("%.4g s", v);
-    if (a >= 1e-3) return fmt("%.4g ms", v * 1e3);
-    if (a >= 1e-6) return fmt("%.4g us", v * 1e6);
-    return fmt("%.4g ns", v * 1e9);
+    if (a >= 1.0 || a == 0) return format_real("%.4g s", v);
+    if (a >= 1e-3) return format_real("%.4g ms", v * 1e3);
+    if (a >= 1e-6) return format_real("%.4g us", v * 1e6);
+    return format_real("%.4g ns", v * 1e9);
   }
-  if (unit == "%") return fmt("%.1f", v);
-  if (a >= 1e6) return fmt("%.3gM", v / 1e6);
-  if (a >= 1e4) return fmt("%.3gk", v / 1e3);
-  return fmt("%.4g", v);
+  if (unit == "%") return format_real("%.1f", v);
+  if (a >= 1e6) return format_real("%.3gM", v / 1e6);
+  if (a >= 1e4) return format_real("%.3gk", v / 1e3);
+  return format_real("%.4g", v);
 }
 
 table build_leaderboard(const report& r) {
@@ -201,27 +196,27 @@ table build_leaderboard(const report& r) {
       row.push_back({});
     } else {
       const std::int64_t eff = s.ruler->effective_length;
-      row.push_back(number_cell(s.ruler->average, fmt("%.1f", s.ruler->average)));
+      row.push_back(number_cell(s.ruler->average, format_real("%.1f", s.ruler->average)));
       row.push_back(
           number_cell(static_cast<double>(eff),
                       eff > 0 ? length_text(static_cast<double>(eff))
                               : "< " + length_text(static_cast<double>(s.ruler->lengths.front()))));
     }
-    row.push_back(number_cell(s.niah.get(), fmt("%.1f", s.niah.get())));
+    row.push_back(number_cell(s.niah.get(), format_real("%.1f", s.niah.get())));
 
-    row.push_back(number_cell(s.posir_psi.get(), fmt("%.2f", s.posir_psi.get())));
-    row.push_back(number_cell(s.fidelity.get(), fmt("%.3g", s.fidelity.get())));
+    row.push_back(number_cell(s.posir_psi.get(), format_real("%.2f", s.posir_psi.get())));
+    row.push_back(number_cell(s.fidelity.get(), format_real("%.3g", s.fidelity.get())));
 
     const double ratio = s.simulated ? 1.0 : s.resident_ratio.get();
     row.push_back(number_cell(s.resident_ratio.n ? ratio : NAN,
-                              fmt("%.3f", ratio) + (s.simulated ? " (simulated)" : "")));
+                              format_real("%.3f", ratio) + (s.simulated ? " (simulated)" : "")));
     row.push_back(number_cell(s.bytes_read.get(), format_value(s.bytes_read.get(), "bytes")));
 
     double log_sum = 0;
     for (double x : s.speedups) log_sum += std::log(x);
     const double speedup =
         s.speedups.empty() ? NAN : std::exp(log_sum / static_cast<double>(s.speedups.size()));
-    row.push_back(number_cell(speedup, fmt("%.2f", speedup)));
+    row.push_back(number_cell(speedup, format_real("%.2f", speedup)));
     t.rows.push_back(std::move(row));
   }
 

@@ -25,9 +25,12 @@ struct table_column {
   std::string doc;  // one line: what the column holds and how it is computed
 };
 
+/// The number of an empty cell or summary field (no ok record behind it).
+inline constexpr double k_nan = std::numeric_limits<double>::quiet_NaN();
+
 /// One cell: the number (NaN when empty or text) and its display text ("" when empty).
 struct table_cell {
-  double value = std::numeric_limits<double>::quiet_NaN();
+  double value = k_nan;
   std::string text;
 };
 

@@ -19,13 +19,6 @@ namespace {
 
 using nlohmann::json;
 
-std::string pad(const std::string& s, std::size_t width, bool right) {
-  const std::size_t w = display_width(s);
-  if (w >= width) return s;
-  const std::string fill(width - w, ' ');
-  return right ? fill + s : s + fill;
-}
-
 std::string rstrip(std::string s) {
   s.erase(s.find_last_not_of(' ') + 1);
   return s;
@@ -169,9 +162,9 @@ std::string render_heatmap(const std::string& heading, const std::vector<const r
   std::ostringstream os;
   os << heading << '\n';
   auto line = [&](const std::vector<std::string>& cells_text) {
-    std::string s = pad(cells_text[0], width[0], true);
+    std::string s = pad_to_width(cells_text[0], width[0], true);
     for (std::size_t c = 1; c < cells_text.size(); ++c)
-      s += "  " + pad(cells_text[c], width[c], true);
+      s += "  " + pad_to_width(cells_text[c], width[c], true);
     os << rstrip(s) << '\n';
   };
   line(header);

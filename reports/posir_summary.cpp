@@ -8,23 +8,15 @@
 #include <sstream>
 #include <tuple>
 
+#include "reports/leaderboard.hpp"
 #include "reports/render_md_csv.hpp"
 
 namespace attnbench {
 
 namespace {
 
-constexpr double k_nan = std::numeric_limits<double>::quiet_NaN();
-
 // The bias dead band's floor in percentage points across the context (posir_length_summary).
 constexpr double k_min_dead_band = 5.0;
-
-std::string format(double v, const char* spec = "%.3g") {
-  if (!std::isfinite(v)) return "-";
-  char buf[32];
-  std::snprintf(buf, sizeof buf, spec, v);
-  return buf;
-}
 
 // One character per bin: eight block heights plus a blank for 0%.
 std::string sparkline(const std::vector<double>& accuracy) {
@@ -178,12 +170,16 @@ std::string posir_table(const report& r) {
     int mass_n = 0;
     for (double m : s.needle_mass)
       if (std::isfinite(m)) mass += m, ++mass_n;
-    std::string spark = "[" + sparkline(s.accuracy) + "]";
+    std::string spark = "[";
+    spark.append(sparkline(s.accuracy)).append("]");
     if (s.failed_bins) spark += " (" + std::to_string(s.failed_bins) + " bins failed)";
-    cells.push_back({s.method_spec, s.mode, std::to_string(s.length), format(s.psi, "%.2f"),
-                     format(s.slope, "%+.1f") + " ± " + format(s.slope_stderr, "%.1f"), s.bias,
-                     format(s.middle_dip, "%+.1f"), format(s.mean_accuracy, "%.1f"),
-                     mass_n ? format(mass / mass_n, "%.3f") : "-", spark});
+    cells.push_back({s.method_spec, s.mode, std::to_string(s.length),
+                     format_real_or_dash("%.2f", s.psi),
+                     format_real_or_dash("%+.1f", s.slope) + " ± " +
+                         format_real_or_dash("%.1f", s.slope_stderr),
+                     s.bias, format_real_or_dash("%+.1f", s.middle_dip),
+                     format_real_or_dash("%.1f", s.mean_accuracy),
+                     mass_n ? format_real_or_dash("%.3f", mass / mass_n) : "-", spark});
   }
   std::vector<std::size_t> width(header.size());
   for (std::size_t c = 0; c < header.size(); ++c) {

@@ -11,6 +11,7 @@
 
 #include "reports/leaderboard.hpp"
 #include "reports/posir_summary.hpp"
+#include "reports/render_md_csv.hpp"
 #include "reports/ruler_summary.hpp"
 
 namespace attnbench {
@@ -19,16 +20,8 @@ namespace {
 
 using nlohmann::json;
 
-constexpr double k_nan = std::numeric_limits<double>::quiet_NaN();
-
-std::string fmt(const char* format, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, format, v);
-  return buf;
-}
-
 // SVG coordinates with one decimal: enough for a screen, short in the file.
-std::string num(double v) { return fmt("%.1f", v); }
+std::string num(double v) { return format_real("%.1f", v); }
 
 std::string escape(const std::string& s) {
   std::string out;
@@ -176,7 +169,7 @@ double to_axis(double v, axis_kind k) {
 std::string tick_text(double v, axis_kind k, const std::string& unit) {
   if (k == axis_kind::log2_length) return length_text(v);
   if (!unit.empty() && unit != "%") return format_value(v, unit);
-  return fmt("%g", v);
+  return format_real("%g", v);
 }
 
 // Ticks in data units.
@@ -364,7 +357,7 @@ std::string render_heatmap(const std::string& title,
   for (double depth : depths) {
     const double y = top + ch * static_cast<double>(row++);
     os << "<text class=\"tick\" x=\"" << num(left - 4) << "\" y=\"" << num(y + ch / 2 + 4)
-       << "\" text-anchor=\"end\">" << fmt("%.3g", depth * 100.0) << "%</text>\n";
+       << "\" text-anchor=\"end\">" << format_real("%.3g", depth * 100.0) << "%</text>\n";
     std::size_t col = 0;
     for (double length : lengths) {
       const double x = left + cw * static_cast<double>(col++);
@@ -373,14 +366,14 @@ std::string render_heatmap(const std::string& title,
         if (auto b = a->second.find(depth); b != a->second.end()) cell = b->second;
       const bool has_value = cell.values > 0;
       const double v = has_value ? cell.sum / cell.values : k_nan;
-      const std::string label = has_value ? fmt("%.0f", v) : cell.records ? cell.worst : "";
-      os << "<rect class=\"cell\" data-length=\"" << fmt("%.0f", length) << "\" data-depth=\""
-         << fmt("%g", depth) << "\" data-value=\"" << (has_value ? fmt("%g", v) : "") << "\" x=\""
-         << num(x) << "\" y=\"" << num(y) << "\" width=\"" << num(cw - 1) << "\" height=\""
-         << num(ch - 1) << "\" fill=\"" << (has_value ? score_color(v) : "#d0d0d0")
-         << "\"><title>length " << length_text(length) << ", depth " << fmt("%g", depth * 100.0)
-         << "%: "
-         << (has_value      ? fmt("%.1f%%", v)
+      const std::string label = has_value ? format_real("%.0f", v) : cell.records ? cell.worst : "";
+      os << "<rect class=\"cell\" data-length=\"" << format_real("%.0f", length)
+         << "\" data-depth=\"" << format_real("%g", depth) << "\" data-value=\""
+         << (has_value ? format_real("%g", v) : "") << "\" x=\"" << num(x) << "\" y=\"" << num(y)
+         << "\" width=\"" << num(cw - 1) << "\" height=\"" << num(ch - 1) << "\" fill=\""
+         << (has_value ? score_color(v) : "#d0d0d0") << "\"><title>length " << length_text(length)
+         << ", depth " << format_real("%g", depth * 100.0) << "%: "
+         << (has_value      ? format_real("%.1f%%", v)
              : cell.records ? cell.worst
                             : std::string("no record"))
          << (cell.ok < cell.records && has_value ? " (some records not ok)" : "")
@@ -471,7 +464,7 @@ std::string table_html(const table& t) {
       } else if (!std::isfinite(cell.value)) {
         os << "<td class=\"num empty\">–</td>";
       } else {
-        os << "<td class=\"num\" data-v=\"" << fmt("%.17g", cell.value) << '"';
+        os << "<td class=\"num\" data-v=\"" << format_real("%.17g", cell.value) << '"';
         // Accuracy columns are tinted like the heatmaps, lightly, so a column reads at a glance.
         if (c.unit == "%") os << " style=\"background:" << score_color(cell.value) << "40\"";
         os << '>' << escape(cell.text) << "</td>";
@@ -504,7 +497,7 @@ std::string ruler_section(const report& r, const style_book& styles, bool show_m
   c.y_min = 0;
   c.y_max = 100;
   c.reference_y = threshold;
-  c.reference_label = "effective-length threshold " + fmt("%g", threshold);
+  c.reference_label = "effective-length threshold " + format_real("%g", threshold);
   std::ostringstream os;
   os << "<section id=\"ruler\"><h2>RULER</h2>\n<p class=\"note\">Mean score over the tasks at "
         "each length, as in RULER's length curves; a method's effective length is the largest "
@@ -522,7 +515,7 @@ std::string posir_section(const report& r, const style_book& styles, bool show_m
     const method_key key{s.method_spec, s.mode, s.backend};
     series line{key,
                 key_label(key, show_mode, show_backend) +
-                    (std::isfinite(s.psi) ? fmt(" (PSI %.2f)", s.psi) : " (PSI -)"),
+                    (std::isfinite(s.psi) ? format_real(" (PSI %.2f)", s.psi) : " (PSI -)"),
                 {}};
     for (std::size_t i = 0; i < s.position.size() && i < s.accuracy.size(); ++i)
       line.points.emplace_back(s.position[i], s.accuracy[i]);
@@ -741,15 +734,17 @@ std::string plan_section(const report& r) {
         const bool fits = std::isfinite(c.tpot);
         // 100 (green) at the fastest TPOT of the section, 0 (red) at the slowest.
         const double score = fits ? 100.0 * (1.0 - std::log(c.tpot / lo) / span) : k_nan;
-        const std::string label = fits && c.binding != "slo" ? fmt("%.3g", c.tpot * 1e3)
+        const std::string label = fits && c.binding != "slo" ? format_real("%.3g", c.tpot * 1e3)
                                   : fits                     ? std::string("slo")
                                                              : c.binding;
-        os << "<rect class=\"cell\" data-context=\"" << fmt("%.0f", context) << "\" data-batch=\""
-           << fmt("%.0f", batch) << "\" data-value=\"" << (fits ? fmt("%g", c.tpot) : "")
-           << "\" x=\"" << num(x) << "\" y=\"" << num(y) << "\" width=\"" << num(cw - 1)
-           << "\" height=\"" << num(ch - 1) << "\" fill=\"" << (fits ? score_color(score) : "#d0d0d0")
-           << "\"><title>context " << length_text(context) << ", batch " << fmt("%.0f", batch) << ": "
-           << (fits ? fmt("TPOT %.3g ms", c.tpot * 1e3) : "does not fit (" + c.binding + ")")
+        os << "<rect class=\"cell\" data-context=\"" << format_real("%.0f", context)
+           << "\" data-batch=\"" << format_real("%.0f", batch) << "\" data-value=\""
+           << (fits ? format_real("%g", c.tpot) : "") << "\" x=\"" << num(x) << "\" y=\"" << num(y)
+           << "\" width=\"" << num(cw - 1) << "\" height=\"" << num(ch - 1) << "\" fill=\""
+           << (fits ? score_color(score) : "#d0d0d0") << "\"><title>context "
+           << length_text(context) << ", batch " << format_real("%.0f", batch) << ": "
+           << (fits ? format_real("TPOT %.3g ms", c.tpot * 1e3)
+                    : "does not fit (" + c.binding + ")")
            << "</title></rect><text class=\"cval\" x=\"" << num(x + cw / 2) << "\" y=\""
            << num(y + ch / 2 + 4) << "\" text-anchor=\"middle\">" << escape(label) << "</text>\n";
       }
@@ -758,7 +753,7 @@ std::string plan_section(const report& r) {
     for (double batch : batches)
       os << "<text class=\"tick\" x=\"" << num(left + cw * static_cast<double>(col++) + cw / 2)
          << "\" y=\"" << num(top + ch * static_cast<double>(rows.size()) + 14)
-         << "\" text-anchor=\"middle\">" << fmt("%.0f", batch) << "</text>\n";
+         << "\" text-anchor=\"middle\">" << format_real("%.0f", batch) << "</text>\n";
     os << "<text class=\"alabel\" x=\"" << num(left) << "\" y=\"" << num(height - 4)
        << "\">batch (sequences) →</text>\n</svg>\n";
   }

@@ -26,6 +26,23 @@ std::size_t display_width(const std::string& s) {
   return n;
 }
 
+std::string pad_to_width(const std::string& s, std::size_t width, bool right) {
+  const std::size_t w = display_width(s);
+  if (w >= width) return s;
+  const std::string fill(width - w, ' ');
+  return right ? fill + s : s + fill;
+}
+
+std::string format_real(const char* spec, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, spec, v);
+  return buf;
+}
+
+std::string format_real_or_dash(const char* spec, double v) {
+  return std::isfinite(v) ? format_real(spec, v) : "-";
+}
+
 std::string escape_cell(const std::string& s) {
   std::string out;
   for (char c : s) {

@@ -16,6 +16,15 @@ namespace attnbench {
 /// bytes, since headers hold arrows and cells may hold any UTF-8.
 std::size_t display_width(const std::string& s);
 
+/// `s` padded with spaces to `width` display characters, on the left when `right` (right-aligned);
+/// unchanged when it is already as wide.
+std::string pad_to_width(const std::string& s, std::size_t width, bool right);
+
+/// `v` printed with the printf conversion `spec` for one double ("%.1f", "%.3g").
+std::string format_real(const char* spec, double v);
+/// As format_real, with "-" for NaN and infinities (a summary cell with no value).
+std::string format_real_or_dash(const char* spec, double v);
+
 /// A Markdown table cell: '|' (which would end the cell) escaped as '\|', newlines as spaces.
 std::string escape_cell(const std::string& s);
 

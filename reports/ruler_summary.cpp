@@ -9,11 +9,12 @@
 #include <sstream>
 #include <tuple>
 
+#include "reports/leaderboard.hpp"
+#include "reports/render_md_csv.hpp"
+
 namespace attnbench {
 
 namespace {
-
-constexpr double k_nan = std::numeric_limits<double>::quiet_NaN();
 
 // RULER's task order (k_ruler_task_order) first; other task names follow alphabetically.
 int task_rank(const std::string& t) {
@@ -23,12 +24,8 @@ int task_rank(const std::string& t) {
   return tasks;
 }
 
-std::string format(double v, const char* spec = "%.1f") {
-  if (!std::isfinite(v)) return "-";
-  char buf[32];
-  std::snprintf(buf, sizeof buf, spec, v);
-  return buf;
-}
+// Scores and averages in percent, one decimal; "-" where there is none.
+std::string percent(double v) { return format_real_or_dash("%.1f", v); }
 
 // 4096 -> "4k", 131072 -> "128k", 1048576 -> "1m", others as is.
 std::string length_label(std::int64_t n) {
@@ -37,29 +34,12 @@ std::string length_label(std::int64_t n) {
   return std::to_string(n);
 }
 
-// A Markdown table padded so the raw text lines up (ASCII cells only).
-std::string table(const std::vector<std::string>& header,
-                  const std::vector<std::vector<std::string>>& rows) {
-  std::vector<std::size_t> width(header.size());
-  for (std::size_t c = 0; c < header.size(); ++c)
-    width[c] = std::max<std::size_t>(3, header[c].size());
-  for (const auto& row : rows)
-    for (std::size_t c = 0; c < row.size(); ++c) width[c] = std::max(width[c], row[c].size());
-  std::ostringstream os;
-  auto line = [&](const std::vector<std::string>& cells, bool rule) {
-    os << '|';
-    for (std::size_t c = 0; c < header.size(); ++c) {
-      std::string s = rule ? std::string(width[c], '-') : cells[c];
-      if (rule && c > 0) s.back() = ':';
-      const std::string fill(width[c] - s.size(), ' ');
-      os << ' ' << (c == 0 || rule ? s + fill : fill + s) << " |";
-    }
-    os << '\n';
-  };
-  line(header, false);
-  line(header, true);
-  for (const auto& row : rows) line(row, false);
-  return os.str();
+// A Markdown table of a label column and right-aligned numbers.
+std::string numbers_table(const std::vector<std::string>& header,
+                          const std::vector<std::vector<std::string>>& rows) {
+  std::vector<bool> right(header.size(), true);
+  right[0] = false;
+  return render_markdown_table(header, rows, right);
 }
 
 std::string row_label(const ruler_method_summary& s) {
@@ -196,11 +176,11 @@ std::string ruler_table(const report& r, std::size_t detail_methods) {
         if (it != s.tasks.end())
           for (const auto& c : s.cells[static_cast<std::size_t>(it - s.tasks.begin())])
             v.push_back(c.score);
-        row.push_back(format(mean_finite(v)));
+        row.push_back(percent(mean_finite(v)));
       }
       rows.push_back(std::move(row));
     }
-    os << table(header, rows) << '\n';
+    os << numbers_table(header, rows) << '\n';
   }
   // Average over tasks per length, the overall average and the effective length.
   {
@@ -216,17 +196,17 @@ std::string ruler_table(const report& r, std::size_t detail_methods) {
         row.push_back(
             it == s.lengths.end()
                 ? "-"
-                : format(s.length_average[static_cast<std::size_t>(it - s.lengths.begin())]));
+                : percent(s.length_average[static_cast<std::size_t>(it - s.lengths.begin())]));
       }
-      row.push_back(format(s.average));
+      row.push_back(percent(s.average));
       row.push_back(s.effective_length > 0 ? length_label(s.effective_length)
                                            : "<" + length_label(s.lengths.front()));
       rows.push_back(std::move(row));
       threshold = s.threshold;
     }
-    os << table(header, rows)
+    os << numbers_table(header, rows)
        << "effective length: the largest length up to which the average stays above "
-       << format(threshold) << "% (RULER); * some task x length cell has no ok record\n";
+       << percent(threshold) << "% (RULER); * some task x length cell has no ok record\n";
   }
   // Task x length detail with standard errors for small reports.
   if (specs.size() <= detail_methods)
@@ -237,14 +217,14 @@ std::string ruler_table(const report& r, std::size_t detail_methods) {
       for (std::size_t i = 0; i < s.tasks.size(); ++i) {
         std::vector<std::string> row{s.tasks[i]};
         for (const auto& c : s.cells[i])
-          row.push_back(std::isfinite(c.score) ? format(c.score) + " +- " + format(c.score_stderr)
+          row.push_back(std::isfinite(c.score) ? percent(c.score) + " +- " + percent(c.score_stderr)
                                                : (c.not_ok ? "err" : "-"));
         rows.push_back(std::move(row));
       }
       std::vector<std::string> avg{"average"};
-      for (double a : s.length_average) avg.push_back(format(a));
+      for (double a : s.length_average) avg.push_back(percent(a));
       rows.push_back(std::move(avg));
-      os << '\n' << table(header, rows);
+      os << '\n' << numbers_table(header, rows);
     }
   return os.str();
 }

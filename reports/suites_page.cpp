@@ -20,8 +20,10 @@ std::string suites_markdown(const std::vector<const suite*>& suites) {
       md << "| `" << a.name << "` | " << name_of(a.type) << " | " << escape_cell(values_text(a.defaults, ", "))
          << " | " << escape_cell(values_text(a.quick, ", ")) << " | " << escape_cell(a.doc) << " |\n";
     std::string params;
-    for (const auto& p : s->param_names())
-      params += (params.empty() ? "" : ", ") + ("`" + s->name() + "." + p + "`");
+    for (const auto& p : s->param_names()) {
+      if (!params.empty()) params += ", ";
+      params.append("`").append(s->name()).append(".").append(p).append("`");
+    }
     md << "\n`--param` keys: " << (params.empty() ? "none" : params) << "\n\n"
        << "| metric | unit | better | meaning |\n| --- | --- | --- | --- |\n";
     for (const auto& [name, info] : s->metrics())

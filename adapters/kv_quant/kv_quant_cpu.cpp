@@ -19,12 +19,6 @@ namespace attnbench::cpu {
 
 namespace {
 
-// Below this many multiply-adds a call runs on the calling thread (the threshold of
-// cache_method: an OpenMP fork/join costs about what 2^16 multiply-adds take on one core).
-constexpr std::uint64_t min_parallel_multiply_adds = std::uint64_t{1} << 16;
-
-constexpr int block_rows = online_softmax::block_rows;
-
 // Stores code c of element i of a row: 8 / bits codes per byte, element i in byte
 // i / (8 / bits) at bit offset bits * (i mod (8 / bits)) (low bits first).
 inline void put_code(std::uint8_t* row, int i, std::uint8_t c, int bits) {

@@ -22,10 +22,6 @@ namespace attnbench::cpu {
 
 namespace {
 
-// Below this many multiply-adds a call runs on the calling thread (as in kv_quant).
-constexpr std::uint64_t min_parallel_multiply_adds = std::uint64_t{1} << 16;
-constexpr int block_rows = online_softmax::block_rows;
-
 // Sparse float32 elements of a row-major table, CSR: row r's entries are
 // [offsets[r], offsets[r + 1]) of channel / value.
 struct outlier_table {

@@ -16,10 +16,6 @@ namespace attnbench::cpu {
 
 namespace {
 
-// Below this many multiply-adds an OpenMP fork costs more than it saves.
-constexpr std::uint64_t min_parallel_multiply_adds = std::uint64_t{1} << 16;
-constexpr int block_rows = online_softmax::block_rows;
-
 class think_method final : public kv_method {
  public:
   explicit think_method(const param_values& values)

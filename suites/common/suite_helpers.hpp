@@ -15,6 +15,10 @@
 
 namespace attnbench {
 
+/// Query rows of the attention probes (`probes`, `stats`) by default: the last 16 prompt tokens,
+/// the question of a NIAH prompt.
+inline constexpr int k_probe_queries = 16;
+
 /// The case with canonical name case_name(suite, axes) and those axes, in that order.
 suite_case make_case(const std::string& suite,
                      const std::vector<std::pair<std::string, nlohmann::json>>& axes);

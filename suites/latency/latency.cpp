@@ -21,29 +21,17 @@ namespace attnbench {
 
 namespace {
 
-constexpr const char* k_suite = "latency";
+constexpr const char* k_latency_suite = "latency";
 
-/// Per-backend defaults. The CPU preset is tiny (the quick preset times every CPU method):
-/// decode only, the --shape's heads, fp32 (what CPU adapters compute in), 2 ms of calls per sample
-/// after a 10 ms warm-up. The CUDA preset is Llama 3 8B's attention (32 query / 8 KV heads,
-/// head_dim 128) in bf16, prefill and decode, 10 ms of calls per sample after a 50 ms warm-up, L2
-/// flushed.
-op_axes default_axes(const run_options& o) {
-  op_axes a;
-  a.batches = {1};
-  a.causal = {true};
+/// Per-backend defaults (default_op_axes). The CPU preset is tiny (the quick preset times every
+/// CPU method): one decode step at 1K, 2 ms of calls per sample after a 10 ms warm-up. The CUDA
+/// preset times prefill and decode at 4K and 16K, 10 ms of calls per sample after a 50 ms
+/// warm-up, L2 flushed.
+op_axes latency_axes(const run_options& o) {
+  op_axes a = default_op_axes(o);
   if (o.backend == "cuda") {
     a.phases = {"prefill", "decode"};
     a.lengths = {4096, 16384};
-    a.heads = {{32, 8}};
-    a.head_dims = {128};
-    a.dtypes = {"bf16"};
-  } else {
-    a.phases = {"decode"};
-    a.lengths = {1024};
-    a.heads = {{o.shape.q_heads, o.shape.kv_heads}};
-    a.head_dims = {o.shape.head_dim};
-    a.dtypes = {"fp32"};
   }
   return a;
 }
@@ -57,19 +45,21 @@ latency_settings parse_settings(const run_options& o) {
   const bool cuda = o.backend == "cuda";
   latency_settings s;
   // DESIGN §7: at least 10 samples, so the compare gate's U test has >= 9 per side.
-  s.timing.repetitions = static_cast<int>(int_setting(o, k_suite, "repetitions", 10, 10, 100000));
+  s.timing.repetitions =
+      static_cast<int>(int_setting(o, k_latency_suite, "repetitions", 10, 10, 100000));
   // A CPU decode call of the quick preset takes ~0.1 ms: with one call per sample and no warm-up
   // the first samples ran cold. 2 ms of calls per sample after 10 ms of warm-up cost ~50 ms per
   // method and case.
-  s.timing.min_time_s = real_setting(o, k_suite, "min_time", cuda ? 0.01 : 0.002, 0.0, 60.0);
-  s.timing.warmup_s = real_setting(o, k_suite, "warmup", cuda ? 0.05 : 0.01, 0.0, 60.0);
-  s.flush = bool_setting(o, k_suite, "flush", cuda);
+  s.timing.min_time_s =
+      real_setting(o, k_latency_suite, "min_time", cuda ? 0.01 : 0.002, 0.0, 60.0);
+  s.timing.warmup_s = real_setting(o, k_latency_suite, "warmup", cuda ? 0.05 : 0.01, 0.0, 60.0);
+  s.flush = bool_setting(o, k_latency_suite, "flush", cuda);
   return s;
 }
 
 class latency_suite final : public suite {
  public:
-  std::string name() const override { return k_suite; }
+  std::string name() const override { return k_latency_suite; }
   std::string description() const override {
     return "operator time per phase x batch x length x heads x head_dim x dtype: median/p10/p90 "
            "of >= 10 raw samples (Google Benchmark), TFLOP/s, KV GB/s, fraction of device peak";
@@ -77,7 +67,7 @@ class latency_suite final : public suite {
   std::vector<axis_def> axes() const override {
     run_options cpu;
     cpu.shape = shape_preset("small");
-    return op_axis_defs(default_axes(cpu));  // the CPU preset's; CUDA's in default_axes
+    return op_axis_defs(latency_axes(cpu));  // the CPU preset's; CUDA's in latency_axes
   }
   std::map<std::string, metric_info> metrics() const override {
     return {
@@ -103,10 +93,10 @@ class latency_suite final : public suite {
 
   std::vector<suite_case> cases(const run_options& o) const override {
     parse_settings(o);  // validate every setting before anything runs
-    const op_axes axes = parse_op_axes(o, k_suite, default_axes(o));
+    const op_axes axes = parse_op_axes(o, k_latency_suite, latency_axes(o));
     std::vector<suite_case> out;
     for (const op_shape& shape : op_shapes(axes))
-      out.push_back(make_case(k_suite, op_case_axes(o.backend, shape)));
+      out.push_back(make_case(k_latency_suite, op_case_axes(o.backend, shape)));
     return out;
   }
 

@@ -22,7 +22,7 @@ namespace attnbench {
 
 namespace {
 
-constexpr const char* k_suite = "memory";
+constexpr const char* k_memory_suite = "memory";
 
 /// The method with its budget set to `budget` tokens (harness with_budget), or the method itself
 /// when it takes no budget (then the budget axis does not apply to it).
@@ -32,26 +32,6 @@ method_instance budgeted_method(const method_instance& method, std::int64_t budg
   return budgeted ? *budgeted : method;
 }
 
-// The operator axes' defaults: one decode step at 1K of the --shape's heads in fp32 on the CPU,
-// Llama 3 8B's heads in bf16 on CUDA.
-op_axes default_axes(const run_options& o) {
-  op_axes defaults;
-  defaults.phases = {"decode"};
-  defaults.batches = {1};
-  defaults.lengths = {1024};
-  defaults.causal = {true};
-  if (o.backend == "cuda") {
-    defaults.heads = {{32, 8}};
-    defaults.head_dims = {128};
-    defaults.dtypes = {"bf16"};
-  } else {
-    defaults.heads = {{o.shape.q_heads, o.shape.kv_heads}};
-    defaults.head_dims = {o.shape.head_dim};
-    defaults.dtypes = {"fp32"};
-  }
-  return defaults;
-}
-
 // Token budgets (`--budgets`); 0: each method runs with its own parameters, no budget axis value.
 axis_def budget_axis() {
   return int64_axis("budget", {0}, {}, "--budgets; 0: each method's own parameters");
@@ -59,7 +39,7 @@ axis_def budget_axis() {
 
 class memory_suite final : public suite {
  public:
-  std::string name() const override { return k_suite; }
+  std::string name() const override { return k_memory_suite; }
   std::string description() const override {
     return "KV memory per length x budget x heads x head_dim x dtype: resident KV bytes (the "
            "method's accounting) and measured allocator bytes; a case that cannot fit is `oom`";
@@ -67,7 +47,7 @@ class memory_suite final : public suite {
   std::vector<axis_def> axes() const override {
     run_options cpu;
     cpu.shape = shape_preset("small");
-    std::vector<axis_def> out = op_axis_defs(default_axes(cpu));
+    std::vector<axis_def> out = op_axis_defs(default_op_axes(cpu));
     std::erase_if(out, [](const axis_def& a) {
       return a.name == "phase" || a.name == "causal" || a.name == "page_size";
     });
@@ -93,8 +73,8 @@ class memory_suite final : public suite {
   bool exclusive() const override { return true; }
 
   std::vector<suite_case> cases(const run_options& o) const override {
-    const op_axes axes = parse_op_axes(o, k_suite, default_axes(o));
-    const std::vector<std::int64_t> budgets = int64_values(o, k_suite, budget_axis());
+    const op_axes axes = parse_op_axes(o, k_memory_suite, default_op_axes(o));
+    const std::vector<std::int64_t> budgets = int64_values(o, k_memory_suite, budget_axis());
     std::vector<suite_case> out;
     for (auto length : axes.lengths)
       for (auto budget : budgets)
@@ -110,7 +90,7 @@ class memory_suite final : public suite {
                                            {"kv_heads", kv},
                                            {"head_dim", head_dim},
                                            {"dtype", dtype}});
-                out.push_back(make_case(k_suite, named));
+                out.push_back(make_case(k_memory_suite, named));
               }
     return out;
   }

@@ -37,8 +37,6 @@ namespace attnbench {
 
 namespace {
 
-// Probe queries: the last 16 prompt tokens, the question of a NIAH prompt.
-constexpr int k_default_queries = 16;
 // A secondary sink holds at least 10% of a head's mass: well above uniform (1/length) and the
 // share "Attention sinks" style analyses use to flag a sink-like token.
 constexpr double k_default_threshold = 0.1;
@@ -200,7 +198,7 @@ class probes_suite final : public length_axis_suite {
 
   std::vector<suite_case> cases(const run_options& o) const override {
     param_real(o, "probes.sink_threshold", k_default_threshold, 1e-9, 1.0);
-    param_real(o, "probes.queries", k_default_queries, 1, 4096);
+    param_real(o, "probes.queries", k_probe_queries, 1, 4096);
     param_real(o, "probes.rope_samples", k_default_rope_samples, 1, 1e7);
     std::vector<std::int64_t> lengths = int64_values(o, "probes", axes()[0]);
     std::vector<double> bases = rope_bases(o);
@@ -274,7 +272,7 @@ class probes_suite final : public length_axis_suite {
     if (secondary_total) rec.metrics["secondary_sinks_kept"] = secondary_kept / secondary_total;
     rec.extra["heads"] = per_head;
     rec.extra["probe_queries"] =
-        static_cast<int>(param_real(o, "probes.queries", k_default_queries, 1, 4096));
+        static_cast<int>(param_real(o, "probes.queries", k_probe_queries, 1, 4096));
     rec.extra["rope_base"] = base;
     rec.extra["metrics_from"] = "dense attention (sink_kept, secondary_sinks_kept: the method)";
   }
@@ -331,8 +329,7 @@ class probes_suite final : public length_axis_suite {
         roles = trace_head_roles(*cached_trace(o.trace));
       }
       auto dp = std::make_shared<dense_probes>(probe_prompt(
-          *src, roles,
-          static_cast<int>(param_real(o, "probes.queries", k_default_queries, 1, 4096)),
+          *src, roles, static_cast<int>(param_real(o, "probes.queries", k_probe_queries, 1, 4096)),
           param_real(o, "probes.sink_threshold", k_default_threshold, 1e-9, 1.0)));
       const model_shape& shape = src->shape();
       const double rotary = model ? model->config().rotary_fraction : 1.0;
@@ -359,7 +356,7 @@ class probes_suite final : public length_axis_suite {
     const std::int64_t n = src->tokens();
     const int group = shape.group_size();
     const auto queries =
-        static_cast<std::int64_t>(param_real(o, "probes.queries", k_default_queries, 1, 4096));
+        static_cast<std::int64_t>(param_real(o, "probes.queries", k_probe_queries, 1, 4096));
     const std::int64_t prefill =
         o.mode == run_mode::query_aware ? n : std::max<std::int64_t>(1, n - queries);
     const auto reads =

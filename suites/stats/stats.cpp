@@ -48,8 +48,6 @@ constexpr std::int64_t k_default_length = 10240;
 constexpr std::int64_t k_default_long_length = 32768;
 constexpr std::int64_t k_quick_length = 1024;
 constexpr std::int64_t k_quick_long_length = 2048;
-// Probe queries: the last 16 prompt tokens, the question of a NIAH prompt (as `probes`).
-constexpr int k_default_queries = 16;
 // T8: a few last prompt queries of the 32K prompt (each costs n * heads * head_dim).
 constexpr int k_default_long_queries = 4;
 // T7 H2O: prompt query rows accumulated (stride n / rows); T10: rows per spectrum.
@@ -219,7 +217,7 @@ struct settings {
 
 settings settings_of(const run_options& o) {
   settings s{};
-  s.queries = param_int(o, "stats.queries", k_default_queries, 1, 256);
+  s.queries = param_int(o, "stats.queries", k_probe_queries, 1, 256);
   s.long_queries = param_int(o, "stats.long_queries", k_default_long_queries, 1, 256);
   s.h2o_rows = param_int(o, "stats.h2o_rows", o.quick ? 16 : k_default_h2o_rows, 1, 1 << 20);
   s.t10_rows = param_int(o, "stats.t10_rows", o.quick ? 256 : k_default_t10_rows, 2, 1 << 24);

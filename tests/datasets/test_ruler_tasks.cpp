@@ -12,8 +12,6 @@ using namespace attnbench;
 
 namespace {
 
-const vocabulary& vocab() { return vocabulary::instance(); }
-
 // The aggregation pool of the small shape: the first 1024 key and filler words.
 std::vector<int> pool() {
   std::vector<int> p = vocab().keys();

@@ -10,14 +10,6 @@
 
 namespace attnbench::cpu {
 
-namespace {
-
-// Below this many multiply-adds a call runs on the calling thread: an OpenMP fork/join costs a
-// few microseconds, about what 2^16 multiply-adds take on one core.
-constexpr std::uint64_t min_parallel_multiply_adds = std::uint64_t{1} << 16;
-
-}  // namespace
-
 std::optional<std::string> gqa_unsupported_reason(const attention_problem& problem) {
   const model_shape& s = problem.shape;
   std::ostringstream why;

@@ -21,6 +21,10 @@
 
 namespace attnbench::cpu {
 
+/// Below this many multiply-adds a call runs on the calling thread: an OpenMP fork/join costs a
+/// few microseconds, about what 2^16 multiply-adds take on one core.
+inline constexpr std::uint64_t min_parallel_multiply_adds = std::uint64_t{1} << 16;
+
 /// Checks shared by every CPU adapter: positive sizes and q_heads divisible by kv_heads.
 std::optional<std::string> gqa_unsupported_reason(const attention_problem& problem);
 

@@ -49,8 +49,6 @@ inline float exp_nonpositive(float x) {
   return x < -87.0f ? 0.0f : p * two_n;
 }
 
-constexpr int block_rows = online_softmax::block_rows;
-
 // The state online_softmax::add works on, as plain pointers for the cloned kernel.
 struct softmax_scratch {
   const float* q;  // [group, head_dim]

@@ -23,6 +23,11 @@ struct kv_rows {
   }
 };
 
+/// Keys are scored in blocks of this many rows: a block's scores stay in L1 between the K and the
+/// V pass. The adapters that stage rows themselves (quantized caches, pruned keys) use the same
+/// block.
+inline constexpr int block_rows = 64;
+
 /// Online-softmax accumulator for the `group` query heads that share one KV head (flash
 /// attention's running max / running sum / rescaled accumulator). Usage: start(), add() over any
 /// number of row ranges (order does not matter), finish(). One instance per thread: it owns its
@@ -41,9 +46,6 @@ class online_softmax {
   void finish(float* out, std::size_t out_stride) const;
 
   int head_dim() const { return m_head_dim; }
-
-  /// Keys are scored in blocks: the block's scores stay in L1 between the K and the V pass.
-  static constexpr int block_rows = 64;
 
  private:
   int m_max_group;

@@ -81,6 +81,24 @@ bool bool_setting(const run_options& options, const std::string& suite, const st
   return it == options.params.end() ? fallback : parse_bool(it->first, it->second);
 }
 
+op_axes default_op_axes(const run_options& options) {
+  op_axes a;
+  a.phases = {"decode"};
+  a.batches = {1};
+  a.lengths = {1024};
+  a.causal = {true};
+  if (options.backend == "cuda") {
+    a.heads = {{32, 8}};
+    a.head_dims = {128};
+    a.dtypes = {"bf16"};
+  } else {
+    a.heads = {{options.shape.q_heads, options.shape.kv_heads}};
+    a.head_dims = {options.shape.head_dim};
+    a.dtypes = {"fp32"};
+  }
+  return a;
+}
+
 std::vector<axis_def> op_axis_defs(const op_axes& defaults) {
   std::vector<std::int64_t> batches(defaults.batches.begin(), defaults.batches.end()), qs, kvs,
       dims(defaults.head_dims.begin(), defaults.head_dims.end()), causal;

@@ -26,6 +26,11 @@ struct op_axes {
   int page_size = 0;                // tokens per KV page; 0: contiguous
 };
 
+/// The axes both operator suites start from, per backend: one decode step of batch 1 at 1K
+/// tokens, causal; on the CPU the --shape's heads in fp32 (what CPU adapters compute in), on CUDA
+/// Llama 3 8B's attention (32 query / 8 KV heads, head_dim 128) in bf16.
+op_axes default_op_axes(const run_options& options);
+
 /// The comma-separated items of `--param SUITE.KEY`, or an empty list when it is not given.
 std::vector<std::string> param_items(const run_options& options, const std::string& suite,
                                      const std::string& key);

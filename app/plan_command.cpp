@@ -1,7 +1,5 @@
 #include "app/plan_command.hpp"
 
-#include <chrono>
-#include <ctime>
 #include <filesystem>
 #include <iostream>
 #include <optional>
@@ -26,13 +24,6 @@ namespace po = boost::program_options;
 namespace attnbench {
 
 namespace {
-
-std::string utc_now() {
-  const std::time_t t = std::time(nullptr);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  return buf;
-}
 
 // Whole numbers of an option: "--tp 2", in [lo, hi].
 std::int64_t bounded(std::int64_t v, std::int64_t lo, std::int64_t hi, const char* option) {

@@ -55,14 +55,6 @@ const char* build_git_sha();
 
 namespace {
 
-std::string utc_now() {
-  auto t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  std::ostringstream os;
-  os << std::put_time(&tm, "%Y-%m-%dT%H:%M:%SZ");
-  return os.str();
-}
 
 std::string cpu_model() {
   std::ifstream in("/proc/cpuinfo");
@@ -144,6 +136,15 @@ record run_job(const job& j, const run_config& config, const run_context& ctx) {
 }
 
 }  // namespace
+
+std::string utc_now() {
+  auto t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  std::ostringstream os;
+  os << std::put_time(&tm, "%Y-%m-%dT%H:%M:%SZ");
+  return os.str();
+}
 
 nlohmann::json make_meta(const run_config& config, const std::string& start_time) {
   char host[256] = {0};

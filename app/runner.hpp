@@ -47,6 +47,9 @@ report run_benchmark(const run_config& config, std::ostream& progress);
 std::string version_line();
 
 /// The `meta` object of a report: tool, build, host and workload description.
+/// The current time in ISO 8601, UTC ("2026-12-07T15:04:39Z"), for report meta.
+std::string utc_now();
+
 nlohmann::json make_meta(const run_config& config, const std::string& start_time);
 
 }  // namespace attnbench

@@ -11,8 +11,6 @@ namespace attnbench::plan {
 
 namespace {
 
-constexpr double k_gib = 1024.0 * 1024.0 * 1024.0;
-
 // CUDA context, cuBLAS and NCCL workspaces and CUDA graphs outside the engine's tensors: about
 // what vLLM reports as non-torch memory plus graph capture on an H100 (0.5-1 GiB).
 constexpr double k_runtime_bytes = 1.0 * k_gib;
@@ -33,14 +31,6 @@ std::string thousands(double v) {
   return out;
 }
 
-std::string fixed(double v, int decimals) {
-  std::ostringstream os;
-  os.setf(std::ios::fixed);
-  os.precision(decimals);
-  os << v;
-  return os.str();
-}
-
 // Linear interpolation of y over sorted x, clamped to the ends.
 double interpolate(const std::vector<std::pair<double, double>>& xy, double x) {
   if (xy.empty()) return 0;
@@ -59,6 +49,14 @@ double json_number(const nlohmann::json& j, const char* key, double fallback) {
 }
 
 }  // namespace
+
+std::string fixed_text(double v, int decimals) {
+  std::ostringstream os;
+  os.setf(std::ios::fixed);
+  os.precision(decimals);
+  os << v;
+  return os.str();
+}
 
 double dtype_bytes(const std::string& dtype, const char* option) {
   static const std::map<std::string, double> sizes = {{"fp32", 4},  {"bf16", 2}, {"fp16", 2},
@@ -315,17 +313,17 @@ std::vector<std::string> memory_model::engine_lines(std::int64_t context) const 
   if (engine == "vllm") {
     out.push_back("GPU KV cache size: " + thousands(tokens) + " tokens");
     out.push_back("Maximum concurrency for " + thousands(static_cast<double>(context)) +
-                  " tokens per request: " + fixed(concurrency, 2) + "x");
+                  " tokens per request: " + fixed_text(concurrency, 2) + "x");
   } else if (engine == "trtllm-free") {
-    out.push_back("[MemUsageChange] Allocated " + fixed(pool / k_gib, 2) +
+    out.push_back("[MemUsageChange] Allocated " + fixed_text(pool / k_gib, 2) +
                   " GiB for max tokens in paged KV cache (" + thousands(tokens) + ").");
   } else if (engine == "sglang") {
     out.push_back("KV Cache is allocated. #tokens: " + thousands(tokens) + ", K size: " +
-                  fixed(pool / 2 / k_gib, 2) + " GB, V size: " + fixed(pool / 2 / k_gib, 2) +
+                  fixed_text(pool / 2 / k_gib, 2) + " GB, V size: " + fixed_text(pool / 2 / k_gib, 2) +
                   " GB");
   } else {
-    out.push_back("KV pool: " + fixed(pool / k_gib, 2) + " GiB, " + thousands(tokens) +
-                  " tokens, " + fixed(concurrency, 2) + " requests of " +
+    out.push_back("KV pool: " + fixed_text(pool / k_gib, 2) + " GiB, " + thousands(tokens) +
+                  " tokens, " + fixed_text(concurrency, 2) + " requests of " +
                   thousands(static_cast<double>(context)) + " tokens");
   }
   return out;

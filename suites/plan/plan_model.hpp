@@ -26,6 +26,11 @@
 
 namespace attnbench::plan {
 
+inline constexpr double k_gib = 1024.0 * 1024.0 * 1024.0;
+
+/// `v` with `decimals` digits after the point: the plan's table cells and engine lines.
+std::string fixed_text(double v, int decimals);
+
 /// Bytes per element of a weight or KV dtype: bf16, fp16 2; fp8, int8 1; int4 0.5; fp32 4.
 /// Throws bad_input naming `option` for others.
 double dtype_bytes(const std::string& dtype, const char* option);

@@ -11,16 +11,6 @@ namespace attnbench::plan {
 
 namespace {
 
-constexpr double k_gib = 1024.0 * 1024.0 * 1024.0;
-
-std::string fixed(double v, int decimals) {
-  std::ostringstream os;
-  os.setf(std::ios::fixed);
-  os.precision(decimals);
-  os << v;
-  return os.str();
-}
-
 std::string tokens_text(std::int64_t n) {
   if (n >= (1 << 20) && n % (1 << 20) == 0) return std::to_string(n >> 20) + "M";
   if (n >= 1024 && n % 1024 == 0) return std::to_string(n / 1024) + "K";
@@ -28,14 +18,14 @@ std::string tokens_text(std::int64_t n) {
 }
 
 std::string bytes_text(double b) {
-  if (b >= k_gib) return fixed(b / k_gib, 2) + " GiB";
-  if (b >= 1024.0 * 1024.0) return fixed(b / (1024.0 * 1024.0), 1) + " MiB";
-  return fixed(b / 1024.0, 1) + " KiB";
+  if (b >= k_gib) return fixed_text(b / k_gib, 2) + " GiB";
+  if (b >= 1024.0 * 1024.0) return fixed_text(b / (1024.0 * 1024.0), 1) + " MiB";
+  return fixed_text(b / 1024.0, 1) + " KiB";
 }
 
 std::string ms_text(double s) {
   const double ms = s * 1e3;
-  return ms >= 100 ? fixed(ms, 0) : ms >= 10 ? fixed(ms, 1) : fixed(ms, 2);
+  return ms >= 100 ? fixed_text(ms, 0) : ms >= 10 ? fixed_text(ms, 1) : fixed_text(ms, 2);
 }
 
 // A plain text table, columns padded to their widest cell, numbers right-aligned.
@@ -212,7 +202,7 @@ plan_result run_plan(const plan_request& request, const device_curves& curves) {
       const bool over = context > in.model.max_position_embeddings;
       beyond_model = beyond_model || over;
       std::vector<std::string> row = {tokens_text(context) + (over ? "*" : ""),
-                                      bytes_text(seq.kv_bytes), fixed(seq.kv_bytes / dense, 3),
+                                      bytes_text(seq.kv_bytes), fixed_text(seq.kv_bytes / dense, 3),
                                       std::to_string(chosen), chosen > 0 ? binding : "-"};
       record rec = base_record(in, method);
       rec.axes["context"] = context;
@@ -231,7 +221,7 @@ plan_result run_plan(const plan_request& request, const device_curves& curves) {
         rec.metrics["tokens_per_s_per_gpu"] = static_cast<double>(chosen) / t.total_s / in.tp;
         row.push_back(ms_text(speed.decode(1, context).total_s));
         row.push_back(ms_text(t.total_s));
-        row.push_back(fixed(static_cast<double>(chosen) / t.total_s / in.tp, 0));
+        row.push_back(fixed_text(static_cast<double>(chosen) / t.total_s / in.tp, 0));
         rec.extra["decode_breakdown_s"] = {
             {"attention", t.attention_s}, {"linear", t.linear_s}, {"communication", t.comm_s}};
       } else {
@@ -410,9 +400,9 @@ std::string validation_table(const std::vector<validation_row>& rows) {
       if (r.what != what) continue;
       const bool time = r.what == std::string("latency");
       table.push_back({r.method_spec, r.case_name,
-                       time ? fixed(r.predicted * 1e6, 1) : fixed(r.predicted / 1048576.0, 2),
-                       time ? fixed(r.measured * 1e6, 1) : fixed(r.measured / 1048576.0, 2),
-                       (r.error >= 0 ? "+" : "") + fixed(100 * r.error, 1) + "%"});
+                       time ? fixed_text(r.predicted * 1e6, 1) : fixed_text(r.predicted / 1048576.0, 2),
+                       time ? fixed_text(r.measured * 1e6, 1) : fixed_text(r.measured / 1048576.0, 2),
+                       (r.error >= 0 ? "+" : "") + fixed_text(100 * r.error, 1) + "%"});
       abs_errors.push_back(std::abs(r.error));
     }
     if (table.empty()) continue;
@@ -425,8 +415,8 @@ std::string validation_table(const std::vector<validation_row>& rows) {
                               ? abs_errors[abs_errors.size() / 2]
                               : (abs_errors[abs_errors.size() / 2 - 1] +
                                  abs_errors[abs_errors.size() / 2]) / 2;
-    os << table.size() << " points: median |error| " << fixed(100 * median, 1) << "%, max "
-       << fixed(100 * abs_errors.back(), 1) << "%\n\n";
+    os << table.size() << " points: median |error| " << fixed_text(100 * median, 1) << "%, max "
+       << fixed_text(100 * abs_errors.back(), 1) << "%\n\n";
   }
   if (os.str().empty()) os << "no latency decode or memory record with a planning model\n";
   return os.str();

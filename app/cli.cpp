@@ -54,7 +54,7 @@ const char* k_usage =
     "  run [options]           run suites x methods and write a JSON report\n"
     "  report FILES...         leaderboard and tables: --format md|csv|html [-o PATH]\n"
     "  compare BASE NEW        regression gate between two reports [--fail-on-regression]\n"
-    "  merge FILES... -o OUT   combine shard reports into one\n"
+    "  merge FILES... -o OUT   combine shard reports into one, proven complete\n"
     "  plan --model M --gpu G  capacity planning: what fits, how fast (docs/planning.md)\n"
     "\n"
     "  --version               version, git commit and build options\n"

@@ -82,15 +82,15 @@ int cmd_report(const std::vector<std::string>& args) {
   std::string format = "md", out, title = "attnbench report";
   po::options_description desc(
       "attnbench report FILES... [options]\n\n"
-      "Renders one or more report files (merged in memory) as a leaderboard and per-suite\n"
-      "tables: Markdown, CSV (the leaderboard) or a self-contained HTML page with NIAH\n"
+      "Renders one or more report files or JSONL streams (merged in memory) as a leaderboard\n"
+      "and per-suite tables: Markdown, CSV (the leaderboard) or a self-contained HTML page with NIAH\n"
       "heatmaps, RULER / PosIR curves, an accuracy-vs-memory Pareto plot and latency curves\n\n"
       "example: attnbench report attnbench-out/report.json --format html -o report.html");
   desc.add_options()("help,h", "show this help")("format", po::value(&format),
                                                  "md (default), csv or html")(
       "out,o", po::value(&out), "output file (default: standard output)")(
       "title", po::value(&title), "HTML page title")("files", po::value<std::vector<std::string>>(),
-                                                     "report files");
+                                                     "report files or JSONL streams");
   const auto parsed = parse_files(args, desc);
   if (!parsed) return 0;
   const po::variables_map& vm = *parsed;
@@ -135,7 +135,8 @@ int cmd_compare(const std::vector<std::string>& args) {
       "filter", po::value(&filter),
       "compare only records whose case name matches this regex, e.g. '^(niah|ruler)'")(
       "out,o", po::value(&out), "output file (default: standard output)")(
-      "files", po::value<std::vector<std::string>>(), "BASE and NEW report files");
+      "files", po::value<std::vector<std::string>>(),
+      "BASE and NEW report files (or JSONL streams)");
   const auto parsed = parse_files(args, desc);
   if (!parsed) return 0;
   const po::variables_map& vm = *parsed;

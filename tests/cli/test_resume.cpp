@@ -237,6 +237,38 @@ TEST_CASE("a case's id, seeds and results do not depend on the other cases of th
   }
 }
 
+TEST_CASE("a sweep split by --filter, one part killed and resumed, merges into the whole run",
+          "[cli][resume]") {
+  const json& reference = reference_records();
+  const fs::path a = scratch() / "part-a", b = scratch() / "part-b";
+  REQUIRE(run(with(sweep_args(), {"--filter", "depth=(0|1),", "--out", a.string()}),
+              scratch() / "part-a") == 0);
+  child c = spawn(with(sweep_args(), {"--filter", "depth=0[.]", "--out", b.string()}),
+                  scratch() / "part-b");
+  wait_for_records(b / "report.jsonl", 1);
+  REQUIRE(::kill(c.pid, SIGKILL) == 0);
+  c.wait();
+  // The killed part as it stands: its stream, partial, makes the merge fail, naming what is
+  // missing; resumed, it completes it.
+  const std::string merged = (scratch() / "parts.json").string();
+  std::string err;
+  CHECK(run({"merge", (a / "report.json").string(), (b / "report.jsonl").string(), "-o", merged},
+            scratch() / "parts1", &err) == 1);
+  CHECK_THAT(err, Catch::Contains("missing case niah("));
+  CHECK_FALSE(fs::exists(merged));
+  REQUIRE(run(with(sweep_args("2"), {"--filter", "depth=0[.]", "--resume", b.string()}),
+              scratch() / "part-b2") == 0);
+  REQUIRE(run({"merge", (a / "report.json").string(), (b / "report.json").string(), "-o", merged},
+              scratch() / "parts2", &err) == 0);
+  // The same records as the run never split (in the order of the parts' plans).
+  const auto by_id = [](json records) {
+    std::sort(records.begin(), records.end(),
+              [](const json& x, const json& y) { return x.at("case_id") < y.at("case_id"); });
+    return records;
+  };
+  CHECK(by_id(comparable_records(merged)) == by_id(reference));
+}
+
 TEST_CASE("kill -9 loses only the cases in flight; --resume completes the run",
           "[cli][resume][signal]") {
   const json& reference = reference_records();

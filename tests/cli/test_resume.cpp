@@ -360,6 +360,25 @@ TEST_CASE("--resume refuses another configuration and a damaged line before the 
   CHECK_THAT(
       err, Catch::Contains("resumed 5 completed case(s)") && Catch::Contains("damaged last line"));
   CHECK(attnbench::read_stream(out / "report.jsonl").records.size() == 6);
+
+  // An error record (written whole, checksum and all) does not count as done: it runs again.
+  attnbench::stream_contents good = attnbench::read_stream(out / "report.jsonl");
+  attnbench::record failed = good.records[2];
+  failed.status = attnbench::record_status::error;
+  failed.reason = "a failure of the first attempt";
+  failed.metrics.clear();
+  {
+    std::ofstream(out / "report.jsonl", std::ios::app)
+        << attnbench::stream_record_line(failed) << "\n";
+  }
+  REQUIRE(run(with(small, {"--resume", out.string()}), scratch() / "refuse6", &err) == 0);
+  CHECK_THAT(err, Catch::Contains("resumed 5 completed case(s)"));
+  const json final_report = json::parse(slurp(out / "report.json"));
+  CHECK(final_report.at("meta").at("resume").at("error_records") == 1);
+  for (const json& r : final_report.at("records")) CHECK(r.at("status") == "ok");
+  good = attnbench::read_stream(out / "report.jsonl");
+  CHECK(good.records.back().case_id == failed.case_id);
+  CHECK(good.records.back().status == attnbench::record_status::ok);
 }
 
 TEST_CASE("report, compare and merge read a JSONL stream", "[cli][resume]") {

@@ -54,7 +54,7 @@ const char* k_usage =
     "  run [options]           run suites x methods and write a JSON report\n"
     "  report FILES...         leaderboard and tables: --format md|csv|html [-o PATH]\n"
     "  compare BASE NEW        regression gate between two reports [--fail-on-regression]\n"
-    "  merge FILES... -o OUT   combine shard reports into one\n"
+    "  merge FILES... -o OUT   combine shard reports into one, proven complete\n"
     "  plan --model M --gpu G  capacity planning: what fits, how fast (docs/planning.md)\n"
     "\n"
     "  --version               version, git commit and build options\n"
@@ -422,12 +422,20 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
       "suite setting suite.key=value (repeatable), e.g. ruler.num_needle_k=4")(
       "workload", po::value<std::vector<std::string>>(),
       "workload parameter key=value (repeatable), e.g. version=1 (the earlier workload) or "
-      "retrieval_temp=13")("out", po::value<std::string>(),
-                           "output folder (default attnbench-out)")(
+      "retrieval_temp=13")(
+      "out", po::value<std::string>(),
+      "output folder (default attnbench-out); one that holds an earlier run is refused unless "
+      "--resume or --overwrite is given")(
+      "resume", po::value<std::string>(),
+      "continue the run whose output folder is DIR: cases its report.jsonl holds as done are "
+      "kept, the rest (and its error records) run; the options must match that run's")(
+      "overwrite", po::bool_switch(&cfg.overwrite),
+      "discard the results an earlier run left in the output folder")(
       "config", po::value<std::string>(),
       "JSON file with the same fields; the command line overrides it")(
-      "verbose", "print the per-suite tables, NIAH heatmaps and PosIR / RULER tables after the "
-                 "leaderboard");
+      "verbose", po::bool_switch(),
+      "print the per-suite tables, NIAH heatmaps and PosIR / RULER tables after the "
+      "leaderboard");
   po::variables_map vm;
   // `run` takes no positional arguments: a stray word (`run niah`) is bad input naming it, not
   // silently ignored.
@@ -471,6 +479,17 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
   if (vm.count("needle")) cfg.options.needles = vm["needle"].as<std::vector<std::string>>();
   if (vm.count("haystack")) cfg.options.haystack = vm["haystack"].as<std::string>();
   if (vm.count("out")) cfg.out_dir = vm["out"].as<std::string>();
+  if (vm.count("resume")) {
+    const std::string dir = vm["resume"].as<std::string>();
+    if (vm.count("out") && std::filesystem::path(vm["out"].as<std::string>()) != dir)
+      ATTNBENCH_BAD_INPUT("--resume " << dir << " and --out " << vm["out"].as<std::string>()
+                                      << " name different folders (--resume DIR writes into DIR)");
+    if (cfg.overwrite)
+      ATTNBENCH_BAD_INPUT("--resume " << dir << " and --overwrite contradict each other");
+    cfg.out_dir = dir;
+    cfg.resume = true;
+  }
+  cfg.handle_signals = true;
   if (vm.count("tasks")) cfg.options.tasks = split(vm["tasks"].as<std::string>(), ',');
   if (vm.count("budgets")) budgets = vm["budgets"].as<std::string>();
   if (vm.count("trace")) cfg.options.trace = vm["trace"].as<std::string>();
@@ -532,15 +551,34 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
   json_file_reporter file(cfg.out_dir / "report.json");
   progress_reporter bar(std::cerr);
   html_file_reporter html(cfg.out_dir / "report.html");
-  console_reporter console(std::cout, vm.count("verbose") > 0);
+  console_reporter console(std::cout, vm["verbose"].as<bool>());
   reporter_list out({&stream, &file, &html, &bar, &console});
   report rep = run_benchmark(cfg, out);
+  if (const auto it = rep.meta.find("resume"); it != rep.meta.end()) {
+    std::cerr << "attnbench: resumed " << it->value("records_kept", 0) << " completed case(s) from "
+              << it->value("stream", std::string()) << "\n";
+    if (it->value("dropped_line", 0))
+      std::cerr << "attnbench: dropped its damaged last line " << it->value("dropped_line", 0)
+                << " (a write cut short)\n";
+    if (it->value("not_in_this_run", 0))
+      std::cerr << "attnbench: " << it->value("not_in_this_run", 0)
+                << " of its records are not cases of this run: they stay in the stream and are "
+                   "left out of report.json\n";
+  }
   std::cout << "\nreport: " << (cfg.out_dir / "report.json").string()
             << "\nhtml:   " << (cfg.out_dir / "report.html").string() << "\n";
   std::size_t not_ok = std::count_if(rep.records.begin(), rep.records.end(), [](const record& r) {
     return r.status == record_status::error || r.status == record_status::oom;
   });
   if (not_ok) std::cerr << "attnbench: " << not_ok << " case(s) failed; see the records' reason\n";
+  if (const int code = interrupted_exit_code(rep)) {
+    std::cerr << "attnbench: interrupted by " << rep.meta.value("interrupted_by", std::string())
+              << ": the report holds " << rep.records.size() << " of "
+              << rep.meta.value("planned_cases", nlohmann::json::array()).size()
+              << " cases (meta.partial); `attnbench run --resume " << cfg.out_dir.string()
+              << "` with the same options runs the rest\n";
+    return code;
+  }
   return 0;
 }
 

@@ -38,11 +38,12 @@ std::optional<po::variables_map> parse_files(const std::vector<std::string>& arg
   return vm;
 }
 
-// Reads every file (each read checks the schema's major version) and merges them.
-merge_result read_and_merge(const std::vector<std::string>& files, bool allow_duplicates) {
+// Reads every file (each read checks the schema's major version; a JSONL stream is read as
+// the report it holds) and merges them.
+merge_result read_and_merge(const std::vector<std::string>& files, const merge_options& options) {
   std::vector<merge_input> inputs;
   for (const std::string& f : files) inputs.push_back({f, read_report(f)});
-  return merge_reports(inputs, allow_duplicates);
+  return merge_reports(inputs, options);
 }
 
 // Writes `text` to `path` atomically, or to stdout when no path is given.
@@ -81,15 +82,15 @@ int cmd_report(const std::vector<std::string>& args) {
   std::string format = "md", out, title = "attnbench report";
   po::options_description desc(
       "attnbench report FILES... [options]\n\n"
-      "Renders one or more report files (merged in memory) as a leaderboard and per-suite\n"
-      "tables: Markdown, CSV (the leaderboard) or a self-contained HTML page with NIAH\n"
+      "Renders one or more report files or JSONL streams (merged in memory) as a leaderboard\n"
+      "and per-suite tables: Markdown, CSV (the leaderboard) or a self-contained HTML page with NIAH\n"
       "heatmaps, RULER / PosIR curves, an accuracy-vs-memory Pareto plot and latency curves\n\n"
       "example: attnbench report attnbench-out/report.json --format html -o report.html");
   desc.add_options()("help,h", "show this help")("format", po::value(&format),
                                                  "md (default), csv or html")(
       "out,o", po::value(&out), "output file (default: standard output)")(
       "title", po::value(&title), "HTML page title")("files", po::value<std::vector<std::string>>(),
-                                                     "report files");
+                                                     "report files or JSONL streams");
   const auto parsed = parse_files(args, desc);
   if (!parsed) return 0;
   const po::variables_map& vm = *parsed;
@@ -97,7 +98,8 @@ int cmd_report(const std::vector<std::string>& args) {
   if (format != "md" && format != "csv" && format != "html")
     ATTNBENCH_BAD_INPUT("report: unknown --format '" << format << "' (known: md, csv, html)");
   // Reports of different runs may hold the same records; rendering keeps them all.
-  const merge_result in = read_and_merge(vm["files"].as<std::vector<std::string>>(), true);
+  const merge_result in =
+      read_and_merge(vm["files"].as<std::vector<std::string>>(), {.allow_duplicates = true});
   if (format == "md")
     emit(report_markdown(in.merged), out);
   else if (format == "csv")
@@ -133,7 +135,8 @@ int cmd_compare(const std::vector<std::string>& args) {
       "filter", po::value(&filter),
       "compare only records whose case name matches this regex, e.g. '^(niah|ruler)'")(
       "out,o", po::value(&out), "output file (default: standard output)")(
-      "files", po::value<std::vector<std::string>>(), "BASE and NEW report files");
+      "files", po::value<std::vector<std::string>>(),
+      "BASE and NEW report files (or JSONL streams)");
   const auto parsed = parse_files(args, desc);
   if (!parsed) return 0;
   const po::variables_map& vm = *parsed;
@@ -179,21 +182,41 @@ int cmd_compare(const std::vector<std::string>& args) {
 int cmd_merge(const std::vector<std::string>& args) {
   std::string out;
   po::options_description desc(
-      "attnbench merge FILES... -o OUT\n\n"
-      "Combines shard reports into one: schema versions must share the major version, and a\n"
-      "record (suite, case, method, params, backend, mode, seed) may appear in one shard only\n\n"
-      "example: attnbench merge shard-0/report.json shard-1/report.json -o all.json");
+      "attnbench merge FILES... -o OUT [--allow-partial]\n\n"
+      "Combines the reports (or report.jsonl streams) of one sweep split over shards, machines or\n"
+      "resumed runs, and proves the result complete: every case the inputs planned\n"
+      "(meta.planned_cases) must be present exactly once, all with the first input's config\n"
+      "hash. Every missing, duplicate or config-mismatched case is named; then nothing is written\n"
+      "and the exit code is 1. Timing records measured on different machines are flagged in the\n"
+      "merged meta. Exit codes: 0 merged, 1 incomplete or inconsistent, 2 bad input\n\n"
+      "example: attnbench merge shard-0/report.json shard-1/report.jsonl -o all.json");
   desc.add_options()("help,h", "show this help")("out,o", po::value(&out), "output report file")(
-      "files", po::value<std::vector<std::string>>(), "report files");
+      "allow-partial",
+      "merge even with missing cases (recorded in the merged meta: partial, allow_partial, "
+      "missing_cases); duplicates and config mismatches still fail")(
+      "files", po::value<std::vector<std::string>>(), "report files or JSONL streams");
   const auto parsed = parse_files(args, desc);
   if (!parsed) return 0;
   const po::variables_map& vm = *parsed;
   if (!vm.count("files")) ATTNBENCH_BAD_INPUT("merge: no report files given");
   if (out.empty()) ATTNBENCH_BAD_INPUT("merge: -o OUT is required");
-  const merge_result m = read_and_merge(vm["files"].as<std::vector<std::string>>(), false);
+  const merge_result m = read_and_merge(vm["files"].as<std::vector<std::string>>(),
+                                        {.allow_partial = vm.count("allow-partial") > 0});
   for (const std::string& w : m.warnings) std::cerr << "attnbench: warning: " << w << "\n";
+  if (!m.problems.empty()) {
+    for (const std::string& p : m.problems) std::cerr << "attnbench: merge: " << p << "\n";
+    std::cerr << "attnbench: merge: " << m.problems.size() << " problem(s): " << m.missing
+              << " missing, " << m.duplicates << " duplicate, " << m.mismatched
+              << " config-mismatched case(s); nothing written"
+              << (m.duplicates || m.mismatched ? ""
+                                               : " (--allow-partial merges with cases missing)")
+              << "\n";
+    return 1;
+  }
   write_report_atomic(m.merged, out);
-  std::cerr << "attnbench: merged " << m.merged.records.size() << " records into " << out << "\n";
+  std::cerr << "attnbench: merged " << m.merged.records.size() << " records into " << out
+            << (m.missing ? " (partial: " + std::to_string(m.missing) + " case(s) missing)" : "")
+            << "\n";
   return 0;
 }
 

@@ -1,13 +1,18 @@
 #include "app/runner.hpp"
 
+#include <fcntl.h>
 #include <omp.h>
+#include <sys/file.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <csignal>
 #include <ctime>
 #include <fstream>
 #include <iomanip>
 #include <iostream>
+#include <map>
 #include <mutex>
 #include <new>
 #include <regex>
@@ -18,6 +23,8 @@
 #include "app/progress.hpp"
 #include "datasets/calibration.hpp"
 #include "harness/error.hpp"
+#include "reports/file_io.hpp"
+#include "reports/jsonl_stream.hpp"
 #include "reports/run_reporters.hpp"
 
 #ifndef ATTNBENCH_BUILD_TYPE
@@ -81,8 +88,9 @@ struct job {
   const method_instance* m;
 };
 
-// Runs one job; every failure becomes a record status, never an exception.
-record run_job(const job& j, const run_config& config, const run_context& ctx) {
+// A job's record before it runs: what identifies it (case_id included), no results yet.
+record job_record(const job& j, const run_config& config, const nlohmann::json& workload,
+                  const std::string& config_hash) {
   record rec;
   rec.suite = j.s->name();
   rec.case_name = j.c->name;
@@ -115,6 +123,14 @@ record run_job(const job& j, const run_config& config, const run_context& ctx) {
   rec.backend = config.options.backend;
   rec.mode = name_of(config.options.mode);
   rec.seed = config.options.seed;
+  rec.case_id = case_id_of(rec, workload);
+  rec.config_hash = config_hash;
+  return rec;
+}
+
+// Runs one job from its identity record; every failure becomes a record status, never an
+// exception.
+record run_job(const job& j, record rec, const run_context& ctx) {
   try {
     j.s->run(*j.c, *j.m, ctx, rec);
   } catch (const error& e) {
@@ -135,6 +151,178 @@ record run_job(const job& j, const run_config& config, const run_context& ctx) {
   return rec;
 }
 
+// ---- Stop signals -----------------------------------------------------------------------
+
+// The signal that asked the sweep to stop; 0 while none has.
+volatile std::sig_atomic_t g_stop_signal = 0;
+
+extern "C" void on_stop_signal(int sig) {
+  if (g_stop_signal != 0) {
+    // The second signal: the user does not want to wait for the cases in flight.
+    ::signal(sig, SIG_DFL);
+    ::raise(sig);
+    return;
+  }
+  g_stop_signal = sig;
+  static const char k_message[] =
+      "\nattnbench: stopping: no new case starts; the cases in flight finish, then the partial "
+      "report is written (signal again to stop at once)\n";
+  // write(2) is async-signal-safe; a failed message changes nothing.
+  if (::write(STDERR_FILENO, k_message, sizeof k_message - 1) < 0) return;
+}
+
+constexpr int k_stop_signals[] = {SIGINT, SIGTERM, SIGHUP};
+
+const char* signal_name(int sig) {
+  return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP" : "";
+}
+
+// Installs on_stop_signal for the life of a run, restoring the previous handlers after it.
+class stop_signals {
+ public:
+  explicit stop_signals(bool install) : m_installed(install) {
+    g_stop_signal = 0;
+    if (!m_installed) return;
+    struct sigaction action {};
+    action.sa_handler = on_stop_signal;
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = SA_RESTART;
+    for (std::size_t i = 0; i < std::size(k_stop_signals); ++i)
+      ::sigaction(k_stop_signals[i], &action, &m_previous[i]);
+  }
+  ~stop_signals() {
+    if (!m_installed) return;
+    for (std::size_t i = 0; i < std::size(k_stop_signals); ++i)
+      ::sigaction(k_stop_signals[i], &m_previous[i], nullptr);
+  }
+  stop_signals(const stop_signals&) = delete;
+  stop_signals& operator=(const stop_signals&) = delete;
+
+ private:
+  bool m_installed;
+  struct sigaction m_previous[std::size(k_stop_signals)]{};
+};
+
+// ---- The output folder ------------------------------------------------------------------
+
+// The output folder while a run writes into it: locked against a second run (flock on
+// DIR/.lock, which holds the holder's pid; the kernel releases it when the process dies, so a
+// kill -9 leaves no stale lock), and an earlier run's results refused, discarded or read back.
+class output_folder {
+ public:
+  output_folder(const run_config& config, const std::string& config_hash) : m_dir(config.out_dir) {
+    std::filesystem::create_directories(m_dir);
+    lock();
+    const auto stream = m_dir / "report.jsonl";
+    const auto final_report = m_dir / "report.json";
+    if (config.resume && std::filesystem::exists(stream)) {
+      read_back(stream, config_hash);
+      return;
+    }
+    if (config.resume && std::filesystem::exists(final_report) && !config.overwrite)
+      ATTNBENCH_BAD_INPUT("--resume " << m_dir.string() << ": the folder holds report.json but no "
+                                      << "report.jsonl to resume from; --overwrite discards it");
+    if (!config.overwrite) refuse_earlier_results(stream, final_report);
+    // Nothing of an earlier run may remain beside this run's stream.
+    for (const char* name : {"report.jsonl", "report.json", "report.html"})
+      std::filesystem::remove(m_dir / name);
+  }
+  ~output_folder() {
+    if (m_lock_fd >= 0) ::close(m_lock_fd);
+  }
+  output_folder(const output_folder&) = delete;
+  output_folder& operator=(const output_folder&) = delete;
+
+  // Resumed: the stream's completed record of each case id (ok, skipped, oom).
+  std::map<std::string, record> done;
+  // What the resume found, for meta.resume; null when the run did not resume a stream.
+  nlohmann::json resume_info;
+
+ private:
+  void lock() {
+    const auto path = m_dir / ".lock";
+    m_lock_fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    ATTNBENCH_CHECK(m_lock_fd >= 0, io,
+                    "cannot open '" << path.string() << "': " << errno_text(errno));
+    if (::flock(m_lock_fd, LOCK_EX | LOCK_NB) != 0) {
+      const int err = errno;
+      std::string holder = read_text_file(path, "lock file");
+      holder = holder.substr(0, holder.find('\n'));
+      ::close(m_lock_fd);
+      m_lock_fd = -1;
+      ATTNBENCH_CHECK(err == EWOULDBLOCK, io,
+                      "cannot lock '" << path.string() << "': " << errno_text(err));
+      ATTNBENCH_BAD_INPUT("output folder '"
+                          << m_dir.string() << "' is in use by another attnbench run (pid "
+                          << (holder.empty() ? "unknown" : holder) << ", " << path.string()
+                          << "); wait for it or use another --out");
+    }
+    const std::string pid = std::to_string(::getpid()) + "\n";
+    ATTNBENCH_CHECK(::ftruncate(m_lock_fd, 0) == 0, io,
+                    "cannot write '" << path.string() << "': " << errno_text(errno));
+    write_fully(m_lock_fd, pid, path);
+  }
+
+  // A folder holding completed cases (or a final report) of an earlier run is never emptied
+  // without being asked: a crashed run's stream may be all that is left of its work.
+  void refuse_earlier_results(const std::filesystem::path& stream,
+                              const std::filesystem::path& final_report) {
+    std::string held;
+    if (std::filesystem::exists(stream)) {
+      try {
+        if (const auto n = read_stream(stream).records.size())
+          held = std::to_string(n) + " completed case(s) in report.jsonl";
+      } catch (const error&) {
+        held = "a damaged report.jsonl";
+      }
+    }
+    if (std::filesystem::exists(final_report))
+      held += (held.empty() ? "" : " and ") + std::string("report.json");
+    if (!held.empty())
+      ATTNBENCH_BAD_INPUT("output folder '" << m_dir.string() << "' holds an earlier run (" << held
+                                            << "); --resume " << m_dir.string()
+                                            << " continues it, --overwrite discards it");
+  }
+
+  void read_back(const std::filesystem::path& stream, const std::string& config_hash) {
+    const stream_contents s = read_stream(stream);
+    const auto refuse = [&](std::size_t line, const std::string& theirs) {
+      ATTNBENCH_BAD_INPUT("--resume " << m_dir.string() << ": " << stream.string() << ":" << line
+                                      << " was written by another configuration (config hash "
+                                      << theirs << ", this run's " << config_hash
+                                      << "); rerun with that run's options or use another --out");
+    };
+    for (const auto& h : s.headers)
+      if (h.meta.value("config_hash", std::string()) != config_hash)
+        refuse(h.line, h.meta.value("config_hash", std::string("none")));
+    std::size_t errors = 0;
+    for (std::size_t i = 0; i < s.records.size(); ++i) {
+      const record& r = s.records[i];
+      if (r.case_id.empty())
+        ATTNBENCH_BAD_INPUT("--resume " << m_dir.string() << ": " << stream.string() << ":"
+                                        << s.record_lines[i]
+                                        << " has no case_id (written before schema 1.1); it "
+                                           "cannot be resumed, --overwrite discards it");
+      if (r.config_hash != config_hash) refuse(s.record_lines[i], r.config_hash);
+      // The last line of a case wins; an error record is run again.
+      if (r.status == record_status::error) {
+        done.erase(r.case_id);
+        ++errors;
+      } else {
+        done.insert_or_assign(r.case_id, r);
+      }
+    }
+    repair_stream_tail(stream, s);
+    resume_info = {{"stream", stream.string()},
+                   {"records_read", s.records.size()},
+                   {"error_records", errors},
+                   {"dropped_line", s.dropped_line}};
+  }
+
+  std::filesystem::path m_dir;
+  int m_lock_fd = -1;
+};
+
 }  // namespace
 
 std::string utc_now() {
@@ -144,6 +332,28 @@ std::string utc_now() {
   std::ostringstream os;
   os << std::put_time(&tm, "%Y-%m-%dT%H:%M:%SZ");
   return os.str();
+}
+
+nlohmann::json result_config(const run_config& config) {
+  const auto& o = config.options;
+  return {{"workload", config.workload.to_json()},
+          {"shape",
+           {{"name", o.shape.name},
+            {"layers", o.shape.layers},
+            {"q_heads", o.shape.q_heads},
+            {"kv_heads", o.shape.kv_heads},
+            {"head_dim", o.shape.head_dim}}},
+          {"samples", o.samples},
+          {"params", o.params},
+          {"trace", o.trace},
+          {"quick", o.quick}};
+}
+
+int interrupted_exit_code(const report& rep) {
+  const std::string by = rep.meta.value("interrupted_by", std::string());
+  for (int sig : k_stop_signals)
+    if (by == signal_name(sig)) return 128 + sig;
+  return 0;
 }
 
 nlohmann::json make_meta(const run_config& config, const std::string& start_time) {
@@ -333,17 +543,57 @@ report run_benchmark(const run_config& config, reporter& out) {
   }
   ATTNBENCH_CHECK(!jobs.empty(), bad_input, "no case matches --filter '" << config.filter << "'");
 
+  // Each job's identity: its case id hashes the canonical spec (suite, case, method spec,
+  // mode, backend, seed, workload), the per-sample seeds derive from the run seed and the case
+  // name (suites/common/suite_helpers.hpp), so neither depends on where the job sits in the list.
+  const nlohmann::json workload = config.workload.to_json();
+  const nlohmann::json result = result_config(config);
+  const std::string config_hash = stable_hash_hex(result.dump());
+  std::vector<record> records(jobs.size());
+  nlohmann::json planned = nlohmann::json::array();
+  std::map<std::string, std::size_t> job_of_case;
+  for (std::size_t i = 0; i < jobs.size(); ++i) {
+    records[i] = job_record(jobs[i], config, workload, config_hash);
+    // Two jobs with one id would be one case counted twice: the spec has lost a distinction.
+    ATTNBENCH_CHECK(job_of_case.emplace(records[i].case_id, i).second, internal,
+                    "cases " << records[i].case_name << " | " << records[i].method_spec
+                             << " share case id " << records[i].case_id);
+    planned.push_back({{"case_id", records[i].case_id},
+                       {"label", records[i].case_name + " | " + records[i].method_spec}});
+  }
+
   // ---- Run. ----------------------------------------------------------------------------
+  output_folder folder(config, config_hash);
+  const stop_signals signals(config.handle_signals);
+  std::vector<char> have(jobs.size(), 0);  // records[i] holds a result (resumed or run)
+  std::size_t resumed = 0;
+  for (std::size_t i = 0; i < jobs.size(); ++i)
+    if (auto it = folder.done.find(records[i].case_id); it != folder.done.end()) {
+      records[i] = it->second;
+      have[i] = 1;
+      ++resumed;
+    }
+
   retrieval_model model(config.options.shape, config.workload);
   const passkey_calibration calibration(model);
   report rep;
   const std::string start = utc_now();
   rep.meta = make_meta(config, start);
+  rep.meta["config"] = result;
+  rep.meta["config_hash"] = config_hash;
+  rep.meta["planned_cases"] = std::move(planned);
+  rep.meta["partial"] = false;
+  if (!folder.resume_info.is_null()) {
+    folder.resume_info["records_kept"] = resumed;
+    folder.resume_info["not_in_this_run"] =
+        std::count_if(folder.done.begin(), folder.done.end(),
+                      [&](const auto& d) { return job_of_case.count(d.first) == 0; });
+    rep.meta["resume"] = folder.resume_info;
+  }
   for (const auto* s : suites)
     for (const auto& [k, v] : s->metrics()) rep.metrics[k] = v;
 
-  std::filesystem::create_directories(config.out_dir);
-  out.start(rep, jobs.size());
+  out.start(rep, jobs.size() - resumed);
   run_context ctx;
   ctx.options = &config.options;
   ctx.model = &model;
@@ -352,11 +602,11 @@ report run_benchmark(const run_config& config, reporter& out) {
   ctx.exec.threads = 1;  // parallelism is over cases; each case is sequential and deterministic
   ctx.exec.seed = config.options.seed;
 
-  std::vector<record> records(jobs.size());
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
   for (std::size_t i = 0; i < jobs.size(); ++i) {
-    if (jobs[i].s->exclusive()) continue;
-    records[i] = run_job(jobs[i], config, ctx);
+    if (have[i] || jobs[i].s->exclusive() || g_stop_signal) continue;
+    records[i] = run_job(jobs[i], std::move(records[i]), ctx);
+    have[i] = 1;
     out.record_done(records[i]);
   }
   // Timing and memory suites measure the machine: their jobs run alone, one at a time, each
@@ -367,11 +617,19 @@ report run_benchmark(const run_config& config, reporter& out) {
   run_context solo = ctx;
   solo.exec.threads = config.options.quick ? 1 : threads;
   for (std::size_t i = 0; i < jobs.size(); ++i) {
-    if (!jobs[i].s->exclusive()) continue;
-    records[i] = run_job(jobs[i], config, solo);
+    if (have[i] || !jobs[i].s->exclusive() || g_stop_signal) continue;
+    records[i] = run_job(jobs[i], std::move(records[i]), solo);
+    have[i] = 1;
     out.record_done(records[i]);
   }
-  rep.records = std::move(records);
+  // In the jobs' order whatever finished first or came from the stream. After a stop signal,
+  // the cases that never ran are left out and the report says why.
+  for (std::size_t i = 0; i < jobs.size(); ++i)
+    if (have[i]) rep.records.push_back(std::move(records[i]));
+  if (const int sig = g_stop_signal) {
+    rep.meta["partial"] = true;
+    rep.meta["interrupted_by"] = signal_name(sig);
+  }
   rep.meta["end_time"] = utc_now();
   out.finish(rep);
   return rep;

@@ -25,7 +25,26 @@ struct run_config {
   std::filesystem::path out_dir = "attnbench-out";
   workload_config workload;
   std::vector<std::string> argv;
+  // The output folder (docs/reports.md): a run locks it (a second run on it is bad input naming
+  // the holder's pid) and refuses one that holds an earlier run's results unless asked to
+  // `resume` it (cases the stream holds as ok, skipped or oom are not rerun; error records are)
+  // or to `overwrite` it.
+  bool resume = false;
+  bool overwrite = false;
+  // SIGINT, SIGTERM and SIGHUP stop the sweep: no case starts after one, the cases in flight
+  // finish, and the report is written with meta.partial and meta.interrupted_by (a second
+  // signal ends the process at once). Off for runs embedded in tests and tools.
+  bool handle_signals = false;
 };
+
+/// What must match for records to resume or merge together: the workload, the model shape,
+/// samples, suite settings, trace and preset; never the case selection, the seed, mode or
+/// backend (those are part of each case's identity) nor threads. `meta.config` of a report.
+nlohmann::json result_config(const run_config& config);
+
+/// The exit status of an interrupted run (meta.interrupted_by): 130 SIGINT, 143 SIGTERM,
+/// 129 SIGHUP; 0 for a run that was not interrupted.
+int interrupted_exit_code(const report& rep);
 
 /// Validates everything (methods, suites, filter, memory estimate) before anything is written;
 /// bad input throws error(bad_input). Then runs the cases, telling `out` as they finish

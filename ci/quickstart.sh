@@ -4,4 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ATTNBENCH_SETUP=run bash ci/setup.sh
+# Run again, it replaces the earlier default run's attnbench-out (a run refuses a folder holding
+# results unless told --overwrite or --resume; docs/reports.md).
+(($#)) || set -- --overwrite
 ./build/attnbench run "$@"

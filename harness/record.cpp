@@ -104,6 +104,8 @@ record parse_record(const json& j, const std::string& where) {
     }
   }
   if (j.contains("extra")) r.extra = read_object(j, "extra", where);
+  for (auto [key, field] : {std::pair{"case_id", &r.case_id}, {"config_hash", &r.config_hash}})
+    if (j.contains(key)) *field = read_string(j, key, where);
   return r;
 }
 
@@ -130,6 +132,30 @@ int semver_major(const std::string& v, const std::string& where) {
 
 }  // namespace
 
+std::string stable_hash_hex(std::string_view text) {
+  // FNV-1a, 64-bit: offset basis and prime from the FNV reference
+  // (http://www.isthe.com/chongo/tech/comp/fnv/).
+  std::uint64_t h = 14695981039346656037ull;
+  for (unsigned char c : text) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  static const char* digits = "0123456789abcdef";
+  std::string out(16, '0');
+  for (int i = 15; i >= 0; --i, h >>= 4) out[static_cast<std::size_t>(i)] = digits[h & 15];
+  return out;
+}
+
+nlohmann::json case_spec(const record& r, const nlohmann::json& workload) {
+  return {{"suite", r.suite},    {"case", r.case_name},  {"method_spec", r.method_spec},
+          {"mode", r.mode},      {"backend", r.backend}, {"seed", r.seed},
+          {"workload", workload}};
+}
+
+std::string case_id_of(const record& r, const nlohmann::json& workload) {
+  return stable_hash_hex(case_spec(r, workload).dump());
+}
+
 // Field names follow DESIGN §6; `case` is the JSON name of case_name (a C++ keyword).
 nlohmann::json to_json(const record& r) {
   json j = {
@@ -144,6 +170,8 @@ nlohmann::json to_json(const record& r) {
       {"seed", r.seed},
       {"status", status_name(r.status)},
   };
+  if (!r.case_id.empty()) j["case_id"] = r.case_id;
+  if (!r.config_hash.empty()) j["config_hash"] = r.config_hash;
   // An ok record has no reason; the field is left out rather than written empty.
   if (!r.reason.empty()) j["reason"] = r.reason;
   json metrics = json::object();

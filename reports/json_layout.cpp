@@ -20,8 +20,9 @@ ordered_json in_order(const json& j, std::initializer_list<const char*> order) {
 }
 
 ordered_json ordered_record(const json& j) {
-  return in_order(j, {"suite", "case", "method", "method_spec", "backend", "mode", "seed", "status",
-                      "reason", "axes", "params", "metrics", "extra"});
+  return in_order(j,
+                  {"suite", "case", "method", "method_spec", "backend", "mode", "seed", "case_id",
+                   "config_hash", "status", "reason", "axes", "params", "metrics", "extra"});
 }
 
 // Invalid UTF-8 (say, in an error message captured from a failing case) is replaced rather

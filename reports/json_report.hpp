@@ -13,7 +13,8 @@ namespace attnbench {
 /// left untouched or replaced by the complete document. Throws error id `io` naming the path.
 void write_report_atomic(const report& r, const std::filesystem::path& path);
 
-/// Reads a report file. An unreadable file, invalid JSON, a malformed document or an
+/// Reads a report file, or a JSONL stream (named .jsonl, or a first line that is a whole JSON
+/// object) through stream_report. An unreadable file, invalid JSON, a malformed document or an
 /// incompatible schema major version throw bad_input naming the path.
 report read_report(const std::filesystem::path& path);
 

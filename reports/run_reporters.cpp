@@ -16,8 +16,10 @@ namespace attnbench {
 jsonl_reporter::jsonl_reporter(std::filesystem::path path) : m_path(std::move(path)) {}
 jsonl_reporter::~jsonl_reporter() = default;
 
-void jsonl_reporter::start(const report&, std::size_t) {
-  m_stream = std::make_unique<jsonl_stream>(m_path);
+void jsonl_reporter::start(const report& header, std::size_t) {
+  // Appending: the runner has already refused, emptied or repaired an earlier stream.
+  m_stream = std::make_unique<jsonl_stream>(m_path, jsonl_stream::open_mode::append);
+  m_stream->write_header(header);
 }
 
 void jsonl_reporter::record_done(const record& r) { m_stream->write(r); }

@@ -12,7 +12,9 @@ namespace attnbench {
 
 class jsonl_stream;
 
-/// Streams each finished record to `path` (truncated at start, one flushed line per record).
+/// Streams each finished record to `path` (reports/jsonl_stream.hpp): appends the run's header
+/// line at start, then one synced line per record. The file is never truncated here: the runner
+/// decides, before the start, whether an earlier stream is refused, discarded or resumed.
 class jsonl_reporter final : public reporter {
  public:
   explicit jsonl_reporter(std::filesystem::path path);

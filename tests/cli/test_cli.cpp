@@ -193,7 +193,8 @@ TEST_CASE("run writes a JSON report, a JSONL stream and a leaderboard; --verbose
   // The terminal shows the compact leaderboard only; --verbose adds the per-suite tables.
   CHECK(o.out.find("method  NIAH %") != std::string::npos);
   CHECK(o.out.find("niah accuracy") == std::string::npos);
-  outcome verbose = run_cli(args + " --verbose");
+  // A second run into the folder must say that it replaces the first.
+  outcome verbose = run_cli(args + " --verbose --overwrite");
   REQUIRE(verbose.code == 0);
   CHECK(verbose.out.find("niah accuracy") != std::string::npos);
   auto report = nlohmann::json::parse(slurp(out / "report.json"));
@@ -209,6 +210,9 @@ TEST_CASE("run writes a JSON report, a JSONL stream and a leaderboard; --verbose
   std::ifstream jsonl(out / "report.jsonl");
   std::string line;
   int n = 0;
+  // The run's header line, then one line per record.
+  std::getline(jsonl, line);
+  CHECK(line.rfind("{\"stream_header\":", 0) == 0);
   while (std::getline(jsonl, line)) n += !line.empty();
   CHECK(n == 2);
 }

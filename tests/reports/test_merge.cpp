@@ -1,5 +1,8 @@
-// `attnbench merge`: shards combine into one report, duplicate records and a mismatched schema
-// major version are refused as bad input.
+// `attnbench merge`: shards combine into one report; every missing, duplicate or
+// config-mismatched case is named and fails the merge (exit 1), a mismatched schema major
+// version is bad input (exit 2); timing records of different machines are flagged.
+#include <algorithm>
+
 #include <catch2/catch.hpp>
 
 #include "report_fixtures.hpp"
@@ -37,23 +40,134 @@ TEST_CASE("merge: shards combine into the whole report", "[merge]") {
   CHECK(m.merged.meta["merged_from"][1]["records"] == odd.records.size());
 }
 
-TEST_CASE("merge: duplicate records are refused, naming both shards", "[merge]") {
+TEST_CASE("merge: every duplicate record is named, with both shards", "[merge]") {
   const report whole = fixture("niah_ruler_posir.json");
   auto [even, odd] = shards(whole);
   odd.records.push_back(even.records[3]);
-  const std::string msg = error_message(
-      [&] {
-        merge_reports({{"even.json", even}, {"odd.json", odd}});
-      },
-      error_id::bad_input);
-  CHECK(msg.find("duplicate record") != std::string::npos);
-  CHECK(msg.find(even.records[3].case_name) != std::string::npos);
-  CHECK(msg.find("even.json") != std::string::npos);
-  CHECK(msg.find("odd.json") != std::string::npos);
+  odd.records.push_back(even.records[5]);
+  const merge_result m = merge_reports({{"even.json", even}, {"odd.json", odd}});
+  REQUIRE(m.problems.size() == 2);
+  CHECK(m.duplicates == 2);
+  for (int i : {0, 1}) {
+    const std::string& p = m.problems[static_cast<std::size_t>(i)];
+    CHECK_THAT(p, Catch::StartsWith("duplicate case " + even.records[i ? 5 : 3].case_name));
+    CHECK_THAT(p, Catch::Contains("even.json") && Catch::Contains("odd.json"));
+  }
   // Another seed of the same case is a different record.
   odd.records.back().seed = 99;
-  CHECK(merge_reports({{"even.json", even}, {"odd.json", odd}}).merged.records.size() ==
-        whole.records.size() + 1);
+  odd.records[odd.records.size() - 2].seed = 98;
+  const merge_result ok = merge_reports({{"even.json", even}, {"odd.json", odd}});
+  CHECK(ok.problems.empty());
+  CHECK(ok.merged.records.size() == whole.records.size() + 2);
+  // Rendering keeps duplicates and checks nothing.
+  odd.records.push_back(even.records[3]);
+  const merge_result kept =
+      merge_reports({{"even.json", even}, {"odd.json", odd}}, {.allow_duplicates = true});
+  CHECK(kept.problems.empty());
+  CHECK(kept.merged.records.size() == whole.records.size() + 3);
+}
+
+namespace {
+
+// `r` as a run of schema 1.1 writes it: case ids, a config hash, the planned cases in order.
+report with_identity(report r, const std::string& config_hash) {
+  nlohmann::json planned = nlohmann::json::array();
+  for (record& rec : r.records) {
+    rec.case_id = case_id_of(rec, {{"version", 2}});
+    rec.config_hash = config_hash;
+    planned.push_back({{"case_id", rec.case_id}, {"label", rec.case_name}});
+  }
+  r.meta["config_hash"] = config_hash;
+  r.meta["planned_cases"] = planned;
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("merge: shards of a planned run merge back in the planned order", "[merge]") {
+  const report whole = with_identity(fixture("niah_ruler_posir.json"), "00000000000000aa");
+  auto [even, odd] = shards(whole);
+  // The odd shard first: the merged records still follow the plan.
+  const merge_result m = merge_reports({{"odd.json", odd}, {"even.json", even}});
+  CHECK(m.problems.empty());
+  CHECK(m.missing == 0);
+  REQUIRE(m.merged.records.size() == whole.records.size());
+  for (std::size_t i = 0; i < whole.records.size(); ++i)
+    CHECK(m.merged.records[i].case_id == whole.records[i].case_id);
+  CHECK(m.merged.meta["partial"] == false);
+}
+
+TEST_CASE("merge: every missing case is named; --allow-partial records them", "[merge]") {
+  const report whole = with_identity(fixture("niah_ruler_posir.json"), "00000000000000aa");
+  auto [even, odd] = shards(whole);
+  const std::vector<record> lost = {odd.records[0], odd.records[4], odd.records.back()};
+  odd.records.erase(odd.records.begin() + 4);
+  odd.records.erase(odd.records.begin());
+  odd.records.pop_back();
+  const merge_result m = merge_reports({{"even.json", even}, {"odd.json", odd}});
+  CHECK(m.missing == 3);
+  REQUIRE(m.problems.size() == 3);
+  for (std::size_t i = 0; i < lost.size(); ++i) {
+    CHECK_THAT(m.problems[i], Catch::StartsWith("missing case " + lost[i].case_name));
+    CHECK_THAT(m.problems[i], Catch::Contains(lost[i].case_id));
+  }
+
+  const merge_result partial =
+      merge_reports({{"even.json", even}, {"odd.json", odd}}, {.allow_partial = true});
+  CHECK(partial.problems.empty());
+  CHECK(partial.warnings.size() == 3);
+  CHECK(partial.merged.records.size() == whole.records.size() - 3);
+  CHECK(partial.merged.meta["partial"] == true);
+  CHECK(partial.merged.meta["allow_partial"] == true);
+  REQUIRE(partial.merged.meta["missing_cases"].size() == 3);
+  CHECK(partial.merged.meta["missing_cases"][1]["case_id"] == lost[1].case_id);
+
+  // A partial input that does not say what it planned cannot be proven complete.
+  report bare = fixture("niah_ruler_posir.json");
+  bare.meta["partial"] = true;
+  const merge_result unknown = merge_reports({{"bare.json", bare}});
+  REQUIRE(unknown.problems.size() == 1);
+  CHECK_THAT(unknown.problems[0], Catch::Contains("bare.json is partial"));
+}
+
+TEST_CASE("merge: every record of another configuration is named", "[merge]") {
+  const report whole = with_identity(fixture("niah_ruler_posir.json"), "00000000000000aa");
+  auto [even, odd] = shards(whole);
+  odd = with_identity(odd, "00000000000000bb");
+  odd.meta["planned_cases"] = even.meta["planned_cases"];
+  const merge_result m = merge_reports({{"even.json", even}, {"odd.json", odd}});
+  CHECK(m.mismatched == odd.records.size());
+  CHECK(m.problems.size() == odd.records.size());
+  for (const std::string& p : m.problems) {
+    CHECK_THAT(p, Catch::StartsWith("config mismatch: "));
+    CHECK_THAT(p, Catch::Contains("00000000000000bb") && Catch::Contains("odd.json"));
+  }
+}
+
+TEST_CASE("merge: timing records of different machines are flagged", "[merge]") {
+  report a = fixture("niah_ruler_posir.json");
+  a.metrics["decode_s"] = {"s", false, "decode step"};
+  record timed = a.records.front();
+  timed.suite = "latency";
+  timed.case_name = "latency(length=4096)";
+  timed.metrics = {{"decode_s", 1e-4}};
+  report b = a;
+  a.records = {timed};
+  timed.case_name = "latency(length=8192)";
+  b.records = {timed};
+  a.meta["host"] = {{"hostname", "node-1"}, {"cpu", "Xeon"}};
+  b.meta["host"] = {{"hostname", "node-1"}, {"cpu", "Xeon"}};
+  a.meta["gpus"] = nlohmann::json::array({{{"name", "NVIDIA H100 80GB HBM3"}}});
+  b.meta["gpus"] = a.meta["gpus"];
+  CHECK_FALSE(merge_reports({{"a", a}, {"b", b}}).merged.meta.contains("mixed_timing_machines"));
+  b.meta["gpus"][0]["name"] = "NVIDIA H200";
+  const merge_result m = merge_reports({{"a", a}, {"b", b}});
+  CHECK(m.problems.empty());
+  REQUIRE(m.merged.meta.contains("mixed_timing_machines"));
+  CHECK(m.merged.meta["mixed_timing_machines"].size() == 2);
+  CHECK(std::any_of(m.warnings.begin(), m.warnings.end(), [](const std::string& w) {
+    return w.find("different machines") != std::string::npos;
+  }));
 }
 
 TEST_CASE("merge: conflicting metric units are refused", "[merge]") {
@@ -80,10 +194,24 @@ TEST_CASE("merge command: writes the merged file, refuses duplicates and major v
   REQUIRE(attnbench_cli({"merge", a, b, "-o", out}) == 0);
   CHECK(read_report(out).records.size() == whole.records.size());
 
-  // The same shard twice: every record duplicated; nothing is written.
+  // The same shard twice: every record duplicated; exit 1 and nothing is written, no input
+  // touched.
   const std::string out2 = (dir / "dup.json").string();
-  CHECK(attnbench_cli({"merge", a, a, "-o", out2}) == 2);
+  const std::string before = slurp(a);
+  CHECK(attnbench_cli({"merge", a, a, "-o", out2}) == 1);
   CHECK_FALSE(std::filesystem::exists(out2));
+  CHECK(slurp(a) == before);
+
+  // Missing cases: exit 1, or merged and marked with --allow-partial.
+  const report planned = with_identity(whole, "00000000000000aa");
+  auto [pe, po] = shards(planned);
+  spit(a, report_text(pe));
+  CHECK(attnbench_cli({"merge", a, "-o", out2}) == 1);
+  CHECK_FALSE(std::filesystem::exists(out2));
+  REQUIRE(attnbench_cli({"merge", a, "--allow-partial", "-o", out2}) == 0);
+  CHECK(read_report(out2).meta["allow_partial"] == true);
+  std::filesystem::remove(out2);
+  spit(a, report_text(even));
 
   // A shard of schema 2.x.
   nlohmann::json doc = nlohmann::json::parse(slurp(b));

@@ -171,6 +171,7 @@ TEST_CASE("the question reaches prompt-guided methods in query-aware mode only",
   CHECK(aware.records[0].status == record_status::ok);
   CHECK(aware.records[0].metrics.at("accuracy") == 100.0);
   cfg.options.mode = run_mode::query_agnostic;
+  cfg.overwrite = true;  // the same folder as the query-aware run
   report agnostic = run_benchmark(cfg, progress);
   REQUIRE(agnostic.records.size() == 1);
   CHECK(agnostic.records[0].status == record_status::skipped);

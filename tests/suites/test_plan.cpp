@@ -15,7 +15,6 @@ using namespace attnbench::plan;
 
 namespace {
 
-constexpr double k_gib = 1024.0 * 1024.0 * 1024.0;
 
 plan_inputs inputs(const std::string& model, const std::string& method,
                    const std::string& budget = "bytes:80e9") {

@@ -324,7 +324,7 @@ TEST_CASE("a second run on a folder in use exits 2 naming the holder's pid", "[c
             scratch() / "locked4") == 0);
 }
 
-TEST_CASE("--resume refuses another configuration and a damaged line before the last",
+TEST_CASE("run --resume refuses another configuration and a damaged line before the last",
           "[cli][resume]") {
   const fs::path out = scratch() / "refuse";
   const auto small = std::vector<std::string>{

@@ -91,12 +91,9 @@ ATTNBENCH_REGISTER_METHOD(attnbench::with_footprint(
                            std::int64_t visible, std::int64_t budget) {
         const std::int64_t region = v.get_int("region");
         const auto read = attnbench::bilevel::plan_region_read(visible, budget, region);
-        const std::int64_t scored = read.scores() ? read.current : 0;
-        return attnbench::cpu::selection_cost{
-            static_cast<double>(read.rows(visible, region)),
-            static_cast<double>(scored * (q.q_heads / q.kv_heads)),
-            static_cast<double>(scored * q.head_dim * 4),
-            static_cast<double>(visible / region * q.head_dim * 4)};
+        return attnbench::cpu::summary_routing_cost(q, read.rows(visible, region),
+                                                    read.scores() ? read.current : 0, visible,
+                                                    region);
       };
       return attnbench::cpu::sparse_select_footprint(values, query, cost);
     }));

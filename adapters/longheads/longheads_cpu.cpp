@@ -90,12 +90,9 @@ ATTNBENCH_REGISTER_METHOD(attnbench::with_footprint(
                            std::int64_t visible, std::int64_t budget) {
         const std::int64_t chunk = v.get_int("chunk");
         const auto read = attnbench::longheads::plan_chunk_read(visible, budget, chunk);
-        const std::int64_t scored = read.scores() ? read.middle : 0;
-        return attnbench::cpu::selection_cost{
-            static_cast<double>(read.rows(visible, chunk)),
-            static_cast<double>(scored * (q.q_heads / q.kv_heads)),
-            static_cast<double>(scored * q.head_dim * 4),
-            static_cast<double>(visible / chunk * q.head_dim * 4)};
+        return attnbench::cpu::summary_routing_cost(q, read.rows(visible, chunk),
+                                                    read.scores() ? read.middle : 0, visible,
+                                                    chunk);
       };
       return attnbench::cpu::sparse_select_footprint(values, query, cost);
     }));

@@ -42,20 +42,9 @@ ATTNBENCH_REGISTER_METHOD(attnbench::with_footprint(
                 "1-D causal rule only, per token, decode only, no fused kernel",
                 attnbench::neighborhood::schema()}),
     [](const attnbench::param_values& values, const attnbench::footprint_query& query) {
-      // Every token kept; the last query reads its static pattern (no selection cost).
-      const std::int64_t budget = attnbench::resolve_budget(values, query.prompt_tokens);
-      const std::int64_t last = query.tokens - 1;
-      double rows = 0;
-      const auto add = [&rows](std::int64_t begin, std::int64_t end) {
-        rows += static_cast<double>(end - begin);
-      };
-      if (budget >= query.tokens)
-        add(0, query.tokens);
-      else
-        attnbench::neighborhood::for_each_range(budget, values.get_int("dilation"), last, add);
-      attnbench::kv_footprint f =
-          attnbench::rows_footprint(query, static_cast<double>(query.tokens));
-      f.read_bytes = rows * query.kv_heads * attnbench::kv_row_bytes(query);
-      f.keys_scored = rows * query.q_heads;
-      return f;
+      // Every token kept; the last query reads its static pattern.
+      return attnbench::cpu::static_pattern_footprint(
+          values, query, [&values](std::int64_t budget, std::int64_t last, const auto& add) {
+            attnbench::neighborhood::for_each_range(budget, values.get_int("dilation"), last, add);
+          });
     }));

@@ -17,6 +17,7 @@
 #include "harness/suite.hpp"
 #include "reports/json_report.hpp"
 #include "reports/schema_validator.hpp"
+#include "tests/cli/cli_test_helpers.hpp"
 
 using namespace attnbench;
 namespace fs = std::filesystem;
@@ -29,20 +30,11 @@ struct outcome {
 };
 
 fs::path scratch() {
-  static fs::path dir = [] {
-    auto d = fs::temp_directory_path() / ("attnbench-cli-" + std::to_string(::getpid()));
-    fs::create_directories(d);
-    return d;
-  }();
+  static const fs::path dir = attnbench::test::scratch_dir("attnbench-cli-");
   return dir;
 }
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using attnbench::test::slurp;
 
 outcome run_cli(const std::string& args) {
   fs::path out = scratch() / "stdout.txt", err = scratch() / "stderr.txt";

@@ -22,6 +22,7 @@
 
 #include "reports/jsonl_stream.hpp"
 #include "reports/schema_validator.hpp"
+#include "tests/cli/cli_test_helpers.hpp"
 
 namespace {
 
@@ -29,21 +30,11 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 fs::path scratch() {
-  static fs::path dir = [] {
-    auto d = fs::temp_directory_path() / ("attnbench-resume-" + std::to_string(::getpid()));
-    fs::remove_all(d);
-    fs::create_directories(d);
-    return d;
-  }();
+  static const fs::path dir = attnbench::test::scratch_dir("attnbench-resume-");
   return dir;
 }
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using attnbench::test::slurp;
 
 // A NIAH sweep of 24 cases, about a quarter of a second each on one thread: long enough to be
 // stopped in the middle, short enough to run to the end a few times.

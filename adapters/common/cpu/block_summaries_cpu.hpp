@@ -125,6 +125,17 @@ struct selection_cost {
   double metadata_bytes = 0;
 };
 
+/// The cost of routing by float32 summaries of `unit` rows each (bilevel's regions, longheads'
+/// chunks): `rows` read, `scored` summaries scored (a dot product per query head of the group
+/// and a summary read each), and every complete unit's summary held as metadata.
+inline selection_cost summary_routing_cost(const footprint_query& q, std::int64_t rows,
+                                           std::int64_t scored, std::int64_t visible,
+                                           std::int64_t unit) {
+  return {static_cast<double>(rows), static_cast<double>(scored * (q.q_heads / q.kv_heads)),
+          static_cast<double>(scored * q.head_dim * 4),
+          static_cast<double>(visible / unit * q.head_dim * 4)};
+}
+
 /// A selector's cost for a query seeing `visible` rows under `budget`, or null for a rule whose
 /// reads depend on the data. Only metadata_bytes is used when the budget covers the rows.
 using selection_cost_fn = std::function<selection_cost(const param_values&, const footprint_query&,

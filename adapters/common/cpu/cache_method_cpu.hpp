@@ -53,6 +53,28 @@ void exact_prompt_outputs(tensor_view q, tensor_view k, tensor_view v, tensor_vi
 /// Multiply-adds of exact causal attention over a prompt of `tokens` tokens.
 std::uint64_t prompt_multiply_adds(std::int64_t tokens, const model_shape& shape);
 
+/// The footprint of a method that holds every token and whose last query reads a static
+/// pattern: `for_each_range(budget, last, add)` calls add(begin, end) for each range of rows the
+/// query at position `last` reads, when the budget does not cover the sequence (else it reads
+/// all). No selection cost. For the static sparse patterns (neighborhood, power).
+template <class ForEachRange>
+kv_footprint static_pattern_footprint(const param_values& values, const footprint_query& query,
+                                      ForEachRange&& for_each_range) {
+  const std::int64_t budget = resolve_budget(values, query.prompt_tokens);
+  double rows = 0;
+  const auto add = [&rows](std::int64_t begin, std::int64_t end) {
+    rows += static_cast<double>(end - begin);
+  };
+  if (budget >= query.tokens)
+    add(0, query.tokens);
+  else
+    for_each_range(budget, query.tokens - 1, add);
+  kv_footprint f = rows_footprint(query, static_cast<double>(query.tokens));
+  f.read_bytes = rows * query.kv_heads * kv_row_bytes(query);
+  f.keys_scored = rows * query.q_heads;
+  return f;
+}
+
 /// Keeps entries[rows[i]] for the strictly increasing `rows`, in order: the companion of
 /// kv_cache::keep for per-row state a method keeps beside the cache.
 template <class T>

@@ -334,15 +334,19 @@ std::string utc_now() {
   return os.str();
 }
 
+// The model shape as report meta and the config hash record it.
+nlohmann::json shape_json(const model_shape& shape) {
+  return {{"name", shape.name},
+          {"layers", shape.layers},
+          {"q_heads", shape.q_heads},
+          {"kv_heads", shape.kv_heads},
+          {"head_dim", shape.head_dim}};
+}
+
 nlohmann::json result_config(const run_config& config) {
   const auto& o = config.options;
   return {{"workload", config.workload.to_json()},
-          {"shape",
-           {{"name", o.shape.name},
-            {"layers", o.shape.layers},
-            {"q_heads", o.shape.q_heads},
-            {"kv_heads", o.shape.kv_heads},
-            {"head_dim", o.shape.head_dim}}},
+          {"shape", shape_json(o.shape)},
           {"samples", o.samples},
           {"params", o.params},
           {"trace", o.trace},
@@ -395,12 +399,7 @@ nlohmann::json make_meta(const run_config& config, const std::string& start_time
                                            {"driver_version", cuda.driver_version}}
                           : nlohmann::json(nullptr)},
       {"options", options},
-      {"shape",
-       {{"name", o.shape.name},
-        {"layers", o.shape.layers},
-        {"q_heads", o.shape.q_heads},
-        {"kv_heads", o.shape.kv_heads},
-        {"head_dim", o.shape.head_dim}}},
+      {"shape", shape_json(o.shape)},
       {"workload", config.workload.to_json()},
   };
 }

@@ -3,7 +3,10 @@
 #include <filesystem>
 #include <iostream>
 #include <optional>
+#include <algorithm>
+#include <charconv>
 #include <set>
+#include <sstream>
 
 #include <boost/program_options.hpp>
 
@@ -58,9 +61,31 @@ double probe_attention(const plan::memory_model& memory, std::int64_t batch,
   return summarize(time_op("plan probe", *op, *clock, timing).samples_s).median;
 }
 
-std::vector<std::int64_t> parse_batches(const std::string& text) {
+// A list of token counts or batches ("4k,128k", "1,8,64") in [lo, hi], named `option` in errors.
+std::vector<std::int64_t> parse_counts(const std::string& text, const char* option,
+                                       std::int64_t lo, std::int64_t hi) {
+  if (text.empty()) ATTNBENCH_BAD_INPUT(option << " is empty");
   std::vector<std::int64_t> out;
-  for (std::int64_t b : parse_lengths(text)) out.push_back(bounded(b, 1, 1 << 20, "--batch"));
+  std::stringstream items(text);
+  std::string item;
+  while (std::getline(items, item, ',')) {
+    std::int64_t scale = 1;
+    std::string digits = item;
+    if (!digits.empty() && (digits.back() == 'k' || digits.back() == 'K')) scale = 1024;
+    if (!digits.empty() && (digits.back() == 'm' || digits.back() == 'M')) scale = 1024 * 1024;
+    if (scale > 1) digits.pop_back();
+    std::int64_t value = 0;
+    const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
+    const std::optional<std::int64_t> v =
+        ec == std::errc() && end == digits.data() + digits.size() && !digits.empty()
+            ? std::optional<std::int64_t>(value)
+            : std::nullopt;
+    if (!v) ATTNBENCH_BAD_INPUT(option << " value '" << item << "' is not a count (e.g. 4k, 128k)");
+    out.push_back(bounded(*v * scale, lo, hi, option));
+  }
+  if (out.empty() || text.back() == ',') ATTNBENCH_BAD_INPUT("malformed " << option << " '" << text << "'");
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
   return out;
 }
 
@@ -113,6 +138,10 @@ int cmd_plan(const std::vector<std::string>& args, const std::vector<std::string
     std::cout << desc << "\n";
     return 0;
   }
+  for (const char* option : {"model", "gpu", "calibration", "validate", "dtype", "kv-dtype",
+                             "budget", "out"})
+    if (vm.count(option) && vm[option].as<std::string>().empty())
+      ATTNBENCH_BAD_INPUT("--" << option << " is empty");
 
   std::optional<plan::device_curves> measured;
   if (!calibration.empty() && calibration != "spec")
@@ -145,8 +174,11 @@ int cmd_plan(const std::vector<std::string>& args, const std::vector<std::string
     method_instance m = resolve_method(spec, "cpu");
     if (seen.insert(m.canonical).second) request.methods.push_back(std::move(m));
   }
-  request.contexts = contexts_text.empty() ? plan::default_contexts() : parse_lengths(contexts_text);
-  request.batches = batches_text.empty() ? plan::default_batches() : parse_batches(batches_text);
+  request.contexts = vm.count("context")
+                         ? parse_counts(contexts_text, "--context", 1, std::int64_t{1} << 30)
+                         : plan::default_contexts();
+  request.batches = vm.count("batch") ? parse_counts(batches_text, "--batch", 1, 1 << 20)
+                                      : plan::default_batches();
   if (vm.count("slo-tpot-ms")) {
     if (!(slo_ms > 0 && slo_ms <= 1e6))
       ATTNBENCH_BAD_INPUT("--slo-tpot-ms " << slo_ms << " is out of range (0, 1e6]");

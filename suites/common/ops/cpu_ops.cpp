@@ -185,9 +185,14 @@ std::uint64_t available_host_bytes() {
   return pages > 0 && page > 0 ? static_cast<std::uint64_t>(pages) * page : 0;
 }
 
-std::uint64_t host_heap_bytes() {
+std::optional<std::uint64_t> host_heap_bytes() {
+#if defined(__SANITIZE_ADDRESS__)
+  // AddressSanitizer replaces malloc: glibc's mallinfo2 then sees none of the heap.
+  return std::nullopt;
+#else
   const struct mallinfo2 info = mallinfo2();
   return info.uordblks + info.hblkhd;
+#endif
 }
 
 std::unique_ptr<timed_op> make_timed_op(const method_instance& method, const op_shape& shape,

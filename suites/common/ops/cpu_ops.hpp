@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 
 #include "harness/method.hpp"
 #include "harness/timed_op.hpp"
@@ -57,8 +58,9 @@ double cpu_op_bytes(const op_shape& shape);
 /// MemAvailable of /proc/meminfo (physical memory when unreadable), in bytes.
 std::uint64_t available_host_bytes();
 
-/// Bytes the process's heap holds now (glibc mallinfo2: arena in use + mmapped blocks).
-std::uint64_t host_heap_bytes();
+/// Bytes the process's heap holds now (glibc mallinfo2: arena in use + mmapped blocks); nothing
+/// where glibc's allocator is not the one in use (an AddressSanitizer build).
+std::optional<std::uint64_t> host_heap_bytes();
 
 /// The timed op for (method, backend): the registry's op when one is registered, else for the
 /// CPU backend the generic cpu_method_op. Throws unsupported when there is none.

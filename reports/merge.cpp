@@ -19,7 +19,8 @@ std::string meta_text(const json& meta, const char* key) {
   return it->is_string() ? it->get<std::string>() : it->dump();
 }
 
-std::string label_of(const record& r) {
+// A case as merge names it: its full identity, seed and case id included.
+std::string identity_label(const record& r) {
   return r.case_name + " | " + r.method_spec + " | " + r.mode + " | " + r.backend + " | seed " +
          std::to_string(r.seed) + (r.case_id.empty() ? "" : " (case " + r.case_id + ")");
 }
@@ -108,14 +109,14 @@ merge_result merge_reports(const std::vector<merge_input>& inputs, const merge_o
       timed = timed || is_timing_record(rec, rep.metrics);
       auto [it, fresh] = owner.emplace(record_merge_key(rec), in.name);
       if (!fresh && check) {
-        out.problems.push_back("duplicate case " + label_of(rec) + " in " + it->second + " and " +
+        out.problems.push_back("duplicate case " + identity_label(rec) + " in " + it->second + " and " +
                                in.name);
         ++out.duplicates;
         continue;
       }
       const std::string& theirs = rec.config_hash.empty() ? hash : rec.config_hash;
       if (check && !theirs.empty() && !reference_hash.empty() && theirs != reference_hash) {
-        out.problems.push_back("config mismatch: " + label_of(rec) + " in " + in.name +
+        out.problems.push_back("config mismatch: " + identity_label(rec) + " in " + in.name +
                                " has config hash " + theirs + ", " + inputs.front().name + " has " +
                                reference_hash);
         ++out.mismatched;

@@ -431,7 +431,7 @@ namespace {
 
 // The jobs of a run, validated. Jobs point into `methods` and `cases`: built in place, never
 // moved.
-struct sweep {
+struct sweep_jobs {
   std::vector<const suite*> suites;
   std::vector<method_instance> methods;
   std::vector<std::vector<suite_case>> cases;
@@ -442,14 +442,14 @@ struct sweep {
   std::vector<record> records;  // each job's identity record
   std::vector<planned_case> plan;
   std::vector<int> shard_of;
-  sweep() = default;
-  sweep(const sweep&) = delete;
-  sweep& operator=(const sweep&) = delete;
+  sweep_jobs() = default;
+  sweep_jobs(const sweep_jobs&) = delete;
+  sweep_jobs& operator=(const sweep_jobs&) = delete;
 };
 
 // Validates everything before anything is written and lists the jobs with their identities,
 // costs and shards.
-void prepare(const run_config& config, sweep& sw) {
+void prepare(const run_config& config, sweep_jobs& sw) {
   std::vector<const suite*>& suites = sw.suites;
   if (config.suites.empty()) suites = suite_registry::instance().all();
   for (const auto& name : config.suites) {
@@ -613,13 +613,13 @@ void prepare(const run_config& config, sweep& sw) {
 }  // namespace
 
 sweep_plan plan_sweep(const run_config& config) {
-  sweep sw;
+  sweep_jobs sw;
   prepare(config, sw);
   return {sw.plan, sw.shard_of, sw.config_hash};
 }
 
 report run_benchmark(const run_config& config, reporter& out) {
-  sweep sw;
+  sweep_jobs sw;
   prepare(config, sw);
   const std::vector<job>& jobs = sw.jobs;
   const std::vector<const suite*>& suites = sw.suites;

@@ -75,6 +75,7 @@ merge_result merge_reports(const std::vector<merge_input>& inputs, const merge_o
   const std::string reference_hash = config_hash_of(inputs.front().rep);
   std::map<std::string, std::vector<std::string>> timing_machines;  // machine -> inputs
   std::vector<record> records;
+  std::map<std::string, std::size_t> position;  // merge key -> its record in `records`
 
   for (const merge_input& in : inputs) {
     const report& rep = in.rep;
@@ -107,8 +108,22 @@ merge_result merge_reports(const std::vector<merge_input>& inputs, const merge_o
     bool timed = false;
     for (const record& rec : rep.records) {
       timed = timed || is_timing_record(rec, rep.metrics);
-      auto [it, fresh] = owner.emplace(record_merge_key(rec), in.name);
-      if (!fresh && check) {
+      const std::string key = record_merge_key(rec);
+      auto [it, fresh] = owner.emplace(key, in.name);
+      // One case with an error record in one input and a finished one in another: the case was
+      // run again after failing (a sweep resumed with another shard count reruns it in another
+      // folder). The finished record stands, as it does within one stream.
+      const bool superseding = !fresh && check && !rec.case_id.empty() &&
+                               (records[position.at(key)].status == record_status::error) !=
+                                   (rec.status == record_status::error);
+      if (superseding) {
+        const bool replaces = rec.status != record_status::error;
+        out.warnings.push_back(
+            "case " + identity_label(rec) + ": the error record in " + (replaces ? it->second : in.name) +
+            " is superseded by the finished one in " + (replaces ? in.name : it->second));
+        if (!replaces) continue;
+        it->second = in.name;
+      } else if (!fresh && check) {
         out.problems.push_back("duplicate case " + identity_label(rec) + " in " + it->second + " and " +
                                in.name);
         ++out.duplicates;
@@ -121,6 +136,11 @@ merge_result merge_reports(const std::vector<merge_input>& inputs, const merge_o
                                reference_hash);
         ++out.mismatched;
       }
+      if (superseding) {
+        records[position.at(key)] = rec;
+        continue;
+      }
+      position.emplace(key, records.size());
       records.push_back(rec);
     }
     const json machine = machine_of(rep);
@@ -157,6 +177,14 @@ merge_result merge_reports(const std::vector<merge_input>& inputs, const merge_o
       all.push_back({{"case_id", id}, {"label", planned.at(id).first}});
     merged.meta["planned_cases"] = std::move(all);
   }
+  // Merged shards are no shard; the case timings of every input stay, for `--shard-costs`.
+  merged.meta.erase("shard");
+  json seconds = json::object();
+  for (const merge_input& in : inputs)
+    if (const auto it = in.rep.meta.find("case_seconds");
+        it != in.rep.meta.end() && it->is_object())
+      seconds.update(*it);
+  if (!seconds.empty()) merged.meta["case_seconds"] = std::move(seconds);
 
   // The planned (canonical) order, so merged shards read like the run that was never split.
   std::map<std::string, std::size_t> rank;

@@ -106,7 +106,7 @@ TEST_CASE("measured costs replace predictions; the rest share their unit", "[sha
                        Catch::Predicate<attnbench::error>(is_bad_input, "bad input"));
 }
 
-TEST_CASE("--shard i/n is parsed strictly", "[shard]") {
+TEST_CASE("run --shard i/n is parsed strictly", "[shard]") {
   const shard_choice s = attnbench::parse_shard("2/7");
   CHECK(s.index == 2);
   CHECK(s.count == 7);
@@ -117,7 +117,7 @@ TEST_CASE("--shard i/n is parsed strictly", "[shard]") {
   }
 }
 
-TEST_CASE("--shard auto reads Slurm, Kubernetes and MPI, and refuses contradictions", "[shard]") {
+TEST_CASE("run --shard auto reads Slurm, Kubernetes and MPI, and refuses contradictions", "[shard]") {
   using attnbench::shard_from_environment;
   const auto same = [](shard_choice s, int i, int n) { return s.index == i && s.count == n; };
   CHECK(same(shard_from_environment(4, environment({{"SLURM_ARRAY_TASK_ID", "3"}})), 3, 4));
@@ -225,7 +225,7 @@ TEST_CASE("a sweep of 2 shards, one killed -9, is completed by 3 shards resuming
   CHECK(comparable_records(merged) == reference);
 }
 
-TEST_CASE("--shard-costs balances by an earlier run's timings", "[cli][shard]") {
+TEST_CASE("run --shard-costs balances by an earlier run's timings", "[cli][shard]") {
   const fs::path whole = scratch() / "costs-whole";
   REQUIRE(run(with(small_sweep(), {"--out", whole.string()}), "costs-whole") == 0);
   const json timings = json::parse(slurp(whole / "report.json"))["meta"]["case_seconds"];

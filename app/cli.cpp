@@ -12,6 +12,7 @@
 
 #include <boost/program_options.hpp>
 
+#include "app/mpi_run.hpp"
 #include "app/progress.hpp"
 #include "app/plan_command.hpp"
 #include "suites/plan/presets.hpp"
@@ -546,6 +547,11 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
                                      << " hardware threads)");
   if (cfg.options.backend != "cpu" && cfg.options.backend != "cuda")
     ATTNBENCH_BAD_INPUT("unknown backend '" << cfg.options.backend << "' (known: cpu, cuda)");
+
+  // Started by mpirun with several ranks and no --shard: the MPI mode (app/mpi_run.hpp), where
+  // each rank runs its shard and rank 0 writes the one report. With --shard the ranks are
+  // independent shards, merged afterwards.
+  if (mpi_launched_ranks() > 1 && !vm.count("shard")) return run_mpi(cfg, vm["verbose"].as<bool>());
 
   jsonl_reporter stream(cfg.out_dir / "report.jsonl");
   json_file_reporter file(cfg.out_dir / "report.json");

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The MPI mode (app/mpi_run.hpp) against a single process: `mpirun -n 2 attnbench run` must
+# write one report whose records equal those of the same run in one process (timing fields
+# excluded), with each rank's stream in DIR/rank-R holding a part of the cases and rank 0 alone
+# writing report.json. A small NIAH sweep keeps it to seconds on two cores.
+#   mpi_two_ranks.sh ATTNBENCH_BINARY
+set -euo pipefail
+bin=$1
+here=$(cd "$(dirname "$0")" && pwd)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+args=(run --suite niah --lengths 1k --depths 0,0.5,1 --samples 1 --threads 1
+      --method dense --method snapkv:keep=0.25 --method h2o:keep=0.25 --method quest:keep=0.25)
+"$bin" "${args[@]}" --out "$work/one" >/dev/null
+# --oversubscribe: two ranks on a machine whose slots Open MPI may count as fewer;
+# --allow-run-as-root: CI containers run as root.
+mpirun -n 2 --oversubscribe --allow-run-as-root "$bin" "${args[@]}" --out "$work/two" \
+  >"$work/mpi.log" 2>&1 || { cat "$work/mpi.log"; echo "mpi_two_ranks: mpirun failed"; exit 1; }
+python3 "$here/same_records.py" "$work/one/report.json" "$work/two/report.json"
+
+# Both ranks ran cases, in their own streams; only the merged report sits at the top.
+python3 - "$work/two" <<'PY'
+import json, os, sys
+top = sys.argv[1]
+meta = json.load(open(os.path.join(top, "report.json")))["meta"]
+assert meta.get("mpi", {}).get("ranks") == 2, f"meta.mpi is {meta.get('mpi')}"
+merged_from = [m["name"] for m in meta.get("merged_from", [])]
+assert merged_from == ["rank-0", "rank-1"], f"meta.merged_from names {merged_from}"
+for rank in (0, 1):
+    stream = os.path.join(top, f"rank-{rank}", "report.jsonl")
+    lines = [json.loads(l) for l in open(stream) if l.strip()]
+    records = [l for l in lines if "stream_header" not in l]
+    assert records, f"{stream} holds no record: rank {rank} ran nothing"
+    assert not os.path.exists(os.path.join(top, f"rank-{rank}", "report.json")), \
+        f"rank {rank} wrote a report.json of its own"
+print("mpi_two_ranks: both ranks ran cases; rank 0 wrote the one report")
+PY

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -432,6 +433,13 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
       "kept, the rest (and its error records) run; the options must match that run's")(
       "overwrite", po::bool_switch(&cfg.overwrite),
       "discard the results an earlier run left in the output folder")(
+      "shard", po::value<std::string>(),
+      "i/n: run only the cases of shard i of n, balanced by predicted cost (docs/scale.md); "
+      "auto: i (and n) from SLURM_ARRAY_TASK_ID, JOB_COMPLETION_INDEX or the MPI rank")(
+      "shard-count", po::value<int>(),
+      "the n of --shard auto under Slurm arrays and Kubernetes Indexed Jobs")(
+      "shard-costs", po::value<std::string>(),
+      "balance the shards by the case timings of an earlier report or stream (meta.case_seconds)")(
       "config", po::value<std::string>(),
       "JSON file with the same fields; the command line overrides it")(
       "verbose", po::bool_switch(),
@@ -491,6 +499,20 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
     cfg.resume = true;
   }
   cfg.handle_signals = true;
+  cfg.maybe_log = &std::cerr;
+  if (vm.count("shard-count") && (!vm.count("shard") || vm["shard"].as<std::string>() != "auto"))
+    ATTNBENCH_BAD_INPUT("--shard-count goes with --shard auto (--shard i/n names the count)");
+  if (vm.count("shard")) {
+    const std::string shard = vm["shard"].as<std::string>();
+    std::optional<int> count;
+    if (vm.count("shard-count")) count = vm["shard-count"].as<int>();
+    cfg.shard = shard == "auto" ? shard_from_environment(count) : parse_shard(shard);
+  }
+  if (vm.count("shard-costs")) {
+    cfg.shard_costs = vm["shard-costs"].as<std::string>();
+    if (!vm.count("shard"))
+      ATTNBENCH_BAD_INPUT("--shard-costs " << cfg.shard_costs.string() << " goes with --shard");
+  }
   if (vm.count("tasks")) cfg.options.tasks = split(vm["tasks"].as<std::string>(), ',');
   if (vm.count("budgets")) budgets = vm["budgets"].as<std::string>();
   if (vm.count("trace")) cfg.options.trace = vm["trace"].as<std::string>();

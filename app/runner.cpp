@@ -16,6 +16,7 @@
 #include <mutex>
 #include <new>
 #include <regex>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -24,6 +25,7 @@
 #include "datasets/calibration.hpp"
 #include "harness/error.hpp"
 #include "reports/file_io.hpp"
+#include "reports/json_report.hpp"
 #include "reports/jsonl_stream.hpp"
 #include "reports/run_reporters.hpp"
 
@@ -323,6 +325,10 @@ class output_folder {
   int m_lock_fd = -1;
 };
 
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
 }  // namespace
 
 std::string utc_now() {
@@ -421,9 +427,30 @@ report run_benchmark(const run_config& config, std::ostream& progress) {
   return run_benchmark(config, out);
 }
 
-report run_benchmark(const run_config& config, reporter& out) {
-  // ---- Validate everything before anything is written. ---------------------------------
+namespace {
+
+// The jobs of a run, validated. Jobs point into `methods` and `cases`: built in place, never
+// moved.
+struct sweep {
   std::vector<const suite*> suites;
+  std::vector<method_instance> methods;
+  std::vector<std::vector<suite_case>> cases;
+  std::vector<job> jobs;
+  int threads = 1;
+  nlohmann::json result;
+  std::string config_hash;
+  std::vector<record> records;  // each job's identity record
+  std::vector<planned_case> plan;
+  std::vector<int> shard_of;
+  sweep() = default;
+  sweep(const sweep&) = delete;
+  sweep& operator=(const sweep&) = delete;
+};
+
+// Validates everything before anything is written and lists the jobs with their identities,
+// costs and shards.
+void prepare(const run_config& config, sweep& sw) {
+  std::vector<const suite*>& suites = sw.suites;
   if (config.suites.empty()) suites = suite_registry::instance().all();
   for (const auto& name : config.suites) {
     const suite* s = suite_registry::instance().find(name);
@@ -448,7 +475,7 @@ report run_benchmark(const run_config& config, reporter& out) {
         ATTNBENCH_BAD_INPUT("suite '" << s->name() << "' does not read --trace (suites that do: "
                                       << readers << ")");
   }
-  std::vector<method_instance> methods;
+  std::vector<method_instance>& methods = sw.methods;
   // No --method: every method of the backend with its defaults, or in the quick preset (CPU)
   // the representative specs of quick_preset_methods. `all` among the specs: every method.
   std::vector<std::string> specs = config.methods;
@@ -517,12 +544,13 @@ report run_benchmark(const run_config& config, reporter& out) {
   } catch (const std::regex_error& e) {
     ATTNBENCH_BAD_INPUT("malformed --filter regex '" << config.filter << "': " << e.what());
   }
-  const int threads = config.threads > 0
+  const int threads = sw.threads = config.threads > 0
                           ? config.threads
                           : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
 
-  std::vector<std::vector<suite_case>> cases(suites.size());
-  std::vector<job> jobs;
+  std::vector<std::vector<suite_case>>& cases = sw.cases;
+  cases.resize(suites.size());
+  std::vector<job>& jobs = sw.jobs;
   const std::uint64_t memory = physical_memory_bytes();
   for (std::size_t si = 0; si < suites.size(); ++si) {
     for (auto& c : suites[si]->cases(config.options))
@@ -546,20 +574,79 @@ report run_benchmark(const run_config& config, reporter& out) {
   // mode, backend, seed, workload), the per-sample seeds derive from the run seed and the case
   // name (suites/common/suite_helpers.hpp), so neither depends on where the job sits in the list.
   const nlohmann::json workload = config.workload.to_json();
-  const nlohmann::json result = result_config(config);
-  const std::string config_hash = stable_hash_hex(result.dump());
-  std::vector<record> records(jobs.size());
+  sw.result = result_config(config);
+  sw.config_hash = stable_hash_hex(sw.result.dump());
+  sw.records.resize(jobs.size());
+  sw.plan.resize(jobs.size());
+  std::set<std::string> ids;
+  for (std::size_t i = 0; i < jobs.size(); ++i) {
+    const record& rec = sw.records[i] = job_record(jobs[i], config, workload, sw.config_hash);
+    // Two jobs with one id would be one case counted twice: the spec has lost a distinction.
+    ATTNBENCH_CHECK(ids.insert(rec.case_id).second, internal,
+                    "cases " << rec.case_name << " | " << rec.method_spec << " share case id "
+                             << rec.case_id);
+    planned_case& p = sw.plan[i];
+    p.case_id = rec.case_id;
+    p.label = rec.case_name + " | " + rec.method_spec;
+    if (config.case_costs.empty()) {
+      p.cost = predicted_case_cost(*jobs[i].s, *jobs[i].c, *jobs[i].m, config.options);
+    } else {
+      const auto it = config.case_costs.find(p.case_id);
+      if (it == config.case_costs.end())
+        ATTNBENCH_BAD_INPUT("the manifest does not plan case " << p.label << " (case " << p.case_id
+                                                               << ") of this configuration; "
+                                                                  "was it written by another "
+                                                                  "attnbench version?");
+      p.cost = it->second;
+    }
+  }
+  if (!config.case_costs.empty() && config.case_costs.size() != jobs.size())
+    ATTNBENCH_BAD_INPUT("the manifest plans " << config.case_costs.size()
+                                              << " cases, this configuration " << jobs.size()
+                                              << "; was it written by another attnbench version?");
+  if (!config.shard_costs.empty())
+    apply_measured_costs(sw.plan, measured_case_seconds(read_report(config.shard_costs),
+                                                        config.shard_costs.string()));
+  sw.shard_of = assign_shards(sw.plan, config.shard.count);
+}
+
+}  // namespace
+
+sweep_plan plan_sweep(const run_config& config) {
+  sweep sw;
+  prepare(config, sw);
+  return {sw.plan, sw.shard_of, sw.config_hash};
+}
+
+report run_benchmark(const run_config& config, reporter& out) {
+  sweep sw;
+  prepare(config, sw);
+  const std::vector<job>& jobs = sw.jobs;
+  const std::vector<const suite*>& suites = sw.suites;
+  std::vector<record>& records = sw.records;
+  const std::string& config_hash = sw.config_hash;
+  const int threads = sw.threads;
+  const shard_choice shard = config.shard;
+  // The cases of this shard; every case stays planned.
+  std::vector<char> mine(jobs.size(), 1);
   nlohmann::json planned = nlohmann::json::array();
   std::map<std::string, std::size_t> job_of_case;
+  std::size_t my_cases = 0;
   for (std::size_t i = 0; i < jobs.size(); ++i) {
-    records[i] = job_record(jobs[i], config, workload, config_hash);
-    // Two jobs with one id would be one case counted twice: the spec has lost a distinction.
-    ATTNBENCH_CHECK(job_of_case.emplace(records[i].case_id, i).second, internal,
-                    "cases " << records[i].case_name << " | " << records[i].method_spec
-                             << " share case id " << records[i].case_id);
-    planned.push_back({{"case_id", records[i].case_id},
-                       {"label", records[i].case_name + " | " + records[i].method_spec}});
+    job_of_case.emplace(sw.plan[i].case_id, i);
+    mine[i] = sw.shard_of[i] == shard.index;
+    my_cases += mine[i];
+    nlohmann::json p = {{"case_id", sw.plan[i].case_id}, {"label", sw.plan[i].label},
+                        {"cost", sw.plan[i].cost}};
+    if (shard.count > 1) p["shard"] = sw.shard_of[i];
+    planned.push_back(std::move(p));
   }
+  const shard_balance balance = balance_of(sw.plan, sw.shard_of, shard.count);
+  if (shard.count > 1 && config.maybe_log)
+    *config.maybe_log << "attnbench: shard " << shard.index << "/" << shard.count << ": "
+                      << my_cases << " of " << jobs.size() << " cases; predicted makespan / "
+                      << "(total / n) = " << std::fixed << std::setprecision(3) << balance.ratio()
+                      << std::defaultfloat << "\n";
 
   // ---- Run. ----------------------------------------------------------------------------
   output_folder folder(config, config_hash);
@@ -567,7 +654,7 @@ report run_benchmark(const run_config& config, reporter& out) {
   std::vector<char> have(jobs.size(), 0);  // records[i] holds a result (resumed or run)
   std::size_t resumed = 0;
   for (std::size_t i = 0; i < jobs.size(); ++i)
-    if (auto it = folder.done.find(records[i].case_id); it != folder.done.end()) {
+    if (auto it = folder.done.find(records[i].case_id); mine[i] && it != folder.done.end()) {
       records[i] = it->second;
       have[i] = 1;
       ++resumed;
@@ -578,21 +665,30 @@ report run_benchmark(const run_config& config, reporter& out) {
   report rep;
   const std::string start = utc_now();
   rep.meta = make_meta(config, start);
-  rep.meta["config"] = result;
+  rep.meta["config"] = sw.result;
   rep.meta["config_hash"] = config_hash;
   rep.meta["planned_cases"] = std::move(planned);
   rep.meta["partial"] = false;
+  if (shard.count > 1)
+    rep.meta["shard"] = {{"index", shard.index},
+                         {"count", shard.count},
+                         {"cases", my_cases},
+                         {"predicted_makespan_ratio", balance.ratio()}};
   if (!folder.resume_info.is_null()) {
     folder.resume_info["records_kept"] = resumed;
     folder.resume_info["not_in_this_run"] =
         std::count_if(folder.done.begin(), folder.done.end(),
-                      [&](const auto& d) { return job_of_case.count(d.first) == 0; });
+                      [&](const auto& d) {
+                        const auto it = job_of_case.find(d.first);
+                        return it == job_of_case.end() || !mine[it->second];
+                      });
     rep.meta["resume"] = folder.resume_info;
   }
   for (const auto* s : suites)
     for (const auto& [k, v] : s->metrics()) rep.metrics[k] = v;
 
-  out.start(rep, jobs.size() - resumed);
+  out.start(rep, my_cases - resumed);
+  std::vector<double> seconds(jobs.size(), 0.0);  // wall time of each case run here
   run_context ctx;
   ctx.options = &config.options;
   ctx.model = &model;
@@ -603,8 +699,10 @@ report run_benchmark(const run_config& config, reporter& out) {
 
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
   for (std::size_t i = 0; i < jobs.size(); ++i) {
-    if (have[i] || jobs[i].s->exclusive() || g_stop_signal) continue;
+    if (!mine[i] || have[i] || jobs[i].s->exclusive() || g_stop_signal) continue;
+    const auto started = std::chrono::steady_clock::now();
     records[i] = run_job(jobs[i], std::move(records[i]), ctx);
+    seconds[i] = seconds_since(started);
     have[i] = 1;
     out.record_done(records[i]);
   }
@@ -616,13 +714,20 @@ report run_benchmark(const run_config& config, reporter& out) {
   run_context solo = ctx;
   solo.exec.threads = config.options.quick ? 1 : threads;
   for (std::size_t i = 0; i < jobs.size(); ++i) {
-    if (have[i] || !jobs[i].s->exclusive() || g_stop_signal) continue;
+    if (!mine[i] || have[i] || !jobs[i].s->exclusive() || g_stop_signal) continue;
+    const auto started = std::chrono::steady_clock::now();
     records[i] = run_job(jobs[i], std::move(records[i]), solo);
+    seconds[i] = seconds_since(started);
     have[i] = 1;
     out.record_done(records[i]);
   }
   // In the jobs' order whatever finished first or came from the stream. After a stop signal,
   // the cases that never ran are left out and the report says why.
+  // The wall time of each case run here, for `--shard-costs` of a later sweep.
+  nlohmann::json case_seconds = nlohmann::json::object();
+  for (std::size_t i = 0; i < jobs.size(); ++i)
+    if (seconds[i] > 0) case_seconds[records[i].case_id] = seconds[i];
+  rep.meta["case_seconds"] = std::move(case_seconds);
   for (std::size_t i = 0; i < jobs.size(); ++i)
     if (have[i]) rep.records.push_back(std::move(records[i]));
   if (const int sig = g_stop_signal) {

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "app/sharding.hpp"
 #include "datasets/retrieval_model.hpp"
 #include "harness/record.hpp"
 #include "harness/reporter.hpp"
@@ -35,7 +36,28 @@ struct run_config {
   // finish, and the report is written with meta.partial and meta.interrupted_by (a second
   // signal ends the process at once). Off for runs embedded in tests and tools.
   bool handle_signals = false;
+  // Sharding (app/sharding.hpp, docs/scale.md): this process runs only the cases that
+  // assign_shards gives shard.index of shard.count; the report still plans every case
+  // (meta.planned_cases, each with its cost and shard) so that `merge` proves the shards whole.
+  shard_choice shard;
+  // Costs to balance by: `case_costs` (a manifest's, by case id; every case must have one) or
+  // else predicted_case_cost, with `shard_costs` (a report holding meta.case_seconds) replacing
+  // the prediction where it measured the case.
+  std::map<std::string, double> case_costs;
+  std::filesystem::path shard_costs;
+  // Where the predicted balance of a sharded run is told; none: not told.
+  std::ostream* maybe_log = nullptr;
 };
+
+/// The cases `config` plans, in the run's canonical order, with the cost each is balanced by
+/// and its shard of config.shard.count; validates the configuration as run_benchmark does
+/// (bad input throws) and writes nothing. For `plan-sweep`'s manifest.
+struct sweep_plan {
+  std::vector<planned_case> cases;
+  std::vector<int> shard_of;
+  std::string config_hash;
+};
+sweep_plan plan_sweep(const run_config& config);
 
 /// What must match for records to resume or merge together: the workload, the model shape,
 /// samples, suite settings, trace and preset; never the case selection, the seed, mode or

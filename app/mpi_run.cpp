@@ -7,6 +7,7 @@
 #include <climits>
 #include <filesystem>
 #include <iostream>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -100,6 +101,8 @@ rank_result run_rank(const run_config& config, const mpi_session& mpi) {
     run_config mine = config;
     mine.shard = shard_choice{mpi.rank(), mpi.size()};
     mine.out_dir = config.out_dir / ("rank-" + std::to_string(mpi.rank()));
+    // Every rank computes the same balance: rank 0 tells it.
+    if (mpi.rank() != 0) mine.maybe_log = nullptr;
     // Each rank streams its own cases (what a --resume of the same N reads back); only rank 0
     // draws progress, for its shard, so the terminal keeps one line.
     jsonl_reporter stream(mine.out_dir / "report.jsonl");
@@ -124,13 +127,23 @@ int run_mpi(const run_config& config, bool verbose) {
   mpi_session mpi;
   rank_result mine = run_rank(config, mpi);
 
-  // All ranks learn whether any failed outright; each failed rank says why.
+  // All ranks learn whether any failed outright; rank 0 says why, once per distinct message
+  // (bad input fails every rank alike).
   int worst = 0;
   MPI_Allreduce(&mine.status, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
   if (worst != 0) {
-    if (mine.status != 0)
-      std::cerr << "attnbench: rank " << mpi.rank() << " of " << mpi.size() << ": "
-                << mine.failure << "\n";
+    const std::vector<std::string> failures = gather_text(mine.failure, mpi);
+    std::map<std::string, std::string> ranks_of;  // message -> "0, 1"
+    std::vector<std::string> order;
+    for (std::size_t r = 0; r < failures.size(); ++r) {
+      if (failures[r].empty()) continue;
+      auto [it, fresh] = ranks_of.emplace(failures[r], std::to_string(r));
+      if (fresh) order.push_back(failures[r]);
+      else it->second += ", " + std::to_string(r);
+    }
+    for (const auto& message : order)
+      std::cerr << "attnbench: " << message << " (MPI rank " << ranks_of[message] << " of "
+                << mpi.size() << ")\n";
     return worst;
   }
 
@@ -160,6 +173,8 @@ int run_mpi(const run_config& config, bool verbose) {
     return 1;
   }
   report& rep = merged.merged;
+  // One report of the whole sweep: rank 0's shard description would mislead.
+  rep.meta.erase("shard");
   rep.meta["mpi"] = {{"ranks", mpi.size()}};
   if (interrupted) rep.meta["interrupted_by"] = interrupted_by;
 

@@ -3,19 +3,20 @@
 # write one report whose records equal those of the same run in one process (timing fields
 # excluded), with each rank's stream in DIR/rank-R holding a part of the cases and rank 0 alone
 # writing report.json. A small NIAH sweep keeps it to seconds on two cores.
-#   mpi_two_ranks.sh ATTNBENCH_BINARY
+#   mpi_two_ranks.sh ATTNBENCH_BINARY [MPIEXEC]   (MPIEXEC: default mpirun)
 set -euo pipefail
 bin=$1
+mpiexec=${2:-mpirun}
 here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 args=(run --suite niah --lengths 1k --depths 0,0.5,1 --samples 1 --threads 1
       --method dense --method snapkv:keep=0.25 --method h2o:keep=0.25 --method quest:keep=0.25)
-"$bin" "${args[@]}" --out "$work/one" >/dev/null
+"$bin" "${args[@]}" --out "$work/one" >/dev/null 2>&1
 # --oversubscribe: two ranks on a machine whose slots Open MPI may count as fewer;
 # --allow-run-as-root: CI containers run as root.
-mpirun -n 2 --oversubscribe --allow-run-as-root "$bin" "${args[@]}" --out "$work/two" \
+"$mpiexec" -n 2 --oversubscribe --allow-run-as-root "$bin" "${args[@]}" --out "$work/two" \
   >"$work/mpi.log" 2>&1 || { cat "$work/mpi.log"; echo "mpi_two_ranks: mpirun failed"; exit 1; }
 python3 "$here/same_records.py" "$work/one/report.json" "$work/two/report.json"
 

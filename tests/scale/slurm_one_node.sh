@@ -121,3 +121,33 @@ done
 [[ $state == idle ]] ||
   skip "the node did not come up (state '${state:-none}'): $(tail -n 1 "$work/log/slurmd.log" 2>/dev/null)"
 echo "slurm_one_node: one-node Slurm $(slurmctld -V | awk '{print $2}') up ($(grep -o 'auth/[a-z]*' "$SLURM_CONF"))"
+
+# ---- The sweep: unsharded in this process, then as a 3-task Slurm array. ----------------------
+shards=3
+sweep=(--suite niah --lengths 1k --depths 0,0.5,1 --samples 1 --threads 1
+       --method dense --method snapkv:keep=0.25 --method h2o:keep=0.25 --method quest:keep=0.25)
+"$bin" run "${sweep[@]}" --out "$work/single" >"$work/log/single.log" 2>&1
+
+script=$work/array.sh
+cat >"$script" <<SCRIPT
+#!/bin/bash
+#SBATCH --job-name=attnbench-sweep
+#SBATCH --array=0-$((shards - 1))
+#SBATCH --cpus-per-task=1
+#SBATCH --output=$work/out/%A_%a.out
+set -euo pipefail
+exec "$bin" run ${sweep[*]} --shard auto --shard-count $shards --out "$work/sweep/shard-\$SLURM_ARRAY_TASK_ID"
+SCRIPT
+
+# --wait: sbatch returns when every task has ended, with the worst exit status.
+cd "$work"
+if ! timeout 240 sbatch --wait --quiet "$script"; then
+  echo "slurm_one_node: the array job failed; its task logs:"
+  tail -n 20 "$work"/out/*.out
+  exit 1
+fi
+merged=()
+for ((i = 0; i < shards; ++i)); do merged+=("$work/sweep/shard-$i/report.json"); done
+"$bin" merge "${merged[@]}" -o "$work/merged.json"
+python3 "$here/same_records.py" "$work/single/report.json" "$work/merged.json"
+echo "slurm_one_node: a $shards-task Slurm array's merged report equals the unsharded run"

@@ -38,12 +38,12 @@ double predicted_case_cost(const suite& s, const suite_case& c, const method_ins
 shard_choice parse_shard(const std::string& text) {
   const auto slash = text.find('/');
   const auto index = slash == std::string::npos ? std::nullopt : parse_count(text.substr(0, slash));
-  const auto count = slash == std::string::npos ? std::nullopt : parse_count(text.substr(slash + 1));
+  const auto count =
+      slash == std::string::npos ? std::nullopt : parse_count(text.substr(slash + 1));
   if (!index || !count)
     ATTNBENCH_BAD_INPUT("--shard '" << text << "' is not i/n (e.g. 0/4) or auto");
   if (*count < 1 || *count > k_max_shards)
-    ATTNBENCH_BAD_INPUT("--shard " << text << ": the count must be in [1, " << k_max_shards
-                                   << "]");
+    ATTNBENCH_BAD_INPUT("--shard " << text << ": the count must be in [1, " << k_max_shards << "]");
   if (*index >= *count)
     ATTNBENCH_BAD_INPUT("--shard " << text << ": the index must be below the count (0 to "
                                    << *count - 1 << ")");
@@ -75,17 +75,18 @@ shard_choice shard_from_environment(std::optional<int> count,
     const auto r = read(rank);
     if (!r) continue;
     const auto n = read(size);
-    if (!n)
-      ATTNBENCH_BAD_INPUT("--shard auto: " << rank << " is set but " << size << " is not");
-    seen.push_back({std::string(rank) + "=" + std::to_string(*r) + " of " + size + "=" +
-                        std::to_string(*n),
-                    *r, n});
+    if (!n) ATTNBENCH_BAD_INPUT("--shard auto: " << rank << " is set but " << size << " is not");
+    seen.push_back(
+        {std::string(rank) + "=" + std::to_string(*r) + " of " + size + "=" + std::to_string(*n),
+         *r, n});
   }
   if (seen.empty())
-    ATTNBENCH_BAD_INPUT("--shard auto: none of SLURM_ARRAY_TASK_ID, JOB_COMPLETION_INDEX, "
-                        "OMPI_COMM_WORLD_RANK, PMI_RANK is set; give --shard i/n");
+    ATTNBENCH_BAD_INPUT(
+        "--shard auto: none of SLURM_ARRAY_TASK_ID, JOB_COMPLETION_INDEX, "
+        "OMPI_COMM_WORLD_RANK, PMI_RANK is set; give --shard i/n");
   for (const found& f : seen)
-    if (f.index != seen.front().index || (f.size && seen.front().size && *f.size != *seen.front().size))
+    if (f.index != seen.front().index ||
+        (f.size && seen.front().size && *f.size != *seen.front().size))
       ATTNBENCH_BAD_INPUT("--shard auto: the environment disagrees with itself ("
                           << seen.front().what << ", " << f.what << ")");
   std::optional<long> size = count;

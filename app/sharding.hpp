@@ -51,10 +51,8 @@ shard_choice parse_shard(const std::string& text);
 /// disagree, when a value is not a number or when the environment contradicts `count`.
 /// `getenv` is replaceable for tests.
 shard_choice shard_from_environment(
-    std::optional<int> count,
-    const std::function<const char*(const char*)>& getenv = [](const char* name) {
-      return std::getenv(name);
-    });
+    std::optional<int> count, const std::function<const char*(const char*)>& getenv =
+                                  [](const char* name) { return std::getenv(name); });
 
 /// The shard of each case (same order as `cases`), by longest processing time first: cases by
 /// decreasing cost (ties by case id), each to the shard with the least predicted load so far

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <map>
+#include <set>
 
 #include "harness/error.hpp"
 #include "reports/file_io.hpp"
@@ -209,9 +210,16 @@ report stream_report(const stream_contents& s, const std::filesystem::path& path
       return (ra == rank.end() ? rank.size() : ra->second) <
              (rb == rank.end() ? rank.size() : rb->second);
     });
+    // A shard's stream (meta.shard) plans every case of the sweep but owes only its own.
+    const json shard = out.meta.value("shard", json());
+    std::set<std::string> owed;
+    for (const json& p : planned)
+      if (p.is_object() && p.contains("case_id") &&
+          (!shard.is_object() || p.value("shard", -1) == shard.value("index", -2)))
+        owed.insert(p["case_id"].get<std::string>());
     std::size_t found = 0;
-    for (const record* r : kept) found += rank.count(r->case_id);
-    missing = rank.size() - found;
+    for (const record* r : kept) found += owed.count(r->case_id);
+    missing = owed.size() - found;
     out.meta["partial"] = missing > 0;
   }
   for (const record* r : kept) out.records.push_back(*r);

@@ -156,6 +156,13 @@ merge_result merge_reports(const std::vector<merge_input>& inputs, const merge_o
       all.push_back({{"case_id", id}, {"label", planned.at(id).first}});
     merged.meta["planned_cases"] = std::move(all);
   }
+  // Merged shards are no shard; the case timings of every input stay, for `--shard-costs`.
+  merged.meta.erase("shard");
+  json seconds = json::object();
+  for (const merge_input& in : inputs)
+    if (const auto it = in.rep.meta.find("case_seconds"); it != in.rep.meta.end() && it->is_object())
+      seconds.update(*it);
+  if (!seconds.empty()) merged.meta["case_seconds"] = std::move(seconds);
 
   // The planned (canonical) order, so merged shards read like the run that was never split.
   std::map<std::string, std::size_t> rank;

@@ -34,7 +34,12 @@ fs::path scratch() {
   return dir;
 }
 
+using attnbench::test::child;
+using attnbench::test::comparable_records;
 using attnbench::test::slurp;
+using attnbench::test::spawn;
+using attnbench::test::stream_records;
+using attnbench::test::wait_for_records;
 
 // A NIAH sweep of 24 cases, about a quarter of a second each on one thread: long enough to be
 // stopped in the middle, short enough to run to the end a few times.
@@ -42,41 +47,6 @@ std::vector<std::string> sweep_args(const std::string& threads = "1") {
   return {"run",    "--suite",   "niah",  "--method",  "dense", "--method",
           "snapkv", "--method",  "quest", "--lengths", "4k",    "--depths",
           "0:1:8",  "--samples", "2",     "--threads", threads};
-}
-
-// A child running `attnbench ARGS`, its output in files under `log`.
-struct child {
-  pid_t pid = -1;
-  fs::path log;
-
-  int wait() {
-    int status = 0;
-    REQUIRE(::waitpid(pid, &status, 0) == pid);
-    pid = -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  }
-  std::string err() const { return slurp(log.string() + ".err"); }
-};
-
-child spawn(std::vector<std::string> args, const fs::path& log) {
-  args.insert(args.begin(), ATTNBENCH_BINARY);
-  child c;
-  c.log = log;
-  c.pid = ::fork();
-  REQUIRE(c.pid >= 0);
-  if (c.pid == 0) {
-    // Only async-signal-safe calls from here to exec: freopen is not one, open/dup2 are.
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    const std::string out = log.string() + ".out", err = log.string() + ".err";
-    const int o = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    const int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (o < 0 || e < 0 || ::dup2(o, 1) < 0 || ::dup2(e, 2) < 0) ::_exit(127);
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
-  }
-  return c;
 }
 
 int run(std::vector<std::string> args, const fs::path& log, std::string* err = nullptr) {
@@ -90,38 +60,6 @@ std::vector<std::string> with(std::vector<std::string> args,
                               std::initializer_list<std::string> more) {
   args.insert(args.end(), more);
   return args;
-}
-
-// Complete record lines in a stream so far (read while a run appends; headers left out).
-std::size_t stream_records(const fs::path& stream) {
-  std::ifstream in(stream);
-  std::size_t n = 0;
-  for (std::string line; std::getline(in, line) && !in.eof();)
-    n += line.rfind("{\"suite\":", 0) == 0;
-  return n;
-}
-
-// Waits until the run has finished `n` cases (its stream holds them), at most a minute.
-void wait_for_records(const fs::path& stream, std::size_t n) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (stream_records(stream) < n) {
-    REQUIRE(std::chrono::steady_clock::now() < deadline);
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-}
-
-// A report's records without what measures the machine: metrics in units of time or rate.
-// Everything else (status, metrics, predictions in extra, seeds, case ids) must be equal.
-json comparable_records(const fs::path& report_file) {
-  const json doc = json::parse(slurp(report_file));
-  std::set<std::string> timed;
-  for (const auto& [name, info] : doc.at("metric_info").items())
-    if (info.at("unit") == "s" || info.at("unit") == "TFLOP/s" || info.at("unit") == "GB/s")
-      timed.insert(name);
-  json records = doc.at("records");
-  for (json& r : records)
-    for (const std::string& m : timed) r.at("metrics").erase(m);
-  return records;
 }
 
 // The uninterrupted run every interrupted one is checked against.

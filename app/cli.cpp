@@ -389,7 +389,9 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
       "(streamed as cases finish). With no --suite, --lengths or --config: the quick preset\n"
       "(every suite, 15 representative CPU methods at a quarter of the context, small lengths,\n"
       "2 samples; `--method all` runs every method with its defaults). The terminal shows one\n"
-      "compact leaderboard; --verbose adds the per-suite tables (also in `attnbench report`)\n\n"
+      "compact leaderboard; --verbose adds the per-suite tables (also in `attnbench report`).\n"
+      "Under `mpirun -n N` (a build with ATTNBENCH_ENABLE_MPI) the ranks split the cases and "
+      "rank 0\nwrites the one report (docs/scale.md)\n\n"
       "example: attnbench run --suite ruler --tasks vt,qa_1 --method quest:budget=512 "
       "--lengths 4k");
   desc.add_options()("help,h", "show this help")("suite", po::value<std::vector<std::string>>(),

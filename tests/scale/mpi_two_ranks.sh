@@ -37,3 +37,16 @@ for rank in (0, 1):
         f"rank {rank} wrote a report.json of its own"
 print("mpi_two_ranks: both ranks ran cases; rank 0 wrote the one report")
 PY
+
+# Bad input fails every rank alike: mpirun exits 2 and the message is printed once, naming the
+# ranks, never one line per rank.
+status=0
+"$mpiexec" -n 2 --oversubscribe --allow-run-as-root "$bin" "${args[@]}" --method nosuch \
+  --out "$work/bad" >"$work/bad.log" 2>&1 || status=$?
+lines=$(grep -c "unknown method 'nosuch'" "$work/bad.log" || true)
+if [[ $status -ne 2 || $lines -ne 1 ]] || ! grep -q "(MPI rank 0, 1 of 2)" "$work/bad.log"; then
+  cat "$work/bad.log"
+  echo "mpi_two_ranks: bad input under mpirun: exit $status and $lines message line(s), expected 2 and 1"
+  exit 1
+fi
+echo "mpi_two_ranks: bad input exits 2 with one message"

@@ -178,6 +178,13 @@ int run_mpi(const run_config& config, bool verbose) {
   rep.meta["mpi"] = {{"ranks", mpi.size()}};
   if (interrupted) rep.meta["interrupted_by"] = interrupted_by;
 
+  // --overwrite discards an earlier run whole: the streams of ranks this run does not have too.
+  if (config.overwrite)
+    for (int r = mpi.size();; ++r) {
+      const auto stale = config.out_dir / ("rank-" + std::to_string(r));
+      if (!std::filesystem::exists(stale)) break;
+      std::filesystem::remove_all(stale);
+    }
   json_file_reporter file(config.out_dir / "report.json");
   html_file_reporter html(config.out_dir / "report.html");
   console_reporter console(std::cout, verbose);

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <iomanip>
 #include <iostream>
 #include <iterator>
 #include <optional>
@@ -15,10 +16,12 @@
 
 #include "app/mpi_run.hpp"
 #include "app/progress.hpp"
+#include "app/sweep_scripts.hpp"
 #include "app/plan_command.hpp"
 #include "suites/plan/presets.hpp"
 #include "app/report_commands.hpp"
 #include "harness/error.hpp"
+#include "reports/file_io.hpp"
 #include "reports/methods_page.hpp"
 #include "reports/run_reporters.hpp"
 #include "reports/suites_page.hpp"
@@ -58,6 +61,8 @@ const char* k_usage =
     "  compare BASE NEW        regression gate between two reports [--fail-on-regression]\n"
     "  merge FILES... -o OUT   combine shard reports into one, proven complete\n"
     "  plan --model M --gpu G  capacity planning: what fits, how fast (docs/planning.md)\n"
+    "  plan-sweep [run options] --shards N --scheduler slurm|k8s|mpi --out DIR\n"
+    "                          a sweep split over a cluster: manifest and job (docs/scale.md)\n"
     "\n"
     "  --version               version, git commit and build options\n"
     "\n"
@@ -256,10 +261,8 @@ void add_axis(run_options& o, const std::string& item) {
   o.axis_values[key] = parse_axis(axis, key, item.substr(eq + 1));
 }
 
-// Reads a JSON config file into `cfg` (fields named as the long options).
-void apply_config_file(const std::string& path, run_config& cfg, std::string& lengths,
-                       std::string& depths, std::string& shape, std::string& mode,
-                       std::string& budgets) {
+// A JSON config file's object (fields named as the long options); bad input names the file.
+nlohmann::json read_config_file(const std::string& path) {
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec))
     ATTNBENCH_BAD_INPUT("cannot read config file '" << path << "': not a regular file");
@@ -275,6 +278,13 @@ void apply_config_file(const std::string& path, run_config& cfg, std::string& le
   }
   if (!j.is_object())
     ATTNBENCH_BAD_INPUT("malformed config file '" << path << "': expected a JSON object");
+  return j;
+}
+
+// Applies a config file's object `j` (read from `path`) to `cfg`.
+void apply_config(const nlohmann::json& j, const std::string& path, run_config& cfg,
+                  std::string& lengths, std::string& depths, std::string& shape,
+                  std::string& mode, std::string& budgets) {
   auto strings = [&](const nlohmann::json& v, const std::string& key) {
     std::vector<std::string> out;
     if (v.is_string())
@@ -375,7 +385,93 @@ void apply_config_file(const std::string& path, run_config& cfg, std::string& le
   }
 }
 
-int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>& argv) {
+// The options a manifest fixes (its configuration); `run --manifest` refuses them.
+constexpr const char* k_manifest_fixed[] = {
+    "suite", "method", "lengths", "depths", "samples", "seed",  "backend", "mode",  "filter",
+    "shape", "needle", "haystack", "tasks", "budgets", "trace", "axis",    "param", "workload",
+    "config", "shard-costs"};
+// The options of plan-sweep that are not part of the run's configuration.
+constexpr const char* k_sweep_own[] = {"out", "threads", "shards", "scheduler", "shard-costs",
+                                       "config"};
+
+template <std::size_t N>
+bool one_of(const std::string& name, const char* const (&names)[N]) {
+  return std::find(std::begin(names), std::end(names), name) != std::end(names);
+}
+
+// A manifest written by plan-sweep, checked whole.
+nlohmann::json read_manifest(const std::string& path) {
+  nlohmann::json m;
+  try {
+    m = nlohmann::json::parse(read_text_file(path, "manifest"));
+  } catch (const nlohmann::json::exception& e) {
+    ATTNBENCH_BAD_INPUT("malformed manifest '" << path << "': " << e.what());
+  }
+  if (!m.is_object() || m.value("attnbench_manifest", 0) != 1 || !m.contains("args") ||
+      !m["args"].is_array() || !m.contains("shards") || !m["shards"].is_number_integer() ||
+      !m.contains("planned_cases") || !m["planned_cases"].is_array() ||
+      !m.contains("config_hash") || !m.contains("manifest_hash"))
+    ATTNBENCH_BAD_INPUT("malformed manifest '" << path
+                                               << "': not written by attnbench plan-sweep "
+                                                  "(attnbench_manifest 1 with args, shards, "
+                                                  "planned_cases, config_hash, manifest_hash)");
+  if (m["manifest_hash"] != manifest_hash_of(m))
+    ATTNBENCH_BAD_INPUT("manifest '" << path << "' was changed after plan-sweep wrote it "
+                                     << "(its manifest_hash does not match); plan the sweep again");
+  m["path"] = path;
+  return m;
+}
+
+enum class run_command { run, plan_sweep };
+
+// plan-sweep after its run options were parsed into `cfg`: plans the cases, writes
+// DIR/manifest.json and prints the scheduler's job. `args` are the run options as given.
+int plan_sweep_command(run_config cfg, const po::variables_map& vm, std::vector<std::string> args) {
+  for (const char* needed : {"shards", "scheduler", "out"})
+    if (!vm.count(needed)) ATTNBENCH_BAD_INPUT("plan-sweep needs --" << needed);
+  const int shards = vm["shards"].as<int>();
+  if (shards < 1 || shards > 100000)
+    ATTNBENCH_BAD_INPUT("--shards " << shards << " is not in [1, 100000]");
+  const scheduler kind = parse_scheduler(vm["scheduler"].as<std::string>());
+  const std::string dir = vm["out"].as<std::string>();
+  cfg.shard = {0, shards};
+  const sweep_plan plan = plan_sweep(cfg);
+  nlohmann::json cases = nlohmann::json::array();
+  for (std::size_t i = 0; i < plan.cases.size(); ++i)
+    cases.push_back({{"case_id", plan.cases[i].case_id},
+                     {"label", plan.cases[i].label},
+                     {"cost", plan.cases[i].cost},
+                     {"shard", plan.shard_of[i]}});
+  const shard_balance balance = balance_of(plan.cases, plan.shard_of, shards);
+  nlohmann::json manifest = {
+      {"attnbench_manifest", 1},
+      {"tool_version", version_line()},
+      {"args", args},
+      {"config", vm.count("config") ? read_config_file(vm["config"].as<std::string>())
+                                    : nlohmann::json()},
+      {"config_hash", plan.config_hash},
+      {"result_config", result_config(cfg)},
+      {"shards", shards},
+      {"scheduler", vm["scheduler"].as<std::string>()},
+      {"cost_source", cfg.shard_costs.empty() ? "predicted" : cfg.shard_costs.string()},
+      {"predicted_makespan_ratio", balance.ratio()},
+      {"planned_cases", std::move(cases)}};
+  manifest["manifest_hash"] = manifest_hash_of(manifest);
+  const std::filesystem::path file = std::filesystem::path(dir) / "manifest.json";
+  create_parent_folders(file);
+  write_file_atomic(manifest.dump(2) + "\n", file);
+  std::cout << sweep_script(kind, {dir, shards});
+  std::cerr << "attnbench: wrote " << file.string() << ": " << plan.cases.size() << " cases in "
+            << shards << " shards, predicted makespan / (total / n) = " << std::fixed
+            << std::setprecision(3) << balance.ratio() << std::defaultfloat
+            << "\nattnbench: when every shard is done: " << merge_command({dir, shards}) << "\n";
+  return 0;
+}
+
+int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>& argv,
+            run_command command = run_command::run,
+            const nlohmann::json* maybe_manifest = nullptr) {
+  const bool sweep = command == run_command::plan_sweep;
   run_config cfg;
   cfg.argv = argv;
   // With no --suite, --lengths or --config: the quick preset (every suite and CPU method, small
@@ -383,6 +479,17 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
   std::string lengths, depths, shape = "small", mode = "query_aware", config_file, budgets;
   std::vector<std::string> workload_overrides;
   po::options_description desc(
+      sweep ? "attnbench plan-sweep [run options] --shards N --scheduler slurm|k8s|mpi --out DIR\n\n"
+              "Plans a sweep split into N shards balanced by predicted cost: writes "
+              "DIR/manifest.json (the run's\n"
+              "options, every case with its cost and shard, their hashes) and prints a Slurm "
+              "array script, a\n"
+              "Kubernetes Indexed Job or an mpirun script that runs shard i into DIR/shard-i, "
+              "then the merge\n"
+              "command (docs/scale.md)\n\n"
+              "example: attnbench plan-sweep --suite ruler --lengths 4k,16k --shards 8 "
+              "--scheduler slurm --out sweep"
+            :
       "attnbench run [options]\n\n"
       "Runs suite cases x method specs and writes DIR/report.json (atomically) and "
       "DIR/report.jsonl\n"
@@ -442,6 +549,11 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
       "the n of --shard auto under Slurm arrays and Kubernetes Indexed Jobs")(
       "shard-costs", po::value<std::string>(),
       "balance the shards by the case timings of an earlier report or stream (meta.case_seconds)")(
+      "manifest", po::value<std::string>(),
+      "run the configuration of a plan-sweep manifest (options that change it are refused); "
+      "with --shard and no --out, into shard-i beside the manifest, resumed")(
+      "shards", po::value<int>(), "plan-sweep: the number of shards N")(
+      "scheduler", po::value<std::string>(), "plan-sweep: slurm, k8s or mpi")(
       "config", po::value<std::string>(),
       "JSON file with the same fields; the command line overrides it")(
       "verbose", po::bool_switch(),
@@ -454,8 +566,18 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
   all.add_options()("stray", po::value<std::vector<std::string>>());
   po::positional_options_description stray;
   stray.add("stray", -1);
-  po::store(po::command_line_parser(args).options(all).positional(stray).run(), vm);
+  const po::parsed_options parsed =
+      po::command_line_parser(args).options(all).positional(stray).run();
+  po::store(parsed, vm);
   po::notify(vm);
+  // The command line as given, less the options `drop` names (long names), in its own words.
+  const auto tokens_without = [&](const auto& drop) {
+    std::vector<std::string> kept;
+    for (const auto& o : parsed.options)
+      if (!drop(o.string_key))
+        kept.insert(kept.end(), o.original_tokens.begin(), o.original_tokens.end());
+    return kept;
+  };
   if (vm.count("stray")) {
     const std::string word = vm["stray"].as<std::vector<std::string>>().front();
     ATTNBENCH_BAD_INPUT("unexpected argument '" << word << "' (options start with --, e.g. --suite "
@@ -473,9 +595,32 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
       for (const auto& item : *l)
         if (item.empty()) ATTNBENCH_BAD_INPUT("--" << name << " has an empty value");
   }
+  for (const char* own : {"shards", "scheduler"})
+    if (!sweep && vm.count(own)) ATTNBENCH_BAD_INPUT("--" << own << " is an option of plan-sweep");
+  if (sweep)
+    for (const char* other : {"resume", "overwrite", "shard", "shard-count", "manifest"})
+      if (vm.count(other) && !vm[other].defaulted())
+        ATTNBENCH_BAD_INPUT("--" << other << " is an option of run, not of plan-sweep");
+  if (vm.count("manifest")) {
+    // The manifest's run: its options, then this command line's (which may not change them).
+    for (const auto& [name, value] : vm)
+      if (one_of(name, k_manifest_fixed))
+        ATTNBENCH_BAD_INPUT("--" << name << " conflicts with --manifest "
+                                 << vm["manifest"].as<std::string>()
+                                 << " (the manifest fixes the run's configuration)");
+    const nlohmann::json manifest = read_manifest(vm["manifest"].as<std::string>());
+    std::vector<std::string> run_args = manifest["args"].get<std::vector<std::string>>();
+    for (auto& t : tokens_without([](const std::string& k) { return k == "manifest"; }))
+      run_args.push_back(std::move(t));
+    return cmd_run(run_args, argv, run_command::run, &manifest);
+  }
   std::set<std::string> seen_params;  // --param keys of the command line
   if (vm.count("config"))
-    apply_config_file(vm["config"].as<std::string>(), cfg, lengths, depths, shape, mode, budgets);
+    apply_config(read_config_file(vm["config"].as<std::string>()), vm["config"].as<std::string>(),
+                 cfg, lengths, depths, shape, mode, budgets);
+  else if (maybe_manifest && !maybe_manifest->value("config", nlohmann::json()).is_null())
+    apply_config((*maybe_manifest)["config"], maybe_manifest->value("path", std::string()), cfg,
+                 lengths, depths, shape, mode, budgets);
   if (vm.count("suite")) cfg.suites = vm["suite"].as<std::vector<std::string>>();
   if (vm.count("method")) cfg.methods = vm["method"].as<std::vector<std::string>>();
   if (vm.count("lengths")) lengths = vm["lengths"].as<std::string>();
@@ -502,17 +647,19 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
   }
   cfg.handle_signals = true;
   cfg.maybe_log = &std::cerr;
-  if (vm.count("shard-count") && (!vm.count("shard") || vm["shard"].as<std::string>() != "auto"))
+  if (vm.count("shard-count") && (!vm.count("shard") || vm["shard"].as<std::string>() != "auto") &&
+      !sweep)
     ATTNBENCH_BAD_INPUT("--shard-count goes with --shard auto (--shard i/n names the count)");
   if (vm.count("shard")) {
     const std::string shard = vm["shard"].as<std::string>();
     std::optional<int> count;
+    if (maybe_manifest) count = (*maybe_manifest)["shards"].get<int>();
     if (vm.count("shard-count")) count = vm["shard-count"].as<int>();
     cfg.shard = shard == "auto" ? shard_from_environment(count) : parse_shard(shard);
   }
   if (vm.count("shard-costs")) {
     cfg.shard_costs = vm["shard-costs"].as<std::string>();
-    if (!vm.count("shard"))
+    if (!vm.count("shard") && !sweep)
       ATTNBENCH_BAD_INPUT("--shard-costs " << cfg.shard_costs.string() << " goes with --shard");
   }
   if (vm.count("tasks")) cfg.options.tasks = split(vm["tasks"].as<std::string>(), ',');
@@ -542,7 +689,8 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
     apply_workload_overrides(cfg.workload, overrides);
   }
 
-  cfg.options.quick = !vm.count("suite") && !vm.count("lengths") && !vm.count("config");
+  cfg.options.quick = !vm.count("suite") && !vm.count("lengths") && !vm.count("config") &&
+                      !(maybe_manifest && !maybe_manifest->value("config", nlohmann::json()).is_null());
   if (!lengths.empty()) cfg.options.lengths = parse_lengths(lengths);
   if (!depths.empty()) cfg.options.depths = parse_depths(depths);
   cfg.options.shape = shape_preset(shape);
@@ -571,6 +719,28 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
                                      << " hardware threads)");
   if (cfg.options.backend != "cpu" && cfg.options.backend != "cuda")
     ATTNBENCH_BAD_INPUT("unknown backend '" << cfg.options.backend << "' (known: cpu, cuda)");
+
+  if (sweep) return plan_sweep_command(cfg, vm, tokens_without([](const std::string& k) {
+                                          return one_of(k, k_sweep_own);
+                                        }));
+  if (maybe_manifest) {
+    const nlohmann::json& m = *maybe_manifest;
+    const std::string path = m["path"];
+    if (stable_hash_hex(result_config(cfg).dump()) != m["config_hash"])
+      ATTNBENCH_BAD_INPUT("manifest '" << path << "': its options give config hash "
+                                       << stable_hash_hex(result_config(cfg).dump()) << " here, "
+                                       << m["config_hash"].get<std::string>()
+                                       << " where it was planned; was it written by another "
+                                          "attnbench version?");
+    for (const auto& c : m["planned_cases"])
+      cfg.case_costs[c.at("case_id").get<std::string>()] = c.at("cost").get<double>();
+    // A shard of the sweep writes, and resumes, its own folder beside the manifest.
+    if (vm.count("shard") && !vm.count("out") && !vm.count("resume")) {
+      cfg.out_dir = std::filesystem::path(path).parent_path() /
+                    ("shard-" + std::to_string(cfg.shard.index));
+      cfg.resume = !cfg.overwrite;
+    }
+  }
 
   // Started by mpirun with several ranks and no --shard: the MPI mode (app/mpi_run.hpp), where
   // each rank runs its shard and rank 0 writes the one report. With --shard the ranks are
@@ -711,8 +881,9 @@ int cli_main(int argc, char** argv) {
     if (command == "compare") return cmd_compare(rest);
     if (command == "merge") return cmd_merge(rest);
     if (command == "plan") return cmd_plan(rest, all);
+    if (command == "plan-sweep") return cmd_run(rest, all, run_command::plan_sweep);
     ATTNBENCH_BAD_INPUT("unknown command '" << command
-                                            << "' (known: list, run, report, compare, merge, plan)");
+                                            << "' (known: list, run, report, compare, merge, plan, plan-sweep)");
   } catch (const po::error& e) {
     std::cerr << "attnbench: " << e.what() << "\n";
     return 2;

@@ -7,7 +7,9 @@
 #include <stdlib.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <string>
 #include <vector>
@@ -246,4 +248,86 @@ TEST_CASE("--shard-costs balances by an earlier run's timings", "[cli][shard]") 
             "auto", &err) == 2);
   ::unsetenv("SLURM_ARRAY_TASK_ID");
   CHECK_THAT(err, Catch::Contains("SLURM_ARRAY_TASK_ID=2 is not below the shard count 2"));
+}
+
+TEST_CASE("plan-sweep's manifest runs as shards whose merge equals the unsharded run",
+          "[cli][shard]") {
+  const fs::path whole = scratch() / "manifest-whole";
+  REQUIRE(run(with(small_sweep(), {"--out", whole.string()}), "manifest-whole") == 0);
+  const json reference = comparable_records(whole / "report.json");
+
+  const fs::path dir = scratch() / "sweep";
+  std::vector<std::string> plan = small_sweep();
+  plan.front() = "plan-sweep";
+  REQUIRE(run(with(plan, {"--shards", "3", "--scheduler", "slurm", "--out", dir.string()}),
+              "plan-sweep") == 0);
+  const std::string manifest = (dir / "manifest.json").string();
+  const json m = json::parse(slurp(manifest));
+  CHECK(m["planned_cases"].size() == reference.size());
+  CHECK(m["shards"] == 3);
+  const std::string script = slurp(scratch() / "plan-sweep.out");
+  CHECK_THAT(script, Catch::Contains("#SBATCH --array=0-2"));
+  CHECK_THAT(script, Catch::Contains("--shard auto --shard-count 3 --resume " + dir.string() +
+                                     "/shard-$SLURM_ARRAY_TASK_ID"));
+
+  // Each shard finds its index the way its scheduler gives it.
+  const std::vector<std::vector<std::pair<const char*, const char*>>> envs = {
+      {{"SLURM_ARRAY_TASK_ID", "0"}},
+      {{"JOB_COMPLETION_INDEX", "1"}},
+      {{"OMPI_COMM_WORLD_RANK", "2"}, {"OMPI_COMM_WORLD_SIZE", "3"}}};
+  for (const auto& env : envs) {
+    for (const auto& [name, value] : env) ::setenv(name, value, 1);
+    std::string err;
+    const int code = run({"run", "--manifest", manifest, "--shard", "auto", "--threads", "1"},
+                         "manifest-shard", &err);
+    for (const auto& [name, value] : env) ::unsetenv(name);
+    INFO(err);
+    REQUIRE(code == 0);
+  }
+  std::vector<std::string> merge = {"merge"};
+  for (int i = 0; i < 3; ++i)
+    merge.push_back((dir / ("shard-" + std::to_string(i)) / "report.jsonl").string());
+  const fs::path merged = dir / "report.json";
+  merge.insert(merge.end(), {"-o", merged.string()});
+  REQUIRE(run(merge, "manifest-merge") == 0);
+  CHECK(comparable_records(merged) == reference);
+
+  // A rerun of a finished shard resumes its folder and runs nothing.
+  ::setenv("SLURM_ARRAY_TASK_ID", "1", 1);
+  std::string err;
+  CHECK(run({"run", "--manifest", manifest, "--shard", "auto"}, "manifest-again", &err) == 0);
+  CHECK_THAT(err, Catch::Contains("resumed"));
+  // The environment against the manifest's count, an option the manifest fixes, an edited
+  // manifest: exit 2 naming them.
+  ::setenv("SLURM_ARRAY_TASK_ID", "3", 1);
+  CHECK(run({"run", "--manifest", manifest, "--shard", "auto"}, "manifest-bad", &err) == 2);
+  CHECK_THAT(err, Catch::Contains("SLURM_ARRAY_TASK_ID=3 is not below the shard count 3"));
+  ::unsetenv("SLURM_ARRAY_TASK_ID");
+  CHECK(run({"run", "--manifest", manifest, "--lengths", "4k"}, "manifest-bad", &err) == 2);
+  CHECK_THAT(err, Catch::Contains("--lengths conflicts with --manifest"));
+  json edited = m;
+  edited["shards"] = 2;
+  const fs::path edited_file = scratch() / "edited-manifest.json";
+  std::ofstream(edited_file) << edited.dump(2);
+  CHECK(run({"run", "--manifest", edited_file.string(), "--shard", "0/2"}, "manifest-bad",
+            &err) == 2);
+  CHECK_THAT(err, Catch::Contains("was changed after plan-sweep wrote it"));
+}
+
+TEST_CASE("the committed ci/scale examples are what plan-sweep prints", "[cli][shard]") {
+  const fs::path work = scratch() / "ci-scale";
+  fs::create_directories(work);
+  for (const auto& [scheduler, file] :
+       {std::pair{"slurm", "slurm-array.sh"}, std::pair{"k8s", "k8s-indexed-job.yaml"},
+        std::pair{"mpi", "mpirun.sh"}}) {
+    INFO(file);
+    // Relative paths, as in the examples: the command runs inside the scratch folder.
+    const std::string out = (work / file).string();
+    const std::string cmd = "cd " + work.string() + " && " + ATTNBENCH_BINARY +
+                            " plan-sweep --suite niah --method dense --method snapkv:budget=512 "
+                            "--lengths 4k,16k --shards 4 --out sweep --scheduler " +
+                            scheduler + " >" + out + " 2>/dev/null";
+    REQUIRE(std::system(cmd.c_str()) == 0);
+    CHECK(slurp(out) == slurp(fs::path(ATTNBENCH_TEST_SOURCE_DIR) / "ci" / "scale" / file));
+  }
 }

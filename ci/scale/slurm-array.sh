@@ -1,0 +1,11 @@
+#!/bin/bash
+# An attnbench sweep of 4 shards as a Slurm job array (attnbench plan-sweep).
+# Submit: sbatch sweep/slurm-array.sh. A task rerun (sbatch --array=I ...) resumes
+# its folder sweep/shard-I and runs only the cases it lacks.
+#SBATCH --job-name=attnbench-sweep
+#SBATCH --array=0-3
+#SBATCH --ntasks=1
+#SBATCH --output=sweep/slurm-%A_%a.out
+set -euo pipefail
+attnbench run --manifest sweep/manifest.json --shard auto --shard-count 4 --resume sweep/shard-$SLURM_ARRAY_TASK_ID
+# When every task is done: attnbench merge sweep/shard-*/report.jsonl -o sweep/report.json

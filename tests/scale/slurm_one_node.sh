@@ -128,26 +128,31 @@ sweep=(--suite niah --lengths 1k --depths 0,0.5,1 --samples 1 --threads 1
        --method dense --method snapkv:keep=0.25 --method h2o:keep=0.25 --method quest:keep=0.25)
 "$bin" run "${sweep[@]}" --out "$work/single" >"$work/log/single.log" 2>&1
 
+# The array script exactly as plan-sweep prints it. Its tasks call `attnbench` from PATH; sbatch
+# passes this environment on to them.
+export PATH=$(dirname "$bin"):$PATH
 script=$work/array.sh
-cat >"$script" <<SCRIPT
-#!/bin/bash
-#SBATCH --job-name=attnbench-sweep
-#SBATCH --array=0-$((shards - 1))
-#SBATCH --cpus-per-task=1
-#SBATCH --output=$work/out/%A_%a.out
-set -euo pipefail
-exec "$bin" run ${sweep[*]} --shard auto --shard-count $shards --out "$work/sweep/shard-\$SLURM_ARRAY_TASK_ID"
-SCRIPT
+"$bin" plan-sweep "${sweep[@]}" --shards "$shards" --scheduler slurm --out "$work/sweep" \
+  >"$script" 2>"$work/log/plan-sweep.log"
+grep -q "^#SBATCH --array=0-$((shards - 1))$" "$script" ||
+  { cat "$script"; echo "slurm_one_node: plan-sweep printed no $shards-task array"; exit 1; }
 
 # --wait: sbatch returns when every task has ended, with the worst exit status.
 cd "$work"
 if ! timeout 240 sbatch --wait --quiet "$script"; then
   echo "slurm_one_node: the array job failed; its task logs:"
-  tail -n 20 "$work"/out/*.out
+  tail -n 20 "$work"/sweep/slurm-*.out
   exit 1
 fi
-merged=()
-for ((i = 0; i < shards; ++i)); do merged+=("$work/sweep/shard-$i/report.json"); done
-"$bin" merge "${merged[@]}" -o "$work/merged.json"
-python3 "$here/same_records.py" "$work/single/report.json" "$work/merged.json"
+for ((i = 0; i < shards; ++i)); do
+  [[ -s $work/sweep/shard-$i/report.jsonl ]] ||
+    { echo "slurm_one_node: task $i left no stream in sweep/shard-$i"; exit 1; }
+done
+# The merge the script names in its last line.
+merge=$(sed -n 's/^# When every task is done: //p' "$script")
+[[ $merge == "attnbench merge "* ]] ||
+  { cat "$script"; echo "slurm_one_node: the script names no merge command"; exit 1; }
+eval "$merge" >"$work/log/merge.log" 2>&1 || { cat "$work/log/merge.log"; exit 1; }
+merged=$work/sweep/report.json
+python3 "$here/same_records.py" "$work/single/report.json" "$merged"
 echo "slurm_one_node: a $shards-task Slurm array's merged report equals the unsharded run"

@@ -14,17 +14,17 @@
 
 #include <boost/program_options.hpp>
 
+#include "app/plan_command.hpp"
 #include "app/mpi_run.hpp"
 #include "app/progress.hpp"
-#include "app/sweep_scripts.hpp"
-#include "app/plan_command.hpp"
-#include "suites/plan/presets.hpp"
 #include "app/report_commands.hpp"
+#include "app/sweep_scripts.hpp"
 #include "harness/error.hpp"
 #include "reports/file_io.hpp"
 #include "reports/methods_page.hpp"
 #include "reports/run_reporters.hpp"
 #include "reports/suites_page.hpp"
+#include "suites/plan/presets.hpp"
 
 namespace po = boost::program_options;
 
@@ -283,8 +283,8 @@ nlohmann::json read_config_file(const std::string& path) {
 
 // Applies a config file's object `j` (read from `path`) to `cfg`.
 void apply_config(const nlohmann::json& j, const std::string& path, run_config& cfg,
-                  std::string& lengths, std::string& depths, std::string& shape,
-                  std::string& mode, std::string& budgets) {
+                  std::string& lengths, std::string& depths, std::string& shape, std::string& mode,
+                  std::string& budgets) {
   auto strings = [&](const nlohmann::json& v, const std::string& key) {
     std::vector<std::string> out;
     if (v.is_string())
@@ -387,12 +387,12 @@ void apply_config(const nlohmann::json& j, const std::string& path, run_config& 
 
 // The options a manifest fixes (its configuration); `run --manifest` refuses them.
 constexpr const char* k_manifest_fixed[] = {
-    "suite", "method", "lengths", "depths", "samples", "seed",  "backend", "mode",  "filter",
-    "shape", "needle", "haystack", "tasks", "budgets", "trace", "axis",    "param", "workload",
-    "config", "shard-costs"};
+    "suite", "method", "lengths", "depths",   "samples",  "seed",       "backend",
+    "mode",  "filter", "shape",   "needle",   "haystack", "tasks",      "budgets",
+    "trace", "axis",   "param",   "workload", "config",   "shard-costs"};
 // The options of plan-sweep that are not part of the run's configuration.
-constexpr const char* k_sweep_own[] = {"out", "threads", "shards", "scheduler", "shard-costs",
-                                       "config"};
+constexpr const char* k_sweep_own[] = {"out",       "threads",     "shards",
+                                       "scheduler", "shard-costs", "config"};
 
 template <std::size_t N>
 bool one_of(const std::string& name, const char* const (&names)[N]) {
@@ -447,8 +447,8 @@ int plan_sweep_command(run_config cfg, const po::variables_map& vm, std::vector<
       {"attnbench_manifest", 1},
       {"tool_version", version_line()},
       {"args", args},
-      {"config", vm.count("config") ? read_config_file(vm["config"].as<std::string>())
-                                    : nlohmann::json()},
+      {"config",
+       vm.count("config") ? read_config_file(vm["config"].as<std::string>()) : nlohmann::json()},
       {"config_hash", plan.config_hash},
       {"result_config", result_config(cfg)},
       {"shards", shards},
@@ -479,28 +479,31 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
   std::string lengths, depths, shape = "small", mode = "query_aware", config_file, budgets;
   std::vector<std::string> workload_overrides;
   po::options_description desc(
-      sweep ? "attnbench plan-sweep [run options] --shards N --scheduler slurm|k8s|mpi --out DIR\n\n"
-              "Plans a sweep split into N shards balanced by predicted cost: writes "
-              "DIR/manifest.json (the run's\n"
-              "options, every case with its cost and shard, their hashes) and prints a Slurm "
-              "array script, a\n"
-              "Kubernetes Indexed Job or an mpirun script that runs shard i into DIR/shard-i, "
-              "then the merge\n"
-              "command (docs/scale.md)\n\n"
-              "example: attnbench plan-sweep --suite ruler --lengths 4k,16k --shards 8 "
-              "--scheduler slurm --out sweep"
-            :
-      "attnbench run [options]\n\n"
-      "Runs suite cases x method specs and writes DIR/report.json (atomically) and "
-      "DIR/report.jsonl\n"
-      "(streamed as cases finish). With no --suite, --lengths or --config: the quick preset\n"
-      "(every suite, 15 representative CPU methods at a quarter of the context, small lengths,\n"
-      "2 samples; `--method all` runs every method with its defaults). The terminal shows one\n"
-      "compact leaderboard; --verbose adds the per-suite tables (also in `attnbench report`).\n"
-      "Under `mpirun -n N` (a build with ATTNBENCH_ENABLE_MPI) the ranks split the cases and "
-      "rank 0\nwrites the one report (docs/scale.md)\n\n"
-      "example: attnbench run --suite ruler --tasks vt,qa_1 --method quest:budget=512 "
-      "--lengths 4k");
+      sweep
+          ? "attnbench plan-sweep [run options] --shards N --scheduler slurm|k8s|mpi --out DIR\n\n"
+            "Plans a sweep split into N shards balanced by predicted cost: writes "
+            "DIR/manifest.json (the run's\n"
+            "options, every case with its cost and shard, their hashes) and prints a Slurm "
+            "array script, a\n"
+            "Kubernetes Indexed Job or an mpirun script that runs shard i into DIR/shard-i, "
+            "then the merge\n"
+            "command (docs/scale.md)\n\n"
+            "example: attnbench plan-sweep --suite ruler --lengths 4k,16k --shards 8 "
+            "--scheduler slurm --out sweep"
+          : "attnbench run [options]\n\n"
+            "Runs suite cases x method specs and writes DIR/report.json (atomically) and "
+            "DIR/report.jsonl\n"
+            "(streamed as cases finish). With no --suite, --lengths or --config: the quick preset\n"
+            "(every suite, 15 representative CPU methods at a quarter of the context, small "
+            "lengths,\n"
+            "2 samples; `--method all` runs every method with its defaults). The terminal shows "
+            "one\n"
+            "compact leaderboard; --verbose adds the per-suite tables (also in `attnbench "
+            "report`).\n"
+            "Under `mpirun -n N` (a build with ATTNBENCH_ENABLE_MPI) the ranks split the cases "
+            "and rank 0\nwrites the one report (docs/scale.md)\n\n"
+            "example: attnbench run --suite ruler --tasks vt,qa_1 --method quest:budget=512 "
+            "--lengths 4k");
   desc.add_options()("help,h", "show this help")("suite", po::value<std::vector<std::string>>(),
                                                  "suite to run (repeatable; default: all)")(
       "method", po::value<std::vector<std::string>>(),
@@ -689,8 +692,9 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
     apply_workload_overrides(cfg.workload, overrides);
   }
 
-  cfg.options.quick = !vm.count("suite") && !vm.count("lengths") && !vm.count("config") &&
-                      !(maybe_manifest && !maybe_manifest->value("config", nlohmann::json()).is_null());
+  cfg.options.quick =
+      !vm.count("suite") && !vm.count("lengths") && !vm.count("config") &&
+      !(maybe_manifest && !maybe_manifest->value("config", nlohmann::json()).is_null());
   if (!lengths.empty()) cfg.options.lengths = parse_lengths(lengths);
   if (!depths.empty()) cfg.options.depths = parse_depths(depths);
   cfg.options.shape = shape_preset(shape);
@@ -720,9 +724,9 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
   if (cfg.options.backend != "cpu" && cfg.options.backend != "cuda")
     ATTNBENCH_BAD_INPUT("unknown backend '" << cfg.options.backend << "' (known: cpu, cuda)");
 
-  if (sweep) return plan_sweep_command(cfg, vm, tokens_without([](const std::string& k) {
-                                          return one_of(k, k_sweep_own);
-                                        }));
+  if (sweep)
+    return plan_sweep_command(
+        cfg, vm, tokens_without([](const std::string& k) { return one_of(k, k_sweep_own); }));
   if (maybe_manifest) {
     const nlohmann::json& m = *maybe_manifest;
     const std::string path = m["path"];
@@ -736,8 +740,8 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
       cfg.case_costs[c.at("case_id").get<std::string>()] = c.at("cost").get<double>();
     // A shard of the sweep writes, and resumes, its own folder beside the manifest.
     if (vm.count("shard") && !vm.count("out") && !vm.count("resume")) {
-      cfg.out_dir = std::filesystem::path(path).parent_path() /
-                    ("shard-" + std::to_string(cfg.shard.index));
+      cfg.out_dir =
+          std::filesystem::path(path).parent_path() / ("shard-" + std::to_string(cfg.shard.index));
       cfg.resume = !cfg.overwrite;
     }
   }
@@ -745,7 +749,8 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
   // Started by mpirun with several ranks and no --shard: the MPI mode (app/mpi_run.hpp), where
   // each rank runs its shard and rank 0 writes the one report. With --shard the ranks are
   // independent shards, merged afterwards.
-  if (mpi_launched_ranks() > 1 && !vm.count("shard")) return run_mpi(cfg, vm["verbose"].as<bool>());
+  if (mpi_launched_ranks() > 1 && !vm.count("shard"))
+    return run_mpi(cfg, vm["verbose"].as<bool>());
 
   jsonl_reporter stream(cfg.out_dir / "report.jsonl");
   json_file_reporter file(cfg.out_dir / "report.json");
@@ -882,8 +887,9 @@ int cli_main(int argc, char** argv) {
     if (command == "merge") return cmd_merge(rest);
     if (command == "plan") return cmd_plan(rest, all);
     if (command == "plan-sweep") return cmd_run(rest, all, run_command::plan_sweep);
-    ATTNBENCH_BAD_INPUT("unknown command '" << command
-                                            << "' (known: list, run, report, compare, merge, plan, plan-sweep)");
+    ATTNBENCH_BAD_INPUT("unknown command '"
+                        << command
+                        << "' (known: list, run, report, compare, merge, plan, plan-sweep)");
   } catch (const po::error& e) {
     std::cerr << "attnbench: " << e.what() << "\n";
     return 2;

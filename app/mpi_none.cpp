@@ -8,8 +8,9 @@ namespace attnbench {
 bool mpi_built() { return false; }
 
 int run_mpi(const run_config&, bool) {
-  ATTNBENCH_BAD_INPUT("this attnbench is built without MPI (configure with "
-                      "-DATTNBENCH_ENABLE_MPI=ON), or give each rank --shard auto and merge");
+  ATTNBENCH_BAD_INPUT(
+      "this attnbench is built without MPI (configure with "
+      "-DATTNBENCH_ENABLE_MPI=ON), or give each rank --shard auto and merge");
 }
 
 }  // namespace attnbench

@@ -74,8 +74,8 @@ std::vector<std::string> gather_text(const std::string& text, const mpi_session&
               0, MPI_COMM_WORLD);
   std::vector<std::string> out;
   for (std::size_t r = 0; r < lengths.size(); ++r)
-    out.push_back(all.substr(static_cast<std::size_t>(offsets[r]),
-                             static_cast<std::size_t>(lengths[r])));
+    out.push_back(
+        all.substr(static_cast<std::size_t>(offsets[r]), static_cast<std::size_t>(lengths[r])));
   return out;
 }
 
@@ -109,8 +109,8 @@ rank_result run_rank(const run_config& config, const mpi_session& mpi) {
     progress_reporter bar(std::cerr);
     reporter_list quiet({&stream});
     reporter_list shown({&stream, &bar});
-    out.rep = run_benchmark(mine, mpi.rank() == 0 ? static_cast<reporter&>(shown)
-                                                  : static_cast<reporter&>(quiet));
+    out.rep = run_benchmark(
+        mine, mpi.rank() == 0 ? static_cast<reporter&>(shown) : static_cast<reporter&>(quiet));
   } catch (const error& e) {
     out.status = e.id() == error_id::bad_input ? 2 : 1;
     out.failure = e.what();
@@ -138,8 +138,10 @@ int run_mpi(const run_config& config, bool verbose) {
     for (std::size_t r = 0; r < failures.size(); ++r) {
       if (failures[r].empty()) continue;
       auto [it, fresh] = ranks_of.emplace(failures[r], std::to_string(r));
-      if (fresh) order.push_back(failures[r]);
-      else it->second += ", " + std::to_string(r);
+      if (fresh)
+        order.push_back(failures[r]);
+      else
+        it->second += ", " + std::to_string(r);
     }
     for (const auto& message : order)
       std::cerr << "attnbench: " << message << " (MPI rank " << ranks_of[message] << " of "
@@ -168,8 +170,8 @@ int run_mpi(const run_config& config, bool verbose) {
   if (!merged.problems.empty()) {
     for (const auto& p : merged.problems) std::cerr << "attnbench: " << p << "\n";
     std::cerr << "attnbench: the ranks' reports do not merge into one sweep ("
-              << merged.problems.size() << " problem(s)); they stay in "
-              << config.out_dir.string() << "/rank-*\n";
+              << merged.problems.size() << " problem(s)); they stay in " << config.out_dir.string()
+              << "/rank-*\n";
     return 1;
   }
   report& rep = merged.merged;

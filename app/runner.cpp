@@ -544,9 +544,9 @@ void prepare(const run_config& config, sweep& sw) {
   } catch (const std::regex_error& e) {
     ATTNBENCH_BAD_INPUT("malformed --filter regex '" << config.filter << "': " << e.what());
   }
-  const int threads = sw.threads = config.threads > 0
-                          ? config.threads
-                          : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  const int threads = sw.threads =
+      config.threads > 0 ? config.threads
+                         : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
 
   std::vector<std::vector<suite_case>>& cases = sw.cases;
   cases.resize(suites.size());
@@ -582,9 +582,9 @@ void prepare(const run_config& config, sweep& sw) {
   for (std::size_t i = 0; i < jobs.size(); ++i) {
     const record& rec = sw.records[i] = job_record(jobs[i], config, workload, sw.config_hash);
     // Two jobs with one id would be one case counted twice: the spec has lost a distinction.
-    ATTNBENCH_CHECK(ids.insert(rec.case_id).second, internal,
-                    "cases " << rec.case_name << " | " << rec.method_spec << " share case id "
-                             << rec.case_id);
+    ATTNBENCH_CHECK(
+        ids.insert(rec.case_id).second, internal,
+        "cases " << rec.case_name << " | " << rec.method_spec << " share case id " << rec.case_id);
     planned_case& p = sw.plan[i];
     p.case_id = rec.case_id;
     p.label = rec.case_name + " | " + rec.method_spec;
@@ -636,8 +636,8 @@ report run_benchmark(const run_config& config, reporter& out) {
     job_of_case.emplace(sw.plan[i].case_id, i);
     mine[i] = sw.shard_of[i] == shard.index;
     my_cases += mine[i];
-    nlohmann::json p = {{"case_id", sw.plan[i].case_id}, {"label", sw.plan[i].label},
-                        {"cost", sw.plan[i].cost}};
+    nlohmann::json p = {
+        {"case_id", sw.plan[i].case_id}, {"label", sw.plan[i].label}, {"cost", sw.plan[i].cost}};
     if (shard.count > 1) p["shard"] = sw.shard_of[i];
     planned.push_back(std::move(p));
   }
@@ -677,11 +677,10 @@ report run_benchmark(const run_config& config, reporter& out) {
   if (!folder.resume_info.is_null()) {
     folder.resume_info["records_kept"] = resumed;
     folder.resume_info["not_in_this_run"] =
-        std::count_if(folder.done.begin(), folder.done.end(),
-                      [&](const auto& d) {
-                        const auto it = job_of_case.find(d.first);
-                        return it == job_of_case.end() || !mine[it->second];
-                      });
+        std::count_if(folder.done.begin(), folder.done.end(), [&](const auto& d) {
+          const auto it = job_of_case.find(d.first);
+          return it == job_of_case.end() || !mine[it->second];
+        });
     rep.meta["resume"] = folder.resume_info;
   }
   for (const auto* s : suites)

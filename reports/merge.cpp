@@ -160,7 +160,8 @@ merge_result merge_reports(const std::vector<merge_input>& inputs, const merge_o
   merged.meta.erase("shard");
   json seconds = json::object();
   for (const merge_input& in : inputs)
-    if (const auto it = in.rep.meta.find("case_seconds"); it != in.rep.meta.end() && it->is_object())
+    if (const auto it = in.rep.meta.find("case_seconds");
+        it != in.rep.meta.end() && it->is_object())
       seconds.update(*it);
   if (!seconds.empty()) merged.meta["case_seconds"] = std::move(seconds);
 

@@ -1,6 +1,6 @@
 #!/bin/bash
 # An attnbench sweep of 4 shards as a Slurm job array (attnbench plan-sweep).
-# Submit: sbatch sweep/slurm-array.sh. A task rerun (sbatch --array=I ...) resumes
+# Save it and submit it with sbatch; a task resubmitted (sbatch --array=I ...) resumes
 # its folder sweep/shard-I and runs only the cases it lacks.
 #SBATCH --job-name=attnbench-sweep
 #SBATCH --array=0-3

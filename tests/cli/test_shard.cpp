@@ -309,8 +309,8 @@ TEST_CASE("plan-sweep's manifest runs as shards whose merge equals the unsharded
   edited["shards"] = 2;
   const fs::path edited_file = scratch() / "edited-manifest.json";
   std::ofstream(edited_file) << edited.dump(2);
-  CHECK(run({"run", "--manifest", edited_file.string(), "--shard", "0/2"}, "manifest-bad",
-            &err) == 2);
+  CHECK(run({"run", "--manifest", edited_file.string(), "--shard", "0/2"}, "manifest-bad", &err) ==
+        2);
   CHECK_THAT(err, Catch::Contains("was changed after plan-sweep wrote it"));
 }
 

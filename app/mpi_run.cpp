@@ -98,6 +98,10 @@ rank_result run_rank(const run_config& config, const mpi_session& mpi) {
         if (std::filesystem::exists(config.out_dir / name))
           ATTNBENCH_BAD_INPUT("output folder '" << config.out_dir.string() << "' holds an earlier "
                                                 << "run (" << name << "); --overwrite discards it");
+    // --overwrite: no earlier report may stay beside this run's streams if it stops early.
+    if (config.overwrite && mpi.rank() == 0)
+      for (const char* name : {"report.json", "report.html", "report.jsonl"})
+        std::filesystem::remove(config.out_dir / name);
     run_config mine = config;
     mine.shard = shard_choice{mpi.rank(), mpi.size()};
     mine.out_dir = config.out_dir / ("rank-" + std::to_string(mpi.rank()));

@@ -744,6 +744,16 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
           std::filesystem::path(path).parent_path() / ("shard-" + std::to_string(cfg.shard.index));
       cfg.resume = !cfg.overwrite;
     }
+    // The other shard folders of the sweep: what they hold finished is not run again here.
+    const auto sweep_dir = std::filesystem::path(path).parent_path();
+    std::error_code ec;
+    if (vm.count("shard"))
+      for (const auto& entry : std::filesystem::directory_iterator(
+               sweep_dir.empty() ? std::filesystem::path(".") : sweep_dir, ec))
+        if (entry.is_directory() && entry.path().filename().string().rfind("shard-", 0) == 0 &&
+            !std::filesystem::equivalent(entry.path(), cfg.out_dir, ec))
+          cfg.sibling_streams.push_back(entry.path() / "report.jsonl");
+    std::sort(cfg.sibling_streams.begin(), cfg.sibling_streams.end());
   }
 
   // Started by mpirun with several ranks and no --shard: the MPI mode (app/mpi_run.hpp), where
@@ -770,6 +780,11 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
                 << " of its records are not cases of this run: they stay in the stream and are "
                    "left out of report.json\n";
   }
+  if (const auto it = rep.meta.find("shard");
+      it != rep.meta.end() && it->contains("held_elsewhere"))
+    std::cerr << "attnbench: " << (*it)["held_elsewhere"].size()
+              << " case(s) of this shard are finished in other shard folders of the sweep and "
+                 "were not run again\n";
   std::cout << "\nreport: " << (cfg.out_dir / "report.json").string()
             << "\nhtml:   " << (cfg.out_dir / "report.html").string() << "\n";
   std::size_t not_ok = std::count_if(rep.records.begin(), rep.records.end(), [](const record& r) {

@@ -660,6 +660,29 @@ report run_benchmark(const run_config& config, reporter& out) {
       ++resumed;
     }
 
+  // Cases of this shard that another folder of the sweep holds finished are not run again.
+  nlohmann::json held_elsewhere = nlohmann::json::array();
+  for (const auto& path : config.sibling_streams) {
+    if (!std::filesystem::exists(path)) continue;
+    const stream_contents s = read_stream(path);
+    std::map<std::string, record_status> last;
+    for (std::size_t r = 0; r < s.records.size(); ++r) {
+      if (s.records[r].config_hash != config_hash)
+        ATTNBENCH_BAD_INPUT(path.string() << ":" << s.record_lines[r]
+                                          << " was written by another configuration (config hash "
+                                          << s.records[r].config_hash << ", this run's "
+                                          << config_hash << "); it is not part of this sweep");
+      last[s.records[r].case_id] = s.records[r].status;
+    }
+    for (std::size_t i = 0; i < jobs.size(); ++i) {
+      const auto it = last.find(records[i].case_id);
+      if (!mine[i] || have[i] || it == last.end() || it->second == record_status::error) continue;
+      mine[i] = 0;
+      --my_cases;
+      held_elsewhere.push_back(records[i].case_id);
+    }
+  }
+
   retrieval_model model(config.options.shape, config.workload);
   const passkey_calibration calibration(model);
   report rep;
@@ -674,6 +697,7 @@ report run_benchmark(const run_config& config, reporter& out) {
                          {"count", shard.count},
                          {"cases", my_cases},
                          {"predicted_makespan_ratio", balance.ratio()}};
+  if (!held_elsewhere.empty()) rep.meta["shard"]["held_elsewhere"] = std::move(held_elsewhere);
   if (!folder.resume_info.is_null()) {
     folder.resume_info["records_kept"] = resumed;
     folder.resume_info["not_in_this_run"] =

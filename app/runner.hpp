@@ -45,6 +45,10 @@ struct run_config {
   // the prediction where it measured the case.
   std::map<std::string, double> case_costs;
   std::filesystem::path shard_costs;
+  // Streams of the other output folders of the same sweep (a manifest's shard-* folders): the
+  // cases they hold finished are not run here, so a sweep resubmitted under another shard count
+  // runs no case twice. Only read; a record of another config hash in them is bad input.
+  std::vector<std::filesystem::path> sibling_streams;
   // Where the predicted balance of a sharded run is told; none: not told.
   std::ostream* maybe_log = nullptr;
 };

@@ -212,11 +212,15 @@ report stream_report(const stream_contents& s, const std::filesystem::path& path
     });
     // A shard's stream (meta.shard) plans every case of the sweep but owes only its own.
     const json shard = out.meta.value("shard", json());
+    // (less those it found finished in another folder of the sweep, meta.shard.held_elsewhere).
     std::set<std::string> owed;
     for (const json& p : planned)
       if (p.is_object() && p.contains("case_id") &&
           (!shard.is_object() || p.value("shard", -1) == shard.value("index", -2)))
         owed.insert(p["case_id"].get<std::string>());
+    if (shard.is_object() && shard.contains("held_elsewhere"))
+      for (const json& id : shard["held_elsewhere"])
+        if (id.is_string()) owed.erase(id.get<std::string>());
     std::size_t found = 0;
     for (const record* r : kept) found += owed.count(r->case_id);
     missing = owed.size() - found;

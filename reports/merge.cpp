@@ -74,6 +74,7 @@ merge_result merge_reports(const std::vector<merge_input>& inputs, const merge_o
   const std::string reference_hash = config_hash_of(inputs.front().rep);
   std::map<std::string, std::vector<std::string>> timing_machines;  // machine -> inputs
   std::vector<record> records;
+  std::map<std::string, std::size_t> position;  // merge key -> its record in `records`
 
   for (const merge_input& in : inputs) {
     const report& rep = in.rep;
@@ -106,8 +107,22 @@ merge_result merge_reports(const std::vector<merge_input>& inputs, const merge_o
     bool timed = false;
     for (const record& rec : rep.records) {
       timed = timed || is_timing_record(rec, rep.metrics);
-      auto [it, fresh] = owner.emplace(record_merge_key(rec), in.name);
-      if (!fresh && check) {
+      const std::string key = record_merge_key(rec);
+      auto [it, fresh] = owner.emplace(key, in.name);
+      // One case with an error record in one input and a finished one in another: the case was
+      // run again after failing (a sweep resumed with another shard count reruns it in another
+      // folder). The finished record stands, as it does within one stream.
+      const bool superseding = !fresh && check && !rec.case_id.empty() &&
+                               (records[position.at(key)].status == record_status::error) !=
+                                   (rec.status == record_status::error);
+      if (superseding) {
+        const bool replaces = rec.status != record_status::error;
+        out.warnings.push_back(
+            "case " + label_of(rec) + ": the error record in " + (replaces ? it->second : in.name) +
+            " is superseded by the finished one in " + (replaces ? in.name : it->second));
+        if (!replaces) continue;
+        it->second = in.name;
+      } else if (!fresh && check) {
         out.problems.push_back("duplicate case " + label_of(rec) + " in " + it->second + " and " +
                                in.name);
         ++out.duplicates;
@@ -120,6 +135,11 @@ merge_result merge_reports(const std::vector<merge_input>& inputs, const merge_o
                                reference_hash);
         ++out.mismatched;
       }
+      if (superseding) {
+        records[position.at(key)] = rec;
+        continue;
+      }
+      position.emplace(key, records.size());
       records.push_back(rec);
     }
     const json machine = machine_of(rep);

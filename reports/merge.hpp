@@ -43,7 +43,9 @@ std::string record_merge_key(const record& r);
 
 /// Merges `inputs`. Records follow the planned order of the inputs' meta.planned_cases (the
 /// run's canonical order), then input order. A case counts as:
-///  - duplicate when two records share a merge key (the first is kept);
+///  - duplicate when two records share a merge key (the first is kept), unless one of them is
+///    an `error` record and the other not: the case was run again and the finished record
+///    stands (a warning says which);
 ///  - config-mismatched when its config_hash differs from the first input's;
 ///  - missing when an input planned it (meta.planned_cases) and no input holds it, or when an
 ///    input is marked partial without listing its planned cases.

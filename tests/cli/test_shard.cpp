@@ -305,6 +305,35 @@ TEST_CASE("plan-sweep's manifest runs as shards whose merge equals the unsharded
   ::unsetenv("SLURM_ARRAY_TASK_ID");
   CHECK(run({"run", "--manifest", manifest, "--lengths", "4k"}, "manifest-bad", &err) == 2);
   CHECK_THAT(err, Catch::Contains("--lengths conflicts with --manifest"));
+  // Resubmitted under another count: a sweep of 3 shards of which only shard 0 ran is finished
+  // by 2 shards, the new shard 1 skipping what shard 0's folder holds; no case runs twice.
+  const fs::path redo = scratch() / "sweep-redo";
+  REQUIRE(run(with(plan, {"--shards", "3", "--scheduler", "k8s", "--out", redo.string()}),
+              "plan-redo") == 0);
+  const std::string redo_manifest = (redo / "manifest.json").string();
+  const auto task = [&](const char* index, const char* count) {
+    ::setenv("JOB_COMPLETION_INDEX", index, 1);
+    const int code = run({"run", "--manifest", redo_manifest, "--shard", "auto", "--shard-count",
+                          count, "--threads", "1"},
+                         "redo", &err);
+    ::unsetenv("JOB_COMPLETION_INDEX");
+    return code;
+  };
+  REQUIRE(task("0", "3") == 0);
+  REQUIRE(task("0", "2") == 0);
+  REQUIRE(task("1", "2") == 0);
+  CHECK_THAT(err, Catch::Contains("finished in other shard folders of the sweep"));
+  std::size_t lines = 0;
+  for (const char* shard : {"shard-0", "shard-1"})
+    lines += attnbench::read_stream(redo / shard / "report.jsonl").records.size();
+  CHECK(lines == reference.size());
+  CHECK(attnbench::read_report(redo / "shard-1" / "report.jsonl").meta["partial"] == false);
+  const fs::path redo_merged = redo / "report.json";
+  REQUIRE(run({"merge", (redo / "shard-0" / "report.jsonl").string(),
+               (redo / "shard-1" / "report.jsonl").string(), "-o", redo_merged.string()},
+              "redo-merge") == 0);
+  CHECK(comparable_records(redo_merged) == reference);
+
   json edited = m;
   edited["shards"] = 2;
   const fs::path edited_file = scratch() / "edited-manifest.json";

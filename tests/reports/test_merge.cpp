@@ -223,3 +223,38 @@ TEST_CASE("merge command: writes the merged file, refuses duplicates and major v
   CHECK(attnbench_cli({"merge", a}) == 2);
   CHECK(attnbench_cli({"merge", a, (dir / "none.json").string(), "-o", out2}) == 2);
 }
+
+TEST_CASE("merge: a finished record supersedes an error record of the same case", "[merge]") {
+  report whole = fixture("niah_ruler_posir.json");
+  for (std::size_t i = 0; i < whole.records.size(); ++i)
+    if (whole.records[i].case_id.empty()) whole.records[i].case_id = "case" + std::to_string(i);
+  auto [even, odd] = shards(whole);
+  // The case failed in one folder and was run again, and finished, in another.
+  record failed = even.records[2];
+  failed.status = record_status::error;
+  failed.metrics.clear();
+  failed.reason = "injected";
+  for (const bool error_first : {true, false}) {
+    INFO("error record first: " << error_first);
+    report with_error = odd;
+    with_error.records.push_back(failed);
+    const merge_result m = error_first
+                               ? merge_reports({{"odd.json", with_error}, {"even.json", even}})
+                               : merge_reports({{"even.json", even}, {"odd.json", with_error}});
+    CHECK(m.problems.empty());
+    CHECK(m.duplicates == 0);
+    REQUIRE(m.merged.records.size() == whole.records.size());
+    const auto it = std::find_if(m.merged.records.begin(), m.merged.records.end(),
+                                 [&](const record& r) { return r.case_id == failed.case_id; });
+    REQUIRE(it != m.merged.records.end());
+    CHECK(it->status == even.records[2].status);
+    CHECK(it->metrics == even.records[2].metrics);
+    REQUIRE(m.warnings.size() == 1);
+    CHECK_THAT(m.warnings[0], Catch::Contains("the error record in odd.json is superseded by the "
+                                              "finished one in even.json"));
+  }
+  // Two error records, or two finished ones, are still duplicates.
+  report twice = odd;
+  twice.records.push_back(even.records[2]);
+  CHECK(merge_reports({{"even.json", even}, {"odd.json", twice}}).duplicates == 1);
+}

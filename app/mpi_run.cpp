@@ -8,12 +8,15 @@
 #include <filesystem>
 #include <iostream>
 #include <map>
+#include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "app/progress.hpp"
 #include "app/sharding.hpp"
 #include "harness/error.hpp"
+#include "reports/jsonl_stream.hpp"
 #include "reports/merge.hpp"
 #include "reports/run_reporters.hpp"
 
@@ -79,6 +82,45 @@ std::vector<std::string> gather_text(const std::string& text, const mpi_session&
   return out;
 }
 
+// A rank's folder DIR/rank-R.
+bool is_rank_folder(const std::filesystem::path& path) {
+  const std::string name = path.filename().string();
+  return name.size() > 5 && name.rfind("rank-", 0) == 0 &&
+         name.find_first_not_of("0123456789", 5) == std::string::npos &&
+         std::filesystem::is_directory(path);
+}
+
+// The records that ranks left to other folders (meta.shard.held_elsewhere of each rank's report:
+// finished in the stream of a rank folder of an earlier run with another N), the last finished
+// record of each, as one more input of the merge; none when no rank left any.
+std::optional<merge_input> held_elsewhere(const std::vector<merge_input>& ranks,
+                                          const std::filesystem::path& dir) {
+  std::set<std::string> wanted;
+  for (const auto& in : ranks)
+    if (const auto it = in.rep.meta.find("shard"); it != in.rep.meta.end() && it->is_object())
+      for (const auto& id : it->value("held_elsewhere", nlohmann::json::array()))
+        wanted.insert(id.get<std::string>());
+  if (wanted.empty()) return std::nullopt;
+  std::map<std::string, record> found;
+  std::vector<std::filesystem::path> folders;
+  for (const auto& entry : std::filesystem::directory_iterator(dir))
+    if (is_rank_folder(entry.path())) folders.push_back(entry.path());
+  std::sort(folders.begin(), folders.end());
+  for (const auto& folder : folders) {
+    if (!std::filesystem::exists(folder / "report.jsonl")) continue;
+    for (const record& r : read_stream(folder / "report.jsonl").records)
+      if (wanted.count(r.case_id) && r.status != record_status::error)
+        found.insert_or_assign(r.case_id, r);
+  }
+  merge_input in{"earlier rank streams", {}};
+  in.rep.meta = ranks.front().rep.meta;
+  for (const char* key : {"shard", "interrupted_by", "resume"}) in.rep.meta.erase(key);
+  in.rep.meta["partial"] = false;
+  in.rep.metrics = ranks.front().rep.metrics;
+  for (auto& [id, r] : found) in.rep.records.push_back(std::move(r));
+  return in;
+}
+
 // A rank's run, with any failure kept as (exit status, message) rather than thrown: every rank
 // must reach the collective calls below, whatever happened to it.
 struct rank_result {
@@ -105,6 +147,13 @@ rank_result run_rank(const run_config& config, const mpi_session& mpi) {
     run_config mine = config;
     mine.shard = shard_choice{mpi.rank(), mpi.size()};
     mine.out_dir = config.out_dir / ("rank-" + std::to_string(mpi.rank()));
+    // Resumed with another N, a rank's cases may sit finished in another rank's folder: they
+    // are not run again (the runner's sibling streams); rank 0 takes their records from there.
+    if (config.resume && std::filesystem::is_directory(config.out_dir))
+      for (const auto& entry : std::filesystem::directory_iterator(config.out_dir))
+        if (is_rank_folder(entry.path()) && entry.path().filename() != mine.out_dir.filename())
+          mine.sibling_streams.push_back(entry.path() / "report.jsonl");
+    std::sort(mine.sibling_streams.begin(), mine.sibling_streams.end());
     // Every rank computes the same balance: rank 0 tells it.
     if (mpi.rank() != 0) mine.maybe_log = nullptr;
     // Each rank streams its own cases (what a --resume of the same N reads back); only rank 0
@@ -164,6 +213,12 @@ int run_mpi(const run_config& config, bool verbose) {
     if (!interrupted && (interrupted = interrupted_exit_code(in.rep)))
       interrupted_by = in.rep.meta.value("interrupted_by", std::string());
     inputs.push_back(std::move(in));
+  }
+  if (auto earlier = held_elsewhere(inputs, config.out_dir)) {
+    std::cerr << "attnbench: " << earlier->rep.records.size()
+              << " case(s) finished in other rank folders of an earlier run were taken from "
+                 "there, not run again\n";
+    inputs.push_back(std::move(*earlier));
   }
   // A stopped rank left cases out on purpose: the merged report says so (meta.partial,
   // allow_partial) instead of failing.

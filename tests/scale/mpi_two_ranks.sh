@@ -38,6 +38,21 @@ for rank in (0, 1):
 print("mpi_two_ranks: both ranks ran cases; rank 0 wrote the one report")
 PY
 
+# Resumed with another N: 2 ranks run a part of the sweep (--filter; the case selection is no
+# part of the configuration), 3 ranks resume the folder and complete it. The report equals the
+# single process's, and no case ran twice: the streams hold one record per case.
+"$mpiexec" -n 2 --oversubscribe --allow-run-as-root "$bin" "${args[@]}" --filter 'depth=0,' \
+  --out "$work/re" >"$work/re.log" 2>&1 || { cat "$work/re.log"; exit 1; }
+"$mpiexec" -n 3 --oversubscribe --allow-run-as-root "$bin" "${args[@]}" --resume "$work/re" \
+  >"$work/re.log" 2>&1 || { cat "$work/re.log"; echo "mpi_two_ranks: the resume failed"; exit 1; }
+python3 "$here/same_records.py" "$work/one/report.json" "$work/re/report.json"
+lines=$(cat "$work"/re/rank-*/report.jsonl | grep -vc stream_header)
+cases=$(python3 -c 'import json, sys; print(len(json.load(open(sys.argv[1]))["records"]))' \
+  "$work/one/report.json")
+[[ $lines -eq $cases ]] ||
+  { echo "mpi_two_ranks: the rank streams hold $lines records for $cases cases"; exit 1; }
+echo "mpi_two_ranks: 2 ranks then 3 resuming ran each case once"
+
 # Bad input fails every rank alike: mpirun exits 2 and the message is printed once, naming the
 # ranks, never one line per rank.
 status=0

@@ -15,6 +15,7 @@
 #include <boost/program_options.hpp>
 
 #include "app/plan_command.hpp"
+#include "app/mpi_run.hpp"
 #include "app/progress.hpp"
 #include "app/report_commands.hpp"
 #include "app/sweep_scripts.hpp"
@@ -498,7 +499,9 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
             "2 samples; `--method all` runs every method with its defaults). The terminal shows "
             "one\n"
             "compact leaderboard; --verbose adds the per-suite tables (also in `attnbench "
-            "report`)\n\n"
+            "report`).\n"
+            "Under `mpirun -n N` (a build with ATTNBENCH_ENABLE_MPI) the ranks split the cases "
+            "and rank 0\nwrites the one report (docs/scale.md)\n\n"
             "example: attnbench run --suite ruler --tasks vt,qa_1 --method quest:budget=512 "
             "--lengths 4k");
   desc.add_options()("help,h", "show this help")("suite", po::value<std::vector<std::string>>(),
@@ -752,6 +755,12 @@ int cmd_run(const std::vector<std::string>& args, const std::vector<std::string>
           cfg.sibling_streams.push_back(entry.path() / "report.jsonl");
     std::sort(cfg.sibling_streams.begin(), cfg.sibling_streams.end());
   }
+
+  // Started by mpirun with several ranks and no --shard: the MPI mode (app/mpi_run.hpp), where
+  // each rank runs its shard and rank 0 writes the one report. With --shard the ranks are
+  // independent shards, merged afterwards.
+  if (mpi_launched_ranks() > 1 && !vm.count("shard"))
+    return run_mpi(cfg, vm["verbose"].as<bool>());
 
   jsonl_reporter stream(cfg.out_dir / "report.jsonl");
   json_file_reporter file(cfg.out_dir / "report.json");

@@ -5,12 +5,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# ATTNBENCH_SETUP=run (ci/quickstart.sh): what the attnbench binary needs; Catch2 only for the
-# tests (ATTNBENCH_SETUP=all, the default, and packages).
+# ATTNBENCH_SETUP=run (ci/quickstart.sh): what the attnbench binary needs; Catch2 and Open MPI
+# (the MPI mode that ci/test.sh builds and tests, ATTNBENCH_ENABLE_MPI) only for the tests
+# (ATTNBENCH_SETUP=all, the default, and packages).
 what=${ATTNBENCH_SETUP:-all}
 packages=(build-essential cmake ninja-build libboost-program-options-dev nlohmann-json3-dev
           libbenchmark-dev)
-[[ $what == run ]] || packages+=(catch2)
+[[ $what == run ]] || packages+=(catch2 libopenmpi-dev openmpi-bin)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

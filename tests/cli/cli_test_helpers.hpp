@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <initializer_list>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -74,6 +75,23 @@ inline child spawn(std::vector<std::string> args, const std::filesystem::path& l
 }
 
 // Complete record lines in a stream so far (read while a run appends; headers left out).
+/// Runs `attnbench ARGS` to its end, its output in files under `log`: the exit code, and its
+/// standard error in `err` when given.
+inline int run_to_end(std::vector<std::string> args, const std::filesystem::path& log,
+                      std::string* err = nullptr) {
+  child c = spawn(std::move(args), log);
+  const int code = c.wait();
+  if (err) *err = c.err();
+  return code;
+}
+
+/// `args` followed by `more`.
+inline std::vector<std::string> with(std::vector<std::string> args,
+                                     std::initializer_list<std::string> more) {
+  args.insert(args.end(), more);
+  return args;
+}
+
 inline std::size_t stream_records(const std::filesystem::path& stream) {
   std::ifstream in(stream);
   std::size_t n = 0;

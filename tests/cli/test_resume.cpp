@@ -50,17 +50,9 @@ std::vector<std::string> sweep_args(const std::string& threads = "1") {
 }
 
 int run(std::vector<std::string> args, const fs::path& log, std::string* err = nullptr) {
-  child c = spawn(std::move(args), log);
-  const int code = c.wait();
-  if (err) *err = c.err();
-  return code;
+  return attnbench::test::run_to_end(std::move(args), log, err);
 }
-
-std::vector<std::string> with(std::vector<std::string> args,
-                              std::initializer_list<std::string> more) {
-  args.insert(args.end(), more);
-  return args;
-}
+using attnbench::test::with;
 
 // The uninterrupted run every interrupted one is checked against.
 const json& reference_records() {

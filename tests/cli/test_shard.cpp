@@ -48,17 +48,10 @@ std::function<const char*(const char*)> environment(std::map<std::string, std::s
 }
 
 int run(std::vector<std::string> args, const std::string& log, std::string* err = nullptr) {
-  attnbench::test::child c = spawn(std::move(args), scratch() / log);
-  const int code = c.wait();
-  if (err) *err = c.err();
-  return code;
+  return attnbench::test::run_to_end(std::move(args), scratch() / log, err);
 }
 
-std::vector<std::string> with(std::vector<std::string> args,
-                              std::initializer_list<std::string> more) {
-  args.insert(args.end(), more);
-  return args;
-}
+using attnbench::test::with;
 
 // 16 NIAH cases of two lengths (so their predicted costs differ), a few milliseconds each.
 std::vector<std::string> small_sweep() {

@@ -815,7 +815,19 @@ std::uint64_t parse_seed(const std::string& text) {
   return v;
 }
 
-std::vector<std::int64_t> parse_lengths(const std::string& text) {
+namespace {
+
+// 64 -> "64", 16777216 -> "16m": a bound as counts are written.
+std::string count_text(std::int64_t v) {
+  if (v >= (1 << 20) && v % (1 << 20) == 0) return std::to_string(v >> 20) + "m";
+  if (v >= 1024 && v % 1024 == 0) return std::to_string(v / 1024) + "k";
+  return std::to_string(v);
+}
+
+}  // namespace
+
+std::vector<std::int64_t> parse_counts(const std::string& text, const std::string& option,
+                                       std::int64_t lo, std::int64_t hi) {
   std::vector<std::int64_t> out;
   for (const auto& item : split(text, ',')) {
     std::string s = item;
@@ -827,16 +839,21 @@ std::vector<std::int64_t> parse_lengths(const std::string& text) {
     bool digits =
         !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
     if (!digits || s.size() > 9)
-      ATTNBENCH_BAD_INPUT("malformed --lengths value '" << item
-                                                        << "' (expected e.g. 4k,16k,131072)");
+      ATTNBENCH_BAD_INPUT("malformed " << option << " value '" << item
+                                       << "' (expected e.g. 4k,16k,131072)");
     std::int64_t v = std::stoll(s) * mult;
-    if (v < 64 || v > (std::int64_t{1} << 24))
-      ATTNBENCH_BAD_INPUT("--lengths value '" << item << "' is out of range [64, 16m]");
+    if (v < lo || v > hi)
+      ATTNBENCH_BAD_INPUT(option << " value '" << item << "' is out of range [" << count_text(lo)
+                                 << ", " << count_text(hi) << "]");
     out.push_back(v);
   }
-  if (out.empty()) ATTNBENCH_BAD_INPUT("malformed --lengths value '" << text << "'");
+  if (out.empty()) ATTNBENCH_BAD_INPUT("malformed " << option << " value '" << text << "'");
   drop_repeats(out);
   return out;
+}
+
+std::vector<std::int64_t> parse_lengths(const std::string& text) {
+  return parse_counts(text, "--lengths", 64, std::int64_t{1} << 24);
 }
 
 std::vector<double> parse_depths(const std::string& text) {

@@ -1,12 +1,10 @@
 #include "app/plan_command.hpp"
 
+#include <algorithm>
 #include <filesystem>
 #include <iostream>
 #include <optional>
-#include <algorithm>
-#include <charconv>
 #include <set>
-#include <sstream>
 
 #include <boost/program_options.hpp>
 
@@ -30,15 +28,15 @@ namespace {
 
 // Whole numbers of an option: "--tp 2", in [lo, hi].
 std::int64_t bounded(std::int64_t v, std::int64_t lo, std::int64_t hi, const char* option) {
-  if (v < lo || v > hi) ATTNBENCH_BAD_INPUT(option << " " << v << " is out of range [" << lo << ", " << hi << "]");
+  if (v < lo || v > hi)
+    ATTNBENCH_BAD_INPUT(option << " " << v << " is out of range [" << lo << ", " << hi << "]");
   return v;
 }
 
 // The latency suite's decode op of `method` on the GPU at the plan's per-GPU heads: one layer
 // of `batch` sequences of `context` tokens, timed as the latency suite times it (median of 10
 // samples, L2 flushed).
-double probe_attention(const plan::memory_model& memory, std::int64_t batch,
-                       std::int64_t context) {
+double probe_attention(const plan::memory_model& memory, std::int64_t batch, std::int64_t context) {
   const plan::plan_inputs& in = memory.inputs();
   const method_instance method = resolve_method(in.method.canonical, "cuda");
   op_shape shape;
@@ -61,34 +59,6 @@ double probe_attention(const plan::memory_model& memory, std::int64_t batch,
   return summarize(time_op("plan probe", *op, *clock, timing).samples_s).median;
 }
 
-// A list of token counts or batches ("4k,128k", "1,8,64") in [lo, hi], named `option` in errors.
-std::vector<std::int64_t> parse_counts(const std::string& text, const char* option,
-                                       std::int64_t lo, std::int64_t hi) {
-  if (text.empty()) ATTNBENCH_BAD_INPUT(option << " is empty");
-  std::vector<std::int64_t> out;
-  std::stringstream items(text);
-  std::string item;
-  while (std::getline(items, item, ',')) {
-    std::int64_t scale = 1;
-    std::string digits = item;
-    if (!digits.empty() && (digits.back() == 'k' || digits.back() == 'K')) scale = 1024;
-    if (!digits.empty() && (digits.back() == 'm' || digits.back() == 'M')) scale = 1024 * 1024;
-    if (scale > 1) digits.pop_back();
-    std::int64_t value = 0;
-    const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
-    const std::optional<std::int64_t> v =
-        ec == std::errc() && end == digits.data() + digits.size() && !digits.empty()
-            ? std::optional<std::int64_t>(value)
-            : std::nullopt;
-    if (!v) ATTNBENCH_BAD_INPUT(option << " value '" << item << "' is not a count (e.g. 4k, 128k)");
-    out.push_back(bounded(*v * scale, lo, hi, option));
-  }
-  if (out.empty() || text.back() == ',') ATTNBENCH_BAD_INPUT("malformed " << option << " '" << text << "'");
-  std::sort(out.begin(), out.end());
-  out.erase(std::unique(out.begin(), out.end()), out.end());
-  return out;
-}
-
 }  // namespace
 
 int cmd_plan(const std::vector<std::string>& args, const std::vector<std::string>& argv) {
@@ -106,14 +76,14 @@ int cmd_plan(const std::vector<std::string>& args, const std::vector<std::string
   std::vector<std::string> methods;
   std::int64_t tp = 1, page = -1, output_tokens = 0, max_batched = 8192;
   double slo_ms = 0;
-  desc.add_options()("help,h", "show this help")(
-      "model", po::value(&model_name), "model preset name or .json path (required)")(
-      "gpu", po::value(&gpu_name),
-      "GPU preset name or .json path, or measured:REPORT (required)")(
+  desc.add_options()("help,h", "show this help")("model", po::value(&model_name),
+                                                 "model preset name or .json path (required)")(
+      "gpu", po::value(&gpu_name), "GPU preset name or .json path, or measured:REPORT (required)")(
       "method", po::value(&methods)->composing(),
       "method spec (repeatable; default dense); needs a planning model (docs/planning.md)")(
       "dtype", po::value(&dtype), "weights: bf16 (default), fp16, fp8, int8, int4")(
-      "kv-dtype", po::value(&kv_dtype), "full-precision KV elements: bf16 (default), fp16, fp8, fp32")(
+      "kv-dtype", po::value(&kv_dtype),
+      "full-precision KV elements: bf16 (default), fp16, fp8, fp32")(
       "context", po::value(&contexts_text), "context lengths, e.g. 8k,128k (default 4K..1M)")(
       "batch", po::value(&batches_text), "the heatmap's batches, e.g. 1,8,64 (default 1..1024)")(
       "tp", po::value(&tp), "tensor-parallel GPUs (default 1)")(
@@ -138,8 +108,8 @@ int cmd_plan(const std::vector<std::string>& args, const std::vector<std::string
     std::cout << desc << "\n";
     return 0;
   }
-  for (const char* option : {"model", "gpu", "calibration", "validate", "dtype", "kv-dtype",
-                             "budget", "out"})
+  for (const char* option :
+       {"model", "gpu", "calibration", "validate", "dtype", "kv-dtype", "budget", "out"})
     if (vm.count(option) && vm[option].as<std::string>().empty())
       ATTNBENCH_BAD_INPUT("--" << option << " is empty");
 
@@ -179,6 +149,9 @@ int cmd_plan(const std::vector<std::string>& args, const std::vector<std::string
                          : plan::default_contexts();
   request.batches = vm.count("batch") ? parse_counts(batches_text, "--batch", 1, 1 << 20)
                                       : plan::default_batches();
+  // Rows and columns in increasing order, whatever order they were given in.
+  std::sort(request.contexts.begin(), request.contexts.end());
+  std::sort(request.batches.begin(), request.batches.end());
   if (vm.count("slo-tpot-ms")) {
     if (!(slo_ms > 0 && slo_ms <= 1e6))
       ATTNBENCH_BAD_INPUT("--slo-tpot-ms " << slo_ms << " is out of range (0, 1e6]");
@@ -195,12 +168,11 @@ int cmd_plan(const std::vector<std::string>& args, const std::vector<std::string
   if (!measured && calibration != "spec") {
     if (std::optional<std::string> text = plan::builtin_calibration(in.gpu.name)) {
       const std::string origin = "datasets/gpus/calibration/" + in.gpu.name + ".json";
-      measured = plan::device_curves::from_report(
-          report_from_json(nlohmann::json::parse(*text)), origin);
+      measured =
+          plan::device_curves::from_report(report_from_json(nlohmann::json::parse(*text)), origin);
     }
   }
-  const plan::device_curves curves =
-      measured ? *measured : plan::device_curves::from_spec(in.gpu);
+  const plan::device_curves curves = measured ? *measured : plan::device_curves::from_spec(in.gpu);
   // Every method's model is checked before anything is written.
   for (const method_instance& m : request.methods) {
     plan::plan_inputs check = in;
@@ -229,9 +201,9 @@ int cmd_plan(const std::vector<std::string>& args, const std::vector<std::string
   write_file_atomic(render_html(result.doc, {"attnbench plan: " + in.model.display_name + " on " +
                                              in.gpu.display_name}),
                     dir / "plan.html");
-  std::cout << "\nreport: " << (dir / "plan.json").string() << "\ncsv:    "
-            << (dir / "plan.csv").string() << "\nhtml:   " << (dir / "plan.html").string()
-            << "\n";
+  std::cout << "\nreport: " << (dir / "plan.json").string()
+            << "\ncsv:    " << (dir / "plan.csv").string()
+            << "\nhtml:   " << (dir / "plan.html").string() << "\n";
   return 0;
 }
 

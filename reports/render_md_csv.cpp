@@ -9,16 +9,12 @@
 
 namespace attnbench {
 
-namespace {
-
 std::string csv_field(const std::string& s) {
   if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
   std::string out = "\"";
   for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
   return out + '"';
 }
-
-}  // namespace
 
 std::size_t display_width(const std::string& s) {
   std::size_t n = 0;

@@ -37,6 +37,9 @@ std::string render_markdown_table(const std::vector<std::string>& header,
 /// "### title", the note, then the table; empty cells show "-".
 std::string render_markdown(const table& t);
 
+/// One RFC 4180 CSV field: quoted (quotes doubled) when it holds a comma, quote or line break.
+std::string csv_field(const std::string& s);
+
 /// RFC 4180 CSV: a header row of column keys, then one row per table row with full-precision
 /// numbers (empty when the cell is empty) and quoted text where needed.
 std::string render_csv(const table& t);

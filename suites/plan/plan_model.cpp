@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "harness/error.hpp"
+#include "reports/render_md_csv.hpp"
 
 namespace attnbench::plan {
 
@@ -50,17 +51,9 @@ double json_number(const nlohmann::json& j, const char* key, double fallback) {
 
 }  // namespace
 
-std::string fixed_text(double v, int decimals) {
-  std::ostringstream os;
-  os.setf(std::ios::fixed);
-  os.precision(decimals);
-  os << v;
-  return os.str();
-}
-
 double dtype_bytes(const std::string& dtype, const char* option) {
-  static const std::map<std::string, double> sizes = {{"fp32", 4},  {"bf16", 2}, {"fp16", 2},
-                                                      {"fp8", 1},   {"int8", 1}, {"int4", 0.5}};
+  static const std::map<std::string, double> sizes = {{"fp32", 4}, {"bf16", 2}, {"fp16", 2},
+                                                      {"fp8", 1},  {"int8", 1}, {"int4", 0.5}};
   auto it = sizes.find(dtype);
   if (it == sizes.end())
     ATTNBENCH_BAD_INPUT(option << " '" << dtype << "' is not a dtype (known: bf16, fp16, fp32, "
@@ -103,7 +96,8 @@ memory_model::memory_model(plan_inputs in) : m_in(std::move(in)) {
   if (!info.footprint) {
     std::string with;
     for (const method_info* other : method_registry::instance().all())
-      if (other->backend == "cpu" && other->footprint) with += (with.empty() ? "" : ", ") + other->name;
+      if (other->backend == "cpu" && other->footprint)
+        with += (with.empty() ? "" : ", ") + other->name;
     ATTNBENCH_BAD_INPUT("method '" << info.name
                                    << "' has no planning model: what it holds or reads depends "
                                       "on the data (methods with one: "
@@ -112,8 +106,8 @@ memory_model::memory_model(plan_inputs in) : m_in(std::move(in)) {
   const int tp = m_in.tp;
   if (tp < 1 || tp > 1024) ATTNBENCH_BAD_INPUT("--tp " << tp << " is out of range [1, 1024]");
   if (m.q_heads % tp != 0)
-    ATTNBENCH_BAD_INPUT("--tp " << tp << " does not divide " << m.display_name << "'s "
-                                << m.q_heads << " query heads");
+    ATTNBENCH_BAD_INPUT("--tp " << tp << " does not divide " << m.display_name << "'s " << m.q_heads
+                                << " query heads");
   m_q_heads = m.q_heads / tp;
   if (m.mla) {
     m_kv_heads = 1;  // the latent is shared by the heads: every rank holds all of it
@@ -142,12 +136,11 @@ memory_model::memory_model(plan_inputs in) : m_in(std::move(in)) {
     ATTNBENCH_BAD_INPUT("--max-batched-tokens " << m_in.max_batched_tokens
                                                 << " is out of range [1, 16777216]");
   if (m_in.output_tokens < 0 || m_in.output_tokens > (std::int64_t{1} << 30))
-    ATTNBENCH_BAD_INPUT("--output-tokens " << m_in.output_tokens
-                                           << " is out of range [0, 2^30]");
+    ATTNBENCH_BAD_INPUT("--output-tokens " << m_in.output_tokens << " is out of range [0, 2^30]");
 
   const std::string& engine = m_in.budget.engine;
-  m_page = m_in.page_tokens >= 0 ? m_in.page_tokens
-           : engine == "vllm"    ? 16
+  m_page = m_in.page_tokens >= 0     ? m_in.page_tokens
+           : engine == "vllm"        ? 16
            : engine == "trtllm-free" ? 32
                                      : 1;
   if (m_page < 1 || m_page > 65536)
@@ -313,17 +306,17 @@ std::vector<std::string> memory_model::engine_lines(std::int64_t context) const 
   if (engine == "vllm") {
     out.push_back("GPU KV cache size: " + thousands(tokens) + " tokens");
     out.push_back("Maximum concurrency for " + thousands(static_cast<double>(context)) +
-                  " tokens per request: " + fixed_text(concurrency, 2) + "x");
+                  " tokens per request: " + format_real("%.2f", concurrency) + "x");
   } else if (engine == "trtllm-free") {
-    out.push_back("[MemUsageChange] Allocated " + fixed_text(pool / k_gib, 2) +
+    out.push_back("[MemUsageChange] Allocated " + format_real("%.2f", pool / k_gib) +
                   " GiB for max tokens in paged KV cache (" + thousands(tokens) + ").");
   } else if (engine == "sglang") {
-    out.push_back("KV Cache is allocated. #tokens: " + thousands(tokens) + ", K size: " +
-                  fixed_text(pool / 2 / k_gib, 2) + " GB, V size: " + fixed_text(pool / 2 / k_gib, 2) +
-                  " GB");
+    out.push_back("KV Cache is allocated. #tokens: " + thousands(tokens) +
+                  ", K size: " + format_real("%.2f", pool / 2 / k_gib) +
+                  " GB, V size: " + format_real("%.2f", pool / 2 / k_gib) + " GB");
   } else {
-    out.push_back("KV pool: " + fixed_text(pool / k_gib, 2) + " GiB, " + thousands(tokens) +
-                  " tokens, " + fixed_text(concurrency, 2) + " requests of " +
+    out.push_back("KV pool: " + format_real("%.2f", pool / k_gib) + " GiB, " + thousands(tokens) +
+                  " tokens, " + format_real("%.2f", concurrency) + " requests of " +
                   thousands(static_cast<double>(context)) + " tokens");
   }
   return out;
@@ -362,8 +355,7 @@ device_curves device_curves::from_report(const report& r, const std::string& ori
     const std::string phase = rec.axes.value("phase", std::string());
     if (phase == "decode" && !rec.axes.contains("page_size")) {
       const double bytes = json_number(rec.extra, "kv_bytes_per_call", 0);
-      if (bytes > 0)
-        decode[json_number(rec.axes, "batch", 1)].push_back({bytes, median->second});
+      if (bytes > 0) decode[json_number(rec.axes, "batch", 1)].push_back({bytes, median->second});
     } else if (phase == "prefill") {
       auto tflops = rec.metrics.find("tflops");
       if (tflops == rec.metrics.end()) continue;
@@ -493,8 +485,8 @@ double device_curves::selection_seconds(const std::string& method, double bytes)
 
 double device_curves::prefill_flops(std::int64_t length, bool causal) const {
   const auto& curve = causal && !m_prefill_causal.empty() ? m_prefill_causal
-                      : !m_prefill_full.empty()          ? m_prefill_full
-                                                         : m_prefill_causal;
+                      : !m_prefill_full.empty()           ? m_prefill_full
+                                                          : m_prefill_causal;
   if (curve.empty()) return m_flops;
   std::vector<std::pair<double, double>> xy;
   for (const auto& p : curve) xy.emplace_back(std::log(p.length), p.flops);
@@ -506,8 +498,9 @@ double device_curves::prefill_flops(std::int64_t length, bool causal) const {
 speed_model::speed_model(const memory_model& memory, const device_curves& curves)
     : m_memory(memory), m_curves(curves) {
   if (!(curves.bandwidth() > 0))
-    ATTNBENCH_BAD_INPUT("the device's bandwidth is unknown: give a GPU preset with "
-                        "bandwidth_tb_per_s or a latency report");
+    ATTNBENCH_BAD_INPUT(
+        "the device's bandwidth is unknown: give a GPU preset with "
+        "bandwidth_tb_per_s or a latency report");
 }
 
 double speed_model::attention_from_cost(double batch, const sequence_cost& one) const {
@@ -575,8 +568,8 @@ step_time speed_model::decode(double batch, std::int64_t context) const {
   const double compute_s =
       m_curves.flops() > 0 ? 2.0 * load.active_params * batch / tp / m_curves.flops() : 0;
   const double lm_head = static_cast<double>(m.vocab_size) * m.hidden_size;
-  t.linear_s = m.layers * std::max(read_s, compute_s) +
-               lm_head * weight_element / tp / m_curves.bandwidth();
+  t.linear_s =
+      m.layers * std::max(read_s, compute_s) + lm_head * weight_element / tp / m_curves.bandwidth();
   if (in.tp > 1 && in.gpu.interconnect_bytes_per_s > 0) {
     const double bytes = batch * m.hidden_size * 2.0;
     const double ring = 2.0 * (tp - 1) / tp * bytes / in.gpu.interconnect_bytes_per_s;
@@ -617,8 +610,9 @@ step_time speed_model::prefill(std::int64_t context) const {
                lm_head * weight_element / tp / m_curves.bandwidth();
   if (in.tp > 1 && in.gpu.interconnect_bytes_per_s > 0) {
     const double bytes = s * m.hidden_size * 2.0;
-    t.comm_s = m.layers * 2.0 *
-               (k_allreduce_latency_s + 2.0 * (tp - 1) / tp * bytes / in.gpu.interconnect_bytes_per_s);
+    t.comm_s =
+        m.layers * 2.0 *
+        (k_allreduce_latency_s + 2.0 * (tp - 1) / tp * bytes / in.gpu.interconnect_bytes_per_s);
   }
   t.total_s = t.attention_s + t.linear_s + t.comm_s;
   return t;

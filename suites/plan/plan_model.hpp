@@ -28,9 +28,6 @@ namespace attnbench::plan {
 
 inline constexpr double k_gib = 1024.0 * 1024.0 * 1024.0;
 
-/// `v` with `decimals` digits after the point: the plan's table cells and engine lines.
-std::string fixed_text(double v, int decimals);
-
 /// Bytes per element of a weight or KV dtype: bf16, fp16 2; fp8, int8 1; int4 0.5; fp32 4.
 /// Throws bad_input naming `option` for others.
 double dtype_bytes(const std::string& dtype, const char* option);
@@ -191,8 +188,7 @@ class speed_model {
   speed_model(const memory_model& memory, const device_curves& curves);
   /// One layer's decode attention for `batch` sequences at `tokens` tokens (`prompt` of them
   /// prefilled): what the latency suite's decode op of the method measures.
-  double attention_layer_s(int layer, double batch, std::int64_t prompt,
-                           std::int64_t tokens) const;
+  double attention_layer_s(int layer, double batch, std::int64_t prompt, std::int64_t tokens) const;
   /// Time per output token at `batch` sequences of `context` tokens.
   step_time decode(double batch, std::int64_t context) const;
   /// Time to first token of one request of `context` tokens (dense prefill of every layer).

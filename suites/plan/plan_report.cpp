@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "harness/error.hpp"
+#include "reports/render_md_csv.hpp"
 
 namespace attnbench::plan {
 
@@ -18,14 +19,16 @@ std::string tokens_text(std::int64_t n) {
 }
 
 std::string bytes_text(double b) {
-  if (b >= k_gib) return fixed_text(b / k_gib, 2) + " GiB";
-  if (b >= 1024.0 * 1024.0) return fixed_text(b / (1024.0 * 1024.0), 1) + " MiB";
-  return fixed_text(b / 1024.0, 1) + " KiB";
+  if (b >= k_gib) return format_real("%.2f", b / k_gib) + " GiB";
+  if (b >= 1024.0 * 1024.0) return format_real("%.1f", b / (1024.0 * 1024.0)) + " MiB";
+  return format_real("%.1f", b / 1024.0) + " KiB";
 }
 
 std::string ms_text(double s) {
   const double ms = s * 1e3;
-  return ms >= 100 ? fixed_text(ms, 0) : ms >= 10 ? fixed_text(ms, 1) : fixed_text(ms, 2);
+  return ms >= 100  ? format_real("%.0f", ms)
+         : ms >= 10 ? format_real("%.1f", ms)
+                    : format_real("%.2f", ms);
 }
 
 // A plain text table, columns padded to their widest cell, numbers right-aligned.
@@ -50,8 +53,12 @@ std::string text_table(const std::vector<std::string>& header,
 
 // Cells of a (context, batch) grid and of a frontier row share these axes.
 nlohmann::json plan_axes(const plan_inputs& in) {
-  return {{"model", in.model.name},     {"gpu", in.gpu.name},         {"tp", in.tp},
-          {"dtype", in.dtype},          {"kv_dtype", in.kv_dtype},    {"budget", in.budget.text},
+  return {{"model", in.model.name},
+          {"gpu", in.gpu.name},
+          {"tp", in.tp},
+          {"dtype", in.dtype},
+          {"kv_dtype", in.kv_dtype},
+          {"budget", in.budget.text},
           {"output_tokens", in.output_tokens}};
 }
 
@@ -78,8 +85,8 @@ std::string case_name(const nlohmann::json& axes) {
 }
 
 // The largest batch in [1, memory_limit] whose TPOT meets the SLO (TPOT grows with batch).
-std::int64_t slo_batch(const speed_model& speed, std::int64_t memory_limit,
-                       std::int64_t context, double slo_s) {
+std::int64_t slo_batch(const speed_model& speed, std::int64_t memory_limit, std::int64_t context,
+                       double slo_s) {
   if (memory_limit < 1 || speed.decode(1, context).total_s > slo_s) return 0;
   std::int64_t lo = 1, hi = memory_limit;
   while (lo < hi) {
@@ -202,7 +209,8 @@ plan_result run_plan(const plan_request& request, const device_curves& curves) {
       const bool over = context > in.model.max_position_embeddings;
       beyond_model = beyond_model || over;
       std::vector<std::string> row = {tokens_text(context) + (over ? "*" : ""),
-                                      bytes_text(seq.kv_bytes), fixed_text(seq.kv_bytes / dense, 3),
+                                      bytes_text(seq.kv_bytes),
+                                      format_real("%.3f", seq.kv_bytes / dense),
                                       std::to_string(chosen), chosen > 0 ? binding : "-"};
       record rec = base_record(in, method);
       rec.axes["context"] = context;
@@ -221,14 +229,15 @@ plan_result run_plan(const plan_request& request, const device_curves& curves) {
         rec.metrics["tokens_per_s_per_gpu"] = static_cast<double>(chosen) / t.total_s / in.tp;
         row.push_back(ms_text(speed.decode(1, context).total_s));
         row.push_back(ms_text(t.total_s));
-        row.push_back(fixed_text(static_cast<double>(chosen) / t.total_s / in.tp, 0));
+        row.push_back(format_real("%.0f", static_cast<double>(chosen) / t.total_s / in.tp));
         rec.extra["decode_breakdown_s"] = {
             {"attention", t.attention_s}, {"linear", t.linear_s}, {"communication", t.comm_s}};
       } else {
         row.insert(row.end(), {"-", "-", "-"});
       }
       row.push_back(ms_text(ttft.total_s));
-      rec.extra["binding"] = chosen > 0 ? binding : (memory.kv_pool_bytes() <= 0 ? "weights" : "kv");
+      rec.extra["binding"] =
+          chosen > 0 ? binding : (memory.kv_pool_bytes() <= 0 ? "weights" : "kv");
       rec.extra["engine"] = memory.engine_lines(context);
       rec.extra["beyond_model_context"] = over;
       rec.extra["speed_source"] = curves.source();
@@ -299,24 +308,20 @@ plan_result run_plan(const plan_request& request, const device_curves& curves) {
     doc.records.push_back(eff_rec);
     const std::int64_t probe_context =
         std::min<std::int64_t>(in.model.max_position_embeddings, std::int64_t{1} << 17);
-    for (const std::string& line : memory.engine_lines(probe_context)) out << "engine: " << line << "\n";
+    for (const std::string& line : memory.engine_lines(probe_context))
+      out << "engine: " << line << "\n";
   }
   result.table = out.str();
   return result;
 }
 
 std::string plan_csv(const report& plan) {
-  const std::vector<std::string> axes = {"model", "gpu", "tp", "dtype", "kv_dtype", "budget",
-                                         "output_tokens", "context", "batch"};
+  const std::vector<std::string> axes = {"model",  "gpu",           "tp",      "dtype", "kv_dtype",
+                                         "budget", "output_tokens", "context", "batch"};
   const std::vector<std::string> metrics = {
-      "kv_bytes_per_seq", "kv_ratio", "max_batch", "slo_batch", "feasible", "tpot_s", "ttft_s",
-      "tokens_per_s_per_gpu", "max_context", "efficiency_length"};
-  auto quote = [](const std::string& s) {
-    if (s.find_first_of(",\"\n") == std::string::npos) return s;
-    std::string out = "\"";
-    for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
-    return out + "\"";
-  };
+      "kv_bytes_per_seq", "kv_ratio",         "max_batch", "slo_batch",
+      "feasible",         "tpot_s",           "ttft_s",    "tokens_per_s_per_gpu",
+      "max_context",      "efficiency_length"};
   std::ostringstream os;
   os << "method_spec";
   for (const auto& a : axes) os << "," << a;
@@ -325,18 +330,18 @@ std::string plan_csv(const report& plan) {
   os.precision(17);
   for (const record& rec : plan.records) {
     if (rec.suite != "plan") continue;
-    os << quote(rec.method_spec);
+    os << csv_field(rec.method_spec);
     for (const auto& a : axes) {
       os << ",";
       if (auto it = rec.axes.find(a); it != rec.axes.end())
-        os << quote(it->is_string() ? it->get<std::string>() : it->dump());
+        os << csv_field(it->is_string() ? it->get<std::string>() : it->dump());
     }
     for (const auto& m : metrics) {
       os << ",";
       if (auto it = rec.metrics.find(m); it != rec.metrics.end() && std::isfinite(it->second))
         os << it->second;
     }
-    os << "," << quote(rec.extra.value("binding", std::string())) << "\n";
+    os << "," << csv_field(rec.extra.value("binding", std::string())) << "\n";
   }
   return os.str();
 }
@@ -400,9 +405,11 @@ std::string validation_table(const std::vector<validation_row>& rows) {
       if (r.what != what) continue;
       const bool time = r.what == std::string("latency");
       table.push_back({r.method_spec, r.case_name,
-                       time ? fixed_text(r.predicted * 1e6, 1) : fixed_text(r.predicted / 1048576.0, 2),
-                       time ? fixed_text(r.measured * 1e6, 1) : fixed_text(r.measured / 1048576.0, 2),
-                       (r.error >= 0 ? "+" : "") + fixed_text(100 * r.error, 1) + "%"});
+                       time ? format_real("%.1f", r.predicted * 1e6)
+                            : format_real("%.2f", r.predicted / 1048576.0),
+                       time ? format_real("%.1f", r.measured * 1e6)
+                            : format_real("%.2f", r.measured / 1048576.0),
+                       (r.error >= 0 ? "+" : "") + format_real("%.1f", 100 * r.error) + "%"});
       abs_errors.push_back(std::abs(r.error));
     }
     if (table.empty()) continue;
@@ -411,12 +418,12 @@ std::string validation_table(const std::vector<validation_row>& rows) {
        << "measured:\n"
        << text_table({"method", "case", "predicted", "measured", "error"}, table);
     std::sort(abs_errors.begin(), abs_errors.end());
-    const double median = abs_errors.size() % 2
-                              ? abs_errors[abs_errors.size() / 2]
-                              : (abs_errors[abs_errors.size() / 2 - 1] +
-                                 abs_errors[abs_errors.size() / 2]) / 2;
-    os << table.size() << " points: median |error| " << fixed_text(100 * median, 1) << "%, max "
-       << fixed_text(100 * abs_errors.back(), 1) << "%\n\n";
+    const double median =
+        abs_errors.size() % 2
+            ? abs_errors[abs_errors.size() / 2]
+            : (abs_errors[abs_errors.size() / 2 - 1] + abs_errors[abs_errors.size() / 2]) / 2;
+    os << table.size() << " points: median |error| " << format_real("%.1f", 100 * median)
+       << "%, max " << format_real("%.1f", 100 * abs_errors.back()) << "%\n\n";
   }
   if (os.str().empty()) os << "no latency decode or memory record with a planning model\n";
   return os.str();

@@ -383,7 +383,7 @@ TEST_CASE("plan refuses bad input with one line and exit 2", "[cli][plan]") {
            {"--model llama-3.1-8b --gpu h100-sxm-80gb --calibration /nonexistent.json",
             "nonexistent"},
            {"--model llama-3.1-8b --gpu h100-sxm-80gb --context ''", "--context"},
-           {"--model llama-3.1-8b --gpu h100-sxm-80gb --batch 0", "--batch 0"},
+           {"--model llama-3.1-8b --gpu h100-sxm-80gb --batch 0", "--batch value '0'"},
            {"--model llama-3.1-8b --gpu h100-sxm-80gb --batch 1,x", "'x'"},
            {"--model '' --gpu h100-sxm-80gb", "--model"}}) {
     outcome o = run_cli(base + args);

@@ -173,13 +173,7 @@ int cmd_plan(const std::vector<std::string>& args, const std::vector<std::string
     }
   }
   const plan::device_curves curves = measured ? *measured : plan::device_curves::from_spec(in.gpu);
-  // Every method's model is checked before anything is written.
-  for (const method_instance& m : request.methods) {
-    plan::plan_inputs check = in;
-    check.method = m;
-    plan::memory_model probe(check);
-  }
-
+  // run_plan builds every method's model (bad input throws) before anything is printed or written.
   plan::plan_result result = plan::run_plan(request, curves);
   run_config meta_config;
   meta_config.argv = argv;

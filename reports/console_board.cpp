@@ -100,12 +100,14 @@ std::string compact_leaderboard(const report& r, std::size_t width) {
       if (board.columns[i].key == key) return i;
     return board.columns.size();
   };
-  const std::size_t method = column("method"), mode = column("mode"), backend = column("backend");
+  const std::size_t method = column("method"), mode = column("mode"), backend = column("backend"),
+                    source = column("speed_source");
   std::vector<std::string> specs;
-  std::set<std::string> backends;
+  std::set<std::string> backends, gpu_sources;
   for (const auto& row : board.rows) {
     specs.push_back(row[method].text);
     backends.insert(row[backend].text);
+    if (row[source].text.rfind("cuda", 0) == 0) gpu_sources.insert(row[source].text);
   }
   const std::vector<std::string> names = short_spec_names(specs);
 
@@ -161,7 +163,13 @@ std::string compact_leaderboard(const report& r, std::size_t width) {
       "NIAH, RULER: accuracy %; decode x: decode speed vs dense (higher is better). PSI: "
       "position sensitivity; fid err: output error vs dense; KV x: resident KV / dense; "
       "read/step: KV bytes read per decode step (lower is better). * simulated eviction; - no "
-      "record.");
+      "record." +
+      std::string(gpu_sources.empty() ? "" : " decode x from CUDA latency records where present:") +
+      [&] {
+        std::string all;
+        for (const std::string& s : gpu_sources) all += (all.empty() ? " " : "; ") + s;
+        return all;
+      }());
   std::string line;
   for (std::string word; legend >> word;) {
     if (!line.empty() && display_width(line) + 1 + display_width(word) > width) {

@@ -62,12 +62,27 @@ struct method_scores {
   mean_acc resident_ratio;
   bool simulated = false;
   mean_acc bytes_read;
+};
+
+/// Decode speedups of one (method spec, mode) on one backend, and the devices that timed them.
+struct backend_speed {
   std::vector<double> speedups;
+  std::set<std::string> devices;
 };
 
 // The latency case a decode record belongs to, independent of the method: suite case name and
 // backend (the runner names cases by their axes only).
 std::string latency_case(const record& r) { return r.case_name + '\x1f' + r.backend; }
+
+// The device a latency record was timed on: the GPU named in its peak model (CUDA), else the
+// report's host CPU.
+std::string timing_device(const record& r, const report& rep) {
+  if (auto peak = r.extra.find("peak"); peak != r.extra.end() && peak->is_object())
+    if (auto d = peak->find("device"); d != peak->end() && d->is_string() && !d->empty())
+      return d->get<std::string>();
+  const json host = rep.meta.value("host", json::object());
+  return host.is_object() ? host.value("cpu", std::string()) : "";
+}
 
 bool is_decode_latency(const record& r) {
   if (r.suite != "latency" || r.status != record_status::ok) return false;
@@ -129,6 +144,10 @@ table build_leaderboard(const report& r) {
       if (const double* m = metric_of(rec, "median_s"); m && *m > 0)
         dense_decode[latency_case(rec)] = *m;
 
+  // Decode speedups per (spec, mode) and backend: a row's speed column takes the CUDA ones when
+  // there are any (the hardware methods are deployed on), else its own backend's.
+  std::map<std::pair<std::string, std::string>, std::map<std::string, backend_speed>> speeds;
+
   for (const record& rec : r.records) {
     method_scores& s = scores[key_of(rec)];
     if (rec.status != record_status::ok) continue;
@@ -140,8 +159,12 @@ table build_leaderboard(const report& r) {
       if (v) s.fidelity.add(*v);
     } else if (is_decode_latency(rec)) {
       auto dense = dense_decode.find(latency_case(rec));
-      if (const double* m = metric_of(rec, "median_s"); m && *m > 0 && dense != dense_decode.end())
-        s.speedups.push_back(dense->second / *m);
+      if (const double* m = metric_of(rec, "median_s"); m && *m > 0 && dense != dense_decode.end()) {
+        backend_speed& b = speeds[{rec.method_spec, rec.mode}][rec.backend];
+        b.speedups.push_back(dense->second / *m);
+        if (const std::string device = timing_device(rec, r); !device.empty())
+          b.devices.insert(device);
+      }
     }
     if (rec.suite == "niah" || rec.suite == "ruler") {
       if (const double* v = metric_of(rec, "resident_kv_ratio")) s.resident_ratio.add(*v);
@@ -167,7 +190,9 @@ table build_leaderboard(const report& r) {
       "threshold; "
       "KV resident is resident KV bytes / dense (methods that only simulate eviction count as "
       "1); decode speedup is the geometric mean of dense / method decode latency over matching "
-      "latency cases.";
+      "latency cases, from the CUDA latency records of the same method spec and mode when there are "
+      "any (whatever the row's backend), else from the row's own backend; the speed source column "
+      "names the backend and device.";
   t.columns = {
       {"method", "method", "", false, true, "method spec"},
       {"mode", "mode", "", false, true, "query_aware or query_agnostic"},
@@ -186,6 +211,8 @@ table build_leaderboard(const report& r) {
        "KV bytes read per decode step, all layers (niah, ruler)"},
       {"decode_speedup", "decode speedup", "x", true, true,
        "geometric mean of dense / method decode latency"},
+      {"speed_source", "speed source", "", false, true,
+       "backend and device of the latency records behind the decode speedup"},
   };
 
   for (const auto& [key, s] : scores) {
@@ -212,11 +239,24 @@ table build_leaderboard(const report& r) {
                               format_real("%.3f", ratio) + (s.simulated ? " (simulated)" : "")));
     row.push_back(number_cell(s.bytes_read.get(), format_value(s.bytes_read.get(), "bytes")));
 
+    const backend_speed* speed = nullptr;
+    std::string speed_backend;
+    if (auto found = speeds.find({key.method_spec, key.mode}); found != speeds.end()) {
+      for (const std::string& b : {std::string("cuda"), key.backend})
+        if (auto it = found->second.find(b); !speed && it != found->second.end())
+          speed = &it->second, speed_backend = b;
+    }
     double log_sum = 0;
-    for (double x : s.speedups) log_sum += std::log(x);
+    if (speed)
+      for (double x : speed->speedups) log_sum += std::log(x);
     const double speedup =
-        s.speedups.empty() ? NAN : std::exp(log_sum / static_cast<double>(s.speedups.size()));
+        speed ? std::exp(log_sum / static_cast<double>(speed->speedups.size())) : NAN;
     row.push_back(number_cell(speedup, format_real("%.2f", speedup)));
+    std::string source = speed_backend;
+    if (speed)
+      for (const std::string& device : speed->devices)
+        source += (&device == &*speed->devices.begin() ? ": " : ", ") + device;
+    row.push_back(text_cell(source));
     t.rows.push_back(std::move(row));
   }
 

@@ -65,6 +65,31 @@ TEST_CASE("leaderboard: one row per method with hand-checked values", "[leaderbo
   CHECK(cell(t, "dense", "kv_resident_ratio").value == Approx(1.0));
 }
 
+TEST_CASE("leaderboard: the speed column takes CUDA latency records when present",
+          "[leaderboard]") {
+  report r = fixture("niah_ruler_posir.json");
+  // The CPU speedups of the fixture, then CUDA twins of its latency records: dense at 100 us and
+  // streaming at 25 us per case, timed on a named GPU.
+  const table cpu_only = build_leaderboard(r);
+  CHECK(cell(cpu_only, "streaming", "speed_source").text.rfind("cpu", 0) == 0);
+  std::vector<record> gpu;
+  for (const record& rec : r.records) {
+    if (rec.suite != "latency") continue;
+    record g = rec;
+    g.backend = "cuda";
+    g.metrics["median_s"] = rec.method == "dense" ? 100e-6 : 25e-6;
+    g.extra["peak"] = {{"kind", "dram_bytes_per_s"}, {"device", "NVIDIA H100 80GB HBM3"}};
+    gpu.push_back(g);
+  }
+  REQUIRE_FALSE(gpu.empty());
+  r.records.insert(r.records.end(), gpu.begin(), gpu.end());
+  const table t = build_leaderboard(r);
+  // The CPU accuracy row of streaming now shows the GPU's 4x, and says where it came from.
+  CHECK(cell(t, "streaming", "decode_speedup").value == Approx(4.0));
+  CHECK(cell(t, "streaming", "speed_source").text == "cuda: NVIDIA H100 80GB HBM3");
+  CHECK(cell(t, "dense", "decode_speedup").value == Approx(1.0));
+}
+
 TEST_CASE("leaderboard: columns of absent suites stay empty", "[leaderboard]") {
   report r = fixture("niah_ruler_posir.json");
   r.records.erase(std::remove_if(r.records.begin(), r.records.end(),
@@ -125,7 +150,7 @@ TEST_CASE("markdown and csv renderings", "[leaderboard]") {
   const std::string header = csv.substr(0, csv.find("\r\n"));
   CHECK(header ==
         "method,mode,backend,ruler_avg,ruler_eff_len,niah_avg,posir_psi,fidelity_rel_l2,"
-        "kv_resident_ratio,kv_read_per_step,decode_speedup");
+        "kv_resident_ratio,kv_read_per_step,decode_speedup,speed_source");
   CHECK(count_of(csv, "\r\n") == 4);
   CHECK(csv.find("\r\ndense,query_aware,cpu,100,16384,100,0,,1,") != std::string::npos);
 }

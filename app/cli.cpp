@@ -14,6 +14,7 @@
 
 #include <boost/program_options.hpp>
 
+#include "adapters/common/cpu_only.hpp"
 #include "app/plan_command.hpp"
 #include "app/mpi_run.hpp"
 #include "app/progress.hpp"
@@ -71,6 +72,29 @@ const char* k_usage =
     "2 bad input.\n";
 
 // ---- list -------------------------------------------------------------------------------
+
+// The CPU methods without a CUDA adapter and why (`list methods --backend cuda`): the line of
+// adapters/common/cpu_only.hpp, or, in a build without the CUDA backend, that.
+std::vector<cpu_only_method> cuda_gaps() {
+  const auto& registry = method_registry::instance();
+  const auto all = registry.all();
+  const bool have_cuda = std::any_of(all.begin(), all.end(),
+                                     [](const method_info* m) { return m->backend == "cuda"; });
+  std::vector<cpu_only_method> out;
+  for (const method_info* m : all) {
+    if (m->backend != "cpu" || registry.find(m->name, "cuda")) continue;
+    std::string why =
+        "this build has no CUDA backend: nvcc was not found or ATTNBENCH_ENABLE_CUDA=OFF, "
+        "docs/gpu.md";
+    if (have_cuda) {
+      why = "no CUDA adapter";
+      for (const cpu_only_method& c : cpu_only_methods())
+        if (c.name == m->name) why = c.reason;
+    }
+    out.push_back({m->name, why});
+  }
+  return out;
+}
 
 int cmd_list(const std::vector<std::string>& args) {
   po::options_description desc(
@@ -153,6 +177,11 @@ int cmd_list(const std::vector<std::string>& args) {
                                   {"plannable", static_cast<bool>(m->footprint)},
                                   {"params", params}});
       }
+      if (backend == "cuda") {
+        out["cpu_only"] = nlohmann::json::array();
+        for (const cpu_only_method& c : cuda_gaps())
+          out["cpu_only"].push_back({{"name", c.name}, {"reason", c.reason}});
+      }
     }
     if (what != "methods") {
       out["suites"] = nlohmann::json::array();
@@ -193,6 +222,12 @@ int cmd_list(const std::vector<std::string>& args) {
     for (const auto* m : method_registry::instance().all())
       if (m->backend == (backend.empty() ? "cpu" : backend)) methods.push_back(m);
     std::cout << methods_markdown(methods);
+    if (backend == "cuda") {
+      std::cout << "\n## CPU only\n\nThese CPU methods have no CUDA adapter (`--backend cuda` "
+                   "skips them):\n\n| method | why |\n| --- | --- |\n";
+      for (const cpu_only_method& c : cuda_gaps())
+        std::cout << "| `" << c.name << "` | " << c.reason << " |\n";
+    }
     return 0;
   }
   if (what != "suites") {
@@ -223,6 +258,16 @@ int cmd_list(const std::vector<std::string>& args) {
         std::cout << ", default " << (p.default_text.empty() ? "unset" : p.default_text) << ")  "
                   << p.doc << "\n";
       }
+    }
+  }
+  if (what != "suites" && backend == "cuda") {
+    const std::vector<cpu_only_method> gaps = cuda_gaps();
+    const auto all = method_registry::instance().all();
+    if (std::none_of(all.begin(), all.end(), [](auto* m) { return m->backend == "cuda"; })) {
+      std::cout << "cpu only: every method (" << gaps.front().reason << ")\n";
+    } else {
+      std::cout << "cpu only (no CUDA adapter; --backend cuda skips them):\n";
+      for (const cpu_only_method& c : gaps) std::cout << "  " << c.name << "  " << c.reason << "\n";
     }
   }
   if (what != "methods") {

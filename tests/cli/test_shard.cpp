@@ -227,7 +227,9 @@ TEST_CASE("run --shard-costs balances by an earlier run's timings", "[cli][shard
   REQUIRE(run(with(small_sweep(), {"--shard", "1/3", "--shard-costs",
                                    (whole / "report.json").string(), "--out", out.string()}),
               "costs-shard") == 0);
-  for (const json& p : json::parse(slurp(out / "report.json"))["meta"]["planned_cases"])
+  // The parsed report must outlive the loop (a range-for keeps only its last temporary alive).
+  const json shard_report = json::parse(slurp(out / "report.json"));
+  for (const json& p : shard_report["meta"]["planned_cases"])
     CHECK(p["cost"] == timings[p["case_id"].get<std::string>()]);
 
   std::string err;

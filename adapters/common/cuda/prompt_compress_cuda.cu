@@ -74,17 +74,16 @@ void prompt_lse(const score_args& a, int first, lse_scratch& scratch, float* lse
   plan_decode(da, scratch.workspace, a.sms);
   const std::size_t out = static_cast<std::size_t>(queries) * hq * d;
   if (scratch.out.size() < out) scratch.out.resize(out);
-  decode<element, float>(da, row_mode::dense, scratch.out.data(), da.q_batch_stride, a.stream,
-                         lse);
+  decode<element, float>(da, row_mode::dense, scratch.out.data(), da.q_batch_stride, a.stream, lse);
 }
 
 void window_votes(const score_args& a, int first, int keys, const float* lse, float* votes) {
   const int hk = a.shape.kv_heads, hq = a.shape.q_heads, d = a.shape.head_dim;
   if (keys <= 0) return;
   const dim3 grid(static_cast<unsigned>(ceil_div(keys, 128)), static_cast<unsigned>(hk));
-  snapkv_votes_kernel<element><<<grid, 128, 0, a.stream>>>(
-      a.q + static_cast<std::size_t>(first) * hq * d, a.k, lse, a.tokens - first, hq, hk, d, keys,
-      a.scale, votes);
+  snapkv_votes_kernel<element>
+      <<<grid, 128, 0, a.stream>>>(a.q + static_cast<std::size_t>(first) * hq * d, a.k, lse,
+                                   a.tokens - first, hq, hk, d, keys, a.scale, votes);
   ATTNBENCH_CUDA_LAUNCHED();
 }
 
@@ -110,14 +109,15 @@ std::int64_t prompt_compress_method::plan(const attention_problem& problem) {
   return layer;
 }
 
-score_args prompt_compress_method::prompt_args(const element* q, const element* k,
-                                               const element* v, int tokens, int forced) const {
+score_args prompt_compress_method::prompt_args(const element* q, const element* k, const element* v,
+                                               int tokens, int forced) const {
   score_args a;
   a.q = q;
   a.k = k;
   a.v = v;
   a.tokens = tokens;
   a.forced = forced;
+  a.budget = m_budget;
   a.shape = m_shape;
   a.scale = m_scale;
   a.layer = m_layer;
@@ -241,9 +241,9 @@ void prompt_compress_method::cache_weights(const element* q, const float* lse, i
                                            float* weights) {
   upload_ints(before, m_before);
   const int most = *std::max_element(before.begin(), before.end()) + queries;
-  query_weights(cache_keys(), q, static_cast<std::int64_t>(m_shape.q_heads) * m_shape.head_dim,
-                lse, queries, m_shape, m_before.data(), most, m_scale, accumulate, weights,
-                m_capacity, m_stream);
+  query_weights(cache_keys(), q, static_cast<std::int64_t>(m_shape.q_heads) * m_shape.head_dim, lse,
+                queries, m_shape, m_before.data(), most, m_scale, accumulate, weights, m_capacity,
+                m_stream);
 }
 
 void prompt_compress_method::keep_cache_rows(const std::vector<std::vector<int>>& rows,
@@ -254,8 +254,7 @@ void prompt_compress_method::keep_cache_rows(const std::vector<std::vector<int>>
   for (const auto& r : rows) most = std::max(most, r.size());
   std::vector<int> flat(std::max<std::size_t>(1, most * rows.size()), 0), counts;
   for (std::size_t h = 0; h < rows.size(); ++h) {
-    std::copy(rows[h].begin(), rows[h].end(),
-              flat.begin() + static_cast<std::ptrdiff_t>(h * most));
+    std::copy(rows[h].begin(), rows[h].end(), flat.begin() + static_cast<std::ptrdiff_t>(h * most));
     counts.push_back(static_cast<int>(rows[h].size()));
     auto& pos = m_positions[h];
     std::vector<std::int64_t> kept;
@@ -278,8 +277,8 @@ void prompt_compress_method::keep_cache_rows(const std::vector<std::vector<int>>
     if (scratch->size() != elems) scratch->resize(elems);
     gather_head_rows_kernel<uint4><<<grid, warp_rows * 32, 0, m_stream>>>(
         reinterpret_cast<const uint4*>(buf->data()), m_capacity,
-        reinterpret_cast<uint4*>(scratch->data()), m_capacity, width, m_rows_keep.data(), static_cast<std::int64_t>(most),
-        m_keep_count.data());
+        reinterpret_cast<uint4*>(scratch->data()), m_capacity, width, m_rows_keep.data(),
+        static_cast<std::int64_t>(most), m_keep_count.data());
     ATTNBENCH_CUDA_LAUNCHED();
     std::swap(*buf, *scratch);
   }
@@ -325,8 +324,7 @@ void prompt_compress_method::gather_state(const float* src, std::int64_t src_str
   if (most == 0) return;
   std::vector<int> flat(most * rows.size(), 0), counts;
   for (std::size_t h = 0; h < rows.size(); ++h) {
-    std::copy(rows[h].begin(), rows[h].end(),
-              flat.begin() + static_cast<std::ptrdiff_t>(h * most));
+    std::copy(rows[h].begin(), rows[h].end(), flat.begin() + static_cast<std::ptrdiff_t>(h * most));
     counts.push_back(static_cast<int>(rows[h].size()));
   }
   upload_ints(flat, m_rows_keep);

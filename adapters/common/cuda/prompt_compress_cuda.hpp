@@ -28,7 +28,8 @@ struct score_args {
   const element* k = nullptr;  // [tokens, kv_heads, d]
   const element* v = nullptr;  // [tokens, kv_heads, d]
   int tokens = 0;
-  int forced = 0;  // forced_tail(tokens): the scored rows are [0, tokens - forced)
+  int forced = 0;           // forced_tail(tokens): the scored rows are [0, tokens - forced)
+  std::int64_t budget = 0;  // rows per head the method keeps, forced ones included (< tokens)
   model_shape shape;
   float scale = 1.0f;
   int layer = 0;

@@ -29,8 +29,8 @@ class knorm_mass_scorer final : public device_scorer {
   explicit knorm_mass_scorer(std::unique_ptr<device_scorer> norms) : m_norms(std::move(norms)) {}
   void score(const score_args& a, float* scores) override {
     m_norms->score(a, scores);
-    adakv_knorm_mass_kernel<<<a.shape.kv_heads, adakv_threads, 0, a.stream>>>(
-        scores, a.tokens - a.forced);
+    adakv_knorm_mass_kernel<<<a.shape.kv_heads, adakv_threads, 0, a.stream>>>(scores,
+                                                                              a.tokens - a.forced);
     ATTNBENCH_CUDA_LAUNCHED();
   }
 
@@ -57,8 +57,8 @@ class adakv_method final : public prompt_compress_method {
     const std::int64_t rows = static_cast<std::int64_t>(hk) * n;
     std::int64_t left = static_cast<std::int64_t>(std::max(0, per_head)) * hk;
     if (left >= rows) return std::vector<int>(static_cast<std::size_t>(hk), n);
-    const int safe = std::min(
-        n, static_cast<int>(std::floor(m_alpha * static_cast<double>(per_head))));
+    const int safe =
+        std::min(n, static_cast<int>(std::floor(m_alpha * static_cast<double>(per_head))));
     m_masked.resize(static_cast<std::size_t>(rows));
     ATTNBENCH_CUDA(cudaMemcpyAsync(m_masked.data(), scores, m_masked.bytes(),
                                    cudaMemcpyDeviceToDevice, m_stream));

@@ -30,7 +30,8 @@ __device__ __forceinline__ double adakv_block_max(double x, double* shared) {
   shared[threadIdx.x] = x;
   __syncthreads();
   for (int half = adakv_threads / 2; half > 0; half /= 2) {
-    if (threadIdx.x < half) shared[threadIdx.x] = fmax(shared[threadIdx.x], shared[threadIdx.x + half]);
+    if (threadIdx.x < half)
+      shared[threadIdx.x] = fmax(shared[threadIdx.x], shared[threadIdx.x + half]);
     __syncthreads();
   }
   const double total = shared[0];

@@ -177,8 +177,8 @@ namespace attnbench::duo {
 
 std::vector<bool> layer_roles(const attention_problem& problem, const param_values& values) {
   const sink_window_policy policy = streaming_policy(values, problem.context_tokens);
-  const std::vector<double> scores = cpu::calibration_scores(*problem.calibration, problem.shape,
-                                                             policy, problem.softmax_scale());
+  const std::vector<double> scores =
+      cpu::calibration_scores(*problem.calibration, problem.shape, policy, problem.softmax_scale());
   const std::vector<bool> roles = retrieval_heads(scores, values.get_real("retrieval_ratio"));
   const int kv_heads = problem.shape.kv_heads;
   const auto first = roles.begin() + static_cast<std::ptrdiff_t>(problem.layer) * kv_heads;

@@ -161,8 +161,7 @@ std::unique_ptr<kv_method> make_h2o(const param_values& values) {
 
 method_info h2o_info() {
   method_info info = cuda_method_info<h2o_method>(
-      "h2o",
-      "H2O: Heavy-Hitter Oracle for Efficient Generative Inference of Large Language Models",
+      "h2o", "H2O: Heavy-Hitter Oracle for Efficient Generative Inference of Large Language Models",
       "keep a recent window and the tokens with the largest attention accumulated over all "
       "queries (protocol=kvpress: the prompt tokens with the largest mean attention, compressed "
       "once; bf16 CUDA kernels)",

@@ -20,8 +20,8 @@ class knorm_scorer final : public device_scorer {
   void score(const score_args& a, float* scores) override {
     const dim3 grid(static_cast<unsigned>(ceil_div(a.tokens, 4)),
                     static_cast<unsigned>(a.shape.kv_heads));
-    knorm_scores_kernel<element><<<grid, 128, 0, a.stream>>>(a.k, a.tokens, a.shape.kv_heads,
-                                                             a.shape.head_dim, scores);
+    knorm_scores_kernel<element>
+        <<<grid, 128, 0, a.stream>>>(a.k, a.tokens, a.shape.kv_heads, a.shape.head_dim, scores);
     ATTNBENCH_CUDA_LAUNCHED();
   }
 };

@@ -19,8 +19,7 @@ class pyramidkv_scorer final : public device_scorer {
         m_window(values.get_int("window")),
         m_beta(values.get_int("beta")) {}
 
-  std::int64_t layer_budget(const attention_problem& problem,
-                            std::int64_t budget) const override {
+  std::int64_t layer_budget(const attention_problem& problem, std::int64_t budget) const override {
     return pyramidkv::layer_budget(budget, m_window, problem.context_tokens, problem.layer,
                                    problem.shape.layers, m_beta);
   }
@@ -42,8 +41,7 @@ const device_scorer_registrar pyramidkv_device_scorer(
 }  // namespace attnbench::cuda
 
 ATTNBENCH_REGISTER_METHOD(attnbench::cuda::prompt_compress_cuda_info(
-    "pyramidkv",
-    "PyramidKV: Dynamic KV Cache Compression based on Pyramidal Information Funneling",
+    "pyramidkv", "PyramidKV: Dynamic KV Cache Compression based on Pyramidal Information Funneling",
     "snapkv selection with layer budgets decreasing linearly from bottom to top (same total; "
     "bf16 CUDA kernels)",
     attnbench::pyramidkv::schema()));

@@ -23,10 +23,10 @@ static __global__ void random_scores_kernel(std::uint64_t seed, int layer, int t
   constexpr std::uint64_t weyl_step = 0x9E3779B97F4A7C15ull;
   const int h = blockIdx.y, t = blockIdx.x * blockDim.x + threadIdx.x;
   if (t >= tokens) return;
-  const std::uint64_t state =
-      random_mix64(random_mix64(random_mix64(seed + weyl_step) ^ static_cast<std::uint64_t>(layer)) ^
-                   (static_cast<std::uint64_t>(h) << 32)) +
-      weyl_step * (static_cast<std::uint64_t>(t) + 1);
+  const std::uint64_t state = random_mix64(random_mix64(random_mix64(seed + weyl_step) ^
+                                                        static_cast<std::uint64_t>(layer)) ^
+                                           (static_cast<std::uint64_t>(h) << 32)) +
+                              weyl_step * (static_cast<std::uint64_t>(t) + 1);
   scores[static_cast<std::int64_t>(h) * tokens + t] =
       static_cast<float>(random_mix64(state) >> 40) * (1.0f / 16777216.0f);
 }

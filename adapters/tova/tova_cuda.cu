@@ -121,8 +121,7 @@ class tova_method final : public prompt_compress_method {
     }
     fill_state(m_state.data(), first, tokens, std::numeric_limits<float>::infinity());
     if (most - tokens > m_budget)
-      keep_cache_rows(newest_and_best(m_state.data(), rows,
-                                      std::vector<int>(rows.size(), tokens),
+      keep_cache_rows(newest_and_best(m_state.data(), rows, std::vector<int>(rows.size(), tokens),
                                       static_cast<int>(m_budget) + tokens),
                       {&m_state});
   }

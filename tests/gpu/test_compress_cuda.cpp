@@ -1,6 +1,6 @@
 // [gpu] The score-and-keep CUDA adapters (adapters/common/cuda/prompt_compress_cuda.hpp: knorm,
-// random, snapkv, pyramidkv, adakv, tova, h2o, duo, keydiff, lagkv, chunkkv) against the dense
-// oracle and their CPU twins, through the helpers of cuda_twin.hpp.
+// random, snapkv, pyramidkv, adakv, tova, h2o, duo, keydiff, lagkv, chunkkv, qfilter) against the
+// dense oracle and their CPU twins, through the helpers of cuda_twin.hpp.
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
@@ -119,9 +119,27 @@ TEST_CASE("cuda duo gives each head the CPU twin's role and rows", "[gpu]") {
   CHECK(e < 2e-2);
 }
 
+TEST_CASE("cuda qfilter keeps exactly the CPU's rows with the same filters", "[gpu]") {
+  const model_shape shape{"test", 2, 8, 2, 128};
+  const auto calibration = random_calibration(shape, 2, 200, 196, 6);
+  const auto spec = GENERATE(as<std::string>{}, "qfilter:budget=96", "qfilter:budget=4096");
+  const int layer = GENERATE(0, 1);
+  qkv t = rounded(random_qkv(shape, 420, 4));
+  const auto cpu = run_backend(spec, "cpu", t, shape, 400, 1, 0, layer, &calibration);
+  const auto gpu = run_backend(spec, "cuda", t, shape, 400, 1, 0, layer, &calibration);
+  const double e = rel_l2(gpu.values, cpu.values);
+  INFO(spec << " layer " << layer << ": error vs the CPU twin " << e);
+  CHECK(gpu.stats.resident_tokens == cpu.stats.resident_tokens);
+  CHECK(gpu.read == cpu.read);
+  CHECK(e < 2e-2);
+  // Without calibration the method declines the problem, as on the CPU.
+  auto m = resolve_method(spec, "cuda").create();
+  CHECK(m->unsupported_reason(make_problem(shape, 400, 420)));
+}
+
 TEST_CASE("cuda compression methods have a decode timed op over their kept rows", "[gpu]") {
   const auto name = GENERATE(as<std::string>{}, "knorm", "random", "snapkv", "pyramidkv", "adakv",
-                             "tova", "h2o", "keydiff", "lagkv", "chunkkv");
+                             "tova", "h2o", "keydiff", "lagkv", "chunkkv", "qfilter");
   op_shape s;
   s.phase = "decode";
   s.batch = 2;

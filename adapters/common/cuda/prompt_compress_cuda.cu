@@ -101,8 +101,16 @@ void query_weights(const key_rows<element>& keys, const element* q, std::int64_t
   ATTNBENCH_CUDA_LAUNCHED();
 }
 
+std::optional<std::string> prompt_compress_method::unsupported_reason(
+    const attention_problem& problem) const {
+  if (auto why = device_cache_method::unsupported_reason(problem)) return why;
+  if (m_scorer) return m_scorer->unsupported_reason(problem);
+  return std::nullopt;
+}
+
 std::int64_t prompt_compress_method::plan(const attention_problem& problem) {
   m_layer = problem.layer;
+  if (m_scorer) m_scorer->prepare(problem);
   const std::int64_t budget = resolve_budget(m_values, problem.context_tokens);
   const std::int64_t layer = m_scorer ? m_scorer->layer_budget(problem, budget) : budget;
   ATTNBENCH_ASSERT(layer >= 1);

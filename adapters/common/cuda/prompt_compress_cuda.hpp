@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -47,6 +48,13 @@ class device_scorer {
   virtual std::int64_t layer_budget(const attention_problem& problem, std::int64_t budget) const {
     return budget;
   }
+  /// Why the scorer cannot run a problem (no calibration), or nothing.
+  virtual std::optional<std::string> unsupported_reason(const attention_problem&) const {
+    return std::nullopt;
+  }
+  /// Reads what the scorer needs of the problem while it is prepared (calibration data is valid
+  /// only then); called in plan.
+  virtual void prepare(const attention_problem&) {}
   /// Rows at the end of a `tokens`-token prompt that every head keeps (default none).
   virtual int forced_tail(int tokens) const { return 0; }
   /// Writes scores [kv_heads, tokens - forced] (device, higher = keep) on a.stream.
@@ -73,6 +81,8 @@ class prompt_compress_method : public device_cache_method {
   prompt_compress_method(std::unique_ptr<device_scorer> scorer, param_values values)
       : m_scorer(std::move(scorer)), m_values(std::move(values)) {}
 
+  /// The CUDA kernels' checks, then the scorer's.
+  std::optional<std::string> unsupported_reason(const attention_problem& problem) const override;
   /// The cached positions the last query of the last attend call could see, per KV head.
   std::vector<std::vector<std::int64_t>> read_positions() const override { return m_read; }
 

@@ -1,13 +1,14 @@
 /// adakv on the GPU (adapters/adakv/adakv.hpp for the rule, adakv_cpu.cpp for the CPU twin), over
 /// any registered device scorer (snapkv, pyramidkv, knorm, random, tova), on the shared
 /// score-and-keep path (prompt_compress_cuda.hpp). The head budgets come from the scores on the
-/// device: each head's safeguard share by a per-head radix top-k, those rows masked, then one
-/// radix top-k over the scores of all heads together (flattened head-major, so ties go to the
-/// lower head, then the earlier row, as adakv::allocate) decides how many more rows each head
-/// keeps; the base's per-head top-k then keeps each head's count (its best rows, as the CPU's
-/// select_counts). knorm's scores become a per-head mass on the device first (knorm::to_mass).
-/// Differences from the CPU adapter: the scorer's (bf16 attention scores; knorm's mass summed in
-/// another order), so near-tied tokens may rank differently across heads.
+/// device (prompt_compress_method::adaptive_counts): each head's safeguard share by a per-head
+/// radix top-k, those rows masked, then one radix top-k over the scores of all heads together
+/// (flattened head-major, so ties go to the lower head, then the earlier row, as
+/// adakv::allocate) decides how many more rows each head keeps; the base's per-head top-k then
+/// keeps each head's count (its best rows, as the CPU's select_counts). knorm's scores become a
+/// per-head mass on the device first (knorm::to_mass). Differences from the CPU adapter: the
+/// scorer's (bf16 attention scores; knorm's mass summed in another order), so near-tied tokens may
+/// rank differently across heads.
 #include <algorithm>
 #include <cmath>
 #include <memory>
@@ -18,7 +19,6 @@
 #include "adapters/adakv/adakv_kernels.cuh"
 #include "adapters/common/cuda/prompt_compress_cuda.hpp"
 #include "adapters/common/cuda/timed_ops_cuda.cuh"
-#include "adapters/common/cuda/topk.cuh"
 
 namespace attnbench::cuda {
 namespace {
@@ -51,48 +51,12 @@ class adakv_method final : public prompt_compress_method {
       : prompt_compress_method(make_scorer(values), values), m_alpha(values.get_real("alpha")) {}
 
  protected:
-  std::vector<int> head_counts(const float* scores, int n, int per_head) override {
-    const int hk = m_shape.kv_heads;
-    std::vector<int> counts(static_cast<std::size_t>(hk), 0);
-    const std::int64_t rows = static_cast<std::int64_t>(hk) * n;
-    std::int64_t left = static_cast<std::int64_t>(std::max(0, per_head)) * hk;
-    if (left >= rows) return std::vector<int>(static_cast<std::size_t>(hk), n);
-    const int safe =
-        std::min(n, static_cast<int>(std::floor(m_alpha * static_cast<double>(per_head))));
-    m_masked.resize(static_cast<std::size_t>(rows));
-    ATTNBENCH_CUDA(cudaMemcpyAsync(m_masked.data(), scores, m_masked.bytes(),
-                                   cudaMemcpyDeviceToDevice, m_stream));
-    if (safe > 0) {
-      // Each head's safeguard rows, then out of the shared ranking.
-      upload_ints(std::vector<int>(static_cast<std::size_t>(hk), n), m_n);
-      upload_ints(std::vector<int>(static_cast<std::size_t>(hk), safe), m_count);
-      m_safe.resize(static_cast<std::size_t>(hk) * safe);
-      top_k(scores, n, m_n.data(), m_count.data(), hk, m_safe.data(), safe, m_stream);
-      const dim3 grid(static_cast<unsigned>(ceil_div(safe, 128)), static_cast<unsigned>(hk));
-      adakv_mask_kernel<<<grid, 128, 0, m_stream>>>(m_masked.data(), n, m_safe.data(), safe);
-      ATTNBENCH_CUDA_LAUNCHED();
-      for (auto& c : counts) c = safe;
-      left -= static_cast<std::int64_t>(safe) * hk;
-    }
-    if (left <= 0) return counts;
-    // The rest to the best scores over all heads: one segment of kv_heads x n scores.
-    const int take = static_cast<int>(left);
-    upload_ints({static_cast<int>(rows)}, m_n);
-    upload_ints({take}, m_count);
-    m_picked.resize(static_cast<std::size_t>(take));
-    top_k(m_masked.data(), rows, m_n.data(), m_count.data(), 1, m_picked.data(), take, m_stream);
-    std::vector<int> picked(static_cast<std::size_t>(take));
-    ATTNBENCH_CUDA(cudaMemcpyAsync(picked.data(), m_picked.data(), picked.size() * sizeof(int),
-                                   cudaMemcpyDeviceToHost, m_stream));
-    ATTNBENCH_CUDA(cudaStreamSynchronize(m_stream));
-    for (int i : picked) ++counts[static_cast<std::size_t>(i / n)];
-    return counts;
+  std::vector<int> head_counts(const score_args&, float* scores, int n, int per_head) override {
+    return adaptive_counts(scores, n, per_head, m_alpha);
   }
 
  private:
   double m_alpha;
-  device_buffer<float> m_masked;
-  device_buffer<int> m_n, m_count, m_safe, m_picked;
 };
 
 }  // namespace

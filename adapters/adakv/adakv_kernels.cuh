@@ -1,7 +1,6 @@
 /// adakv's kernels ("Ada-KV: Optimizing KV Cache Eviction by Adaptive Budget Allocation for
 /// Efficient LLM Inference"; the rule is in adakv.hpp): knorm's scores turned into a per-head
-/// mass (knorm::to_mass) and the masking of each head's safeguard rows before the top-k over all
-/// heads. C++17.
+/// mass (knorm::to_mass). The allocation itself is the shared path's adaptive_counts. C++17.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -63,13 +62,6 @@ static __global__ void adakv_knorm_mass_kernel(float* scores, int n) {
   }
   const double sum = adakv_block_sum(part, shared);
   for (int i = threadIdx.x; i < n; i += adakv_threads) s[i] = static_cast<float>(s[i] / sum);
-}
-
-/// masked[h * n + rows[h * count + i]] = -inf for i < count: each head's safeguard rows leave the
-/// shared top-k (every real score is finite).
-static __global__ void adakv_mask_kernel(float* masked, int n, const int* rows, int count) {
-  const int h = blockIdx.y, i = blockIdx.x * blockDim.x + threadIdx.x;
-  if (i < count) masked[static_cast<std::int64_t>(h) * n + rows[h * count + i]] = -INFINITY;
 }
 
 }  // namespace attnbench::cuda

@@ -1,6 +1,6 @@
 // [gpu] The score-and-keep CUDA adapters (adapters/common/cuda/prompt_compress_cuda.hpp: knorm,
-// random, snapkv, pyramidkv, adakv, tova, h2o, duo, keydiff, lagkv, chunkkv, qfilter) against the
-// dense oracle and their CPU twins, through the helpers of cuda_twin.hpp.
+// random, snapkv, pyramidkv, adakv, tova, h2o, duo, keydiff, lagkv, chunkkv, qfilter, criticalkv)
+// against the dense oracle and their CPU twins, through the helpers of cuda_twin.hpp.
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
@@ -59,7 +59,7 @@ TEST_CASE("cuda compression adapters equal the dense oracle when nothing is drop
       GENERATE(as<std::string>{}, "knorm:budget=4096", "random:budget=4096", "keydiff:budget=4096",
                "pyramidkv:budget=4096", "adakv:budget=4096", "adakv:budget=4096,scorer=knorm",
                "tova:budget=4096", "h2o:budget=4096", "h2o:budget=4096,protocol=kvpress",
-               "lagkv:budget=4096", "chunkkv:budget=4096");
+               "lagkv:budget=4096", "chunkkv:budget=4096", "criticalkv:budget=4096");
   const auto heads = GENERATE(std::make_tuple(4, 4), std::make_tuple(8, 2));
   const int head_dim = GENERATE(64, 128);
   const model_shape shape{"test", 1, std::get<0>(heads), std::get<1>(heads), head_dim};
@@ -83,6 +83,7 @@ TEST_CASE("cuda prompt scorers keep the CPU twin's rows", "[gpu]") {
       "adakv:budget=96,scorer=knorm", "adakv:budget=96,scorer=random,alpha=0.5",
       "adakv:budget=96,scorer=tova", "adakv:budget=96,scorer=pyramidkv,window=16,beta=4",
       "h2o:budget=96,protocol=kvpress", "chunkkv:budget=96,window=16",
+      "criticalkv:budget=96,window=16", "criticalkv:budget=96,window=16,adaptive=true",
       "chunkkv:budget=96,scorer=pyramidkv,window=16,beta=4,chunk=16");
   check_twin(spec, 420, 400, 1, false);
 }
@@ -139,7 +140,7 @@ TEST_CASE("cuda qfilter keeps exactly the CPU's rows with the same filters", "[g
 
 TEST_CASE("cuda compression methods have a decode timed op over their kept rows", "[gpu]") {
   const auto name = GENERATE(as<std::string>{}, "knorm", "random", "snapkv", "pyramidkv", "adakv",
-                             "tova", "h2o", "keydiff", "lagkv", "chunkkv", "qfilter");
+                             "tova", "h2o", "keydiff", "lagkv", "chunkkv", "qfilter", "criticalkv");
   op_shape s;
   s.phase = "decode";
   s.batch = 2;

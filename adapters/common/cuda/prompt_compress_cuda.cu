@@ -1,6 +1,7 @@
 #include "adapters/common/cuda/prompt_compress_cuda.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <utility>
 
@@ -152,15 +153,54 @@ std::vector<std::vector<int>> prompt_compress_method::select_prompt(const elemen
   if (m_scores.size() < static_cast<std::size_t>(hk) * n)
     m_scores.resize(static_cast<std::size_t>(hk) * n);
   m_scorer->score(prompt_args(q, k, v, tokens, forced), m_scores.data());
-  const auto counts = head_counts(m_scores.data(), n, static_cast<int>(m_budget) - forced);
+  const auto counts = head_counts(prompt_args(q, k, v, tokens, forced), m_scores.data(), n,
+                                  static_cast<int>(m_budget) - forced);
   kept = top_rows(m_scores.data(), n, std::vector<int>(static_cast<std::size_t>(hk), n), counts);
   for (auto& rows : kept)
     for (int t = n; t < tokens; ++t) rows.push_back(t);
   return kept;
 }
 
-std::vector<int> prompt_compress_method::head_counts(const float*, int, int per_head) {
+std::vector<int> prompt_compress_method::head_counts(const score_args&, float*, int, int per_head) {
   return std::vector<int>(static_cast<std::size_t>(m_shape.kv_heads), per_head);
+}
+
+std::vector<int> prompt_compress_method::adaptive_counts(const float* scores, int n, int per_head,
+                                                         double alpha) {
+  const int hk = m_shape.kv_heads;
+  std::vector<int> counts(static_cast<std::size_t>(hk), 0);
+  const std::int64_t rows = static_cast<std::int64_t>(hk) * n;
+  std::int64_t left = static_cast<std::int64_t>(std::max(0, per_head)) * hk;
+  if (left >= rows) return std::vector<int>(static_cast<std::size_t>(hk), n);
+  const int safe = std::min(n, static_cast<int>(std::floor(alpha * static_cast<double>(per_head))));
+  m_masked.resize(static_cast<std::size_t>(rows));
+  ATTNBENCH_CUDA(cudaMemcpyAsync(m_masked.data(), scores, m_masked.bytes(),
+                                 cudaMemcpyDeviceToDevice, m_stream));
+  if (safe > 0) {
+    // Each head's safeguard rows, then out of the shared ranking.
+    upload_ints(std::vector<int>(static_cast<std::size_t>(hk), n), m_n);
+    upload_ints(std::vector<int>(static_cast<std::size_t>(hk), safe), m_count);
+    m_safe.resize(static_cast<std::size_t>(hk) * safe);
+    top_k(scores, n, m_n.data(), m_count.data(), hk, m_safe.data(), safe, m_stream);
+    const dim3 grid(static_cast<unsigned>(ceil_div(safe, 128)), static_cast<unsigned>(hk));
+    mask_rows_kernel<<<grid, 128, 0, m_stream>>>(m_masked.data(), n, m_safe.data(), safe);
+    ATTNBENCH_CUDA_LAUNCHED();
+    for (auto& c : counts) c = safe;
+    left -= static_cast<std::int64_t>(safe) * hk;
+  }
+  if (left <= 0) return counts;
+  // The rest to the best scores over all heads: one segment of kv_heads x n scores.
+  const int take = static_cast<int>(left);
+  upload_ints({static_cast<int>(rows)}, m_n);
+  upload_ints({take}, m_count);
+  m_picked.resize(static_cast<std::size_t>(take));
+  top_k(m_masked.data(), rows, m_n.data(), m_count.data(), 1, m_picked.data(), take, m_stream);
+  std::vector<int> picked(static_cast<std::size_t>(take));
+  ATTNBENCH_CUDA(cudaMemcpyAsync(picked.data(), m_picked.data(), picked.size() * sizeof(int),
+                                 cudaMemcpyDeviceToHost, m_stream));
+  ATTNBENCH_CUDA(cudaStreamSynchronize(m_stream));
+  for (int i : picked) ++counts[static_cast<std::size_t>(i / n)];
+  return counts;
 }
 
 std::vector<std::vector<int>> prompt_compress_method::top_rows(const float* scores,

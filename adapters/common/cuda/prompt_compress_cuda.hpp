@@ -100,9 +100,15 @@ class prompt_compress_method : public device_cache_method {
   /// Records the rows `visible` of the call's last query for read_positions (decode_query
   /// overrides call it before they evict).
   void note_read(const std::vector<int>& visible);
-  /// Scored rows each head keeps besides the forced ones, given the device scores [kv_heads, n]
-  /// and the uniform share `per_head` (< n). Default: per_head for every head (adakv shares it).
-  virtual std::vector<int> head_counts(const float* scores, int n, int per_head);
+  /// Scored rows each head keeps besides the forced ones, given the prompt `a`, the device scores
+  /// [kv_heads, n] (which it may rewrite: criticalkv re-ranks them) and the uniform share
+  /// `per_head` (< n). Default: per_head for every head (adakv shares it).
+  virtual std::vector<int> head_counts(const score_args& a, float* scores, int n, int per_head);
+  /// adakv::allocate on the device: each head's top floor(alpha x per_head) rows (its safeguard)
+  /// are masked out of a copy of the scores, one radix top-k over every head's scores together
+  /// (flattened head-major: ties to the lower head, then the earlier row) takes the rest of the
+  /// layer's per_head x kv_heads rows, and a head's count is its safeguard plus its rows there.
+  std::vector<int> adaptive_counts(const float* scores, int n, int per_head, double alpha);
 
   /// The score_args of a prompt (q, k, v on the device).
   score_args prompt_args(const element* q, const element* k, const element* v, int tokens,
@@ -152,6 +158,8 @@ class prompt_compress_method : public device_cache_method {
   param_values m_values;
   std::vector<std::vector<std::int64_t>> m_read;
   device_buffer<int> m_n, m_count, m_top, m_before, m_rows_keep, m_keep_count, m_decode_lengths;
+  device_buffer<int> m_safe, m_picked;
+  device_buffer<float> m_masked;
   device_buffer<element> m_scratch_k, m_scratch_v;
   device_buffer<float> m_scratch_state;
 };

@@ -5,6 +5,7 @@
 
 #include <cuda_runtime.h>
 
+#include <cmath>
 #include <cstdint>
 
 #include "adapters/common/cuda/cuda_common.cuh"
@@ -75,6 +76,13 @@ static __global__ void fill_rows_kernel(float* state, std::int64_t capacity, con
                                         int count, float value) {
   const int h = blockIdx.y, i = blockIdx.x * blockDim.x + threadIdx.x;
   if (i < count) state[h * capacity + first[h] + i] = value;
+}
+
+/// masked[h * n + rows[h * count + i]] = -inf for i < count: rows leaving a top-k over the
+/// scores (every real score is finite).
+static __global__ void mask_rows_kernel(float* masked, int n, const int* rows, int count) {
+  const int h = blockIdx.y, i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < count) masked[static_cast<std::int64_t>(h) * n + rows[h * count + i]] = -INFINITY;
 }
 
 }  // namespace attnbench::cuda

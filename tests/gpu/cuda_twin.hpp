@@ -9,6 +9,7 @@
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -27,14 +28,17 @@ struct outputs {
 
 /// prefill `context` tokens with outputs, then decode the rest `step` tokens at a time (an append
 /// and a multi-query attend when step > 1). `seed` is exec_context's (seeded methods), `layer`
-/// the problem's (layer schedules), `calibration` its calibration source (calibrated methods).
+/// the problem's (layer schedules), `calibration` its calibration source (calibrated methods),
+/// `rope` the keys' RoPE (methods that read it).
 inline outputs run_backend(const std::string& spec, const std::string& backend, qkv& t,
                            const model_shape& shape, int context, int step, std::uint64_t seed = 0,
-                           int layer = 0, const calibration_source* calibration = nullptr) {
+                           int layer = 0, const calibration_source* calibration = nullptr,
+                           std::optional<rotary_embedding> rope = std::nullopt) {
   auto m = resolve_method(spec, backend).create();
   attention_problem p = make_problem(shape, context, t.q.tokens());
   p.layer = layer;
   p.calibration = calibration;
+  p.rope = std::move(rope);
   REQUIRE_FALSE(m->unsupported_reason(p));
   m->prepare(p, exec_context{backend, 2, seed, nullptr});
   host_tensor out(t.q.tokens(), shape.q_heads, shape.head_dim);

@@ -1,6 +1,7 @@
 // [gpu] The score-and-keep CUDA adapters (adapters/common/cuda/prompt_compress_cuda.hpp: knorm,
-// random, snapkv, pyramidkv, adakv, tova, h2o, duo, keydiff, lagkv, chunkkv, qfilter, criticalkv)
-// against the dense oracle and their CPU twins, through the helpers of cuda_twin.hpp.
+// random, snapkv, pyramidkv, adakv, tova, h2o, duo, keydiff, lagkv, chunkkv, qfilter, criticalkv,
+// expected_attention) against the dense oracle and their CPU twins, through the helpers of
+// cuda_twin.hpp.
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
@@ -59,7 +60,8 @@ TEST_CASE("cuda compression adapters equal the dense oracle when nothing is drop
       GENERATE(as<std::string>{}, "knorm:budget=4096", "random:budget=4096", "keydiff:budget=4096",
                "pyramidkv:budget=4096", "adakv:budget=4096", "adakv:budget=4096,scorer=knorm",
                "tova:budget=4096", "h2o:budget=4096", "h2o:budget=4096,protocol=kvpress",
-               "lagkv:budget=4096", "chunkkv:budget=4096", "criticalkv:budget=4096");
+               "lagkv:budget=4096", "chunkkv:budget=4096", "criticalkv:budget=4096",
+               "expected_attention:budget=4096");
   const auto heads = GENERATE(std::make_tuple(4, 4), std::make_tuple(8, 2));
   const int head_dim = GENERATE(64, 128);
   const model_shape shape{"test", 1, std::get<0>(heads), std::get<1>(heads), head_dim};
@@ -84,6 +86,7 @@ TEST_CASE("cuda prompt scorers keep the CPU twin's rows", "[gpu]") {
       "adakv:budget=96,scorer=tova", "adakv:budget=96,scorer=pyramidkv,window=16,beta=4",
       "h2o:budget=96,protocol=kvpress", "chunkkv:budget=96,window=16",
       "criticalkv:budget=96,window=16", "criticalkv:budget=96,window=16,adaptive=true",
+      "expected_attention:budget=96", "expected_attention:budget=96,window=64,covariance=false",
       "chunkkv:budget=96,scorer=pyramidkv,window=16,beta=4,chunk=16");
   check_twin(spec, 420, 400, 1, false);
 }
@@ -138,9 +141,30 @@ TEST_CASE("cuda qfilter keeps exactly the CPU's rows with the same filters", "[g
   CHECK(m->unsupported_reason(make_problem(shape, 400, 420)));
 }
 
+TEST_CASE("cuda expected_attention moves its query statistics by the RoPE as the CPU twin",
+          "[gpu]") {
+  const model_shape shape{"test", 4, 8, 2, 128};
+  rotary_embedding rope;
+  rope.rotary_dims = 96;  // partial rotary width: the last 32 dimensions are not rotated
+  for (int i = 0; i < rope.rotary_dims / 2; ++i)
+    rope.inv_freq.push_back(std::pow(10000.0, -2.0 * i / rope.rotary_dims));
+  const auto spec = GENERATE(as<std::string>{}, "expected_attention:budget=96",
+                             "expected_attention:budget=96,future=64,vnorm=false");
+  qkv t = rounded(random_qkv(shape, 420, 8));
+  const auto cpu = run_backend(spec, "cpu", t, shape, 400, 1, 0, 1, nullptr, rope);
+  const auto gpu = run_backend(spec, "cuda", t, shape, 400, 1, 0, 1, nullptr, rope);
+  const double e = rel_l2(gpu.values, cpu.values);
+  const double same = overlap(gpu.read, cpu.read);
+  INFO(spec << ": error vs the CPU twin " << e << ", rows shared " << same);
+  CHECK(gpu.stats.resident_tokens == cpu.stats.resident_tokens);
+  CHECK(e < 2e-2);
+  CHECK(same >= 0.97);
+}
+
 TEST_CASE("cuda compression methods have a decode timed op over their kept rows", "[gpu]") {
-  const auto name = GENERATE(as<std::string>{}, "knorm", "random", "snapkv", "pyramidkv", "adakv",
-                             "tova", "h2o", "keydiff", "lagkv", "chunkkv", "qfilter", "criticalkv");
+  const auto name =
+      GENERATE(as<std::string>{}, "knorm", "random", "snapkv", "pyramidkv", "adakv", "tova", "h2o",
+               "keydiff", "lagkv", "chunkkv", "qfilter", "criticalkv", "expected_attention");
   op_shape s;
   s.phase = "decode";
   s.batch = 2;

@@ -51,6 +51,11 @@ class adakv_method final : public prompt_compress_method {
       : prompt_compress_method(make_scorer(values), values), m_alpha(values.get_real("alpha")) {}
 
  protected:
+  // A head may take up to the layer's whole budget: the cache has room for it in every head.
+  std::int64_t held_rows(const attention_problem& problem) const override {
+    return shared_budget_held_rows(problem);
+  }
+
   std::vector<int> head_counts(const score_args&, float* scores, int n, int per_head) override {
     return adaptive_counts(scores, n, per_head, m_alpha);
   }

@@ -25,6 +25,12 @@ class criticalkv_method final : public prompt_compress_method {
       : prompt_compress_method(make_device_scorer(values.get_string("scorer"), values), values) {}
 
  protected:
+  // adaptive: a head may take up to the layer's whole budget, as in adakv.
+  std::int64_t held_rows(const attention_problem& problem) const override {
+    if (values().get_bool("adaptive")) return shared_budget_held_rows(problem);
+    return prompt_compress_method::held_rows(problem);
+  }
+
   std::vector<int> head_counts(const score_args& a, float* scores, int n, int per_head) override {
     const int hk = m_shape.kv_heads;
     std::vector<int> counts(static_cast<std::size_t>(hk), std::min(per_head, n));

@@ -165,6 +165,14 @@ std::vector<int> prompt_compress_method::head_counts(const score_args&, float*, 
   return std::vector<int>(static_cast<std::size_t>(m_shape.kv_heads), per_head);
 }
 
+std::int64_t prompt_compress_method::shared_budget_held_rows(
+    const attention_problem& problem) const {
+  const std::int64_t total = std::max(problem.max_tokens, problem.context_tokens);
+  const std::int64_t decoded = std::max<std::int64_t>(0, total - problem.context_tokens);
+  const std::int64_t prompt = std::min(problem.context_tokens, m_budget * m_shape.kv_heads);
+  return std::min(total, prompt + decoded);
+}
+
 std::vector<int> prompt_compress_method::adaptive_counts(const float* scores, int n, int per_head,
                                                          double alpha) {
   const int hk = m_shape.kv_heads;

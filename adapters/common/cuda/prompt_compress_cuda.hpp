@@ -100,6 +100,9 @@ class prompt_compress_method : public device_cache_method {
   /// Records the rows `visible` of the call's last query for read_positions (decode_query
   /// overrides call it before they evict).
   void note_read(const std::vector<int>& visible);
+  /// held_rows of a method whose heads share the layer's budget (adaptive_counts): one head may
+  /// keep up to kv_heads x budget rows of the prompt, then every decoded token.
+  std::int64_t shared_budget_held_rows(const attention_problem& problem) const;
   /// Scored rows each head keeps besides the forced ones, given the prompt `a`, the device scores
   /// [kv_heads, n] (which it may rewrite: criticalkv re-ranks them) and the uniform share
   /// `per_head` (< n). Default: per_head for every head (adakv shares it).

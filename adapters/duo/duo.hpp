@@ -7,10 +7,13 @@
 #include <cmath>
 #include <cstdint>
 #include <numeric>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "adapters/common/sink_window.hpp"
 #include "adapters/streaming_llm/streaming_llm.hpp"
+#include "harness/method.hpp"
 #include "harness/params.hpp"
 
 namespace attnbench::duo {
@@ -78,5 +81,14 @@ inline std::vector<bool> retrieval_heads(const std::vector<double>& scores, doub
     retrieval[static_cast<std::size_t>(order[static_cast<std::size_t>(i)])] = true;
   return retrieval;
 }
+
+/// The roles of the KV heads of problem.layer (true = retrieval) for `values`: the calibration
+/// scores of every KV head of the model on problem.calibration, then retrieval_heads. Defined
+/// with the CPU adapter (duo_cpu.cpp, float32 on the host); the CUDA adapter calls the same rule
+/// in its prepare, so both backends give a head the same role.
+std::vector<bool> layer_roles(const attention_problem& problem, const param_values& values);
+
+/// Why duo cannot run a problem (no calibration source, or one of another shape), or nothing.
+std::optional<std::string> unsupported_reason(const attention_problem& problem);
 
 }  // namespace attnbench::duo

@@ -77,7 +77,7 @@ class duo_method : public cache_method {
 
   std::optional<std::string> unsupported_reason(const attention_problem& problem) const override {
     if (auto why = gqa_unsupported_reason(problem)) return why;
-    return calibration_unsupported_reason(problem, "duo");
+    return duo::unsupported_reason(problem);
   }
 
   cache_stats stats() const override {
@@ -92,17 +92,9 @@ class duo_method : public cache_method {
     m_stream_budget = m_policy.window > sink_window_policy::unlimited - m_policy.sinks
                           ? sink_window_policy::unlimited
                           : m_policy.sinks + m_policy.window;
-    const std::vector<double> scores =
-        calibration_scores(*problem.calibration, m_shape, m_policy, m_scale);
-    const std::vector<bool> roles =
-        duo::retrieval_heads(scores, m_values.get_real("retrieval_ratio"));
-    m_retrieval.assign(static_cast<std::size_t>(m_shape.kv_heads), false);
-    bool any_retrieval = false;
-    for (int h = 0; h < m_shape.kv_heads; ++h) {
-      const bool r = roles[static_cast<std::size_t>(problem.layer * m_shape.kv_heads + h)];
-      m_retrieval[static_cast<std::size_t>(h)] = r;
-      any_retrieval = any_retrieval || r;
-    }
+    m_retrieval = duo::layer_roles(problem, m_values);
+    const bool any_retrieval =
+        std::find(m_retrieval.begin(), m_retrieval.end(), true) != m_retrieval.end();
     // The cache reserves the same rows for every head: a layer with a retrieval head reserves
     // the whole sequence (stats still report the streaming budget).
     return any_retrieval ? -1 : m_stream_budget;
@@ -180,6 +172,24 @@ class duo_method : public cache_method {
 }  // namespace
 
 }  // namespace attnbench::cpu
+
+namespace attnbench::duo {
+
+std::vector<bool> layer_roles(const attention_problem& problem, const param_values& values) {
+  const sink_window_policy policy = streaming_policy(values, problem.context_tokens);
+  const std::vector<double> scores =
+      cpu::calibration_scores(*problem.calibration, problem.shape, policy, problem.softmax_scale());
+  const std::vector<bool> roles = retrieval_heads(scores, values.get_real("retrieval_ratio"));
+  const int kv_heads = problem.shape.kv_heads;
+  const auto first = roles.begin() + static_cast<std::ptrdiff_t>(problem.layer) * kv_heads;
+  return std::vector<bool>(first, first + kv_heads);
+}
+
+std::optional<std::string> unsupported_reason(const attention_problem& problem) {
+  return cpu::calibration_unsupported_reason(problem, "duo");
+}
+
+}  // namespace attnbench::duo
 
 ATTNBENCH_REGISTER_METHOD(attnbench::make_method_info<attnbench::cpu::duo_method>(
     "cpu",

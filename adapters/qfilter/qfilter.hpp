@@ -5,8 +5,11 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
+#include <string>
 #include <vector>
 
+#include "harness/method.hpp"
 #include "harness/params.hpp"
 
 namespace attnbench::qfilter {
@@ -89,5 +92,14 @@ inline std::vector<double> principal_direction(const float* x, std::size_t row_s
     for (double& e : v) e = -e;
   return v;
 }
+
+/// The filters ([kv_heads][head_dim]) of problem.layer from problem.calibration: the mean of the
+/// oriented principal query directions of each KV head's query heads. Defined with the CPU
+/// adapter (qfilter_cpu.cpp, float64 on the host); the CUDA adapter calls it in prepare, so both
+/// backends score with the same filters. Throws unsupported without calibration.
+std::vector<std::vector<float>> layer_filters(const attention_problem& problem, int threads);
+
+/// Why qfilter cannot run a problem (no calibration source), or nothing.
+std::optional<std::string> unsupported_reason(const attention_problem& problem);
 
 }  // namespace attnbench::qfilter

@@ -48,8 +48,8 @@ prompt_scorer make_qfilter_scorer(const param_values&) {
     return calibration_unsupported_reason(problem, "qfilter");
   };
   s.bind = [](const attention_problem& problem, int threads) -> score_function {
-    auto filters =
-        std::make_shared<const std::vector<std::vector<float>>>(make_filters(problem, threads));
+    auto filters = std::make_shared<const std::vector<std::vector<float>>>(
+        qfilter::layer_filters(problem, threads));
     return [filters](const score_request& r) {
       prompt_scores out;
       out.scores.assign(static_cast<std::size_t>(r.k.heads),
@@ -75,6 +75,18 @@ const scorer_registrar qfilter_scorer("qfilter", make_qfilter_scorer);
 }  // namespace
 
 }  // namespace attnbench::cpu
+
+namespace attnbench::qfilter {
+
+std::vector<std::vector<float>> layer_filters(const attention_problem& problem, int threads) {
+  return cpu::make_filters(problem, threads);
+}
+
+std::optional<std::string> unsupported_reason(const attention_problem& problem) {
+  return cpu::calibration_unsupported_reason(problem, "qfilter");
+}
+
+}  // namespace attnbench::qfilter
 
 ATTNBENCH_REGISTER_METHOD(attnbench::cpu::prompt_score_cpu_info(
     {"qfilter", "Q-Filters: Leveraging QK Geometry for Efficient KV Cache Compression",

@@ -33,6 +33,8 @@ void device_cache_method::prepare(const attention_problem& problem, const exec_c
   m_shape = problem.shape;
   m_scale = problem.softmax_scale();
   m_stream = static_cast<cudaStream_t>(ctx.stream);
+  m_seed = ctx.seed;
+  m_prompt_queries = 0;
   m_sms = multiprocessors();
   m_budget = plan(problem);
   // One page per head: the capacity rounds up to a power of two (the page size of the layout).
@@ -166,6 +168,7 @@ void device_cache_method::prefill(tensor_view q, tensor_view k, tensor_view v,
     ATTNBENCH_CUDA_LAUNCHED();
   }
   m_length = tokens;
+  m_prompt_queries = q.data ? tokens : 0;
   extend_index();
   ATTNBENCH_CUDA(cudaStreamSynchronize(m_stream));
 }
@@ -265,7 +268,9 @@ void device_cache_method::attend(tensor_view q, tensor_view out) {
   const std::size_t size = out.size();
   if (m_out.size() < size) m_out.resize(size);
   std::vector<int> visible(static_cast<std::size_t>(m_shape.kv_heads));
+  m_call_queries = n;
   for (int i = 0; i < n; ++i) {
+    m_query = i;
     // Query i sits at position m_length - n + i and sees the cached rows up to it.
     for (int h = 0; h < m_shape.kv_heads; ++h)
       visible[static_cast<std::size_t>(h)] = rows_up_to(h, m_length - n + i);

@@ -101,6 +101,13 @@ class device_cache_method : public kv_method {
 
   model_shape m_shape;
   float m_scale = 1.0f;
+  std::uint64_t m_seed = 0;  // exec_context::seed, for seeded methods
+  /// Positions below this had their queries given to prefill (0 when it got none): attend
+  /// answers them again, but methods that learn from decode queries skip them.
+  std::int64_t m_prompt_queries = 0;
+  /// While attend runs: its number of queries and the index of the one decode_query serves.
+  int m_call_queries = 0;
+  int m_query = 0;
   std::int64_t m_budget = -1;
   std::int64_t m_length = 0;
   std::int64_t m_capacity = 0;  // rows per head (a power of two: the page size)

@@ -54,8 +54,9 @@ __device__ inline int exclusive_prefix(int local, int& total) {
   return offset;
 }
 
+// 1024 threads per CTA (the radix top-k's shape): the register cap keeps the launch possible.
 template <class T>
-__global__ void hip_select_kernel(paged_kv<T> kv, const T* q, std::int64_t q_batch_stride,
+__global__ void __launch_bounds__(detail::select_threads) hip_select_kernel(paged_kv<T> kv, const T* q, std::int64_t q_batch_stride,
                                   int q_heads, hip_geometry n, int* begins, int* ends,
                                   float* scores, int* order, std::int64_t capacity, int* rows,
                                   std::int64_t rows_stride, int* counts, int* scored_out) {

@@ -18,8 +18,8 @@ namespace {
 /// false), then the rows [current_begin, visible).
 __global__ void bilevel_select_kernel(const float* affinity, std::int64_t stride, bool scored,
                                       int current, int routed, int region, int current_begin,
-                                      int visible, int* list, int* rows,
-                                      std::int64_t rows_stride, int* counts) {
+                                      int visible, int* list, int* rows, std::int64_t rows_stride,
+                                      int* counts) {
   const int s = blockIdx.x;
   int* l = list + s * stride;
   int* out = rows + s * rows_stride;
@@ -50,8 +50,8 @@ struct bilevel_state : sparse_state_base {
   template <class T>
   void extend(const paged_kv<T>& kv, int first, int rows_now, cudaStream_t stream) {
     // Regions completed by the new rows.
-    key_sums(kv, g.segments, first / region, rows_now / region - 1, region, region, rows_now,
-             false, static_cast<float>(region), means.data(), max_regions, stream);
+    key_sums(kv, g.segments, first / region, rows_now / region - 1, region, region, rows_now, false,
+             static_cast<float>(region), means.data(), max_regions, stream);
   }
 
   template <class T>
@@ -61,13 +61,12 @@ struct bilevel_state : sparse_state_base {
     const bilevel::region_read read = bilevel::plan_region_read(visible, g.budget, region);
     const int current = static_cast<int>(read.current);
     if (read.scores())
-      summary_logits(q, q_batch_stride, g.q_heads, g.kv_heads, g.head_dim, g.segments,
-                     means.data(), max_regions, 0, current, 1.0f, true, affinity.data(),
-                     max_regions, stream);
+      summary_logits(q, q_batch_stride, g.q_heads, g.kv_heads, g.head_dim, g.segments, means.data(),
+                     max_regions, 0, current, 1.0f, true, affinity.data(), max_regions, stream);
     bilevel_select_kernel<<<g.segments, detail::select_threads, 0, stream>>>(
-        affinity.data(), max_regions, read.scores(), current, static_cast<int>(read.routed),
-        region, static_cast<int>(read.current_begin), visible, list.data(), rows.data(),
-        list_rows, counts.data());
+        affinity.data(), max_regions, read.scores(), current, static_cast<int>(read.routed), region,
+        static_cast<int>(read.current_begin), visible, list.data(), rows.data(), list_rows,
+        counts.data());
     ATTNBENCH_CUDA_LAUNCHED();
     sparse_rows r;
     r.rows = rows.data();
@@ -101,13 +100,12 @@ using bilevel_op = query_sparse_op<T, bilevel_state>;
 }  // namespace
 }  // namespace attnbench::cuda
 
-ATTNBENCH_REGISTER_METHOD(
-    attnbench::cuda::cuda_method_info<
-        attnbench::cuda::query_sparse_adapter<attnbench::cuda::bilevel_state>>(
-        "bilevel", "BiFormer: Vision Transformer with Bi-Level Routing Attention",
-        "per decode query, route to the regions whose mean key matches it best, then attend to "
-        "their tokens and the current region (bf16 CUDA kernels)",
-        attnbench::bilevel::schema()));
+ATTNBENCH_REGISTER_METHOD(attnbench::cuda::cuda_method_info<
+                          attnbench::cuda::query_sparse_adapter<attnbench::cuda::bilevel_state>>(
+    "bilevel", "BiFormer: Vision Transformer with Bi-Level Routing Attention",
+    "per decode query, route to the regions whose mean key matches it best, then attend to "
+    "their tokens and the current region (bf16 CUDA kernels)",
+    attnbench::bilevel::schema()));
 
 ATTNBENCH_REGISTER_TIMED_OP("bilevel", "cuda",
                             [](const attnbench::method_instance& method,

@@ -20,10 +20,9 @@ namespace {
 
 /// Per segment: softmax per query head over the n visible keys, block masses (max over the group
 /// of the per-head sums), the blocks the greedy pass takes under `budget`, and their rows.
-__global__ void block_select_kernel(float* logits, int group, std::int64_t stride, int n,
-                                    int block, int budget, float* mass, int* chosen,
-                                    std::int64_t max_blocks, int* rows, std::int64_t rows_stride,
-                                    int* counts) {
+__global__ void block_select_kernel(float* logits, int group, std::int64_t stride, int n, int block,
+                                    int budget, float* mass, int* chosen, std::int64_t max_blocks,
+                                    int* rows, std::int64_t rows_stride, int* counts) {
   const int s = blockIdx.x;
   float* l = logits + static_cast<std::int64_t>(s) * group * stride;
   float* m = mass + s * max_blocks;
@@ -124,13 +123,12 @@ using block_op = query_sparse_op<T, block_state>;
 }  // namespace
 }  // namespace attnbench::cuda
 
-ATTNBENCH_REGISTER_METHOD(
-    attnbench::cuda::cuda_method_info<
-        attnbench::cuda::query_sparse_adapter<attnbench::cuda::block_state>>(
-        "block_oracle", "Exact top-k block attention (oracle upper bound)",
-        "per query and KV head, read the blocks of largest exact attention mass (max over the "
-        "group) that fit the budget (bf16 CUDA kernels)",
-        attnbench::block_oracle::schema()));
+ATTNBENCH_REGISTER_METHOD(attnbench::cuda::cuda_method_info<
+                          attnbench::cuda::query_sparse_adapter<attnbench::cuda::block_state>>(
+    "block_oracle", "Exact top-k block attention (oracle upper bound)",
+    "per query and KV head, read the blocks of largest exact attention mass (max over the "
+    "group) that fit the budget (bf16 CUDA kernels)",
+    attnbench::block_oracle::schema()));
 
 ATTNBENCH_REGISTER_TIMED_OP("block_oracle", "cuda",
                             [](const attnbench::method_instance& method,

@@ -56,10 +56,11 @@ __device__ inline int exclusive_prefix(int local, int& total) {
 
 // 1024 threads per CTA (the radix top-k's shape): the register cap keeps the launch possible.
 template <class T>
-__global__ void __launch_bounds__(detail::select_threads) hip_select_kernel(paged_kv<T> kv, const T* q, std::int64_t q_batch_stride,
-                                  int q_heads, hip_geometry n, int* begins, int* ends,
-                                  float* scores, int* order, std::int64_t capacity, int* rows,
-                                  std::int64_t rows_stride, int* counts, int* scored_out) {
+__global__ void __launch_bounds__(detail::select_threads)
+    hip_select_kernel(paged_kv<T> kv, const T* q, std::int64_t q_batch_stride, int q_heads,
+                      hip_geometry n, int* begins, int* ends, float* scores, int* order,
+                      std::int64_t capacity, int* rows, std::int64_t rows_stride, int* counts,
+                      int* scored_out) {
   const int s = blockIdx.x, b = s / kv.kv_heads, h = s % kv.kv_heads;
   const int group = q_heads / kv.kv_heads, d = kv.head_dim;
   int* out = rows + s * rows_stride;
@@ -68,8 +69,7 @@ __global__ void __launch_bounds__(detail::select_threads) hip_select_kernel(page
   if (n.searched > 0) {
     const std::int64_t base = s * 2 * capacity;
     branch_list cur{begins + base, ends + base, scores + base};
-    branch_list next{begins + base + capacity, ends + base + capacity,
-                     scores + base + capacity};
+    branch_list next{begins + base + capacity, ends + base + capacity, scores + base + capacity};
     int* idx = order + s * capacity;
     // The sum of the group's logits with the key at searched row `row` (rows start at the sinks).
     auto score = [&](int row) {
@@ -239,13 +239,12 @@ using hip_op = query_sparse_op<T, hip_state>;
 }  // namespace
 }  // namespace attnbench::cuda
 
-ATTNBENCH_REGISTER_METHOD(
-    attnbench::cuda::cuda_method_info<
-        attnbench::cuda::query_sparse_adapter<attnbench::cuda::hip_state>>(
-        "hip", "HiP Attention: Sparse Sub-Quadratic Attention with Hierarchical Attention Pruning",
-        "per decode query, read sinks, a window and the leaves of a hierarchical top-k search over "
-        "halving key branches scored by their centre key (bf16 CUDA kernels)",
-        attnbench::hip::schema()));
+ATTNBENCH_REGISTER_METHOD(attnbench::cuda::cuda_method_info<
+                          attnbench::cuda::query_sparse_adapter<attnbench::cuda::hip_state>>(
+    "hip", "HiP Attention: Sparse Sub-Quadratic Attention with Hierarchical Attention Pruning",
+    "per decode query, read sinks, a window and the leaves of a hierarchical top-k search over "
+    "halving key branches scored by their centre key (bf16 CUDA kernels)",
+    attnbench::hip::schema()));
 
 ATTNBENCH_REGISTER_TIMED_OP("hip", "cuda",
                             [](const attnbench::method_instance& method,

@@ -63,8 +63,7 @@ struct landmark_state : sparse_state_base {
   sparse_rows select(const paged_kv<T>&, const T* q, std::int64_t q_batch_stride, int visible,
                      cudaStream_t stream) {
     const int list_rows = g.list_rows();
-    const auto local =
-        static_cast<int>(landmark::window_begin(visible, window, g.budget, block));
+    const auto local = static_cast<int>(landmark::window_begin(visible, window, g.budget, block));
     const int candidates = local / block;
     const int chosen = static_cast<int>(std::clamp<std::int64_t>(
         landmark::chosen_blocks(visible, local, g.budget, block), 0, candidates));
@@ -109,13 +108,12 @@ using landmark_op = query_sparse_op<T, landmark_state>;
 }  // namespace
 }  // namespace attnbench::cuda
 
-ATTNBENCH_REGISTER_METHOD(
-    attnbench::cuda::cuda_method_info<
-        attnbench::cuda::query_sparse_adapter<attnbench::cuda::landmark_state>>(
-        "landmark", "Landmark Attention: Random-Access Infinite Context Length for Transformers",
-        "per query and KV head, read a local window and the blocks whose mean key scores highest "
-        "(bf16 CUDA kernels)",
-        attnbench::landmark::schema()));
+ATTNBENCH_REGISTER_METHOD(attnbench::cuda::cuda_method_info<
+                          attnbench::cuda::query_sparse_adapter<attnbench::cuda::landmark_state>>(
+    "landmark", "Landmark Attention: Random-Access Infinite Context Length for Transformers",
+    "per query and KV head, read a local window and the blocks whose mean key scores highest "
+    "(bf16 CUDA kernels)",
+    attnbench::landmark::schema()));
 
 ATTNBENCH_REGISTER_TIMED_OP("landmark", "cuda",
                             [](const attnbench::method_instance& method,

@@ -37,8 +37,7 @@ __global__ void loki_project_kernel(paged_kv<T> kv, const float* basis, int rank
 /// query[s * rank + r] = basis_h[r] . (sum over the group of q_g).
 template <class T>
 __global__ void loki_query_kernel(const T* q, std::int64_t q_batch_stride, int q_heads,
-                                  int kv_heads, int d, const float* basis, int rank,
-                                  float* query) {
+                                  int kv_heads, int d, const float* basis, int rank, float* query) {
   const int s = blockIdx.x, r = threadIdx.x, b = s / kv_heads, h = s % kv_heads;
   const int group = q_heads / kv_heads;
   if (r >= rank) return;
@@ -107,8 +106,8 @@ struct loki_state : sparse_state_base {
   void extend(const paged_kv<T>& kv, int first, int rows_now, cudaStream_t stream) {
     if (rows_now <= first) return;
     const dim3 grid(static_cast<unsigned>(rows_now - first), static_cast<unsigned>(g.segments));
-    loki_project_kernel<T><<<grid, rank, 0, stream>>>(kv, basis.data(), rank, first,
-                                                      projected.data(), g.max_tokens);
+    loki_project_kernel<T>
+        <<<grid, rank, 0, stream>>>(kv, basis.data(), rank, first, projected.data(), g.max_tokens);
     ATTNBENCH_CUDA_LAUNCHED();
   }
 
@@ -116,9 +115,8 @@ struct loki_state : sparse_state_base {
   sparse_rows select(const paged_kv<T>&, const T* q, std::int64_t q_batch_stride, int visible,
                      cudaStream_t stream) {
     const int list = g.list_rows(), budget = list;
-    loki_query_kernel<T><<<g.segments, rank, 0, stream>>>(q, q_batch_stride, g.q_heads, g.kv_heads,
-                                                          g.head_dim, basis.data(), rank,
-                                                          query.data());
+    loki_query_kernel<T><<<g.segments, rank, 0, stream>>>(
+        q, q_batch_stride, g.q_heads, g.kv_heads, g.head_dim, basis.data(), rank, query.data());
     ATTNBENCH_CUDA_LAUNCHED();
     const dim3 grid(static_cast<unsigned>(ceil_div(visible, 256)),
                     static_cast<unsigned>(g.segments));
@@ -161,13 +159,12 @@ using loki_op = query_sparse_op<T, loki_state>;
 }  // namespace
 }  // namespace attnbench::cuda
 
-ATTNBENCH_REGISTER_METHOD(
-    attnbench::cuda::cuda_method_info<
-        attnbench::cuda::query_sparse_adapter<attnbench::cuda::loki_state>>(
-        "loki", "Loki: Low-Rank Keys for Efficient Sparse Attention",
-        "score every key in a rank-r PCA basis of the keys, read the top-k exactly (bf16 CUDA "
-        "kernels; basis computed on the host from the calibration keys)",
-        attnbench::loki::schema()));
+ATTNBENCH_REGISTER_METHOD(attnbench::cuda::cuda_method_info<
+                          attnbench::cuda::query_sparse_adapter<attnbench::cuda::loki_state>>(
+    "loki", "Loki: Low-Rank Keys for Efficient Sparse Attention",
+    "score every key in a rank-r PCA basis of the keys, read the top-k exactly (bf16 CUDA "
+    "kernels; basis computed on the host from the calibration keys)",
+    attnbench::loki::schema()));
 
 ATTNBENCH_REGISTER_TIMED_OP("loki", "cuda",
                             [](const attnbench::method_instance& method,

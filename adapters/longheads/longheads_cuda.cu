@@ -58,8 +58,7 @@ __global__ void longheads_summary_kernel(paged_kv<T> kv, int first, int chunk, f
   double sum = 0;
   for (int r = 0; r < chunk; ++r) sum += expf(l[r] - mx);
   float acc = 0.0f;
-  for (int r = 0; r < chunk; ++r)
-    acc += static_cast<float>(expf(l[r] - mx) / sum) * key(r);
+  for (int r = 0; r < chunk; ++r) acc += static_cast<float>(expf(l[r] - mx) / sum) * key(r);
   out[(static_cast<std::int64_t>(s) * max_chunks + c) * kv.head_dim + x] = acc;
 }
 
@@ -118,8 +117,8 @@ struct longheads_state : sparse_state_base {
     // Middle chunk c is chunk c + 1 (the first chunk is always read).
     if (read.scores())
       summary_logits(q, q_batch_stride, g.q_heads, g.kv_heads, g.head_dim, g.segments,
-                     summaries.data(), max_chunks, 1, middle, 1.0f, true, scores.data(),
-                     max_chunks, stream);
+                     summaries.data(), max_chunks, 1, middle, 1.0f, true, scores.data(), max_chunks,
+                     stream);
     longheads_select_kernel<<<g.segments, detail::select_threads, 0, stream>>>(
         scores.data(), max_chunks, read.scores(), middle, static_cast<int>(read.count), chunk,
         static_cast<int>(read.first_end), static_cast<int>(read.last_begin), visible, list.data(),
@@ -159,13 +158,12 @@ using longheads_op = query_sparse_op<T, longheads_state>;
 }  // namespace
 }  // namespace attnbench::cuda
 
-ATTNBENCH_REGISTER_METHOD(
-    attnbench::cuda::cuda_method_info<
-        attnbench::cuda::query_sparse_adapter<attnbench::cuda::longheads_state>>(
-        "longheads", "LongHeads: Multi-Head Attention is Secretly a Long Context Processor",
-        "per decode query, read the first chunk, the query's chunk and the middle chunks whose "
-        "summary keys match the query best, up to the budget (bf16 CUDA kernels)",
-        attnbench::longheads::schema()));
+ATTNBENCH_REGISTER_METHOD(attnbench::cuda::cuda_method_info<
+                          attnbench::cuda::query_sparse_adapter<attnbench::cuda::longheads_state>>(
+    "longheads", "LongHeads: Multi-Head Attention is Secretly a Long Context Processor",
+    "per decode query, read the first chunk, the query's chunk and the middle chunks whose "
+    "summary keys match the query best, up to the budget (bf16 CUDA kernels)",
+    attnbench::longheads::schema()));
 
 ATTNBENCH_REGISTER_TIMED_OP("longheads", "cuda",
                             [](const attnbench::method_instance& method,

@@ -1,7 +1,7 @@
 /// neighborhood on the GPU (adapters/neighborhood/neighborhood.hpp for the rule and pattern,
 /// neighborhood_cpu.cpp for the CPU twin), on the shared query-sparse path through
-/// static_pattern_cuda.hpp: the causal (dilated) neighborhood of each decode query, which depends on
-/// its position alone, is listed on the host and read by the split-KV decode on the device.
+/// static_pattern_cuda.hpp: the causal (dilated) neighborhood of each decode query, which depends
+/// on its position alone, is listed on the host and read by the split-KV decode on the device.
 /// Differs from the CPU twin in bf16 numerics only (the rows read are the same). Also the latency
 /// suite's timed op (decode: the sparse decode over the pattern, which has no selection work;
 /// prefill: dense).
@@ -44,6 +44,5 @@ ATTNBENCH_REGISTER_TIMED_OP(
     "neighborhood", "cuda",
     [](const attnbench::method_instance& method, const attnbench::op_shape& shape,
        const attnbench::exec_context&) {
-      return attnbench::cuda::make_typed_op<attnbench::cuda::neighborhood_op>(shape,
-                                                                              method.params);
+      return attnbench::cuda::make_typed_op<attnbench::cuda::neighborhood_op>(shape, method.params);
     });

@@ -21,9 +21,9 @@ namespace {
 
 struct nsa_geometry {
   int block = 64, compress = 32, stride = 16;
-  int blocks = 0;        // blocks read, the first included (0: the window alone)
-  int candidates = 0;    // selection blocks starting before the window
-  int compressed = 0;    // complete compression blocks
+  int blocks = 0;      // blocks read, the first included (0: the window alone)
+  int candidates = 0;  // selection blocks starting before the window
+  int compressed = 0;  // complete compression blocks
   int window_begin = 0;
   int visible = 0;
 };
@@ -93,9 +93,9 @@ struct nsa_state : sparse_state_base {
     g = geometry;
     split = nsa::split_budget(g.budget, window, block);
     const auto segments = static_cast<std::size_t>(g.segments);
-    max_items = std::max<int>(
-        ceil_div(g.max_tokens, block),
-        static_cast<int>(nsa::complete_compressed(g.max_tokens, compress, stride)));
+    max_items =
+        std::max<int>(ceil_div(g.max_tokens, block),
+                      static_cast<int>(nsa::complete_compressed(g.max_tokens, compress, stride)));
     max_items = std::max(max_items, 1);
     means.resize(segments * max_items * g.head_dim);
     logits.resize(segments * g.group() * max_items);
@@ -128,9 +128,8 @@ struct nsa_state : sparse_state_base {
     sparse_rows r;
     if (n.blocks > 0) {
       n.compressed = static_cast<int>(nsa::complete_compressed(visible, compress, stride));
-      summary_logits(q, q_batch_stride, g.q_heads, g.kv_heads, g.head_dim, g.segments,
-                     means.data(), max_items, 0, n.compressed, g.scale, false, logits.data(),
-                     max_items, stream);
+      summary_logits(q, q_batch_stride, g.q_heads, g.kv_heads, g.head_dim, g.segments, means.data(),
+                     max_items, 0, n.compressed, g.scale, false, logits.data(), max_items, stream);
       r.selection_keys = static_cast<std::uint64_t>(n.compressed) * g.group();
       r.selection_bytes = static_cast<std::uint64_t>(n.compressed) * g.head_dim * sizeof(float);
     }
@@ -147,9 +146,9 @@ struct nsa_state : sparse_state_base {
     r.rows_read = -1;
     if (!cut) {
       const std::int64_t first_end = std::min(block, n.window_begin);
-      r.rows_read = (n.blocks > 0 ? first_end + static_cast<std::int64_t>(n.blocks - 1) * block
-                                  : 0) +
-                    visible - n.window_begin;
+      r.rows_read =
+          (n.blocks > 0 ? first_end + static_cast<std::int64_t>(n.blocks - 1) * block : 0) +
+          visible - n.window_begin;
     }
     return r;
   }
@@ -178,14 +177,12 @@ using nsa_op = query_sparse_op<T, nsa_state>;
 }  // namespace
 }  // namespace attnbench::cuda
 
-ATTNBENCH_REGISTER_METHOD(
-    attnbench::cuda::cuda_method_info<
-        attnbench::cuda::query_sparse_adapter<attnbench::cuda::nsa_state>>(
-        "nsa",
-        "Native Sparse Attention: Hardware-Aligned and Natively Trainable Sparse Attention",
-        "per decode query, rank blocks by attention over mean-pooled block keys; read the first "
-        "block, the top blocks and a sliding window through one softmax (bf16 CUDA kernels)",
-        attnbench::nsa::schema()));
+ATTNBENCH_REGISTER_METHOD(attnbench::cuda::cuda_method_info<
+                          attnbench::cuda::query_sparse_adapter<attnbench::cuda::nsa_state>>(
+    "nsa", "Native Sparse Attention: Hardware-Aligned and Natively Trainable Sparse Attention",
+    "per decode query, rank blocks by attention over mean-pooled block keys; read the first "
+    "block, the top blocks and a sliding window through one softmax (bf16 CUDA kernels)",
+    attnbench::nsa::schema()));
 
 ATTNBENCH_REGISTER_TIMED_OP("nsa", "cuda",
                             [](const attnbench::method_instance& method,

@@ -29,14 +29,13 @@ using power_op = query_sparse_op<T, power_state>;
 }  // namespace
 }  // namespace attnbench::cuda
 
-ATTNBENCH_REGISTER_METHOD(
-    attnbench::cuda::cuda_method_info<
-        attnbench::cuda::query_sparse_adapter<attnbench::cuda::power_state>>(
-        "power",
-        "PowerAttention: Exponentially Scaling of Receptive Fields for Effective Sparse Attention",
-        "read the sinks, a local window and the tokens at power-of-two distances (bf16 CUDA "
-        "sparse decode)",
-        attnbench::power::schema()));
+ATTNBENCH_REGISTER_METHOD(attnbench::cuda::cuda_method_info<
+                          attnbench::cuda::query_sparse_adapter<attnbench::cuda::power_state>>(
+    "power",
+    "PowerAttention: Exponentially Scaling of Receptive Fields for Effective Sparse Attention",
+    "read the sinks, a local window and the tokens at power-of-two distances (bf16 CUDA "
+    "sparse decode)",
+    attnbench::power::schema()));
 
 ATTNBENCH_REGISTER_TIMED_OP("power", "cuda",
                             [](const attnbench::method_instance& method,

@@ -63,10 +63,9 @@ __global__ void recycled_decide_kernel(const T* q, std::int64_t q_batch_stride, 
 /// Per segment: a full step records the top `keep` rows by the group's summed softmax and reads
 /// rows 0 .. visible - 1; another reads the recorded rows below the window, then the window.
 __global__ void recycled_select_kernel(float* logits, int group, std::int64_t stride, int visible,
-                                       int keep, int window_begin, const int* full,
-                                       float* scores, int* recycled, int* recycled_count,
-                                       const float* query, float* full_query, int d, int* rows,
-                                       int* counts) {
+                                       int keep, int window_begin, const int* full, float* scores,
+                                       int* recycled, int* recycled_count, const float* query,
+                                       float* full_query, int d, int* rows, int* counts) {
   const int s = blockIdx.x;
   int* out = rows + s * stride;
   int* kept = recycled + s * stride;
@@ -82,7 +81,8 @@ __global__ void recycled_select_kernel(float* logits, int group, std::int64_t st
     __syncthreads();
     detail::block_top_k(sc, visible, keep, kept, 0);
     for (int x = threadIdx.x; x < d; x += blockDim.x)
-      full_query[static_cast<std::int64_t>(s) * d + x] = query[static_cast<std::int64_t>(s) * d + x];
+      full_query[static_cast<std::int64_t>(s) * d + x] =
+          query[static_cast<std::int64_t>(s) * d + x];
     detail::write_range(0, visible, out);
     if (threadIdx.x == 0) {
       recycled_count[s] = min(keep, visible);
@@ -147,8 +147,7 @@ struct recycled_state : sparse_state_base {
     if (scheduled || check)
       key_logits(kv, q, q_batch_stride, g.q_heads, g.segments, visible, g.scale, logits.data(),
                  g.max_tokens, stream);
-    const auto window_begin =
-        static_cast<int>(std::max<std::int64_t>(0, visible - window));
+    const auto window_begin = static_cast<int>(std::max<std::int64_t>(0, visible - window));
     recycled_select_kernel<<<g.segments, detail::select_threads, 0, stream>>>(
         logits.data(), g.group(), g.max_tokens, visible, keep, window_begin, full.data(),
         scores.data(), recycled.data(), recycled_count.data(), query.data(), full_query.data(),
@@ -178,15 +177,15 @@ struct recycled_state : sparse_state_base {
   int keep = 0;
   std::int64_t steps = 0;  // decode queries so far (every KV head steps together)
   sparse_geometry g;
-  device_buffer<float> logits;       // [segments][group][max_tokens]
-  device_buffer<float> scores;       // [segments][max_tokens]
-  device_buffer<int> recycled;       // [segments][max_tokens] rows recorded by the last full step
-  device_buffer<int> recycled_count; // [segments]
-  device_buffer<int> rows;           // [segments][max_tokens]
-  device_buffer<int> counts;         // [segments]
-  device_buffer<int> full;           // [segments] this step is full
-  device_buffer<float> query;        // [segments][head_dim] the group's summed query
-  device_buffer<float> full_query;   // [segments][head_dim] the last full step's
+  device_buffer<float> logits;        // [segments][group][max_tokens]
+  device_buffer<float> scores;        // [segments][max_tokens]
+  device_buffer<int> recycled;        // [segments][max_tokens] rows recorded by the last full step
+  device_buffer<int> recycled_count;  // [segments]
+  device_buffer<int> rows;            // [segments][max_tokens]
+  device_buffer<int> counts;          // [segments]
+  device_buffer<int> full;            // [segments] this step is full
+  device_buffer<float> query;         // [segments][head_dim] the group's summed query
+  device_buffer<float> full_query;    // [segments][head_dim] the last full step's
 };
 
 template <class T>
@@ -195,13 +194,12 @@ using recycled_op = query_sparse_op<T, recycled_state>;
 }  // namespace
 }  // namespace attnbench::cuda
 
-ATTNBENCH_REGISTER_METHOD(
-    attnbench::cuda::cuda_method_info<
-        attnbench::cuda::query_sparse_adapter<attnbench::cuda::recycled_state>>(
-        "recycled", "Recycled Attention: Efficient inference for long-context language models",
-        "full attention every `stride` decode steps records the top-K rows; the steps between "
-        "read those plus a recent window (bf16 CUDA kernels)",
-        attnbench::recycled::schema()));
+ATTNBENCH_REGISTER_METHOD(attnbench::cuda::cuda_method_info<
+                          attnbench::cuda::query_sparse_adapter<attnbench::cuda::recycled_state>>(
+    "recycled", "Recycled Attention: Efficient inference for long-context language models",
+    "full attention every `stride` decode steps records the top-K rows; the steps between "
+    "read those plus a recent window (bf16 CUDA kernels)",
+    attnbench::recycled::schema()));
 
 ATTNBENCH_REGISTER_TIMED_OP("recycled", "cuda",
                             [](const attnbench::method_instance& method,

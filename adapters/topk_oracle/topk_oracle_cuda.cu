@@ -86,13 +86,12 @@ using topk_op = query_sparse_op<T, topk_state>;
 }  // namespace
 }  // namespace attnbench::cuda
 
-ATTNBENCH_REGISTER_METHOD(
-    attnbench::cuda::cuda_method_info<
-        attnbench::cuda::query_sparse_adapter<attnbench::cuda::topk_state>>(
-        "topk_oracle", "Exact top-k attention (oracle upper bound)",
-        "per query and KV head, read the budget keys with the largest exact softmax weight (max "
-        "over the group) (bf16 CUDA kernels)",
-        attnbench::topk_oracle::schema()));
+ATTNBENCH_REGISTER_METHOD(attnbench::cuda::cuda_method_info<
+                          attnbench::cuda::query_sparse_adapter<attnbench::cuda::topk_state>>(
+    "topk_oracle", "Exact top-k attention (oracle upper bound)",
+    "per query and KV head, read the budget keys with the largest exact softmax weight (max "
+    "over the group) (bf16 CUDA kernels)",
+    attnbench::topk_oracle::schema()));
 
 ATTNBENCH_REGISTER_TIMED_OP("topk_oracle", "cuda",
                             [](const attnbench::method_instance& method,

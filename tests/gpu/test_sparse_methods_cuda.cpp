@@ -70,25 +70,24 @@ const char* const covering_specs[] = {
     "recycled:budget=4096",    "hip:budget=4096"};
 
 // Budgets well below the 300..330 visible rows; block sizes that leave partial blocks.
-const char* const twin_specs[] = {
-    "topk_oracle:budget=64",
-    "block_oracle:budget=100,block=16",
-    "loki:budget=64,rank=16",
-    "landmark:budget=128,block=16,window=40",
-    "bilevel:budget=128,region=16",
-    "longheads:budget=128,chunk=16",
-    "nsa:budget=160,window=32,block=16,compress=16,stride=8",
-    "neighborhood:budget=50,dilation=3",
-    "power:budget=40,sinks=4",
-    "recycled:budget=64,stride=3,window=8",
-    "recycled:budget=64,stride=4,window=8,switch_threshold=0",
-    "hip:budget=96,block=8,sinks=4,window=16"};
+const char* const twin_specs[] = {"topk_oracle:budget=64",
+                                  "block_oracle:budget=100,block=16",
+                                  "loki:budget=64,rank=16",
+                                  "landmark:budget=128,block=16,window=40",
+                                  "bilevel:budget=128,region=16",
+                                  "longheads:budget=128,chunk=16",
+                                  "nsa:budget=160,window=32,block=16,compress=16,stride=8",
+                                  "neighborhood:budget=50,dilation=3",
+                                  "power:budget=40,sinks=4",
+                                  "recycled:budget=64,stride=3,window=8",
+                                  "recycled:budget=64,stride=4,window=8,switch_threshold=0",
+                                  "hip:budget=96,block=8,sinks=4,window=16"};
 
 }  // namespace
 
 TEST_CASE("cuda query-sparse methods equal the dense oracle when nothing is dropped", "[gpu]") {
-  const std::string spec = GENERATE(from_range(std::begin(covering_specs),
-                                               std::end(covering_specs)));
+  const std::string spec =
+      GENERATE(from_range(std::begin(covering_specs), std::end(covering_specs)));
   const auto heads = GENERATE(std::make_tuple(4, 4), std::make_tuple(8, 2));
   const int head_dim = GENERATE(64, 128);
   const model_shape shape{"test", 1, std::get<0>(heads), std::get<1>(heads), head_dim};

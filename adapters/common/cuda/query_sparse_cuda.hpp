@@ -28,13 +28,13 @@ namespace attnbench::cuda {
 /// The rows one decode query reads per segment, as chosen on the device by a selection state.
 struct sparse_rows {
   row_mode mode = row_mode::indices;
-  const int* rows = nullptr;     // device [segments][stride]: tokens (indices) or pages
-  std::int64_t stride = 0;       // per segment
-  const int* counts = nullptr;   // device [segments]: rows walked (page_list: pages x page)
-  const int* limits = nullptr;   // page_list: device [segments] visible tokens
-  int page_shift = 0;            // page_list: log2 of rows per page
-  int max_rows = 0;              // upper bound of counts (sizes the split)
-  std::int64_t rows_read = -1;   // rows read per segment when every segment reads as many, else -1
+  const int* rows = nullptr;    // device [segments][stride]: tokens (indices) or pages
+  std::int64_t stride = 0;      // per segment
+  const int* counts = nullptr;  // device [segments]: rows walked (page_list: pages x page)
+  const int* limits = nullptr;  // page_list: device [segments] visible tokens
+  int page_shift = 0;           // page_list: log2 of rows per page
+  int max_rows = 0;             // upper bound of counts (sizes the split)
+  std::int64_t rows_read = -1;  // rows read per segment when every segment reads as many, else -1
   std::uint64_t selection_keys = 0;   // per segment: dot products spent choosing
   std::uint64_t selection_bytes = 0;  // per segment: bytes read choosing (metadata, keys)
   // Rules whose selection work depends on the data (hip's search): device [segments] items
@@ -56,7 +56,9 @@ struct sparse_geometry {
 
   int group() const { return q_heads / kv_heads; }
   /// Room for one segment's list: selection runs only when the budget is below the visible rows.
-  int list_rows() const { return static_cast<int>(std::max<std::int64_t>(1, std::min(budget, max_tokens))); }
+  int list_rows() const {
+    return static_cast<int>(std::max<std::int64_t>(1, std::min(budget, max_tokens)));
+  }
 };
 
 /// Defaults of a selection state's optional hooks.

@@ -90,8 +90,7 @@ class query_sparse_op final : public timed_op {
     if (m_dense) return m_dense->kv_bytes();
     // The rows read plus what choosing them read (metadata, keys scored).
     const double pairs = static_cast<double>(m_shape.batch) * m_shape.kv_heads;
-    return pairs * (2.0 * m_read_rows * m_shape.head_dim * sizeof(T) +
-                    m_selection_bytes);
+    return pairs * (2.0 * m_read_rows * m_shape.head_dim * sizeof(T) + m_selection_bytes);
   }
   std::uint64_t resident_bytes() const override {
     if (m_dense) return m_dense->resident_bytes();

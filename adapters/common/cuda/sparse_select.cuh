@@ -49,7 +49,7 @@ void key_logits(const paged_kv<T>& kv, const T* q, std::int64_t q_batch_stride, 
   const dim3 grid(static_cast<unsigned>(ceil_div(visible, logits_warps)),
                   static_cast<unsigned>(segments));
   key_logits_kernel<T><<<grid, logits_warps * 32, 0, stream>>>(kv, q, q_batch_stride, q_heads,
-                                                                visible, scale, logits, stride);
+                                                               visible, scale, logits, stride);
   ATTNBENCH_CUDA_LAUNCHED();
 }
 
@@ -65,8 +65,8 @@ __global__ void summary_logits_kernel(const T* q, std::int64_t q_batch_stride, i
   const int s = blockIdx.y, b = s / kv_heads, h = s % kv_heads, group = q_heads / kv_heads;
   const int i = blockIdx.x * logits_warps + threadIdx.x / 32, lane = threadIdx.x % 32;
   if (i >= n) return;
-  const float* row = summaries + (static_cast<std::int64_t>(s) * summary_stride + first + i) *
-                                     head_dim;
+  const float* row =
+      summaries + (static_cast<std::int64_t>(s) * summary_stride + first + i) * head_dim;
   float total = 0.0f;
   for (int g = 0; g < group; ++g) {
     const T* qg = q + b * q_batch_stride + static_cast<std::int64_t>(h * group + g) * head_dim;
@@ -84,9 +84,9 @@ __global__ void summary_logits_kernel(const T* q, std::int64_t q_batch_stride, i
 
 template <class T>
 void summary_logits(const T* q, std::int64_t q_batch_stride, int q_heads, int kv_heads,
-                    int head_dim, int segments, const float* summaries,
-                    std::int64_t summary_stride, int first, int n, float scale, bool sum_group,
-                    float* logits, std::int64_t stride, cudaStream_t stream) {
+                    int head_dim, int segments, const float* summaries, std::int64_t summary_stride,
+                    int first, int n, float scale, bool sum_group, float* logits,
+                    std::int64_t stride, cudaStream_t stream) {
   if (n <= 0) return;
   const dim3 grid(static_cast<unsigned>(ceil_div(n, logits_warps)),
                   static_cast<unsigned>(segments));
@@ -238,9 +238,8 @@ __device__ inline void write_range(int begin, int end, int* out) {
 
 /// Per segment s: the `count` best of scores[s * stride + (0 .. n - 1)] (ties to the lower index)
 /// into rows[s * rows_stride + ...] in increasing order, and counts[s] = min(count, n).
-static __global__ void top_k_rows_kernel(const float* scores, std::int64_t stride, int n,
-                                         int count, int* rows, std::int64_t rows_stride,
-                                         int* counts) {
+static __global__ void top_k_rows_kernel(const float* scores, std::int64_t stride, int n, int count,
+                                         int* rows, std::int64_t rows_stride, int* counts) {
   const int s = blockIdx.x;
   detail::block_top_k(scores + s * stride, n, count, rows + s * rows_stride, 0);
   if (threadIdx.x == 0) counts[s] = min(count, n);

@@ -32,8 +32,7 @@ struct static_pattern_state : sparse_state_base {
   void extend(const paged_kv<T>&, int, int, cudaStream_t) {}
 
   template <class T>
-  sparse_rows select(const paged_kv<T>&, const T*, std::int64_t, int visible,
-                     cudaStream_t stream) {
+  sparse_rows select(const paged_kv<T>&, const T*, std::int64_t, int visible, cudaStream_t stream) {
     const int list = g.list_rows();
     if (visible != uploaded_for) {
       one.clear();

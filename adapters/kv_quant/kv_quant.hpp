@@ -75,13 +75,13 @@ inline std::vector<param_def> schema() {
 
 struct config {
   int bits = 8;  // 8 for fp8 too
-  bool fp8 = false;
   std::int64_t group = 32;
   std::int64_t residual = 128;
   std::int64_t key_residual = -1;    // -1: the shared tail of `residual`
   std::int64_t value_residual = -1;  // -1: the keys' tail
   bool fp16_scales = true;
   std::int64_t value_group = -1;  // -1: the whole row
+  bool fp8 = false;               // e4m3 codes with per-head scales (bits = 8)
 };
 
 inline config make_config(const param_values& values) {

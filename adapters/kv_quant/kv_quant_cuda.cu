@@ -576,6 +576,10 @@ ATTNBENCH_REGISTER_METHOD([] {
       "recent tokens",
       attnbench::kv_quant::schema());
   info.check = attnbench::kv_quant::check_params;
+  info.simplified =
+      "as the CPU twin, with bf16 recent tokens (CPU: float32), keys dequantized in fp16 and "
+      "multiplied on tensor cores, P scaled by the value scales in fp16; group and value_group "
+      "must be multiples of 16";
   return info;
 }());
 

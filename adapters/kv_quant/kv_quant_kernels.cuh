@@ -395,6 +395,7 @@ __global__ void __launch_bounds__(decode_threads, 2) decode_kernel(const decode_
   constexpr int bits = format_bits(F);
   constexpr bool fp8 = F == code_format::e4m3;
   constexpr int words = D * bits / 64;  // per lane per tile
+  constexpr int U = words >= 16 ? 1 : 2;  // tiles per prefetched item
   constexpr int ppw = 16 / bits;
   constexpr int steps = D / 16;
   constexpr int tail_lanes = D / 8;  // tail CTA: lanes per row (8 channels each)
@@ -529,58 +530,80 @@ __global__ void __launch_bounds__(decode_threads, 2) decode_kernel(const decode_
       }
     };
 
-    for (std::int64_t gi = g_begin + warp; gi < g_end; gi += 4) {
-      // The group's key scales and zeros of this lane's channels, as half2 pairs.
+    // The warp walks items of up to U tiles of one key group (groups g_begin + warp, + 4, ...),
+    // loading the next item's codes and scales before computing the current one, so a warp
+    // always has one item's bytes in flight (U: 16 code words of keys per lane, 1 to 2 tiles).
+    struct item_data {
+      std::uint32_t k[U][words], v[U][words];
       __half2 ksc[steps * 2], kz[steps * 2];
-      if constexpr (!fp8) {
-        if (s.half_scales) {
-          const __half* base =
-              static_cast<const __half*>(s.k_scales) + seg * s.k_scale_elems + gi * 2 * D + t * (D / 2);
+      float v0[U][4];
+    };
+    auto load_item = [&](std::int64_t gi, int j, item_data& x) {
 #pragma unroll
-          for (int x = 0; x < steps * 2; x += 4) {
-            const uint4 sv = *reinterpret_cast<const uint4*>(base + 2 * x);
-            const uint4 zv = *reinterpret_cast<const uint4*>(base + D / 4 + 2 * x);
-            ksc[x] = bits_h2(sv.x), ksc[x + 1] = bits_h2(sv.y), ksc[x + 2] = bits_h2(sv.z),
-            ksc[x + 3] = bits_h2(sv.w);
-            kz[x] = bits_h2(zv.x), kz[x + 1] = bits_h2(zv.y), kz[x + 2] = bits_h2(zv.z),
-            kz[x + 3] = bits_h2(zv.w);
+      for (int u = 0; u < U; ++u) {
+        const std::int64_t tile = gi * tiles_per_group + j + u;
+        if (j + u < tiles_per_group && tile < main_tiles) {
+          load_tile<words>(kc + tile * 32 * words, lane, x.k[u]);
+          load_tile<words>(vc + tile * 32 * words, lane, x.v[u]);
+          if constexpr (!fp8) {
+            value_range(tile * 16 + g, 0, x.v0[u][0], x.v0[u][1]);
+            value_range(tile * 16 + g + 8, 0, x.v0[u][2], x.v0[u][3]);
+          }
+        }
+      }
+      if constexpr (!fp8) {
+        // The group's key scales and zeros of this lane's channels, as half2 pairs.
+        if (s.half_scales) {
+          const __half* base = static_cast<const __half*>(s.k_scales) + seg * s.k_scale_elems +
+                               gi * 2 * D + t * (D / 2);
+#pragma unroll
+          for (int i = 0; i < steps * 2; i += 4) {
+            const uint4 sv = *reinterpret_cast<const uint4*>(base + 2 * i);
+            const uint4 zv = *reinterpret_cast<const uint4*>(base + D / 4 + 2 * i);
+            x.ksc[i] = bits_h2(sv.x), x.ksc[i + 1] = bits_h2(sv.y), x.ksc[i + 2] = bits_h2(sv.z),
+            x.ksc[i + 3] = bits_h2(sv.w);
+            x.kz[i] = bits_h2(zv.x), x.kz[i + 1] = bits_h2(zv.y), x.kz[i + 2] = bits_h2(zv.z),
+            x.kz[i + 3] = bits_h2(zv.w);
           }
         } else {
-          const float* base =
-              static_cast<const float*>(s.k_scales) + seg * s.k_scale_elems + gi * 2 * D + t * (D / 2);
+          const float* base = static_cast<const float*>(s.k_scales) + seg * s.k_scale_elems +
+                              gi * 2 * D + t * (D / 2);
 #pragma unroll
-          for (int x = 0; x < steps * 2; x += 2) {
-            const float4 sv = *reinterpret_cast<const float4*>(base + 2 * x);
-            const float4 zv = *reinterpret_cast<const float4*>(base + D / 4 + 2 * x);
-            ksc[x] = __floats2half2_rn(sv.x, sv.y), ksc[x + 1] = __floats2half2_rn(sv.z, sv.w);
-            kz[x] = __floats2half2_rn(zv.x, zv.y), kz[x + 1] = __floats2half2_rn(zv.z, zv.w);
+          for (int i = 0; i < steps * 2; i += 2) {
+            const float4 sv = *reinterpret_cast<const float4*>(base + 2 * i);
+            const float4 zv = *reinterpret_cast<const float4*>(base + D / 4 + 2 * i);
+            x.ksc[i] = __floats2half2_rn(sv.x, sv.y), x.ksc[i + 1] = __floats2half2_rn(sv.z, sv.w);
+            x.kz[i] = __floats2half2_rn(zv.x, zv.y), x.kz[i + 1] = __floats2half2_rn(zv.z, zv.w);
           }
         }
       }
-      for (int j = 0; j < tiles_per_group; j += 2) {
-        const std::int64_t ta = gi * tiles_per_group + j, tb = ta + 1;
-        if (ta >= main_tiles) break;
-        const bool has_b = j + 1 < tiles_per_group && tb < main_tiles;
-        std::uint32_t ka[words], va[words], kb[words], vb[words];
-        float v0a[4] = {1.0f, 0.0f, 1.0f, 0.0f}, v0b[4] = {1.0f, 0.0f, 1.0f, 0.0f};
-        const int tw = 32 * words;
-        load_tile<words>(kc + ta * tw, lane, ka);
-        load_tile<words>(vc + ta * tw, lane, va);
-        if (has_b) {
-          load_tile<words>(kc + tb * tw, lane, kb);
-          load_tile<words>(vc + tb * tw, lane, vb);
-        }
-        if constexpr (!fp8) {
-          value_range(ta * 16 + g, 0, v0a[0], v0a[1]);
-          value_range(ta * 16 + g + 8, 0, v0a[2], v0a[3]);
-          if (has_b) {
-            value_range(tb * 16 + g, 0, v0b[0], v0b[1]);
-            value_range(tb * 16 + g + 8, 0, v0b[2], v0b[3]);
-          }
-        }
-        consume(ta, ka, va, ksc, kz, v0a);
-        if (has_b) consume(tb, kb, vb, ksc, kz, v0b);
+    };
+    // The item after (gi, j): the next U tiles of the group, else the warp's next group.
+    auto advance = [&](std::int64_t& gi, int& j) {
+      j += U;
+      if (j >= tiles_per_group || gi * tiles_per_group + j >= main_tiles) {
+        gi += 4;
+        j = 0;
       }
+    };
+    std::int64_t gi = g_begin + warp;
+    int j = 0;
+    item_data cur, next;
+    if (gi < g_end) load_item(gi, j, cur);
+    while (gi < g_end) {
+      std::int64_t next_gi = gi;
+      int next_j = j;
+      advance(next_gi, next_j);
+      if (next_gi < g_end) load_item(next_gi, next_j, next);
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const std::int64_t tile = gi * tiles_per_group + j + u;
+        if (j + u < tiles_per_group && tile < main_tiles)
+          consume(tile, cur.k[u], cur.v[u], cur.ksc, cur.kz, cur.v0[u]);
+      }
+      cur = next;
+      gi = next_gi;
+      j = next_j;
     }
 
     // Sums over the 8 lanes of each head column; the zero terms join their channel groups.

@@ -464,7 +464,7 @@ __global__ void __launch_bounds__(decode_threads, 2) decode_kernel(const decode_
     // One tile: S^T on tensor cores, online softmax per head column, PV on tensor cores.
     auto consume = [&](std::int64_t tile, const std::uint32_t(&kw)[words],
                        const std::uint32_t(&vw)[words], const __half2(&ksc)[steps * 2],
-                       const __half2(&kz)[steps * 2], const float(&v0)[4]) {
+                       const __half2(&kz)[steps * 2], const std::uint32_t(&v0)[4]) {
       float sc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
       for (int ks = 0; ks < steps; ++ks) {
@@ -507,7 +507,14 @@ __global__ void __launch_bounds__(decode_threads, 2) decode_kernel(const decode_
           float sg = 1.0f, zg = 0.0f, sg8 = 1.0f, zg8 = 0.0f;
           if constexpr (!fp8) {
             if (mi == 0) {
-              sg = v0[0], zg = v0[1], sg8 = v0[2], zg8 = v0[3];
+              // Prefetched with the codes, raw (converted only now, once they have arrived).
+              if (s.half_scales) {
+                sg = __low2float(bits_h2(v0[0])), zg = __high2float(bits_h2(v0[0]));
+                sg8 = __low2float(bits_h2(v0[1])), zg8 = __high2float(bits_h2(v0[1]));
+              } else {
+                sg = __uint_as_float(v0[0]), zg = __uint_as_float(v0[1]);
+                sg8 = __uint_as_float(v0[2]), zg8 = __uint_as_float(v0[3]);
+              }
             } else {
               value_range(tile * 16 + g, 16 * mi / vch, sg, zg);
               value_range(tile * 16 + g + 8, 16 * mi / vch, sg8, zg8);
@@ -536,7 +543,7 @@ __global__ void __launch_bounds__(decode_threads, 2) decode_kernel(const decode_
     struct item_data {
       std::uint32_t k[U][words], v[U][words];
       __half2 ksc[steps * 2], kz[steps * 2];
-      float v0[U][4];
+      std::uint32_t v0[U][4];  // value scales of rows g, g + 8 of group 0, raw
     };
     auto load_item = [&](std::int64_t gi, int j, item_data& x) {
 #pragma unroll
@@ -546,8 +553,19 @@ __global__ void __launch_bounds__(decode_threads, 2) decode_kernel(const decode_
           load_tile<words>(kc + tile * 32 * words, lane, x.k[u]);
           load_tile<words>(vc + tile * 32 * words, lane, x.v[u]);
           if constexpr (!fp8) {
-            value_range(tile * 16 + g, 0, x.v0[u][0], x.v0[u][1]);
-            value_range(tile * 16 + g + 8, 0, x.v0[u][2], x.v0[u][3]);
+            const std::int64_t at = seg * s.v_scale_elems + (tile * 16 + g) * vgroups * 2;
+            const std::int64_t at8 = at + 8 * vgroups * 2;
+            if (s.half_scales) {
+              const auto* base = static_cast<const __half*>(s.v_scales);
+              x.v0[u][0] = *reinterpret_cast<const std::uint32_t*>(base + at);
+              x.v0[u][1] = *reinterpret_cast<const std::uint32_t*>(base + at8);
+            } else {
+              const auto* base = static_cast<const float*>(s.v_scales);
+              const float2 a = *reinterpret_cast<const float2*>(base + at);
+              const float2 c = *reinterpret_cast<const float2*>(base + at8);
+              x.v0[u][0] = __float_as_uint(a.x), x.v0[u][1] = __float_as_uint(a.y);
+              x.v0[u][2] = __float_as_uint(c.x), x.v0[u][3] = __float_as_uint(c.y);
+            }
           }
         }
       }

@@ -44,8 +44,9 @@ namespace attnbench::kv_quant {
 ///                   unset: the whole row, as before the option.
 ///   scales          choice fp16 | fp32, default fp16: storage of scales and zeros (KIVI: fp16;
 ///                   fp32 reproduces this method's results before it had the option).
-/// Resident bytes per KV head (fp8: codes, the two per-head scales and the tails), with Qk / Qv = quantized keys / values, L = all tokens,
-/// d = head_dim, s = 2 (fp16) or 4 (fp32) bytes per scale or zero:
+/// Resident bytes per KV head (fp8: codes, the two per-head scales and the tails), with Qk / Qv =
+/// quantized keys / values, L = all tokens, d = head_dim, s = 2 (fp16) or 4 (fp32) bytes per scale
+/// or zero:
 ///   (Qk + Qv) * ceil(d * bits / 8)   key and value codes (packed 8 / bits per byte)
 ///   + (Qk / G) * d * 2 * s           key scale and zero per channel per group
 ///   + Qv * ceil(d / g_v) * 2 * s     value scale and zero per token and channel group (g_v =

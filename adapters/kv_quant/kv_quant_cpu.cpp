@@ -87,8 +87,8 @@ void dequantize_values(const std::uint8_t* codes, std::int64_t row_bytes, int ro
 }
 
 // Dequantizes `rows` fp8 e4m3 rows of one per-head scale. out: [rows, d].
-void dequantize_fp8(const std::uint8_t* codes, std::int64_t row_bytes, int rows, float scale,
-                    int d, float* out) {
+void dequantize_fp8(const std::uint8_t* codes, std::int64_t row_bytes, int rows, float scale, int d,
+                    float* out) {
   for (int r = 0; r < rows; ++r) {
     const std::uint8_t* c = codes + static_cast<std::size_t>(r * row_bytes);
     float* o = out + static_cast<std::size_t>(r) * static_cast<std::size_t>(d);
@@ -228,7 +228,8 @@ class kv_quant_method final : public kv_method {
         float amax_k = 0, amax_v = 0;
         for (std::int64_t r = 0; r < k.tokens; ++r)
           for (int i = 0; i < d; ++i) {
-            const auto at = static_cast<std::size_t>(r) * all.row_stride + static_cast<std::size_t>(i);
+            const auto at =
+                static_cast<std::size_t>(r) * all.row_stride + static_cast<std::size_t>(i);
             amax_k = std::max(amax_k, std::fabs(all.k[at]));
             amax_v = std::max(amax_v, std::fabs(all.v[at]));
           }
@@ -527,7 +528,8 @@ method_info kv_quant_info() {
   method_info info = make_method_info(
       "cpu",
       {"kv_quant", "KIVI: A Tuning-Free Asymmetric 2bit Quantization for KV Cache",
-       "int8/int4/int2 (or fp8 e4m3) KV cache: keys per channel over G-token groups, values per token, fp16 "
+       "int8/int4/int2 (or fp8 e4m3) KV cache: keys per channel over G-token groups, values per "
+       "token, fp16 "
        "scales and zeros, recent tokens in float32 (one shared tail, or KIVI's key and value "
        "windows)",
        "by default values are quantized over the whole row (value_group gives KIVI's channel "

@@ -161,8 +161,8 @@ class quant_store {
 
   /// One decode step: q [batch, q_heads, d] bf16 -> out [batch, q_heads, d] float, each query
   /// seeing `length` rows.
-  void decode(const bf16* q, float* out, int batch, int kv_heads, int q_heads,
-              std::int64_t length, float scale, int sms, cudaStream_t stream) {
+  void decode(const bf16* q, float* out, int batch, int kv_heads, int q_heads, std::int64_t length,
+              float scale, int sms, cudaStream_t stream) {
     kvq::decode_params p;
     p.store = view;
     p.q = q;
@@ -355,8 +355,8 @@ class kv_quant_cuda_method final : public kv_method {
     ATTNBENCH_CHECK(m_prepared && m_length == 0, internal,
                     "prefill must follow prepare and come before any append");
     const int tokens = k.tokens, d = m_shape.head_dim;
-    ATTNBENCH_CHECK(k.heads == m_shape.kv_heads && k.head_dim == d && v.tokens == tokens,
-                    internal, "prefill k/v shapes do not match the problem");
+    ATTNBENCH_CHECK(k.heads == m_shape.kv_heads && k.head_dim == d && v.tokens == tokens, internal,
+                    "prefill k/v shapes do not match the problem");
     upload(k, m_k_in);
     upload(v, m_v_in);
     if (maybe_out) {
@@ -429,9 +429,9 @@ class kv_quant_cuda_method final : public kv_method {
       m_store.decode(m_q_in.data() + at, m_out.data() + at, 1, hk, hq, visible, m_scale, m_sms,
                      m_stream);
       m_keys_scored += static_cast<std::uint64_t>(visible) * hq;
-      m_kv_bytes_read += kv_quant::query_read_bytes(visible, m_store.keys(), m_store.values(), d,
-                                                    m_config, 2) *
-                         static_cast<std::uint64_t>(hk);
+      m_kv_bytes_read +=
+          kv_quant::query_read_bytes(visible, m_store.keys(), m_store.values(), d, m_config, 2) *
+          static_cast<std::uint64_t>(hk);
     }
     m_attend_calls += static_cast<std::uint64_t>(n);
     download(m_out, out);
@@ -498,7 +498,8 @@ class kv_quant_op final : public timed_op {
       : m_shape(s), m_config(kv_quant::make_config(values)) {
     ATTNBENCH_CHECK(s.phase == "decode", unsupported,
                     "cuda kv_quant times decode only (prefill is dense flash attention)");
-    ATTNBENCH_CHECK(s.dtype == "bf16", unsupported, "cuda kv_quant keeps bf16 tails, not " << s.dtype);
+    ATTNBENCH_CHECK(s.dtype == "bf16", unsupported,
+                    "cuda kv_quant keeps bf16 tails, not " << s.dtype);
     ATTNBENCH_CHECK(s.page_size == 0, unsupported, "cuda kv_quant reads a contiguous cache only");
     check_op_shape(s);
     const auto why = config_unsupported(m_config, s.head_dim);
@@ -541,9 +542,8 @@ class kv_quant_op final : public timed_op {
   }
   double kv_bytes() const override {
     return static_cast<double>(m_shape.batch) * m_shape.kv_heads *
-           static_cast<double>(kv_quant::query_read_bytes(m_shape.length, m_store.keys(),
-                                                          m_store.values(), m_shape.head_dim,
-                                                          m_config, 2));
+           static_cast<double>(kv_quant::query_read_bytes(
+               m_shape.length, m_store.keys(), m_store.values(), m_shape.head_dim, m_config, 2));
   }
   std::uint64_t resident_bytes() const override {
     return m_store.bytes() + m_q.bytes() + m_out.bytes();

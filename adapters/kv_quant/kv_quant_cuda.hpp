@@ -13,8 +13,8 @@ namespace attnbench::cuda {
 
 /// One KV head of a CUDA kv_quant store, in the CPU twin's terms (kv_quant_cpu.cpp).
 struct kv_quant_head_dump {
-  std::vector<std::uint8_t> k_codes;  // [quantized keys, head_dim], one code per element
-  std::vector<std::uint8_t> v_codes;  // [quantized values, head_dim]
+  std::vector<std::uint8_t> k_codes;   // [quantized keys, head_dim], one code per element
+  std::vector<std::uint8_t> v_codes;   // [quantized values, head_dim]
   std::vector<float> k_scale, k_zero;  // [quantized keys / group, head_dim]
   std::vector<float> v_scale, v_zero;  // [quantized values, value groups]
   float fp8_k = 1, fp8_v = 1;          // fp8: the per-head scales

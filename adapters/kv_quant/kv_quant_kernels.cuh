@@ -56,7 +56,9 @@ struct tile_layout {
   /// Element pairs per 32-bit word, words per lane per tile, words per lane-contiguous chunk.
   __host__ __device__ int pairs_per_word() const { return 16 / bits; }
   __host__ __device__ int words_per_lane() const { return d * bits / 64; }
-  __host__ __device__ int chunk_words() const { return words_per_lane() < 4 ? words_per_lane() : 4; }
+  __host__ __device__ int chunk_words() const {
+    return words_per_lane() < 4 ? words_per_lane() : 4;
+  }
   __host__ __device__ int tile_words() const { return 32 * words_per_lane(); }
   /// Word (within the tile) and bit of element e of pair `pair` of `lane`.
   __host__ __device__ void slot(int lane, int pair, int e, int& word, int& bit) const {
@@ -122,18 +124,18 @@ struct row_source {
 struct store_view {
   tile_layout layout;
   int segments = 1;
-  int key_group = 32;       // tokens per key group (a multiple of 16)
+  int key_group = 32;        // tokens per key group (a multiple of 16)
   int value_channels = 128;  // channels per value group (a multiple of 16 dividing d)
   int value_groups = 1;
   bool half_scales = true;
   std::uint32_t* k_codes = nullptr;  // [segments][tiles][tile_words]
   std::uint32_t* v_codes = nullptr;
-  std::int64_t code_words = 0;       // per segment
-  void* k_scales = nullptr;          // [segments][key groups][2 d] (__half or float)
-  void* v_scales = nullptr;          // [segments][rows][value groups][2]
+  std::int64_t code_words = 0;  // per segment
+  void* k_scales = nullptr;     // [segments][key groups][2 d] (__half or float)
+  void* v_scales = nullptr;     // [segments][rows][value groups][2]
   std::int64_t k_scale_elems = 0, v_scale_elems = 0;  // per segment
-  float* fp8_scales = nullptr;       // [segments][2]: keys, values
-  bf16* k_ring = nullptr;            // [segments][ring][d]: rows at row & (ring - 1)
+  float* fp8_scales = nullptr;                        // [segments][2]: keys, values
+  bf16* k_ring = nullptr;  // [segments][ring][d]: rows at row & (ring - 1)
   bf16* v_ring = nullptr;
   int ring = 1;
 
@@ -162,8 +164,8 @@ __device__ __forceinline__ std::uint32_t encode(float x, float scale, float zero
 }
 
 __device__ __forceinline__ std::uint32_t encode_fp8(float x, float scale) {
-  return static_cast<std::uint32_t>(__nv_cvt_float_to_fp8(__fdiv_rn(x, scale), __NV_SATFINITE,
-                                                          __NV_E4M3));
+  return static_cast<std::uint32_t>(
+      __nv_cvt_float_to_fp8(__fdiv_rn(x, scale), __NV_SATFINITE, __NV_E4M3));
 }
 
 /// Key groups [first_group, first_group + gridDim.x) of every segment (gridDim.y): per channel
@@ -181,8 +183,8 @@ __global__ void quantize_keys_kernel(store_view s, row_source src, std::int64_t 
       lo = fminf(lo, x);
       hi = fmaxf(hi, x);
     }
-    const float scale = stored(__fdiv_rn(__fsub_rn(hi, lo), static_cast<float>(max_code)),
-                               s.half_scales);
+    const float scale =
+        stored(__fdiv_rn(__fsub_rn(hi, lo), static_cast<float>(max_code)), s.half_scales);
     const float zero = stored(lo, s.half_scales);
     s_scale[c] = scale;
     s_zero[c] = zero;
@@ -205,9 +207,8 @@ __global__ void quantize_keys_kernel(store_view s, row_source src, std::int64_t 
         key_element(lane, w * ppw + j, e, row, dim);
         s.layout.slot(lane, w * ppw + j, e, wd, bit);
         const float x = src.at(seg, first_row + 16 * tile + row, dim);
-        const std::uint32_t code = s.layout.fp8
-                                       ? encode_fp8(x, fp8_scale)
-                                       : encode(x, s_scale[dim], s_zero[dim], max_code);
+        const std::uint32_t code = s.layout.fp8 ? encode_fp8(x, fp8_scale)
+                                                : encode(x, s_scale[dim], s_zero[dim], max_code);
         value |= code << bit;
       }
     s.k_codes[seg * s.code_words + (first_row / 16 + tile) * tile_words + word] = value;
@@ -235,8 +236,8 @@ __global__ void quantize_values_kernel(store_view s, row_source src, std::int64_
         lo = fminf(lo, v);
         hi = fmaxf(hi, v);
       }
-      const float scale = stored(__fdiv_rn(__fsub_rn(hi, lo), static_cast<float>(max_code)),
-                                 s.half_scales);
+      const float scale =
+          stored(__fdiv_rn(__fsub_rn(hi, lo), static_cast<float>(max_code)), s.half_scales);
       const float zero = stored(lo, s.half_scales);
       s_scale[r][grp] = scale;
       s_zero[r][grp] = zero;
@@ -304,8 +305,8 @@ __global__ void ring_store_kernel(store_view s, row_source k, row_source v, std:
                                   std::int64_t dst_first) {
   const int seg = blockIdx.y, d = s.layout.d;
   const std::int64_t row = dst_first + blockIdx.x;
-  const std::int64_t at = (seg * static_cast<std::int64_t>(s.ring) + (row & (s.ring - 1))) * d +
-                          threadIdx.x;
+  const std::int64_t at =
+      (seg * static_cast<std::int64_t>(s.ring) + (row & (s.ring - 1))) * d + threadIdx.x;
   s.k_ring[at] = __float2bfloat16_rn(k.at(seg, src_first + blockIdx.x, threadIdx.x));
   s.v_ring[at] = __float2bfloat16_rn(v.at(seg, src_first + blockIdx.x, threadIdx.x));
 }
@@ -316,13 +317,13 @@ struct decode_params {
   const bf16* q = nullptr;  // [batch, q_heads, d]
   float* out = nullptr;     // [batch, q_heads, d]
   int batch = 1, kv_heads = 1, q_heads = 1;
-  std::int64_t length = 0;      // rows each query sees
-  std::int64_t keys_held = 0;   // quantized key prefix
+  std::int64_t length = 0;       // rows each query sees
+  std::int64_t keys_held = 0;    // quantized key prefix
   std::int64_t values_held = 0;  // quantized value prefix
-  std::int64_t main_rows = 0;   // rows of the split CTAs: min(both prefixes, length), whole tiles
+  std::int64_t main_rows = 0;    // rows of the split CTAs: min(both prefixes, length), whole tiles
   float scale = 1.0f;
-  int splits = 0;            // split CTAs per (sequence, KV head); the tail CTA is x = splits
-  int groups_per_split = 1;  // key groups per split CTA
+  int splits = 0;                // split CTAs per (sequence, KV head); the tail CTA is x = splits
+  int groups_per_split = 1;      // key groups per split CTA
   float* part_out = nullptr;     // [batch, q_heads, splits + 1, d]
   float* part_lse = nullptr;     // [batch, q_heads, splits + 1], log2 units
   unsigned* arrivals = nullptr;  // [batch * kv_heads], 0 between launches
@@ -394,7 +395,7 @@ template <code_format F, int D>
 __global__ void __launch_bounds__(decode_threads, 2) decode_kernel(const decode_params p) {
   constexpr int bits = format_bits(F);
   constexpr bool fp8 = F == code_format::e4m3;
-  constexpr int words = D * bits / 64;  // per lane per tile
+  constexpr int words = D * bits / 64;    // per lane per tile
   constexpr int U = words >= 16 ? 1 : 2;  // tiles per prefetched item
   constexpr int ppw = 16 / bits;
   constexpr int steps = D / 16;
@@ -451,11 +452,13 @@ __global__ void __launch_bounds__(decode_threads, 2) decode_kernel(const decode_
     auto value_range = [&](std::int64_t row, int grp, float& scale, float& zero) {
       const std::int64_t at = seg * s.v_scale_elems + (row * vgroups + grp) * 2;
       if (s.half_scales) {
-        const __half2 x = *reinterpret_cast<const __half2*>(static_cast<const __half*>(s.v_scales) + at);
+        const __half2 x =
+            *reinterpret_cast<const __half2*>(static_cast<const __half*>(s.v_scales) + at);
         scale = __low2float(x);
         zero = __high2float(x);
       } else {
-        const float2 x = *reinterpret_cast<const float2*>(static_cast<const float*>(s.v_scales) + at);
+        const float2 x =
+            *reinterpret_cast<const float2*>(static_cast<const float*>(s.v_scales) + at);
         scale = x.x;
         zero = x.y;
       }
@@ -659,18 +662,21 @@ __global__ void __launch_bounds__(decode_threads, 2) decode_kernel(const decode_
       l[hh] = 0.0f;
 #pragma unroll
       for (int i = 0; i < 8; ++i) {
-        qf[hh][i] = hh < group_size ? __bfloat162float(q[hh * D + part * 8 + i]) * scale_log2 : 0.0f;
+        qf[hh][i] =
+            hh < group_size ? __bfloat162float(q[hh * D + part * 8 + i]) * scale_log2 : 0.0f;
         acc[hh][i] = 0.0f;
       }
     }
     auto code_of = [&](const std::uint32_t* codes, std::int64_t row, int lane_of, int pair, int e) {
       int word = 0, bit = 0;
       L.slot(lane_of, pair, e, word, bit);
-      return static_cast<int>((codes[seg * s.code_words + (row / 16) * L.tile_words() + word] >> bit) &
-                              static_cast<std::uint32_t>(mask));
+      return static_cast<int>(
+          (codes[seg * s.code_words + (row / 16) * L.tile_words() + word] >> bit) &
+          static_cast<std::uint32_t>(mask));
     };
     auto fp8_value = [](int code) {
-      const __half_raw raw = __nv_cvt_fp8_to_halfraw(static_cast<__nv_fp8_storage_t>(code), __NV_E4M3);
+      const __half_raw raw =
+          __nv_cvt_fp8_to_halfraw(static_cast<__nv_fp8_storage_t>(code), __NV_E4M3);
       return __half2float(__half(raw));
     };
     for (std::int64_t base = p.main_rows; base < p.length; base += tail_walkers) {
@@ -680,7 +686,8 @@ __global__ void __launch_bounds__(decode_threads, 2) decode_kernel(const decode_
 #pragma unroll
       for (int i = 0; i < 8; ++i) kf[i] = vf[i] = 0.0f;
       if (ok) {
-        const std::int64_t ring_at = (seg * static_cast<std::int64_t>(s.ring) + (row & (s.ring - 1))) * D + part * 8;
+        const std::int64_t ring_at =
+            (seg * static_cast<std::int64_t>(s.ring) + (row & (s.ring - 1))) * D + part * 8;
 #pragma unroll
         for (int i = 0; i < 8; ++i) {
           const int dim = part * 8 + i, rr = static_cast<int>(row % 16);
@@ -691,8 +698,8 @@ __global__ void __launch_bounds__(decode_threads, 2) decode_kernel(const decode_
             if (fp8) {
               kf[i] = fp8_value(code) * s.fp8_scales[2 * seg];
             } else {
-              const std::int64_t at = seg * s.k_scale_elems + (row / s.key_group) * 2 * D +
-                                      key_scale_index(dim, D);
+              const std::int64_t at =
+                  seg * s.k_scale_elems + (row / s.key_group) * 2 * D + key_scale_index(dim, D);
               kf[i] = __fadd_rn(__fmul_rn(static_cast<float>(code), s.scale_at(s.k_scales, at)),
                                 s.scale_at(s.k_scales, at + D / 4));
             }

@@ -467,15 +467,16 @@ TEST_CASE("kv_quant e4m3 codes round to nearest even and saturate", "[adapters][
 TEST_CASE("kv_quant fp8 attends exactly its e4m3 K/V", "[adapters][kv_quant]") {
   // Prompt of 60, G = 8, R = 12 (48 quantized at prefill), then appends up to 92 (80 quantized):
   // e4m3 codes of x / s with s the prompt's per-head |x| max / 448 (fp16 with scales=fp16); row
-  // 63, scaled up after the prompt, saturates. The attention equals fp64 attention over exactly those K/V.
+  // 63, scaled up after the prompt, saturates. The attention equals fp64 attention over exactly
+  // those K/V.
   const bool fp16 = GENERATE(true, false);
   const model_shape shape{"test", 1, 4, 2, 16};
   const int context = 60;
   const std::vector<int> decode = {1, 9, 2, 20};
   auto t = test::random_qkv(shape, context + 32, 5);
   for (int i = 0; i < 16; ++i) test::row_of(t.k, context + 3, 1)[i] *= 1000.0f;
-  const std::string spec = std::string("kv_quant:bits=fp8,group=8,residual=12,scales=") +
-                           (fp16 ? "fp16" : "fp32");
+  const std::string spec =
+      std::string("kv_quant:bits=fp8,group=8,residual=12,scales=") + (fp16 ? "fp16" : "fp32");
   CAPTURE(spec);
   kv_quant::config c;
   c.fp8 = true;

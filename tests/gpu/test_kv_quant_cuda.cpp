@@ -8,9 +8,9 @@
 // by at most ~2^-11 of its magnitude, a small fraction of the quantization step (int8: the step is
 // range / 255, so 2^-11 of a value within the range is under 1/8 of half a step). The test bound
 // is therefore half the twin's own quantization error: |gpu - cpu| <= 0.5 |cpu - exact| + 2e-4
-// (relative L2 over the decode outputs; exact = the CPU dense method on the same inputs). Hand-built
-// K/V on the quantization grid dequantize exactly, so there the device equals exact attention to
-// fp16 / float32 rounding (3e-3).
+// (relative L2 over the decode outputs; exact = the CPU dense method on the same inputs).
+// Hand-built K/V on the quantization grid dequantize exactly, so there the device equals exact
+// attention to fp16 / float32 rounding (3e-3).
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <limits>
@@ -176,15 +176,14 @@ TEST_CASE("cuda kv_quant stores the CPU twin's codes and matches its outputs", "
   // channels; float32 scales; 8 / 4 / 2 bits and fp8. Prompt of 300 tokens, then 45 decode
   // tokens one at a time or in multi-token steps of 4 (several groups leave the window in one
   // append; earlier queries of a step see fewer rows).
-  const auto spec = GENERATE(as<std::string>{}, "kv_quant:bits=8,residual=40",
-                             "kv_quant:bits=4,residual=40", "kv_quant:bits=2,residual=40",
-                             "kv_quant:bits=fp8,residual=40",
-                             "kv_quant:bits=4,key_residual=64,value_residual=20",
-                             "kv_quant:bits=2,residual=40,value_group=32",
-                             "kv_quant:bits=8,residual=40,scales=fp32",
-                             "kv_quant:bits=4,group=16,residual=0,value_group=16");
-  const auto heads = GENERATE(std::make_tuple(8, 2, 128), std::make_tuple(4, 4, 64),
-                              std::make_tuple(16, 2, 128));
+  const auto spec = GENERATE(
+      as<std::string>{}, "kv_quant:bits=8,residual=40", "kv_quant:bits=4,residual=40",
+      "kv_quant:bits=2,residual=40", "kv_quant:bits=fp8,residual=40",
+      "kv_quant:bits=4,key_residual=64,value_residual=20",
+      "kv_quant:bits=2,residual=40,value_group=32", "kv_quant:bits=8,residual=40,scales=fp32",
+      "kv_quant:bits=4,group=16,residual=0,value_group=16");
+  const auto heads =
+      GENERATE(std::make_tuple(8, 2, 128), std::make_tuple(4, 4, 64), std::make_tuple(16, 2, 128));
   const int step = GENERATE(1, 4);
   const model_shape shape{"test", 1, std::get<0>(heads), std::get<1>(heads), std::get<2>(heads)};
   CAPTURE(spec, shape.q_heads, shape.kv_heads, shape.head_dim, step);
@@ -219,9 +218,9 @@ TEST_CASE("cuda kv_quant dequantizes K/V on the quantization grid exactly", "[gp
   // 0, whose prompt max 1.75 gives the scale 2^-8 and exact e4m3 codes. What the device stores
   // dequantizes to the inputs, so its output is exact attention over them (fp16 / float32
   // rounding only), far closer than random data would allow.
-  const auto spec = GENERATE(as<std::string>{}, "kv_quant:bits=4,residual=32,value_group=32",
-                             "kv_quant:bits=2,residual=32,value_group=32",
-                             "kv_quant:bits=fp8,residual=32");
+  const auto spec =
+      GENERATE(as<std::string>{}, "kv_quant:bits=4,residual=32,value_group=32",
+               "kv_quant:bits=2,residual=32,value_group=32", "kv_quant:bits=fp8,residual=32");
   const model_shape shape{"test", 1, 8, 2, 128};
   CAPTURE(spec);
   const int context = 256, tokens = 262;
@@ -256,9 +255,8 @@ TEST_CASE("cuda kv_quant skips what its tiles cannot hold", "[gpu]") {
   const attention_problem p = make_problem(model_shape{"t", 1, 8, 2, 128}, 100, 100);
   CHECK(resolve_method("kv_quant:group=8", "cuda").create()->unsupported_reason(p));
   CHECK(resolve_method("kv_quant:value_group=24", "cuda").create()->unsupported_reason(p));
-  CHECK_FALSE(resolve_method("kv_quant:bits=2,value_group=64", "cuda")
-                  .create()
-                  ->unsupported_reason(p));
+  CHECK_FALSE(
+      resolve_method("kv_quant:bits=2,value_group=64", "cuda").create()->unsupported_reason(p));
 }
 
 }  // namespace attnbench::test

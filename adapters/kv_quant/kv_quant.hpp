@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "harness/error.hpp"
@@ -24,9 +25,15 @@ namespace attnbench::kv_quant {
 /// quantized at once (L mod R_k full-precision keys); exactly the last R_v values stay in full
 /// precision, and each older value is quantized as it leaves the window.
 /// Attention dequantizes block by block on the fly; nothing is evicted.
+/// fp8 mode (bits=fp8, the FP8 KV cache of serving engines, not KIVI's): the same quantized
+/// prefixes and full-precision tails, but each element is stored as OCP FP8 e4m3 (round to nearest
+/// even, saturating at +-448) of x / s, with one scale s per KV head for keys and one for values:
+/// the prompt's largest |x| over all its rows of that head / 448 (1 when all are zero), fixed at
+/// prefill and stored in fp16 when scales=fp16; later rows beyond it saturate. group and
+/// value_group only shape the prefixes then (no per-group ranges).
 /// Parameters:
-///   bits            choice 8 | 4 | 2, default 8: bits per stored key and value element (KIVI's
-///                   headline is 2).
+///   bits            choice 8 | 4 | 2 | fp8, default 8: bits per stored key and value element
+///                   (KIVI's headline is 2), or fp8 e4m3 codes with a per-head scale.
 ///   group           int >= 1, default 32: G, tokens per key quantization group (KIVI's G = 32).
 ///   residual        int >= 0, default 128: R, the shared full-precision tail (KIVI's R = 128).
 ///   key_residual    int >= 1, unset: R_k, keys quantized R_k at a time (a multiple of G, as
@@ -37,8 +44,9 @@ namespace attnbench::kv_quant {
 ///                   unset: the whole row, as before the option.
 ///   scales          choice fp16 | fp32, default fp16: storage of scales and zeros (KIVI: fp16;
 ///                   fp32 reproduces this method's results before it had the option).
-/// Resident bytes per KV head, with Qk / Qv = quantized keys / values, L = all tokens,
-/// d = head_dim, s = 2 (fp16) or 4 (fp32) bytes per scale or zero:
+/// Resident bytes per KV head (fp8: codes, the two per-head scales and the tails), with Qk / Qv =
+/// quantized keys / values, L = all tokens, d = head_dim, s = 2 (fp16) or 4 (fp32) bytes per scale
+/// or zero:
 ///   (Qk + Qv) * ceil(d * bits / 8)   key and value codes (packed 8 / bits per byte)
 ///   + (Qk / G) * d * 2 * s           key scale and zero per channel per group
 ///   + Qv * ceil(d / g_v) * 2 * s     value scale and zero per token and channel group (g_v =
@@ -50,7 +58,8 @@ namespace attnbench::kv_quant {
 /// results slightly from the earlier float32 scales; the shared tail is the earlier rule.
 inline std::vector<param_def> schema() {
   constexpr std::int64_t max_tokens = std::int64_t{1} << 40;
-  return {choice_param("bits", "8", {"8", "4", "2"}, "bits per quantized key and value element"),
+  return {choice_param("bits", "8", {"8", "4", "2", "fp8"},
+                       "bits per quantized key and value element (fp8: e4m3, a scale per head)"),
           int_param("group", 32, 1, std::int64_t{1} << 20,
                     "tokens per key quantization group (per channel)"),
           int_param("residual", 128, 0, max_tokens,
@@ -66,18 +75,23 @@ inline std::vector<param_def> schema() {
 }
 
 struct config {
-  int bits = 8;
+  int bits = 8;  // 8 for fp8 too
   std::int64_t group = 32;
   std::int64_t residual = 128;
   std::int64_t key_residual = -1;    // -1: the shared tail of `residual`
   std::int64_t value_residual = -1;  // -1: the keys' tail
   bool fp16_scales = true;
   std::int64_t value_group = -1;  // -1: the whole row
+  bool fp8 = false;               // e4m3 codes with per-head scales (bits = 8)
 };
 
 inline config make_config(const param_values& values) {
-  config c{static_cast<int>(values.get_int("bits")), values.get_int("group"),
-           values.get_int("residual")};
+  const std::string& bits = values.get_string("bits");
+  config c;
+  c.fp8 = bits == "fp8";
+  c.bits = c.fp8 ? 8 : std::stoi(bits);
+  c.group = values.get_int("group");
+  c.residual = values.get_int("residual");
   if (values.has("key_residual")) c.key_residual = values.get_int("key_residual");
   if (values.has("value_residual")) c.value_residual = values.get_int("value_residual");
   c.fp16_scales = values.get_string("scales") == "fp16";
@@ -131,8 +145,9 @@ inline std::uint64_t head_bytes(std::int64_t length, int head_dim, const config&
                                 int element_bytes = 4) {
   const std::int64_t qk = quantized_keys(length, c), qv = quantized_values(length, c);
   const std::int64_t d = head_dim, s = scale_bytes(c);
-  const std::int64_t bytes = (qk + qv) * code_bytes(head_dim, c.bits) + (qk / c.group) * d * 2 * s +
-                             qv * value_groups(head_dim, c) * 2 * s +
+  const std::int64_t scales =
+      c.fp8 ? 2 * s : (qk / c.group) * d * 2 * s + qv * value_groups(head_dim, c) * 2 * s;
+  const std::int64_t bytes = (qk + qv) * code_bytes(head_dim, c.bits) + scales +
                              (2 * length - qk - qv) * d * element_bytes;
   return static_cast<std::uint64_t>(bytes);
 }
@@ -147,8 +162,9 @@ inline std::uint64_t query_read_bytes(std::int64_t visible, std::int64_t held_k,
   const std::int64_t qk = std::min(visible, held_k), qv = std::min(visible, held_v);
   const std::int64_t d = head_dim, s = scale_bytes(c);
   const std::int64_t groups = (qk + c.group - 1) / c.group;
-  const std::int64_t bytes = (qk + qv) * code_bytes(head_dim, c.bits) +
-                             qv * value_groups(head_dim, c) * 2 * s + groups * d * 2 * s +
+  const std::int64_t scales =
+      c.fp8 ? 2 * s : qv * value_groups(head_dim, c) * 2 * s + groups * d * 2 * s;
+  const std::int64_t bytes = (qk + qv) * code_bytes(head_dim, c.bits) + scales +
                              (2 * visible - qk - qv) * d * element_bytes;
   return static_cast<std::uint64_t>(bytes);
 }
@@ -216,6 +232,45 @@ inline std::uint8_t encode(float x, const quant_range& r, int bits) {
 
 inline float decode(std::uint8_t code, const quant_range& r) {
   return r.zero + static_cast<float>(code) * r.scale;
+}
+
+/// The largest finite e4m3 value.
+constexpr float e4m3_max = 448.0f;
+
+/// OCP FP8 e4m3 bits of x (1 sign, 4 exponent bits of bias 7, 3 mantissa bits; no infinities),
+/// rounded to nearest even and saturated at +-448 (CUDA's __NV_SATFINITE); NaN gives 0x7f.
+inline std::uint8_t to_e4m3(float x) {
+  if (std::isnan(x)) return 0x7f;
+  const std::uint8_t sign = std::signbit(x) ? 0x80 : 0;
+  const float a = std::fabs(x);
+  if (a >= e4m3_max) return static_cast<std::uint8_t>(sign | 0x7e);
+  // The spacing at a: 2^(E - 3) for a in [2^E, 2^(E + 1)), E >= -6; 2^-9 below 2^-6.
+  int e = 0;
+  std::frexp(a, &e);
+  const float ulp = std::ldexp(1.0f, std::max(e - 4, -9));
+  const float r = std::nearbyint(a / ulp) * ulp;  // <= 448: a < 448 and 448 is a multiple of ulp
+  if (r < std::ldexp(1.0f, -6))
+    return static_cast<std::uint8_t>(sign | static_cast<int>(r / std::ldexp(1.0f, -9)));
+  std::frexp(r, &e);
+  const int exponent = e - 1;
+  const int mantissa = static_cast<int>((std::ldexp(r, -exponent) - 1.0f) * 8.0f);
+  return static_cast<std::uint8_t>(sign | ((exponent + 7) << 3) | mantissa);
+}
+
+/// The value of e4m3 bits.
+inline float from_e4m3(std::uint8_t c) {
+  const float sign = (c & 0x80) ? -1.0f : 1.0f;
+  const int exponent = (c >> 3) & 15, mantissa = c & 7;
+  if (exponent == 15 && mantissa == 7) return NAN;
+  if (exponent == 0) return sign * std::ldexp(static_cast<float>(mantissa), -9);
+  return sign * std::ldexp(1.0f + static_cast<float>(mantissa) / 8.0f, exponent - 7);
+}
+
+/// The fp8 scale a head stores for a prompt whose largest |x| is `amax` (fp16-rounded with
+/// fp16 scales).
+inline float fp8_scale(float amax, const config& c) {
+  const float s = amax > 0 ? amax / e4m3_max : 1.0f;
+  return c.fp16_scales ? round_fp16(s) : s;
 }
 
 }  // namespace attnbench::kv_quant

@@ -4,6 +4,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -82,6 +83,16 @@ void dequantize_values(const std::uint8_t* codes, std::int64_t row_bytes, int ro
       }
       if (d % 2) o[d - 1] = static_cast<float>(c[d / 2] & 15) * s + z;
     }
+  }
+}
+
+// Dequantizes `rows` fp8 e4m3 rows of one per-head scale. out: [rows, d].
+void dequantize_fp8(const std::uint8_t* codes, std::int64_t row_bytes, int rows, float scale, int d,
+                    float* out) {
+  for (int r = 0; r < rows; ++r) {
+    const std::uint8_t* c = codes + static_cast<std::size_t>(r * row_bytes);
+    float* o = out + static_cast<std::size_t>(r) * static_cast<std::size_t>(d);
+    for (int i = 0; i < d; ++i) o[i] = kv_quant::from_e4m3(c[i]) * scale;
   }
 }
 
@@ -212,6 +223,19 @@ class kv_quant_method final : public kv_method {
     for (int h = 0; h < kv_heads; ++h) {
       head_store& s = m_heads[static_cast<std::size_t>(h)];
       const kv_rows all = head_rows(k, v, h);
+      if (m_config.fp8) {
+        // The per-head scales of fp8: the prompt's largest |x| of keys and of values.
+        float amax_k = 0, amax_v = 0;
+        for (std::int64_t r = 0; r < k.tokens; ++r)
+          for (int i = 0; i < d; ++i) {
+            const auto at =
+                static_cast<std::size_t>(r) * all.row_stride + static_cast<std::size_t>(i);
+            amax_k = std::max(amax_k, std::fabs(all.k[at]));
+            amax_v = std::max(amax_v, std::fabs(all.v[at]));
+          }
+        s.fp8_k = kv_quant::fp8_scale(amax_k, m_config);
+        s.fp8_v = kv_quant::fp8_scale(amax_v, m_config);
+      }
       // In the shared-tail case keys and values are quantized group by group together, as
       // before K and V had their own windows (the same floats, the same order).
       for (std::int64_t first = 0; first < qk; first += m_config.group)
@@ -347,6 +371,7 @@ class kv_quant_method final : public kv_method {
     scale_column v_scale, v_zero;       // [quantized values, value groups]: per token and group
     std::vector<float> tail_k;          // [key tail tokens, head_dim], float32
     std::vector<float> tail_v;          // [value tail tokens, head_dim], float32
+    float fp8_k = 1, fp8_v = 1;         // fp8: the per-head key and value scales
   };
 
   // Per-thread scratch of attend: dequantized blocks and their scales as float32.
@@ -372,6 +397,11 @@ class kv_quant_method final : public kv_method {
     const int d = m_shape.head_dim;
     if (first >= qk) return s.tail_k.data() + (first - m_quantized_k) * d;
     ATTNBENCH_ASSERT(first + rows <= qk);
+    if (m_config.fp8) {
+      dequantize_fp8(s.k_codes.data() + first * m_row_bytes, m_row_bytes, rows, s.fp8_k, d,
+                     ts.block_k.data());
+      return ts.block_k.data();
+    }
     const std::int64_t g0 = first / m_config.group;
     const std::int64_t groups = (first + rows - 1) / m_config.group - g0 + 1;
     const auto count = static_cast<std::size_t>(groups * d);
@@ -389,6 +419,11 @@ class kv_quant_method final : public kv_method {
     const int d = m_shape.head_dim;
     if (first >= qv) return s.tail_v.data() + (first - m_quantized_v) * d;
     ATTNBENCH_ASSERT(first + rows <= qv);
+    if (m_config.fp8) {
+      dequantize_fp8(s.v_codes.data() + first * m_row_bytes, m_row_bytes, rows, s.fp8_v, d,
+                     ts.block_v.data());
+      return ts.block_v.data();
+    }
     const auto at = static_cast<std::size_t>(first * m_value_groups);
     const auto count = static_cast<std::size_t>(rows * m_value_groups);
     const float* scales = s.v_scale.read(at, count, ts.v_scale.data());
@@ -412,6 +447,14 @@ class kv_quant_method final : public kv_method {
     const float* rows = k + static_cast<std::size_t>(first) * stride;
     const std::size_t first_code = s.k_codes.size();
     s.k_codes.resize(first_code + n * static_cast<std::size_t>(m_row_bytes), 0);
+    if (m_config.fp8) {
+      for (std::size_t r = 0; r < n; ++r)
+        for (int c = 0; c < d; ++c)
+          s.k_codes[first_code + r * static_cast<std::size_t>(m_row_bytes) +
+                    static_cast<std::size_t>(c)] =
+              kv_quant::to_e4m3(rows[r * stride + static_cast<std::size_t>(c)] / s.fp8_k);
+      return;
+    }
     for (int c = 0; c < d; ++c) {
       float lo = rows[c], hi = rows[c];
       for (std::size_t r = 1; r < n; ++r) {
@@ -440,6 +483,10 @@ class kv_quant_method final : public kv_method {
       const float* row = v + r * stride;
       std::uint8_t* codes =
           s.v_codes.data() + first_code + r * static_cast<std::size_t>(m_row_bytes);
+      if (m_config.fp8) {
+        for (int c = 0; c < d; ++c) codes[c] = kv_quant::to_e4m3(row[c] / s.fp8_v);
+        continue;
+      }
       for (int begin = 0; begin < d; begin += channels) {
         const int end = std::min(d, begin + channels);
         const auto [lo, hi] = std::minmax_element(row + begin, row + end);
@@ -481,7 +528,8 @@ method_info kv_quant_info() {
   method_info info = make_method_info(
       "cpu",
       {"kv_quant", "KIVI: A Tuning-Free Asymmetric 2bit Quantization for KV Cache",
-       "int8/int4/int2 KV cache: keys per channel over G-token groups, values per token, fp16 "
+       "int8/int4/int2 (or fp8 e4m3) KV cache: keys per channel over G-token groups, values per "
+       "token, fp16 "
        "scales and zeros, recent tokens in float32 (one shared tail, or KIVI's key and value "
        "windows)",
        "by default values are quantized over the whole row (value_group gives KIVI's channel "

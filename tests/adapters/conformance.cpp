@@ -551,7 +551,7 @@ std::vector<conformance_row> conformance_table() {
         .context = 1024,
         .steps = {1, 5, 20},
         .qkv_seed = 8}},
-      {{"kv_quant:bits=3", "parameter 'bits' = '3' is not one of: 8, 4, 2"},
+      {{"kv_quant:bits=3", "parameter 'bits' = '3' is not one of: 8, 4, 2, fp8"},
        {"kv_quant:group=0", "parameter 'group' = 0 is out of range"},
        {"kv_quant:residual=-1", "parameter 'residual' = -1 is out of range"},
        {"kv_quant:residual=x", "parameter 'residual' expects an integer, got 'x'"},

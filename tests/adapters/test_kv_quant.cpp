@@ -440,3 +440,83 @@ TEST_CASE("kv_quant int2 stores the hand-built keys and values it should", "[ada
     CHECK(check_row(t, shape, r.decode_out, s, token, test::prefix(token)) > 10.0);
   }
 }
+
+TEST_CASE("kv_quant e4m3 codes round to nearest even and saturate", "[adapters][kv_quant]") {
+  // Every finite code decodes to a value that encodes back to it (0x80 is -0).
+  for (int c = 0; c < 256; ++c) {
+    if ((c & 0x7f) == 0x7f) continue;
+    const auto code = static_cast<std::uint8_t>(c);
+    CAPTURE(c);
+    CHECK(kv_quant::to_e4m3(kv_quant::from_e4m3(code)) == code);
+  }
+  CHECK(kv_quant::from_e4m3(0x7e) == 448.0f);
+  CHECK(kv_quant::from_e4m3(0x01) == std::ldexp(1.0f, -9));  // smallest subnormal
+  CHECK(kv_quant::from_e4m3(0x08) == std::ldexp(1.0f, -6));  // smallest normal
+  // Halfway between 1 and 1.125 goes to the even mantissa (1), 1.1875 to 1.25; 2^-10 (half the
+  // smallest subnormal) to 0.
+  CHECK(kv_quant::to_e4m3(1.0625f) == 0x38);
+  CHECK(kv_quant::to_e4m3(1.1875f) == 0x3a);
+  CHECK(kv_quant::to_e4m3(std::ldexp(1.0f, -10)) == 0x00);
+  CHECK(kv_quant::to_e4m3(-std::ldexp(3.0f, -10)) == 0x82);
+  // Saturation (CUDA's __NV_SATFINITE): beyond 448 stays at +-448.
+  CHECK(kv_quant::to_e4m3(1e6f) == 0x7e);
+  CHECK(kv_quant::to_e4m3(-500.0f) == 0xfe);
+  CHECK(kv_quant::to_e4m3(460.0f) == 0x7e);
+}
+
+TEST_CASE("kv_quant fp8 attends exactly its e4m3 K/V", "[adapters][kv_quant]") {
+  // Prompt of 60, G = 8, R = 12 (48 quantized at prefill), then appends up to 92 (80 quantized):
+  // e4m3 codes of x / s with s the prompt's per-head |x| max / 448 (fp16 with scales=fp16); row
+  // 63, scaled up after the prompt, saturates. The attention equals fp64 attention over exactly
+  // those K/V.
+  const bool fp16 = GENERATE(true, false);
+  const model_shape shape{"test", 1, 4, 2, 16};
+  const int context = 60;
+  const std::vector<int> decode = {1, 9, 2, 20};
+  auto t = test::random_qkv(shape, context + 32, 5);
+  for (int i = 0; i < 16; ++i) test::row_of(t.k, context + 3, 1)[i] *= 1000.0f;
+  const std::string spec =
+      std::string("kv_quant:bits=fp8,group=8,residual=12,scales=") + (fp16 ? "fp16" : "fp32");
+  CAPTURE(spec);
+  kv_quant::config c;
+  c.fp8 = true;
+  c.group = 8;
+  c.residual = 12;
+  c.fp16_scales = fp16;
+  std::vector<float> sk(2), sv(2);
+  for (int h = 0; h < 2; ++h) {
+    float ak = 0, av = 0;
+    for (int tok = 0; tok < context; ++tok)
+      for (int i = 0; i < 16; ++i) {
+        ak = std::max(ak, std::fabs(test::row(t.k, tok, h)[i]));
+        av = std::max(av, std::fabs(test::row(t.v, tok, h)[i]));
+      }
+    sk[h] = kv_quant::fp8_scale(ak, c);
+    sv[h] = kv_quant::fp8_scale(av, c);
+  }
+  auto r = run(spec, t, shape, context, decode);
+  int done = context, row = 0;
+  for (int step : decode) {
+    done += step;
+    test::qkv s = t;
+    const auto q = static_cast<int>(kv_quant::quantized_keys(done, c));
+    for (int h = 0; h < 2; ++h)
+      for (int tok = 0; tok < q; ++tok)
+        for (int i = 0; i < 16; ++i) {
+          float& k = test::row_of(s.k, tok, h)[i];
+          float& v = test::row_of(s.v, tok, h)[i];
+          k = kv_quant::from_e4m3(kv_quant::to_e4m3(k / sk[h])) * sk[h];
+          v = kv_quant::from_e4m3(kv_quant::to_e4m3(v / sv[h])) * sv[h];
+        }
+    for (int i = 0; i < step; ++i, ++row) {
+      const int token = done - step + i;
+      CAPTURE(token);
+      CHECK(check_row(s, shape, r.decode_out, row, token, test::prefix(token)) <= 1.0);
+    }
+  }
+  CHECK(check_row(t, shape, r.decode_out, row - 1, done - 1, test::prefix(done - 1)) > 10.0);
+  // Bytes: per head (Qk + Qv) * 16 codes, two scales, float32 tails.
+  const std::int64_t q = kv_quant::quantized_keys(done, c);
+  CHECK(r.stats_after_step.back().resident_bytes ==
+        2 * static_cast<std::uint64_t>(2 * q * 16 + 2 * (fp16 ? 2 : 4) + 2 * (done - q) * 16 * 4));
+}

@@ -38,14 +38,13 @@ if command -v nvidia-smi >/dev/null && nvidia-smi -L 2>/dev/null | grep -q '^GPU
 
 # ATTNBENCH_SETUP=run (ci/quickstart.sh): configure without tests and benchmarks and build only the
 # attnbench binary. ATTNBENCH_SETUP=all (ci/test.sh, the default): everything.
+# Both are one-off builds: the libraries as unity batches (ATTNBENCH_UNITY) parse their shared
+# headers once per batch (a development tree can leave it OFF for faster rebuilds of one file).
 tests=ON
 targets=()
-unity=OFF
+unity=ON
 if [[ $what == run ]]; then
-  # A one-off build: the libraries as unity batches (ATTNBENCH_UNITY) parse their shared headers
-  # once per batch.
   tests=OFF
-  unity=ON
   targets=(--target attnbench)
 fi
 jobs=$(nproc)

@@ -18,7 +18,6 @@ const std::vector<cpu_only_method>& cpu_only_methods() {
        "wrapper: runs its inner method's CPU scorer per chunk; the CUDA adapters have no wrapper "
        "interface"},
       {"compactor", "sketched leverage scores (randomized projections): not ported"},
-      {"criticalkv", "two-stage selection on output perturbation bounds: not ported"},
       {"decoding",
        "wrapper: re-scores the cache with its inner method's CPU scorer; the CUDA adapters have no "
        "wrapper interface"},
@@ -35,6 +34,11 @@ const std::vector<cpu_only_method>& cpu_only_methods() {
       {"key_rerotation",
        "wrapper: re-rotates its inner method's kept keys on the CPU; the CUDA adapters have no "
        "wrapper interface"},
+#ifndef ATTNBENCH_CUDA_UNVERIFIED
+      {"kv_quant",
+       "its CUDA adapter (fused dequantizing decode) has not run on a GPU yet: built only with "
+       "-DATTNBENCH_CUDA_UNVERIFIED=ON"},
+#endif
       {"kvquant",
        "non-uniform codebooks fitted on calibration data: the CUDA quantized decode covers "
        "kv_quant's uniform codes only"},
@@ -48,7 +52,6 @@ const std::vector<cpu_only_method>& cpu_only_methods() {
       {"per_layer",
        "wrapper: per-layer budgets for its inner method's CPU scorer; the CUDA adapters have no "
        "wrapper interface"},
-      {"qfilter", "projection on calibration query directions: not ported"},
       {"rectified",
        "pooled pseudo-rows appended to the base selector's rows: needs its own decode kernel"},
       {"routing", "k-means clustering of the keys: not ported"},
@@ -61,7 +64,9 @@ const std::vector<cpu_only_method>& cpu_only_methods() {
        "per-query-head strided row sets: the shared decode reads one row set per KV head"},
       {"tca", "calibrated per-head budgets with redundancy votes: not ported"},
       {"think", "drops key channels (a different cache layout): not ported"},
-      {"token_retention", "per-token retention gates learned from first queries: not ported"},
+      {"token_retention",
+       "retention scores fixed by the first queries, decayed with age, evicted at every step: not "
+       "ported"},
   };
   return methods;
 }

@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "adapters/common/cuda/cuda_common.cuh"
+#include "adapters/common/cuda/prompt_compress_kernels.cuh"
 
 namespace attnbench::cuda {
 
@@ -19,14 +20,8 @@ __global__ void keydiff_norms_kernel(const T* k, int tokens, int kv_heads, int h
   const int h = blockIdx.y, lane = threadIdx.x % 32;
   const int t = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
   if (t >= tokens) return;
-  const T* key = k + (static_cast<std::int64_t>(t) * kv_heads + h) * head_dim;
-  double sum = 0;
-  for (int x = lane; x < head_dim; x += 32) {
-    const double value = to_float(key[x]);
-    sum += value * value;
-  }
-  for (int offset = 16; offset > 0; offset /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, offset);
-  if (lane == 0) norms[static_cast<std::int64_t>(h) * tokens + t] = sqrt(sum);
+  const double norm = warp_key_norm(k, t, h, kv_heads, head_dim, lane);
+  if (lane == 0) norms[static_cast<std::int64_t>(h) * tokens + t] = norm;
 }
 
 /// anchor[h * d + i] = sum over tokens t (in order) of k[t][h][i] / ||k[t][h]||, zero keys

@@ -4,7 +4,8 @@
 # --backend cuda, then tools/gpu/backend_agreement.py checks that accuracies are equal and
 # rel_l2 within bf16 noise. Run from the repo root on a GPU machine with the binaries in $1
 # (default gpu-bin). Methods with a `keep` parameter run at keep=0.125 (a budget of 1/8 of the
-# context); SPECS="a b c" replaces the list. Reports go to $OUT.
+# context); SPECS="a b c" replaces the list; PARTS="niah" runs only the NIAH grid (default
+# "niah rest"). Reports go to $OUT.
 set -u
 bin=${1:-gpu-bin}
 out=${OUT:-/tmp/attnbench-agreement}
@@ -22,18 +23,23 @@ for m in json.load(sys.stdin)["methods"]:
 fi
 args=()
 for s in $SPECS; do args+=(--method "$s"); done
+parts=${PARTS:-niah rest}
 rc=0
 for backend in cpu cuda; do
+  [[ " $parts " == *" niah "* ]] || continue
   echo "== niah $backend $(date +%T)"
   "$ab" run --backend $backend --suite niah --lengths 16k --depths 0:1:5 --samples 2 "${args[@]}" \
     --out "$out/niah-$backend" --overwrite > "$out/niah-$backend.log" 2>&1 || rc=1
   tail -1 "$out/niah-$backend.log"
+done
+for backend in cpu cuda; do
+  [[ " $parts " == *" rest "* ]] || continue
   echo "== ruler, posir, fidelity $backend $(date +%T)"
   "$ab" run --backend $backend --suite ruler --suite posir --suite fidelity --lengths 4k \
     --samples 2 "${args[@]}" --out "$out/rest-$backend" --overwrite > "$out/rest-$backend.log" 2>&1 || rc=1
   tail -1 "$out/rest-$backend.log"
 done
-for part in niah rest; do
+for part in $parts; do
   echo "== agreement: $part"
   python3 tools/gpu/backend_agreement.py "$out/$part-cpu/report.json" "$out/$part-cuda/report.json" || rc=1
 done

@@ -1,9 +1,12 @@
 // The CPU-only list (adapters/common/cpu_only.hpp) against the registry: every entry names a
 // registered CPU method once, with a reason; in a build with the CUDA backend every CPU method
-// has a CUDA adapter or an entry, never both.
+// has a CUDA adapter or an entry, never both. docs/gpu.md's CPU-only table holds every entry.
 #include <algorithm>
 #include <catch2/catch.hpp>
+#include <cstdlib>
+#include <fstream>
 #include <set>
+#include <sstream>
 #include <string>
 
 #include "adapters/common/cpu_only.hpp"
@@ -33,5 +36,18 @@ TEST_CASE("the CPU-only list names registered CPU methods without a CUDA adapter
     if (m->backend != "cpu") continue;
     INFO(m->name);
     CHECK((registry.find(m->name, "cuda") != nullptr) != (listed.count(m->name) == 1));
+  }
+}
+
+TEST_CASE("docs/gpu.md lists every CPU-only method with its reason", "[cuda_coverage]") {
+  const char* root = std::getenv("ATTNBENCH_SOURCE_DIR");
+  REQUIRE(root);
+  std::ifstream in(std::string(root) + "/docs/gpu.md");
+  REQUIRE(in);
+  std::ostringstream text;
+  text << in.rdbuf();
+  for (const cpu_only_method& c : cpu_only_methods()) {
+    INFO(c.name);
+    CHECK(text.str().find("| `" + c.name + "` | " + c.reason + " |") != std::string::npos);
   }
 }

@@ -23,7 +23,7 @@ bool calibrated(const std::string& spec) { return spec.rfind("loki", 0) == 0; }
 void check_dense(const std::string& spec, const model_shape& shape, int tokens, int context,
                  int step) {
   qkv t = random_qkv(shape, tokens, 7);
-  qkv t16 = rounded_bf16(t);
+  qkv t16 = rounded(t);
   const auto calibration = random_calibration(shape, 1, 96, 90, 3);
   const auto* cal = calibrated(spec) ? &calibration : nullptr;
   const auto exact = run_twin("dense", "cpu", t, shape, context, step);
@@ -36,8 +36,8 @@ void check_dense(const std::string& spec, const model_shape& shape, int tokens, 
   };
   std::vector<float> same_all = all(same);
   for (auto& x : same_all) x = round_bf16(x);
-  const double e16 = relative_l2(same_all, all(exact));
-  const double e = relative_l2(all(gpu), all(exact));
+  const double e16 = rel_l2(same_all, all(exact));
+  const double e = rel_l2(all(gpu), all(exact));
   INFO(spec << " vs cpu dense: error " << e << ", bf16 reference " << e16);
   CHECK(e <= 2 * e16 + 1e-4);
   CHECK(gpu.stats.resident_tokens == exact.stats.resident_tokens);
@@ -48,12 +48,12 @@ void check_dense(const std::string& spec, const model_shape& shape, int tokens, 
 void check_twin(const std::string& spec, const model_shape& shape, int tokens, int context,
                 int step) {
   qkv t = random_qkv(shape, tokens, 11);
-  qkv t16 = rounded_bf16(t);
+  qkv t16 = rounded(t);
   const auto calibration = random_calibration(shape, 1, 96, 90, 5);
   const auto* cal = calibrated(spec) ? &calibration : nullptr;
   const auto cpu = run_twin(spec, "cpu", t16, shape, context, step, cal);
   const auto gpu = run_twin(spec, "cuda", t, shape, context, step, cal);
-  const double e = relative_l2(gpu.decode, cpu.decode);
+  const double e = rel_l2(gpu.decode, cpu.decode);
   const double tolerance = bf16_rounding_error(cpu.decode);
   INFO(spec << " vs its cpu twin: decode error " << e << ", one bf16 rounding " << tolerance
             << "; keys scored " << gpu.stats.keys_scored << " vs " << cpu.stats.keys_scored);
@@ -125,7 +125,7 @@ TEST_CASE("cuda topk_oracle reads the planted keys", "[gpu]") {
         for (int i = 0; i < shape.head_dim; ++i) q[i] = i == h ? 8.0f : 0.0f;
       }
   }
-  qkv t16 = rounded_bf16(t);
+  qkv t16 = rounded(t);
   const auto gpu = run_twin("topk_oracle:budget=4", "cuda", t, shape, context, 1);
   std::vector<float> expected;
   for (int token = context; token < tokens; ++token)
@@ -135,7 +135,7 @@ TEST_CASE("cuda topk_oracle reads the planted keys", "[gpu]") {
                                          planted[static_cast<std::size_t>(head / 2)]);
       for (double x : r.out) expected.push_back(static_cast<float>(x));
     }
-  const double e = relative_l2(gpu.decode, expected);
+  const double e = rel_l2(gpu.decode, expected);
   INFO("decode error against attention over the planted rows: " << e);
   CHECK(e <= bf16_rounding_error(expected));
   // Five queries x two KV heads: 4 rows x group 2 read, every visible key x 2 scored to choose.

@@ -12,6 +12,21 @@
 
 namespace attnbench::cuda {
 
+/// ||k[t][h]|| summed in double (as the CPU scorers sum it) by one warp: lane 0's result is exact
+/// up to the butterfly's fixed order. k: [tokens, kv_heads, d].
+template <class T>
+__device__ __forceinline__ double warp_key_norm(const T* k, int t, int h, int kv_heads,
+                                                int head_dim, int lane) {
+  const T* key = k + (static_cast<std::int64_t>(t) * kv_heads + h) * head_dim;
+  double sum = 0;
+  for (int x = lane; x < head_dim; x += 32) {
+    const double value = to_float(key[x]);
+    sum += value * value;
+  }
+  for (int offset = 16; offset > 0; offset /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, offset);
+  return sqrt(sum);
+}
+
 /// Where key row r of KV head h starts: k + h * head_stride + r * row_stride (elements). The
 /// token-major prompt has (d, kv_heads * d), the head-major cache (capacity * d, d).
 template <class T>

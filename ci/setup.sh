@@ -12,6 +12,9 @@ what=${ATTNBENCH_SETUP:-all}
 packages=(build-essential cmake ninja-build libboost-program-options-dev nlohmann-json3-dev
           libbenchmark-dev)
 [[ $what == run ]] || packages+=(catch2 libopenmpi-dev openmpi-bin)
+# ATTNBENCH_EXTRA_PACKAGES: more packages for the same apt call (ci/test.sh: chromium, slurm-wlm).
+read -r -a extra <<< "${ATTNBENCH_EXTRA_PACKAGES:-}"
+packages+=("${extra[@]}")
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

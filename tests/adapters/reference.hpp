@@ -134,6 +134,13 @@ inline void spread_key_norms(qkv& t) {
 }
 
 /// Positions 0..last.
+/// RoPE over the first `rotary` of the dims, base 10000.
+inline rotary_embedding rope_of(int rotary) {
+  rotary_embedding r{rotary, {}};
+  for (int i = 0; i < rotary / 2; ++i) r.inv_freq.push_back(std::pow(10000.0, -2.0 * i / rotary));
+  return r;
+}
+
 inline std::vector<std::int64_t> prefix(std::int64_t last) {
   std::vector<std::int64_t> p;
   for (std::int64_t i = 0; i <= last; ++i) p.push_back(i);

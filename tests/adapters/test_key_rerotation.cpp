@@ -14,15 +14,9 @@
 #include "tests/adapters/reference.hpp"
 
 using namespace attnbench;
+using test::rope_of;
 
 namespace {
-
-// RoPE over the first `rotary` of the dims, base 10000.
-rotary_embedding rope_of(int rotary) {
-  rotary_embedding r{rotary, {}};
-  for (int i = 0; i < rotary / 2; ++i) r.inv_freq.push_back(std::pow(10000.0, -2.0 * i / rotary));
-  return r;
-}
 
 double dot(const std::vector<float>& a, const std::vector<float>& b) {
   double s = 0;

@@ -15,14 +15,9 @@
 #include "tests/adapters/reference.hpp"
 
 using namespace attnbench;
+using test::rope_of;
 
 namespace {
-
-rotary_embedding rope_of(int rotary) {
-  rotary_embedding r{rotary, {}};
-  for (int i = 0; i < rotary / 2; ++i) r.inv_freq.push_back(std::pow(10000.0, -2.0 * i / rotary));
-  return r;
-}
 
 // A calibrated problem of `shape` (random calibration of 64 tokens, RoPE over half the dims).
 struct calibrated_problem {

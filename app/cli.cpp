@@ -75,13 +75,18 @@ const char* k_usage =
 
 // The CPU methods without a CUDA adapter and why (`list methods --backend cuda`): the line of
 // adapters/common/cpu_only.hpp, or, in a build without the CUDA backend, that.
+// Whether this build registered any CUDA method (the backend is built).
+bool cuda_backend_built() {
+  const auto all = method_registry::instance().all();
+  return std::any_of(all.begin(), all.end(),
+                     [](const method_info* m) { return m->backend == "cuda"; });
+}
+
 std::vector<cpu_only_method> cuda_gaps() {
   const auto& registry = method_registry::instance();
-  const auto all = registry.all();
-  const bool have_cuda = std::any_of(all.begin(), all.end(),
-                                     [](const method_info* m) { return m->backend == "cuda"; });
+  const bool have_cuda = cuda_backend_built();
   std::vector<cpu_only_method> out;
-  for (const method_info* m : all) {
+  for (const method_info* m : registry.all()) {
     if (m->backend != "cpu" || registry.find(m->name, "cuda")) continue;
     std::string why =
         "this build has no CUDA backend: nvcc was not found or ATTNBENCH_ENABLE_CUDA=OFF, "
@@ -262,8 +267,7 @@ int cmd_list(const std::vector<std::string>& args) {
   }
   if (what != "suites" && backend == "cuda") {
     const std::vector<cpu_only_method> gaps = cuda_gaps();
-    const auto all = method_registry::instance().all();
-    if (std::none_of(all.begin(), all.end(), [](auto* m) { return m->backend == "cuda"; })) {
+    if (!cuda_backend_built()) {
       std::cout << "cpu only: every method (" << gaps.front().reason << ")\n";
     } else {
       std::cout << "cpu only (no CUDA adapter; --backend cuda skips them):\n";

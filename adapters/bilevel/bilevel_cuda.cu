@@ -68,16 +68,9 @@ struct bilevel_state : sparse_state_base {
         static_cast<int>(read.current_begin), visible, list.data(), rows.data(), list_rows,
         counts.data());
     ATTNBENCH_CUDA_LAUNCHED();
-    sparse_rows r;
-    r.rows = rows.data();
-    r.stride = list_rows;
-    r.counts = counts.data();
-    r.max_rows = list_rows;
-    r.rows_read = read.rows(visible, region);
-    if (read.scores()) {
-      r.selection_keys = static_cast<std::uint64_t>(current) * g.group();
-      r.selection_bytes = static_cast<std::uint64_t>(current) * g.head_dim * sizeof(float);
-    }
+    sparse_rows r = index_lists(rows.data(), counts.data(), list_rows, list_rows,
+                                read.rows(visible, region));
+    if (read.scores()) count_summary_scores(r, static_cast<std::uint64_t>(current), g);
     return r;
   }
   std::uint64_t bytes() const {

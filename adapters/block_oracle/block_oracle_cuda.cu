@@ -93,12 +93,8 @@ struct block_state : sparse_state_base {
         logits.data(), g.group(), stride, visible, block, static_cast<int>(g.budget), mass.data(),
         chosen.data(), max_blocks, rows.data(), list, counts.data());
     ATTNBENCH_CUDA_LAUNCHED();
-    sparse_rows r;
-    r.rows = rows.data();
-    r.stride = list;
-    r.counts = counts.data();
-    r.max_rows = list;
-    r.rows_read = -1;  // the partial block goes in or not depending on its mass
+    // rows_read -1: the partial block goes in or not depending on its mass.
+    sparse_rows r = index_lists(rows.data(), counts.data(), list, list, -1);
     r.selection_keys = static_cast<std::uint64_t>(visible) * static_cast<std::uint64_t>(g.group());
     r.selection_bytes = static_cast<std::uint64_t>(visible) * g.head_dim * sizeof(T);
     return r;

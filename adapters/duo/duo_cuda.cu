@@ -106,25 +106,10 @@ class duo_method final : public prompt_compress_method {
   // Causal prompt outputs, under the streaming mask when `streaming`.
   void run_prefill(const element* q, const element* k, const element* v, int tokens, element* out,
                    bool streaming) {
-    const int d = m_shape.head_dim;
-    prefill_args a;
-    a.q = q;
-    a.k = k;
-    a.v = v;
-    a.o = out;
-    a.q_row_stride = a.o_row_stride = m_shape.q_heads * d;
-    a.k_row_stride = a.v_row_stride = m_shape.kv_heads * d;
-    a.q_heads = m_shape.q_heads;
-    a.kv_heads = m_shape.kv_heads;
-    a.head_dim = d;
-    a.q_len = a.kv_len = tokens;
-    a.scale = m_scale;
-    a.causal = true;
-    if (streaming) {
-      a.sinks = m_policy.sinks;
-      a.window = m_policy.window;
-    }
-    flash_prefill<element>(a, m_stream);
+    flash_prefill<element>(
+        prompt_prefill_args(m_shape, m_scale, q, k, v, out, tokens, streaming ? m_policy.sinks : 0,
+                            streaming ? m_policy.window : 0),
+        m_stream);
   }
 
   sink_window_policy m_policy;

@@ -206,12 +206,8 @@ struct hip_state : sparse_state_base {
         kv, q, q_batch_stride, g.q_heads, n, begins.data(), ends.data(), scores.data(),
         order.data(), capacity, rows.data(), list, counts.data(), scored.data());
     ATTNBENCH_CUDA_LAUNCHED();
-    sparse_rows r;
-    r.rows = rows.data();
-    r.stride = list;
-    r.counts = counts.data();
-    r.max_rows = list;
-    r.rows_read = -1;  // leaves differ in size by a row
+    // rows_read -1: leaves differ in size by a row.
+    sparse_rows r = index_lists(rows.data(), counts.data(), list, list, -1);
     r.scored = scored.data();
     r.keys_per_item = static_cast<std::uint64_t>(g.group());
     r.bytes_per_item = static_cast<std::uint64_t>(g.head_dim) * sizeof(T);

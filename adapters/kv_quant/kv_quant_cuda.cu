@@ -367,20 +367,9 @@ class kv_quant_cuda_method final : public kv_method {
       const std::size_t n = maybe_out->size();
       if (m_out16.size() < n) m_out16.resize(n);
       if (m_out.size() < n) m_out.resize(n);
-      prefill_args a;
-      a.q = m_q_in.data();
-      a.k = m_k_in.data();
-      a.v = m_v_in.data();
-      a.o = m_out16.data();
-      a.q_row_stride = a.o_row_stride = m_shape.q_heads * d;
-      a.k_row_stride = a.v_row_stride = m_shape.kv_heads * d;
-      a.q_heads = m_shape.q_heads;
-      a.kv_heads = m_shape.kv_heads;
-      a.head_dim = d;
-      a.q_len = a.kv_len = tokens;
-      a.scale = m_scale;
-      a.causal = true;
-      flash_prefill<element>(a, m_stream);
+      flash_prefill<element>(prompt_prefill_args(m_shape, m_scale, m_q_in.data(), m_k_in.data(),
+                                                 m_v_in.data(), m_out16.data(), tokens),
+                             m_stream);
       convert(m_out16.data(), m_out.data(), n, m_stream);
       download(m_out, *maybe_out);
     }

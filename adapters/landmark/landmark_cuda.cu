@@ -75,14 +75,9 @@ struct landmark_state : sparse_state_base {
         logits.data(), g.group(), max_blocks, candidates, chosen, block, local, visible,
         scores.data(), list.data(), rows.data(), list_rows, counts.data());
     ATTNBENCH_CUDA_LAUNCHED();
-    sparse_rows r;
-    r.rows = rows.data();
-    r.stride = list_rows;
-    r.counts = counts.data();
-    r.max_rows = list_rows;
-    r.rows_read = static_cast<std::int64_t>(chosen) * block + visible - local;
-    r.selection_keys = static_cast<std::uint64_t>(candidates) * g.group();
-    r.selection_bytes = static_cast<std::uint64_t>(candidates) * g.head_dim * sizeof(float);
+    sparse_rows r = index_lists(rows.data(), counts.data(), list_rows, list_rows,
+                                static_cast<std::int64_t>(chosen) * block + visible - local);
+    count_summary_scores(r, static_cast<std::uint64_t>(candidates), g);
     return r;
   }
   std::uint64_t bytes() const {

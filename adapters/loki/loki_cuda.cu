@@ -126,12 +126,8 @@ struct loki_state : sparse_state_base {
     top_k_rows_kernel<<<g.segments, detail::select_threads, 0, stream>>>(
         scores.data(), g.max_tokens, visible, budget, rows.data(), list, counts.data());
     ATTNBENCH_CUDA_LAUNCHED();
-    sparse_rows r;
-    r.rows = rows.data();
-    r.stride = list;
-    r.counts = counts.data();
-    r.max_rows = list;
-    r.rows_read = std::min(budget, visible);
+    sparse_rows r =
+        index_lists(rows.data(), counts.data(), list, list, std::min(budget, visible));
     r.selection_keys = loki::selection_keys(visible, rank, g.head_dim);
     r.selection_bytes = loki::selection_bytes(visible, rank);
     return r;

@@ -124,16 +124,9 @@ struct longheads_state : sparse_state_base {
         static_cast<int>(read.first_end), static_cast<int>(read.last_begin), visible, list.data(),
         rows.data(), list_rows, counts.data());
     ATTNBENCH_CUDA_LAUNCHED();
-    sparse_rows r;
-    r.rows = rows.data();
-    r.stride = list_rows;
-    r.counts = counts.data();
-    r.max_rows = list_rows;
-    r.rows_read = read.rows(visible, chunk);
-    if (read.scores()) {
-      r.selection_keys = static_cast<std::uint64_t>(middle) * g.group();
-      r.selection_bytes = static_cast<std::uint64_t>(middle) * g.head_dim * sizeof(float);
-    }
+    sparse_rows r = index_lists(rows.data(), counts.data(), list_rows, list_rows,
+                                read.rows(visible, chunk));
+    if (read.scores()) count_summary_scores(r, static_cast<std::uint64_t>(middle), g);
     return r;
   }
   std::uint64_t bytes() const {

@@ -130,8 +130,7 @@ struct nsa_state : sparse_state_base {
       n.compressed = static_cast<int>(nsa::complete_compressed(visible, compress, stride));
       summary_logits(q, q_batch_stride, g.q_heads, g.kv_heads, g.head_dim, g.segments, means.data(),
                      max_items, 0, n.compressed, g.scale, false, logits.data(), max_items, stream);
-      r.selection_keys = static_cast<std::uint64_t>(n.compressed) * g.group();
-      r.selection_bytes = static_cast<std::uint64_t>(n.compressed) * g.head_dim * sizeof(float);
+      count_summary_scores(r, static_cast<std::uint64_t>(n.compressed), g);
     }
     nsa_select_kernel<<<g.segments, detail::select_threads, 0, stream>>>(
         logits.data(), g.group(), max_items, n, probs.data(), importance.data(), list.data(),

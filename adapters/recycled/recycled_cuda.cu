@@ -153,12 +153,8 @@ struct recycled_state : sparse_state_base {
         scores.data(), recycled.data(), recycled_count.data(), query.data(), full_query.data(),
         g.head_dim, rows.data(), counts.data());
     ATTNBENCH_CUDA_LAUNCHED();
-    sparse_rows r;
-    r.rows = rows.data();
-    r.stride = g.max_tokens;
-    r.counts = counts.data();
-    r.max_rows = visible;
-    r.rows_read = scheduled ? visible : -1;
+    sparse_rows r =
+        index_lists(rows.data(), counts.data(), g.max_tokens, visible, scheduled ? visible : -1);
     if (check) {
       // One query-query dot product against the stored full query.
       r.selection_keys = 1;

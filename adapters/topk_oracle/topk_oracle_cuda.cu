@@ -59,12 +59,8 @@ struct topk_state : sparse_state_base {
         logits.data(), g.group(), stride, visible, budget, scores.data(), rows.data(), budget,
         counts.data());
     ATTNBENCH_CUDA_LAUNCHED();
-    sparse_rows r;
-    r.rows = rows.data();
-    r.stride = budget;
-    r.counts = counts.data();
-    r.max_rows = budget;
-    r.rows_read = std::min(budget, visible);
+    sparse_rows r =
+        index_lists(rows.data(), counts.data(), budget, budget, std::min(budget, visible));
     r.selection_keys = topk_oracle::selection_keys(visible, g.group());
     r.selection_bytes = topk_oracle::selection_bytes(visible, g.head_dim, sizeof(T));
     return r;

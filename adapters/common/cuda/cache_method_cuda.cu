@@ -89,28 +89,35 @@ void device_cache_method::download(const device_buffer<float>& dev, tensor_view 
   ATTNBENCH_CUDA(cudaStreamSynchronize(m_stream));
 }
 
-void device_cache_method::prompt_outputs(const element* q, const element* k, const element* v,
-                                         int tokens, element* out) {
-  const sink_window_policy policy = prompt_policy();
-  const int d = m_shape.head_dim;
+prefill_args prompt_prefill_args(const model_shape& shape, float scale, const element* q,
+                                 const element* k, const element* v, element* out, int tokens,
+                                 std::int64_t sinks, std::int64_t window) {
+  const int d = shape.head_dim;
   prefill_args a;
   a.q = q;
   a.k = k;
   a.v = v;
   a.o = out;
-  a.q_row_stride = a.o_row_stride = m_shape.q_heads * d;
-  a.k_row_stride = a.v_row_stride = m_shape.kv_heads * d;
-  a.q_heads = m_shape.q_heads;
-  a.kv_heads = m_shape.kv_heads;
+  a.q_row_stride = a.o_row_stride = shape.q_heads * d;
+  a.k_row_stride = a.v_row_stride = shape.kv_heads * d;
+  a.q_heads = shape.q_heads;
+  a.kv_heads = shape.kv_heads;
   a.head_dim = d;
   a.q_len = a.kv_len = tokens;
-  a.scale = m_scale;
+  a.scale = scale;
   a.causal = true;
-  if (policy.evicts()) {
-    a.sinks = policy.sinks;
-    a.window = policy.window;
-  }
-  flash_prefill<element>(a, m_stream);
+  a.sinks = sinks;
+  a.window = window;
+  return a;
+}
+
+void device_cache_method::prompt_outputs(const element* q, const element* k, const element* v,
+                                         int tokens, element* out) {
+  const sink_window_policy policy = prompt_policy();
+  const bool masked = policy.evicts();
+  flash_prefill<element>(prompt_prefill_args(m_shape, m_scale, q, k, v, out, tokens,
+                                             masked ? policy.sinks : 0, masked ? policy.window : 0),
+                         m_stream);
 }
 
 std::vector<std::vector<int>> device_cache_method::select_prompt(const element*, const element*,

@@ -28,6 +28,12 @@ namespace attnbench::cuda {
 
 using element = __nv_bfloat16;
 
+/// Flash-prefill arguments of one token-major prompt of `shape` (q, out [tokens, q_heads, d]; k, v
+/// [tokens, kv_heads, d]), causal, with a sink + window mask when window > 0.
+prefill_args prompt_prefill_args(const model_shape& shape, float scale, const element* q,
+                                 const element* k, const element* v, element* out, int tokens,
+                                 std::int64_t sinks = 0, std::int64_t window = 0);
+
 /// Reasons the CUDA kernels cannot run a shape (head_dim 64/128, GQA group 1/2/4/8), or nothing.
 std::optional<std::string> cuda_unsupported_reason(const attention_problem& problem);
 

@@ -61,6 +61,27 @@ struct sparse_geometry {
   }
 };
 
+/// Per-segment index lists on the device: rows [segments][stride] of tokens with counts
+/// [segments]; `rows_read` rows per segment when every segment reads as many, else -1.
+inline sparse_rows index_lists(const int* rows, const int* counts, std::int64_t stride,
+                               int max_rows, std::int64_t rows_read) {
+  sparse_rows r;
+  r.rows = rows;
+  r.stride = stride;
+  r.counts = counts;
+  r.max_rows = max_rows;
+  r.rows_read = rows_read;
+  return r;
+}
+
+/// The selection cost of scoring `summaries` float32 summary keys (block, region or chunk
+/// means) per segment: a dot product per query head of the group and head_dim floats each.
+inline void count_summary_scores(sparse_rows& r, std::uint64_t summaries,
+                                 const sparse_geometry& g) {
+  r.selection_keys = summaries * static_cast<std::uint64_t>(g.group());
+  r.selection_bytes = summaries * static_cast<std::uint64_t>(g.head_dim) * sizeof(float);
+}
+
 /// Defaults of a selection state's optional hooks.
 struct sparse_state_base {
   /// Why the state cannot run a problem the kernels can (e.g. no calibration), or nothing.

@@ -3,7 +3,7 @@
 // with CUDA events after an L2 flush (2x the L2 size), median of `reps` calls. Prints one line per
 // shape: time, TFLOP/s, KV GB/s. Argument: all (default), prefill, decode; tilings (the prefill
 // kernel versions side by side, bf16, head_dim 128, with their largest difference to the first);
-// check (the wgmma kernel against the mma.sync one on 1-3 key tiles, bf16 and fp16).
+// check (the Hopper kernels against the mma.sync one on 1-8 key tiles, bf16 and fp16).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -11,10 +11,10 @@
 #include <cstdio>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "adapters/common/cuda/flash_prefill.cuh"
-#include "adapters/common/cuda/flash_prefill_hopper.cuh"
 #include "adapters/common/cuda/timed_ops_cuda.cuh"
 #include "harness/method.hpp"
 #include "harness/timed_op.hpp"
@@ -132,18 +132,18 @@ void time_tiling(const char* name, const op_shape& s, cuda::prefill_inputs<__nv_
   std::fflush(stdout);
 }
 
-// The sm_90a warpgroup-MMA kernel (K/V buffers: Stages) on shape s, like time_tiling.
-template <int Stages>
-void time_wgmma(const char* name, const op_shape& s, cuda::prefill_inputs<__nv_bfloat16>& in,
-                const cuda::device_buffer<__nv_bfloat16>& ref, cudaStream_t st, flusher& fl) {
-  if (!cuda::detail::wgmma_available()) {
-    std::printf("tiling %-22s not compiled (build for sm_90a)\n", name);
+// A Hopper kernel (kernels_prefill_hopper.cu) on shape s, like time_tiling.
+void time_hopper(const char* name, cuda::detail::hopper_prefill kernel, const op_shape& s,
+                 cuda::prefill_inputs<__nv_bfloat16>& in,
+                 const cuda::device_buffer<__nv_bfloat16>& ref, cudaStream_t st, flusher& fl) {
+  using T = __nv_bfloat16;
+  ATTNBENCH_CUDA(cudaMemsetAsync(in.o.data(), 0xff, in.o.bytes(), st));
+  if (!cuda::detail::flash_prefill_hopper<T>(in.args, st, kernel)) {
+    std::printf("tiling %-22s not run (no sm_90a code or device)\n", name);
     return;
   }
-  ATTNBENCH_CUDA(cudaMemsetAsync(in.o.data(), 0xff, in.o.bytes(), st));
   const double ms = median_ms(
-      [&] { cuda::detail::launch_flash_prefill_wgmma<__nv_bfloat16, Stages>(in.args, st); }, st, fl,
-      15);
+      [&] { cuda::detail::flash_prefill_hopper<T>(in.args, st, kernel); }, st, fl, 15);
   const double flops = 4.0 * s.q_heads * s.length * s.length * 128 * (s.causal ? 0.5 : 1.0);
   const double diff = max_abs_diff(in.o.data(), ref.data(), in.o.size());
   std::printf("tiling %-22s n=%-6lld causal=%d %9.3f ms %7.1f TFLOP/s  max|diff| %.3g\n", name,
@@ -154,41 +154,46 @@ void time_wgmma(const char* name, const op_shape& s, cuda::prefill_inputs<__nv_b
 float host_float(__nv_bfloat16 x) { return __bfloat162float(x); }
 float host_float(__half x) { return __half2float(x); }
 
-// Small-shape check of the wgmma kernel against the mma.sync one (1 to 3 key tiles, GQA group 2):
-// relative L2 difference of the outputs, in T = bf16 or fp16.
+// Small-shape check of the Hopper kernels against the mma.sync one (1 to 3 key tiles, GQA group
+// 2, one and two sequences): relative L2 difference of the outputs, in T = bf16 or fp16.
 template <class T>
-void check_wgmma(const char* type, cudaStream_t st) {
-  for (int causal : {0, 1})
-    for (std::int64_t n : {64, 128, 256, 300}) {
-      op_shape s;
-      s.phase = "prefill";
-      s.batch = 1;
-      s.q_heads = 2;
-      s.kv_heads = 1;
-      s.head_dim = 128;
-      s.causal = causal;
-      s.length = n;
-      cuda::prefill_inputs<T> in(s);
-      cuda::device_buffer<T> ref(in.o.size());
-      cuda::detail::launch_flash_prefill<T, 128, cuda::detail::prefill_tiling<8, 1, 64, 1>>(in.args,
-                                                                                            st);
-      ATTNBENCH_CUDA(
-          cudaMemcpyAsync(ref.data(), in.o.data(), in.o.bytes(), cudaMemcpyDeviceToDevice, st));
-      ATTNBENCH_CUDA(cudaMemsetAsync(in.o.data(), 0xff, in.o.bytes(), st));
-      cuda::detail::launch_flash_prefill_wgmma<T>(in.args, st);
-      ATTNBENCH_CUDA(cudaStreamSynchronize(st));
-      std::vector<T> x(in.o.size()), y(in.o.size());
-      ATTNBENCH_CUDA(cudaMemcpy(x.data(), in.o.data(), in.o.bytes(), cudaMemcpyDeviceToHost));
-      ATTNBENCH_CUDA(cudaMemcpy(y.data(), ref.data(), ref.bytes(), cudaMemcpyDeviceToHost));
-      double num = 0, den = 0;
-      for (std::size_t i = 0; i < x.size(); ++i) {
-        const double a = host_float(x[i]), b = host_float(y[i]);
-        num += (a - b) * (a - b);
-        den += b * b;
+void check_hopper(const char* type, cudaStream_t st) {
+  using cuda::detail::hopper_prefill;
+  for (int batch : {1, 2})
+    for (int causal : {0, 1})
+      for (std::int64_t n : {64, 128, 256, 300, 1000}) {
+        op_shape s;
+        s.phase = "prefill";
+        s.batch = batch;
+        s.q_heads = 2;
+        s.kv_heads = 1;
+        s.head_dim = 128;
+        s.causal = causal;
+        s.length = n;
+        cuda::prefill_inputs<T> in(s);
+        cuda::device_buffer<T> ref(in.o.size());
+        cuda::detail::launch_flash_prefill<T, 128, cuda::detail::prefill_tiling<8, 1, 64, 1>>(
+            in.args, st);
+        ATTNBENCH_CUDA(
+            cudaMemcpyAsync(ref.data(), in.o.data(), in.o.bytes(), cudaMemcpyDeviceToDevice, st));
+        for (auto [kernel, name] : {std::pair{hopper_prefill::cp_async, "cp_async"},
+                                    std::pair{hopper_prefill::warp_specialized, "warp_spec"}}) {
+          ATTNBENCH_CUDA(cudaMemsetAsync(in.o.data(), 0xff, in.o.bytes(), st));
+          if (!cuda::detail::flash_prefill_hopper<T>(in.args, st, kernel)) return;
+          ATTNBENCH_CUDA(cudaStreamSynchronize(st));
+          std::vector<T> x(in.o.size()), y(in.o.size());
+          ATTNBENCH_CUDA(cudaMemcpy(x.data(), in.o.data(), in.o.bytes(), cudaMemcpyDeviceToHost));
+          ATTNBENCH_CUDA(cudaMemcpy(y.data(), ref.data(), ref.bytes(), cudaMemcpyDeviceToHost));
+          double num = 0, den = 0;
+          for (std::size_t i = 0; i < x.size(); ++i) {
+            const double a = host_float(x[i]), b = host_float(y[i]);
+            num += (a - b) * (a - b);
+            den += b * b;
+          }
+          std::printf("check %s %-9s vs mma.sync b=%d n=%lld causal=%d rel_l2 %.3g\n", type, name,
+                      batch, static_cast<long long>(n), causal, std::sqrt(num / den));
+        }
       }
-      std::printf("check %s wgmma vs mma.sync n=%lld causal=%d rel_l2 %.3g\n", type,
-                  static_cast<long long>(n), causal, std::sqrt(num / den));
-    }
 }
 
 // The prefill tilings side by side (bf16, head_dim 128), checked against the default one.
@@ -209,8 +214,10 @@ void compare_tilings(op_shape s, cudaStream_t st, flusher& fl) {
       // The kernel before the tiling work (8 warps x 16 rows), the mma.sync fallback, wgmma.
       time_tiling<prefill_tiling<8, 1, 64, 1>>("8w x16 k64 1cta", s, in, ref, st, fl);
       time_tiling<prefill_tiling<8, 2, 32, 1>>("8w x32 k32 1cta", s, in, ref, st, fl);
-      time_wgmma<2>("wgmma 2wg x64 k128 2st", s, in, ref, st, fl);
-      time_wgmma<3>("wgmma 2wg x64 k128 3st", s, in, ref, st, fl);
+      time_hopper("wgmma cp.async 3st", cuda::detail::hopper_prefill::cp_async, s, in, ref, st,
+                  fl);
+      time_hopper("wgmma warp-specialized", cuda::detail::hopper_prefill::warp_specialized, s, in,
+                  ref, st, fl);
     }
 }
 
@@ -235,9 +242,9 @@ int main(int argc, char** argv) {
   s.q_heads = 32;
   s.kv_heads = 8;
   s.head_dim = 128;
-  if (what == "check" && cuda::detail::wgmma_available()) {
-    check_wgmma<__nv_bfloat16>("bf16", st);
-    check_wgmma<__half>("fp16", st);
+  if (what == "check") {
+    check_hopper<__nv_bfloat16>("bf16", st);
+    check_hopper<__half>("fp16", st);
   }
   if (what == "tilings") compare_tilings(s, st, fl);
   if (what == "all" || what == "prefill") {

@@ -34,11 +34,6 @@ const std::vector<cpu_only_method>& cpu_only_methods() {
       {"key_rerotation",
        "wrapper: re-rotates its inner method's kept keys on the CPU; the CUDA adapters have no "
        "wrapper interface"},
-#ifndef ATTNBENCH_CUDA_UNVERIFIED
-      {"kv_quant",
-       "its CUDA adapter (fused dequantizing decode) has not run on a GPU yet: built only with "
-       "-DATTNBENCH_CUDA_UNVERIFIED=ON"},
-#endif
       {"kvquant",
        "non-uniform codebooks fitted on calibration data: the CUDA quantized decode covers "
        "kv_quant's uniform codes only"},

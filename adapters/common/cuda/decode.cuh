@@ -366,10 +366,14 @@ __global__ void __launch_bounds__(decode_threads)
     // Other CTAs' partials: read from L2 (__ldcg), never from this SM's incoherent L1.
     const float* lse = a.part_lse + head * a.splits;
     const float* partials = a.part_out + head * a.splits * D + d;
+    // Unrolled so that 8 of the loads are in flight at once: a split loop of L2 round trips one
+    // after another is what the batch-1 launches (about 50 splits) spent their tail on.
     float mx = -INFINITY;
+#pragma unroll 8
     for (int s = 0; s < a.splits; ++s) mx = fmaxf(mx, __ldcg(lse + s));
     const float use = softmax_base(mx, 1.0f);
     float sum = 0.0f, acc = 0.0f;
+#pragma unroll 8
     for (int s = 0; s < a.splits; ++s) {
       const float w = exp2f(__ldcg(lse + s) - use);
       sum += w;

@@ -1,6 +1,9 @@
 /// Dense prefill attention on Hopper (sm_90a builds only; a trapping stub elsewhere), head_dim
-/// 128: FlashAttention-3's arithmetic ("FlashAttention-3: Fast and Accurate Attention with
-/// Asynchrony and Low-precision", Shah et al., 2024) without its producer warps and ping-pong.
+/// 128, in two versions of FlashAttention-3's arithmetic ("FlashAttention-3: Fast and Accurate
+/// Attention with Asynchrony and Low-precision", Shah et al., 2024). The default, warp-specialized
+/// one (flash_prefill_ws_kernel, below) has FA3's schedule: a TMA producer warp, two consumer
+/// warpgroups in ping-pong, softmax overlapped with the previous tile's P V, setmaxnreg. The
+/// first (flash_prefill_wgmma_kernel), kept as the fallback where a tensor map cannot be made:
 /// 2 warpgroups x 64 query rows share 128-key K/V tiles that all 256 threads stream in with
 /// cp.async (three stages by default) in wgmma's 128-byte-swizzle layout. S = Q K^T is 8
 /// wgmma.m64n128k16 per tile with Q and K in shared memory; P stays in registers as the A operand
@@ -10,6 +13,7 @@
 /// C++17.
 #pragma once
 
+#include <cuda.h>
 #include <cuda_runtime.h>
 
 #include <cmath>
@@ -50,6 +54,26 @@ __device__ __forceinline__ void load_tile_sw128(T* smem, const T* gmem, int row_
     const T* src =
         gmem + (valid ? static_cast<std::int64_t>(first + row) * row_stride : 0) + chunk * 8;
     cp_async_16(smem + sw128_offset<Rows>(row, chunk), src, valid);
+  }
+}
+
+// The epilogue of both Hopper kernels: a thread's two rows of the wgmma accumulator (rows row_i,
+// columns 8 i + 2 t + (0, 1)) divided by their softmax sums (summed over the quad first), written
+// to O; rows past q_len are skipped, rows that saw nothing written as 0.
+template <class T, int D>
+__device__ __forceinline__ void store_rows(T* o, int o_row_stride, int q_len, const int (&row_i)[2],
+                                           int t, const float (&acc)[D / 2],
+                                           const float (&row_sum)[2]) {
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const float sum = quad_sum(row_sum[r]);
+    const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+    if (row_i[r] >= q_len) continue;
+    T* out = o + static_cast<std::int64_t>(row_i[r]) * o_row_stride;
+#pragma unroll
+    for (int i = 0; i < D / 8; ++i)
+      *reinterpret_cast<std::uint32_t*>(out + i * 8 + 2 * t) =
+          sum > 0.0f ? pack2<T>(acc[4 * i + 2 * r] * inv, acc[4 * i + 2 * r + 1] * inv) : 0u;
   }
 }
 
@@ -213,17 +237,218 @@ __global__ void __launch_bounds__(wg_threads, 1) flash_prefill_wgmma_kernel(cons
   wgmma_wait<0>();
   fence_operands(acc);
 
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const float sum = quad_sum(row_sum[r]);
-    const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
-    if (row_i[r] >= a.q_len) continue;
-    T* out = o + static_cast<std::int64_t>(row_i[r]) * a.o_row_stride;
-#pragma unroll
-    for (int i = 0; i < D / 8; ++i)
-      *reinterpret_cast<std::uint32_t*>(out + i * 8 + 2 * t) =
-          sum > 0.0f ? pack2<T>(acc[4 * i + 2 * r] * inv, acc[4 * i + 2 * r + 1] * inv) : 0u;
+  store_rows<T, D>(o, a.o_row_stride, a.q_len, row_i, t, acc, row_sum);
+#else
+  __trap();
+#endif
+}
+
+// ---------------------------------------------------------------------------------------------
+// Warp-specialized version (FlashAttention-3's schedule): 3 warpgroups. Warpgroup 0 is the
+// producer: one thread issues the TMA loads of Q and of every K and V tile into a ring of Stages
+// buffers, each guarded by a "full" transaction barrier (the bytes landed) and an "empty" one
+// (all 256 consumer threads have retired the wgmmas that read it); it keeps 24 registers
+// (setmaxnreg), handing the rest to the two consumer warpgroups (240 each). Consumer warpgroup c
+// owns query rows 64 c .. 64 c + 63 and runs, per key tile i, "intra-warpgroup overlap": it
+// issues S_i = Q K_i^T and then O += P_{i-1} V_{i-1}, waits for S_i only, and computes the
+// softmax of S_i while P_{i-1} V_{i-1} runs on the tensor cores; then it waits for that, rescales
+// O and keeps P_i in registers for the next tile. The two consumers issue their wgmmas in turn
+// ("ping-pong", named barriers 1 and 2), so one's softmax overlaps the other's matrix products.
+// Masks, online softmax, arguments and layout are those of the kernels above.
+
+struct prefill_maps {
+  CUtensorMap q, k, v;  // dims (head_dim, heads, rows, batch), boxes (64, 1, 128, 1), 128B swizzle
+};
+
+constexpr int ws_threads = 384;
+
+template <class T, int Stages>
+__global__ void __launch_bounds__(ws_threads, 1)
+    flash_prefill_ws_kernel(const prefill_args a, const __grid_constant__ prefill_maps maps) {
+#ifdef ATTNBENCH_HAVE_WGMMA
+  constexpr int D = 128, BR = wg_rows, BC = wg_keys;
+  constexpr unsigned tile_bytes = BC * D * sizeof(T);
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  const unsigned raw = static_cast<unsigned>(__cvta_generic_to_shared(smem_raw));
+  const unsigned pad = (1024 - (raw & 1023)) & 1023;
+  // [Stages][BC, D] K, [Stages][BC, D] V, Q [BR, D] (wgmma's swizzled layout), then barriers.
+  T* sk = reinterpret_cast<T*>(smem_raw + pad);
+  T* sv = sk + Stages * BC * D;
+  T* sq = sv + Stages * BC * D;
+  const unsigned bars = raw + pad + (2 * Stages * BC + BR) * D * sizeof(T);
+  // Barrier b at bars + 8 b: 0 Q full; 1 + s K full; 1 + S + s V full; 1 + 2S + s K empty;
+  // 1 + 3S + s V empty.
+  auto full_k = [&](int st) { return bars + 8 * (1 + st); };
+  auto full_v = [&](int st) { return bars + 8 * (1 + Stages + st); };
+  auto empty_k = [&](int st) { return bars + 8 * (1 + 2 * Stages + st); };
+  auto empty_v = [&](int st) { return bars + 8 * (1 + 3 * Stages + st); };
+
+  const prefill_block<T> block = this_block<T, D, BR>(a);
+  const key_tiles range = visible_tiles<BC>(a, block.q0, block.q_last, block.offset);
+  const int head = blockIdx.x, b = blockIdx.z;
+  const int kv_head = head / (a.q_heads / a.kv_heads);
+
+  if (threadIdx.x == 0) {
+    mbar_init(bars, 1);
+    for (int st = 0; st < Stages; ++st) {
+      mbar_init(full_k(st), 1);
+      mbar_init(full_v(st), 1);
+      mbar_init(empty_k(st), 2 * 128);
+      mbar_init(empty_v(st), 2 * 128);
+    }
+    mbar_init_fence();
   }
+  __syncthreads();
+
+  const int wg = threadIdx.x / 128;
+  if (wg == 0) {
+    regs_dec<24>();
+    if (threadIdx.x != 0) return;
+    auto addr = [](const T* p) { return static_cast<unsigned>(__cvta_generic_to_shared(p)); };
+    // Q: two 64-column boxes (the swizzle's regions) of 128 rows.
+    mbar_arrive_expect_tx(bars, 2 * BR * 64 * sizeof(T));
+    for (int r = 0; r < 2; ++r)
+      tma_load_4d(addr(sq + r * BR * 64), &maps.q, bars, 64 * r, head, block.q0, b);
+    for (int idx = 0; idx < range.tiles; ++idx) {
+      const int st = idx % Stages, use = idx / Stages;
+      const int k0 = range.at(idx) * BC;
+      if (use > 0) mbar_wait(empty_k(st), (use - 1) & 1);
+      mbar_arrive_expect_tx(full_k(st), tile_bytes);
+      for (int r = 0; r < 2; ++r)
+        tma_load_4d(addr(sk + st * BC * D + r * BC * 64), &maps.k, full_k(st), 64 * r, kv_head, k0,
+                    b);
+      if (use > 0) mbar_wait(empty_v(st), (use - 1) & 1);
+      mbar_arrive_expect_tx(full_v(st), tile_bytes);
+      for (int r = 0; r < 2; ++r)
+        tma_load_4d(addr(sv + st * BC * D + r * BC * 64), &maps.v, full_v(st), 64 * r, kv_head, k0,
+                    b);
+    }
+    return;
+  }
+  regs_inc<240>();
+
+  const int c = wg - 1;  // consumer warpgroup: rows 64 c .. 64 c + 63 of the block
+  const int warp = (threadIdx.x % 128) / 32, lane = threadIdx.x % 32;
+  const int g = lane / 4, t = lane % 4;
+  const int first_row = block.q0 + c * 64 + warp * 16;
+  const int row_i[2] = {first_row + g, first_row + g + 8};
+  const T* q_group = sq + c * 64 * 64;
+  const float scale_log2 = a.scale * log2_e;
+
+  float acc[D / 2];
+  float s[BC / 2];
+  std::uint32_t pa[BC / 16][4];
+  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.0f, 0.0f};
+  const int n = range.tiles;
+
+  // The wgmmas sit outside any branch (prologue, steady loop, epilogue): under a condition
+  // ptxas serializes them (C7518).
+  auto issue_s = [&](int st) {
+    const T* tk = sk + st * BC * D;
+    wgmma_fence();
+    wgmma_m64n128k16_ss<T, false>(s, smem_desc_sw128(q_group, 16, 1024),
+                                  smem_desc_sw128(tk, 16, 1024));
+#pragma unroll
+    for (int kk = 1; kk < D / 16; ++kk)
+      wgmma_m64n128k16_ss<T, true>(
+          s, smem_desc_sw128(q_group + (kk / 4) * BR * 64 + (kk % 4) * 16, 16, 1024),
+          smem_desc_sw128(tk + (kk / 4) * BC * 64 + (kk % 4) * 16, 16, 1024));
+    wgmma_commit();
+  };
+  auto issue_pv = [&](int st, bool accumulate) {
+    const T* tv = sv + st * BC * D;
+    wgmma_fence();
+    fence_operands(acc);
+    fence_operands(pa);
+#pragma unroll
+    for (int j = 0; j < BC / 16; ++j)
+      wgmma_m64n128k16<T>(acc, pa[j], smem_desc_sw128(tv + j * 16 * 64, BC * 128, 1024),
+                          j > 0 || accumulate, true);
+    wgmma_commit();
+  };
+  // Tile i's scores (landed in s): mask, online softmax, P in s; returns the rows' rescale
+  // factors for O.
+  auto softmax = [&](int i, float (&alpha)[2]) {
+    fence_operands(s);
+    const int k0 = range.at(i) * BC;
+    if_tile_masked<BC>(a, k0, first_row, block.q_last, block.offset,
+                       [&] { mask_fragment(a, s, row_i, k0, t, block.offset); });
+    float base[2];
+    fragment_rescale(s, row_max, row_sum, scale_log2, base, alpha);
+#pragma unroll
+    for (int e = 0; e < BC / 2; ++e) {
+      s[e] = fast_exp2(fmaf(s[e], scale_log2, -base[(e % 4) / 2]));
+      row_sum[(e % 4) / 2] += s[e];
+    }
+  };
+  auto keep_p = [&] {
+#pragma unroll
+    for (int m = 0; m < BC / 8; ++m) {
+      pa[m / 2][(m % 2) * 2] = pack2<T>(s[4 * m], s[4 * m + 1]);
+      pa[m / 2][(m % 2) * 2 + 1] = pack2<T>(s[4 * m + 2], s[4 * m + 3]);
+    }
+  };
+  auto rescale_o = [&](const float (&alpha)[2]) {
+    if (alpha[0] != 1.0f || alpha[1] != 1.0f) {
+#pragma unroll
+      for (int k = 0; k < D / 8; ++k) {
+        acc[4 * k] *= alpha[0];
+        acc[4 * k + 1] *= alpha[0];
+        acc[4 * k + 2] *= alpha[1];
+        acc[4 * k + 3] *= alpha[1];
+      }
+    }
+  };
+  // Ping-pong: consumer c issues after named barrier 1 + c and then passes the turn on (2 - c);
+  // consumer 1 gives consumer 0 the first turn. Each issues n + 1 times (n >= 1) and each turn is
+  // passed exactly once: consumer 1 skips the pass after its last turn.
+  auto my_turn = [&] { named_sync(1 + c, 256); };
+  auto pass_turn = [&] { named_arrive(2 - c, 256); };
+
+  if (c == 1) pass_turn();
+  mbar_wait(bars, 0);
+  if (n > 0) {
+    float alpha[2];
+    mbar_wait(full_k(0), 0);
+    my_turn();
+    issue_s(0);
+    pass_turn();
+    wgmma_wait<0>();
+    mbar_arrive(empty_k(0));
+    softmax(0, alpha);
+    keep_p();
+    for (int i = 1; i < n; ++i) {
+      const int st = i % Stages, pst = (i - 1) % Stages;
+      mbar_wait(full_k(st), (i / Stages) & 1);
+      mbar_wait(full_v(pst), ((i - 1) / Stages) & 1);
+      my_turn();
+      issue_s(st);
+      issue_pv(pst, i > 1);
+      pass_turn();
+      wgmma_wait<1>();  // S_i; P_{i-1} V_{i-1} runs on under the softmax
+      mbar_arrive(empty_k(st));
+      softmax(i, alpha);
+      wgmma_wait<0>();
+      fence_operands(acc);
+      fence_operands(pa);
+      mbar_arrive(empty_v(pst));
+      rescale_o(alpha);
+      keep_p();
+    }
+    const int pst = (n - 1) % Stages;
+    mbar_wait(full_v(pst), ((n - 1) / Stages) & 1);
+    my_turn();
+    issue_pv(pst, n > 1);
+    if (c == 0) pass_turn();
+    wgmma_wait<0>();
+    fence_operands(acc);
+  } else {
+    my_turn();
+    if (c == 0) pass_turn();
+#pragma unroll
+    for (int e = 0; e < D / 2; ++e) acc[e] = 0.0f;
+  }
+  store_rows<T, D>(block.o, a.o_row_stride, a.q_len, row_i, t, acc, row_sum);
 #else
   __trap();
 #endif
@@ -252,6 +477,24 @@ void launch_flash_prefill_wgmma(const prefill_args& a, cudaStream_t stream) {
                   static_cast<unsigned>(ceil_div(a.q_len, wg_rows)),
                   static_cast<unsigned>(a.batch));
   flash_prefill_wgmma_kernel<T, Stages><<<grid, wg_threads, smem, stream>>>(a);
+  ATTNBENCH_CUDA_LAUNCHED();
+}
+
+
+template <class T, int Stages = 2>
+void launch_flash_prefill_ws(const prefill_args& a, const prefill_maps& maps, cudaStream_t stream) {
+  constexpr int smem = (2 * Stages * wg_keys + wg_rows) * 128 * static_cast<int>(sizeof(T)) + 1024 +
+                       8 * (1 + 4 * Stages);
+  static const bool configured = [] {
+    ATTNBENCH_CUDA(cudaFuncSetAttribute(flash_prefill_ws_kernel<T, Stages>,
+                                        cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    return true;
+  }();
+  (void)configured;
+  const dim3 grid(static_cast<unsigned>(a.q_heads),
+                  static_cast<unsigned>(ceil_div(a.q_len, wg_rows)),
+                  static_cast<unsigned>(a.batch));
+  flash_prefill_ws_kernel<T, Stages><<<grid, ws_threads, smem, stream>>>(a, maps);
   ATTNBENCH_CUDA_LAUNCHED();
 }
 

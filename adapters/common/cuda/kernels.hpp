@@ -39,10 +39,16 @@ template <class T>
 void flash_prefill(const prefill_args& a, cudaStream_t stream);
 
 namespace detail {
-/// Runs the Hopper prefill (kernels_prefill_hopper.cu) and returns true when this build carries
+/// The Hopper prefill kernels: warp-specialized (TMA producer, ping-pong consumers; the default)
+/// and the earlier cp.async one (its fallback; the kernel bench times both).
+enum class hopper_prefill { warp_specialized, cp_async };
+/// Runs a Hopper prefill (kernels_prefill_hopper.cu) and returns true when this build carries
 /// its sm_90a code, the device runs it and head_dim is 128; else returns false, launching nothing.
+/// The warp-specialized kernel falls back to the cp.async one when its tensor maps cannot be
+/// made (strides that are not multiples of 16 bytes, no driver entry point).
 template <class T>
-bool flash_prefill_hopper(const prefill_args& a, cudaStream_t stream);
+bool flash_prefill_hopper(const prefill_args& a, cudaStream_t stream,
+                          hopper_prefill kernel = hopper_prefill::warp_specialized);
 }  // namespace detail
 
 /// A paged K/V cache on the device.
@@ -114,10 +120,30 @@ void decode(const decode_args<T>& a, row_mode mode, Out* out, std::int64_t out_b
 /// (register) or the sparse (shared-memory pipeline) variant (occupancy API).
 int decode_ctas_per_sm(int head_dim, int group, bool sparse);
 
-/// Splits so that all CTAs run in one wave: (sequences x KV heads x splits) <= the CTAs the GPU
-/// holds at once (occupancy x SMs), so no SM waits on a partial last wave; each split at least
-/// 256 rows (below that the merge costs more than the split saves). When the pairs alone exceed a
-/// wave, one split each.
+/// The split count of a decode over `pairs` (sequence, KV head) pairs of up to `rows` rows, on a
+/// GPU holding `wave` CTAs at once: the count in [1, rows / 256] (below 256 rows per split the
+/// merge costs more than the split saves) whose waves cost least, taking a CTA's time as 1 /
+/// splits and a launch as ceil(pairs x splits / wave) waves of it. With few pairs that is one
+/// full wave (pairs x splits <= wave); with more pairs than a wave holds it is the count whose
+/// last wave is fullest (batch 64 x 8 KV heads on 396 CTA slots: 3 splits, 1536 CTAs in 4 waves,
+/// 1.33 wave-times, where 1 split runs 512 CTAs in 2 waves: 2 wave-times). A count must save
+/// 3% over a smaller one to be taken.
+inline int decode_splits(int pairs, int rows, int wave) {
+  const int most = std::max(1, ceil_div(std::max(rows, 1), 256));
+  int best = 1;
+  double best_cost = static_cast<double>(ceil_div(pairs, wave));
+  for (int s = 2; s <= std::min(most, 4 * std::max(1, wave / std::max(pairs, 1)) + 8); ++s) {
+    const double cost = static_cast<double>(ceil_div(pairs * s, wave)) / s;
+    if (cost < best_cost * 0.97) {
+      best = s;
+      best_cost = cost;
+    }
+  }
+  return best;
+}
+
+/// Plans a split launch: decode_splits' count for this GPU's occupancy, rows per split rounded to
+/// the CTA's rows per iteration, and the workspace of partial outputs sized to it.
 template <class T>
 void plan_decode(decode_args<T>& a, decode_workspace& ws, int sms) {
   // A multiple of the rows per iteration of both variants (head_dim 128: 4 warps x 2 rows x 8
@@ -126,9 +152,7 @@ void plan_decode(decode_args<T>& a, decode_workspace& ws, int sms) {
   const int pairs = a.batch * a.kv.kv_heads;
   const bool sparse = a.rows != nullptr;  // index or page lists
   const int wave = decode_ctas_per_sm(a.kv.head_dim, a.q_heads / a.kv.kv_heads, sparse) * sms;
-  const int want = std::max(1, wave / pairs);
-  const int most = std::max(1, ceil_div(a.max_rows, 256));
-  a.splits = std::max(1, std::min(want, most));
+  a.splits = decode_splits(pairs, a.max_rows, wave);
   a.split_rows =
       ceil_div(ceil_div(std::max(a.max_rows, 1), a.splits), rows_per_iter) * rows_per_iter;
   a.splits = std::max(1, ceil_div(std::max(a.max_rows, 1), a.split_rows));

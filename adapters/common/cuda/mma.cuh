@@ -337,6 +337,86 @@ __device__ __forceinline__ void wgmma_m64n128k16_ss(float (&)[64], std::uint64_t
 }
 #endif
 
+/// Pins register operands of an asynchronous wgmma (the A fragments of P) until the wait that
+/// retires it: fence_operands for 32-bit words.
+template <int M, int N>
+__device__ __forceinline__ void fence_operands(std::uint32_t (&r)[M][N]) {
+#pragma unroll
+  for (int i = 0; i < M; ++i)
+#pragma unroll
+    for (int j = 0; j < N; ++j) asm volatile("" : "+r"(r[i][j])::"memory");
+}
+
+/// Hopper's asynchronous transaction barriers (mbarrier), tensor-memory-accelerator loads, named
+/// barriers and register reallocation (PTX ISA: "Parallel Synchronization and Communication
+/// Instructions: mbarrier", "cp.async.bulk.tensor", "bar", "setmaxnreg"); sm_90a builds only,
+/// no-ops elsewhere (their kernels trap there). `bar` is a shared-memory address (cvta).
+__device__ __forceinline__ void mbar_init(unsigned bar, unsigned count) {
+#ifdef ATTNBENCH_HAVE_WGMMA
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+#endif
+}
+/// Makes the barriers' initialization visible to the async proxy (before the CTA barrier).
+__device__ __forceinline__ void mbar_init_fence() {
+#ifdef ATTNBENCH_HAVE_WGMMA
+  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+#endif
+}
+/// One arrival that also announces `bytes` of transactions (the TMA loads of this phase).
+__device__ __forceinline__ void mbar_arrive_expect_tx(unsigned bar, unsigned bytes) {
+#ifdef ATTNBENCH_HAVE_WGMMA
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes)
+               : "memory");
+#endif
+}
+__device__ __forceinline__ void mbar_arrive(unsigned bar) {
+#ifdef ATTNBENCH_HAVE_WGMMA
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+#endif
+}
+/// Waits for the completion of the barrier's phase with this parity.
+__device__ __forceinline__ void mbar_wait(unsigned bar, unsigned parity) {
+#ifdef ATTNBENCH_HAVE_WGMMA
+  asm volatile(
+      "{\n.reg .pred done;\nWAIT:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra WAIT;\n}\n" ::"r"(bar),
+      "r"(parity)
+      : "memory");
+#endif
+}
+/// A 4-D box of a tensor map into shared memory, completing `bytes` on barrier `bar`.
+__device__ __forceinline__ void tma_load_4d(unsigned smem, const void* map, unsigned bar, int c0,
+                                            int c1, int c2, int c3) {
+#ifdef ATTNBENCH_HAVE_WGMMA
+  asm volatile(
+      "cp.async.bulk.tensor.4d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%3, "
+      "%4, %5, %6}], [%2];\n" ::"r"(smem),
+      "l"(reinterpret_cast<std::uint64_t>(map)), "r"(bar), "r"(c0), "r"(c1), "r"(c2), "r"(c3)
+      : "memory");
+#endif
+}
+/// Named CTA barrier `id` over `threads` threads: wait for it, or only arrive.
+__device__ __forceinline__ void named_sync(int id, int threads) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+__device__ __forceinline__ void named_arrive(int id, int threads) {
+  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+/// Gives this warpgroup's registers back to the pool (dec) or takes more (inc), per thread.
+template <int Registers>
+__device__ __forceinline__ void regs_dec() {
+#ifdef ATTNBENCH_HAVE_WGMMA
+  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(Registers));
+#endif
+}
+template <int Registers>
+__device__ __forceinline__ void regs_inc() {
+#ifdef ATTNBENCH_HAVE_WGMMA
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(Registers));
+#endif
+}
+
 /// 2^x on the special-function unit (flush-to-zero; 2^-inf = 0).
 __device__ __forceinline__ float fast_exp2(float x) {
   float y;

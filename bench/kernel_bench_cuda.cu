@@ -176,8 +176,10 @@ void check_hopper(const char* type, cudaStream_t st) {
             in.args, st);
         ATTNBENCH_CUDA(
             cudaMemcpyAsync(ref.data(), in.o.data(), in.o.bytes(), cudaMemcpyDeviceToDevice, st));
-        for (auto [kernel, name] : {std::pair{hopper_prefill::cp_async, "cp_async"},
-                                    std::pair{hopper_prefill::warp_specialized, "warp_spec"}}) {
+        for (auto [kernel, name] :
+             {std::pair{hopper_prefill::cp_async, "cp_async"},
+              std::pair{hopper_prefill::warp_specialized, "ws_2st"},
+              std::pair{hopper_prefill::warp_specialized_3stage, "ws_3st"}}) {
           ATTNBENCH_CUDA(cudaMemsetAsync(in.o.data(), 0xff, in.o.bytes(), st));
           if (!cuda::detail::flash_prefill_hopper<T>(in.args, st, kernel)) return;
           ATTNBENCH_CUDA(cudaStreamSynchronize(st));
@@ -202,7 +204,7 @@ void compare_tilings(op_shape s, cudaStream_t st, flusher& fl) {
   s.phase = "prefill";
   s.batch = 1;
   for (int causal : {0, 1})
-    for (std::int64_t n : {4096, 8192, 16384}) {
+    for (std::int64_t n : {4096, 8192, 16384, 32768}) {
       s.causal = causal;
       s.length = n;
       cuda::prefill_inputs<__nv_bfloat16> in(s);
@@ -216,8 +218,10 @@ void compare_tilings(op_shape s, cudaStream_t st, flusher& fl) {
       time_tiling<prefill_tiling<8, 2, 32, 1>>("8w x32 k32 1cta", s, in, ref, st, fl);
       time_hopper("wgmma cp.async 3st", cuda::detail::hopper_prefill::cp_async, s, in, ref, st,
                   fl);
-      time_hopper("wgmma warp-specialized", cuda::detail::hopper_prefill::warp_specialized, s, in,
+      time_hopper("wgmma warp-spec 2st", cuda::detail::hopper_prefill::warp_specialized, s, in,
                   ref, st, fl);
+      time_hopper("wgmma warp-spec 3st", cuda::detail::hopper_prefill::warp_specialized_3stage, s,
+                  in, ref, st, fl);
     }
 }
 

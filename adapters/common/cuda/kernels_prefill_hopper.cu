@@ -55,7 +55,7 @@ template <class T>
 bool flash_prefill_hopper(const prefill_args& a, cudaStream_t stream, hopper_prefill kernel) {
   static_assert(wg_rows == wg_keys, "one box shape serves Q and K/V");
   if (a.head_dim != 128 || !wgmma_available()) return false;
-  if (kernel == hopper_prefill::warp_specialized) {
+  if (kernel != hopper_prefill::cp_async) {
     prefill_maps maps;
     if (encode_operand<T>(maps.q, a.q, a.q_heads, a.q_len, a.batch, a.q_row_stride,
                           a.q_batch_stride) &&
@@ -63,7 +63,10 @@ bool flash_prefill_hopper(const prefill_args& a, cudaStream_t stream, hopper_pre
                           a.k_batch_stride) &&
         encode_operand<T>(maps.v, a.v, a.kv_heads, a.kv_len, a.batch, a.v_row_stride,
                           a.v_batch_stride)) {
-      launch_flash_prefill_ws<T>(a, maps, stream);
+      if (kernel == hopper_prefill::warp_specialized_3stage)
+        launch_flash_prefill_ws<T, 3>(a, maps, stream);
+      else
+        launch_flash_prefill_ws<T, 2>(a, maps, stream);
       return true;
     }
   }

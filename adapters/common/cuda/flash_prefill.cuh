@@ -267,20 +267,9 @@ __global__ void __launch_bounds__(C::threads, C::min_blocks)
 
   // Normalize and store; rows past q_len are not written.
 #pragma unroll
-  for (int mt = 0; mt < MT; ++mt) {
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      const float sum = quad_sum(row_sum[mt][r]);
-      const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
-      if (row_i[mt][r] >= a.q_len) continue;
-      T* out = o + static_cast<std::int64_t>(row_i[mt][r]) * a.o_row_stride;
-#pragma unroll
-      for (int i = 0; i < D / 8; ++i) {
-        const std::uint32_t bits = pack2<T>(acc[mt][i][2 * r] * inv, acc[mt][i][2 * r + 1] * inv);
-        *reinterpret_cast<std::uint32_t*>(out + i * 8 + 2 * t) = bits;
-      }
-    }
-  }
+  for (int mt = 0; mt < MT; ++mt)
+    store_rows<T, D>(o, a.o_row_stride, a.q_len, row_i[mt], t, flat(acc[mt]), row_sum[mt],
+                     row_max[mt], scale_log2, lse_rows(a, blockIdx.x, blockIdx.z));
 }
 
 /// Shared memory of one CTA: Q, and K and V double-buffered.

@@ -57,26 +57,6 @@ __device__ __forceinline__ void load_tile_sw128(T* smem, const T* gmem, int row_
   }
 }
 
-// The epilogue of both Hopper kernels: a thread's two rows of the wgmma accumulator (rows row_i,
-// columns 8 i + 2 t + (0, 1)) divided by their softmax sums (summed over the quad first), written
-// to O; rows past q_len are skipped, rows that saw nothing written as 0.
-template <class T, int D>
-__device__ __forceinline__ void store_rows(T* o, int o_row_stride, int q_len, const int (&row_i)[2],
-                                           int t, const float (&acc)[D / 2],
-                                           const float (&row_sum)[2]) {
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const float sum = quad_sum(row_sum[r]);
-    const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
-    if (row_i[r] >= q_len) continue;
-    T* out = o + static_cast<std::int64_t>(row_i[r]) * o_row_stride;
-#pragma unroll
-    for (int i = 0; i < D / 8; ++i)
-      *reinterpret_cast<std::uint32_t*>(out + i * 8 + 2 * t) =
-          sum > 0.0f ? pack2<T>(acc[4 * i + 2 * r] * inv, acc[4 * i + 2 * r + 1] * inv) : 0u;
-  }
-}
-
 // 1 in device code compiled for sm_90a, where the wgmma kernel is real; 0 elsewhere (stub).
 static __device__ int wgmma_compiled_flag =
 #ifdef ATTNBENCH_HAVE_WGMMA
@@ -237,7 +217,8 @@ __global__ void __launch_bounds__(wg_threads, 1) flash_prefill_wgmma_kernel(cons
   wgmma_wait<0>();
   fence_operands(acc);
 
-  store_rows<T, D>(o, a.o_row_stride, a.q_len, row_i, t, acc, row_sum);
+  store_rows<T, D>(o, a.o_row_stride, a.q_len, row_i, t, acc, row_sum, row_max, scale_log2,
+                   lse_rows(a, blockIdx.x, blockIdx.z));
 #else
   __trap();
 #endif
@@ -448,7 +429,8 @@ __global__ void __launch_bounds__(ws_threads, 1)
 #pragma unroll
     for (int e = 0; e < D / 2; ++e) acc[e] = 0.0f;
   }
-  store_rows<T, D>(block.o, a.o_row_stride, a.q_len, row_i, t, acc, row_sum);
+  store_rows<T, D>(block.o, a.o_row_stride, a.q_len, row_i, t, acc, row_sum, row_max,
+                   scale_log2, lse_rows(a, head, b));
 #else
   __trap();
 #endif

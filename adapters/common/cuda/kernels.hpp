@@ -29,6 +29,9 @@ struct prefill_args {
   bool causal = true;
   std::int64_t sinks = 0;   // with window: leading keys always visible
   std::int64_t window = 0;  // 0: no window; else keys j > i + offset - window are visible
+  // Optional [batch, q_heads, q_len]: each row's natural-log log-sum-exp of its scaled logits
+  // (-inf for a row that sees nothing), so partial outputs over key ranges merge (ring attention).
+  float* lse = nullptr;
 };
 
 /// Runs the prefill kernel for T = __nv_bfloat16 or __half: the Hopper version

@@ -10,6 +10,8 @@
 
 #include <cmath>
 
+#include "adapters/common/cuda/cuda_common.cuh"
+#include "adapters/common/cuda/kernels.hpp"
 #include "adapters/common/cuda/mma.cuh"
 
 namespace attnbench::cuda::detail {
@@ -74,6 +76,37 @@ __device__ __forceinline__ void fragment_rescale(const float (&s)[N], float (&ro
     alpha[r] = step.alpha;
     row_max[r] = tile_max[r];
     row_sum[r] *= alpha[r];
+  }
+}
+
+/// Where a prefill CTA of query head `head` of sequence b writes its rows' log-sum-exps (row i at
+/// [i]), or null when the caller asked for none.
+__device__ __forceinline__ float* lse_rows(const prefill_args& a, int head, int b) {
+  return a.lse ? a.lse + (static_cast<std::int64_t>(b) * a.q_heads + head) * a.q_len : nullptr;
+}
+
+/// The epilogue of the prefill kernels: a thread's two rows of the mma / wgmma accumulator (rows
+/// row_i, columns 8 i + 2 t + (0, 1)) divided by their softmax sums (summed over the quad first),
+/// written to O; rows past q_len are skipped, rows that saw nothing are written as 0. With `lse`,
+/// lane t = 0 of each quad also writes its rows' natural-log log-sum-exp (row_max in raw logits,
+/// the same in all four lanes).
+template <class T, int D>
+__device__ __forceinline__ void store_rows(T* o, int o_row_stride, int q_len, const int (&row_i)[2],
+                                           int t, const float (&acc)[D / 2],
+                                           const float (&row_sum)[2], const float (&row_max)[2],
+                                           float scale_log2, float* lse) {
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const float sum = quad_sum(row_sum[r]);
+    const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+    if (row_i[r] >= q_len) continue;
+    T* out = o + static_cast<std::int64_t>(row_i[r]) * o_row_stride;
+#pragma unroll
+    for (int i = 0; i < D / 8; ++i)
+      *reinterpret_cast<std::uint32_t*>(out + i * 8 + 2 * t) =
+          sum > 0.0f ? pack2<T>(acc[4 * i + 2 * r] * inv, acc[4 * i + 2 * r + 1] * inv) : 0u;
+    if (lse && t == 0)
+      lse[row_i[r]] = sum > 0.0f ? (row_max[r] * scale_log2 + __log2f(sum)) * ln_2 : -INFINITY;
   }
 }
 

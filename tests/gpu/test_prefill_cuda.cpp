@@ -21,14 +21,6 @@
 namespace attnbench::test {
 namespace {
 
-std::vector<float> normal_bf16(std::size_t n, std::uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> dist(0.0f, 1.0f);
-  std::vector<float> x(n);
-  for (auto& e : x) e = round_bf16(dist(rng));
-  return x;
-}
-
 struct reference {
   std::vector<double> out, lse;  // [batch, q_len, q_heads, d], [batch, q_heads, q_len]
 };

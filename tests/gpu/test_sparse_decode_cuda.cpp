@@ -23,14 +23,6 @@
 namespace attnbench::test {
 namespace {
 
-std::vector<float> normal_values(std::size_t n, std::uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> dist(0.0f, 1.0f);
-  std::vector<float> x(n);
-  for (auto& e : x) e = round_bf16(dist(rng));
-  return x;
-}
-
 // Sorted distinct values of [0, n), `count` of them.
 std::vector<int> subset(int n, int count, std::mt19937_64& rng) {
   std::vector<int> all(static_cast<std::size_t>(n));
@@ -59,9 +51,9 @@ probe_case make_case(const std::string& mode, int q_heads, int kv_heads, int hea
   p.page_size = page_size;
   p.mode = mode;
   const int pairs = p.batch * kv_heads;
-  p.q = normal_values(static_cast<std::size_t>(p.batch) * q_heads * head_dim, 1);
-  p.k = normal_values(static_cast<std::size_t>(p.batch) * p.tokens * kv_heads * head_dim, 2);
-  p.v = normal_values(p.k.size(), 3);
+  p.q = normal_bf16(static_cast<std::size_t>(p.batch) * q_heads * head_dim, 1);
+  p.k = normal_bf16(static_cast<std::size_t>(p.batch) * p.tokens * kv_heads * head_dim, 2);
+  p.v = normal_bf16(p.k.size(), 3);
   std::mt19937_64 rng(4);
   c.tokens.resize(static_cast<std::size_t>(pairs));
   for (int bh = 0; bh < pairs; ++bh) {

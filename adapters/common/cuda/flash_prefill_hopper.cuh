@@ -57,6 +57,23 @@ __device__ __forceinline__ void load_tile_sw128(T* smem, const T* gmem, int row_
   }
 }
 
+// S = Q K^T of one warpgroup (64 query rows at q_group, 128 keys at tk, head_dim 128), issued
+// and committed as one wgmma group. Q and K are K-major operands in the 128-byte swizzle: slice kk
+// of head_dim sits in region kk / 4 (Q: wg_rows x 64 elements further, K: wg_keys x 64) at byte
+// 32 * (kk % 4) of the swizzle atom; 8-row atoms are 1024 bytes apart.
+template <class T>
+__device__ __forceinline__ void wgmma_qk(float (&s)[wg_keys / 2], const T* q_group, const T* tk) {
+  wgmma_fence();
+  wgmma_m64n128k16_ss<T, false>(s, smem_desc_sw128(q_group, 16, 1024),
+                                smem_desc_sw128(tk, 16, 1024));
+#pragma unroll
+  for (int kk = 1; kk < 128 / 16; ++kk)
+    wgmma_m64n128k16_ss<T, true>(
+        s, smem_desc_sw128(q_group + (kk / 4) * wg_rows * 64 + (kk % 4) * 16, 16, 1024),
+        smem_desc_sw128(tk + (kk / 4) * wg_keys * 64 + (kk % 4) * 16, 16, 1024));
+  wgmma_commit();
+}
+
 // 1 in device code compiled for sm_90a, where the wgmma kernel is real; 0 elsewhere (stub).
 static __device__ int wgmma_compiled_flag =
 #ifdef ATTNBENCH_HAVE_WGMMA
@@ -153,18 +170,8 @@ __global__ void __launch_bounds__(wg_threads, 1) flash_prefill_wgmma_kernel(cons
     const int k0 = range.at(idx) * BC;
 
     if (!(a.causal && k0 > group_last_key)) {
-      // S = Q K^T: Q and K are K-major operands; slice kk of head_dim sits in region kk / 4
-      // at byte 32 * (kk % 4) of the swizzle atom; 8-row atoms are 1024 bytes apart.
       float s[BC / 2];
-      wgmma_fence();
-      wgmma_m64n128k16_ss<T, false>(s, smem_desc_sw128(q_group, 16, 1024),
-                                    smem_desc_sw128(tk, 16, 1024));
-#pragma unroll
-      for (int kk = 1; kk < D / 16; ++kk)
-        wgmma_m64n128k16_ss<T, true>(
-            s, smem_desc_sw128(q_group + (kk / 4) * BR * 64 + (kk % 4) * 16, 16, 1024),
-            smem_desc_sw128(tk + (kk / 4) * BC * 64 + (kk % 4) * 16, 16, 1024));
-      wgmma_commit();
+      wgmma_qk<T>(s, q_group, tk);
       wgmma_wait<0>();  // with Stages 3 also the P V of the previous tile
       fence_operands(s);
       fence_operands(acc);
@@ -324,18 +331,7 @@ __global__ void __launch_bounds__(ws_threads, 1)
 
   // The wgmmas sit outside any branch (prologue, steady loop, epilogue): under a condition
   // ptxas serializes them (C7518).
-  auto issue_s = [&](int st) {
-    const T* tk = sk + st * BC * D;
-    wgmma_fence();
-    wgmma_m64n128k16_ss<T, false>(s, smem_desc_sw128(q_group, 16, 1024),
-                                  smem_desc_sw128(tk, 16, 1024));
-#pragma unroll
-    for (int kk = 1; kk < D / 16; ++kk)
-      wgmma_m64n128k16_ss<T, true>(
-          s, smem_desc_sw128(q_group + (kk / 4) * BR * 64 + (kk % 4) * 16, 16, 1024),
-          smem_desc_sw128(tk + (kk / 4) * BC * 64 + (kk % 4) * 16, 16, 1024));
-    wgmma_commit();
-  };
+  auto issue_s = [&](int st) { wgmma_qk<T>(s, q_group, sk + st * BC * D); };
   auto issue_pv = [&](int st, bool accumulate) {
     const T* tv = sv + st * BC * D;
     wgmma_fence();

@@ -52,11 +52,12 @@ prefill_probe_result run_prefill_probe(const prefill_probe& p) {
   if (p.kernel == "default") {
     cuda::flash_prefill<T>(a, nullptr);
     r.ran = true;
-  } else if (p.kernel == "hopper_3stage" || p.kernel == "cp_async") {
-    r.ran = cuda::detail::flash_prefill_hopper<T>(a, nullptr,
-                                                  p.kernel == "cp_async"
-                                                      ? hopper_prefill::cp_async
-                                                      : hopper_prefill::warp_specialized_3stage);
+  } else if (p.kernel != "mma_sync") {
+    const hopper_prefill kernel = p.kernel == "cp_async" ? hopper_prefill::cp_async
+                                  : p.kernel == "warp_specialized"
+                                      ? hopper_prefill::warp_specialized
+                                      : hopper_prefill::warp_specialized_3stage;
+    r.ran = cuda::detail::flash_prefill_hopper<T>(a, nullptr, kernel);
   } else {
     if (p.head_dim == 64)
       cuda::detail::launch_flash_prefill<T, 64>(a, nullptr);

@@ -14,17 +14,18 @@ struct prefill_probe {
   int q_len = 0, kv_len = 0;
   bool causal = true;
   float scale = 0.0f;  // 0: 1 / sqrt(head_dim)
-  // "default" (flash_prefill's dispatch: the warp-specialized Hopper kernel at head_dim 128 on
-  // H100 / H200), "hopper_3stage", "cp_async" (the earlier Hopper kernel) or "mma_sync".
+  // "default" (flash_prefill's dispatch: at head_dim 128 on H100 / H200 the cp.async Hopper
+  // kernel), "warp_specialized" / "warp_specialized_3stage" (the TMA + ping-pong Hopper kernel
+  // with two or three K/V buffers), "cp_async" (the earlier Hopper kernel) or "mma_sync".
   std::string kernel = "default";
   std::vector<float> q;     // [batch, q_len, q_heads, head_dim]
   std::vector<float> k, v;  // [batch, kv_len, kv_heads, head_dim]
 };
 
 struct prefill_probe_result {
-  bool ran = false;             // false: the kernel is not in this build or device
-  std::vector<float> out;       // [batch, q_len, q_heads, head_dim]
-  std::vector<float> lse;       // [batch, q_heads, q_len], natural log
+  bool ran = false;        // false: the kernel is not in this build or device
+  std::vector<float> out;  // [batch, q_len, q_heads, head_dim]
+  std::vector<float> lse;  // [batch, q_heads, q_len], natural log
 };
 
 prefill_probe_result run_prefill_probe(const prefill_probe& p);

@@ -1,10 +1,10 @@
-// [gpu] The CUDA prefill kernels (the warp-specialized Hopper kernel behind flash_prefill at
-// head_dim 128 on H100 / H200, its 3-buffer variant, the earlier cp.async Hopper kernel and the
-// mma.sync kernel) against an fp64 reference over the same bf16-rounded inputs: outputs and the
-// rows' log-sum-exps, causal and not, GQA, two sequences, lengths that are not multiples of a
-// tile, queries that see no key. Then the building block of ring attention (issue 21): a query
-// chunk's attention over two key ranges computed apart, each with its log-sum-exp, merged by
-// cp::merge_partials, equals its attention over all keys.
+// [gpu] The CUDA prefill kernels (flash_prefill's dispatch, the warp-specialized Hopper kernel
+// with two and three K/V buffers, the cp.async Hopper kernel and the mma.sync kernel) against an
+// fp64 reference over the same bf16-rounded inputs: outputs and the rows' log-sum-exps, causal and
+// not, GQA, two sequences, lengths that are not multiples of a tile, queries that see no key. Then
+// the building block of ring attention (issue 21): a query chunk's attention over two key ranges
+// computed apart, each with its log-sum-exp, merged by cp::merge_partials, equals its attention
+// over all keys.
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
@@ -95,7 +95,8 @@ TEST_CASE("cuda prefill kernels: outputs and log-sum-exps equal the fp64 referen
   };
   const shape shapes[] = {{300, 300, 128}, {1000, 1000, 128}, {64, 700, 128},
                           {129, 129, 128}, {300, 200, 128},   {300, 300, 64}};
-  for (const std::string kernel : {"default", "hopper_3stage", "cp_async", "mma_sync"})
+  for (const std::string kernel :
+       {"default", "warp_specialized", "warp_specialized_3stage", "cp_async", "mma_sync"})
     for (const shape& sh : shapes)
       for (bool causal : {false, true}) {
         if (sh.head_dim != 128 && kernel != "default" && kernel != "mma_sync") continue;
@@ -123,9 +124,10 @@ TEST_CASE("cuda prefill kernels: outputs and log-sum-exps equal the fp64 referen
         // Rows that see no key are written as zeros.
         if (causal && sh.q_len > sh.kv_len) {
           const std::size_t row = static_cast<std::size_t>(p.q_heads) * p.head_dim;
-          CHECK(std::all_of(got.out.begin(),
-                            got.out.begin() + static_cast<std::ptrdiff_t>(row * (sh.q_len - sh.kv_len)),
-                            [](float x) { return x == 0.0f; }));
+          CHECK(std::all_of(
+              got.out.begin(),
+              got.out.begin() + static_cast<std::ptrdiff_t>(row * (sh.q_len - sh.kv_len)),
+              [](float x) { return x == 0.0f; }));
         }
       }
 }
@@ -158,8 +160,7 @@ TEST_CASE("cuda prefill: partials over two key ranges merge into attention over 
     std::vector<float> t(lse.size());
     for (int h = 0; h < all.q_heads; ++h)
       for (int i = 0; i < c; ++i)
-        t[static_cast<std::size_t>(i) * all.q_heads + h] =
-            lse[static_cast<std::size_t>(h) * c + i];
+        t[static_cast<std::size_t>(i) * all.q_heads + h] = lse[static_cast<std::size_t>(h) * c + i];
     return t;
   };
   const std::vector<float> la = by_token(a.lse), lb = by_token(b.lse);

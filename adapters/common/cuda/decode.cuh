@@ -50,9 +50,6 @@ constexpr int decode_unroll = 8;
 constexpr int sparse_unroll = 4;
 constexpr int sparse_stages = 4;
 constexpr int sparse_pipe_bytes = 2 * sparse_stages * sparse_unroll * decode_threads * 16;
-// Splits the last CTA merges through shared-memory weights (more take the plain loop): batch 1
-// over 8 KV heads on an H100 plans about 50.
-constexpr int merge_cap = 128;
 
 /// Where the merged outputs go: out [batch, q_heads, D] (batch_stride apart) of type Out;
 /// lse [batch, q_heads] natural-log log-sum-exps of the logits, or null.
@@ -363,71 +360,23 @@ __global__ void __launch_bounds__(decode_threads)
   __syncthreads();
   if (!s_last) return;
   __threadfence();
-  if (a.splits <= merge_cap) {
-    // One warp per query head turns the splits' log-sum-exps into normalized weights in shared
-    // memory (the loads of all splits in flight at once); then every output element is a
-    // weighted sum of independent partial loads.
-    __shared__ float s_w[G][merge_cap];
-    __shared__ float s_lse2[G];
-    for (int g = warp; g < G; g += decode_warps) {
-      const std::int64_t head = static_cast<std::int64_t>(b) * a.q_heads + group_first + g;
-      const float* lse = a.part_lse + head * a.splits;
-      float v[merge_cap / 32];
-      float mx = -INFINITY;
-#pragma unroll
-      for (int i = 0; i < merge_cap / 32; ++i) {
-        const int sp = lane + 32 * i;
-        v[i] = sp < a.splits ? __ldcg(lse + sp) : -INFINITY;  // L2: other CTAs' partials
-        mx = fmaxf(mx, v[i]);
-      }
-#pragma unroll
-      for (int o = 16; o > 0; o /= 2) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-      const float use = softmax_base(mx, 1.0f);
-      float sum = 0.0f;
-#pragma unroll
-      for (int i = 0; i < merge_cap / 32; ++i) {
-        v[i] = exp2f(v[i] - use);
-        sum += v[i];
-      }
-#pragma unroll
-      for (int o = 16; o > 0; o /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-      const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
-#pragma unroll
-      for (int i = 0; i < merge_cap / 32; ++i) s_w[g][lane + 32 * i] = v[i] * inv;
-      if (lane == 0) s_lse2[g] = sum > 0.0f ? use + log2f(sum) : -INFINITY;
+  for (int x = threadIdx.x; x < G * D; x += decode_threads) {
+    const int g = x / D, d = x % D;
+    const std::int64_t head = static_cast<std::int64_t>(b) * a.q_heads + group_first + g;
+    // Other CTAs' partials: read from L2 (__ldcg), never from this SM's incoherent L1.
+    const float* lse = a.part_lse + head * a.splits;
+    const float* partials = a.part_out + head * a.splits * D + d;
+    float mx = -INFINITY;
+    for (int s = 0; s < a.splits; ++s) mx = fmaxf(mx, __ldcg(lse + s));
+    const float use = softmax_base(mx, 1.0f);
+    float sum = 0.0f, acc = 0.0f;
+    for (int s = 0; s < a.splits; ++s) {
+      const float w = exp2f(__ldcg(lse + s) - use);
+      sum += w;
+      acc += w * __ldcg(partials + static_cast<std::int64_t>(s) * D);
     }
-    __syncthreads();
-    for (int x = threadIdx.x; x < G * D; x += decode_threads) {
-      const int g = x / D, d = x % D;
-      const std::int64_t head = static_cast<std::int64_t>(b) * a.q_heads + group_first + g;
-      const float* partials = a.part_out + head * a.splits * D + d;
-      float acc = 0.0f;
-#pragma unroll 8
-      for (int sp = 0; sp < a.splits; ++sp)
-        acc = fmaf(s_w[g][sp], __ldcg(partials + static_cast<std::int64_t>(sp) * D), acc);
-      write_output<D>(o, a.q_heads, b, group_first + g, d, acc, s_lse2[g]);
-    }
-  } else {
-    for (int x = threadIdx.x; x < G * D; x += decode_threads) {
-      const int g = x / D, d = x % D;
-      const std::int64_t head = static_cast<std::int64_t>(b) * a.q_heads + group_first + g;
-      // Other CTAs' partials: read from L2 (__ldcg), never from this SM's incoherent L1.
-      const float* lse = a.part_lse + head * a.splits;
-      const float* partials = a.part_out + head * a.splits * D + d;
-      float mx = -INFINITY;
-#pragma unroll 8
-      for (int sp = 0; sp < a.splits; ++sp) mx = fmaxf(mx, __ldcg(lse + sp));
-      const float use = softmax_base(mx, 1.0f);
-      float sum = 0.0f, acc = 0.0f;
-#pragma unroll 8
-      for (int sp = 0; sp < a.splits; ++sp) {
-        const float w = exp2f(__ldcg(lse + sp) - use);
-        sum += w;
-        acc += w * __ldcg(partials + static_cast<std::int64_t>(sp) * D);
-      }
-      write_output<D>(o, a.q_heads, b, group_first + g, d, sum > 0.0f ? acc / sum : 0.0f,
-                      sum > 0.0f ? use + log2f(sum) : -INFINITY);
-    }
+    write_output<D>(o, a.q_heads, b, group_first + g, d, sum > 0.0f ? acc / sum : 0.0f,
+                    sum > 0.0f ? use + log2f(sum) : -INFINITY);
   }
   // Ready for the next launch (stream-ordered after this one).
   if (threadIdx.x == 0) a.arrivals[bh] = 0;

@@ -198,4 +198,16 @@ inline int multiprocessors() {
   return count;
 }
 
+/// Lets `Kernel` use `bytes` of dynamic shared memory (above 48 KB a kernel must opt in), once per
+/// process and kernel.
+template <auto Kernel>
+void allow_dynamic_smem(int bytes) {
+  static const bool allowed = [&] {
+    ATTNBENCH_CUDA(
+        cudaFuncSetAttribute(Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+    return true;
+  }();
+  (void)allowed;
+}
+
 }  // namespace attnbench::cuda

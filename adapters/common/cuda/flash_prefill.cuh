@@ -281,17 +281,8 @@ constexpr int prefill_smem_bytes() {
 template <class T, int D, class C = prefill_default<D>>
 void launch_flash_prefill(const prefill_args& a, cudaStream_t stream) {
   constexpr int smem = prefill_smem_bytes<T, D, C>();
-  // Above 48 KB a kernel must opt in to its dynamic shared memory, once per process.
-  static const bool configured = [] {
-    ATTNBENCH_CUDA(cudaFuncSetAttribute(flash_prefill_kernel<T, D, C>,
-                                        cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    return true;
-  }();
-  (void)configured;
-  const dim3 grid(static_cast<unsigned>(a.q_heads),
-                  static_cast<unsigned>(ceil_div(a.q_len, C::rows)),
-                  static_cast<unsigned>(a.batch));
-  flash_prefill_kernel<T, D, C><<<grid, C::threads, smem, stream>>>(a);
+  allow_dynamic_smem<flash_prefill_kernel<T, D, C>>(smem);
+  flash_prefill_kernel<T, D, C><<<prefill_grid(a, C::rows), C::threads, smem, stream>>>(a);
   ATTNBENCH_CUDA_LAUNCHED();
 }
 

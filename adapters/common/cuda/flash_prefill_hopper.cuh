@@ -345,7 +345,7 @@ __global__ void __launch_bounds__(ws_threads, 1)
   };
   // Tile i's scores (landed in s): mask, online softmax, P in s; returns the rows' rescale
   // factors for O.
-  auto softmax = [&](int i, float (&alpha)[2]) {
+  auto softmax = [&](int i, float(&alpha)[2]) {
     fence_operands(s);
     const int k0 = range.at(i) * BC;
     if_tile_masked<BC>(a, k0, first_row, block.q_last, block.offset,
@@ -365,7 +365,7 @@ __global__ void __launch_bounds__(ws_threads, 1)
       pa[m / 2][(m % 2) * 2 + 1] = pack2<T>(s[4 * m + 2], s[4 * m + 3]);
     }
   };
-  auto rescale_o = [&](const float (&alpha)[2]) {
+  auto rescale_o = [&](const float(&alpha)[2]) {
     if (alpha[0] != 1.0f || alpha[1] != 1.0f) {
 #pragma unroll
       for (int k = 0; k < D / 8; ++k) {
@@ -425,8 +425,8 @@ __global__ void __launch_bounds__(ws_threads, 1)
 #pragma unroll
     for (int e = 0; e < D / 2; ++e) acc[e] = 0.0f;
   }
-  store_rows<T, D>(block.o, a.o_row_stride, a.q_len, row_i, t, acc, row_sum, row_max,
-                   scale_log2, lse_rows(a, head, b));
+  store_rows<T, D>(block.o, a.o_row_stride, a.q_len, row_i, t, acc, row_sum, row_max, scale_log2,
+                   lse_rows(a, head, b));
 #else
   __trap();
 #endif
@@ -445,34 +445,18 @@ inline bool wgmma_available() {
 template <class T, int Stages = 3>
 void launch_flash_prefill_wgmma(const prefill_args& a, cudaStream_t stream) {
   constexpr int smem = (2 * Stages * wg_keys + wg_rows) * 128 * static_cast<int>(sizeof(T)) + 1024;
-  static const bool configured = [] {
-    ATTNBENCH_CUDA(cudaFuncSetAttribute(flash_prefill_wgmma_kernel<T, Stages>,
-                                        cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    return true;
-  }();
-  (void)configured;
-  const dim3 grid(static_cast<unsigned>(a.q_heads),
-                  static_cast<unsigned>(ceil_div(a.q_len, wg_rows)),
-                  static_cast<unsigned>(a.batch));
-  flash_prefill_wgmma_kernel<T, Stages><<<grid, wg_threads, smem, stream>>>(a);
+  allow_dynamic_smem<flash_prefill_wgmma_kernel<T, Stages>>(smem);
+  flash_prefill_wgmma_kernel<T, Stages><<<prefill_grid(a, wg_rows), wg_threads, smem, stream>>>(a);
   ATTNBENCH_CUDA_LAUNCHED();
 }
-
 
 template <class T, int Stages = 2>
 void launch_flash_prefill_ws(const prefill_args& a, const prefill_maps& maps, cudaStream_t stream) {
   constexpr int smem = (2 * Stages * wg_keys + wg_rows) * 128 * static_cast<int>(sizeof(T)) + 1024 +
                        8 * (1 + 4 * Stages);
-  static const bool configured = [] {
-    ATTNBENCH_CUDA(cudaFuncSetAttribute(flash_prefill_ws_kernel<T, Stages>,
-                                        cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    return true;
-  }();
-  (void)configured;
-  const dim3 grid(static_cast<unsigned>(a.q_heads),
-                  static_cast<unsigned>(ceil_div(a.q_len, wg_rows)),
-                  static_cast<unsigned>(a.batch));
-  flash_prefill_ws_kernel<T, Stages><<<grid, ws_threads, smem, stream>>>(a, maps);
+  allow_dynamic_smem<flash_prefill_ws_kernel<T, Stages>>(smem);
+  flash_prefill_ws_kernel<T, Stages>
+      <<<prefill_grid(a, wg_rows), ws_threads, smem, stream>>>(a, maps);
   ATTNBENCH_CUDA_LAUNCHED();
 }
 

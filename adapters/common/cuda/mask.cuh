@@ -59,6 +59,12 @@ __device__ __forceinline__ prefill_block<T> this_block(const prefill_args& a) {
   return {q0, q_last, offset, q, k, v, o};
 }
 
+/// The grid of a prefill launch over `rows`-row query blocks, in the order this_block reads it.
+inline dim3 prefill_grid(const prefill_args& a, int rows) {
+  return dim3(static_cast<unsigned>(a.q_heads), static_cast<unsigned>((a.q_len + rows - 1) / rows),
+              static_cast<unsigned>(a.batch));
+}
+
 /// The `Keys`-key tiles that query rows [q0, q_last] may see: [0, front) (sinks before the
 /// window), then [win_first, last tile]; `tiles` in all, the idx-th at at(idx).
 struct key_tiles {

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "adapters/common/context_parallel/ring_cuda.hpp"
 #include "adapters/common/cuda/flash_prefill.cuh"
 #include "adapters/common/cuda/kernels.hpp"
 #include "tests/gpu/prefill_probe.hpp"
@@ -74,6 +75,20 @@ prefill_probe_result run_prefill_probe(const prefill_probe& p) {
   r.lse.resize(lse.size());
   ATTNBENCH_CUDA(cudaMemcpy(r.lse.data(), lse.data(), lse.bytes(), cudaMemcpyDeviceToHost));
   return r;
+}
+
+std::vector<float> run_ring_probe(const prefill_probe& p, int ranks, bool zigzag) {
+  const auto q = upload_bf16(p.q), k = upload_bf16(p.k), v = upload_bf16(p.v);
+  cuda::device_buffer<T> o(p.q.size());
+  const cp::sequence_partition part =
+      cp::partition_sequence(p.q_len, ranks, zigzag ? cp::layout::zigzag : cp::layout::contiguous);
+  cp::ring_attention_cuda(q.data(), k.data(), v.data(), o.data(), p.q_heads, p.kv_heads, p.head_dim,
+                          part, p.causal);
+  std::vector<T> bits(o.size());
+  ATTNBENCH_CUDA(cudaMemcpy(bits.data(), o.data(), o.bytes(), cudaMemcpyDeviceToHost));
+  std::vector<float> out(bits.size());
+  for (std::size_t i = 0; i < bits.size(); ++i) out[i] = __bfloat162float(bits[i]);
+  return out;
 }
 
 }  // namespace attnbench::test

@@ -30,4 +30,9 @@ struct prefill_probe_result {
 
 prefill_probe_result run_prefill_probe(const prefill_probe& p);
 
+/// The probe's inputs (batch 1) through ring attention over `ranks` virtual ranks on this GPU
+/// (adapters/common/context_parallel/ring_cuda.hpp), zigzag or contiguous chunks: the output
+/// [q_len, q_heads, head_dim] as float. Needs q_len == kv_len.
+std::vector<float> run_ring_probe(const prefill_probe& p, int ranks, bool zigzag);
+
 }  // namespace attnbench::test

@@ -106,8 +106,4 @@ decode_probe_result run_decode_probe(const decode_probe& p, int calls) {
   return r;
 }
 
-int probe_decode_splits(int pairs, int rows, int wave) {
-  return cuda::decode_splits(pairs, rows, wave);
-}
-
 }  // namespace attnbench::test

@@ -36,8 +36,4 @@ struct decode_probe_result {
 /// Rounds q, k, v to bf16, runs `calls` decode steps, returns their outputs.
 decode_probe_result run_decode_probe(const decode_probe& p, int calls);
 
-/// plan_decode's split count for `pairs` (sequence, KV head) pairs of `rows` rows on a GPU that
-/// holds `wave` CTAs at once (cuda::decode_splits).
-int probe_decode_splits(int pairs, int rows, int wave);
-
 }  // namespace attnbench::test

@@ -186,4 +186,23 @@ TEST_CASE("cuda prefill: partials over two key ranges merge into attention over 
   for (std::size_t i = 0; i < lse.size(); ++i) CHECK(std::abs(lse[i] - want_lse[i]) < 5e-3);
 }
 
+TEST_CASE("cuda ring attention over virtual ranks equals single-GPU attention",
+          "[gpu][context_parallel]") {
+  // Issue 21's error gate: every scheme's error against the fp64 reference at most twice the
+  // single-GPU bf16 kernel's (plus a floor for the shared bf16 output rounding).
+  for (bool causal : {true, false})
+    for (int n : {1000, 2048}) {
+      const prefill_probe p = make_probe(1, n, n, causal, 128, 31);
+      const reference want = attend(p);
+      const double single = rel_l2(run_prefill_probe(p).out, want.out);
+      for (int ranks : {1, 2, 4})
+        for (bool zigzag : {false, true}) {
+          const double ring = rel_l2(run_ring_probe(p, ranks, zigzag), want.out);
+          INFO("n " << n << " causal " << causal << " ranks " << ranks << " zigzag " << zigzag
+                    << ": ring rel_l2 " << ring << ", single GPU " << single);
+          CHECK(ring <= 2 * single + 1e-3);
+        }
+    }
+}
+
 }  // namespace attnbench::test

@@ -166,21 +166,6 @@ TEST_CASE("cuda sparse decode equals the fp64 reference at one split and many", 
   CHECK(worst_lse < 1e-4);
 }
 
-TEST_CASE("decode splits fill the GPU's waves", "[gpu]") {
-  // H100: 132 SMs x 3 CTAs of the dense kernel (head_dim 128, group 4) = 396 slots.
-  // Batch 1 and 8 (8 KV heads): as many splits as one wave holds.
-  CHECK(probe_decode_splits(8, 32768, 396) == 49);
-  CHECK(probe_decode_splits(64, 131072, 396) == 6);
-  // Batch 64: 512 pairs overflow a wave; 1 split would leave a last wave of 116 CTAs (2 wave
-  // times for 1.29 of work); 3 splits give 1536 CTAs in 4 waves (1.33 wave times of a split).
-  CHECK(probe_decode_splits(512, 32768, 396) == 3);
-  // Short rows: at least 256 rows per split.
-  CHECK(probe_decode_splits(8, 600, 396) == 3);
-  CHECK(probe_decode_splits(512, 200, 396) == 1);
-  // A whole number of waves already: no split.
-  CHECK(probe_decode_splits(792, 32768, 396) == 1);
-}
-
 TEST_CASE("cuda quest select=0 times the sparse decode over Quest's pages only", "[gpu]") {
   op_shape s;
   s.phase = "decode";

@@ -30,23 +30,10 @@ prefill_probe_result run_prefill_probe(const prefill_probe& p) {
   const auto q = upload_bf16(p.q), k = upload_bf16(p.k), v = upload_bf16(p.v);
   cuda::device_buffer<T> o(p.q.size());
   cuda::device_buffer<float> lse(static_cast<std::size_t>(p.batch) * p.q_heads * p.q_len);
-  cuda::prefill_args a;
-  a.q = q.data();
-  a.k = k.data();
-  a.v = v.data();
-  a.o = o.data();
-  a.q_row_stride = a.o_row_stride = p.q_heads * p.head_dim;
-  a.k_row_stride = a.v_row_stride = p.kv_heads * p.head_dim;
-  a.q_batch_stride = a.o_batch_stride = static_cast<std::int64_t>(p.q_len) * a.q_row_stride;
-  a.k_batch_stride = a.v_batch_stride = static_cast<std::int64_t>(p.kv_len) * a.k_row_stride;
-  a.batch = p.batch;
-  a.q_heads = p.q_heads;
-  a.kv_heads = p.kv_heads;
-  a.head_dim = p.head_dim;
-  a.q_len = p.q_len;
-  a.kv_len = p.kv_len;
-  a.scale = p.scale > 0.0f ? p.scale : 1.0f / std::sqrt(static_cast<float>(p.head_dim));
-  a.causal = p.causal;
+  cuda::prefill_args a = cuda::token_major_prefill(
+      q.data(), k.data(), v.data(), o.data(), p.batch, p.q_len, p.kv_len, p.q_heads, p.kv_heads,
+      p.head_dim, p.scale > 0.0f ? p.scale : 1.0f / std::sqrt(static_cast<float>(p.head_dim)),
+      p.causal);
   a.lse = lse.data();
   prefill_probe_result r;
   using cuda::detail::hopper_prefill;

@@ -164,21 +164,10 @@ void ring_attention_cuda(const void* q, const void* k, const void* v, void* out,
         if (qc.length == 0 || kc.length == 0) continue;
         const int q_off = local_offset(part, r, bp.q_chunk);
         const int k_off = local_offset(part, plan.kv_source, bp.k_chunk);
-        cuda::prefill_args a;
-        a.q = s.q.data() + q_off * q_row;
-        a.k = shard + k_off * kv_row;
-        a.v = shard + (max_tokens + k_off) * kv_row;
-        a.o = s.part.data();
-        a.q_row_stride = a.o_row_stride = static_cast<int>(q_row);
-        a.k_row_stride = a.v_row_stride = static_cast<int>(kv_row);
-        a.batch = 1;
-        a.q_heads = q_heads;
-        a.kv_heads = kv_heads;
-        a.head_dim = d;
-        a.q_len = qc.length;
-        a.kv_len = kc.length;
-        a.scale = 1.0f / std::sqrt(static_cast<float>(d));
-        a.causal = bp.mask == block_mask::diagonal;
+        cuda::prefill_args a = cuda::token_major_prefill(
+            s.q.data() + q_off * q_row, shard + k_off * kv_row,
+            shard + (max_tokens + k_off) * kv_row, s.part.data(), 1, qc.length, kc.length, q_heads,
+            kv_heads, d, 1.0f / std::sqrt(static_cast<float>(d)), bp.mask == block_mask::diagonal);
         a.lse = s.part_lse.data();
         cuda::flash_prefill<T>(a, s.compute);
         merge_partial_kernel<<<static_cast<unsigned>(qc.length) * static_cast<unsigned>(q_heads),

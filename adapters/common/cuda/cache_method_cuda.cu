@@ -92,20 +92,8 @@ void device_cache_method::download(const device_buffer<float>& dev, tensor_view 
 prefill_args prompt_prefill_args(const model_shape& shape, float scale, const element* q,
                                  const element* k, const element* v, element* out, int tokens,
                                  std::int64_t sinks, std::int64_t window) {
-  const int d = shape.head_dim;
-  prefill_args a;
-  a.q = q;
-  a.k = k;
-  a.v = v;
-  a.o = out;
-  a.q_row_stride = a.o_row_stride = shape.q_heads * d;
-  a.k_row_stride = a.v_row_stride = shape.kv_heads * d;
-  a.q_heads = shape.q_heads;
-  a.kv_heads = shape.kv_heads;
-  a.head_dim = d;
-  a.q_len = a.kv_len = tokens;
-  a.scale = scale;
-  a.causal = true;
+  prefill_args a = token_major_prefill(q, k, v, out, 1, tokens, tokens, shape.q_heads,
+                                       shape.kv_heads, shape.head_dim, scale, true);
   a.sinks = sinks;
   a.window = window;
   return a;

@@ -35,6 +35,31 @@ struct prefill_args {
   float* lse = nullptr;
 };
 
+/// Prefill arguments over contiguous token-major tensors: q, o [batch, q_len, q_heads, head_dim]
+/// and k, v [batch, kv_len, kv_heads, head_dim] (masks, sinks and window at their defaults).
+inline prefill_args token_major_prefill(const void* q, const void* k, const void* v, void* o,
+                                        int batch, int q_len, int kv_len, int q_heads, int kv_heads,
+                                        int head_dim, float scale, bool causal) {
+  prefill_args a;
+  a.q = q;
+  a.k = k;
+  a.v = v;
+  a.o = o;
+  a.q_row_stride = a.o_row_stride = q_heads * head_dim;
+  a.k_row_stride = a.v_row_stride = kv_heads * head_dim;
+  a.q_batch_stride = a.o_batch_stride = static_cast<std::int64_t>(q_len) * a.q_row_stride;
+  a.k_batch_stride = a.v_batch_stride = static_cast<std::int64_t>(kv_len) * a.k_row_stride;
+  a.batch = batch;
+  a.q_heads = q_heads;
+  a.kv_heads = kv_heads;
+  a.head_dim = head_dim;
+  a.q_len = q_len;
+  a.kv_len = kv_len;
+  a.scale = scale;
+  a.causal = causal;
+  return a;
+}
+
 /// Runs the prefill kernel for T = __nv_bfloat16 or __half: the Hopper version
 /// (flash_prefill_hopper.cuh) at head_dim 128 where the build and the device carry it, else the
 /// mma.sync version (flash_prefill.cuh). Throws unsupported for a head_dim other than 64 or 128

@@ -43,21 +43,10 @@ struct prefill_inputs {
     fill_hash(k.data(), k.size(), 2u, 1.0f, nullptr);
     fill_hash(v.data(), v.size(), 3u, 1.0f, nullptr);
     ATTNBENCH_CUDA(cudaDeviceSynchronize());
-    args.q = q.data();
-    args.k = k.data();
-    args.v = v.data();
-    args.o = o.data();
-    args.q_row_stride = args.o_row_stride = s.q_heads * s.head_dim;
-    args.k_row_stride = args.v_row_stride = s.kv_heads * s.head_dim;
-    args.q_batch_stride = args.o_batch_stride = s.length * args.q_row_stride;
-    args.k_batch_stride = args.v_batch_stride = s.length * args.k_row_stride;
-    args.batch = s.batch;
-    args.q_heads = s.q_heads;
-    args.kv_heads = s.kv_heads;
-    args.head_dim = s.head_dim;
-    args.q_len = args.kv_len = static_cast<int>(s.length);
-    args.scale = 1.0f / std::sqrt(static_cast<float>(s.head_dim));
-    args.causal = s.causal;
+    const int n = static_cast<int>(s.length);
+    args = token_major_prefill(q.data(), k.data(), v.data(), o.data(), s.batch, n, n, s.q_heads,
+                               s.kv_heads, s.head_dim,
+                               1.0f / std::sqrt(static_cast<float>(s.head_dim)), s.causal);
   }
   std::uint64_t bytes() const { return q.bytes() + k.bytes() + v.bytes() + o.bytes(); }
 };
@@ -184,7 +173,7 @@ std::unique_ptr<timed_op> make_typed_op(const op_shape& s, Args&&... args) {
 /// compacted cache, a sink/window cache): the dense split-KV decode over the `kept` rows each
 /// sequence holds. Its prefill (scoring, compaction) is not timed here: unsupported.
 inline std::unique_ptr<timed_op> make_compacted_decode_op(const op_shape& s, std::int64_t kept,
-                                                         const std::string& method) {
+                                                          const std::string& method) {
   ATTNBENCH_CHECK(s.phase == "decode", unsupported,
                   "cuda " << method << " times decode only (a dense decode over its kept rows)");
   op_shape kept_shape = s;

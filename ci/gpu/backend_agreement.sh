@@ -5,7 +5,9 @@
 # rel_l2 within bf16 noise. Run from the repo root on a GPU machine with the binaries in $1
 # (default gpu-bin). Methods with a `keep` parameter run at keep=0.125 (a budget of 1/8 of the
 # context); SPECS="a b c" replaces the list; PARTS="niah" runs only the NIAH grid (default
-# "niah rest"). Reports go to $OUT.
+# "niah rest"); BACKENDS="cuda" runs only the CUDA side (default "cpu cuda"), comparing with CPU
+# reports already in $OUT (the CPU side gives the same records on any machine, so it can run on
+# a development machine and save GPU time). Reports go to $OUT.
 set -u
 bin=${1:-gpu-bin}
 out=${OUT:-/tmp/attnbench-agreement}
@@ -25,14 +27,15 @@ args=()
 for s in $SPECS; do args+=(--method "$s"); done
 parts=${PARTS:-niah rest}
 rc=0
-for backend in cpu cuda; do
+backends=${BACKENDS:-cpu cuda}
+for backend in $backends; do
   [[ " $parts " == *" niah "* ]] || continue
   echo "== niah $backend $(date +%T)"
   "$ab" run --backend $backend --suite niah --lengths 16k --depths 0:1:5 --samples 2 "${args[@]}" \
     --out "$out/niah-$backend" --overwrite > "$out/niah-$backend.log" 2>&1 || rc=1
   tail -1 "$out/niah-$backend.log"
 done
-for backend in cpu cuda; do
+for backend in $backends; do
   [[ " $parts " == *" rest "* ]] || continue
   echo "== ruler, posir, fidelity $backend $(date +%T)"
   "$ab" run --backend $backend --suite ruler --suite posir --suite fidelity --lengths 4k \

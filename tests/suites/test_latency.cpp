@@ -102,6 +102,15 @@ TEST_CASE("latency axes: product order, canonical names, defaults per backend", 
     REQUIRE(cases.size() == 1);
     CHECK(cases[0].axes.at("length") == 1024);
   }
+  SECTION("page_size takes a list like the other axes; 0 (contiguous) names no page_size") {
+    o.params = {{"latency.page_size", "0,16,64"}};
+    auto cases = latency_cases(o);
+    REQUIRE(cases.size() == 3);
+    CHECK_FALSE(cases[0].axes.contains("page_size"));
+    CHECK(cases[1].axes.at("page_size") == 16);
+    CHECK(cases[2].axes.at("page_size") == 64);
+    CHECK(op_shape_from_axes(cases[2].axes).page_size == 64);
+  }
   SECTION("a single head count means as many KV heads") {
     o.params = {{"latency.heads", "16"}};
     auto cases = latency_cases(o);
@@ -132,6 +141,7 @@ TEST_CASE("bad latency settings are bad input naming the value", "[latency]") {
   rejects("latency.repetitions", "5", "latency.repetitions");
   rejects("latency.min_time", "-1", "latency.min_time");
   rejects("latency.batch", "1,,2", "empty item");
+  rejects("latency.page_size", "16,5000", "'5000'");
 
   // Keys the suite does not declare are refused by the runner before anything runs.
   run_config cfg = latency_config({"dense"}, "badkey");

@@ -1,5 +1,5 @@
-#include <algorithm>
 #include "suites/common/ops/op_axes.hpp"
+#include <algorithm>
 
 #include <cmath>
 #include <sstream>
@@ -101,7 +101,8 @@ op_axes default_op_axes(const run_options& options) {
 
 std::vector<axis_def> op_axis_defs(const op_axes& defaults) {
   std::vector<std::int64_t> batches(defaults.batches.begin(), defaults.batches.end()), qs, kvs,
-      dims(defaults.head_dims.begin(), defaults.head_dims.end()), causal;
+      dims(defaults.head_dims.begin(), defaults.head_dims.end()), causal,
+      pages(defaults.page_sizes.begin(), defaults.page_sizes.end());
   for (const auto& [q, kv] : defaults.heads) qs.push_back(q), kvs.push_back(kv);
   for (bool c : defaults.causal) causal.push_back(c ? 1 : 0);
   return {text_axis("backend", {}, {}, "the run's --backend"),
@@ -113,7 +114,7 @@ std::vector<axis_def> op_axis_defs(const op_axes& defaults) {
           int64_axis("head_dim", dims),
           text_axis("dtype", defaults.dtypes, {}, "bf16, fp16, fp32"),
           int64_axis("causal", causal, {}, "1 or 0, prefill only"),
-          int64_axis("page_size", {defaults.page_size}, {}, "0: contiguous")};
+          int64_axis("page_size", pages, {}, "0: contiguous")};
 }
 
 op_axes parse_op_axes(const run_options& options, const std::string& suite,
@@ -155,7 +156,8 @@ op_axes parse_op_axes(const run_options& options, const std::string& suite,
   const auto kv_axis = param_items(options, suite, "kv_heads");
   if (!q_axis.empty() || !kv_axis.empty()) {
     std::vector<int> qs, kvs;
-    for (const auto& q : q_axis) qs.push_back(static_cast<int>(parse_int(prefix + "q_heads", q, 1, 1024)));
+    for (const auto& q : q_axis)
+      qs.push_back(static_cast<int>(parse_int(prefix + "q_heads", q, 1, 1024)));
     for (const auto& kv : kv_axis)
       kvs.push_back(static_cast<int>(parse_int(prefix + "kv_heads", kv, 1, 1024)));
     for (const auto& [q, kv] : axes.heads) {
@@ -165,8 +167,8 @@ op_axes parse_op_axes(const run_options& options, const std::string& suite,
     axes.heads.clear();
     for (int q : qs)
       for (int kv : kvs)
-        if (q % kv == 0 && std::find(axes.heads.begin(), axes.heads.end(), std::pair{q, kv}) ==
-                               axes.heads.end())
+        if (q % kv == 0 &&
+            std::find(axes.heads.begin(), axes.heads.end(), std::pair{q, kv}) == axes.heads.end())
           axes.heads.emplace_back(q, kv);
     ATTNBENCH_CHECK(!axes.heads.empty(), bad_input,
                     "--axis " << prefix << "q_heads / kv_heads: no query head count is a multiple "
@@ -190,8 +192,11 @@ op_axes parse_op_axes(const run_options& options, const std::string& suite,
     axes.causal.clear();
     for (const auto& c : items) axes.causal.push_back(parse_bool(prefix + "causal", c));
   }
-  axes.page_size =
-      static_cast<int>(int_setting(options, suite, "page_size", defaults.page_size, 0, 4096));
+  if (auto items = param_items(options, suite, "page_size"); !items.empty()) {
+    axes.page_sizes.clear();
+    for (const auto& p : items)
+      axes.page_sizes.push_back(static_cast<int>(parse_int(prefix + "page_size", p, 0, 4096)));
+  }
   // The quick preset's lengths are sized for the accuracy suites; operator suites keep their
   // own tiny default there so that timing every CPU method stays within the preset's minute.
   if (!options.lengths.empty() && !options.quick) axes.lengths = options.lengths;
@@ -225,19 +230,20 @@ std::vector<op_shape> op_shapes(const op_axes& axes) {
             for (const auto& dtype : axes.dtypes) {
               const std::vector<bool> causal =
                   phase == "prefill" ? axes.causal : std::vector<bool>{true};
-              for (bool c : causal) {
-                op_shape s;
-                s.phase = phase;
-                s.batch = batch;
-                s.length = length;
-                s.q_heads = q;
-                s.kv_heads = kv;
-                s.head_dim = head_dim;
-                s.dtype = dtype;
-                s.causal = c;
-                s.page_size = axes.page_size;
-                out.push_back(s);
-              }
+              for (bool c : causal)
+                for (int page_size : axes.page_sizes) {
+                  op_shape s;
+                  s.phase = phase;
+                  s.batch = batch;
+                  s.length = length;
+                  s.q_heads = q;
+                  s.kv_heads = kv;
+                  s.head_dim = head_dim;
+                  s.dtype = dtype;
+                  s.causal = c;
+                  s.page_size = page_size;
+                  out.push_back(s);
+                }
             }
   return out;
 }

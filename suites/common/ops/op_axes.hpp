@@ -21,9 +21,9 @@ struct op_axes {
   std::vector<std::int64_t> lengths;       // prompt or cached tokens
   std::vector<std::pair<int, int>> heads;  // (query heads, KV heads)
   std::vector<int> head_dims;
-  std::vector<std::string> dtypes;  // "bf16", "fp16", "fp32"
-  std::vector<bool> causal;         // prefill only
-  int page_size = 0;                // tokens per KV page; 0: contiguous
+  std::vector<std::string> dtypes;    // "bf16", "fp16", "fp32"
+  std::vector<bool> causal;           // prefill only
+  std::vector<int> page_sizes = {0};  // tokens per KV page; 0: contiguous
 };
 
 /// The axes both operator suites start from, per backend: one decode step of batch 1 at 1K

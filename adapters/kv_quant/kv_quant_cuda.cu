@@ -352,11 +352,8 @@ class kv_quant_cuda_method final : public kv_method {
   }
 
   void prefill(tensor_view q, tensor_view k, tensor_view v, tensor_view* maybe_out) override {
-    ATTNBENCH_CHECK(m_prepared && m_length == 0, internal,
-                    "prefill must follow prepare and come before any append");
-    const int tokens = k.tokens, d = m_shape.head_dim;
-    ATTNBENCH_CHECK(k.heads == m_shape.kv_heads && k.head_dim == d && v.tokens == tokens, internal,
-                    "prefill k/v shapes do not match the problem");
+    check_prefill_inputs(m_prepared, m_length, m_shape, k, v);
+    const int tokens = k.tokens;
     upload(k, m_k_in);
     upload(v, m_v_in);
     if (maybe_out) {
@@ -451,19 +448,10 @@ class kv_quant_cuda_method final : public kv_method {
     return r;
   }
   void upload(tensor_view t, device_buffer<element>& dev) {
-    const std::size_t n = t.size();
-    if (m_staging.size() < n) m_staging.resize(n);
-    if (dev.size() < n) dev.resize(n);
-    if (n == 0) return;
-    ATTNBENCH_CUDA(cudaMemcpyAsync(m_staging.data(), t.data, n * sizeof(float),
-                                   cudaMemcpyHostToDevice, m_stream));
-    convert(m_staging.data(), dev.data(), n, m_stream);
+    upload_rows(t, dev, m_staging, m_stream);
   }
   void download(const device_buffer<float>& dev, tensor_view out) {
-    if (out.size() == 0) return;
-    ATTNBENCH_CUDA(
-        cudaMemcpyAsync(out.data, dev.data(), out.bytes(), cudaMemcpyDeviceToHost, m_stream));
-    ATTNBENCH_CUDA(cudaStreamSynchronize(m_stream));
+    download_rows(dev, out, m_stream);
   }
 
   kv_quant::config m_config;

@@ -72,21 +72,38 @@ void device_cache_method::upload_ints(const std::vector<int>& host, device_buffe
   ATTNBENCH_CUDA(cudaStreamSynchronize(m_stream));
 }
 
-void device_cache_method::upload(tensor_view t, device_buffer<element>& dev) {
+void upload_rows(tensor_view t, device_buffer<element>& dev, device_buffer<float>& staging,
+                 cudaStream_t stream) {
   const std::size_t n = t.size();
-  if (m_staging.size() < n) m_staging.resize(n);
+  if (staging.size() < n) staging.resize(n);
   if (dev.size() < n) dev.resize(n);
   if (n == 0) return;
-  ATTNBENCH_CUDA(cudaMemcpyAsync(m_staging.data(), t.data, n * sizeof(float),
-                                 cudaMemcpyHostToDevice, m_stream));
-  convert(m_staging.data(), dev.data(), n, m_stream);
+  ATTNBENCH_CUDA(
+      cudaMemcpyAsync(staging.data(), t.data, n * sizeof(float), cudaMemcpyHostToDevice, stream));
+  convert(staging.data(), dev.data(), n, stream);
+}
+
+void download_rows(const device_buffer<float>& dev, tensor_view out, cudaStream_t stream) {
+  if (out.size() == 0) return;
+  ATTNBENCH_CUDA(
+      cudaMemcpyAsync(out.data, dev.data(), out.bytes(), cudaMemcpyDeviceToHost, stream));
+  ATTNBENCH_CUDA(cudaStreamSynchronize(stream));
+}
+
+void check_prefill_inputs(bool prepared, std::int64_t length, const model_shape& shape,
+                          tensor_view k, tensor_view v) {
+  ATTNBENCH_CHECK(prepared && length == 0, internal,
+                  "prefill must follow prepare and come before any append");
+  ATTNBENCH_CHECK(k.heads == shape.kv_heads && k.head_dim == shape.head_dim && v.tokens == k.tokens,
+                  internal, "prefill k/v shapes do not match the problem");
+}
+
+void device_cache_method::upload(tensor_view t, device_buffer<element>& dev) {
+  upload_rows(t, dev, m_staging, m_stream);
 }
 
 void device_cache_method::download(const device_buffer<float>& dev, tensor_view out) {
-  if (out.size() == 0) return;
-  ATTNBENCH_CUDA(
-      cudaMemcpyAsync(out.data, dev.data(), out.bytes(), cudaMemcpyDeviceToHost, m_stream));
-  ATTNBENCH_CUDA(cudaStreamSynchronize(m_stream));
+  download_rows(dev, out, m_stream);
 }
 
 prefill_args prompt_prefill_args(const model_shape& shape, float scale, const element* q,
@@ -117,11 +134,8 @@ std::vector<std::vector<int>> device_cache_method::select_prompt(const element*,
 
 void device_cache_method::prefill(tensor_view q, tensor_view k, tensor_view v,
                                   tensor_view* maybe_out) {
-  ATTNBENCH_CHECK(m_prepared && m_length == 0, internal,
-                  "prefill must follow prepare and come before any append");
+  check_prefill_inputs(m_prepared, m_length, m_shape, k, v);
   const int tokens = k.tokens, d = m_shape.head_dim;
-  ATTNBENCH_CHECK(k.heads == m_shape.kv_heads && k.head_dim == d && v.tokens == tokens, internal,
-                  "prefill k/v shapes do not match the problem");
   upload(k, m_k_in);
   upload(v, m_v_in);
   if (q.data) upload(q, m_q_in);

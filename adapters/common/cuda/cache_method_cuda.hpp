@@ -28,6 +28,16 @@ namespace attnbench::cuda {
 
 using element = __nv_bfloat16;
 
+/// The host side of a CUDA adapter's calls, shared by device_cache_method and the adapters with a
+/// cache of their own (kv_quant): float32 rows uploaded through `staging` and converted to bf16
+/// in `dev` (both resized as needed) on `stream`; float32 outputs downloaded and waited for; and
+/// prefill's preconditions (after prepare, before any append, k / v of the problem's shape).
+void upload_rows(tensor_view t, device_buffer<element>& dev, device_buffer<float>& staging,
+                 cudaStream_t stream);
+void download_rows(const device_buffer<float>& dev, tensor_view out, cudaStream_t stream);
+void check_prefill_inputs(bool prepared, std::int64_t length, const model_shape& shape,
+                          tensor_view k, tensor_view v);
+
 /// Flash-prefill arguments of one token-major prompt of `shape` (q, out [tokens, q_heads, d]; k, v
 /// [tokens, kv_heads, d]), causal, with a sink + window mask when window > 0.
 prefill_args prompt_prefill_args(const model_shape& shape, float scale, const element* q,

@@ -78,8 +78,7 @@ enum class hopper_prefill { warp_specialized, warp_specialized_3stage, cp_async 
 /// The warp-specialized kernel falls back to the cp.async one when its tensor maps cannot be
 /// made (strides that are not multiples of 16 bytes, no driver entry point).
 template <class T>
-bool flash_prefill_hopper(const prefill_args& a, cudaStream_t stream,
-                          hopper_prefill kernel = hopper_prefill::warp_specialized);
+bool flash_prefill_hopper(const prefill_args& a, cudaStream_t stream, hopper_prefill kernel);
 }  // namespace detail
 
 /// A paged K/V cache on the device.

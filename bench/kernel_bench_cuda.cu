@@ -251,6 +251,19 @@ int main(int argc, char** argv) {
     check_hopper<__half>("fp16", st);
   }
   if (what == "tilings") compare_tilings(s, st, fl);
+  if (what == "profile") {  // one launch of each Hopper kernel at 16K causal, for ncu
+    s.phase = "prefill";
+    s.batch = 1;
+    s.causal = true;
+    s.length = 16384;
+    cuda::prefill_inputs<__nv_bfloat16> in(s);
+    for (auto kernel : {cuda::detail::hopper_prefill::cp_async,
+                        cuda::detail::hopper_prefill::warp_specialized,
+                        cuda::detail::hopper_prefill::warp_specialized_3stage})
+      if (!cuda::detail::flash_prefill_hopper<__nv_bfloat16>(in.args, st, kernel))
+        std::printf("profile: no sm_90a code or device\n");
+    ATTNBENCH_CUDA(cudaStreamSynchronize(st));
+  }
   if (what == "all" || what == "prefill") {
     s.phase = "prefill";
     s.batch = 1;

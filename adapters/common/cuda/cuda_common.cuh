@@ -164,27 +164,37 @@ void convert(const From* in, To* out, std::size_t n, cudaStream_t stream) {
   ATTNBENCH_CUDA_LAUNCHED();
 }
 
+/// The seeded hash behind fill_hash: element `i`'s value, uniform in [-amplitude, amplitude]
+/// (the index taken modulo 2^32).
+__host__ __device__ inline float hash_uniform(std::uint64_t i, std::uint32_t seed,
+                                              float amplitude) {
+  std::uint32_t x = static_cast<std::uint32_t>(i) * 2654435761u ^ seed;
+  x ^= x >> 16;
+  x *= 0x7feb352du;
+  x ^= x >> 15;
+  x *= 0x846ca68bu;
+  x ^= x >> 16;
+  return amplitude * (static_cast<float>(x) * (2.0f / 4294967296.0f) - 1.0f);
+}
+
 /// Fills n elements with values of a seeded hash, uniform in [-amplitude, amplitude]: timing
 /// inputs that are neither zeros nor constant (zeros run faster than real data on tensor cores).
+/// Element i gets hash_uniform(first + i), so pieces of one large tensor filled apart (a rank's
+/// shard of a sequence) hold the values the whole tensor would.
 template <class T>
-__global__ void fill_hash_kernel(T* out, std::size_t n, std::uint32_t seed, float amplitude) {
+__global__ void fill_hash_kernel(T* out, std::size_t n, std::uint32_t seed, float amplitude,
+                                 std::uint64_t first) {
   for (std::size_t i = blockIdx.x * std::size_t{blockDim.x} + threadIdx.x; i < n;
-       i += std::size_t{gridDim.x} * blockDim.x) {
-    std::uint32_t x = static_cast<std::uint32_t>(i) * 2654435761u ^ seed;
-    x ^= x >> 16;
-    x *= 0x7feb352du;
-    x ^= x >> 15;
-    x *= 0x846ca68bu;
-    x ^= x >> 16;
-    out[i] = from_float<T>(amplitude * (static_cast<float>(x) * (2.0f / 4294967296.0f) - 1.0f));
-  }
+       i += std::size_t{gridDim.x} * blockDim.x)
+    out[i] = from_float<T>(hash_uniform(first + i, seed, amplitude));
 }
 
 template <class T>
-void fill_hash(T* out, std::size_t n, std::uint32_t seed, float amplitude, cudaStream_t stream) {
+void fill_hash(T* out, std::size_t n, std::uint32_t seed, float amplitude, cudaStream_t stream,
+               std::uint64_t first = 0) {
   if (n == 0) return;
   const unsigned blocks = static_cast<unsigned>(std::min<std::size_t>((n + 255) / 256, 65535));
-  fill_hash_kernel<T><<<blocks, 256, 0, stream>>>(out, n, seed, amplitude);
+  fill_hash_kernel<T><<<blocks, 256, 0, stream>>>(out, n, seed, amplitude, first);
   ATTNBENCH_CUDA_LAUNCHED();
 }
 

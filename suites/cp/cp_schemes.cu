@@ -235,7 +235,11 @@ cp_device::cp_device(process_group& group) : m_group(group) {
   int count = 0;
   ATTNBENCH_CUDA(cudaGetDeviceCount(&count));
   ATTNBENCH_CHECK(count >= 1, unsupported, "cp: no CUDA device");
-  m_device = group.local_rank() % count;
+  // One GPU per rank: NCCL refuses two ranks of a communicator on one device.
+  ATTNBENCH_CHECK(group.local_rank() < count, bad_input,
+                  "cp: rank " << group.rank() << " needs GPU " << group.local_rank() << " of its host, which has "
+                              << count << " (one GPU per rank)");
+  m_device = group.local_rank();
   ATTNBENCH_CUDA(cudaSetDevice(m_device));
   ncclUniqueId id;
   if (group.rank() == 0) CP_NCCL(ncclGetUniqueId(&id));
@@ -728,10 +732,17 @@ cp_measure run_sharded_decode(cp_device& dev, const cp_shape& s, int reps) {
   if (r == 0) {
     // The reference over the same rows: every rank's kept rows, as global tokens (the single-GPU
     // selection over the same shard ranges makes the same list).
-    shard_cache whole(s, 0, s.tokens, st);
-    if (s.keep < 1.0) whole.keep_smallest_norms(split.begins, split.sizes, split.counts, st);
     std::vector<ref_task> tasks;
-    decode_tasks(s, s.keep < 1.0 ? whole.kept.data() : nullptr, whole.kept_per_segment, tasks);
+    if (s.keep < 1.0) {
+      shard_cache whole(s, 0, s.tokens, st);
+      whole.keep_smallest_norms(split.begins, split.sizes, split.counts, st);
+      decode_tasks(s, whole.kept.data(), whole.kept_per_segment, tasks);
+      std::vector<const bf16*> out_rows;
+      for (std::int64_t i = 0; i < rows; ++i) out_rows.push_back(out.data() + i * d);
+      check_rows(tasks, out_rows, s, m);
+      return m;
+    }
+    decode_tasks(s, nullptr, 0, tasks);
     std::vector<const bf16*> out_rows;
     for (std::int64_t i = 0; i < rows; ++i) out_rows.push_back(out.data() + i * d);
     check_rows(tasks, out_rows, s, m);

@@ -1,4 +1,5 @@
-/// attnbench_cp: the `cp` suite (DESIGN §5; issue 21), context-parallel attention across GPUs.
+/// attnbench_cp: the driver of the `cp` suite (DESIGN §5; issue 21), context-parallel attention
+/// across GPUs; the schemes are in suites/cp.
 /// Run one process per GPU under mpirun (`mpirun -n 4 attnbench_cp --out DIR`; the NCCL unique id
 /// goes through MPI) or, without an MPI, one thread per GPU (`attnbench_cp --gpus 4 --out DIR`).
 /// Every case is measured with the single-GPU baseline in the same job, checked against an fp32

@@ -69,9 +69,8 @@ void flash_prefill(const prefill_args& a, cudaStream_t stream);
 
 namespace detail {
 /// The Hopper prefill kernels: warp-specialized (TMA producer, ping-pong consumers; two K/V
-/// buffers, or three) and the earlier cp.async one, which flash_prefill runs until the
-/// warp-specialized kernel's [gpu] tests have passed on a GPU; the kernel bench times them side
-/// by side.
+/// buffers, flash_prefill's choice, or three) and the earlier cp.async one; the kernel bench
+/// times them side by side.
 enum class hopper_prefill { warp_specialized, warp_specialized_3stage, cp_async };
 /// Runs a Hopper prefill (kernels_prefill_hopper.cu) and returns true when this build carries
 /// its sm_90a code, the device runs it and head_dim is 128; else returns false, launching nothing.

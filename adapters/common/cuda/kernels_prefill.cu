@@ -13,10 +13,11 @@ void flash_prefill(const prefill_args& a, cudaStream_t stream) {
   if (a.q_len <= 0) return;
   dispatch_head_dim(a.head_dim, [&](auto d) {
     constexpr int D = decltype(d)::value;
-    // The warp-specialized Hopper kernel is not the default until its [gpu] tests
-    // (tests/gpu/test_prefill_cuda.cpp) have passed on an H100 / H200: it was written in a
-    // session that got no GPU machine. The kernel bench and that test run it by name.
-    if (D == 128 && detail::flash_prefill_hopper<T>(a, stream, detail::hopper_prefill::cp_async))
+    // Hopper at head_dim 128: the warp-specialized kernel with two K/V buffers (on the H100,
+    // 589-657 TFLOP/s at 4K-32K against the cp.async kernel's 365-454 and three buffers' within
+    // 3% either way: docs/gpu.md). The mma.sync kernel serves other GPUs and head_dim 64.
+    if (D == 128 &&
+        detail::flash_prefill_hopper<T>(a, stream, detail::hopper_prefill::warp_specialized))
       return;
     detail::launch_flash_prefill<T, D>(a, stream);
   });

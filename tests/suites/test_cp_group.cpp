@@ -9,8 +9,10 @@
 #include "harness/error.hpp"
 #include "suites/cp/cp_comm.hpp"
 
-using namespace attnbench;
-using namespace attnbench::cp;
+using attnbench::error;
+using attnbench::error_id;
+using attnbench::cp::process_group;
+using attnbench::cp::run_thread_ranks;
 
 TEST_CASE("threads group: broadcast, max, sum, gather across ranks", "[cp]") {
   for (int ranks : {1, 2, 3, 5}) {

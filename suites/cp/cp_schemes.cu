@@ -40,20 +40,9 @@ std::uint32_t v_seed(const cp_shape& s) { return s.seed * 8u + 3u; }
 cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
 ncclComm_t as_comm(void* c) { return static_cast<ncclComm_t>(c); }
 
-struct event {
-  cudaEvent_t e = nullptr;
-  event() { ATTNBENCH_CUDA(cudaEventCreate(&e)); }
-  ~event() { cudaEventDestroy(e); }
-  event(const event&) = delete;
-  event& operator=(const event&) = delete;
-  void record(cudaStream_t s) { ATTNBENCH_CUDA(cudaEventRecord(e, s)); }
-};
+using event = detail::cuda_event;
 
-float elapsed(const event& a, const event& b) {
-  float ms = 0;
-  ATTNBENCH_CUDA(cudaEventElapsedTime(&ms, a.e, b.e));
-  return ms;
-}
+float elapsed(const event& a, const event& b) { return detail::elapsed_ms(a, b); }
 
 // Rows [begin, begin + count) of a token-major tensor of `row` elements per token, into `dst`.
 void fill_rows(bf16* dst, std::int64_t begin, std::int64_t count, std::int64_t row,

@@ -19,13 +19,7 @@ namespace {
 using detail::ring_t;
 using T = ring_t;
 
-struct events {
-  cudaEvent_t e = nullptr;
-  events() { ATTNBENCH_CUDA(cudaEventCreate(&e)); }
-  ~events() { cudaEventDestroy(e); }
-  events(const events&) = delete;
-  events& operator=(const events&) = delete;
-};
+using events = detail::cuda_event;
 
 struct rank_state {
   cudaStream_t compute = nullptr, transfer = nullptr;

@@ -57,6 +57,23 @@ __global__ void fill_kernel(T* out, T value, std::int64_t n) {
     out[i] = value;
 }
 
+/// A CUDA event that lives as long as its owner (per-step timings of the ring and the cp suite).
+struct cuda_event {
+  cudaEvent_t e = nullptr;
+  cuda_event() { ATTNBENCH_CUDA(cudaEventCreate(&e)); }
+  ~cuda_event() { cudaEventDestroy(e); }
+  cuda_event(const cuda_event&) = delete;
+  cuda_event& operator=(const cuda_event&) = delete;
+  void record(cudaStream_t s) { ATTNBENCH_CUDA(cudaEventRecord(e, s)); }
+};
+
+/// Milliseconds from a to b (both recorded and complete).
+inline float elapsed_ms(const cuda_event& a, const cuda_event& b) {
+  float ms = 0;
+  ATTNBENCH_CUDA(cudaEventElapsedTime(&ms, a.e, b.e));
+  return ms;
+}
+
 inline unsigned blocks_for(std::int64_t n) {
   return static_cast<unsigned>(std::clamp<std::int64_t>((n + 255) / 256, 1, 65535));
 }

@@ -2,9 +2,10 @@
 /// 128, in two versions of FlashAttention-3's arithmetic ("FlashAttention-3: Fast and Accurate
 /// Attention with Asynchrony and Low-precision", Shah et al., 2024). The warp-specialized one
 /// (flash_prefill_ws_kernel, below) has FA3's schedule: a TMA producer warp, two consumer
-/// warpgroups in ping-pong, softmax overlapped with the previous tile's P V, setmaxnreg; it has
-/// not run on a GPU yet, so flash_prefill still runs the first (flash_prefill_wgmma_kernel):
-/// 2 warpgroups x 64 query rows share 128-key K/V tiles that all 256 threads stream in with
+/// warpgroups in ping-pong, softmax overlapped with the previous tile's P V, setmaxnreg; it is
+/// flash_prefill's kernel (0.85-0.98 of cuDNN's TFLOP/s on an H100, docs/gpu.md). The earlier
+/// one (flash_prefill_wgmma_kernel), its fallback where tensor maps cannot be made: 2
+/// warpgroups x 64 query rows share 128-key K/V tiles that all 256 threads stream in with
 /// cp.async (three stages by default) in wgmma's 128-byte-swizzle layout. S = Q K^T is 8
 /// wgmma.m64n128k16 per tile with Q and K in shared memory; P stays in registers as the A operand
 /// of O += P V (V read N-major, the "transposed" B). The masks (mask.cuh), the online softmax

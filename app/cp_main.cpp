@@ -93,17 +93,17 @@ options parse(int argc, char** argv) {
     po::store(po::parse_command_line(argc, argv, desc), vm);
     po::notify(vm);
   } catch (const po::error& e) {
-    ATTNBENCH_BAD_INPUT("attnbench_cp: " << e.what());
+    ATTNBENCH_BAD_INPUT(e.what());
   }
   if (vm.count("help")) {
     std::cout << desc << "\n";
     std::exit(0);
   }
-  ATTNBENCH_CHECK(!o.out.empty(), bad_input, "attnbench_cp: --out DIR is required");
+  ATTNBENCH_CHECK(!o.out.empty(), bad_input, "--out DIR is required");
   o.schemes = checked_list(schemes, "scheme", {"ring", "zigzag", "ulysses", "decode"});
   o.scalings = checked_list(scalings, "scaling", {"strong", "weak"});
   o.masks = checked_list(masks, "mask", {"causal", "full"});
-  o.lengths = parse_counts(lengths, "lengths", 1, std::int64_t{1} << 30);
+  o.lengths = parse_counts(lengths, "--lengths", 1, std::int64_t{1} << 30);
   o.keeps.clear();
   for (const std::string& x : split_list(keeps)) {
     char* end = nullptr;
@@ -229,8 +229,8 @@ double prefill_flops(const cp_shape& s) {
   return 4.0 * s.head_dim * s.q_heads * scores;
 }
 
-record run_case(const options& o, const case_def& c, process_group& g, cp_device& dev) {
-  const int P = g.size();
+// A case's identity: suite, method, axes and canonical name, whatever its outcome.
+record case_identity(const options& o, const case_def& c, int P) {
   record rec;
   rec.suite = "cp";
   rec.method = rec.method_spec = "dense";
@@ -250,11 +250,20 @@ record run_case(const options& o, const case_def& c, process_group& g, cp_device
   name << "cp(";
   bool first = true;
   for (auto it = rec.axes.begin(); it != rec.axes.end(); ++it) {
-    name << (first ? "" : ",") << it.key() << "=" << (it->is_string() ? it->get<std::string>() : it->dump());
+    name << (first ? "" : ",") << it.key() << "="
+         << (it->is_string() ? it->get<std::string>() : it->dump());
     first = false;
   }
   name << ")";
   rec.case_name = name.str();
+  rec.case_id = case_id_of(rec, json::object());
+  return rec;
+}
+
+record run_case(const options& o, const case_def& c, process_group& g, cp_device& dev) {
+  const int P = g.size();
+  record rec = case_identity(o, c, P);
+  const std::int64_t total = rec.axes["length"].get<std::int64_t>();
   ATTNBENCH_CHECK(total <= (std::int64_t{1} << 30), bad_input,
                   "cp: total length " << total << " is over 2^30");
 
@@ -269,11 +278,23 @@ record run_case(const options& o, const case_def& c, process_group& g, cp_device
   s.seed = static_cast<std::uint32_t>(o.seed);
   const std::vector<int> refs = ref_positions(s.tokens, o.ref_tokens);
 
+  // Out of memory: the schemes allocate before any transfer and agree (allocate_together), so
+  // every rank gets here together; a rank that runs out later (its reference check, after the
+  // transfers) says so below, and every rank records the case as `oom`.
   cp_measure m;
-  if (c.scheme == "ring") m = run_ring(dev, s, layout::contiguous, o.repetitions, refs);
-  if (c.scheme == "zigzag") m = run_ring(dev, s, layout::zigzag, o.repetitions, refs);
-  if (c.scheme == "ulysses") m = run_ulysses(dev, s, o.repetitions, refs);
-  if (c.scheme == "decode") m = run_sharded_decode(dev, s, o.repetitions);
+  std::string oom;
+  try {
+    if (c.scheme == "ring") m = run_ring(dev, s, layout::contiguous, o.repetitions, refs);
+    if (c.scheme == "zigzag") m = run_ring(dev, s, layout::zigzag, o.repetitions, refs);
+    if (c.scheme == "ulysses") m = run_ulysses(dev, s, o.repetitions, refs);
+    if (c.scheme == "decode") m = run_sharded_decode(dev, s, o.repetitions);
+  } catch (const error& e) {
+    if (e.id() != error_id::out_of_memory) throw;
+    oom = e.what();
+  }
+  const bool any_oom = g.max(oom.empty() ? 0.0 : 1.0) > 0;
+  ATTNBENCH_CHECK(!any_oom, out_of_memory,
+                  (oom.empty() ? std::string("cp: another rank ran out of GPU memory") : oom));
   const double time_ms = median(group_times(g, m.ms));
   double compute = 0, comm = 0;
   for (double x : m.compute_ms) compute += x;
@@ -289,11 +310,25 @@ record run_case(const options& o, const case_def& c, process_group& g, cp_device
   cp_shape base = s;
   if (c.scaling == "weak") base.tokens = static_cast<int>(c.length);
   cp_measure single;
-  if (g.rank() == 0)
-    single = run_single_gpu(base, rec.mode, c.scaling == "weak" ? 1 : P, o.repetitions,
-                            ref_positions(base.tokens, o.ref_tokens));
+  std::string single_oom;
+  if (g.rank() == 0) {
+    try {
+      single = run_single_gpu(base, rec.mode, c.scaling == "weak" ? 1 : P, o.repetitions,
+                              ref_positions(base.tokens, o.ref_tokens));
+    } catch (const error& e) {
+      if (e.id() != error_id::out_of_memory) throw;
+      single_oom = e.what();
+    }
+  }
   g.barrier();
   if (g.rank() != 0) return rec;
+  if (!single_oom.empty()) {
+    // The scheme ran; the one-GPU baseline does not fit (the case context parallelism is for).
+    rec.status = record_status::oom;
+    rec.reason = "the one-GPU baseline: " + single_oom;
+    rec.metrics["time_ms"] = time_ms;
+    return rec;
+  }
 
   const double t1 = median(single.ms);
   const double err = den > 0 ? std::sqrt(num / den) : 0.0;
@@ -327,8 +362,8 @@ record run_case(const options& o, const case_def& c, process_group& g, cp_device
     const ulysses_plan plan = plan_ulysses(o.q_heads, o.kv_heads, P);
     rec.extra["ulysses"] = {{"kv_replication", plan.kv_replication()}, {"even", plan.even()}};
   }
-  if (c.scheme == "decode" && c.keep < 1.0) rec.extra["selection"] = "KNorm (smallest key norms) per shard, budget split by shard length";
-  rec.case_id = case_id_of(rec, json::object());
+  if (c.scheme == "decode" && c.keep < 1.0)
+    rec.extra["selection"] = "KNorm (smallest key norms) per shard, budget split by shard length";
   return rec;
 }
 
@@ -347,14 +382,14 @@ int run_rank(const options& o, process_group& g) {
     try {
       rec = run_case(o, c, g, dev);
     } catch (const error& e) {
-      // Shape errors are the same on every rank (checked before any transfer), so every rank
-      // records the case and goes on together.
-      if (e.id() != error_id::unsupported && e.id() != error_id::bad_input) throw;
-      rec.suite = "cp";
-      rec.method = rec.method_spec = "dense";
-      rec.backend = "cuda";
-      rec.case_name = "cp(scheme=" + c.scheme + ",length=" + std::to_string(c.length) + ")";
-      rec.status = record_status::skipped;
+      // Shape errors are the same on every rank (checked before any transfer) and running out
+      // of memory is agreed on (above), so every rank records the case and goes on together.
+      if (e.id() != error_id::unsupported && e.id() != error_id::bad_input &&
+          e.id() != error_id::out_of_memory)
+        throw;
+      rec = case_identity(o, c, g.size());
+      rec.status =
+          e.id() == error_id::out_of_memory ? record_status::oom : record_status::skipped;
       rec.reason = e.what();
       g.barrier();
     }

@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <memory>
+#include <string>
 #include <vector>
 
 #include "adapters/common/context_parallel/ring_step_cuda.cuh"
@@ -216,6 +218,24 @@ void check_shape(const cp_shape& s) {
   ATTNBENCH_CHECK(s.tokens >= 1, bad_input, "cp: length must be at least 1");
 }
 
+// Runs `alloc` (the scheme's device allocations, before any transfer) on every rank, then agrees:
+// when any rank ran out of memory, every rank throws out_of_memory together, so no rank waits in
+// NCCL for one that left.
+template <class F>
+void allocate_together(process_group& g, F alloc) {
+  std::string failed;
+  try {
+    alloc();
+  } catch (const error& e) {
+    if (e.id() != error_id::out_of_memory) throw;
+    failed = e.what();
+  }
+  const bool any = g.max(failed.empty() ? 0.0 : 1.0) > 0;
+  ATTNBENCH_CHECK(!any, out_of_memory,
+                  "cp: out of GPU memory on " << (failed.empty() ? "another rank" : "this rank")
+                                              << (failed.empty() ? "" : ": " + failed));
+}
+
 }  // namespace
 
 // ---- Device and communicator. ----
@@ -271,15 +291,16 @@ cp_measure run_ring(cp_device& dev, const cp_shape& s, layout kind, int reps,
   const std::int64_t kv_row = dims.kv_row();
   const cudaStream_t st = as_stream(dev.stream()), tx = as_stream(dev.transfer_stream());
   detail::ring_rank_buffers b;
-  b.allocate(dims, part.rank_tokens(r));
-  cuda::device_buffer<bf16> local_k(static_cast<std::size_t>(std::max(dims.max_tokens, 1)) * 2 *
-                                    kv_row);
+  cuda::device_buffer<bf16> local_k, out;
+  allocate_together(g, [&] {
+    b.allocate(dims, part.rank_tokens(r));
+    local_k.resize(static_cast<std::size_t>(std::max(dims.max_tokens, 1)) * 2 * kv_row);
+    out.resize(static_cast<std::size_t>(std::max(part.rank_tokens(r), 1)) * dims.q_row());
+  });
   fill_local(b.q.data(), part, r, dims.q_row(), q_seed(s), qk_amplitude, st);
   fill_local(local_k.data(), part, r, kv_row, k_seed(s), qk_amplitude, st);
   fill_local(local_k.data() + dims.max_tokens * kv_row, part, r, kv_row, v_seed(s), v_amplitude,
              st);
-  cuda::device_buffer<bf16> out(static_cast<std::size_t>(std::max(part.rank_tokens(r), 1)) *
-                                dims.q_row());
   const std::vector<block_pair> pairs = ring_block_pairs(part, r, s.causal);
   const std::size_t shard_elems = static_cast<std::size_t>(dims.max_tokens) * 2 * kv_row;
   std::vector<event> c0(static_cast<std::size_t>(P)), c1(c0.size()), t0(c0.size()),
@@ -370,21 +391,27 @@ cp_measure run_ulysses(cp_device& dev, const cp_shape& s, int reps,
   ncclComm_t comm = as_comm(dev.nccl());
   const std::int64_t n_local = part.rank_tokens(r), n = s.tokens;
   const chunk mine = part.chunks[static_cast<std::size_t>(r)];
-  // Sequence shards.
-  cuda::device_buffer<bf16> q(std::max<std::size_t>(1, n_local * s.q_heads * d)),
-      k(std::max<std::size_t>(1, n_local * s.kv_heads * d)), v(k.size()), o(q.size());
+  // Sequence shards; head shards over the whole sequence; the packed blocks of the exchanges
+  // (every exchange moves at most q_heads heads of my rows: a KV head held by several ranks is
+  // sent to each, and no rank holds more KV heads than query heads).
+  cuda::device_buffer<bf16> q, k, v, o, hq, hk, hv, ho, pack;
+  allocate_together(g, [&] {
+    q.resize(std::max<std::size_t>(1, n_local * s.q_heads * d));
+    k.resize(std::max<std::size_t>(1, n_local * s.kv_heads * d));
+    v.resize(k.size());
+    o.resize(q.size());
+    hq.resize(static_cast<std::size_t>(n) * qh.count * d);
+    hk.resize(static_cast<std::size_t>(n) * kh.count * d);
+    hv.resize(hk.size());
+    ho.resize(hq.size());
+    pack.resize(std::max<std::size_t>(1, n_local * s.q_heads * d));
+  });
   fill_rows(q.data(), mine.begin, n_local, static_cast<std::int64_t>(s.q_heads) * d, q_seed(s),
             qk_amplitude, st);
   fill_rows(k.data(), mine.begin, n_local, static_cast<std::int64_t>(s.kv_heads) * d, k_seed(s),
             qk_amplitude, st);
   fill_rows(v.data(), mine.begin, n_local, static_cast<std::int64_t>(s.kv_heads) * d, v_seed(s),
             v_amplitude, st);
-  // Head shards over the whole sequence, and the packed blocks of the exchanges.
-  cuda::device_buffer<bf16> hq(static_cast<std::size_t>(n) * qh.count * d),
-      hk(static_cast<std::size_t>(n) * kh.count * d), hv(hk.size()), ho(hq.size());
-  // Every exchange moves at most q_heads heads of my rows (a KV head held by several ranks is
-  // sent to each, and no rank holds more KV heads than query heads).
-  cuda::device_buffer<bf16> pack(std::max<std::size_t>(1, n_local * s.q_heads * d));
   event e0, e1, e2, e3;
 
   // Forward exchange of one tensor: heads `heads[j]` of my rows to rank j (packed, 2D copies),
@@ -686,14 +713,24 @@ cp_measure run_sharded_decode(cp_device& dev, const cp_shape& s, int reps) {
   ncclComm_t comm = as_comm(dev.nccl());
   const decode_split split = split_cache(s, P);
   const int first = split.begins[static_cast<std::size_t>(r)];
-  shard_cache cache(s, first, split.sizes[static_cast<std::size_t>(r)], st);
-  if (s.keep < 1.0)
-    cache.keep_smallest_norms({0}, {cache.rows}, {split.counts[static_cast<std::size_t>(r)]}, st);
   const std::int64_t rows = static_cast<std::int64_t>(s.batch) * s.q_heads;
-  cuda::device_buffer<bf16> q(static_cast<std::size_t>(rows) * d), out(q.size());
+  std::unique_ptr<shard_cache> held;
+  cuda::device_buffer<bf16> q, out;
+  cuda::device_buffer<float> part, lse, all_part, all_lse;
+  allocate_together(g, [&] {
+    held = std::make_unique<shard_cache>(s, first, split.sizes[static_cast<std::size_t>(r)], st);
+    if (s.keep < 1.0)
+      held->keep_smallest_norms({0}, {held->rows}, {split.counts[static_cast<std::size_t>(r)]},
+                                st);
+    q.resize(static_cast<std::size_t>(rows) * d);
+    out.resize(q.size());
+    part.resize(static_cast<std::size_t>(rows) * d);
+    lse.resize(static_cast<std::size_t>(rows));
+    all_part.resize(static_cast<std::size_t>(P) * rows * d);
+    all_lse.resize(static_cast<std::size_t>(P) * rows);
+  });
+  const shard_cache& cache = *held;
   cuda::fill_hash(q.data(), q.size(), q_seed(s), qk_amplitude, st);
-  cuda::device_buffer<float> part(static_cast<std::size_t>(rows) * d), lse(rows),
-      all_part(static_cast<std::size_t>(P) * rows * d), all_lse(static_cast<std::size_t>(P) * rows);
   cuda::decode_args<bf16> a = cache.args(s, q.data());
   cuda::decode_workspace ws;
   cuda::plan_decode(a, ws, cuda::multiprocessors());

@@ -26,6 +26,7 @@
 #include "harness/error.hpp"
 #include "harness/record.hpp"
 #include "reports/json_report.hpp"
+#include "reports/stats.hpp"
 #include "suites/cp/cp_comm.hpp"
 #include "suites/cp/cp_schemes.hpp"
 
@@ -128,12 +129,6 @@ options parse(int argc, char** argv) {
   return o;
 }
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const std::size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 // The per-repetition time of the group: the slowest rank's, repetition by repetition.
 std::vector<double> group_times(process_group& g, const std::vector<double>& mine) {
   std::vector<double> out;
@@ -222,11 +217,10 @@ std::vector<case_def> plan_cases(const options& o) {
   return out;
 }
 
-// Attention FLOPs of a prefill over n tokens, or of one decode step over `keys` cached rows.
+// Attention FLOPs of a prefill over s.tokens tokens (context_parallel.hpp's count).
 double prefill_flops(const cp_shape& s) {
-  const double n = s.tokens;
-  const double scores = s.causal ? n * (n + 1) / 2 : n * n;
-  return 4.0 * s.head_dim * s.q_heads * scores;
+  return static_cast<double>(attention_flops(pair_scores(0, s.tokens, 0, s.tokens, s.causal),
+                                             s.q_heads, s.head_dim));
 }
 
 // A case's identity: suite, method, axes and canonical name, whatever its outcome.
@@ -295,7 +289,7 @@ record run_case(const options& o, const case_def& c, process_group& g, cp_device
   const bool any_oom = g.max(oom.empty() ? 0.0 : 1.0) > 0;
   ATTNBENCH_CHECK(!any_oom, out_of_memory,
                   (oom.empty() ? std::string("cp: another rank ran out of GPU memory") : oom));
-  const double time_ms = median(group_times(g, m.ms));
+  const double time_ms = sample_median(group_times(g, m.ms));
   double compute = 0, comm = 0;
   for (double x : m.compute_ms) compute += x;
   for (double x : m.comm_ms) comm += x;
@@ -330,7 +324,7 @@ record run_case(const options& o, const case_def& c, process_group& g, cp_device
     return rec;
   }
 
-  const double t1 = median(single.ms);
+  const double t1 = sample_median(single.ms);
   const double err = den > 0 ? std::sqrt(num / den) : 0.0;
   const double err1 = single.err_den > 0 ? std::sqrt(single.err_num / single.err_den) : 0.0;
   rec.metrics["time_ms"] = time_ms;

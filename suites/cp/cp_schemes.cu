@@ -179,8 +179,10 @@ void check_rows(const std::vector<ref_task>& tasks, const std::vector<const bf16
   }
 }
 
-// Reference tasks of prefill query row `token` (every query head) of a sequence of s.tokens.
-void prefill_tasks(const cp_shape& s, int token, std::vector<ref_task>& tasks) {
+// Reference tasks of prefill query row `token` (every query head) of a sequence of s.tokens,
+// with the output rows they check: `token_out` holds the token's [q_heads][head_dim] output.
+void prefill_checks(const cp_shape& s, int token, const bf16* token_out,
+                    std::vector<ref_task>& tasks, std::vector<const bf16*>& rows) {
   const int group = s.q_heads / s.kv_heads;
   for (int h = 0; h < s.q_heads; ++h) {
     ref_task t;
@@ -189,7 +191,18 @@ void prefill_tasks(const cp_shape& s, int token, std::vector<ref_task>& tasks) {
     t.key_stride = static_cast<std::int64_t>(s.kv_heads) * s.head_dim;
     t.visible = s.causal ? token + 1 : s.tokens;
     tasks.push_back(t);
+    rows.push_back(token_out + static_cast<std::int64_t>(h) * s.head_dim);
   }
+}
+
+// Q, K and V rows [begin, begin + count) of the sequence (token-major) into q, k, v.
+void fill_qkv(const cp_shape& s, std::int64_t begin, std::int64_t count, bf16* q, bf16* k,
+              bf16* v, cudaStream_t st) {
+  const std::int64_t q_row = static_cast<std::int64_t>(s.q_heads) * s.head_dim;
+  const std::int64_t kv_row = static_cast<std::int64_t>(s.kv_heads) * s.head_dim;
+  fill_rows(q, begin, count, q_row, q_seed(s), qk_amplitude, st);
+  fill_rows(k, begin, count, kv_row, k_seed(s), qk_amplitude, st);
+  fill_rows(v, begin, count, kv_row, v_seed(s), v_amplitude, st);
 }
 
 // Times `body` (enqueued on st) `reps` times after one warm-up, each from a host barrier.
@@ -354,12 +367,9 @@ cp_measure run_ring(cp_device& dev, const cp_shape& s, layout kind, int reps,
     int local = 0;
     for (int c : part.rank_chunks[static_cast<std::size_t>(r)]) {
       const chunk& ch = part.chunks[static_cast<std::size_t>(c)];
-      if (token >= ch.begin && token < ch.begin + ch.length) {
-        prefill_tasks(s, token, tasks);
-        for (int h = 0; h < s.q_heads; ++h)
-          rows.push_back(out.data() + (static_cast<std::int64_t>(local + token - ch.begin) *
-                                           s.q_heads + h) * s.head_dim);
-      }
+      if (token >= ch.begin && token < ch.begin + ch.length)
+        prefill_checks(s, token, out.data() + (local + token - ch.begin) * dims.q_row(), tasks,
+                       rows);
       local += ch.length;
     }
   }
@@ -406,12 +416,7 @@ cp_measure run_ulysses(cp_device& dev, const cp_shape& s, int reps,
     ho.resize(hq.size());
     pack.resize(std::max<std::size_t>(1, n_local * s.q_heads * d));
   });
-  fill_rows(q.data(), mine.begin, n_local, static_cast<std::int64_t>(s.q_heads) * d, q_seed(s),
-            qk_amplitude, st);
-  fill_rows(k.data(), mine.begin, n_local, static_cast<std::int64_t>(s.kv_heads) * d, k_seed(s),
-            qk_amplitude, st);
-  fill_rows(v.data(), mine.begin, n_local, static_cast<std::int64_t>(s.kv_heads) * d, v_seed(s),
-            v_amplitude, st);
+  fill_qkv(s, mine.begin, n_local, q.data(), k.data(), v.data(), st);
   event e0, e1, e2, e3;
 
   // Forward exchange of one tensor: heads `heads[j]` of my rows to rank j (packed, 2D copies),
@@ -491,12 +496,10 @@ cp_measure run_ulysses(cp_device& dev, const cp_shape& s, int reps,
   std::vector<ref_task> tasks;
   std::vector<const bf16*> rows;
   for (int token : ref_tokens)
-    if (token >= mine.begin && token < mine.begin + mine.length) {
-      prefill_tasks(s, token, tasks);
-      for (int h = 0; h < s.q_heads; ++h)
-        rows.push_back(o.data() +
-                       (static_cast<std::int64_t>(token - mine.begin) * s.q_heads + h) * d);
-    }
+    if (token >= mine.begin && token < mine.begin + mine.length)
+      prefill_checks(s, token,
+                     o.data() + static_cast<std::int64_t>(token - mine.begin) * s.q_heads * d,
+                     tasks, rows);
   check_rows(tasks, rows, s, m);
   return m;
 }
@@ -542,10 +545,13 @@ __global__ void key_norm_scores_kernel(const bf16* k, int segments, int page, in
   if (lane == 0) scores[row] = -sqrtf(acc);
 }
 
-__global__ void add_offset_kernel(int* rows, std::int64_t n, int offset) {
+// Adds `offset` to entries [0, count) of each of `segments` lists `stride` apart.
+__global__ void add_offset_kernel(int* rows, int segments, std::int64_t stride, int count,
+                                  int offset) {
+  const std::int64_t n = static_cast<std::int64_t>(segments) * count;
   for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<std::int64_t>(gridDim.x) * blockDim.x)
-    rows[i] += offset;
+    rows[(i / count) * stride + i % count] += offset;
 }
 
 // Merges P gathered partials (out [P][rows][d] float, lse [P][rows] natural log) into bf16 out
@@ -623,10 +629,8 @@ struct shard_cache {
       cuda::top_k(scores.data() + begins[i], rows, n_dev.data(), c_dev.data(), segments,
                   kept.data() + at, total, st);
       // top_k's indices are relative to the range: every segment's block of this range.
-      for (int seg = 0; seg < segments; ++seg) {
-        add_offset_kernel<<<1, 256, 0, st>>>(
-            kept.data() + static_cast<std::int64_t>(seg) * total + at, counts[i], begins[i]);
-      }
+      add_offset_kernel<<<detail::blocks_for(static_cast<std::int64_t>(segments) * counts[i]),
+                          256, 0, st>>>(kept.data() + at, segments, total, counts[i], begins[i]);
       ATTNBENCH_CUDA_LAUNCHED();
       ATTNBENCH_CUDA(cudaStreamSynchronize(st));
       at += counts[i];
@@ -660,10 +664,13 @@ struct shard_cache {
   }
 };
 
-// Reference tasks of every (sequence, query head) of a decode over the whole cache, or over the
-// kept rows (kept: [segments][per_segment] global tokens on the device).
-void decode_tasks(const cp_shape& s, const int* kept, int per_segment,
-                  std::vector<ref_task>& tasks) {
+// Checks the decode output `out` ([batch][q_heads][head_dim]) of every (sequence, query head)
+// against the reference over the whole cache, or over the kept rows (kept: [segments]
+// [per_segment] global tokens on the device), adding to m's error sums.
+void check_decode(const cp_shape& s, const int* kept, int per_segment, const bf16* out,
+                  cp_measure& m) {
+  std::vector<ref_task> tasks;
+  std::vector<const bf16*> rows;
   const int group = s.q_heads / s.kv_heads;
   for (int b = 0; b < s.batch; ++b)
     for (int h = 0; h < s.q_heads; ++h) {
@@ -676,7 +683,9 @@ void decode_tasks(const cp_shape& s, const int* kept, int per_segment,
       t.visible = kept ? per_segment : s.tokens;
       if (kept) t.keys = kept + (static_cast<std::int64_t>(b) * s.kv_heads + kvh) * per_segment;
       tasks.push_back(t);
+      rows.push_back(out + (static_cast<std::int64_t>(b) * s.q_heads + h) * s.head_dim);
     }
+  check_rows(tasks, rows, s, m);
 }
 
 // The shard ranges of a cache of s.tokens rows cut contiguously over P ranks, and each one's
@@ -758,20 +767,13 @@ cp_measure run_sharded_decode(cp_device& dev, const cp_shape& s, int reps) {
   if (r == 0) {
     // The reference over the same rows: every rank's kept rows, as global tokens (the single-GPU
     // selection over the same shard ranges makes the same list).
-    std::vector<ref_task> tasks;
     if (s.keep < 1.0) {
       shard_cache whole(s, 0, s.tokens, st);
       whole.keep_smallest_norms(split.begins, split.sizes, split.counts, st);
-      decode_tasks(s, whole.kept.data(), whole.kept_per_segment, tasks);
-      std::vector<const bf16*> out_rows;
-      for (std::int64_t i = 0; i < rows; ++i) out_rows.push_back(out.data() + i * d);
-      check_rows(tasks, out_rows, s, m);
-      return m;
+      check_decode(s, whole.kept.data(), whole.kept_per_segment, out.data(), m);
+    } else {
+      check_decode(s, nullptr, 0, out.data(), m);
     }
-    decode_tasks(s, nullptr, 0, tasks);
-    std::vector<const bf16*> out_rows;
-    for (std::int64_t i = 0; i < rows; ++i) out_rows.push_back(out.data() + i * d);
-    check_rows(tasks, out_rows, s, m);
   }
   return m;
 }
@@ -789,9 +791,7 @@ cp_measure run_single_gpu(const cp_shape& s, const std::string& phase, int ranks
     const std::int64_t n = s.tokens;
     cuda::device_buffer<bf16> q(static_cast<std::size_t>(n) * s.q_heads * d), o(q.size()),
         k(static_cast<std::size_t>(n) * s.kv_heads * d), v(k.size());
-    fill_rows(q.data(), 0, n, static_cast<std::int64_t>(s.q_heads) * d, q_seed(s), qk_amplitude, st);
-    fill_rows(k.data(), 0, n, static_cast<std::int64_t>(s.kv_heads) * d, k_seed(s), qk_amplitude, st);
-    fill_rows(v.data(), 0, n, static_cast<std::int64_t>(s.kv_heads) * d, v_seed(s), v_amplitude, st);
+    fill_qkv(s, 0, n, q.data(), k.data(), v.data(), st);
     const cuda::prefill_args a = cuda::token_major_prefill(
         q.data(), k.data(), v.data(), o.data(), 1, static_cast<int>(n), static_cast<int>(n),
         s.q_heads, s.kv_heads, d, 1.0f / std::sqrt(static_cast<float>(d)), s.causal);
@@ -799,11 +799,9 @@ cp_measure run_single_gpu(const cp_shape& s, const std::string& phase, int ranks
     m.compute_ms = {m.ms.back()};
     std::vector<ref_task> tasks;
     std::vector<const bf16*> rows;
-    for (int token : ref_tokens) {
-      prefill_tasks(s, token, tasks);
-      for (int h = 0; h < s.q_heads; ++h)
-        rows.push_back(o.data() + (static_cast<std::int64_t>(token) * s.q_heads + h) * d);
-    }
+    for (int token : ref_tokens)
+      prefill_checks(s, token, o.data() + static_cast<std::int64_t>(token) * s.q_heads * d,
+                     tasks, rows);
     check_rows(tasks, rows, s, m);
   } else {
     check_decode_shape(s);
@@ -822,11 +820,8 @@ cp_measure run_single_gpu(const cp_shape& s, const std::string& phase, int ranks
                                static_cast<std::int64_t>(s.q_heads) * d, st);
     });
     m.compute_ms = {m.ms.back()};
-    std::vector<ref_task> tasks;
-    decode_tasks(s, s.keep < 1.0 ? cache.kept.data() : nullptr, cache.kept_per_segment, tasks);
-    std::vector<const bf16*> out_rows;
-    for (std::int64_t i = 0; i < rows; ++i) out_rows.push_back(out.data() + i * d);
-    check_rows(tasks, out_rows, s, m);
+    check_decode(s, s.keep < 1.0 ? cache.kept.data() : nullptr, cache.kept_per_segment,
+                 out.data(), m);
   }
   ATTNBENCH_CUDA(cudaStreamSynchronize(st));
   cudaStreamDestroy(st);

@@ -198,6 +198,8 @@ class retrieval_model {
   float retrieval_strength(int q_head_id, int token) const;
   // Version 2: unit topic of the sentence holding p, so far (its key words): [topic dims].
   void topic_at(const std::vector<int>& tokens, std::int64_t p, float* out) const;
+  // Version 2: the contextual deviation (unit variance) of KV head head_id's offset at p.
+  float offset_deviation(int head_id, const std::vector<int>& tokens, std::int64_t p) const;
   // Rotates x ([head_dim]) in place by position pos: RoPE on the rotary dims, NeoX pairing.
   void apply_rope(float* x, std::int64_t pos) const;
   // A chain head's row at position p (both versions).
@@ -243,7 +245,7 @@ class retrieval_model {
   int m_dense_layers = 0;
   int m_rot = 0, m_topic_begin = 0, m_topic_dims = 0, m_content_begin = 0, m_content_dims = 0;
   std::vector<float> m_topic;           // [vocab, topic dims] unit topic rows
-  std::vector<float> m_offset_scale;    // [layers * kv_heads, vocab] offset magnitude
+  std::vector<float> m_offset_scale;    // [layers * kv_heads, vocab] offset draws (normal)
   std::vector<char> m_sentence_end;     // [vocab] '.', '?', '!'
   std::vector<float> m_offset_dir;      // [layers * kv_heads, 2]
   std::vector<float> m_position_dir;    // [layers * kv_heads, rotary dims]

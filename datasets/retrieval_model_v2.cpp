@@ -29,8 +29,10 @@ namespace {
 // Weight of the previous token in a non-retrieval value, and of the one before relative to it
 // (T10: V keeps >= 0.7 d of its rank).
 constexpr float k_value_context = 0.7f;
-// Tokens a non-retrieval key's content code spans (weights 0.85^j, down to 0.02).
+// Tokens a non-retrieval key's content code spans, and the weight of the j-th token back
+// (k_content_decay^j, down to 0.02); the keys' offset magnitude mixes its draws the same way.
 constexpr std::int64_t k_content_span = 24;
+constexpr float k_content_decay = 0.85f;
 
 }  // namespace
 
@@ -68,13 +70,14 @@ void retrieval_model::build_v2(rng& gen) {
   m_sentence_end.assign(static_cast<std::size_t>(v), 0);
   for (const char* p : {".", "?", "!"})
     if (vocab.find(p) >= 0) m_sentence_end[static_cast<std::size_t>(vocab.id(p))] = 1;
-  // Offset magnitude per KV head and token: keys whose offset is smaller have a smaller norm
-  // and, since queries score the offset negatively, receive more attention (KNorm's
-  // anti-correlation). Independent across heads, so the partial retrieval heads' preferences
-  // among near-ties do not add up in the readout.
+  // Offset magnitude per KV head: keys whose offset is smaller have a smaller norm and, since
+  // queries score the offset negatively, receive more attention (KNorm's anti-correlation).
+  // One standard normal draw per KV head and token; a key's magnitude mixes the draws of its
+  // token and its predecessors as its content code does (offset_deviation), so key norms vary
+  // smoothly along the text, as a contextual key's do. Independent across heads, so the partial
+  // retrieval heads' preferences among near-ties do not add up in the readout.
   m_offset_scale.resize(static_cast<std::size_t>(total) * static_cast<std::size_t>(v));
-  for (auto& s : m_offset_scale)
-    s = static_cast<float>(std::max(0.5, 1.0 + m_config.offset_spread * gen.normal()));
+  for (auto& s : m_offset_scale) s = static_cast<float>(gen.normal());
 
   // Per KV head: offset direction (2 channels), rotary position direction, vertical direction.
   m_offset_dir.resize(static_cast<std::size_t>(total) * 2);
@@ -220,6 +223,20 @@ float retrieval_model::retrieval_strength(int q_head_id, int token) const {
   return coin.uniform() < chance ? 1.0f : 0.1f;
 }
 
+float retrieval_model::offset_deviation(int head_id, const std::vector<int>& tokens,
+                                        std::int64_t p) const {
+  // The draws of the key's token and its predecessors (back to token 1) at the content code's
+  // weights k_content_decay^j over k_content_span tokens, rescaled to unit variance.
+  const std::size_t base = static_cast<std::size_t>(head_id) *
+                           static_cast<std::size_t>(vocabulary::instance().size());
+  float sum = 0.0f, weights = 0.0f, w_j = 1.0f;
+  for (std::int64_t j = p; j >= 1 && j > p - k_content_span; --j, w_j *= k_content_decay) {
+    sum += w_j * m_offset_scale[base + static_cast<std::size_t>(tokens[static_cast<std::size_t>(j)])];
+    weights += w_j * w_j;
+  }
+  return weights > 0.0f ? sum / std::sqrt(weights) : 0.0f;
+}
+
 void retrieval_model::topic_at(const std::vector<int>& tokens, std::int64_t p, float* out) const {
   // The topic of the sentence holding p, so far (causal): the sum of the topic rows of its key
   // words, unit norm, or zero. Key words are the vocabulary's entity-like nouns (the needle's
@@ -300,7 +317,7 @@ void retrieval_model::project_v2(int layer, const std::vector<int>& tokens, std:
       // (Quest's page bounds rely on it).
       float w_j = 1.0f;
       std::fill(content.begin(), content.end(), 0.0f);
-      for (std::int64_t j = p; j >= 1 && j > p - k_content_span; --j, w_j *= 0.85f) {
+      for (std::int64_t j = p; j >= 1 && j > p - k_content_span; --j, w_j *= k_content_decay) {
         const float* e = row(m_noise_k, tokens[static_cast<std::size_t>(j)]);
         for (int i = 0; i < m_content_dims; ++i) content[static_cast<std::size_t>(i)] += w_j * e[i];
       }
@@ -343,9 +360,10 @@ void retrieval_model::project_v2(int layer, const std::vector<int>& tokens, std:
       } else {
         // A key carrying a topic gives up as much offset length: salient keys are the smaller
         // ones (KNorm), and the topic never makes a key stand out by norm.
-        const float a = static_cast<float>(c.offset_norm) *
-                            m_offset_scale[static_cast<std::size_t>(head_id) * vocab_size +
-                                           static_cast<std::size_t>(tok)] -
+        const float scale =
+            std::max(0.5f, 1.0f + static_cast<float>(c.offset_spread) *
+                                      offset_deviation(head_id, tokens, p));
+        const float a = static_cast<float>(c.offset_norm) * scale -
                         static_cast<float>(c.topic_norm) * topic_length;
         kv[static_cast<std::size_t>(m_rot)] = a * u[0];
         kv[static_cast<std::size_t>(m_rot + 1)] = a * u[1];

@@ -95,8 +95,9 @@ struct workload_config {
   // unit content codes: BOS's key (-0.5 x the offset direction) is then 0.15x the median key
   // norm (Gu et al. 2025, Fig. 2: 0.1-0.5) and an 8-token chunk of keys stays within cosine
   // 0.9 of its mean (ShadowKV: most chunks above 0.8). `offset_spread`: relative spread of the
-  // offset per token, the source of KNorm's norm-attention anti-correlation (its sign is all
-  // the statistic asks; 5% adds 0.4 logits of noise to retrieval heads).
+  // offset (contextual: a key mixes its predecessors' draws as its content code mixes their
+  // codes), the source of KNorm's norm-attention anti-correlation (its sign is all the
+  // statistic asks; 5% adds 0.4 logits of noise to retrieval heads).
   // `offset_score`: how
   // much late-layer queries of non-sink heads score the offset against (a design check: BOS
   // wins a head's mass only when nothing matches). Sink heads score it so that BOS beats other

@@ -264,7 +264,6 @@ void retrieval_model::project_v2(int layer, const std::vector<int>& tokens, std:
   const auto sqrt_d = static_cast<float>(std::sqrt(static_cast<double>(d)));
   const auto& c = m_config;
   const bool dense_layer = layer < m_dense_layers;
-  const auto vocab_size = static_cast<std::size_t>(vocabulary::instance().size());
   // Sink heads: BOS beats every other key by sink_logit (the version-1 margin, about
   // ln(context) + 8), all of it from the offset: b (a + 0.5) = sink_logit.
   const auto sink_score = static_cast<float>(c.sink_logit / (c.offset_norm + 0.5));

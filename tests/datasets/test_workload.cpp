@@ -166,6 +166,57 @@ TEST_CASE("workload v2: BOS is a small key that wins the sink heads by angle, wi
   CHECK(sinks > 0);
 }
 
+TEST_CASE("workload v2: key norms vary smoothly along the text (the offset is contextual)",
+          "[workload]") {
+  // A key's offset magnitude mixes its own and its predecessors' draws (weights 0.85^j), so
+  // neighbouring keys' magnitudes correlate (about 0.85) and keys far apart do not; with one
+  // draw per token, neighbours of distinct tokens would be uncorrelated.
+  const model_shape shape = shape_preset("small");
+  const retrieval_model model(shape, workload_config::for_version(2));
+  const auto& v = vocabulary::instance();
+  std::vector<int> tokens = {v.bos()};
+  for (std::size_t i = 0; i < 1200; ++i)
+    tokens.push_back(v.fillers()[(i * 37) % v.fillers().size()]);
+  const int r = model.rotary_dims(), n = static_cast<int>(tokens.size());
+  auto correlation = [](const std::vector<double>& x, const std::vector<double>& y) {
+    double mx = 0, my = 0;
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      mx += x[i];
+      my += y[i];
+    }
+    mx /= static_cast<double>(x.size());
+    my /= static_cast<double>(y.size());
+    double sxy = 0, sxx = 0, syy = 0;
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      sxy += (x[i] - mx) * (y[i] - my);
+      sxx += (x[i] - mx) * (x[i] - mx);
+      syy += (y[i] - my) * (y[i] - my);
+    }
+    return sxy / std::sqrt(sxx * syy);
+  };
+  double near = 0, far = 0;
+  int heads = 0;
+  const int layer = shape.layers - 1;
+  layer_qkv x = project_layer(model, layer, tokens);
+  for (int h = 0; h < shape.kv_heads; ++h) {
+    if (model.role(layer, h) == head_role::chain || model.role(layer, h) == head_role::aggregation)
+      continue;
+    std::vector<double> a;  // the offset's magnitude: its two channels follow the rotary dims
+    for (int t = 1; t < n; ++t) {
+      const float* k = x.k.view().at(t, h);
+      a.push_back(std::hypot(k[r], k[r + 1]));
+    }
+    const std::size_t m = a.size();
+    near += correlation({a.begin(), a.end() - 1}, {a.begin() + 1, a.end()});
+    far += correlation({a.begin(), a.begin() + static_cast<std::ptrdiff_t>(m - 200)},
+                       {a.begin() + 200, a.end()});
+    ++heads;
+  }
+  REQUIRE(heads > 0);
+  CHECK(near / heads > 0.7);
+  CHECK(std::abs(far / heads) < 0.2);
+}
+
 TEST_CASE("workload v2: dense sink-free early layers, few retrieval heads in the upper half",
           "[workload]") {
   const model_shape shape = shape_preset("llama3-8b");

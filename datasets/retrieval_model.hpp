@@ -246,7 +246,7 @@ class retrieval_model {
   int m_dense_layers = 0;
   int m_rot = 0, m_topic_begin = 0, m_topic_dims = 0, m_content_begin = 0, m_content_dims = 0;
   std::vector<float> m_topic;           // [vocab, topic dims] unit topic rows
-  std::vector<float> m_offset_scale;    // [layers * kv_heads, vocab] offset draws (normal)
+  std::vector<float> m_offset_draw;     // [layers * kv_heads, vocab] offset draws (normal)
   std::vector<char> m_sentence_end;     // [vocab] '.', '?', '!'
   std::vector<float> m_offset_dir;      // [layers * kv_heads, 2]
   std::vector<float> m_position_dir;    // [layers * kv_heads, rotary dims]

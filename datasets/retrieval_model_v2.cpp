@@ -76,8 +76,8 @@ void retrieval_model::build_v2(rng& gen) {
   // token and its predecessors as its content code does (offset_deviation), so key norms vary
   // smoothly along the text, as a contextual key's do. Independent across heads, so the partial
   // retrieval heads' preferences among near-ties do not add up in the readout.
-  m_offset_scale.resize(static_cast<std::size_t>(total) * static_cast<std::size_t>(v));
-  for (auto& s : m_offset_scale) s = static_cast<float>(gen.normal());
+  m_offset_draw.resize(static_cast<std::size_t>(total) * static_cast<std::size_t>(v));
+  for (auto& s : m_offset_draw) s = static_cast<float>(gen.normal());
 
   // Per KV head: offset direction (2 channels), rotary position direction, vertical direction.
   m_offset_dir.resize(static_cast<std::size_t>(total) * 2);
@@ -231,7 +231,7 @@ float retrieval_model::offset_deviation(int head_id, const std::vector<int>& tok
                            static_cast<std::size_t>(vocabulary::instance().size());
   float sum = 0.0f, weights = 0.0f, w_j = 1.0f;
   for (std::int64_t j = p; j >= 1 && j > p - k_content_span; --j, w_j *= k_content_decay) {
-    sum += w_j * m_offset_scale[base + static_cast<std::size_t>(tokens[static_cast<std::size_t>(j)])];
+    sum += w_j * m_offset_draw[base + static_cast<std::size_t>(tokens[static_cast<std::size_t>(j)])];
     weights += w_j * w_j;
   }
   return weights > 0.0f ? sum / std::sqrt(weights) : 0.0f;

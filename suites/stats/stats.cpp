@@ -12,8 +12,9 @@
 /// is all three (T9 only when its sidecar names the answer, see trace_steps()).
 /// Probe queries: the last stats.queries prompt tokens (the question). Late layers: >= 2.
 /// Deterministic subsampling, to stay within about two minutes at llama3-8b on 2 cores:
-/// - T7's H2O scores accumulate the attention of stats.h2o_rows prompt query rows at a fixed
-///   stride ending at the last one (n - 1, n - 1 - n/R, ...), not of every row;
+/// - T7's H2O scores estimate the attention accumulated over every prompt row: the probe rows
+///   whole, the rows before them through stats.h2o_rows rows, one at the middle of each of as
+///   many equal strata, weighted by the stratum's width;
 /// - T8 uses the last stats.long_queries prompt tokens of the long prompt;
 /// - T10's spectra and channel RMS use stats.t10_rows key / value rows at a fixed stride
 ///   (BOS left out: it is the sink's outlier, not the channel structure).
@@ -50,8 +51,9 @@ constexpr std::int64_t k_quick_length = 1024;
 constexpr std::int64_t k_quick_long_length = 2048;
 // T8: a few last prompt queries of the 32K prompt (each costs n * heads * head_dim).
 constexpr int k_default_long_queries = 4;
-// T7 H2O: prompt query rows accumulated (stride n / rows); T10: rows per spectrum.
-constexpr int k_default_h2o_rows = 32;
+// T7 H2O: sampled prompt query rows before the probes (one per stratum); T10: rows per
+// spectrum.
+constexpr int k_default_h2o_rows = 128;
 constexpr int k_default_t10_rows = 1024;
 // T9: NIAH prompts per case (Wu et al. average many needle tests; 3 answer tokens each here).
 constexpr int k_default_t9_samples = 4;
@@ -282,11 +284,16 @@ main_layer measure_main_layer(const qkv_source& src, int l, const settings& set,
   main_layer out;
   out.importance.assign(static_cast<std::size_t>(shape.q_heads), 0.0);
 
-  // H2O's rows: n - 1, n - 1 - stride, ... (descending), in blocks of four for dot_rows.
-  const int h2o_rows = static_cast<int>(std::min<std::int64_t>(set.h2o_rows, n));
-  const std::int64_t stride = std::max<std::int64_t>(1, n / h2o_rows);
-  std::vector<std::int64_t> rows;
-  for (int r = 0; r < h2o_rows && n - 1 - r * stride >= 0; ++r) rows.push_back(n - 1 - r * stride);
+  // H2O's scores estimate the attention accumulated over every prompt row, stratified: the
+  // probe rows [first, n) (the question) enter whole at weight 1, and the rows before them
+  // through h2o_rows rows at the middles of equal strata of [0, first), each weighted by its
+  // stratum's width. Sampling at a stride that ended at n - 1 gave the question's last row the
+  // weight of a whole stratum (n / rows rows), and so the question's own attention a share of
+  // the scores it does not have when every row is counted.
+  const std::int64_t strata = std::min<std::int64_t>(set.h2o_rows, first);
+  std::vector<std::int64_t> rows;  // sampled rows before the probes, ascending
+  for (std::int64_t r = 0; r < strata; ++r) rows.push_back((2 * r + 1) * first / (2 * strata));
+  const double row_weight = strata > 0 ? static_cast<double>(first) / static_cast<double>(strata) : 0.0;
 
   // The queries the layer needs, sorted: T4's input (the first 64 positions, so q's first
   // rows), H2O's rows and the probe queries.
@@ -344,12 +351,13 @@ main_layer measure_main_layer(const qkv_source& src, int l, const settings& set,
       dots.resize(static_cast<std::size_t>(probes) * static_cast<std::size_t>(n));
       stats::dot_rows(qs.data(), probes, keys.data(), n, d, dots.data());
 
-      // H2O: attention accumulated over the sampled prompt rows.
+      // H2O: attention accumulated over the prompt rows (the sampled rows at their strata's
+      // weight, then the probe rows below).
       std::fill(acc.begin(), acc.end(), 0.0);
       std::vector<double> row_dots;
       for (std::size_t b = 0; b < rows.size(); b += 4) {
         const int count = static_cast<int>(std::min<std::size_t>(4, rows.size() - b));
-        const std::int64_t span = rows[b] + 1;
+        const std::int64_t span = rows[b + static_cast<std::size_t>(count) - 1] + 1;
         std::vector<float> rq(static_cast<std::size_t>(count) * static_cast<std::size_t>(d));
         for (int i = 0; i < count; ++i)
           std::copy_n(q_at(q, rows[b + static_cast<std::size_t>(i)], qh), d,
@@ -362,8 +370,15 @@ main_layer measure_main_layer(const qkv_source& src, int l, const settings& set,
               row_dots.data() + static_cast<std::size_t>(i) * static_cast<std::size_t>(span), seen,
               scale, w.data());
           for (std::int64_t t = 0; t < seen; ++t)
-            acc[static_cast<std::size_t>(t)] += w[static_cast<std::size_t>(t)];
+            acc[static_cast<std::size_t>(t)] += row_weight * w[static_cast<std::size_t>(t)];
         }
+      }
+      for (int i = 0; i < probes; ++i) {
+        const std::int64_t seen = first + i + 1;
+        stats::softmax(dots.data() + static_cast<std::size_t>(i) * static_cast<std::size_t>(n),
+                       seen, scale, w.data());
+        for (std::int64_t t = 0; t < seen; ++t)
+          acc[static_cast<std::size_t>(t)] += w[static_cast<std::size_t>(t)];
       }
 
       const stats::ranking h2o = stats::rank_scores(acc);
@@ -772,7 +787,8 @@ class stats_suite final : public suite {
     r.extra["t10_keys"] = rope ? "pre-RoPE (RoPE undone: " + rope->from + ")"
                                : std::string("post-RoPE (the source names no RoPE)");
     r.extra["subsampling"] =
-        "T7 H2O accumulates h2o_rows prompt query rows at stride n / h2o_rows ending at n - 1; "
+        "T7 H2O accumulates the probe rows and h2o_rows rows before them, one at the middle of "
+        "each of h2o_rows equal strata weighted by its width; "
         "T8 uses the last long_probe_queries prompt queries; T10 uses t10_rows rows at a fixed "
         "stride, BOS left out";
     r.extra["metrics_from"] = "the Q/K/V source under exact float64 attention (no method)";

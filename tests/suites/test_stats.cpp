@@ -100,6 +100,32 @@ TEST_CASE("stats on a trace without an answer skips T9 and says why", "[stats][t
   std::filesystem::remove_all(cfg.out_dir);
 }
 
+TEST_CASE("stats: T7's sampled H2O scores agree with the accumulation over every prompt row",
+          "[stats]") {
+  // stats.h2o_rows at the prompt length counts every row before the probe queries once, the
+  // exact accumulation H2O makes; the default samples one row per stratum at its stratum's
+  // weight. An estimate that over-weights the question (a stride ending at its last row did)
+  // moves the recalls by far more than the sampling noise allowed here.
+  auto t7 = [](const std::string& rows, const std::string& out) {
+    std::ostringstream progress;
+    run_config cfg = stats_config({"dense"}, out);
+    if (!rows.empty()) cfg.options.params["stats.h2o_rows"] = rows;
+    report r = run_benchmark(cfg, progress);
+    REQUIRE(r.records.size() == 1);
+    REQUIRE(r.records[0].status == record_status::ok);
+    std::filesystem::remove_all(cfg.out_dir);
+    return r.records[0].metrics;
+  };
+  const auto sampled = t7("", "h2o_sampled");
+  const auto exact = t7("1200", "h2o_exact");
+  for (const char* m : {"t7_h2o_recall_64", "t7_h2o_recall_256", "t7_h2o_recall_1024"}) {
+    INFO(m << " sampled " << sampled.at(m) << " exact " << exact.at(m));
+    CHECK(std::abs(sampled.at(m) - exact.at(m)) <= 0.03);
+  }
+  // Quest's recall does not depend on H2O's rows.
+  CHECK(sampled.at("t7_quest_recall_64") == exact.at("t7_quest_recall_64"));
+}
+
 TEST_CASE("stats: the quick preset's case and the default shape", "[stats]") {
   const suite* s = suite_registry::instance().find("stats");
   REQUIRE(s != nullptr);

@@ -34,7 +34,7 @@ namespace attnbench::hip {
 /// blocks of 2 keys on GPUs (block-sparse tiles); here each decode query searches alone and the
 /// leaf default is 16, so that the search stops log2(8) levels earlier at the same budget
 /// (the needle tokens the workload retrieves sit in runs of 3 or more). The mask is not cached
-/// across decode steps (the paper refreshes it every few steps); no sink or window is forced.
+/// across decode steps (the paper refreshes it every few steps).
 inline std::vector<param_def> schema() {
   auto params = budget_params(1024);
   constexpr std::int64_t max_tokens = std::int64_t{1} << 20;

@@ -194,7 +194,7 @@ std::vector<int> niah_question(int key, value_kind kind) {
 }
 
 niah_sample make_niah(std::int64_t length, double depth, haystack_kind haystack_type,
-                      value_kind value_type, std::uint64_t seed) {
+                      value_kind value_type, std::uint64_t seed, bool close_cut_sentence) {
   ATTNBENCH_CHECK(depth >= 0 && depth <= 1, bad_input, "depth must be in [0, 1], got " << depth);
   rng gen(seed);
   const auto& keys = vocab().keys();
@@ -216,6 +216,11 @@ niah_sample make_niah(std::int64_t length, double depth, haystack_kind haystack_
   for (auto b : h.boundaries)
     if (std::abs(static_cast<double>(b) - target) < std::abs(static_cast<double>(at) - target))
       at = b;
+
+  static const int period = vocab().id(".");
+  if (close_cut_sentence && at == static_cast<std::int64_t>(h.tokens.size()) && !h.tokens.empty() &&
+      h.tokens.back() != period)
+    h.tokens.back() = period;
 
   s.context.reserve(
       static_cast<std::size_t>(length - static_cast<std::int64_t>(s.question.size())));

@@ -56,7 +56,12 @@ struct niah_sample {
   double actual_depth = 0;           // needle_begin / haystack length
 };
 
+/// With close_cut_sentence, a needle placed after the haystack's last sentence, which the cut to
+/// the exact length may have left without its end, gets a period in place of that sentence's
+/// last token, so that the needle starts a sentence of its own (workload v2's topics run to the
+/// sentence's end: without the period the needle's sentence shares the cut one's key). Off for
+/// workload version 1, whose prompts stay as they were.
 niah_sample make_niah(std::int64_t length, double depth, haystack_kind haystack_type,
-                      value_kind value_type, std::uint64_t seed);
+                      value_kind value_type, std::uint64_t seed, bool close_cut_sentence = false);
 
 }  // namespace attnbench

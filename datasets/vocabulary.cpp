@@ -126,7 +126,9 @@ std::string vocabulary::detokenize(const std::vector<int>& ids) const {
   std::string out;
   token_class prev = token_class::special;
   // A two-letter hex chunk that spells a word ("be", "ad") has the word's id: inside a run of
-  // chunks (a chunk or '-' on both sides) it is a chunk.
+  // chunks (a chunk or '-' on both sides) it is a chunk, and so it is at the end of a hex run
+  // (before punctuation or the end of the text: a UUID's last group may end in one), where the
+  // run holds a hex chunk or '-' (after a plain number, "42 be", it stays a word).
   auto is_chunk = [&](std::size_t i) {
     const token_class k = cls(ids[i]);
     return k == token_class::number || k == token_class::hex || text(ids[i]) == "-";
@@ -139,8 +141,17 @@ std::string vocabulary::detokenize(const std::vector<int>& ids) const {
     int t = ids[i];
     token_class c = cls(t);
     const std::string& s = text(t);
-    if (c != token_class::number && c != token_class::hex && i > 0 && i + 1 < ids.size() &&
-        hex_text(s) && is_chunk(i - 1) && is_chunk(i + 1))
+    auto hex_run_before = [&] {
+      for (std::size_t j = i; j > 0 && is_chunk(j - 1); --j)
+        if (cls(ids[j - 1]) == token_class::hex || text(ids[j - 1]) == "-") return true;
+      return false;
+    };
+    const bool chunk_after =
+        i + 1 < ids.size() ? is_chunk(i + 1) ||
+                                 (cls(ids[i + 1]) == token_class::punctuation && hex_run_before())
+                           : hex_run_before();
+    if (c != token_class::number && c != token_class::hex && i > 0 && hex_text(s) &&
+        is_chunk(i - 1) && chunk_after)
       c = token_class::hex;
     bool chunk = c == token_class::number || c == token_class::hex;
     bool prev_chunk = prev == token_class::number || prev == token_class::hex;

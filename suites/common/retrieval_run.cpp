@@ -340,7 +340,8 @@ niah_outcome run_niah_sample(const run_context& ctx, const method_instance& meth
                              value_kind needle, std::uint64_t seed,
                              const std::function<void(niah_sample&)>& maybe_edit,
                              const std::vector<const retrieval_model*>& bucket_passes) {
-  niah_sample sample = make_niah(length, depth, haystack, needle, seed);
+  niah_sample sample =
+      make_niah(length, depth, haystack, needle, seed, ctx.model->config().version >= 2);
   if (maybe_edit) maybe_edit(sample);
   niah_outcome out;
   out.result =

@@ -27,6 +27,11 @@ TEST_CASE("uuids tokenize in hex chunks and detokenize back", "[vocabulary]") {
   const std::string wordy = "50661d2f-8592-4009-8b74-3abe85ba2b5d";
   CHECK(v.detokenize(v.tokenize(wordy)) == wordy);
   CHECK(v.detokenize(v.tokenize("to be or")) == "to be or");
+  // ... and at the end of a UUID, alone or before the sentence's period.
+  const std::string tail = "c3295703-05db-a68a-505d-2229f98c67be";
+  CHECK(v.detokenize(v.tokenize(tail)) == tail);
+  CHECK(v.detokenize(v.tokenize(tail + ".")) == tail + ".");
+  CHECK(v.detokenize(v.tokenize("it is 42 be")) == "it is 42 be");
 }
 
 TEST_CASE("words are one token; unknown words are rejected", "[vocabulary]") {

@@ -29,6 +29,30 @@ TEST_CASE("niah prompts have the exact length and the needle at the requested de
   }
 }
 
+TEST_CASE("a needle placed after a cut sentence starts a sentence of its own (workload v2)",
+          "[workload]") {
+  const int period = vocabulary::instance().id(".");
+  int cut = 0;
+  for (std::uint64_t seed = 1; seed <= 20; ++seed) {
+    const niah_sample plain = make_niah(2048, 1.0, haystack_kind::needle, value_kind::uuid, seed);
+    const niah_sample closed =
+        make_niah(2048, 1.0, haystack_kind::needle, value_kind::uuid, seed, true);
+    REQUIRE(closed.context.size() == plain.context.size());
+    REQUIRE(closed.needle_begin == plain.needle_begin);
+    const auto before = static_cast<std::size_t>(plain.needle_begin - 1);
+    // Closed: the token before the needle ends a sentence. Only that token may differ.
+    CHECK(closed.context[before] == period);
+    for (std::size_t i = 0; i < plain.context.size(); ++i)
+      if (i != before) CHECK(closed.context[i] == plain.context[i]);
+    cut += plain.context[before] != period;
+  }
+  // The haystack's lines are about 28 tokens long, so most cuts fall inside one.
+  CHECK(cut >= 10);
+  // Away from the end the needle already sits on a sentence boundary: nothing changes.
+  const niah_sample mid = make_niah(2048, 0.5, haystack_kind::needle, value_kind::uuid, 3, true);
+  CHECK(mid.context == make_niah(2048, 0.5, haystack_kind::needle, value_kind::uuid, 3).context);
+}
+
 TEST_CASE("the same seed gives identical tokens and Q/K/V bytes", "[workload]") {
   niah_sample a = make_niah(1024, 0.5, haystack_kind::essay, value_kind::number, 42);
   niah_sample b = make_niah(1024, 0.5, haystack_kind::essay, value_kind::number, 42);

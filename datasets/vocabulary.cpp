@@ -137,21 +137,24 @@ std::string vocabulary::detokenize(const std::vector<int>& ids) const {
     return !s.empty() && s.size() <= 2 &&
            std::all_of(s.begin(), s.end(), [](char x) { return is_digit(x) || is_hex_letter(x); });
   };
+  // The chunks before i hold a hex chunk or '-' (not a plain number).
+  auto hex_run_before = [&](std::size_t i) {
+    for (std::size_t j = i; j > 0 && is_chunk(j - 1); --j)
+      if (cls(ids[j - 1]) == token_class::hex || text(ids[j - 1]) == "-") return true;
+    return false;
+  };
+  // What follows i keeps it a chunk: another chunk, or the end of a hex run.
+  auto chunk_follows = [&](std::size_t i) {
+    if (i + 1 < ids.size() && is_chunk(i + 1)) return true;
+    const bool run_ends = i + 1 == ids.size() || cls(ids[i + 1]) == token_class::punctuation;
+    return run_ends && hex_run_before(i);
+  };
   for (std::size_t i = 0; i < ids.size(); ++i) {
     int t = ids[i];
     token_class c = cls(t);
     const std::string& s = text(t);
-    auto hex_run_before = [&] {
-      for (std::size_t j = i; j > 0 && is_chunk(j - 1); --j)
-        if (cls(ids[j - 1]) == token_class::hex || text(ids[j - 1]) == "-") return true;
-      return false;
-    };
-    const bool chunk_after =
-        i + 1 < ids.size() ? is_chunk(i + 1) ||
-                                 (cls(ids[i + 1]) == token_class::punctuation && hex_run_before())
-                           : hex_run_before();
     if (c != token_class::number && c != token_class::hex && i > 0 && hex_text(s) &&
-        is_chunk(i - 1) && chunk_after)
+        is_chunk(i - 1) && chunk_follows(i))
       c = token_class::hex;
     bool chunk = c == token_class::number || c == token_class::hex;
     bool prev_chunk = prev == token_class::number || prev == token_class::hex;

@@ -293,7 +293,8 @@ main_layer measure_main_layer(const qkv_source& src, int l, const settings& set,
   const std::int64_t strata = std::min<std::int64_t>(set.h2o_rows, first);
   std::vector<std::int64_t> rows;  // sampled rows before the probes, ascending
   for (std::int64_t r = 0; r < strata; ++r) rows.push_back((2 * r + 1) * first / (2 * strata));
-  const double row_weight = strata > 0 ? static_cast<double>(first) / static_cast<double>(strata) : 0.0;
+  const double row_weight =
+      strata > 0 ? static_cast<double>(first) / static_cast<double>(strata) : 0.0;
 
   // The queries the layer needs, sorted: T4's input (the first 64 positions, so q's first
   // rows), H2O's rows and the probe queries.
@@ -313,7 +314,8 @@ main_layer measure_main_layer(const qkv_source& src, int l, const settings& set,
   const std::vector<float>& keys = ws.keys;
 
   std::vector<double> dots, w(static_cast<std::size_t>(n)), acc(static_cast<std::size_t>(n)),
-      received(static_cast<std::size_t>(first + 1));
+      received(static_cast<std::size_t>(first + 1)),
+      probe_w(static_cast<std::size_t>(probes) * static_cast<std::size_t>(n));
   std::vector<float> qs;
   for (int kh = 0; kh < shape.kv_heads; ++kh) {
     stats::head_rows(k.view(), kh, n, ws.keys);
@@ -373,12 +375,13 @@ main_layer measure_main_layer(const qkv_source& src, int l, const settings& set,
             acc[static_cast<std::size_t>(t)] += row_weight * w[static_cast<std::size_t>(t)];
         }
       }
+      // The probe rows' weights, kept for T5 and T7 below.
       for (int i = 0; i < probes; ++i) {
         const std::int64_t seen = first + i + 1;
-        stats::softmax(dots.data() + static_cast<std::size_t>(i) * static_cast<std::size_t>(n),
-                       seen, scale, w.data());
+        const auto at = static_cast<std::size_t>(i) * static_cast<std::size_t>(n);
+        stats::softmax(dots.data() + at, seen, scale, probe_w.data() + at);
         for (std::int64_t t = 0; t < seen; ++t)
-          acc[static_cast<std::size_t>(t)] += w[static_cast<std::size_t>(t)];
+          acc[static_cast<std::size_t>(t)] += probe_w[at + static_cast<std::size_t>(t)];
       }
 
       const stats::ranking h2o = stats::rank_scores(acc);
@@ -393,9 +396,10 @@ main_layer measure_main_layer(const qkv_source& src, int l, const settings& set,
           for (int c = 0; c < d; ++c) qn += static_cast<double>(qr[c]) * qr[c];
           margin += stats::sink_angle_margin(row, knorm, seen, std::sqrt(qn));
         }
-        stats::softmax(row, seen, scale, w.data());
+        const double* wr =
+            probe_w.data() + static_cast<std::size_t>(i) * static_cast<std::size_t>(n);
         for (std::int64_t t = 0; t <= first; ++t)
-          received[static_cast<std::size_t>(t)] += w[static_cast<std::size_t>(t)];
+          received[static_cast<std::size_t>(t)] += wr[static_cast<std::size_t>(t)];
         // T7: the exact top-10 by logit, against Quest's pages and H2O's kept keys.
         const std::vector<std::int64_t> top = stats::top_indices(row, seen, k_top);
         const std::vector<double> page_scores =
